@@ -1,0 +1,151 @@
+"""The one definition of the embedded store's schema, and its ordered migrations.
+
+Conventions every reader and writer relies on:
+
+* Steps are stored exactly, as integers in micro-steps (``step * 1_000_000``, truncated the way
+  the Neptune clients do), and returned as ``micro / 1e6``.
+* Timestamps and datetimes are integers in epoch milliseconds.
+* SQLite cannot store NaN (it binds NaN as NULL), so a float cell that is NULL where the type
+  requires a value means NaN. ±inf is stored as is.
+* ``attributes.num`` has no declared type on purpose: ints stay exact 64-bit integers and floats
+  stay floats, and SQLite compares the two numerically.
+* Series attributes carry aggregates over their committed points as seen through full lineage
+  (inherited points up to each fork step plus the run's own): ``num`` = last value, ``count``,
+  ``last_step``, ``last_ts`` and, over finite values only, ``fmin``, ``fmax``, ``fsum``,
+  ``fsumsq``, ``fcount``. NQL filters on these without touching points.
+* Float-series points live in ``chunks``: the row id is ``(attribute id << CHUNK_BITS) | chunk
+  number``, so one range scan over the rowid reads a series in order. Statistics columns come
+  before the blobs so that summaries never read blob pages.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ATTRIBUTE_TYPES", "CHUNK_BITS", "MIGRATIONS", "SCHEMA_VERSION", "SERIES_TYPES"]
+
+CHUNK_BITS = 24
+"""Bits of a chunk row id that hold the chunk number; the rest hold the attribute id."""
+
+ATTRIBUTE_TYPES = (
+    "float",
+    "int",
+    "bool",
+    "string",
+    "datetime",
+    "string_set",
+    "file",
+    "float_series",
+    "string_series",
+    "histogram_series",
+    "file_series",
+)
+"""Attribute type names as stored in ``attributes.type`` (the query API's Python names)."""
+
+SERIES_TYPES = frozenset({"float_series", "string_series", "histogram_series", "file_series"})
+
+_V1 = """
+CREATE TABLE projects (
+    id INTEGER PRIMARY KEY,
+    workspace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    project_key TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    visibility TEXT NOT NULL DEFAULT 'priv',
+    created_ms INTEGER NOT NULL,
+    next_run_no INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (workspace, name)
+);
+
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    run_id TEXT NOT NULL,                 -- sys/custom_run_id
+    short_no INTEGER NOT NULL,            -- sys/id = <project key>-<short_no>
+    uuid TEXT NOT NULL,                   -- sys/diagnostics/run_uuid
+    family TEXT NOT NULL,                 -- sys/family
+    experiment_name TEXT,                 -- sys/name and sys/experiment/name; NULL: none
+    is_head INTEGER NOT NULL DEFAULT 0,   -- sys/experiment/is_head
+    owner TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    creation_ms INTEGER NOT NULL,
+    modification_ms INTEGER NOT NULL,
+    ping_ms INTEGER NOT NULL,
+    closed INTEGER NOT NULL DEFAULT 0,    -- the logging process closed the run
+    failed INTEGER NOT NULL DEFAULT 0,
+    trashed INTEGER NOT NULL DEFAULT 0,
+    archived INTEGER NOT NULL DEFAULT 0,
+    parent_id INTEGER REFERENCES runs(id),
+    fork_step INTEGER,                    -- micro-steps; NULL for a root run
+    depth INTEGER NOT NULL DEFAULT 0,     -- sys/forking/depth
+    size_bytes INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (project_id, run_id)
+);
+CREATE INDEX runs_by_creation ON runs (project_id, creation_ms);
+CREATE INDEX runs_by_experiment ON runs (project_id, experiment_name, is_head);
+
+CREATE TABLE attributes (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    path TEXT NOT NULL,
+    type TEXT NOT NULL,
+    num,                                  -- float/int/bool/datetime value; series: last value
+    text TEXT,                            -- string; string_set/file/last histogram or file: JSON
+    count INTEGER,
+    last_step INTEGER,
+    last_ts INTEGER,
+    fmin REAL,
+    fmax REAL,
+    fsum REAL,
+    fsumsq REAL,
+    fcount INTEGER,
+    UNIQUE (run_id, path)
+);
+CREATE INDEX attributes_by_path ON attributes (path, type);
+
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,               -- (attribute id << CHUNK_BITS) | chunk number
+    n INTEGER NOT NULL,
+    step_first INTEGER NOT NULL,
+    step_last INTEGER NOT NULL,
+    ts_first INTEGER NOT NULL,
+    ts_last INTEGER NOT NULL,
+    vmin REAL,                            -- finite values only; NULL when none
+    vmax REAL,
+    steps BLOB NOT NULL,
+    vals BLOB NOT NULL,
+    ts BLOB NOT NULL
+);
+
+CREATE TABLE previews (
+    attr_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value REAL,                           -- NULL = NaN
+    completion REAL NOT NULL,
+    PRIMARY KEY (attr_id, step)
+) WITHOUT ROWID;
+
+CREATE TABLE points (
+    id INTEGER PRIMARY KEY,
+    attr_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value NOT NULL                        -- string; histogram and file: JSON text
+);
+CREATE UNIQUE INDEX points_by_series ON points (attr_id, step);
+
+CREATE TABLE blobs (
+    project_id INTEGER NOT NULL,
+    path TEXT NOT NULL,                   -- the storage key the client chose
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mime_type TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (project_id, path)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [_V1]
+"""Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
+
+SCHEMA_VERSION = len(MIGRATIONS)

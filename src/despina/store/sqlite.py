@@ -1,0 +1,263 @@
+"""The embedded store: one SQLite database in WAL mode plus a directory of content-addressed blobs.
+
+Several processes may log and read at once. Writers take short ``BEGIN IMMEDIATE`` transactions
+and wait on each other through ``busy_timeout``; readers never block writers (WAL). Each thread
+gets its own connection. Committed transactions survive a killed process
+(``synchronous=NORMAL``); :meth:`Store.sync_to_disk` also forces them through the OS cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from despina.config import parse_project, resolve_home
+from despina.errors import ProjectNotFound, SchemaTooNew, StoreError
+from despina.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ["DB_FILE", "Store"]
+
+DB_FILE = "despina.db"
+BUSY_TIMEOUT_MS = 60_000
+PAGE_SIZE = 8192
+
+
+class Store:
+    """Where projects, runs and everything logged to them live, on local disk.
+
+    Construction is cheap and touches nothing; :meth:`open` creates the directory, connects and
+    migrates. The object is safe to share between threads (one connection per thread).
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.db_path = home / DB_FILE
+        self.blobs_dir = home / "blobs"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] | None = None) -> Store:
+        """Open (creating and migrating when needed) the store at ``home`` (see ``resolve_home``).
+
+        Raises:
+            StoreError: the directory cannot be created or the database cannot be opened.
+            SchemaTooNew: the database was written by a newer despina.
+        """
+        store = cls(resolve_home(home))
+        try:
+            store.home.mkdir(parents=True, exist_ok=True)
+            store.blobs_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the store directory {str(store.home)!r}: {exc.strerror}; "
+                "set DESPINA_HOME to a writable directory"
+            ) from exc
+        store._migrate()
+        return store
+
+    # -- connections -------------------------------------------------------------------------
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit mode: transactions are explicit)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.db_path, isolation_level=None, check_same_thread=False, timeout=60
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new file
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -65536")
+            conn.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store database {str(self.db_path)!r}: {exc}") from exc
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this object opened."""
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error.
+
+        Raises:
+            StoreError: the database stayed locked past the busy timeout or failed to write.
+        """
+        conn = self.connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot start a write to {str(self.db_path)!r}: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise StoreError(f"cannot commit to {str(self.db_path)!r}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every statement inside sees the same snapshot."""
+        conn = self.connection()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("COMMIT")
+
+    def sync_to_disk(self) -> None:
+        """Force committed data through the OS cache (fsync of the database and its WAL)."""
+        for path in (self.db_path, self.db_path.with_name(DB_FILE + "-wal")):
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The schema version of the database (0 for an empty file)."""
+        conn = self.connection()
+        row = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if row is None:
+            return 0
+        found = conn.execute("SELECT version FROM schema_version").fetchone()
+        return int(found[0]) if found else 0
+
+    def _migrate(self) -> None:
+        if self.schema_version() == SCHEMA_VERSION:
+            return
+        with self.write() as conn:
+            current = self.schema_version()  # re-read under the write lock: another process may win
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"the store at {str(self.home)!r} has schema version {current}, this despina "
+                    f"understands up to {SCHEMA_VERSION}; upgrade despina (pip install -U despina)"
+                )
+            if current == 0:
+                conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                conn.execute("INSERT INTO schema_version VALUES (0)")
+            for step in MIGRATIONS[current:]:
+                for statement in _split_sql(step):
+                    conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    # -- projects ----------------------------------------------------------------------------
+
+    def project_id(self, name: str, *, create: bool = False) -> int:
+        """The id of project ``workspace/project``, creating it when ``create`` is set.
+
+        Raises:
+            ConfigError: the name is not ``workspace/project``.
+            ProjectNotFound: the project does not exist and ``create`` is not set.
+        """
+        workspace, project = parse_project(name)
+        conn = self.connection()
+        row = conn.execute(
+            "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            known = [f"{w}/{n}" for w, n in conn.execute("SELECT workspace, name FROM projects")]
+            hint = f"; projects in this store: {', '.join(sorted(known))}" if known else ""
+            raise ProjectNotFound(f"no project {name!r} in the store at {str(self.home)!r}{hint}")
+        return self.create_project(name, exist_ok=True)
+
+    def create_project(
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        description: str = "",
+        visibility: str = "priv",
+        exist_ok: bool = False,
+    ) -> int:
+        """Create project ``workspace/project`` and return its id.
+
+        The project key (the prefix of ``sys/id``) defaults to the upper-cased letters and digits
+        of the project name, made unique within the workspace.
+
+        Raises:
+            ConfigError: the name is not ``workspace/project``.
+            StoreError: the project exists and ``exist_ok`` is not set.
+        """
+        workspace, project = parse_project(name)
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
+            ).fetchone()
+            if row is not None:
+                if exist_ok:
+                    return int(row[0])
+                raise StoreError(f"project {name!r} already exists")
+            taken = {
+                k for (k,) in conn.execute(
+                    "SELECT project_key FROM projects WHERE workspace = ?", (workspace,)
+                )
+            }
+            base = key or "".join(ch for ch in project.upper() if ch.isalnum())[:10] or "PROJ"
+            chosen, n = base, 2
+            while chosen in taken:
+                chosen, n = f"{base}{n}", n + 1
+            cursor = conn.execute(
+                "INSERT INTO projects (workspace, name, project_key, uuid, description, "
+                "visibility, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    workspace,
+                    project,
+                    chosen,
+                    str(uuid.uuid4()),
+                    description,
+                    visibility,
+                    int(time.time() * 1000),
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def list_projects(self) -> list[str]:
+        """Names of every project in the store, sorted."""
+        rows = self.connection().execute("SELECT workspace, name FROM projects")
+        return sorted(f"{w}/{n}" for w, n in rows)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (no statement of ours contains ``;`` inside)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
