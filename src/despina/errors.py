@@ -98,11 +98,7 @@ class NqlError(InvalidQuery):
         text_line = lines[self.line - 1] if lines else ""
         width = max(1, min(self.end - self.start, len(text_line) - self.col + 1))
         caret = " " * (self.col - 1) + "^" * width
-        return (
-            f"{self.description} (line {self.line}, col {self.col})\n"
-            f"  {text_line}\n"
-            f"  {caret}"
-        )
+        return f"{self.description} (line {self.line}, col {self.col})\n  {text_line}\n  {caret}"
 
 
 class AuthError(DespinaError):

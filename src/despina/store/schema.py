@@ -78,6 +78,7 @@ CREATE TABLE runs (
     fork_step INTEGER,                    -- micro-steps; NULL for a root run
     depth INTEGER NOT NULL DEFAULT 0,     -- sys/forking/depth
     size_bytes INTEGER NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL DEFAULT 0,  -- bumped by every write: writers detect others' writes
     UNIQUE (project_id, run_id)
 );
 CREATE INDEX runs_by_creation ON runs (project_id, creation_ms);

@@ -87,7 +87,9 @@ class Store:
             conn.execute("PRAGMA cache_size = -65536")
             conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store database {str(self.db_path)!r}: {exc}") from exc
+            raise StoreError(
+                f"cannot open the store database {str(self.db_path)!r}: {exc}"
+            ) from exc
         return conn
 
     def close(self) -> None:
@@ -228,7 +230,8 @@ class Store:
                     return int(row[0])
                 raise StoreError(f"project {name!r} already exists")
             taken = {
-                k for (k,) in conn.execute(
+                k
+                for (k,) in conn.execute(
                     "SELECT project_key FROM projects WHERE workspace = ?", (workspace,)
                 )
             }

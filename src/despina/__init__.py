@@ -1,0 +1,14 @@
+"""despina: a self-hosted experiment tracker, at home with Neptune's clients and queries.
+
+``despina.Run`` logs runs (the ``neptune_scale.Run`` API) into the embedded store;
+``despina.query`` reads them back as pandas DataFrames (the ``neptune_query`` API).
+Heavy modules (pandas) are imported only where they are used.
+"""
+
+from __future__ import annotations
+
+from despina._version import __version__
+from despina.client import Run, SourceTrackingConfig
+from despina.errors import DespinaError
+
+__all__ = ["DespinaError", "Run", "SourceTrackingConfig", "__version__"]

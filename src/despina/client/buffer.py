@@ -1,0 +1,294 @@
+"""The in-memory log buffer and the background thread that flushes it into the store.
+
+Logging calls only append to lists under a lock (a few hundred nanoseconds). The flusher wakes
+every ``FLUSH_INTERVAL`` seconds, or sooner when much is buffered, turns what it took into one
+columnar :class:`~despina.store.batch.Batch` and applies it in one short transaction. Calls that
+logged the same keys in a row (the usual training loop) are converted to floats with a single
+NumPy call per group, which is what makes a wide ``log_metrics`` cheap.
+
+A killed process loses at most what was logged since the last flush (≤ ``FLUSH_INTERVAL``). A
+flush that fails (for example a disk that is full) keeps its data and is retried, and the
+failure is reported through the error callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from despina.store.batch import Assign, Batch, IngestIssue, MetricColumn, ModifySet, PointAppend
+from despina.store.batch import PreviewPoint as PreviewPoint
+from despina.store.blobs import put_blob
+from despina.store.writer import RunWriter
+
+__all__ = ["FLUSH_INTERVAL", "FileRequest", "Flusher", "LogBuffer"]
+
+logger = logging.getLogger("despina")
+
+FLUSH_INTERVAL = 0.5
+"""Seconds between flushes: the most a killed process can lose."""
+
+FLUSH_EARLY_POINTS = 1_000_000
+"""Buffered points that wake the flusher before the interval ends."""
+
+MAX_BUFFERED_POINTS = 20_000_000
+"""Buffered points at which logging calls wait for the flusher (memory bound, ~0.5 GB)."""
+
+PING_INTERVAL = 10.0
+"""Seconds between liveness pings of an idle run (``sys/ping_time``, ``sys/state``)."""
+
+
+@dataclass(slots=True)
+class FileRequest:
+    """A file to copy into the store and reference from ``path`` (a step for file series)."""
+
+    path: str
+    source: Path | bytes
+    storage_key: str
+    mime_type: str
+    step: int | None
+    timestamp: int
+
+
+@dataclass(slots=True)
+class _Taken:
+    records: list[tuple[tuple[str, ...], list[Any], int, int]] = field(default_factory=list)
+    previews: list[PreviewPoint] = field(default_factory=list)
+    ops: list[Assign | ModifySet] = field(default_factory=list)
+    points: list[PointAppend] = field(default_factory=list)
+    files: list[FileRequest] = field(default_factory=list)
+    sequence: int = 0
+
+
+class LogBuffer:
+    """What logging calls appended and the flusher has not taken yet."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.room = threading.Condition(self.lock)
+        self.taken = _Taken()
+        self.points = 0
+        self.sequence = 0  # bumped by every call; the flusher reports how far it got
+
+    def add_metrics(self, keys: tuple[str, ...], values: list[Any], step: int, ts: int) -> int:
+        with self.lock:
+            if self.points >= MAX_BUFFERED_POINTS:
+                self.room.wait_for(lambda: self.points < MAX_BUFFERED_POINTS, timeout=60)
+            self.taken.records.append((keys, values, step, ts))
+            self.points += len(keys)
+            self.sequence += 1
+            return self.points
+
+    def add(
+        self,
+        *,
+        ops: list[Assign | ModifySet] | None = None,
+        previews: list[PreviewPoint] | None = None,
+        points: list[PointAppend] | None = None,
+        files: list[FileRequest] | None = None,
+    ) -> None:
+        with self.lock:
+            if ops:
+                self.taken.ops.extend(ops)
+            if previews:
+                self.taken.previews.extend(previews)
+            if points:
+                self.taken.points.extend(points)
+                self.points += len(points)
+            if files:
+                self.taken.files.extend(files)
+            self.sequence += 1
+
+    def take(self) -> _Taken:
+        with self.lock:
+            taken = self.taken
+            taken.sequence = self.sequence
+            self.taken = _Taken()
+            self.points = 0
+            self.room.notify_all()
+            return taken
+
+    def put_back(self, taken: _Taken) -> None:
+        """Return a batch whose flush failed, ahead of anything logged since."""
+        with self.lock:
+            later = self.taken
+            taken.records.extend(later.records)
+            taken.previews.extend(later.previews)
+            taken.ops.extend(later.ops)
+            taken.points.extend(later.points)
+            taken.files.extend(later.files)
+            self.taken = taken
+            self.points += sum(len(r[0]) for r in taken.records) + len(taken.points)
+
+
+def metric_columns(
+    records: list[tuple[tuple[str, ...], list[Any], int, int]],
+    dropped: Callable[[str], None],
+) -> dict[str, MetricColumn]:
+    """Turn buffered ``log_metrics`` calls into one column of points per series."""
+    parts: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+    start = 0
+    while start < len(records):
+        keys = records[start][0]
+        end = start + 1
+        while end < len(records) and records[end][0] == keys:
+            end += 1
+        group = records[start:end]
+        steps = np.fromiter((r[2] for r in group), dtype=np.int64, count=len(group))
+        stamps = np.fromiter((r[3] for r in group), dtype=np.int64, count=len(group))
+        matrix = _as_float_matrix([r[1] for r in group], len(keys))
+        if matrix is not None:
+            for column, key in enumerate(keys):
+                slot = parts.setdefault(key, ([], [], []))
+                slot[0].append(steps)
+                slot[1].append(matrix[:, column])
+                slot[2].append(stamps)
+        else:  # some value is not a plain number: convert one by one, dropping the bad ones
+            for row_keys, values, step, stamp in group:
+                for key, value in zip(row_keys, values, strict=True):
+                    number = _to_float(key, value, dropped)
+                    if number is None:
+                        continue
+                    slot = parts.setdefault(key, ([], [], []))
+                    slot[0].append(np.array([step], dtype=np.int64))
+                    slot[1].append(np.array([number], dtype=np.float64))
+                    slot[2].append(np.array([stamp], dtype=np.int64))
+        start = end
+    return {
+        key: MetricColumn(
+            np.concatenate(s) if len(s) > 1 else s[0],
+            np.concatenate(v) if len(v) > 1 else v[0],
+            np.concatenate(t) if len(t) > 1 else t[0],
+        )
+        for key, (s, v, t) in parts.items()
+    }
+
+
+def _as_float_matrix(rows: list[list[Any]], width: int) -> np.ndarray[Any, Any] | None:
+    """Rows of plain numbers as one float64 matrix, or ``None`` if any value needs care."""
+    try:
+        matrix = np.array(rows)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in "fiub":
+        return None
+    return matrix.astype(np.float64, copy=False)
+
+
+def _to_float(key: str, value: Any, dropped: Callable[[str], None]) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        dropped(f"metric {key!r}: cannot convert {value!r:.80} to float; point dropped")
+        return None
+
+
+class Flusher(threading.Thread):
+    """Moves the buffer into the store until stopped; pings the run while idle."""
+
+    def __init__(
+        self,
+        buffer: LogBuffer,
+        writer: RunWriter,
+        blobs_dir: Path,
+        on_issues: Callable[[list[IngestIssue]], None],
+        on_failure: Callable[[BaseException], None],
+        dropped: Callable[[str], None],
+    ) -> None:
+        super().__init__(name="despina-flusher", daemon=True)
+        self.buffer = buffer
+        self.writer = writer
+        self.blobs_dir = blobs_dir
+        self.on_issues = on_issues
+        self.on_failure = on_failure
+        self.dropped = dropped
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.progress = threading.Condition()
+        self.done_sequence = 0
+        self._last_write = time.monotonic()
+
+    def run(self) -> None:
+        while True:
+            self.wake.wait(FLUSH_INTERVAL)
+            self.wake.clear()
+            stopping = self.stopping.is_set()
+            try:
+                self.flush_once()
+            except BaseException as exc:  # keep the thread alive: data stays buffered
+                self.on_failure(exc)
+                if stopping:
+                    return
+                time.sleep(FLUSH_INTERVAL)
+                continue
+            if stopping:
+                return
+
+    def flush_once(self) -> None:
+        taken = self.buffer.take()
+        batch = self._batch(taken)
+        try:
+            if not batch.is_empty():
+                issues = self.writer.apply(batch)
+                self._last_write = time.monotonic()
+                if issues:
+                    self.on_issues(issues)
+            elif time.monotonic() - self._last_write > PING_INTERVAL:
+                self.writer.ping()
+                self._last_write = time.monotonic()
+        except BaseException:
+            self.buffer.put_back(taken)
+            raise
+        with self.progress:
+            self.done_sequence = max(self.done_sequence, taken.sequence)
+            self.progress.notify_all()
+
+    def _batch(self, taken: _Taken) -> Batch:
+        batch = Batch(ops=list(taken.ops), previews=taken.previews, points=taken.points)
+        if taken.records:
+            batch.metrics = metric_columns(taken.records, self.dropped)
+        for request in taken.files:
+            try:
+                sha, size = put_blob(self.blobs_dir, request.source)
+            except OSError as exc:
+                self.dropped(f"file for {request.path!r} could not be stored: {exc}; skipped")
+                continue
+            ref = {"path": request.storage_key, "size_bytes": size, "mime_type": request.mime_type}
+            batch.blobs.append((request.storage_key, sha, size, request.mime_type))
+            if request.step is None:
+                batch.ops.append(Assign(request.path, "file", ref))
+            else:
+                import json
+
+                batch.points.append(
+                    PointAppend(
+                        request.path,
+                        "file_series",
+                        request.step,
+                        request.timestamp,
+                        json.dumps(ref),
+                    )
+                )
+        return batch
+
+    def wait_for(self, sequence: int, timeout: float | None) -> bool:
+        """Wait until everything logged up to ``sequence`` is in the store."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.wake.set()
+        with self.progress:
+            while self.done_sequence < sequence:
+                if not self.is_alive():
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self.progress.wait(0.05 if remaining is None else min(0.05, remaining))
+                self.wake.set()
+        return True

@@ -1,0 +1,577 @@
+"""``despina.Run``: the logging API of ``neptune_scale.Run``, writing to the embedded store.
+
+Every logging call validates its arguments in the caller's thread, appends to an in-memory
+buffer and returns; a background thread flushes the buffer to the store every
+``FLUSH_INTERVAL`` seconds in one short transaction (see ``buffer.py``). Store-side rejections
+(a non-increasing step, a type conflict, …) reach ``on_error_callback`` / ``on_warning_callback``
+with the exception classes of ``neptune_scale.exceptions``; by default they are logged.
+
+With the embedded store, ``mode="offline"`` behaves like ``"async"``: the store is already on
+the local disk, so there is nothing to sync later.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import string
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from despina.client.buffer import FileRequest, Flusher, LogBuffer
+from despina.client.console import ConsoleCapture
+from despina.client.files import storage_key
+from despina.client.source import SourceTrackingConfig, source_configs
+from despina.client.values import (
+    Reporter,
+    check_path,
+    datetime_ms,
+    flatten_configs,
+    guess_mime_type,
+    histogram_json,
+    local_file,
+    step_to_micro,
+    typed_config,
+)
+from despina.config import resolve_project
+from despina.errors import ConfigError
+from despina.exceptions import (
+    CODE_TO_EXCEPTION,
+    NeptuneProjectNotProvided,
+    NeptuneScaleWarning,
+    NeptuneUnexpectedError,
+)
+from despina.store.batch import NO_STEP, Assign, IngestIssue, ModifySet, PointAppend, PreviewPoint
+from despina.store.runs import RunSpec, create_run
+from despina.store.sqlite import Store
+from despina.store.writer import RunWriter
+from despina.types import File
+
+__all__ = ["Run"]
+
+logger = logging.getLogger("despina")
+
+Callback = Callable[[BaseException, float | None], None]
+
+_ADJECTIVES = ("swift", "calm", "bold", "bright", "keen", "quiet", "brave", "eager", "noble")
+_NOUNS = ("heron", "otter", "falcon", "lynx", "orca", "puffin", "ibex", "tern", "wren")
+
+_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+def generate_run_id() -> str:
+    """``adjective-noun-YYYYMMDDHHMMSSmmm-xxxxx`` (UTC time with milliseconds)."""
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 1000:03d}"
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{stamp}-{suffix}"
+
+
+class Run:
+    """A training run: log configs, tags, metrics, string series, histograms and files.
+
+    All arguments are keyword-only and mirror ``neptune_scale.Run``. Extensions: ``description``
+    (``sys/description``) and ``home`` (the store directory; default ``DESPINA_HOME`` or
+    ``~/.despina``).
+
+    Raises:
+        NeptuneProjectNotProvided: no project argument and no ``DESPINA_PROJECT`` /
+            ``NEPTUNE_PROJECT``.
+        ValueError: an invalid run id, experiment name, fork arguments or mode.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str | None = None,
+        project: str | None = None,
+        api_token: str | None = None,
+        mode: Literal["async", "offline", "disabled"] | None = None,
+        experiment_name: str | None = None,
+        creation_time: datetime | None = None,
+        fork_run_id: str | None = None,
+        fork_step: int | float | None = None,
+        log_directory: str | Path | None = None,
+        max_queue_size: int | None = None,
+        async_lag_threshold: float | None = None,
+        on_async_lag_callback: Callable[[], None] | None = None,
+        on_queue_full_callback: Callback | None = None,
+        on_network_error_callback: Callback | None = None,
+        on_error_callback: Callback | None = None,
+        on_warning_callback: Callback | None = None,
+        enable_console_log_capture: bool = True,
+        runtime_namespace: str | None = None,
+        source_tracking_config: SourceTrackingConfig | None = SourceTrackingConfig(),  # noqa: B008
+        inherit_configs: bool = True,
+        description: str | None = None,
+        home: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._closed = True  # until fully set up: calls on a half-built run are ignored
+        self._reporter = Reporter()
+        system_namespace = kwargs.pop("system_namespace", None)
+        kwargs.pop("resume", None)
+        if kwargs:
+            raise TypeError(f"Run() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        if max_queue_size is not None:
+            logger.warning("max_queue_size is deprecated and ignored")
+        self._mode = mode or os.environ.get("NEPTUNE_MODE") or "async"
+        if self._mode not in ("async", "offline", "disabled"):
+            raise ValueError(f"mode must be 'async', 'offline' or 'disabled', got {self._mode!r}")
+        try:
+            self._project = resolve_project(project)
+        except ConfigError as exc:
+            raise NeptuneProjectNotProvided(str(exc)) from None
+        self._run_id = run_id if run_id is not None else generate_run_id()
+        _check_name("run_id", self._run_id, allow_slash=False)
+        if experiment_name is not None:
+            _check_name("experiment_name", experiment_name, allow_slash=True)
+        if (fork_run_id is None) != (fork_step is None):
+            raise ValueError("fork_run_id and fork_step must be given together (or neither)")
+        fork_micro = step_to_micro(fork_step)
+        if (async_lag_threshold is None) != (on_async_lag_callback is None):
+            raise ValueError("async_lag_threshold and on_async_lag_callback must be given together")
+        self._experiment_name = experiment_name
+        self._fork_step = fork_micro
+        self._callbacks = {
+            "error": on_error_callback,
+            "warning": on_warning_callback,
+            "network": on_network_error_callback,
+        }
+        self._last_seen: dict[type, float] = {}
+        self._lock = threading.Lock()
+        self._known_paths: set[str] = set()
+        self._last_keys: tuple[str, ...] = ()
+        self._failed = False
+        del api_token, log_directory, on_queue_full_callback  # server mode: see issue tracker
+
+        if self._mode == "disabled":
+            self._store: Store | None = None
+            self._flusher: Flusher | None = None
+            self._buffer = LogBuffer()
+            self._closed = False
+            self._disabled = True
+            return
+        self._disabled = False
+        self._store = Store.open(home)
+        created = create_run(
+            self._store,
+            RunSpec(
+                project=self._project,
+                run_id=self._run_id,
+                experiment_name=experiment_name,
+                creation_ms=None if creation_time is None else datetime_ms(creation_time),
+                fork_run_id=fork_run_id,
+                fork_step=fork_micro,
+                inherit_configs=inherit_configs,
+                owner=_os_user(),
+                description=description or "",
+            ),
+        )
+        self._deliver(created.issues)
+        self._buffer = LogBuffer()
+        writer = RunWriter(self._store, created.pk)
+        self._writer = writer
+        self._flusher = Flusher(
+            self._buffer,
+            writer,
+            self._store.blobs_dir,
+            on_issues=self._deliver,
+            on_failure=self._flush_failed,
+            dropped=self._reporter.dropped,
+        )
+        self._flusher.start()
+        self._closed = False
+        _open_runs.add(self)
+        if source_tracking_config is not None:
+            configs = source_configs(source_tracking_config)
+            if configs:
+                self.log_configs(configs)
+        namespace = runtime_namespace or system_namespace or "runtime"
+        self._console: ConsoleCapture | None = None
+        if enable_console_log_capture:
+            start = 0 if fork_micro is None else fork_micro + 1
+            self._console = ConsoleCapture(
+                lambda points: self._buffer.add(points=points), namespace, start
+            )
+            self._console.start()
+
+    # -- identity ----------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
+    def project(self) -> str:
+        return self._project
+
+    # -- logging -----------------------------------------------------------------------------
+
+    def log_metrics(
+        self,
+        data: dict[str, float | int],
+        step: float | int | None,
+        *,
+        timestamp: datetime | None = None,
+        preview: bool = False,
+        preview_completion: float | None = None,
+    ) -> None:
+        """Append one point per key to float series at ``step`` (same step and time for all).
+
+        Raises:
+            TypeError: ``step`` is not an int or float, or ``timestamp`` not a datetime.
+            ValueError: ``step`` outside [0, 1e12); ``preview_completion`` outside [0, 1] or
+                given without ``preview=True``.
+        """
+        micro = step_to_micro(step)
+        if preview_completion is not None:
+            if not 0.0 <= preview_completion <= 1.0:
+                raise ValueError(
+                    f"preview_completion must be in [0, 1], got {preview_completion!r}"
+                )
+            if not preview and preview_completion != 1.0:
+                raise ValueError("preview_completion is only allowed with preview=True")
+        ts = datetime_ms(timestamp) if timestamp is not None else int(time.time() * 1000)
+        if self._closed or self._disabled or not data:
+            return
+        keys = tuple(data)
+        if keys != self._last_keys:
+            keys, data = self._checked_keys(keys, data)
+        values = list(data.values())
+        if self._reporter.raise_on_drop:
+            for key, value in zip(keys, values, strict=True):
+                try:
+                    float(value)
+                except (TypeError, ValueError, OverflowError):
+                    self._reporter.dropped(f"metric {key!r}: cannot convert {value!r:.80} to float")
+        step_value = NO_STEP if micro is None else micro
+        if preview:
+            completion = 0.0 if preview_completion is None else float(preview_completion)
+            points = []
+            for key, value in zip(keys, values, strict=True):
+                try:
+                    number = float(value)
+                except (TypeError, ValueError, OverflowError):
+                    self._reporter.dropped(f"metric {key!r}: cannot convert {value!r:.80}")
+                    continue
+                points.append(PreviewPoint(key, step_value, number, ts, completion))
+            self._buffer.add(previews=points)
+            return
+        if self._buffer.add_metrics(keys, values, step_value, ts) > 1_000_000:
+            assert self._flusher is not None
+            self._flusher.wake.set()
+
+    def _checked_keys(
+        self, keys: tuple[str, ...], data: dict[str, Any]
+    ) -> tuple[tuple[str, ...], dict[str, Any]]:
+        """Validate keys not seen before; returns the keys and data without the bad ones."""
+        bad = [k for k in keys if k not in self._known_paths and not check_path(k, self._reporter)]
+        if bad:
+            data = {k: v for k, v in data.items() if k not in bad}
+            return tuple(data), data
+        self._known_paths.update(keys)
+        self._last_keys = keys
+        return keys, data
+
+    def log_configs(
+        self,
+        data: Mapping[str, Any] | Any = None,
+        flatten: bool = False,
+        cast_unsupported: bool = False,
+    ) -> None:
+        """Assign single values (overwriting), typed as in the logging spec §4.
+
+        Raises:
+            TypeError: ``data`` is not a mapping or dataclass; a string set with a non-str item.
+            ValueError: an int outside 64 bits.
+        """
+        if data is None:
+            return
+        flat = flatten_configs(data, flatten)
+        ops: list[Assign | ModifySet] = []
+        for path, value in flat.items():
+            if not check_path(path, self._reporter):
+                continue
+            typed = typed_config(path, value, cast_unsupported, self._reporter)
+            if typed is not None:
+                ops.append(Assign(path, typed[0], typed[1]))
+        if ops and not (self._closed or self._disabled):
+            self._buffer.add(ops=ops)
+
+    def add_tags(
+        self, tags: list[str] | set[str] | tuple[str, ...], group_tags: bool = False
+    ) -> None:
+        """Add tags to ``sys/tags`` (or ``sys/group_tags``)."""
+        self._modify_tags(tags, group_tags, add=True)
+
+    def remove_tags(
+        self, tags: list[str] | set[str] | tuple[str, ...], group_tags: bool = False
+    ) -> None:
+        """Remove tags from ``sys/tags`` (or ``sys/group_tags``); absent tags are ignored."""
+        self._modify_tags(tags, group_tags, add=False)
+
+    def _modify_tags(self, tags: Any, group_tags: bool, add: bool) -> None:
+        path = "sys/group_tags" if group_tags else "sys/tags"
+        values = self._string_collection(path, tags)
+        if values is None or self._closed or self._disabled:
+            return
+        op = ModifySet(path, values, []) if add else ModifySet(path, [], values)
+        self._buffer.add(ops=[op])
+
+    def _string_collection(self, path: str, tags: Any) -> list[str] | None:
+        if isinstance(tags, str) or not isinstance(tags, list | set | tuple | frozenset):
+            self._reporter.dropped(
+                f"tags for {path!r} must be a list, set or tuple of str, got {tags!r:.80}; "
+                "wrap a single tag in a list"
+            )
+            return None
+        bad = [t for t in tags if not isinstance(t, str)]
+        if bad:
+            self._reporter.dropped(f"tags for {path!r} must be str, got {bad[0]!r:.80}; dropped")
+            return None
+        return list(tags)
+
+    def log_string_series(
+        self, data: dict[str, str], step: float | int, *, timestamp: datetime | None = None
+    ) -> None:
+        """Append one string per key at ``step``; non-str values and values ≥ 1 MiB are dropped."""
+        micro = step_to_micro(step)
+        ts = datetime_ms(timestamp)
+        points = []
+        for path, value in data.items():
+            if not check_path(path, self._reporter):
+                continue
+            if not isinstance(value, str):
+                self._reporter.dropped(
+                    f"string series {path!r} takes str values, got {type(value).__name__}; dropped"
+                )
+                continue
+            if len(value.encode("utf-8", "surrogatepass")) >= 1024 * 1024:
+                self._reporter.dropped(f"string-series value of {path!r} is 1 MiB or more; dropped")
+                continue
+            points.append(PointAppend(path, "string_series", _or_no_step(micro), ts, value))
+        if points and not (self._closed or self._disabled):
+            self._buffer.add(points=points)
+
+    def log_histograms(
+        self, histograms: dict[str, Any], step: float | int, *, timestamp: datetime | None = None
+    ) -> None:
+        """Append one histogram per key at ``step``; invalid histograms are dropped."""
+        micro = step_to_micro(step)
+        ts = datetime_ms(timestamp)
+        points = []
+        for path, histogram in histograms.items():
+            if not check_path(path, self._reporter):
+                continue
+            encoded = histogram_json(path, histogram, self._reporter)
+            if encoded is not None:
+                points.append(
+                    PointAppend(path, "histogram_series", _or_no_step(micro), ts, encoded)
+                )
+        if points and not (self._closed or self._disabled):
+            self._buffer.add(points=points)
+
+    def assign_files(self, files: dict[str, str | Path | bytes | File]) -> None:
+        """Assign one file per key (overwrite); unreadable paths are skipped with a warning."""
+        self._files(files, None, int(time.time() * 1000))
+
+    def log_files(
+        self,
+        files: dict[str, str | Path | bytes | File],
+        step: float | int,
+        *,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Append one file per key to file series at ``step``."""
+        micro = step_to_micro(step)
+        self._files(files, _or_no_step(micro), datetime_ms(timestamp))
+
+    def _files(
+        self, files: dict[str, str | Path | bytes | File], step: int | None, ts: int
+    ) -> None:
+        requests = []
+        for path, item in files.items():
+            if not check_path(path, self._reporter):
+                continue
+            spec = item if isinstance(item, File) else File(source=item)
+            source: Path | bytes
+            if isinstance(spec.source, bytes):
+                source = spec.source
+                name = spec.destination
+                head = spec.source[:16]
+            else:
+                found = local_file(spec.source)
+                if found is None:
+                    self._reporter.dropped(
+                        f"file {str(spec.source)!r} for {path!r} cannot be read; skipped"
+                    )
+                    continue
+                source = found.resolve()
+                name = spec.destination or found.name
+                head = None
+            mime = spec.mime_type or guess_mime_type(name, head)
+            key = spec.destination or storage_key(
+                self._run_id, path, step, name if isinstance(spec.source, bytes) else str(source)
+            )
+            requests.append(FileRequest(path, source, key, mime, step, ts))
+        if requests and not (self._closed or self._disabled):
+            self._buffer.add(files=requests)
+
+    def log(
+        self,
+        step: float | int | None = None,
+        timestamp: datetime | None = None,
+        configs: dict[str, Any] | None = None,
+        metrics: dict[str, float | int] | None = None,
+        tags_add: dict[str, list[str] | set[str] | tuple[str, ...]] | None = None,
+        tags_remove: dict[str, list[str] | set[str] | tuple[str, ...]] | None = None,
+    ) -> None:
+        """The backwards-compatible catch-all: configs, metrics and string-set changes."""
+        if configs:
+            self.log_configs(configs)
+        if metrics:
+            self.log_metrics(metrics, step, timestamp=timestamp)
+        for changes, add in ((tags_add, True), (tags_remove, False)):
+            for path, values in (changes or {}).items():
+                collected = self._string_collection(path, values)
+                if collected is not None and not (self._closed or self._disabled):
+                    op = ModifySet(path, collected, []) if add else ModifySet(path, [], collected)
+                    self._buffer.add(ops=[op])
+
+    # -- waiting and closing -----------------------------------------------------------------
+
+    def wait_for_submission(self, timeout: float | None = None, verbose: bool = True) -> bool:
+        """Wait until everything logged so far is in the store (same as processing here)."""
+        return self.wait_for_processing(timeout, verbose)
+
+    def wait_for_processing(self, timeout: float | None = None, verbose: bool = True) -> bool:
+        """Wait until everything logged so far is stored; ``False`` on timeout."""
+        if self._flusher is None:
+            return True
+        if self._console is not None:
+            self._console.flush()
+        sequence = self._buffer.sequence
+        try:
+            done = self._flusher.wait_for(sequence, timeout)
+        except KeyboardInterrupt:
+            return False
+        if done and self._store is not None:
+            self._store.sync_to_disk()
+        if not done and verbose:
+            logger.warning("despina: not everything logged was stored within %s s", timeout)
+        return done
+
+    def close(self, timeout: float | None = None) -> None:
+        """Store everything logged (waiting at most ``timeout`` seconds) and stop the run."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        _open_runs.discard(self)
+        if self._flusher is None:
+            return
+        if self._console is not None:
+            self._console.stop()
+        self._flusher.stopping.set()
+        self._flusher.wake.set()
+        self._flusher.join(timeout)
+        if self._flusher.is_alive():
+            logger.warning(
+                "despina: run %r closed before everything was stored (timeout %s s)",
+                self._run_id,
+                timeout,
+            )
+            return
+        try:
+            self._writer.finish(failed=self._failed)
+            assert self._store is not None
+            self._store.sync_to_disk()
+        except Exception as exc:
+            self._flush_failed(exc)
+
+    def terminate(self) -> None:
+        """Stop without waiting for buffered data (safe inside callbacks)."""
+        self.close(timeout=0)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self._failed = True
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Run(project={self._project!r}, run_id={self._run_id!r})"
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def _deliver(self, issues: list[IngestIssue]) -> None:
+        for issue in issues:
+            cls = CODE_TO_EXCEPTION.get(issue.code, NeptuneUnexpectedError)
+            exc = cls(f"{issue.code}: {issue.message}")
+            kind = "warning" if isinstance(exc, NeptuneScaleWarning) else "error"
+            self._call(kind, exc)
+
+    def _flush_failed(self, exc: BaseException) -> None:
+        self._call(
+            "error", NeptuneUnexpectedError(f"storing logged data failed, will retry: {exc}")
+        )
+
+    def _call(self, kind: str, exc: BaseException) -> None:
+        now = time.time()
+        last = self._last_seen.get(type(exc))
+        self._last_seen[type(exc)] = now
+        callback = self._callbacks.get(kind)
+        if callback is None:
+            (logger.warning if kind == "warning" else logger.error)("%s", exc)
+            return
+        try:
+            callback(exc, last)
+        except Exception:
+            logger.exception("despina: an %s callback raised", kind)
+
+
+def _or_no_step(micro: int | None) -> int:
+    return NO_STEP if micro is None else micro
+
+
+def _check_name(what: str, value: Any, allow_slash: bool) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty str, got {value!r}")
+    if not allow_slash and "/" in value:
+        raise ValueError(f"{what} must not contain '/', got {value!r}")
+    if len(value.encode("utf-8")) > 730:
+        raise ValueError(f"{what} must be at most 730 UTF-8 bytes, got {len(value.encode())}")
+
+
+def _os_user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:
+        return os.environ.get("USER", "")
+
+
+@atexit.register
+def _close_open_runs() -> None:
+    for run in list(_open_runs):
+        try:
+            run.close()
+        except Exception:
+            logger.exception("despina: closing run %r at exit failed", run.run_id)

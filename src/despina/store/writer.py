@@ -1,0 +1,755 @@
+"""Applying batches to a run: the store-side rules of ingestion and the chunked series writes.
+
+A :class:`RunWriter` belongs to one run in one process. It keeps each touched series' state (the
+open chunk and the aggregates) in memory between flushes, so a flush writes each touched chunk row
+and aggregate row once, in one short transaction. If another process wrote to the same run
+meanwhile (``runs.revision`` moved), the cached state is dropped and re-read.
+
+Rules (wire-protocol.md §5.3–§5.5): types are fixed per path; committed steps strictly increase
+per series; a forked run's own points come after the fork step; timestamps never decrease;
+a point identical to a stored one is a duplicate (warning, ignored); previews come after the last
+committed step and are replaced by later previews or committed points. A rejected item is
+dropped; everything else in the batch is applied.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from despina.store.batch import (
+    NO_STEP,
+    WARNING,
+    Assign,
+    Batch,
+    IngestIssue,
+    MetricColumn,
+    ModifySet,
+    PointAppend,
+    PreviewPoint,
+)
+from despina.store.codec import encode_floats, encode_ints
+from despina.store.schema import CHUNK_BITS, SERIES_TYPES
+from despina.store.series import FloatPoints, read_float_points
+from despina.store.sqlite import Store
+
+__all__ = ["CHUNK_POINTS", "MAX_STEP_MICRO", "RunWriter"]
+
+CHUNK_POINTS = 1024
+"""Points per chunk row: big enough that row overhead is negligible, small enough to rewrite."""
+
+MAX_STEP_MICRO = 10**18
+"""Steps must be below 1e12, i.e. below 1e18 micro-steps."""
+
+STRING_LIMIT = 64 * 1024
+STRING_SERIES_LIMIT = 1024 * 1024
+FILE_REF_LIMIT = 4 * 1024
+MIN_DATETIME_MS = -62135596800000  # 0001-01-01T00:00:00Z
+MAX_DATETIME_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+MICRO = 1_000_000
+MAX_PATH_BYTES = 1024
+
+Int64s = npt.NDArray[np.int64]
+Float64s = npt.NDArray[np.float64]
+
+
+@dataclass(slots=True)
+class _FloatSeries:
+    """A float series' aggregates and its open (last, possibly partial) chunk."""
+
+    attr_id: int
+    count: int
+    last_step: int  # -1 before the first point
+    last_ts: int
+    last_value: float
+    fmin: float
+    fmax: float
+    fsum: float
+    fsumsq: float
+    fcount: int
+    chunk_no: int
+    chunk_steps: Int64s
+    chunk_values: Float64s
+    chunk_ts: Int64s
+    has_previews: bool
+
+
+@dataclass(slots=True)
+class _PointSeries:
+    attr_id: int
+    count: int
+    last_step: int
+    last_ts: int
+
+
+class _Issues:
+    """Collects issues, one per (code, path), counting repeats so a bad loop cannot flood."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str | None], tuple[IngestIssue, int]] = {}
+
+    def add(self, code: str, message: str, path: str | None, severity: str = "error") -> None:
+        key = (code, path)
+        if key in self._by_key:
+            issue, n = self._by_key[key]
+            self._by_key[key] = (issue, n + 1)
+        else:
+            self._by_key[key] = (IngestIssue(code, message, path, severity), 1)
+
+    def result(self) -> list[IngestIssue]:
+        out = []
+        for issue, n in self._by_key.values():
+            if n > 1:
+                issue = IngestIssue(
+                    issue.code,
+                    f"{issue.message} (and {n - 1} more like it)",
+                    issue.path,
+                    issue.severity,
+                )
+            out.append(issue)
+        return out
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value != value else value
+
+
+def _none_to_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _step_text(micro: int) -> str:
+    return f"{micro / MICRO:g}"
+
+
+class RunWriter:
+    """Writes batches into one run of the store."""
+
+    def __init__(self, store: Store, run_pk: int) -> None:
+        self.store = store
+        self.run_pk = run_pk
+        self._revision = -1
+        self._fork_step: int | None = None
+        self._project_id = 0
+        self._attrs: dict[str, tuple[int, str]] = {}
+        self._floats: dict[int, _FloatSeries] = {}
+        self._points: dict[int, _PointSeries] = {}
+
+    # -- entry points ------------------------------------------------------------------------
+
+    def apply(self, batch: Batch) -> list[IngestIssue]:
+        """Apply ``batch`` in one transaction and return the items that were rejected."""
+        issues = _Issues()
+        now = int(time.time() * 1000)
+        try:
+            with self.store.write() as conn:
+                self._sync_cache(conn)
+                size = 0
+                for op in batch.ops:
+                    if isinstance(op, Assign):
+                        size += self._assign(conn, op, issues)
+                    else:
+                        self._modify_set(conn, op, issues)
+                size += self._append_metrics(conn, batch.metrics, issues)
+                if batch.previews:
+                    self._append_previews(conn, batch.previews, issues)
+                if batch.points:
+                    size += self._append_points(conn, batch.points, issues)
+                if batch.blobs:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO blobs (project_id, path, sha256, size, mime_type, "
+                        "created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                        [(self._project_id, *blob, now) for blob in batch.blobs],
+                    )
+                    size += sum(blob[2] for blob in batch.blobs)
+                ping = batch.ping_ms if batch.ping_ms is not None else now
+                conn.execute(
+                    "UPDATE runs SET revision = revision + 1, modification_ms = ?, "
+                    "ping_ms = MAX(ping_ms, ?), size_bytes = size_bytes + ?, closed = 0 "
+                    "WHERE id = ?",
+                    (now, ping, size, self.run_pk),
+                )
+                self._revision += 1
+        except BaseException:
+            self._forget()  # memory may be ahead of what was rolled back
+            raise
+        return issues.result()
+
+    def ping(self) -> None:
+        """Record that the logging process is alive (``sys/ping_time``)."""
+        with self.store.write() as conn:
+            conn.execute(
+                "UPDATE runs SET ping_ms = MAX(ping_ms, ?), closed = 0 WHERE id = ?",
+                (int(time.time() * 1000), self.run_pk),
+            )
+
+    def finish(self, *, failed: bool) -> None:
+        """Record that the logging process closed the run, and whether it failed."""
+        with self.store.write() as conn:
+            conn.execute(
+                "UPDATE runs SET ping_ms = MAX(ping_ms, ?), closed = 1, "
+                "failed = MAX(failed, ?) WHERE id = ?",
+                (int(time.time() * 1000), 1 if failed else 0, self.run_pk),
+            )
+
+    # -- cache -------------------------------------------------------------------------------
+
+    def _forget(self) -> None:
+        self._revision = -1
+        self._attrs.clear()
+        self._floats.clear()
+        self._points.clear()
+
+    def _sync_cache(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute(
+            "SELECT revision, fork_step, project_id FROM runs WHERE id = ?", (self.run_pk,)
+        ).fetchone()
+        if row is None:
+            raise LookupError(f"run {self.run_pk} vanished from the store")
+        if row[0] == self._revision:
+            return
+        self._forget()
+        self._revision = int(row[0])
+        self._fork_step = row[1]
+        self._project_id = int(row[2])
+        self._attrs = {
+            path: (attr_id, type_)
+            for attr_id, path, type_ in conn.execute(
+                "SELECT id, path, type FROM attributes WHERE run_id = ?", (self.run_pk,)
+            )
+        }
+
+    def _attribute(
+        self, conn: sqlite3.Connection, path: str, type_: str, issues: _Issues
+    ) -> int | None:
+        """The id of ``path`` with ``type_``, creating it; None (and an issue) on a type clash."""
+        found = self._attrs.get(path)
+        if found is None and not self._writable(path, type_, issues):
+            return None
+        if found is not None:
+            if found[1] != type_:
+                issues.add(
+                    "FIELD_TYPE_CONFLICTING",
+                    f"attribute {path!r} is a {found[1]}; cannot write a {type_} to it "
+                    "(types are fixed per path: log under another name)",
+                    path,
+                )
+                return None
+            return found[0]
+        cursor = conn.execute(
+            "INSERT INTO attributes (run_id, path, type, count) VALUES (?, ?, ?, ?)",
+            (self.run_pk, path, type_, 0 if type_ in SERIES_TYPES else None),
+        )
+        attr_id = int(cursor.lastrowid or 0)
+        self._attrs[path] = (attr_id, type_)
+        return attr_id
+
+    @staticmethod
+    def _writable(path: str, type_: str, issues: _Issues) -> bool:
+        """Path rules for a new attribute (existing paths passed them already)."""
+        if not path:
+            issues.add("FIELD_PATH_EMPTY", "attribute path is empty", path)
+            return False
+        try:
+            size = len(path.encode("utf-8"))
+        except UnicodeEncodeError:
+            issues.add("FIELD_PATH_INVALID", f"attribute path {path!r} is not valid UTF-8", path)
+            return False
+        if size > MAX_PATH_BYTES:
+            issues.add(
+                "FIELD_PATH_EXCEEDS_SIZE_LIMIT",
+                f"attribute path {path[:60]!r}… is over {MAX_PATH_BYTES} UTF-8 bytes",
+                path,
+            )
+            return False
+        if path.startswith("sys/"):
+            issues.add(
+                "FIELD_PATH_NON_WRITABLE",
+                f"{path!r} is a read-only system attribute (only sys/tags and sys/group_tags "
+                "can be changed)",
+                path,
+            )
+            return False
+        return True
+
+    # -- single values -----------------------------------------------------------------------
+
+    def _assign(self, conn: sqlite3.Connection, op: Assign, issues: _Issues) -> int:
+        if op.path.startswith("sys/"):
+            self._writable(op.path, op.type, issues)  # reports FIELD_PATH_NON_WRITABLE
+            return 0
+        num: object = None
+        text: str | None = None
+        value = op.value
+        if op.type == "float":
+            num = _nan_to_none(float(value))
+        elif op.type in ("int", "bool"):
+            num = int(value)
+        elif op.type == "datetime":
+            if not MIN_DATETIME_MS <= int(value) <= MAX_DATETIME_MS:
+                issues.add(
+                    "DATETIME_VALUE_OUT_OF_RANGE",
+                    f"datetime for {op.path!r} is outside the years 1-9999",
+                    op.path,
+                )
+                return 0
+            num = int(value)
+        elif op.type == "string":
+            text = str(value)
+            if len(text.encode()) > STRING_LIMIT:
+                issues.add(
+                    "STRING_VALUE_EXCEEDS_SIZE_LIMIT",
+                    f"string for {op.path!r} is over 64 KB; log long text as a file",
+                    op.path,
+                )
+                return 0
+        elif op.type == "string_set":
+            text = json.dumps(sorted(value), ensure_ascii=False)
+            if len(text.encode()) > STRING_LIMIT:
+                issues.add(
+                    "STRING_SET_EXCEEDS_SIZE_LIMIT",
+                    f"string set for {op.path!r} is over 64 KB",
+                    op.path,
+                )
+                return 0
+        elif op.type == "file":
+            text = json.dumps(value, ensure_ascii=False)
+            if len(text.encode()) > FILE_REF_LIMIT:
+                issues.add(
+                    "FILE_REF_EXCEEDS_SIZE_LIMIT",
+                    f"file reference for {op.path!r} has over 4 KB of metadata",
+                    op.path,
+                )
+                return 0
+        else:
+            issues.add(
+                "FIELD_TYPE_UNSUPPORTED", f"cannot assign a {op.type} to {op.path!r}", op.path
+            )
+            return 0
+        attr_id = self._attribute(conn, op.path, op.type, issues)
+        if attr_id is None:
+            return 0
+        conn.execute("UPDATE attributes SET num = ?, text = ? WHERE id = ?", (num, text, attr_id))
+        return 8 + (len(text) if text else 0)
+
+    def _modify_set(self, conn: sqlite3.Connection, op: ModifySet, issues: _Issues) -> None:
+        attr_id = self._attribute(conn, op.path, "string_set", issues)
+        if attr_id is None:
+            return
+        row = conn.execute("SELECT text FROM attributes WHERE id = ?", (attr_id,)).fetchone()
+        current = set(json.loads(row[0])) if row and row[0] else set()
+        current.update(op.add)
+        current.difference_update(op.remove)
+        text = json.dumps(sorted(current), ensure_ascii=False)
+        if len(text.encode()) > STRING_LIMIT:
+            issues.add(
+                "STRING_SET_EXCEEDS_SIZE_LIMIT",
+                f"string set {op.path!r} would exceed 64 KB",
+                op.path,
+            )
+            return
+        conn.execute("UPDATE attributes SET text = ? WHERE id = ?", (text, attr_id))
+
+    # -- float series ------------------------------------------------------------------------
+
+    def _float_series(self, conn: sqlite3.Connection, attr_id: int) -> _FloatSeries:
+        state = self._floats.get(attr_id)
+        if state is not None:
+            return state
+        row = conn.execute(
+            "SELECT count, last_step, last_ts, num, fmin, fmax, fsum, fsumsq, fcount "
+            "FROM attributes WHERE id = ?",
+            (attr_id,),
+        ).fetchone()
+        lo = attr_id << CHUNK_BITS
+        last_chunk = conn.execute(
+            "SELECT id, n, ts_last FROM chunks WHERE id BETWEEN ? AND ? ORDER BY id DESC LIMIT 1",
+            (lo, lo + (1 << CHUNK_BITS) - 1),
+        ).fetchone()
+        has_previews = (
+            conn.execute("SELECT 1 FROM previews WHERE attr_id = ? LIMIT 1", (attr_id,)).fetchone()
+            is not None
+        )
+        if last_chunk is None:
+            chunk_no = 0
+            open_points = FloatPoints.empty()
+        else:
+            chunk_no = int(last_chunk[0]) - lo
+            if last_chunk[1] >= CHUNK_POINTS:
+                chunk_no += 1
+                open_points = FloatPoints.empty()
+            else:
+                step_first = conn.execute(
+                    "SELECT step_first FROM chunks WHERE id = ?", (last_chunk[0],)
+                ).fetchone()[0]
+                open_points = read_float_points(conn, attr_id, step_first, None)
+        count, last_step, _, num, fmin, fmax, fsum, fsumsq, fcount = row
+        state = _FloatSeries(
+            attr_id=attr_id,
+            count=count or 0,
+            last_step=-1 if last_step is None else last_step,
+            # timestamps must not decrease among own points; inherited ones do not count
+            last_ts=-(2**62) if last_chunk is None else int(last_chunk[2]),
+            last_value=_none_to_nan(num),
+            fmin=math.inf if fmin is None else fmin,
+            fmax=-math.inf if fmax is None else fmax,
+            fsum=fsum or 0.0,
+            fsumsq=fsumsq or 0.0,
+            fcount=fcount or 0,
+            chunk_no=chunk_no,
+            chunk_steps=open_points.steps.copy(),
+            chunk_values=open_points.values.copy(),
+            chunk_ts=open_points.timestamps.copy(),
+            has_previews=has_previews,
+        )
+        self._floats[attr_id] = state
+        return state
+
+    def _append_metrics(
+        self, conn: sqlite3.Connection, metrics: dict[str, MetricColumn], issues: _Issues
+    ) -> int:
+        chunk_rows: list[tuple[object, ...]] = []
+        agg_rows: list[tuple[object, ...]] = []
+        stored = 0
+        for path, column in metrics.items():
+            attr_id = self._attribute(conn, path, "float_series", issues)
+            if attr_id is None:
+                continue
+            state = self._float_series(conn, attr_id)
+            steps = np.asarray(column.steps, dtype=np.int64)
+            values = np.asarray(column.values, dtype=np.float64)
+            stamps = np.asarray(column.timestamps, dtype=np.int64)
+            if not self._in_order(state, steps, stamps):
+                steps, values, stamps = self._filter_points(
+                    conn, path, state, steps, values, stamps, issues
+                )
+            if len(steps) == 0:
+                continue
+            if state.has_previews:
+                conn.execute(
+                    "DELETE FROM previews WHERE attr_id = ? AND step <= ?",
+                    (attr_id, int(steps[-1])),
+                )
+                state.has_previews = (
+                    conn.execute(
+                        "SELECT 1 FROM previews WHERE attr_id = ? LIMIT 1", (attr_id,)
+                    ).fetchone()
+                    is not None
+                )
+            chunk_rows.extend(self._extend_chunks(state, steps, values, stamps))
+            agg_rows.append(self._update_aggregates(state, steps, values, stamps))
+            stored += len(steps)
+        if chunk_rows:
+            conn.executemany(
+                "INSERT OR REPLACE INTO chunks (id, n, step_first, step_last, ts_first, ts_last, "
+                "vmin, vmax, steps, vals, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                chunk_rows,
+            )
+            conn.executemany(
+                "UPDATE attributes SET num = ?, count = ?, last_step = ?, last_ts = ?, fmin = ?, "
+                "fmax = ?, fsum = ?, fsumsq = ?, fcount = ? WHERE id = ?",
+                agg_rows,
+            )
+        return stored * 24
+
+    def _in_order(self, state: _FloatSeries, steps: Int64s, stamps: Int64s) -> bool:
+        """The common case, checked with a few vector operations: every point is acceptable."""
+        first = int(steps[0])
+        if first <= state.last_step or int(stamps[0]) < state.last_ts:
+            return False
+        if self._fork_step is not None and first <= self._fork_step:
+            return False
+        if int(steps[-1]) >= MAX_STEP_MICRO:
+            return False
+        return not (len(steps) > 1 and (not bool((np.diff(steps) > 0).all()) or not bool((np.diff(stamps) >= 0).all())))
+
+    def _filter_points(
+        self,
+        conn: sqlite3.Connection,
+        path: str,
+        state: _FloatSeries,
+        steps: Int64s,
+        values: Float64s,
+        stamps: Int64s,
+        issues: _Issues,
+    ) -> tuple[Int64s, Float64s, Int64s]:
+        """Point by point: assign missing steps, report and drop the points the rules reject."""
+        keep: list[int] = []
+        last_step, last_ts = state.last_step, state.last_ts
+        stored: dict[int, float] | None = None
+        fork = self._fork_step
+        out_steps = steps.copy()
+        for i in range(len(steps)):
+            step = int(steps[i])
+            value = float(values[i])
+            stamp = int(stamps[i])
+            if step == NO_STEP:
+                step = max(last_step, fork if fork is not None else -1)
+                step = step + MICRO if step >= 0 else 0
+                out_steps[i] = step
+            if step >= MAX_STEP_MICRO:
+                issues.add(
+                    "SERIES_STEP_TOO_LARGE",
+                    f"step {_step_text(step)} of {path!r} is not below 1e12",
+                    path,
+                )
+            elif fork is not None and step <= fork:
+                issues.add(
+                    "SERIES_STEP_NOT_AFTER_FORK_POINT",
+                    f"step {_step_text(step)} of {path!r} is not after the fork step "
+                    f"{_step_text(fork)}; a forked run's own points start after it",
+                    path,
+                )
+            elif step <= last_step:
+                if stored is None:
+                    stored = self._stored_values(conn, state, int(steps.min()), last_step)
+                    for j in keep:  # accepted earlier in this batch, not yet written
+                        stored[int(out_steps[j])] = float(values[j])
+                previous = stored.get(step)
+                if previous is not None and (
+                    previous == value or (previous != previous and value != value)
+                ):
+                    issues.add(
+                        "SERIES_POINT_DUPLICATE",
+                        f"point at step {_step_text(step)} of {path!r} was already stored; ignored",
+                        path,
+                        WARNING,
+                    )
+                else:
+                    issues.add(
+                        "SERIES_STEP_NON_INCREASING",
+                        f"step {_step_text(step)} of {path!r} is not after the last step "
+                        f"{_step_text(last_step)}; steps of a series must strictly increase",
+                        path,
+                    )
+            elif stamp < last_ts:
+                issues.add(
+                    "SERIES_TIMESTAMP_DECREASING",
+                    f"timestamp of step {_step_text(step)} of {path!r} is older than the "
+                    "series' last point",
+                    path,
+                )
+            else:
+                keep.append(i)
+                last_step, last_ts = step, stamp
+                if stored is not None:
+                    stored[step] = value
+        index = np.asarray(keep, dtype=np.int64)
+        return out_steps[index], values[index], stamps[index]
+
+    def _stored_values(
+        self, conn: sqlite3.Connection, state: _FloatSeries, lo: int, hi: int
+    ) -> dict[int, float]:
+        points = read_float_points(conn, state.attr_id, max(lo, 0), hi)
+        return dict(zip(points.steps.tolist(), points.values.tolist(), strict=True))
+
+    def _extend_chunks(
+        self, state: _FloatSeries, steps: Int64s, values: Float64s, stamps: Int64s
+    ) -> list[tuple[object, ...]]:
+        """Append points to the open chunk, cutting full chunks; return the rows to write."""
+        all_steps = np.concatenate([state.chunk_steps, steps])
+        all_values = np.concatenate([state.chunk_values, values])
+        all_ts = np.concatenate([state.chunk_ts, stamps])
+        rows = []
+        base = state.attr_id << CHUNK_BITS
+        chunk_no = state.chunk_no
+        start = 0
+        total = len(all_steps)
+        while start < total:
+            end = min(start + CHUNK_POINTS, total)
+            s, v, t = all_steps[start:end], all_values[start:end], all_ts[start:end]
+            finite = v[np.isfinite(v)]
+            rows.append(
+                (
+                    base + chunk_no,
+                    end - start,
+                    int(s[0]),
+                    int(s[-1]),
+                    int(t[0]),
+                    int(t[-1]),
+                    float(finite.min()) if len(finite) else None,
+                    float(finite.max()) if len(finite) else None,
+                    encode_ints(s),
+                    encode_floats(v),
+                    encode_ints(t),
+                )
+            )
+            if end - start == CHUNK_POINTS:
+                chunk_no += 1
+            start = end
+        tail = total % CHUNK_POINTS
+        keep_from = total - tail
+        state.chunk_no = chunk_no
+        state.chunk_steps = all_steps[keep_from:]
+        state.chunk_values = all_values[keep_from:]
+        state.chunk_ts = all_ts[keep_from:]
+        return rows
+
+    def _update_aggregates(
+        self, state: _FloatSeries, steps: Int64s, values: Float64s, stamps: Int64s
+    ) -> tuple[object, ...]:
+        finite = values[np.isfinite(values)]
+        if len(finite):
+            state.fmin = min(state.fmin, float(finite.min()))
+            state.fmax = max(state.fmax, float(finite.max()))
+            state.fsum += float(finite.sum())
+            state.fsumsq += float(np.dot(finite, finite))
+            state.fcount += len(finite)
+        state.count += len(values)
+        state.last_step = int(steps[-1])
+        state.last_ts = int(stamps[-1])
+        state.last_value = float(values[-1])
+        has_finite = state.fcount > 0
+        return (
+            _nan_to_none(state.last_value),
+            state.count,
+            state.last_step,
+            state.last_ts,
+            state.fmin if has_finite else None,
+            state.fmax if has_finite else None,
+            state.fsum if has_finite else None,
+            state.fsumsq if has_finite else None,
+            state.fcount,
+            state.attr_id,
+        )
+
+    def _append_previews(
+        self, conn: sqlite3.Connection, previews: list[PreviewPoint], issues: _Issues
+    ) -> None:
+        rows = []
+        for point in previews:
+            attr_id = self._attribute(conn, point.path, "float_series", issues)
+            if attr_id is None:
+                continue
+            state = self._float_series(conn, attr_id)
+            fork = self._fork_step
+            if point.step == NO_STEP:
+                point.step = max(state.last_step, -1 if fork is None else fork) + MICRO
+            if point.step <= state.last_step:
+                issues.add(
+                    "SERIES_PREVIEW_STEP_NOT_AFTER_LAST_COMMITTED_STEP",
+                    f"preview at step {_step_text(point.step)} of {point.path!r} is not after "
+                    f"the last committed step {_step_text(state.last_step)}",
+                    point.path,
+                )
+                continue
+            if fork is not None and point.step <= fork:
+                issues.add(
+                    "SERIES_STEP_NOT_AFTER_FORK_POINT",
+                    f"preview at step {_step_text(point.step)} of {point.path!r} is not after "
+                    f"the fork step {_step_text(fork)}",
+                    point.path,
+                )
+                continue
+            state.has_previews = True
+            rows.append(
+                (attr_id, point.step, point.timestamp, _nan_to_none(point.value), point.completion)
+            )
+        conn.executemany(
+            "INSERT OR REPLACE INTO previews (attr_id, step, ts, value, completion) "
+            "VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    # -- string, histogram and file series ---------------------------------------------------
+
+    def _point_series(self, conn: sqlite3.Connection, attr_id: int) -> _PointSeries:
+        state = self._points.get(attr_id)
+        if state is None:
+            count, last_step = conn.execute(
+                "SELECT count, last_step FROM attributes WHERE id = ?", (attr_id,)
+            ).fetchone()
+            own_last = conn.execute(  # inherited points do not bound own timestamps
+                "SELECT ts FROM points WHERE attr_id = ? ORDER BY step DESC LIMIT 1", (attr_id,)
+            ).fetchone()
+            state = _PointSeries(
+                attr_id,
+                count or 0,
+                -1 if last_step is None else last_step,
+                -(2**62) if own_last is None else own_last[0],
+            )
+            self._points[attr_id] = state
+        return state
+
+    def _append_points(
+        self, conn: sqlite3.Connection, points: Iterable[PointAppend], issues: _Issues
+    ) -> int:
+        rows: list[tuple[int, int, int, str]] = []
+        touched: dict[int, tuple[_PointSeries, str]] = {}
+        size = 0
+        fork = self._fork_step
+        for point in points:
+            if point.type == "string_series" and len(point.value.encode()) >= STRING_SERIES_LIMIT:
+                issues.add(
+                    "STRING_VALUE_EXCEEDS_SIZE_LIMIT",
+                    f"string-series value of {point.path!r} is 1 MiB or more",
+                    point.path,
+                )
+                continue
+            attr_id = self._attribute(conn, point.path, point.type, issues)
+            if attr_id is None:
+                continue
+            state = self._point_series(conn, attr_id)
+            step = point.step
+            if step == NO_STEP:
+                step = max(state.last_step, -1 if fork is None else fork)
+                step = step + MICRO if step >= 0 else 0
+            if step >= MAX_STEP_MICRO:
+                issues.add(
+                    "SERIES_STEP_TOO_LARGE", f"step of {point.path!r} is not below 1e12", point.path
+                )
+                continue
+            if fork is not None and step <= fork:
+                issues.add(
+                    "SERIES_STEP_NOT_AFTER_FORK_POINT",
+                    f"step {_step_text(step)} of {point.path!r} is not after the fork step "
+                    f"{_step_text(fork)}",
+                    point.path,
+                )
+                continue
+            if step <= state.last_step:
+                stored = conn.execute(
+                    "SELECT value FROM points WHERE attr_id = ? AND step = ?", (attr_id, step)
+                ).fetchone()
+                if stored is not None and stored[0] == point.value:
+                    issues.add(
+                        "SERIES_POINT_DUPLICATE",
+                        f"point at step {_step_text(step)} of {point.path!r} was already stored",
+                        point.path,
+                        WARNING,
+                    )
+                else:
+                    issues.add(
+                        "SERIES_STEP_NON_INCREASING",
+                        f"step {_step_text(step)} of {point.path!r} is not after the last step "
+                        f"{_step_text(state.last_step)}",
+                        point.path,
+                    )
+                continue
+            if point.timestamp < state.last_ts:
+                issues.add(
+                    "SERIES_TIMESTAMP_DECREASING",
+                    f"timestamp of step {_step_text(step)} of {point.path!r} is older than the "
+                    "series' last point",
+                    point.path,
+                )
+                continue
+            state.count += 1
+            state.last_step = step
+            state.last_ts = point.timestamp
+            rows.append((attr_id, step, point.timestamp, point.value))
+            touched[attr_id] = (state, point.value)
+            size += 16 + len(point.value)
+        conn.executemany("INSERT INTO points (attr_id, step, ts, value) VALUES (?, ?, ?, ?)", rows)
+        conn.executemany(
+            "UPDATE attributes SET text = ?, count = ?, last_step = ?, last_ts = ? WHERE id = ?",
+            [(last, s.count, s.last_step, s.last_ts, s.attr_id) for s, last in touched.values()],
+        )
+        return size
