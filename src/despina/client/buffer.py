@@ -13,9 +13,11 @@ failure is reported through the error callback.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +61,7 @@ class FileRequest:
 
 @dataclass(slots=True)
 class _Taken:
-    records: list[tuple[tuple[str, ...], list[Any], int, int]] = field(default_factory=list)
+    records: list[tuple[tuple[str, ...], tuple[Any, ...], int, int]] = field(default_factory=list)
     previews: list[PreviewPoint] = field(default_factory=list)
     ops: list[Assign | ModifySet] = field(default_factory=list)
     points: list[PointAppend] = field(default_factory=list)
@@ -68,68 +70,56 @@ class _Taken:
 
 
 class LogBuffer:
-    """What logging calls appended and the flusher has not taken yet."""
+    """What logging calls appended and the flusher has not taken yet.
+
+    A lock-free queue: ``deque.append`` and ``popleft`` are atomic, so the logging thread never
+    waits on the flusher. Metric calls are queued as ``(keys, values, step, ts)`` tuples, other
+    calls as ``(kind, items)``. ``enqueued`` counts queued entries; the flusher reports how many it
+    stored, which is what ``wait_for_processing`` waits on.
+    """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.room = threading.Condition(self.lock)
-        self.taken = _Taken()
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.points = 0  # a hint for early flushes and back-pressure, not an exact count
+        self.enqueued = 0
+        self._counter = itertools.count(1)
+        self.room = threading.Event()
+
+    def add_metrics(
+        self, keys: tuple[str, ...], values: tuple[Any, ...], step: int, ts: int
+    ) -> int:
+        self.queue.append((keys, values, step, ts))
+        self.enqueued = next(self._counter)
+        self.points += len(keys)
+        if self.points >= MAX_BUFFERED_POINTS:  # the flusher is far behind: let it catch up
+            self.room.clear()
+            self.room.wait(60)
+        return self.points
+
+    def add(self, kind: str, items: list[Any]) -> None:
+        """Queue ``ops``, ``previews``, ``points`` or ``files``."""
+        self.queue.append((kind, items))
+        self.enqueued = next(self._counter)
+        if kind == "points":
+            self.points += len(items)
+
+    def take(self, into: _Taken) -> None:
+        """Move everything queued so far into ``into``."""
+        queue = self.queue
+        count = len(queue)
+        for _ in range(count):
+            entry = queue.popleft()
+            if len(entry) == 4:
+                into.records.append(entry)
+            else:
+                getattr(into, entry[0]).extend(entry[1])
+        into.sequence += count
         self.points = 0
-        self.sequence = 0  # bumped by every call; the flusher reports how far it got
-
-    def add_metrics(self, keys: tuple[str, ...], values: list[Any], step: int, ts: int) -> int:
-        with self.lock:
-            if self.points >= MAX_BUFFERED_POINTS:
-                self.room.wait_for(lambda: self.points < MAX_BUFFERED_POINTS, timeout=60)
-            self.taken.records.append((keys, values, step, ts))
-            self.points += len(keys)
-            self.sequence += 1
-            return self.points
-
-    def add(
-        self,
-        *,
-        ops: list[Assign | ModifySet] | None = None,
-        previews: list[PreviewPoint] | None = None,
-        points: list[PointAppend] | None = None,
-        files: list[FileRequest] | None = None,
-    ) -> None:
-        with self.lock:
-            if ops:
-                self.taken.ops.extend(ops)
-            if previews:
-                self.taken.previews.extend(previews)
-            if points:
-                self.taken.points.extend(points)
-                self.points += len(points)
-            if files:
-                self.taken.files.extend(files)
-            self.sequence += 1
-
-    def take(self) -> _Taken:
-        with self.lock:
-            taken = self.taken
-            taken.sequence = self.sequence
-            self.taken = _Taken()
-            self.points = 0
-            self.room.notify_all()
-            return taken
-
-    def put_back(self, taken: _Taken) -> None:
-        """Return a batch whose flush failed, ahead of anything logged since."""
-        with self.lock:
-            later = self.taken
-            taken.records.extend(later.records)
-            taken.previews.extend(later.previews)
-            taken.ops.extend(later.ops)
-            taken.points.extend(later.points)
-            taken.files.extend(later.files)
-            self.taken = taken
-            self.points += sum(len(r[0]) for r in taken.records) + len(taken.points)
+        self.room.set()
 
 
 def metric_columns(
-    records: list[tuple[tuple[str, ...], list[Any], int, int]],
+    records: list[tuple[tuple[str, ...], tuple[Any, ...], int, int]],
     dropped: Callable[[str], None],
 ) -> dict[str, MetricColumn]:
     """Turn buffered ``log_metrics`` calls into one column of points per series."""
@@ -171,7 +161,7 @@ def metric_columns(
     }
 
 
-def _as_float_matrix(rows: list[list[Any]], width: int) -> np.ndarray[Any, Any] | None:
+def _as_float_matrix(rows: list[tuple[Any, ...]], width: int) -> np.ndarray[Any, Any] | None:
     """Rows of plain numbers as one float64 matrix, or ``None`` if any value needs care."""
     try:
         matrix = np.array(rows)
@@ -214,6 +204,8 @@ class Flusher(threading.Thread):
         self.progress = threading.Condition()
         self.done_sequence = 0
         self._last_write = time.monotonic()
+        self._pending = _Taken()
+        self._issues: list[IngestIssue] = []
 
     def run(self) -> None:
         while True:
@@ -232,23 +224,23 @@ class Flusher(threading.Thread):
                 return
 
     def flush_once(self) -> None:
-        taken = self.buffer.take()
+        taken = self._pending  # a failed flush's data comes first, then what was queued since
+        self.buffer.take(taken)
         batch = self._batch(taken)
-        try:
-            if not batch.is_empty():
-                issues = self.writer.apply(batch)
-                self._last_write = time.monotonic()
-                if issues:
-                    self.on_issues(issues)
-            elif time.monotonic() - self._last_write > PING_INTERVAL:
-                self.writer.ping()
-                self._last_write = time.monotonic()
-        except BaseException:
-            self.buffer.put_back(taken)
-            raise
+        if not batch.is_empty():
+            # raises on failure: everything stays in _pending for the retry
+            self._issues.extend(self.writer.apply(batch))
+            self._last_write = time.monotonic()
+        elif time.monotonic() - self._last_write > PING_INTERVAL:
+            self.writer.ping()
+            self._last_write = time.monotonic()
+        self._pending = _Taken(sequence=taken.sequence)
         with self.progress:
-            self.done_sequence = max(self.done_sequence, taken.sequence)
+            self.done_sequence = taken.sequence
             self.progress.notify_all()
+        if self._issues:
+            issues, self._issues = self._issues, []
+            self.on_issues(issues)
 
     def _batch(self, taken: _Taken) -> Batch:
         batch = Batch(ops=list(taken.ops), previews=taken.previews, points=taken.points)

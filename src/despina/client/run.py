@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from despina.client.buffer import FileRequest, Flusher, LogBuffer
+from despina.client.buffer import FLUSH_EARLY_POINTS, FileRequest, Flusher, LogBuffer
 from despina.client.console import ConsoleCapture
 from despina.client.files import storage_key
 from despina.client.source import SourceTrackingConfig, source_configs
@@ -157,10 +157,8 @@ class Run:
             self._store: Store | None = None
             self._flusher: Flusher | None = None
             self._buffer = LogBuffer()
-            self._closed = False
-            self._disabled = True
-            return
-        self._disabled = False
+            self._console = None
+            return  # stays "closed": arguments are still checked, nothing is stored
         self._store = Store.open(home)
         created = create_run(
             self._store,
@@ -200,7 +198,7 @@ class Run:
         if enable_console_log_capture:
             start = 0 if fork_micro is None else fork_micro + 1
             self._console = ConsoleCapture(
-                lambda points: self._buffer.add(points=points), namespace, start
+                lambda points: self._buffer.add("points", points), namespace, start
             )
             self._console.start()
 
@@ -232,42 +230,50 @@ class Run:
             ValueError: ``step`` outside [0, 1e12); ``preview_completion`` outside [0, 1] or
                 given without ``preview=True``.
         """
-        micro = step_to_micro(step)
-        if preview_completion is not None:
-            if not 0.0 <= preview_completion <= 1.0:
-                raise ValueError(
-                    f"preview_completion must be in [0, 1], got {preview_completion!r}"
-                )
-            if not preview and preview_completion != 1.0:
-                raise ValueError("preview_completion is only allowed with preview=True")
-        ts = datetime_ms(timestamp) if timestamp is not None else int(time.time() * 1000)
-        if self._closed or self._disabled or not data:
+        # the common case (an int or float step, no preview) without calls: this is the hot path
+        if type(step) is int and 0 <= step < 1_000_000_000_000:
+            micro = step * 1_000_000
+        else:
+            micro = _or_no_step(step_to_micro(step))
+        if preview or preview_completion is not None:
+            self._check_preview(preview, preview_completion)
+        ts = int(time.time() * 1000) if timestamp is None else datetime_ms(timestamp)
+        if self._closed or not data:
             return
         keys = tuple(data)
         if keys != self._last_keys:
             keys, data = self._checked_keys(keys, data)
-        values = list(data.values())
+        # a tuple of numbers is dropped from the cyclic GC's tracking; a list would be rescanned
+        # by every collection while it waits in the buffer
+        values = tuple(data.values())
         if self._reporter.raise_on_drop:
             for key, value in zip(keys, values, strict=True):
-                try:
-                    float(value)
-                except (TypeError, ValueError, OverflowError):
-                    self._reporter.dropped(f"metric {key!r}: cannot convert {value!r:.80} to float")
-        step_value = NO_STEP if micro is None else micro
+                _to_float_or_report(key, value, self._reporter)
         if preview:
             completion = 0.0 if preview_completion is None else float(preview_completion)
             points = []
             for key, value in zip(keys, values, strict=True):
-                try:
-                    number = float(value)
-                except (TypeError, ValueError, OverflowError):
-                    self._reporter.dropped(f"metric {key!r}: cannot convert {value!r:.80}")
-                    continue
-                points.append(PreviewPoint(key, step_value, number, ts, completion))
-            self._buffer.add(previews=points)
+                number = _to_float_or_report(key, value, self._reporter)
+                if number is not None:
+                    points.append(PreviewPoint(key, micro, number, ts, completion))
+            self._buffer.add("previews", points)
+        elif self._buffer.add_metrics(keys, values, micro, ts) > FLUSH_EARLY_POINTS:
+            self._wake()
+
+    @staticmethod
+    def _check_preview(preview: bool, completion: float | None) -> None:
+        if completion is None:
             return
-        if self._buffer.add_metrics(keys, values, step_value, ts) > 1_000_000:
-            assert self._flusher is not None
+        if not 0.0 <= completion <= 1.0:
+            raise ValueError(f"preview_completion must be in [0, 1], got {completion!r}")
+        if not preview and completion != 1.0:
+            raise ValueError(
+                "preview_completion is only allowed with preview=True (got "
+                f"{completion!r} without it)"
+            )
+
+    def _wake(self) -> None:
+        if self._flusher is not None:
             self._flusher.wake.set()
 
     def _checked_keys(
@@ -304,8 +310,8 @@ class Run:
             typed = typed_config(path, value, cast_unsupported, self._reporter)
             if typed is not None:
                 ops.append(Assign(path, typed[0], typed[1]))
-        if ops and not (self._closed or self._disabled):
-            self._buffer.add(ops=ops)
+        if ops and not self._closed:
+            self._buffer.add("ops", ops)
 
     def add_tags(
         self, tags: list[str] | set[str] | tuple[str, ...], group_tags: bool = False
@@ -322,10 +328,10 @@ class Run:
     def _modify_tags(self, tags: Any, group_tags: bool, add: bool) -> None:
         path = "sys/group_tags" if group_tags else "sys/tags"
         values = self._string_collection(path, tags)
-        if values is None or self._closed or self._disabled:
+        if values is None or self._closed:
             return
         op = ModifySet(path, values, []) if add else ModifySet(path, [], values)
-        self._buffer.add(ops=[op])
+        self._buffer.add("ops", [op])
 
     def _string_collection(self, path: str, tags: Any) -> list[str] | None:
         if isinstance(tags, str) or not isinstance(tags, list | set | tuple | frozenset):
@@ -359,8 +365,8 @@ class Run:
                 self._reporter.dropped(f"string-series value of {path!r} is 1 MiB or more; dropped")
                 continue
             points.append(PointAppend(path, "string_series", _or_no_step(micro), ts, value))
-        if points and not (self._closed or self._disabled):
-            self._buffer.add(points=points)
+        if points and not self._closed:
+            self._buffer.add("points", points)
 
     def log_histograms(
         self, histograms: dict[str, Any], step: float | int, *, timestamp: datetime | None = None
@@ -377,8 +383,8 @@ class Run:
                 points.append(
                     PointAppend(path, "histogram_series", _or_no_step(micro), ts, encoded)
                 )
-        if points and not (self._closed or self._disabled):
-            self._buffer.add(points=points)
+        if points and not self._closed:
+            self._buffer.add("points", points)
 
     def assign_files(self, files: dict[str, str | Path | bytes | File]) -> None:
         """Assign one file per key (overwrite); unreadable paths are skipped with a warning."""
@@ -423,8 +429,8 @@ class Run:
                 self._run_id, path, step, name if isinstance(spec.source, bytes) else str(source)
             )
             requests.append(FileRequest(path, source, key, mime, step, ts))
-        if requests and not (self._closed or self._disabled):
-            self._buffer.add(files=requests)
+        if requests and not self._closed:
+            self._buffer.add("files", requests)
 
     def log(
         self,
@@ -443,9 +449,9 @@ class Run:
         for changes, add in ((tags_add, True), (tags_remove, False)):
             for path, values in (changes or {}).items():
                 collected = self._string_collection(path, values)
-                if collected is not None and not (self._closed or self._disabled):
+                if collected is not None and not self._closed:
                     op = ModifySet(path, collected, []) if add else ModifySet(path, [], collected)
-                    self._buffer.add(ops=[op])
+                    self._buffer.add("ops", [op])
 
     # -- waiting and closing -----------------------------------------------------------------
 
@@ -459,7 +465,7 @@ class Run:
             return True
         if self._console is not None:
             self._console.flush()
-        sequence = self._buffer.sequence
+        sequence = self._buffer.enqueued
         try:
             done = self._flusher.wait_for(sequence, timeout)
         except KeyboardInterrupt:
@@ -544,6 +550,14 @@ class Run:
             callback(exc, last)
         except Exception:
             logger.exception("despina: an %s callback raised", kind)
+
+
+def _to_float_or_report(key: str, value: Any, reporter: Reporter) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        reporter.dropped(f"metric {key!r}: cannot convert {value!r:.80} to float; dropped")
+        return None
 
 
 def _or_no_step(micro: int | None) -> int:

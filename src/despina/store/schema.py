@@ -146,7 +146,39 @@ CREATE TABLE blobs (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [_V1]
+_V2 = """
+CREATE TABLE api_keys (
+    key_id TEXT PRIMARY KEY,              -- 16 hex characters, public part of the API key
+    secret_sha256 TEXT NOT NULL,          -- hex SHA-256 of the secret; the secret is never stored
+    name TEXT NOT NULL DEFAULT '',
+    username TEXT NOT NULL,               -- sys/owner of runs created with the key
+    workspace TEXT NOT NULL,
+    project TEXT,                         -- NULL: every project of the workspace
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,                   -- NULL: never
+    revoked_ms INTEGER                    -- NULL: valid
+) WITHOUT ROWID;
+
+CREATE TABLE refresh_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX refresh_tokens_by_key ON refresh_tokens (key_id);
+
+CREATE TABLE ingest_requests (
+    request_id TEXT PRIMARY KEY,          -- UUID answered to the client
+    project_id INTEGER NOT NULL,
+    run_id TEXT NOT NULL,                 -- sys/custom_run_id the operation was for
+    body_sha256 TEXT NOT NULL,            -- of the serialized RunOperation: re-sends are recognised
+    status TEXT NOT NULL,                 -- JSON [[code, count, detail], ...] (google.rpc / IngestCode names)
+    created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX ingest_requests_by_body ON ingest_requests (body_sha256);
+CREATE INDEX ingest_requests_by_time ON ingest_requests (created_ms);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

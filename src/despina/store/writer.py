@@ -20,6 +20,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -115,6 +116,70 @@ class _Issues:
                 )
             out.append(issue)
         return out
+
+
+class _Memo:
+    """Per-flush memo of work on arrays that many series share.
+
+    A training loop that logs many metrics per call gives every series the very same steps and
+    timestamps arrays; checking, concatenating and encoding them once per flush instead of once
+    per series is what keeps wide logging cheap. Inputs are kept alive so ids stay unique.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[object, ...], Any] = {}
+        self._alive: list[object] = []
+
+    def ordered(self, steps: Int64s, stamps: Int64s) -> bool:
+        key = ("ordered", id(steps), id(stamps))
+        found = self._cache.get(key)
+        if found is None:
+            found = len(steps) < 2 or (
+                bool((np.diff(steps) > 0).all()) and bool((np.diff(stamps) >= 0).all())
+            )
+            self._cache[key] = found
+            self._alive.append((steps, stamps))
+        return bool(found)
+
+    def concat(self, head: Int64s, tail: Int64s) -> Int64s:
+        if len(head) == 0:
+            return tail
+        key = ("concat", id(head), id(tail))
+        found = self._cache.get(key)
+        if found is None:
+            found = np.concatenate([head, tail])
+            self._cache[key] = found
+            self._alive.append((head, tail))
+        return found  # type: ignore[no-any-return]
+
+    def piece(self, values: Int64s, start: int, end: int) -> Int64s:
+        if start == 0 and end == len(values):
+            return values
+        key = ("piece", id(values), start, end)
+        found = self._cache.get(key)
+        if found is None:
+            found = values[start:end]
+            self._cache[key] = found
+            self._alive.append(values)
+        return found  # type: ignore[no-any-return]
+
+    def encoded(self, values: Int64s) -> bytes:
+        key = ("encoded", id(values))
+        found = self._cache.get(key)
+        if found is None:
+            found = encode_ints(values)
+            self._cache[key] = found
+            self._alive.append(values)
+        return found  # type: ignore[no-any-return]
+
+
+def _finite_range(values: Float64s) -> tuple[float, float] | None:
+    """Smallest and largest finite value, or ``None`` when there is none."""
+    lo, hi = float(values.min()), float(values.max())  # NaN propagates into both
+    if math.isfinite(lo) and math.isfinite(hi):
+        return lo, hi
+    finite = values[np.isfinite(values)]
+    return (float(finite.min()), float(finite.max())) if len(finite) else None
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -418,6 +483,7 @@ class RunWriter:
         chunk_rows: list[tuple[object, ...]] = []
         agg_rows: list[tuple[object, ...]] = []
         stored = 0
+        memo = _Memo()
         for path, column in metrics.items():
             attr_id = self._attribute(conn, path, "float_series", issues)
             if attr_id is None:
@@ -426,7 +492,7 @@ class RunWriter:
             steps = np.asarray(column.steps, dtype=np.int64)
             values = np.asarray(column.values, dtype=np.float64)
             stamps = np.asarray(column.timestamps, dtype=np.int64)
-            if not self._in_order(state, steps, stamps):
+            if not self._in_order(state, steps, stamps, memo):
                 steps, values, stamps = self._filter_points(
                     conn, path, state, steps, values, stamps, issues
                 )
@@ -443,7 +509,7 @@ class RunWriter:
                     ).fetchone()
                     is not None
                 )
-            chunk_rows.extend(self._extend_chunks(state, steps, values, stamps))
+            chunk_rows.extend(self._extend_chunks(state, steps, values, stamps, memo))
             agg_rows.append(self._update_aggregates(state, steps, values, stamps))
             stored += len(steps)
         if chunk_rows:
@@ -459,7 +525,7 @@ class RunWriter:
             )
         return stored * 24
 
-    def _in_order(self, state: _FloatSeries, steps: Int64s, stamps: Int64s) -> bool:
+    def _in_order(self, state: _FloatSeries, steps: Int64s, stamps: Int64s, memo: _Memo) -> bool:
         """The common case, checked with a few vector operations: every point is acceptable."""
         first = int(steps[0])
         if first <= state.last_step or int(stamps[0]) < state.last_ts:
@@ -468,7 +534,7 @@ class RunWriter:
             return False
         if int(steps[-1]) >= MAX_STEP_MICRO:
             return False
-        return not (len(steps) > 1 and (not bool((np.diff(steps) > 0).all()) or not bool((np.diff(stamps) >= 0).all())))
+        return memo.ordered(steps, stamps)
 
     def _filter_points(
         self,
@@ -551,12 +617,19 @@ class RunWriter:
         return dict(zip(points.steps.tolist(), points.values.tolist(), strict=True))
 
     def _extend_chunks(
-        self, state: _FloatSeries, steps: Int64s, values: Float64s, stamps: Int64s
+        self,
+        state: _FloatSeries,
+        steps: Int64s,
+        values: Float64s,
+        stamps: Int64s,
+        memo: _Memo,
     ) -> list[tuple[object, ...]]:
         """Append points to the open chunk, cutting full chunks; return the rows to write."""
-        all_steps = np.concatenate([state.chunk_steps, steps])
-        all_values = np.concatenate([state.chunk_values, values])
-        all_ts = np.concatenate([state.chunk_ts, stamps])
+        all_steps = memo.concat(state.chunk_steps, steps)
+        all_ts = memo.concat(state.chunk_ts, stamps)
+        all_values = (
+            np.concatenate([state.chunk_values, values]) if len(state.chunk_values) else values
+        )
         rows = []
         base = state.attr_id << CHUNK_BITS
         chunk_no = state.chunk_no
@@ -564,8 +637,10 @@ class RunWriter:
         total = len(all_steps)
         while start < total:
             end = min(start + CHUNK_POINTS, total)
-            s, v, t = all_steps[start:end], all_values[start:end], all_ts[start:end]
-            finite = v[np.isfinite(v)]
+            s = memo.piece(all_steps, start, end)
+            t = memo.piece(all_ts, start, end)
+            v = all_values[start:end]
+            span = _finite_range(v)
             rows.append(
                 (
                     base + chunk_no,
@@ -574,31 +649,31 @@ class RunWriter:
                     int(s[-1]),
                     int(t[0]),
                     int(t[-1]),
-                    float(finite.min()) if len(finite) else None,
-                    float(finite.max()) if len(finite) else None,
-                    encode_ints(s),
+                    None if span is None else span[0],
+                    None if span is None else span[1],
+                    memo.encoded(s),
                     encode_floats(v),
-                    encode_ints(t),
+                    memo.encoded(t),
                 )
             )
             if end - start == CHUNK_POINTS:
                 chunk_no += 1
             start = end
-        tail = total % CHUNK_POINTS
-        keep_from = total - tail
+        keep_from = total - total % CHUNK_POINTS
         state.chunk_no = chunk_no
-        state.chunk_steps = all_steps[keep_from:]
+        state.chunk_steps = memo.piece(all_steps, keep_from, total)
         state.chunk_values = all_values[keep_from:]
-        state.chunk_ts = all_ts[keep_from:]
+        state.chunk_ts = memo.piece(all_ts, keep_from, total)
         return rows
 
     def _update_aggregates(
         self, state: _FloatSeries, steps: Int64s, values: Float64s, stamps: Int64s
     ) -> tuple[object, ...]:
-        finite = values[np.isfinite(values)]
-        if len(finite):
-            state.fmin = min(state.fmin, float(finite.min()))
-            state.fmax = max(state.fmax, float(finite.max()))
+        span = _finite_range(values)
+        if span is not None:
+            finite = values if math.isfinite(float(values.sum())) else values[np.isfinite(values)]
+            state.fmin = min(state.fmin, span[0])
+            state.fmax = max(state.fmax, span[1])
             state.fsum += float(finite.sum())
             state.fsumsq += float(np.dot(finite, finite))
             state.fcount += len(finite)
