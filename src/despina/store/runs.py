@@ -228,7 +228,17 @@ def _float_aggregates(points: FloatPoints) -> tuple[object, ...]:
         int(points.timestamps[-1]),
         float(finite.min()) if has else None,
         float(finite.max()) if has else None,
-        float(finite.sum()) if has else None,
-        float(np.dot(finite, finite)) if has else None,
+        _sum(finite) if has else None,
+        _sum_of_squares(finite) if has else None,
         len(finite),
     )
+
+
+def _sum(values: np.ndarray) -> float:
+    with np.errstate(over="ignore"):
+        return float(values.sum())
+
+
+def _sum_of_squares(values: np.ndarray) -> float:
+    with np.errstate(over="ignore"):  # huge values: the sum of squares is inf
+        return float(np.dot(values, values))

@@ -669,13 +669,14 @@ class RunWriter:
     def _update_aggregates(
         self, state: _FloatSeries, steps: Int64s, values: Float64s, stamps: Int64s
     ) -> tuple[object, ...]:
-        span = _finite_range(values)
-        if span is not None:
-            finite = values if math.isfinite(float(values.sum())) else values[np.isfinite(values)]
-            state.fmin = min(state.fmin, span[0])
-            state.fmax = max(state.fmax, span[1])
-            state.fsum += float(finite.sum())
-            state.fsumsq += float(np.dot(finite, finite))
+        lo, hi = float(values.min()), float(values.max())  # NaN propagates into both
+        finite = values if math.isfinite(lo) and math.isfinite(hi) else values[np.isfinite(values)]
+        if len(finite):
+            with np.errstate(over="ignore"):  # huge values: sums become inf, as they should
+                state.fmin = min(state.fmin, float(finite.min()))
+                state.fmax = max(state.fmax, float(finite.max()))
+                state.fsum += float(finite.sum())
+                state.fsumsq += float(np.dot(finite, finite))
             state.fcount += len(finite)
         state.count += len(values)
         state.last_step = int(steps[-1])

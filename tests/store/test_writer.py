@@ -1,0 +1,288 @@
+"""Store-side ingest rules, applied through RunWriter directly (wire-protocol.md §5.3–§5.5)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from despina.store import Store
+from despina.store.batch import (
+    NO_STEP,
+    Assign,
+    Batch,
+    MetricColumn,
+    ModifySet,
+    PointAppend,
+    PreviewPoint,
+)
+from despina.store.runs import RunSpec, create_run
+from despina.store.series import lineage, read_float_lineage, read_float_points
+from despina.store.writer import CHUNK_POINTS, RunWriter
+
+M = 1_000_000
+
+
+@pytest.fixture
+def store(home: Path) -> Store:
+    return Store.open(home)
+
+
+def new_run(store: Store, run_id: str = "r", **kwargs: object) -> RunWriter:
+    created = create_run(store, RunSpec("ws/p", run_id, **kwargs))  # type: ignore[arg-type]
+    return RunWriter(store, created.pk)
+
+
+def metrics(path: str, steps: list[float], values: list[float], ts: int | None = None) -> Batch:
+    """Points at ``steps``; timestamps equal to the step in ms unless ``ts`` starts them."""
+    stamps = [int(s) if ts is None else ts + i for i, s in enumerate(steps)]
+    return Batch(metrics={path: MetricColumn([int(s * M) for s in steps], values, stamps)})
+
+
+def attr(store: Store, run_pk: int, path: str) -> tuple:
+    return store.connection().execute(
+        "SELECT type, num, text, count, last_step, fmin, fmax, fsum, fsumsq, fcount "
+        "FROM attributes WHERE run_id = ? AND path = ?",
+        (run_pk, path),
+    ).fetchone()
+
+
+def points(store: Store, writer: RunWriter, path: str) -> tuple[list[float], list[float]]:
+    conn = store.connection()
+    got = read_float_lineage(conn, lineage(conn, writer.run_pk), path)
+    return (got.steps / M).tolist(), got.values.tolist()
+
+
+def test_points_span_many_chunks_and_read_back_in_order(store: Store) -> None:
+    writer = new_run(store)
+    n = CHUNK_POINTS * 3 + 17
+    values = np.random.default_rng(0).random(n)
+    for part in np.array_split(np.arange(n), 7):  # several flushes, chunk boundaries anywhere
+        assert writer.apply(metrics("m", part.tolist(), values[part].tolist())) == []
+    steps, got = points(store, writer, "m")
+    assert steps == list(range(n))
+    assert got == values.tolist()
+    assert store.connection().execute("SELECT count(*) FROM chunks").fetchone()[0] == 4
+
+
+def test_aggregates_cover_finite_values_and_last_keeps_nan(store: Store) -> None:
+    writer = new_run(store)
+    writer.apply(metrics("m", [1, 2, 3, 4], [1.0, math.inf, 3.0, math.nan]))
+    type_, last, _, count, last_step, fmin, fmax, fsum, fsumsq, fcount = attr(
+        store, writer.run_pk, "m"
+    )
+    assert (type_, last, count, last_step) == ("float_series", None, 4, 4 * M)  # NULL = NaN
+    assert (fmin, fmax, fsum, fsumsq, fcount) == (1.0, 3.0, 4.0, 10.0, 2)
+    _, got = points(store, writer, "m")
+    assert got[1] == math.inf and math.isnan(got[3])
+
+
+def test_non_increasing_step_is_rejected_for_that_series_only(store: Store) -> None:
+    writer = new_run(store)
+    writer.apply(metrics("a", [1, 2], [1.0, 2.0]))
+    batch = metrics("a", [2, 3], [5.0, 3.0])
+    batch.metrics.update(metrics("b", [1], [7.0]).metrics)
+    issues = writer.apply(batch)
+    assert [i.code for i in issues] == ["SERIES_STEP_NON_INCREASING"]
+    assert "step 2 of 'a'" in issues[0].message
+    assert points(store, writer, "a") == ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert points(store, writer, "b") == ([1.0], [7.0])
+
+
+def test_identical_resent_point_is_a_duplicate_warning(store: Store) -> None:
+    writer = new_run(store)
+    writer.apply(metrics("a", [1, 2], [1.0, 2.0]))
+    issues = writer.apply(metrics("a", [1, 2], [1.0, 2.0]))
+    assert {(i.code, i.severity) for i in issues} == {("SERIES_POINT_DUPLICATE", "warning")}
+    assert points(store, writer, "a") == ([1.0, 2.0], [1.0, 2.0])
+
+
+def test_decreasing_timestamp_and_too_large_step(store: Store) -> None:
+    writer = new_run(store)
+    writer.apply(metrics("a", [1], [1.0], ts=5000))
+    issues = writer.apply(metrics("a", [2], [1.0], ts=10))
+    assert [i.code for i in issues] == ["SERIES_TIMESTAMP_DECREASING"]
+    big = Batch(metrics={"a": MetricColumn([10**18], [1.0], [6000])})
+    assert [i.code for i in writer.apply(big)] == ["SERIES_STEP_TOO_LARGE"]
+
+
+def test_missing_step_continues_the_series(store: Store) -> None:
+    writer = new_run(store)
+    writer.apply(Batch(metrics={"a": MetricColumn([NO_STEP, NO_STEP], [1.0, 2.0], [1, 2])}))
+    writer.apply(metrics("a", [5.5], [3.0], ts=3))
+    writer.apply(Batch(metrics={"a": MetricColumn([NO_STEP], [4.0], [4])}))
+    assert points(store, writer, "a")[0] == [0.0, 1.0, 5.5, 6.5]
+
+
+def test_type_of_a_path_is_fixed(store: Store) -> None:
+    writer = new_run(store)
+    writer.apply(Batch(ops=[Assign("x", "float", 1.0)]))
+    issues = writer.apply(metrics("x", [1], [1.0]))
+    assert [i.code for i in issues] == ["FIELD_TYPE_CONFLICTING"]
+    assert "'x' is a float" in issues[0].message
+    assert attr(store, writer.run_pk, "x")[:2] == ("float", 1.0)
+
+
+def test_sys_paths_are_read_only_but_tags_can_change(store: Store) -> None:
+    writer = new_run(store)
+    issues = writer.apply(
+        Batch(
+            ops=[
+                Assign("sys/name", "string", "x"),
+                ModifySet("sys/tags", ["a", "b"], []),
+                ModifySet("sys/tags", [], ["a", "zz"]),
+            ]
+        )
+    )
+    assert [i.code for i in issues] == ["FIELD_PATH_NON_WRITABLE"]
+    assert attr(store, writer.run_pk, "sys/tags")[2] == '["b"]'
+
+
+def test_limits_on_values(store: Store) -> None:
+    writer = new_run(store)
+    issues = writer.apply(
+        Batch(
+            ops=[
+                Assign("s", "string", "x" * (64 * 1024 + 1)),
+                Assign("d", "datetime", 10**16),
+                Assign("", "int", 1),
+                Assign("p" * 1025, "int", 1),
+                Assign("ok", "int", 2**62),
+            ]
+        )
+    )
+    assert sorted(i.code for i in issues) == [
+        "DATETIME_VALUE_OUT_OF_RANGE",
+        "FIELD_PATH_EMPTY",
+        "FIELD_PATH_EXCEEDS_SIZE_LIMIT",
+        "STRING_VALUE_EXCEEDS_SIZE_LIMIT",
+    ]
+    assert attr(store, writer.run_pk, "ok")[1] == 2**62  # exact 64-bit int
+
+
+def test_previews_are_replaced_by_committed_points(store: Store) -> None:
+    writer = new_run(store)
+    writer.apply(metrics("a", [1], [1.0]))
+    issues = writer.apply(
+        Batch(
+            previews=[
+                PreviewPoint("a", 2 * M, 0.5, 5000, 0.2),
+                PreviewPoint("a", 3 * M, 0.6, 5000, 0.3),
+                PreviewPoint("a", 1 * M, 0.6, 5000, 0.3),
+            ]
+        )
+    )
+    assert [i.code for i in issues] == ["SERIES_PREVIEW_STEP_NOT_AFTER_LAST_COMMITTED_STEP"]
+    conn = store.connection()
+    assert conn.execute("SELECT step, value, completion FROM previews").fetchall() == [
+        (2 * M, 0.5, 0.2),
+        (3 * M, 0.6, 0.3),
+    ]
+    writer.apply(metrics("a", [2], [2.0], ts=6000))
+    assert conn.execute("SELECT step FROM previews").fetchall() == [(3 * M,)]
+    assert attr(store, writer.run_pk, "a")[3] == 2  # previews do not count
+
+
+def test_fork_inherits_history_and_configs(store: Store) -> None:
+    parent = new_run(store, "parent")
+    parent.apply(metrics("m", [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]))
+    parent.apply(Batch(ops=[Assign("cfg", "int", 7)]))
+    parent.apply(
+        Batch(points=[PointAppend("log", "string_series", s * M, 1, f"l{s}") for s in (1, 4)])
+    )
+    child = new_run(store, "child", fork_run_id="parent", fork_step=3 * M)
+    assert points(store, child, "m") == ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    issues = child.apply(metrics("m", [3, 4], [9.0, 10.0], ts=0))
+    assert [i.code for i in issues] == ["SERIES_STEP_NOT_AFTER_FORK_POINT"]
+    assert points(store, child, "m") == ([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 10.0])
+    _, last, _, count, last_step, fmin, fmax, fsum, _, _ = attr(store, child.run_pk, "m")
+    assert (last, count, last_step, fmin, fmax, fsum) == (10.0, 4, 4 * M, 1.0, 10.0, 16.0)
+    assert attr(store, child.run_pk, "cfg")[1] == 7
+    assert attr(store, child.run_pk, "log")[2:4] == ("l1", 1)
+    grandchild = new_run(store, "gc", fork_run_id="child", fork_step=4 * M, inherit_configs=False)
+    assert points(store, grandchild, "m")[0] == [1.0, 2.0, 3.0, 4.0]
+    assert attr(store, grandchild.run_pk, "cfg") is None
+    depth = store.connection().execute("SELECT depth FROM runs WHERE run_id = 'gc'").fetchone()
+    assert depth == (2,)
+
+
+def test_experiment_head_moves_to_the_newest_run(store: Store) -> None:
+    new_run(store, "a", experiment_name="exp")
+    new_run(store, "b", experiment_name="exp")
+    rows = store.connection().execute(
+        "SELECT run_id, is_head, experiment_name, short_no FROM runs ORDER BY id"
+    )
+    assert rows.fetchall() == [("a", 0, "exp", 1), ("b", 1, "exp", 2)]
+
+
+def test_creating_an_existing_run_resumes_it(store: Store) -> None:
+    first = create_run(store, RunSpec("ws/p", "r", experiment_name="e"))
+    again = create_run(store, RunSpec("ws/p", "r", experiment_name="e"))
+    other = create_run(store, RunSpec("ws/p", "r", experiment_name="other"))
+    assert again.pk == first.pk and again.resumed
+    assert [i.code for i in again.issues] == ["RUN_DUPLICATE"]
+    assert [i.code for i in other.issues] == ["RUN_CONFLICTING"]
+
+
+def test_invalid_creation_parameters(store: Store) -> None:
+    with pytest.raises(ValueError, match="RUN_INVALID_CREATION_PARAMETERS.*'a/b'"):
+        create_run(store, RunSpec("ws/p", "a/b"))
+
+
+def test_another_writer_to_the_same_run_is_noticed(store: Store) -> None:
+    created = create_run(store, RunSpec("ws/p", "r"))
+    one, two = RunWriter(store, created.pk), RunWriter(store, created.pk)
+    one.apply(metrics("m", [1, 2], [1.0, 2.0]))
+    two.apply(metrics("m", [3], [3.0], ts=5000))
+    one.apply(metrics("m", [4], [4.0], ts=6000))
+    assert points(store, one, "m")[0] == [1.0, 2.0, 3.0, 4.0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 50),
+            st.floats(allow_nan=True, allow_infinity=True, width=64),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    st.integers(1, 5),
+)
+def test_random_streams_keep_exactly_the_accepted_points(
+    tmp_path_factory: pytest.TempPathFactory, stream: list[tuple[int, float]], flushes: int
+) -> None:
+    store = Store.open(tmp_path_factory.mktemp("s"))
+    writer = new_run(store)
+    expected: dict[int, float] = {}
+    last = -1
+    for part in np.array_split(np.arange(len(stream)), flushes):
+        chunk = [stream[i] for i in part]
+        if not chunk:
+            continue
+        writer.apply(
+            Batch(
+                metrics={
+                    "m": MetricColumn(
+                        [s * M for s, _ in chunk], [v for _, v in chunk], [0] * len(chunk)
+                    )
+                }
+            )
+        )
+        for step, value in chunk:
+            if step > last:
+                expected[step] = value
+                last = step
+    got = read_float_points(store.connection(), writer._attrs["m"][0])
+    assert (got.steps // M).tolist() == list(expected)
+    assert got.values.tobytes() == np.array(list(expected.values())).tobytes()
+    finite = [v for v in expected.values() if math.isfinite(v)]
+    row = attr(store, writer.run_pk, "m")
+    assert row[3] == len(expected) and row[9] == len(finite)
+    if finite:
+        assert row[5] == min(finite) and row[6] == max(finite)
