@@ -1,0 +1,32 @@
+"""NQL, the Neptune Query Language (``spec/nql.md``): parse, render, resolve and compile to SQL.
+
+The pipeline has one module per stage: :mod:`~despina.nql.tokens` → :mod:`~despina.nql.parser`
+(:mod:`~despina.nql.ast`) → :mod:`~despina.nql.resolve` → :mod:`~despina.nql.compile`;
+:mod:`~despina.nql.reference` evaluates resolved queries in Python for tests.
+
+>>> from despina.nql import parse, render
+>>> render(parse('`sys/name`:string = "exp" AND f1:float >= 0.85'))
+'(`sys/name`:string == "exp") AND (`f1`:float >= 0.85)'
+"""
+
+from __future__ import annotations
+
+from despina.nql.ast import render
+from despina.nql.compile import compile_query, install_functions
+from despina.nql.errors import NQLError, NqlError, NQLSemanticError, NQLSyntaxError
+from despina.nql.parser import parse
+from despina.nql.reference import evaluate
+from despina.nql.resolve import resolve
+
+__all__ = [
+    "NQLError",
+    "NQLSemanticError",
+    "NQLSyntaxError",
+    "NqlError",
+    "compile_query",
+    "evaluate",
+    "install_functions",
+    "parse",
+    "render",
+    "resolve",
+]
