@@ -16,6 +16,9 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("despina.cli.demo", "demo"),
     "info": ("despina.cli.info", "info"),
+    "project": ("despina.cli.project", "project"),
+    "serve": ("despina.cli.serve", "serve"),
+    "token": ("despina.cli.token", "token"),
 }
 
 

@@ -18,13 +18,17 @@ from despina.store.sqlite import Store
 __all__ = [
     "ApiKey",
     "BlobRecord",
+    "ProjectInfo",
     "StoredStatus",
     "add_api_key",
     "blob_record",
     "consume_refresh_token",
     "find_api_key",
+    "find_project",
     "find_request",
+    "find_run_pk",
     "list_api_keys",
+    "list_project_infos",
     "prune_requests",
     "register_blob",
     "request_statuses",
@@ -199,7 +203,7 @@ def request_statuses(
             f"AND request_id IN ({marks})",
             (project_id, *part),
         ):
-            found[request_id] = [tuple(entry) for entry in json.loads(status)]  # type: ignore[misc]
+            found[request_id] = [(str(c), int(n), str(d)) for c, n, d in json.loads(status)]
     return [found.get(request_id) for request_id in request_ids]
 
 
@@ -246,3 +250,64 @@ def blob_record(store: Store, project_id: int, path: str) -> BlobRecord | None:
         .fetchone()
     )
     return None if row is None else BlobRecord(str(row[0]), int(row[1]), str(row[2]))
+
+
+# -- projects and runs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectInfo:
+    """A project row, as the project endpoints show it."""
+
+    id: int
+    workspace: str
+    name: str
+    project_key: str
+    uuid: str
+    description: str
+    visibility: str
+    created_ms: int
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.workspace}/{self.name}"
+
+
+_PROJECT_COLUMNS = "id, workspace, name, project_key, uuid, description, visibility, created_ms"
+
+
+def find_project(store: Store, full_name: str) -> ProjectInfo | None:
+    """The project ``workspace/project``; None when it does not exist (or the name is malformed)."""
+    workspace, _, name = full_name.partition("/")
+    row = (
+        store.connection()
+        .execute(
+            f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE workspace = ? AND name = ?",
+            (workspace, name),
+        )
+        .fetchone()
+    )
+    return None if row is None else ProjectInfo(*row)
+
+
+def list_project_infos(store: Store, workspace: str | None = None) -> list[ProjectInfo]:
+    """Projects (of one workspace, or all), sorted by name."""
+    conn = store.connection()
+    if workspace is None:
+        rows = conn.execute(f"SELECT {_PROJECT_COLUMNS} FROM projects ORDER BY workspace, name")
+    else:
+        rows = conn.execute(
+            f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE workspace = ? ORDER BY name",
+            (workspace,),
+        )
+    return [ProjectInfo(*row) for row in rows]
+
+
+def find_run_pk(store: Store, project_id: int, run_id: str) -> int | None:
+    """Row id of the run with ``sys/custom_run_id`` = ``run_id`` in the project."""
+    row = (
+        store.connection()
+        .execute("SELECT id FROM runs WHERE project_id = ? AND run_id = ?", (project_id, run_id))
+        .fetchone()
+    )
+    return None if row is None else int(row[0])
