@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,12 @@ def make_run(**kwargs: Any) -> despina.Run:
 
 
 def run_pk(home: Path, run_id: str) -> int:
-    row = Store.open(home).connection().execute(
-        "SELECT id FROM runs WHERE run_id = ?", (run_id,)
-    ).fetchone()
+    row = (
+        Store.open(home)
+        .connection()
+        .execute("SELECT id FROM runs WHERE run_id = ?", (run_id,))
+        .fetchone()
+    )
     return int(row[0])
 
 
@@ -52,7 +55,7 @@ def series(home: Path, run_id: str, path: str) -> tuple[list[float], list[float]
 
 
 def test_every_value_type_is_stored(home: Path) -> None:
-    when = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    when = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     with make_run(run_id="r1", experiment_name="exp") as run:
         run.log_configs(
             {
@@ -201,7 +204,9 @@ def test_previews_and_none_steps(home: Path) -> None:
         run.log_metrics({"n": 1.0}, step=None)
         run.log_metrics({"n": 2.0}, step=None)
     conn = Store.open(home).connection()
-    assert conn.execute("SELECT step, value, completion FROM previews ORDER BY step").fetchall() == [
+    assert conn.execute(
+        "SELECT step, value, completion FROM previews ORDER BY step"
+    ).fetchall() == [
         (2_000_000, 0.5, 0.5),
         (3_000_000, 0.7, 0.0),
     ]
@@ -218,9 +223,12 @@ def test_fork_with_run_api(home: Path) -> None:
     assert series(home, "child", "m")[0] == [1.0, 2.0, 3.0, 4.0]
     got = attrs(home, "child")
     assert got["lr"] == ("float", 0.1, None)
-    row = Store.open(home).connection().execute(
-        "SELECT fork_step, depth, is_head FROM runs WHERE run_id = 'child'"
-    ).fetchone()
+    row = (
+        Store.open(home)
+        .connection()
+        .execute("SELECT fork_step, depth, is_head FROM runs WHERE run_id = 'child'")
+        .fetchone()
+    )
     assert row == (3_000_000, 1, 1)
 
 
@@ -269,18 +277,27 @@ def test_console_capture(home: Path, capsys: pytest.CaptureFixture[str]) -> None
         print("first line")
         print("second", end="")
     conn = Store.open(home).connection()
-    rows = read_points_lineage(conn, lineage(conn, run_pk(home, "r")), "runtime/stdout", "string_series")
+    rows = read_points_lineage(
+        conn, lineage(conn, run_pk(home, "r")), "runtime/stdout", "string_series"
+    )
     assert [value for _, _, value in rows] == ["first line", "second"]
     assert "first line" in capsys.readouterr().out
 
 
-def test_source_tracking_inside_git(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_source_tracking_inside_git(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import subprocess
 
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = {"GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "A",
-           "GIT_COMMITTER_EMAIL": "a@x", "HOME": str(tmp_path)}
+    env = {
+        "GIT_AUTHOR_NAME": "A",
+        "GIT_AUTHOR_EMAIL": "a@x",
+        "GIT_COMMITTER_NAME": "A",
+        "GIT_COMMITTER_EMAIL": "a@x",
+        "HOME": str(tmp_path),
+    }
     for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "msg"]):
         subprocess.run(["git", *args], cwd=repo, check=True, env=env)
     monkeypatch.chdir(repo)

@@ -39,3 +39,9 @@ def test_floats_are_bit_exact(values: list[float]) -> None:
     array = np.array(values, dtype=np.float64)
     back = decode_floats(encode_floats(array), len(values))
     assert back.tobytes() == array.tobytes()
+
+
+def test_huge_arithmetic_sequences_keep_their_length() -> None:
+    for values in ([0, 2**62], [2**62, 0], [-(2**62), 0, 2**62]):
+        array = np.array(values, dtype=np.int64)
+        assert decode_ints(encode_ints(array), len(values)).tolist() == values

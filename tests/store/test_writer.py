@@ -44,11 +44,15 @@ def metrics(path: str, steps: list[float], values: list[float], ts: int | None =
 
 
 def attr(store: Store, run_pk: int, path: str) -> tuple:
-    return store.connection().execute(
-        "SELECT type, num, text, count, last_step, fmin, fmax, fsum, fsumsq, fcount "
-        "FROM attributes WHERE run_id = ? AND path = ?",
-        (run_pk, path),
-    ).fetchone()
+    return (
+        store.connection()
+        .execute(
+            "SELECT type, num, text, count, last_step, fmin, fmax, fsum, fsumsq, fcount "
+            "FROM attributes WHERE run_id = ? AND path = ?",
+            (run_pk, path),
+        )
+        .fetchone()
+    )
 
 
 def points(store: Store, writer: RunWriter, path: str) -> tuple[list[float], list[float]]:
@@ -286,3 +290,11 @@ def test_random_streams_keep_exactly_the_accepted_points(
     assert row[3] == len(expected) and row[9] == len(finite)
     if finite:
         assert row[5] == min(finite) and row[6] == max(finite)
+
+
+def test_aggregates_when_a_whole_chunk_is_non_finite(store: Store) -> None:
+    writer = new_run(store)
+    values = [math.nan] * CHUNK_POINTS + [2.0, 5.0]
+    writer.apply(metrics("m", list(range(len(values))), values))
+    row = attr(store, writer.run_pk, "m")
+    assert row[5:] == (2.0, 5.0, 7.0, 29.0, 2)

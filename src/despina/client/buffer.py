@@ -37,7 +37,7 @@ logger = logging.getLogger("despina")
 FLUSH_INTERVAL = 0.5
 """Seconds between flushes: the most a killed process can lose."""
 
-FLUSH_EARLY_POINTS = 1_000_000
+FLUSH_EARLY_POINTS = 4_000_000
 """Buffered points that wake the flusher before the interval ends."""
 
 MAX_BUFFERED_POINTS = 20_000_000

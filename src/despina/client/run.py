@@ -501,6 +501,8 @@ class Run:
             self._writer.finish(failed=self._failed)
             assert self._store is not None
             self._store.sync_to_disk()
+            # the last connection to a database folds the WAL back into it and removes it
+            self._store.close()
         except Exception as exc:
             self._flush_failed(exc)
 

@@ -86,6 +86,10 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -65536")
             conn.execute("PRAGMA temp_store = MEMORY")
+            # fewer, larger checkpoints (each one syncs the database file), and a WAL file that
+            # shrinks back after a burst instead of keeping its largest size on disk
+            conn.execute("PRAGMA wal_autocheckpoint = 8192")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot open the store database {str(self.db_path)!r}: {exc}"

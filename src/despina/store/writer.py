@@ -173,13 +173,13 @@ class _Memo:
         return found  # type: ignore[no-any-return]
 
 
-def _finite_range(values: Float64s) -> tuple[float, float] | None:
-    """Smallest and largest finite value, or ``None`` when there is none."""
+def _finite_range(values: Float64s) -> tuple[float, float, bool] | None:
+    """Smallest and largest finite value and whether every value is finite; None if none is."""
     lo, hi = float(values.min()), float(values.max())  # NaN propagates into both
     if math.isfinite(lo) and math.isfinite(hi):
-        return lo, hi
+        return lo, hi, True
     finite = values[np.isfinite(values)]
-    return (float(finite.min()), float(finite.max())) if len(finite) else None
+    return (float(finite.min()), float(finite.max()), False) if len(finite) else None
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -509,8 +509,9 @@ class RunWriter:
                     ).fetchone()
                     is not None
                 )
-            chunk_rows.extend(self._extend_chunks(state, steps, values, stamps, memo))
-            agg_rows.append(self._update_aggregates(state, steps, values, stamps))
+            rows, span = self._extend_chunks(state, steps, values, stamps, memo)
+            chunk_rows.extend(rows)
+            agg_rows.append(self._update_aggregates(state, steps, values, stamps, span))
             stored += len(steps)
         if chunk_rows:
             conn.executemany(
@@ -623,14 +624,20 @@ class RunWriter:
         values: Float64s,
         stamps: Int64s,
         memo: _Memo,
-    ) -> list[tuple[object, ...]]:
-        """Append points to the open chunk, cutting full chunks; return the rows to write."""
+    ) -> tuple[list[tuple[object, ...]], tuple[float, float, bool] | None]:
+        """Append points to the open chunk, cutting full chunks.
+
+        Returns the chunk rows to write and the finite range of the chunks written (which
+        covers every new point) with whether all their values are finite.
+        """
         all_steps = memo.concat(state.chunk_steps, steps)
         all_ts = memo.concat(state.chunk_ts, stamps)
         all_values = (
             np.concatenate([state.chunk_values, values]) if len(state.chunk_values) else values
         )
         rows = []
+        lo = hi = math.nan
+        all_finite = True
         base = state.attr_id << CHUNK_BITS
         chunk_no = state.chunk_no
         start = 0
@@ -641,6 +648,12 @@ class RunWriter:
             t = memo.piece(all_ts, start, end)
             v = all_values[start:end]
             span = _finite_range(v)
+            if span is None:
+                all_finite = False
+            else:
+                lo = span[0] if lo != lo else min(lo, span[0])
+                hi = span[1] if hi != hi else max(hi, span[1])
+                all_finite = all_finite and span[2]
             rows.append(
                 (
                     base + chunk_no,
@@ -664,19 +677,25 @@ class RunWriter:
         state.chunk_steps = memo.piece(all_steps, keep_from, total)
         state.chunk_values = all_values[keep_from:]
         state.chunk_ts = memo.piece(all_ts, keep_from, total)
-        return rows
+        return rows, (None if lo != lo else (lo, hi, all_finite))
 
     def _update_aggregates(
-        self, state: _FloatSeries, steps: Int64s, values: Float64s, stamps: Int64s
+        self,
+        state: _FloatSeries,
+        steps: Int64s,
+        values: Float64s,
+        stamps: Int64s,
+        span: tuple[float, float, bool] | None,
     ) -> tuple[object, ...]:
-        lo, hi = float(values.min()), float(values.max())  # NaN propagates into both
-        finite = values if math.isfinite(lo) and math.isfinite(hi) else values[np.isfinite(values)]
-        if len(finite):
+        """Fold new points into the aggregates; ``span`` comes from :meth:`_extend_chunks`."""
+        if span is not None:
+            finite = values if span[2] else values[np.isfinite(values)]
             with np.errstate(over="ignore"):  # huge values: sums become inf, as they should
-                state.fmin = min(state.fmin, float(finite.min()))
-                state.fmax = max(state.fmax, float(finite.max()))
                 state.fsum += float(finite.sum())
                 state.fsumsq += float(np.dot(finite, finite))
+            # the span may include older points of the open chunk: harmless for min and max
+            state.fmin = min(state.fmin, span[0])
+            state.fmax = max(state.fmax, span[1])
             state.fcount += len(finite)
         state.count += len(values)
         state.last_step = int(steps[-1])
