@@ -153,6 +153,15 @@ class Store:
                 finally:
                     os.close(fd)
 
+    def checkpoint(self) -> bool:
+        """Fold the write-ahead log into the database and truncate it.
+
+        Returns ``False`` when readers in other processes kept part of the log in use; the log
+        is then folded in later, by the next checkpoint.
+        """
+        busy, _, _ = self.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+
     # -- schema ------------------------------------------------------------------------------
 
     def schema_version(self) -> int:

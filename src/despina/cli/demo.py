@@ -1,0 +1,68 @@
+"""``despina demo``: log the demo project into the embedded store and show what is there."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from despina.cli.info import print_store_summary
+from despina.demo import DEMO_PROJECT, STEPS, demo_plan, log_demo, metric_names
+from despina.store import Store
+from despina.store.admin import delete_project
+
+__all__ = ["demo"]
+
+
+@click.command()
+@click.option("--home", type=click.Path(file_okay=False), help="Store directory (DESPINA_HOME).")
+@click.option("--fresh", is_flag=True, help="Delete the demo project first and log it again.")
+def demo(home: str | None, fresh: bool) -> None:
+    """Log a realistic demo project (3 experiments, ~50 runs with forks, 30 metrics x 5,000 steps)."""
+    console = Console()
+    store = Store.open(home)
+    exists = DEMO_PROJECT in store.list_projects()
+    if exists and fresh:
+        delete_project(store, DEMO_PROJECT)
+        exists = False
+    if exists:
+        console.print(
+            f"[bold]{DEMO_PROJECT}[/bold] is already in the store; "
+            "run [bold]despina demo --fresh[/bold] to log it again."
+        )
+    else:
+        plan = demo_plan()
+        total = sum(STEPS - (0 if r.fork_step is None else r.fork_step + 1) for r in plan)
+        console.print(
+            f"Logging [bold]{DEMO_PROJECT}[/bold]: {len(plan)} runs in 3 experiments, "
+            f"{len(metric_names())} metrics, {total:,} steps in all, into {store.home}"
+        )
+        start = time.perf_counter()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("runs 0/%d" % len(plan), total=total)
+            seen: set[str] = set()
+
+            def advance(run_id: str, steps: int) -> None:
+                seen.add(run_id)
+                progress.update(
+                    task, advance=steps, description=f"runs {len(seen)}/{len(plan)}"
+                )
+
+            points = log_demo(store.home, progress=advance, plan=plan)
+            progress.update(task, completed=total)
+        seconds = time.perf_counter() - start
+        console.print(
+            f"Logged {points:,} metric points in {seconds:.1f} s "
+            f"({points / seconds / 1e6:.2f} M points/s, including generating the data)."
+        )
+    store.checkpoint()
+    print_store_summary(store, console)
