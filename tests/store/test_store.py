@@ -1,0 +1,78 @@
+"""Opening the store: schema versions, migrations, projects, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from despina.errors import ConfigError, ProjectNotFound, SchemaTooNew
+from despina.store import Store
+from despina.store.admin import delete_project
+from despina.store.runs import RunSpec, create_run
+from despina.store.schema import SCHEMA_VERSION
+
+
+def test_new_store_is_at_the_current_schema_version(home: Path) -> None:
+    store = Store.open(home)
+    assert store.schema_version() == SCHEMA_VERSION
+    mode = store.connection().execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_opening_twice_does_not_migrate_again(home: Path) -> None:
+    Store.open(home).create_project("ws/p")
+    assert Store.open(home).list_projects() == ["ws/p"]
+
+
+def test_older_schema_is_migrated_in_place(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import despina.store.sqlite as sqlite_module
+    from despina.store import schema
+
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", schema.MIGRATIONS[:1])
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 1)
+    Store.open(home).create_project("ws/old")
+    monkeypatch.undo()
+    store = Store.open(home)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.list_projects() == ["ws/old"]
+
+
+def test_newer_schema_is_refused_with_a_hint(home: Path) -> None:
+    Store.open(home)
+    conn = sqlite3.connect(home / "despina.db")
+    conn.execute("UPDATE schema_version SET version = 999")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="schema version 999.*upgrade despina"):
+        Store.open(home)
+
+
+def test_project_names_are_checked(home: Path) -> None:
+    store = Store.open(home)
+    for bad in ("noslash", "a/b/c", "ws/", "ws/has space"):
+        with pytest.raises(ConfigError, match="workspace/project"):
+            store.project_id(bad, create=True)
+    store.create_project("ws/known")
+    with pytest.raises(ProjectNotFound, match="ws/known"):
+        store.project_id("ws/unknown")
+
+
+def test_project_keys_are_unique_in_a_workspace(home: Path) -> None:
+    store = Store.open(home)
+    store.create_project("ws/my-proj")
+    store.create_project("ws/myproj")
+    keys = store.connection().execute("SELECT project_key FROM projects ORDER BY id").fetchall()
+    assert keys == [("MYPROJ",), ("MYPROJ2",)]
+
+
+def test_delete_project_removes_everything(home: Path) -> None:
+    store = Store.open(home)
+    create_run(store, RunSpec("ws/a", "r1"))
+    create_run(store, RunSpec("ws/b", "r2"))
+    assert delete_project(store, "ws/a")
+    assert not delete_project(store, "ws/a")
+    conn = store.connection()
+    assert conn.execute("SELECT run_id FROM runs").fetchall() == [("r2",)]
+    assert store.list_projects() == ["ws/b"]
