@@ -6,8 +6,6 @@ predicate. Errors name what was expected and what was found, at the position of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from despina.nql import ast
 from despina.nql.errors import NQLSyntaxError
 from despina.nql.tokens import Token, TokenType, tokenize
@@ -109,55 +107,54 @@ class _Parser:
             raise self.fail("expected AND, OR or ')'")
         return node
 
-    def parse_binary(
-        self,
-        ops: dict[TokenType, type[ast.And]] | dict[TokenType, type[ast.Or]],
-        operand: Callable[[str], ast.Expr],
-        context: str,
-    ) -> ast.Expr:
-        """A left-associative chain ``operand (op operand)*`` for the operators in ``ops``."""
-        left = operand(context)
-        while self.tok.kind in ops:
-            op = self.advance()
-            node_type = ops[op.kind]
-            left = node_type(left, operand(f" after {op.kind.value}"))
-        return left
+    # parse_or and parse_and loop instead of sharing a helper: each level of parentheses
+    # costs three Python frames (or → and → unary), which bounds the stack at MAX_DEPTH.
 
     def parse_or(self, context: str) -> ast.Expr:
-        return self.parse_binary(OR_OPS, self.parse_and, context)
+        """``and_expr (OR and_expr)*``, left-associative."""
+        left = self.parse_and(context)
+        while self.tok.kind in OR_OPS:
+            op = self.advance()
+            left = OR_OPS[op.kind](left, self.parse_and(f" after {op.kind.value}"))
+        return left
 
     def parse_and(self, context: str) -> ast.Expr:
-        return self.parse_binary(AND_OPS, self.parse_unary, context)
+        """``unary (AND unary)*``, left-associative."""
+        left = self.parse_unary(context)
+        while self.tok.kind in AND_OPS:
+            op = self.advance()
+            left = AND_OPS[op.kind](left, self.parse_unary(f" after {op.kind.value}"))
+        return left
 
     def parse_unary(self, context: str) -> ast.Expr:
-        """``NOT* primary``; ``context`` says what preceded, for "expected a clause" errors."""
+        """``NOT* (group | predicate)``; ``context`` says what preceded, for error messages."""
         nots: list[Token] = []
         while self.tok.kind is TokenType.NOT:
             nots.append(self.advance())
             context = " after NOT"
         if self.tok.kind not in _CLAUSE_START:
             raise self.fail(f"expected a clause{context}")
-        node = self.parse_group() if self.tok.kind is TokenType.LPAREN else self.parse_predicate()
+        node: ast.Expr
+        if self.tok.kind is TokenType.LPAREN:  # a group, inline to save a frame per level
+            opening = self.advance()
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise NQLSyntaxError(
+                    f"parentheses nested more than {MAX_DEPTH} levels deep; simplify the query",
+                    self.text,
+                    opening.start,
+                )
+            node = self.parse_or("")
+            if self.tok.kind is TokenType.EOF:
+                raise self.fail(f"expected ')' to close '(' at position {opening.start}")
+            if self.tok.kind is not TokenType.RPAREN:
+                raise self.fail("expected AND, OR or ')'")
+            self.advance()
+            self.depth -= 1
+        else:
+            node = self.parse_predicate()
         for token in reversed(nots):
             node = ast.Not(node, start=token.start)
-        return node
-
-    def parse_group(self) -> ast.Expr:
-        opening = self.advance()
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise NQLSyntaxError(
-                f"parentheses nested more than {MAX_DEPTH} levels deep; simplify the query",
-                self.text,
-                opening.start,
-            )
-        node = self.parse_or("")
-        if self.tok.kind is TokenType.EOF:
-            raise self.fail(f"expected ')' to close '(' at position {opening.start}")
-        if self.tok.kind is not TokenType.RPAREN:
-            raise self.fail("expected AND, OR or ')'")
-        self.advance()
-        self.depth -= 1
         return node
 
     def parse_predicate(self) -> ast.Predicate:
