@@ -1,26 +1,884 @@
-"""Retrieval endpoints (placeholder while the query service is written)."""
+"""Retrieval endpoints for neptune-query (wire-protocol.md §6): decode, authorise, read, encode.
+
+Requests are JSON (buckets: protobuf); answers are protobuf (definitions: JSON). Each handler
+validates its body field by field and answers 400 naming the bad value; projects outside the
+token's reach answer 403 with ``errorType: ACCESS_DENIED``.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from starlette.responses import Response
+import numpy as np
+from google.protobuf.message import DecodeError
+from neptune_api.proto.neptune_pb.api.v1.model.attributes_pb2 import (
+    ProtoNextPageDTO,
+    ProtoQueryAttributesExperimentResultDTO,
+    ProtoQueryAttributesResultDTO,
+)
+from neptune_api.proto.neptune_pb.api.v1.model.leaderboard_entries_pb2 import (
+    ProtoAttributesDTO,
+    ProtoLeaderboardEntriesSearchResultDTO,
+)
+from neptune_api.proto.neptune_pb.api.v1.model.requests_pb2 import (
+    ProtoGetTimeseriesBucketsRequest,
+)
+from neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
+    FinitePoint,
+    ProtoPointValueDTO,
+    ProtoSeriesPointValueObjectDTO,
+    ProtoSeriesValuesDTO,
+    ProtoSeriesValuesResponseDTO,
+    ProtoSeriesValuesSearchAfterDTO,
+    ProtoSeriesValuesSingleSeriesResponseDTO,
+    ProtoTimeseriesBucketsDTO,
+    TimeseriesBucket,
+    TimeseriesBuckets,
+)
+from starlette.responses import JSONResponse, Response
 
+from despina.errors import NqlError
 from despina.server.auth import Principal
-from despina.server.errors import ApiError
+from despina.server.encode import (
+    WIRE_TYPES,
+    attribute_dto,
+    file_ref_message,
+    float_series_response,
+    histogram_message,
+)
+from despina.server.errors import ApiError, access_denied, bad_request
+from despina.server.readers import (
+    LINEAGE_EXPERIMENT,
+    LINEAGE_FULL,
+    LINEAGE_OWN,
+    AttrValue,
+    FloatSeries,
+    RunRef,
+    Sort,
+    attribute_values,
+    compile_name_filter,
+    definitions,
+    float_series_batch,
+    lineage_links,
+    literal_names,
+    parse_run_identifier,
+    point_series,
+    resolve_runs,
+    runs_by_pk,
+    search_runs,
+    step_bound,
+)
 from despina.server.settings import ServerSettings
+from despina.store.access import ProjectInfo, find_project, list_project_infos
 from despina.store.sqlite import Store
 
 __all__ = ["RetrievalService"]
 
+PROTOBUF = "application/x-protobuf"
+MAX_PAGE = 10_000
+MAX_SERIES = 10_000
+MAX_BUCKET_EXPRESSIONS = 1000
+MAX_BUCKETS = 10_000
+SERIES_PAGE_POINTS = 10_000
+MAX_STEP_MICRO = 2**62
+PYTHON_TYPES = {wire: name for name, wire in WIRE_TYPES.items()}
+KNOWN_WIRE_TYPES = set(PYTHON_TYPES) | {"experimentState", "complex", "gitRef"}
+_SYS_TABLE = ("sys/id", "sys/name", "sys/custom_run_id")
+
+
+# -- JSON field access ---------------------------------------------------------------------------
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body) if body else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise bad_request(f"the request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``data[key]`` if present and of ``kind`` (None when absent or null)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise bad_request(f"{where}.{key} must be {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise bad_request(f"{where}.{key} must be {_kind_name(kind)}, got {_show(value)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _number(data: dict[str, Any], key: str, where: str) -> float | None:
+    value = _field(data, key, (int, float), where)
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise bad_request(f"{where}.{key} must be finite, got {value!r}")
+    return float(value)
+
+
+def _count(data: dict[str, Any], key: str, where: str, default: int, maximum: int) -> int:
+    value = _number(data, key, where)
+    if value is None:
+        return default
+    if value < 0:
+        raise bad_request(f"{where}.{key} must not be negative, got {value:g}")
+    return min(int(value), maximum)
+
+
+def _strings(data: dict[str, Any], key: str, where: str) -> list[str] | None:
+    value = _field(data, key, list, where)
+    if value is None:
+        return None
+    for item in value:
+        if not isinstance(item, str):
+            raise bad_request(f"{where}.{key} must hold strings, got {_show(item)}")
+    return value
+
+
+def _offset_token(token: object, where: str) -> int:
+    if token in (None, ""):
+        return 0
+    if not isinstance(token, str):
+        raise bad_request(f"{where}.nextPageToken must be a string, got {_show(token)}")
+    try:
+        offset = int(base64.urlsafe_b64decode(token.encode() + b"==").decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad_request(
+            f"{where}.nextPageToken {token[:40]!r} is not a token this server issued"
+        ) from None
+    if offset < 0:
+        raise bad_request(f"{where}.nextPageToken {token[:40]!r} is not valid")
+    return offset
+
+
+def _make_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+
+
+def _protobuf(message: Any) -> Response:
+    return Response(message.SerializeToString(), media_type=PROTOBUF)
+
+
+# -- shared parsing ------------------------------------------------------------------------------
+
+
+def _type_filter(data: dict[str, Any], where: str) -> set[str] | None:
+    items = _field(data, "attributeFilter", list, where)
+    if items is None:
+        return None
+    types: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            raise bad_request(f"{where}.attributeFilter must hold objects, got {_show(item)}")
+        wire = item.get("attributeType")
+        if wire not in KNOWN_WIRE_TYPES:
+            raise bad_request(
+                f"{where}.attributeFilter: unknown attributeType {_show(wire)}; expected one of "
+                f"{', '.join(sorted(KNOWN_WIRE_TYPES))}"
+            )
+        if wire in PYTHON_TYPES:
+            types.add(PYTHON_TYPES[wire])
+    return types
+
+
+def _name_filter(
+    data: dict[str, Any], where: str
+) -> tuple[Callable[[str], bool] | None, list[str] | None, bool]:
+    """``(predicate, exact names, matches nothing)`` of ``attributeNameFilter``."""
+    spec = _field(data, "attributeNameFilter", dict, where)
+    regex = _field(data, "attributeNameRegex", str, where)
+    alternatives: list[tuple[list[str], list[str]]] = []
+    if spec is not None and "mustMatchAny" in spec and spec["mustMatchAny"] is not None:
+        items = spec["mustMatchAny"]
+        if not isinstance(items, list):
+            raise bad_request(f"{where}.attributeNameFilter.mustMatchAny must be a list")
+        if not items:
+            return None, None, True
+        for item in items:
+            if not isinstance(item, dict):
+                raise bad_request(f"{where}.attributeNameFilter.mustMatchAny must hold objects")
+            must = _strings(item, "mustMatchRegexes", f"{where}.attributeNameFilter") or []
+            must_not = _strings(item, "mustNotMatchRegexes", f"{where}.attributeNameFilter") or []
+            alternatives.append((must, must_not))
+    if regex is not None:
+        alternatives = [([*must, regex], must_not) for must, must_not in alternatives] or [
+            ([regex], [])
+        ]
+    if not alternatives:
+        return None, None, False
+    exact = None
+    if len(alternatives) == 1 and not alternatives[0][1]:
+        exact = literal_names(alternatives[0][0])
+    try:
+        predicate = compile_name_filter(alternatives)
+    except re.error as exc:
+        raise bad_request(f"{where}.attributeNameFilter has an invalid regex: {exc}") from None
+    return predicate, exact, False
+
+
+def _lineage_mode(lineage: object, entity: object, where: str) -> str:
+    if lineage in (None, "FULL", 0):
+        return LINEAGE_FULL
+    if lineage in ("NONE", "ONLY_OWNED", 1):
+        if entity in ("RUN", 1):
+            return LINEAGE_OWN
+        if entity in (None, "EXPERIMENT", 0):
+            return LINEAGE_EXPERIMENT
+        raise bad_request(
+            f"{where}.lineageEntityType must be EXPERIMENT or RUN, got {_show(entity)}"
+        )
+    raise bad_request(f"{where}.lineage must be FULL or NONE, got {_show(lineage)}")
+
+
+def _step_range(data: dict[str, Any], where: str) -> tuple[int, int]:
+    spec = _field(data, "stepRange", dict, where)
+    lo, hi = -1, MAX_STEP_MICRO
+    if spec is not None:
+        start = _number(spec, "from", f"{where}.stepRange")
+        end = _number(spec, "to", f"{where}.stepRange")
+        if start is not None:
+            lo = max(lo, step_bound(start, lower=True))
+        if end is not None:
+            hi = min(hi, step_bound(end, lower=False))
+    return lo, hi
+
+
+def _order(data: dict[str, Any], where: str, default: str) -> bool:
+    order = _field(data, "order", str, where) or default
+    if order not in ("ascending", "descending"):
+        raise bad_request(f"{where}.order must be 'ascending' or 'descending', got {order!r}")
+    return order == "descending"
+
+
+# -- the service ---------------------------------------------------------------------------------
+
 
 class RetrievalService:
+    """Answers the retrieval endpoints from the store."""
+
     def __init__(self, store: Store, settings: ServerSettings) -> None:
         self.store = store
         self.settings = settings
 
-    def __getattr__(self, name: str) -> Any:
-        def missing(principal: Principal, body: bytes, query: dict[str, str]) -> Response:
-            raise ApiError(501, f"{name} is not implemented yet")
+    # projects and runs
 
-        return missing
+    def _project(self, principal: Principal, name: str) -> ProjectInfo:
+        if not name:
+            raise access_denied("projectIdentifier is missing; expected 'workspace/project'", 400)
+        principal.require(name)
+        info = find_project(self.store, name)
+        if info is None:
+            raise access_denied(f"project {name!r} does not exist", 404)
+        return info
+
+    def _run_projects(
+        self, principal: Principal, identifiers: Iterable[str], where: str
+    ) -> dict[str, ProjectInfo]:
+        """Projects named by run identifiers: refused outside the token, skipped if missing."""
+        names: set[str] = set()
+        for identifier in identifiers:
+            parsed = parse_run_identifier(identifier)
+            if parsed is None:
+                raise bad_request(
+                    f"{where}: run identifier {identifier[:100]!r} is neither "
+                    "'workspace/project/<sys/id>' nor 'CUSTOM/workspace/project/<run id>'"
+                )
+            names.add(parsed[0])
+        out: dict[str, ProjectInfo] = {}
+        for name in names:
+            principal.require(name)
+            info = find_project(self.store, name)
+            if info is not None:
+                out[name] = info
+        return out
+
+    # #10, #11 search
+
+    def search(self, principal: Principal, body: bytes, query: dict[str, str]) -> Response:
+        project = self._project(principal, query.get("projectIdentifier", ""))
+        data = _json(body)
+        return self._search([project], data, global_search=False)
+
+    def global_search(self, principal: Principal, body: bytes, query: dict[str, str]) -> Response:
+        data = _json(body)
+        projects = [
+            p
+            for p in list_project_infos(self.store, principal.key.workspace)
+            if principal.reaches(p.full_name)
+        ]
+        return self._search(projects, data, global_search=True)
+
+    def _search(
+        self, projects: list[ProjectInfo], data: dict[str, Any], *, global_search: bool
+    ) -> Response:
+        where = "search"
+        pagination = _field(data, "pagination", dict, where) or {}
+        offset = _count(pagination, "offset", f"{where}.pagination", 0, 2**62)
+        limit = _count(pagination, "limit", f"{where}.pagination", MAX_PAGE, MAX_PAGE)
+        leaders = bool(_field(data, "experimentLeader", bool, where))
+        sort = self._sort(data)
+        nql = _field(data, "query", dict, where)
+        text = _field(nql, "query", str, f"{where}.query") if nql is not None else None
+        projection: list[str] = list(_SYS_TABLE) if global_search else []
+        filters = _field(data, "attributeFilters", list, where) or []
+        if len(filters) > 10_000:
+            raise bad_request(f"{where}.attributeFilters has {len(filters)} paths; at most 10000")
+        for item in filters:
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+                raise bad_request(
+                    f'{where}.attributeFilters must hold {{"path": <str>}}, got {_show(item)}'
+                )
+            projection.append(item["path"])
+        now_ms = int(time.time() * 1000)
+        compiled = self._compile(text, now_ms) if text and text.strip() else None
+        by_id = {p.id: p for p in projects}
+        with self.store.read() as conn:
+            if compiled is not None:
+                from despina.nql import install_functions
+
+                install_functions(conn)
+            total, pks = search_runs(
+                conn,
+                list(by_id),
+                compiled,
+                leaders_only=leaders,
+                sort=sort,
+                offset=offset,
+                limit=limit,
+            )
+            runs = runs_by_pk(conn, pks, by_id)
+            values = attribute_values(conn, pks, names=projection) if projection and pks else {}
+        result = ProtoLeaderboardEntriesSearchResultDTO(matching_item_count=total)
+        for pk in pks:
+            run = runs.get(pk)
+            if run is None:
+                continue
+            result.entries.append(
+                ProtoAttributesDTO(
+                    experiment_id=run.uuid,
+                    type="run",
+                    project_id=run.project.uuid,
+                    organization_id=_organization_id(run.project.workspace),
+                    project_name=run.project.name,
+                    organization_name=run.project.workspace,
+                    attributes=[attribute_dto(v) for v in values.get(pk, [])],
+                )
+            )
+        return _protobuf(result)
+
+    def _sort(self, data: dict[str, Any]) -> Sort:
+        spec = _field(data, "sorting", dict, "search")
+        if spec is None:
+            return Sort()
+        direction = _field(spec, "dir", str, "search.sorting") or "descending"
+        if direction not in ("ascending", "descending"):
+            raise bad_request(
+                f"search.sorting.dir must be 'ascending' or 'descending', got {direction!r}"
+            )
+        by = _field(spec, "sortBy", dict, "search.sorting") or {}
+        name = _field(by, "name", str, "search.sorting.sortBy") or "sys/creation_time"
+        wire = _field(by, "type", str, "search.sorting.sortBy")
+        if wire is not None and wire not in KNOWN_WIRE_TYPES:
+            raise bad_request(f"search.sorting.sortBy.type: unknown type {wire!r}")
+        aggregation = (
+            _field(spec, "aggregationMode", str, "search.sorting")
+            or _field(by, "aggregationMode", str, "search.sorting.sortBy")
+            or "last"
+        )
+        if aggregation not in ("last", "min", "max", "average", "variance", "auto", "none"):
+            raise bad_request(f"search.sorting.aggregationMode: unknown mode {aggregation!r}")
+        if aggregation in ("auto", "none"):
+            aggregation = "last"
+        return Sort(name, wire, aggregation, direction == "descending")
+
+    @staticmethod
+    def _compile(text: str, now_ms: int) -> tuple[str, list[object]]:
+        from despina.nql import compile_query
+
+        try:
+            sql, params = compile_query(text, now_ms=now_ms)
+        except NqlError as exc:
+            title = getattr(exc, "title", "Invalid query")
+            raise ApiError(
+                400, str(exc), extra={"title": title, "position": getattr(exc, "start", 0)}
+            ) from None
+        return sql, list(params)
+
+    # #12 definitions (JSON out)
+
+    def definitions(self, principal: Principal, body: bytes, query: dict[str, str]) -> Response:
+        where = "definitions"
+        data = _json(body)
+        project_names = _strings(data, "projectIdentifiers", where) or []
+        run_ids = _strings(data, "experimentIdsFilter", where)
+        types = _type_filter(data, where)
+        predicate, exact, nothing = _name_filter(data, where)
+        page = _field(data, "nextPage", dict, where) or {}
+        limit = _count(page, "limit", f"{where}.nextPage", MAX_PAGE, MAX_PAGE) or MAX_PAGE
+        offset = _offset_token(page.get("nextPageToken"), f"{where}.nextPage")
+        projects: dict[str, ProjectInfo] = {}
+        for name in project_names:
+            principal.require(name)
+            info = find_project(self.store, name)
+            if info is None:
+                if run_ids is None:
+                    raise access_denied(f"project {name!r} does not exist", 404)
+                continue
+            projects[name] = info
+        if run_ids is not None:
+            projects.update(self._run_projects(principal, run_ids, where))
+            allowed = {p.id for n, p in projects.items() if not project_names or n in project_names}
+        entries: list[tuple[str, str]] = []
+        if not nothing and projects:
+            with self.store.read() as conn:
+                if run_ids is not None:
+                    runs = resolve_runs(conn, run_ids, projects)
+                    pks = sorted({r.pk for r in runs.values() if r.project.id in allowed})
+                    entries = (
+                        definitions(
+                            conn,
+                            project_ids=None,
+                            run_pks=pks,
+                            exact_names=exact,
+                            predicate=predicate,
+                            types=types,
+                        )
+                        if pks
+                        else []
+                    )
+                else:
+                    entries = definitions(
+                        conn,
+                        project_ids=[p.id for p in projects.values()],
+                        run_pks=None,
+                        exact_names=exact,
+                        predicate=predicate,
+                        types=types,
+                    )
+        chunk = entries[offset : offset + limit]
+        more = offset + limit < len(entries)
+        return JSONResponse(
+            {
+                "entries": [{"name": n, "type": WIRE_TYPES[t]} for n, t in chunk],
+                "nextPage": {
+                    "nextPageToken": _make_token(offset + limit) if more else None,
+                    "limit": limit,
+                },
+            }
+        )
+
+    # #13 attribute values
+
+    def attributes(self, principal: Principal, body: bytes, query: dict[str, str]) -> Response:
+        where = "attributes"
+        data = _json(body)
+        name = query.get("projectIdentifier", "")
+        if name:
+            self._project(principal, name)
+        run_ids = _strings(data, "experimentIdsFilter", where) or []
+        names = _strings(data, "attributeNamesFilter", where)
+        types = _type_filter(data, where)
+        predicate, exact, nothing = _name_filter(data, where)
+        page = _field(data, "nextPage", dict, where) or {}
+        limit = _count(page, "limit", f"{where}.nextPage", MAX_PAGE, MAX_PAGE) or MAX_PAGE
+        offset = _offset_token(page.get("nextPageToken"), f"{where}.nextPage")
+        projects = self._run_projects(principal, run_ids, where)
+        flat: list[tuple[RunRef, AttrValue]] = []
+        if run_ids and not nothing and names != []:
+            with self.store.read() as conn:
+                runs = resolve_runs(conn, run_ids, projects)
+                ordered = list(dict.fromkeys(runs[i] for i in run_ids if i in runs))
+                pks = [r.pk for r in ordered]
+                values = attribute_values(
+                    conn,
+                    pks,
+                    names=names if names is not None else exact,
+                    predicate=predicate if names is None else None,
+                    types=types,
+                )
+            for run in ordered:
+                for value in sorted(values.get(run.pk, []), key=lambda v: v.path):
+                    flat.append((run, value))
+        chunk = flat[offset : offset + limit]
+        result = ProtoQueryAttributesResultDTO()
+        current: ProtoQueryAttributesExperimentResultDTO | None = None
+        current_pk = -1
+        for run, value in chunk:
+            if run.pk != current_pk:
+                current = result.entries.add(experimentId=run.uuid, experimentShortId=run.sys_id)
+                current_pk = run.pk
+            assert current is not None
+            current.attributes.append(attribute_dto(value))
+        more = offset + limit < len(flat)
+        result.nextPage.CopyFrom(
+            ProtoNextPageDTO(nextPageToken=_make_token(offset + limit) if more else "", limit=limit)
+        )
+        return _protobuf(result)
+
+    # #14 float series
+
+    def float_series(self, principal: Principal, body: bytes, query: dict[str, str]) -> Response:
+        where = "floatSeries"
+        data = _json(body)
+        requests = _field(data, "requests", list, where) or []
+        if len(requests) > MAX_SERIES:
+            raise bad_request(
+                f"{where}: {len(requests)} series in one request; at most {MAX_SERIES}"
+            )
+        limit = _count(data, "perSeriesPointsLimit", where, 1_000_000, 1_000_000)
+        descending = _order(data, where, "ascending")
+        lo, hi = _step_range(data, where)
+        parsed = []
+        for i, request in enumerate(requests):
+            at = f"{where}.requests[{i}]"
+            if not isinstance(request, dict):
+                raise bad_request(f"{at} must be an object, got {_show(request)}")
+            request_id = _field(request, "requestId", str, at)
+            series = _field(request, "series", dict, at)
+            if request_id is None or series is None:
+                raise bad_request(f"{at} needs requestId and series")
+            holder = _field(series, "holder", dict, f"{at}.series") or {}
+            identifier = _field(holder, "identifier", str, f"{at}.series.holder")
+            attribute = _field(series, "attribute", str, f"{at}.series")
+            if identifier is None or attribute is None:
+                raise bad_request(f"{at}.series needs holder.identifier and attribute")
+            mode = _lineage_mode(series.get("lineage"), series.get("lineageEntityType"), at)
+            preview = bool(_field(series, "includePreview", bool, f"{at}.series"))
+            after = _number(request, "afterStep", at)
+            parsed.append((request_id, identifier, attribute, mode, preview, after))
+        projects = self._run_projects(principal, [p[1] for p in parsed], where)
+        entries: list[tuple[str, FloatSeries | None]] = []
+        with self.store.read() as conn:
+            runs = resolve_runs(conn, [p[1] for p in parsed], projects)
+            wanted = []
+            present = []
+            for request_id, identifier, attribute, mode, preview, _ in parsed:
+                run = runs.get(identifier)
+                if run is not None:
+                    wanted.append((run.pk, attribute, mode, preview))
+                    present.append(request_id)
+            results = float_series_batch(conn, wanted, lo, hi) if wanted else []
+        by_request = dict(zip(present, results, strict=True))
+        for request_id, _, _, _, _, after in parsed:
+            series_points = by_request.get(request_id)
+            if series_points is None:
+                entries.append((request_id, None))
+                continue
+            if after is not None:
+                if descending:
+                    bound = step_bound(after, lower=False, strict=True)
+                    cut = int(np.searchsorted(series_points.steps, bound, side="right"))
+                    series_points = series_points.take(slice(0, cut))
+                else:
+                    bound = step_bound(after, lower=True, strict=True)
+                    cut = int(np.searchsorted(series_points.steps, bound, side="left"))
+                    series_points = series_points.take(slice(cut, None))
+            if descending:
+                series_points = series_points.take(slice(None, None, -1))
+            if len(series_points) > limit:
+                series_points = series_points.take(slice(0, limit))
+            entries.append((request_id, series_points))
+        return Response(float_series_response(entries), media_type=PROTOBUF)
+
+    # #15 string, histogram and file series
+
+    def series(self, principal: Principal, body: bytes, query: dict[str, str]) -> Response:
+        where = "series"
+        data = _json(body)
+        requests = _field(data, "requests", list, where) or []
+        if len(requests) > MAX_SERIES:
+            raise bad_request(
+                f"{where}: {len(requests)} series in one request; at most {MAX_SERIES}"
+            )
+        descending = _order(data, where, "ascending")
+        lo, hi = _step_range(data, where)
+        total_cap = _count(data, "perSeriesPointsLimit", where, 2**62, 2**62)
+        parsed = []
+        for i, request in enumerate(requests):
+            at = f"{where}.requests[{i}]"
+            if not isinstance(request, dict):
+                raise bad_request(f"{at} must be an object, got {_show(request)}")
+            request_id = _field(request, "requestId", str, at)
+            series = _field(request, "series", dict, at)
+            if request_id is None or series is None:
+                raise bad_request(f"{at} needs requestId and series")
+            holder = _field(series, "holder", dict, f"{at}.series") or {}
+            identifier = _field(holder, "identifier", str, f"{at}.series.holder")
+            attribute = _field(series, "attribute", str, f"{at}.series")
+            if identifier is None or attribute is None:
+                raise bad_request(f"{at}.series needs holder.identifier and attribute")
+            mode = _lineage_mode(series.get("lineage"), series.get("lineageEntityType"), at)
+            after = _field(request, "searchAfter", dict, at)
+            token = _series_token(after, at)
+            parsed.append((request_id, identifier, attribute, mode, token))
+        projects = self._run_projects(principal, [p[1] for p in parsed], where)
+        result = ProtoSeriesValuesResponseDTO()
+        with self.store.read() as conn:
+            runs = resolve_runs(conn, [p[1] for p in parsed], projects)
+            modes: dict[str, set[int]] = {}
+            for _, identifier, _, mode, _ in parsed:
+                if identifier in runs:
+                    modes.setdefault(mode, set()).add(runs[identifier].pk)
+            links = {m: lineage_links(conn, pks, m) for m, pks in modes.items()}
+            for request_id, identifier, attribute, mode, token in parsed:
+                run = runs.get(identifier)
+                if run is None:
+                    continue
+                sent, last = token
+                s_lo, s_hi = lo, hi
+                if last is not None:
+                    if descending:
+                        s_hi = min(s_hi, last - 1)
+                    else:
+                        s_lo = max(s_lo, last + 1)
+                remaining = max(0, total_cap - sent)
+                page = min(SERIES_PAGE_POINTS, remaining)
+                found = point_series(
+                    conn,
+                    links[mode].get(run.pk, []),
+                    attribute,
+                    s_lo,
+                    s_hi,
+                    descending=descending,
+                    limit=page + 1 if page else 0,
+                )
+                if found is None:
+                    continue
+                type_, rows = found
+                more = len(rows) > page
+                rows = rows[:page]
+                single = ProtoSeriesValuesSingleSeriesResponseDTO(requestId=request_id)
+                values = ProtoSeriesValuesDTO()
+                for step, ts, value in rows:
+                    values.values.append(_point_value(type_, step, ts, value))
+                single.seriesValues.CopyFrom(values)
+                new_last = rows[-1][0] if rows else last
+                finished = not more or sent + len(rows) >= total_cap
+                single.searchAfter.CopyFrom(
+                    ProtoSeriesValuesSearchAfterDTO(
+                        finished=finished,
+                        token=_make_series_token(sent + len(rows), new_last),
+                    )
+                )
+                result.series.append(single)
+        return _protobuf(result)
+
+    # #16 buckets (protobuf in)
+
+    def buckets(self, principal: Principal, body: bytes, query: dict[str, str]) -> Response:
+        request = ProtoGetTimeseriesBucketsRequest()
+        try:
+            request.ParseFromString(body)
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            raise bad_request(
+                f"the body is not a ProtoGetTimeseriesBucketsRequest: {exc}"
+            ) from None
+        if len(request.expressions) > MAX_BUCKET_EXPRESSIONS:
+            raise bad_request(
+                f"{len(request.expressions)} expressions in one request; at most "
+                f"{MAX_BUCKET_EXPRESSIONS}"
+            )
+        view = request.view
+        n = int(view.maxBuckets)
+        if not 1 <= n <= MAX_BUCKETS:
+            raise bad_request(f"view.maxBuckets must be in 1..{MAX_BUCKETS}, got {n}")
+        axis = view.xAxis.WhichOneof("value") if view.HasField("xAxis") else None
+        if axis not in (None, "steps"):
+            raise bad_request(f"only the 'steps' x axis is supported, got {axis!r}")
+        if view.xScale != 0 or view.yScale != 0:
+            raise bad_request("only linear scales are supported")
+        lo, hi = -1, MAX_STEP_MICRO
+        if view.HasField("pointFilters") and view.pointFilters.HasField("stepRange"):
+            step_range = view.pointFilters.stepRange
+            if step_range.HasField("from"):
+                lo = step_bound(getattr(step_range, "from"), lower=True)
+            if step_range.HasField("to"):
+                hi = step_bound(step_range.to, lower=False)
+        expressions = []
+        for i, expression in enumerate(request.expressions):
+            path = _formula_path(expression.customYFormula, f"expressions[{i}]")
+            if expression.lineage == 0:
+                mode = LINEAGE_FULL
+            else:
+                mode = LINEAGE_OWN if expression.entityType == 1 else LINEAGE_EXPERIMENT
+            preview = expression.includePreview if expression.HasField("includePreview") else False
+            expressions.append((expression.requestId, expression.runId, path, mode, preview))
+        projects = self._run_projects(principal, [e[1] for e in expressions], "buckets")
+        with self.store.read() as conn:
+            runs = resolve_runs(conn, [e[1] for e in expressions], projects)
+            wanted = []
+            present = []
+            for request_id, run_identifier, path, mode, preview in expressions:
+                run = runs.get(run_identifier)
+                if run is not None:
+                    wanted.append((run.pk, path, mode, preview))
+                    present.append(request_id)
+            results = float_series_batch(conn, wanted, lo, hi) if wanted else []
+        by_request = dict(zip(present, results, strict=True))
+        x_from = getattr(view, "from") if view.HasField("from") else None
+        x_to = view.to if view.HasField("to") else None
+        if x_from is None or x_to is None:
+            all_steps = [s.steps for s in results if s is not None and len(s)]
+            if all_steps:
+                if x_from is None:
+                    x_from = min(float(s[0]) for s in all_steps) / 1e6
+                if x_to is None:
+                    x_to = max(float(s[-1]) for s in all_steps) / 1e6
+        answer = ProtoTimeseriesBucketsDTO()
+        for request_id, *_ in expressions:
+            entry = TimeseriesBuckets(requestId=request_id)
+            points = by_request.get(request_id)
+            if points is not None and len(points) and x_from is not None and x_to is not None:
+                entry.bucket.extend(_bucketize(points, float(x_from), float(x_to), n))
+            answer.entries.append(entry)
+        return _protobuf(answer)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _organization_id(workspace: str) -> str:
+    import uuid
+
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"despina-workspace:{workspace}"))
+
+
+def _series_token(after: dict[str, Any] | None, where: str) -> tuple[int, int | None]:
+    """``(points sent so far, last step sent)`` from a ``searchAfter``."""
+    if after is None:
+        return 0, None
+    token = after.get("token")
+    if token in (None, ""):
+        return 0, None
+    if not isinstance(token, str):
+        raise bad_request(f"{where}.searchAfter.token must be a string")
+    try:
+        sent_text, _, last_text = (
+            base64.urlsafe_b64decode(token.encode() + b"==").decode().partition(":")
+        )
+        sent = int(sent_text)
+        last = int(last_text) if last_text else None
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad_request(
+            f"{where}.searchAfter.token {token[:40]!r} is not a token this server issued"
+        ) from None
+    return max(0, sent), last
+
+
+def _make_series_token(sent: int, last: int | None) -> str:
+    text = f"{sent}:{'' if last is None else last}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _point_value(type_: str, step: int, ts: int, value: str) -> ProtoPointValueDTO:
+    point = ProtoPointValueDTO(
+        timestamp_millis=ts, step=step / 1e6, is_preview=False, completion_ratio=1.0
+    )
+    if type_ == "string_series":
+        point.object.CopyFrom(ProtoSeriesPointValueObjectDTO(stringValue=value))
+    elif type_ == "histogram_series":
+        point.object.CopyFrom(ProtoSeriesPointValueObjectDTO(histogram=histogram_message(value)))
+    else:
+        point.object.CopyFrom(ProtoSeriesPointValueObjectDTO(fileRef=file_ref_message(value)))
+    return point
+
+
+def _formula_path(formula: str, where: str) -> str:
+    """The attribute path of ``${path}`` (``\\``, ``$``, ``{``, ``}`` escaped by a backslash)."""
+    if not (formula.startswith("${") and formula.endswith("}")) or len(formula) < 3:
+        raise bad_request(
+            f"{where}.customYFormula must be '${{<attribute path>}}', got {formula[:100]!r}"
+        )
+    body = formula[2:-1]
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body) and body[i + 1] in "\\${}":
+            out.append(body[i + 1])
+            i += 2
+            continue
+        if ch in "${}":
+            raise bad_request(
+                f"{where}.customYFormula: only a single '${{path}}' is supported, "
+                f"got {formula[:100]!r}"
+            )
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _bucketize(points: FloatSeries, x_from: float, x_to: float, n: int) -> list[TimeseriesBucket]:
+    """Buckets of one series on the common range (query-api.md §13.1)."""
+    x = points.steps.astype(np.float64) / 1e6
+    y = points.values
+    if x_from == x_to:
+        keep = x >= x_from
+        x, y = x[keep], y[keep]
+        index = np.zeros(len(x), np.int64)
+        bounds = [(x_from, math.inf)]
+    else:
+        w = (x_to - x_from) / (n - 1)
+        edges = np.array([x_from + w * i for i in range(n)], np.float64)
+        search = edges.copy()
+        search[-1] = max(search[-1], x_to)
+        index = np.searchsorted(search, x, side="left").astype(np.int64)
+        bounds = [(-math.inf, x_from)]
+        bounds += [(x_from + w * (i - 1), x_from + w * i) for i in range(1, n)]
+        bounds.append((x_to, math.inf))
+    out: list[TimeseriesBucket] = []
+    if not len(x):
+        return out
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        i = int(index[start])
+        bx, by = x[start:end], y[start:end]
+        finite = np.isfinite(by)
+        bucket = TimeseriesBucket(index=i, fromX=bounds[i][0], toX=bounds[i][1])
+        nan = int(np.isnan(by).sum())
+        pos = int(np.isposinf(by).sum())
+        neg = int(np.isneginf(by).sum())
+        bucket.nanCount = nan
+        bucket.positiveInfCount = pos
+        bucket.negativeInfCount = neg
+        count = int(finite.sum())
+        bucket.finitePointCount = count
+        if count:
+            fx, fy = bx[finite], by[finite]
+            bucket.first.CopyFrom(FinitePoint(x=float(fx[0]), y=float(fy[0])))
+            bucket.last.CopyFrom(FinitePoint(x=float(fx[-1]), y=float(fy[-1])))
+            bucket.localMin = float(fy.min())
+            bucket.localMax = float(fy.max())
+            bucket.localSum = float(fy.sum())
+        out.append(bucket)
+    return out
