@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +152,7 @@ def log_demo(
     ``progress(run_id, steps_done)`` is called as runs advance (every 500 steps).
     """
     names = metric_names()
-    started = datetime.now(timezone.utc) - timedelta(days=14)
+    started = datetime.now(UTC) - timedelta(days=14)
     points = 0
     for index, spec in enumerate(plan or demo_plan()):
         first = 0 if spec.fork_step is None else spec.fork_step + 1

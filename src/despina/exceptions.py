@@ -214,7 +214,9 @@ CODE_TO_EXCEPTION: dict[str, type[Exception]] = {
     "SERIES_STEP_NOT_AFTER_FORK_POINT": NeptuneSeriesStepNotAfterForkPoint,
     "SERIES_STEP_TOO_LARGE": NeptuneSeriesStepTooLarge,
     "SERIES_TIMESTAMP_DECREASING": NeptuneSeriesTimestampDecreasing,
-    "SERIES_PREVIEW_STEP_NOT_AFTER_LAST_COMMITTED_STEP": NeptunePreviewStepNotAfterLastCommittedStep,
+    "SERIES_PREVIEW_STEP_NOT_AFTER_LAST_COMMITTED_STEP": (
+        NeptunePreviewStepNotAfterLastCommittedStep
+    ),
     "STRING_VALUE_EXCEEDS_SIZE_LIMIT": NeptuneStringValueExceedsSizeLimit,
     "STRING_SET_EXCEEDS_SIZE_LIMIT": NeptuneStringSetExceedsSizeLimit,
     "FILE_REF_EXCEEDS_SIZE_LIMIT": NeptuneFileMetadataExceedsSizeLimit,

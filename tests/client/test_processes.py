@@ -37,7 +37,8 @@ READER = textwrap.dedent(
     reads = 0
     while time.time() < deadline:
         with store.read() as conn:
-            ids = [r[0] for r in conn.execute("SELECT id FROM attributes WHERE type = 'float_series'")]
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM attributes WHERE type = 'float_series'")]
             for attr_id in ids[:20]:
                 points = read_float_points(conn, attr_id)
                 assert (points.steps[1:] > points.steps[:-1]).all()

@@ -141,7 +141,7 @@ def test_raise_mode_raises_in_the_callers_thread(
 ) -> None:
     monkeypatch.setenv("NEPTUNE_LOG_FAILURE_ACTION", "raise")
     with make_run(run_id="r") as run:
-        with pytest.raises(NeptuneUnableToLogData, match="'m'.*'x'"):
+        with pytest.raises(NeptuneUnableToLogData, match=r"'m'.*'x'"):
             run.log_metrics({"m": "x"}, step=1)
         with pytest.raises(NeptuneUnableToLogData, match="config 'c'"):
             run.log_configs({"c": None})

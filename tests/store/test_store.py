@@ -45,7 +45,7 @@ def test_newer_schema_is_refused_with_a_hint(home: Path) -> None:
     conn.execute("UPDATE schema_version SET version = 999")
     conn.commit()
     conn.close()
-    with pytest.raises(SchemaTooNew, match="schema version 999.*upgrade despina"):
+    with pytest.raises(SchemaTooNew, match=r"schema version 999.*upgrade despina"):
         Store.open(home)
 
 

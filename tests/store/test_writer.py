@@ -233,7 +233,7 @@ def test_creating_an_existing_run_resumes_it(store: Store) -> None:
 
 
 def test_invalid_creation_parameters(store: Store) -> None:
-    with pytest.raises(ValueError, match="RUN_INVALID_CREATION_PARAMETERS.*'a/b'"):
+    with pytest.raises(ValueError, match=r"RUN_INVALID_CREATION_PARAMETERS.*'a/b'"):
         create_run(store, RunSpec("ws/p", "a/b"))
 
 

@@ -20,7 +20,7 @@ __all__ = ["demo"]
 @click.option("--home", type=click.Path(file_okay=False), help="Store directory (DESPINA_HOME).")
 @click.option("--fresh", is_flag=True, help="Delete the demo project first and log it again.")
 def demo(home: str | None, fresh: bool) -> None:
-    """Log a realistic demo project (3 experiments, ~50 runs with forks, 30 metrics x 5,000 steps)."""
+    """Log a demo project: 3 experiments, ~50 runs with forks, 30 metrics x 5,000 steps."""
     console = Console()
     store = Store.open(home)
     exists = DEMO_PROJECT in store.list_projects()
@@ -48,14 +48,12 @@ def demo(home: str | None, fresh: bool) -> None:
             TimeRemainingColumn(),
             console=console,
         ) as progress:
-            task = progress.add_task("runs 0/%d" % len(plan), total=total)
+            task = progress.add_task(f"runs 0/{len(plan)}", total=total)
             seen: set[str] = set()
 
             def advance(run_id: str, steps: int) -> None:
                 seen.add(run_id)
-                progress.update(
-                    task, advance=steps, description=f"runs {len(seen)}/{len(plan)}"
-                )
+                progress.update(task, advance=steps, description=f"runs {len(seen)}/{len(plan)}")
 
             points = log_demo(store.home, progress=advance, plan=plan)
             progress.update(task, completed=total)

@@ -7,6 +7,7 @@ order. Partial lines wait for their newline or for :meth:`ConsoleCapture.flush`.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -55,7 +56,7 @@ class ConsoleCapture:
     def start(self) -> None:
         for stream in ("stdout", "stderr"):
             original = getattr(sys, stream)
-            tee = _Tee(original, lambda text, s=stream: self._write(s, text))
+            tee = _Tee(original, functools.partial(self._write, stream))
             self._tees[stream] = tee
             setattr(sys, stream, tee)
 

@@ -151,13 +151,13 @@ class Run:
         self._known_paths: set[str] = set()
         self._last_keys: tuple[str, ...] = ()
         self._failed = False
+        self._console: ConsoleCapture | None = None
         del api_token, log_directory, on_queue_full_callback  # server mode: see issue tracker
 
         if self._mode == "disabled":
             self._store: Store | None = None
             self._flusher: Flusher | None = None
             self._buffer = LogBuffer()
-            self._console = None
             return  # stays "closed": arguments are still checked, nothing is stored
         self._store = Store.open(home)
         created = create_run(
@@ -194,7 +194,6 @@ class Run:
             if configs:
                 self.log_configs(configs)
         namespace = runtime_namespace or system_namespace or "runtime"
-        self._console: ConsoleCapture | None = None
         if enable_console_log_capture:
             start = 0 if fork_micro is None else fork_micro + 1
             self._console = ConsoleCapture(

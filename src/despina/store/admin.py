@@ -22,7 +22,9 @@ def delete_runs(conn: sqlite3.Connection, run_pks: list[int]) -> int:
         attr_ids = [a for (a,) in conn.execute("SELECT id FROM attributes WHERE run_id = ?", (pk,))]
         for attr_id in attr_ids:
             lo = attr_id << CHUNK_BITS
-            conn.execute("DELETE FROM chunks WHERE id BETWEEN ? AND ?", (lo, lo + (1 << CHUNK_BITS) - 1))
+            conn.execute(
+                "DELETE FROM chunks WHERE id BETWEEN ? AND ?", (lo, lo + (1 << CHUNK_BITS) - 1)
+            )
             conn.execute("DELETE FROM previews WHERE attr_id = ?", (attr_id,))
             conn.execute("DELETE FROM points WHERE attr_id = ?", (attr_id,))
         conn.execute("DELETE FROM attributes WHERE run_id = ?", (pk,))

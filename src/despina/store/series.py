@@ -23,6 +23,7 @@ __all__ = [
     "lineage",
     "read_float_lineage",
     "read_float_points",
+    "read_float_tail",
     "read_points_lineage",
 ]
 
@@ -120,6 +121,46 @@ def read_float_points(
             steps, values, stamps = steps[keep], values[keep], stamps[keep]
         parts.append(FloatPoints(steps, values, stamps))
     return FloatPoints.concat(parts)
+
+
+def read_float_tail(
+    conn: sqlite3.Connection,
+    attr_id: int,
+    limit: int,
+    step_min: int | None = None,
+    step_max: int | None = None,
+) -> FloatPoints:
+    """The last ``limit`` own committed points of a float series with ``step_min <= step <=
+    step_max``, in step order. Chunks are read newest first and only until ``limit`` points are
+    found, so a short tail of a long series touches one or two chunks."""
+    lo_id, hi_id = chunk_rowid_range(attr_id)
+    lo = -1 if step_min is None else step_min
+    hi = MAX_STEP if step_max is None else step_max
+    cursor = conn.execute(
+        "SELECT n, steps, vals, ts, step_first, step_last FROM chunks "
+        "WHERE id BETWEEN ? AND ? AND step_last >= ? AND step_first <= ? ORDER BY id DESC",
+        (lo_id, hi_id, lo, hi),
+    )
+    parts: list[FloatPoints] = []
+    found = 0
+    for n, steps_blob, vals_blob, ts_blob, first, last in cursor:
+        steps = decode_ints(steps_blob, n)
+        values = decode_floats(vals_blob, n)
+        stamps = decode_ints(ts_blob, n)
+        if first < lo or last > hi:
+            keep = (steps >= lo) & (steps <= hi)
+            steps, values, stamps = steps[keep], values[keep], stamps[keep]
+        parts.append(FloatPoints(steps, values, stamps))
+        found += len(steps)
+        if found >= limit:
+            break
+    cursor.close()
+    parts.reverse()
+    points = FloatPoints.concat(parts)
+    if len(points) > limit:
+        cut = len(points) - limit
+        points = FloatPoints(points.steps[cut:], points.values[cut:], points.timestamps[cut:])
+    return points
 
 
 def _attribute_id(conn: sqlite3.Connection, run_pk: int, path: str, type_: str) -> int | None:

@@ -150,7 +150,7 @@ class _Memo:
             found = np.concatenate([head, tail])
             self._cache[key] = found
             self._alive.append((head, tail))
-        return found  # type: ignore[no-any-return]
+        return found
 
     def piece(self, values: Int64s, start: int, end: int) -> Int64s:
         if start == 0 and end == len(values):
@@ -161,7 +161,7 @@ class _Memo:
             found = values[start:end]
             self._cache[key] = found
             self._alive.append(values)
-        return found  # type: ignore[no-any-return]
+        return found
 
     def encoded(self, values: Int64s) -> bytes:
         key = ("encoded", id(values))
@@ -170,7 +170,7 @@ class _Memo:
             found = encode_ints(values)
             self._cache[key] = found
             self._alive.append(values)
-        return found  # type: ignore[no-any-return]
+        return found
 
 
 def _finite_range(values: Float64s) -> tuple[float, float, bool] | None:
@@ -635,7 +635,7 @@ class RunWriter:
         all_values = (
             np.concatenate([state.chunk_values, values]) if len(state.chunk_values) else values
         )
-        rows = []
+        rows: list[tuple[object, ...]] = []
         lo = hi = math.nan
         all_finite = True
         base = state.attr_id << CHUNK_BITS
