@@ -1,0 +1,355 @@
+"""The query functions behind ``despina.query`` and ``despina.query.runs``.
+
+Each public function resolves its arguments in the reference's order (project, containers,
+attributes, parameters; spec/query-api.md §2.3), then opens one read snapshot of the store,
+infers filter types (§6) and reads. The store location is ``DESPINA_HOME`` (default
+``~/.despina``), or whatever :func:`set_home` chose.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from despina.query import frames
+from despina.query.exceptions import NeptuneUserError
+from despina.query.filters import Filter
+from despina.query.points import FloatBatch, LineageMode, SeriesSet, StepRange
+from despina.query.resolve import (
+    EXPERIMENTS,
+    FETCH_SERIES_TYPES,
+    Kind,
+    default_project,
+    infer_filter_types,
+    infer_sort_type,
+    resolve_attributes,
+    resolve_containers,
+    resolve_project,
+    resolve_sort_by,
+    restrict_types,
+    validate_include_time,
+    validate_limit,
+    validate_sort_direction,
+    validate_step_range,
+    validate_tail_limit,
+)
+from despina.query.service import Container, QueryService, Snapshot
+from despina.query.types import File
+
+__all__ = [
+    "Context",
+    "fetch_metrics",
+    "fetch_series",
+    "fetch_table",
+    "get_home",
+    "list_attributes",
+    "list_containers",
+    "open_snapshot",
+    "set_api_token",
+    "set_home",
+]
+
+
+@dataclass(frozen=True)
+class Context:
+    """The process-wide query context: default project and API token (``set_api_token``)."""
+
+    project: str | None = None
+    api_token: str | None = None
+
+
+_lock = threading.Lock()
+_context = Context(default_project(), os.environ.get("NEPTUNE_API_TOKEN") or None)
+_home: pathlib.Path | None = None
+
+
+def set_home(home: str | os.PathLike[str] | None) -> None:
+    """Extension: read the store at ``home`` instead of ``DESPINA_HOME`` / ``~/.despina``.
+
+    ``None`` goes back to the environment. Useful in tests and notebooks that keep several
+    stores.
+    """
+    global _home
+    with _lock:
+        _home = None if home is None else pathlib.Path(home)
+
+
+def get_home() -> pathlib.Path | None:
+    """The store location chosen with :func:`set_home` (``None``: from the environment)."""
+    return _home
+
+
+def set_api_token(api_token: str) -> Context:
+    """Store ``api_token`` in the process-wide context and return the context.
+
+    The embedded store needs no token; the token is kept for server stores and checked for
+    the format despina and Neptune mint (base64 JSON with ``api_url`` or ``api_address``).
+
+    Raises:
+        ValueError: the token is empty.
+        neptune_api.errors.InvalidApiTokenException: the token is malformed.
+    """
+    global _context
+    if not api_token:
+        raise ValueError("API token must be provided")
+    from neptune_api.credentials import Credentials
+
+    Credentials.from_api_key(api_token)
+    with _lock:
+        _context = Context(_context.project, api_token)
+        return _context
+
+
+def project_of(project: str | None) -> str:
+    """``project`` or the default read at import (§2.2)."""
+    return resolve_project(project, _context.project)
+
+
+def open_snapshot(project: str) -> Any:
+    """A read snapshot of ``project`` in the configured store (a context manager)."""
+    return QueryService.for_home(_home).snapshot(project)
+
+
+def _search(snap: Snapshot, kind: Kind, filter_: Filter | None, **sort: Any) -> list[Container]:
+    inferred = infer_filter_types(filter_, snap.attribute_types)
+    return snap.search(kind=kind.name, nql=inferred, **sort)
+
+
+# -- listing ----------------------------------------------------------------------------------
+
+
+def list_containers(*, project: str | None, containers: Any, kind: Kind) -> list[str]:
+    """Sorted labels of the matched containers (§8.1)."""
+    name = project_of(project)
+    filter_ = resolve_containers(containers, kind)
+    with open_snapshot(name) as snap:
+        return sorted(c.label for c in _search(snap, kind, filter_))
+
+
+def list_attributes(
+    *, project: str | None, containers: Any, attributes: Any, kind: Kind
+) -> list[str]:
+    """Sorted attribute names of the matched containers (§8.2)."""
+    name = project_of(project)
+    filter_ = resolve_containers(containers, kind)
+    selector = restrict_types(resolve_attributes(attributes), None)
+    with open_snapshot(name) as snap:
+        if kind is EXPERIMENTS or filter_ is not None:
+            matched: list[Container] | None = _search(snap, kind, filter_)
+        else:
+            matched = None
+        return sorted({path for path, _ in snap.definitions(matched, selector)})
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def fetch_table(
+    *,
+    project: str | None,
+    containers: Any,
+    attributes: Any,
+    sort_by: Any,
+    sort_direction: Any,
+    limit: Any,
+    type_suffix_in_column_names: bool,
+    kind: Kind,
+) -> pd.DataFrame:
+    """A table of the matched containers (§8.3)."""
+    name = project_of(project)
+    filter_ = resolve_containers(containers, kind)
+    attribute_filter = resolve_attributes(attributes)
+    sort_attribute = resolve_sort_by(sort_by)
+    validate_limit(limit)
+    direction = validate_sort_direction(sort_direction)
+    selector = restrict_types(attribute_filter, None)
+    with open_snapshot(name) as snap:
+        inferred = infer_filter_types(filter_, snap.attribute_types)
+        sort_attribute = infer_sort_type(sort_attribute, snap.attribute_types)
+        matched = snap.search(
+            kind=kind.name, nql=inferred, sort_by=sort_attribute, direction=direction, limit=limit
+        )
+        data = snap.table(matched, selector)
+    return frames.table_frame(data, kind=kind.name, type_suffix=type_suffix_in_column_names)
+
+
+# -- series -----------------------------------------------------------------------------------
+
+
+def lineage_mode(kind: Kind, lineage_to_the_root: bool) -> LineageMode:
+    """§10.2: full lineage, or the same experiment's ancestors (experiments), or none (runs)."""
+    if lineage_to_the_root:
+        return "full"
+    return "experiment" if kind is EXPERIMENTS else "own"
+
+
+def long_points(
+    containers: list[Container],
+    series: SeriesSet,
+    offsets: Any,
+    steps: Any,
+    values: Any,
+    names: list[str] | None = None,
+) -> frames.LongPoints:
+    """Frame input for points of ``series`` (labels from ``containers``)."""
+    return frames.LongPoints(
+        label_code=series.container,
+        labels=[c.label for c in containers],
+        name_code=series.path,
+        names=list(series.paths) if names is None else names,
+        offsets=offsets,
+        steps=steps,
+        values=values,
+    )
+
+
+def fetch_metrics(
+    *,
+    project: str | None,
+    containers: Any,
+    attributes: Any,
+    include_time: Any,
+    step_range: Any,
+    lineage_to_the_root: bool,
+    tail_limit: Any,
+    type_suffix_in_column_names: bool,
+    include_point_previews: bool,
+    kind: Kind,
+) -> pd.DataFrame:
+    """Float series points per (container, step) (§8.4)."""
+    name = project_of(project)
+    filter_ = resolve_containers(containers, kind)
+    attribute_filter = resolve_attributes(attributes)
+    validate_step_range(step_range)
+    validate_tail_limit(tail_limit)
+    validate_include_time(include_time)
+    selector = restrict_types(attribute_filter, ["float_series"])
+    with open_snapshot(name) as snap:
+        matched = _search(snap, kind, filter_)
+        series = snap.series(matched, selector, with_empty=include_point_previews)
+        batch: FloatBatch = snap.float_series(
+            series,
+            mode=lineage_mode(kind, lineage_to_the_root),
+            step_range=StepRange(*step_range),
+            tail_limit=tail_limit,
+            previews=include_point_previews,
+        )
+    values: dict[str, Any] = {"value": batch.values}
+    extras = []
+    if include_time == "absolute":
+        values["absolute_time"] = batch.timestamps
+        extras.append("absolute_time")
+    if include_point_previews:
+        values["is_preview"] = batch.is_preview
+        values["preview_completion"] = batch.completion
+        extras += ["is_preview", "preview_completion"]
+    names = list(series.paths)
+    if type_suffix_in_column_names:
+        names = [f"{p}:float_series" for p in names]
+    points = long_points(matched, series, batch.offsets, batch.steps, values, names)
+    return frames.metrics_frame(points, label=kind.name, extras=extras)
+
+
+def fetch_series(
+    *,
+    project: str | None,
+    containers: Any,
+    attributes: Any,
+    include_time: Any,
+    step_range: Any,
+    lineage_to_the_root: bool,
+    tail_limit: Any,
+    kind: Kind,
+) -> pd.DataFrame:
+    """String, histogram and file series points per (container, step) (§8.5)."""
+    name = project_of(project)
+    filter_ = resolve_containers(containers, kind)
+    attribute_filter = resolve_attributes(attributes)
+    validate_step_range(step_range)
+    validate_tail_limit(tail_limit)
+    validate_include_time(include_time)
+    selector = restrict_types(attribute_filter, list(FETCH_SERIES_TYPES))
+    with open_snapshot(name) as snap:
+        matched = _search(snap, kind, filter_)
+        series = snap.series(matched, selector)
+        rows = snap.point_series(
+            series,
+            mode=lineage_mode(kind, lineage_to_the_root),
+            step_range=StepRange(*step_range),
+            tail_limit=tail_limit,
+        )
+    cells: list[Any] = []
+    steps: list[float] = []
+    stamps: list[int] = []
+    sizes = []
+    for i, found in enumerate(rows):
+        container = matched[int(series.container[i])]
+        path = series.paths[int(series.path[i])]
+        type_ = series.type[i]
+        cells.extend(
+            frames.series_cell(
+                type_,
+                value,
+                project=container.project,
+                label=container.label,
+                kind=kind.name,
+                path=path,
+                step=step,
+            )
+            for step, value in zip(found.steps, found.values, strict=True)
+        )
+        steps.extend(found.steps)
+        stamps.extend(found.timestamps)
+        sizes.append(len(found.steps))
+    offsets = np.zeros(len(sizes) + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    value_array = np.empty(len(cells), dtype=object)
+    value_array[:] = cells
+    values = {"value": value_array, "absolute_time": np.array(stamps, np.int64)}
+    points = long_points(matched, series, offsets, np.array(steps, np.float64), values)
+    return frames.series_frame(points, label=kind.name, include_time=include_time == "absolute")
+
+
+def resolve_files(files: Any) -> list[File]:
+    """The :class:`File` objects in ``files`` (§8.7).
+
+    Raises:
+        ValueError: ``files`` is not a File, Series, DataFrame or iterable.
+    """
+    if isinstance(files, File):
+        return [files]
+    if isinstance(files, pd.Series):
+        return [f for f in files if isinstance(f, File)]
+    if isinstance(files, pd.DataFrame):
+        return [f for _, column in files.items() for f in column if isinstance(f, File)]
+    if isinstance(files, Iterable):
+        return [f for f in files if isinstance(f, File)]
+    raise ValueError(
+        "Invalid type for `files`. Expected File, DataFrame, Series, or iterable of Files, but "
+        f"got {type(files)}."
+    )
+
+
+def check_file_labels(files: list[File], kind: Kind) -> None:
+    """Raises NeptuneUserError when files of the other API were passed (§8.7)."""
+    if kind is EXPERIMENTS and not all(f.experiment_name for f in files):
+        raise NeptuneUserError(
+            "Some files passed to nq.download_files don't have associated experiment names. "
+            "This is likely because you passed files from the runs API. Please use files from "
+            "the experiments API instead by fetching them with nq.fetch_series() or "
+            "nq.fetch_experiments_table()."
+        )
+    if kind is not EXPERIMENTS and not all(f.run_id for f in files):
+        raise NeptuneUserError(
+            "Some files passed to runs.download_files don't have associated run IDs. This is "
+            "likely because you passed files from the experiments API. Please use files from "
+            "the runs API instead by fetching them with runs.fetch_series() or "
+            "runs.fetch_runs_table()."
+        )

@@ -1,0 +1,230 @@
+"""Attribute rows of many runs as NumPy columns, and a cache that keeps them between queries.
+
+Tables, attribute lists and one-point series read the ``attributes`` rows of every matched run.
+SQLite hands rows to Python one object per cell, which costs about a second per million cells,
+so :class:`AttributeCache` keeps a project's rows as columns and refreshes them incrementally:
+every write to a run bumps ``runs.revision`` in the same transaction (``store/writer.py``), so
+only the rows of runs whose revision moved (or that are new) are read again. The refresh and
+the reads happen in the caller's read transaction, so the result is one consistent snapshot.
+
+Small queries (few matched runs, no cache yet) read their rows directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from despina.store.schema import ATTRIBUTE_TYPES
+
+__all__ = ["TYPE_CODE", "AttrRows", "AttributeCache", "read_attr_rows"]
+
+TYPE_CODE = {name: code for code, name in enumerate(ATTRIBUTE_TYPES)}
+"""Attribute type name → the small integer code used in :attr:`AttrRows.type`."""
+
+_FLOAT_CODES = np.array([TYPE_CODE["float"], TYPE_CODE["float_series"]])
+_INT_CODES = np.array([TYPE_CODE["int"], TYPE_CODE["bool"], TYPE_CODE["datetime"]])
+_BATCH = 900  # run ids per ``IN (...)`` list
+CACHE_THRESHOLD = 64
+"""Queries over more runs than this build (or use) the project's cache."""
+
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class AttrRows:
+    """Columns of ``attributes`` rows. ``path`` codes index :attr:`paths`; ``type`` codes index
+    ``ATTRIBUTE_TYPES``. Missing ``count``/``last_step`` are -1; ``num_f`` holds float values
+    (NaN for NULL), ``num_i`` integral ones; ``text`` is an object array (``None`` for NULL)."""
+
+    attr_id: I64
+    run: I64
+    path: npt.NDArray[np.int32]
+    type: npt.NDArray[np.int8]
+    num_f: npt.NDArray[np.float64]
+    num_i: I64
+    text: npt.NDArray[np.object_]
+    count: I64
+    last_step: I64
+    last_ts: I64
+    paths: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.attr_id)
+
+    def take(self, index: npt.NDArray[Any]) -> AttrRows:
+        """The rows at ``index`` (a boolean mask or positions)."""
+        return AttrRows(
+            self.attr_id[index],
+            self.run[index],
+            self.path[index],
+            self.type[index],
+            self.num_f[index],
+            self.num_i[index],
+            self.text[index],
+            self.count[index],
+            self.last_step[index],
+            self.last_ts[index],
+            self.paths,
+        )
+
+    def for_runs(self, run_pks: npt.NDArray[np.int64]) -> AttrRows:
+        """The rows of the given runs."""
+        if len(self) == 0:
+            return self
+        return self.take(np.isin(self.run, run_pks))
+
+    @staticmethod
+    def concat(parts: list[AttrRows]) -> AttrRows:
+        """Rows of all ``parts``, with their path codes merged."""
+        parts = [p for p in parts if len(p)] or parts[:1]
+        if len(parts) == 1:
+            return parts[0]
+        paths: dict[str, int] = {}
+        recoded = []
+        for part in parts:
+            mapping = np.array([paths.setdefault(p, len(paths)) for p in part.paths], np.int32)
+            recoded.append(mapping[part.path] if len(part.paths) else part.path)
+        return AttrRows(
+            np.concatenate([p.attr_id for p in parts]),
+            np.concatenate([p.run for p in parts]),
+            np.concatenate(recoded).astype(np.int32),
+            np.concatenate([p.type for p in parts]),
+            np.concatenate([p.num_f for p in parts]),
+            np.concatenate([p.num_i for p in parts]),
+            np.concatenate([p.text for p in parts]),
+            np.concatenate([p.count for p in parts]),
+            np.concatenate([p.last_step for p in parts]),
+            np.concatenate([p.last_ts for p in parts]),
+            tuple(paths),
+        )
+
+
+def _empty() -> AttrRows:
+    i64 = np.empty(0, np.int64)
+    return AttrRows(
+        i64,
+        i64,
+        np.empty(0, np.int32),
+        np.empty(0, np.int8),
+        np.empty(0, np.float64),
+        i64,
+        np.empty(0, object),
+        i64,
+        i64,
+        i64,
+        (),
+    )
+
+
+_COLUMNS = (
+    "a.id, a.run_id, a.path, a.type, a.num, a.text, ifnull(a.count, -1), "
+    "ifnull(a.last_step, -1), ifnull(a.last_ts, 0)"
+)
+
+
+def _rows_to_columns(rows: list[tuple[Any, ...]]) -> AttrRows:
+    if not rows:
+        return _empty()
+    ids, runs, paths, types, nums, texts, counts, steps, stamps = zip(*rows, strict=True)
+    path_codes, path_names = pd.factorize(np.array(paths, dtype=object))
+    type_codes = np.array([TYPE_CODE[t] for t in types], dtype=np.int8)
+    num = np.array(nums, dtype=object)
+    is_float = np.isin(type_codes, _FLOAT_CODES)
+    is_int = np.isin(type_codes, _INT_CODES)
+    num_f = np.full(len(rows), np.nan)
+    if is_float.any():
+        floats = num[is_float]
+        floats[floats == None] = np.nan  # noqa: E711 (element-wise comparison)
+        num_f[is_float] = floats.astype(np.float64)
+    num_i = np.zeros(len(rows), np.int64)
+    if is_int.any():
+        ints = num[is_int]
+        ints[ints == None] = 0  # noqa: E711
+        num_i[is_int] = ints.astype(np.int64)
+    return AttrRows(
+        np.array(ids, np.int64),
+        np.array(runs, np.int64),
+        path_codes.astype(np.int32),
+        type_codes,
+        num_f,
+        num_i,
+        np.array(texts, dtype=object),
+        np.array(counts, np.int64),
+        np.array(steps, np.int64),
+        np.array(stamps, np.int64),
+        tuple(str(p) for p in path_names),
+    )
+
+
+def read_attr_rows(conn: sqlite3.Connection, run_pks: list[int]) -> AttrRows:
+    """The ``attributes`` rows of the given runs, read directly."""
+    parts = []
+    for start in range(0, len(run_pks), _BATCH):
+        batch = run_pks[start : start + _BATCH]
+        marks = ",".join("?" * len(batch))
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM attributes a WHERE a.run_id IN ({marks})", batch
+        ).fetchall()
+        parts.append(_rows_to_columns(rows))
+    return AttrRows.concat(parts) if parts else _empty()
+
+
+@dataclass
+class _ProjectRows:
+    revisions: dict[int, int]
+    rows: AttrRows
+
+
+class AttributeCache:
+    """Per-project :class:`AttrRows`, refreshed by run revision; safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._projects: dict[int, _ProjectRows] = {}
+
+    def rows(self, conn: sqlite3.Connection, project_id: int, run_pks: list[int]) -> AttrRows:
+        """The attribute rows of ``run_pks`` (runs of ``project_id``) as of ``conn``'s snapshot.
+
+        Uses the cache when the project has one or when many runs are asked for.
+        """
+        with self._lock:
+            cached = self._projects.get(project_id)
+        if cached is None and len(run_pks) <= CACHE_THRESHOLD:
+            return read_attr_rows(conn, run_pks)
+        refreshed = self._refresh(conn, project_id, cached)
+        with self._lock:
+            self._projects[project_id] = refreshed
+        return refreshed.rows.for_runs(np.asarray(run_pks, dtype=np.int64))
+
+    def _refresh(
+        self, conn: sqlite3.Connection, project_id: int, cached: _ProjectRows | None
+    ) -> _ProjectRows:
+        current = dict(
+            conn.execute("SELECT id, revision FROM runs WHERE project_id = ?", (project_id,))
+        )
+        if cached is None:
+            return _ProjectRows(current, read_attr_rows(conn, list(current)))
+        old = cached.revisions
+        changed = [pk for pk, rev in current.items() if old.get(pk) != rev]
+        gone = [pk for pk in old if pk not in current]
+        if not changed and not gone:
+            return cached
+        rows = cached.rows
+        stale = np.asarray(changed + gone, dtype=np.int64)
+        if len(stale):
+            rows = rows.take(~np.isin(rows.run, stale))
+        if changed:
+            rows = AttrRows.concat([rows, read_attr_rows(conn, changed)])
+        return _ProjectRows(current, rows)
+
+    def clear(self) -> None:
+        """Forget every cached project."""
+        with self._lock:
+            self._projects.clear()

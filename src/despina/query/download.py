@@ -1,0 +1,102 @@
+"""``download_files``: copy files out of the store (spec/query-api.md §8.7)."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import pathlib
+import shutil
+from typing import Any
+
+import pandas as pd
+
+from despina.query import frames
+from despina.query.api import check_file_labels, open_snapshot, resolve_files
+from despina.query.exceptions import NeptuneFileDownloadError
+from despina.query.resolve import Kind
+from despina.query.types import File
+
+__all__ = ["download_files", "target_path"]
+
+_ATTEMPTS = 3
+
+
+def _sanitize(part: str, max_length: int = 255) -> str:
+    part = "".join(c if c.isalnum() or c in ("_", "-") else "_" for c in part)
+    if len(part) > max_length:
+        digest = hashlib.blake2b(part.encode("utf-8"), digest_size=8).hexdigest()
+        part = f"{part[: max_length - len(digest) - 1]}_{digest}"
+    return part
+
+
+def target_path(destination: pathlib.Path, file: File) -> pathlib.Path:
+    """``destination/<label>/<attribute path parts>[/step_<step:f>]<extension>``, every part
+    sanitised (characters other than alphanumerics, ``_`` and ``-`` become ``_``)."""
+    relative = pathlib.Path(".") / file.container_identifier / file.attribute_path
+    if file.step is not None:
+        relative = relative / f"step_{file.step:f}"
+    relative = pathlib.Path(*[_sanitize(part) for part in relative.parts])
+    extension = mimetypes.guess_extension(file.mime_type)
+    if extension:
+        relative = relative.with_suffix(extension)
+    return destination / relative
+
+
+def _destination(destination: str | os.PathLike[str] | None) -> pathlib.Path:
+    if destination is None:
+        return pathlib.Path.cwd()
+    return pathlib.Path(destination).resolve()
+
+
+def _ensure_writable(destination: pathlib.Path) -> None:
+    if not destination.exists():
+        destination.mkdir(parents=True, exist_ok=True)
+    if not destination.is_dir():
+        raise NotADirectoryError(f"Destination is not a directory: {destination}")
+    if not os.access(destination, os.W_OK):
+        raise PermissionError(f"No write access to the directory: {destination}")
+
+
+def _copy(source: pathlib.Path, target: pathlib.Path) -> None:
+    error: OSError | None = None
+    for _ in range(_ATTEMPTS):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            return
+        except OSError as exc:
+            error = exc
+    raise NeptuneFileDownloadError(
+        f"Failed to copy {str(source)!r} to {str(target)!r} after {_ATTEMPTS} attempts: {error}"
+    )
+
+
+def download_files(*, files: Any, destination: Any, kind: Kind) -> pd.DataFrame:
+    """Copy ``files`` into ``destination`` and return the frame of their paths.
+
+    Raises:
+        ValueError: ``files`` has an unsupported type.
+        NeptuneUserError: files of the other API (experiments vs runs) were passed.
+        NotADirectoryError, PermissionError: ``destination`` is unusable.
+        NeptuneFileDownloadError: a file could not be copied after 3 attempts.
+    """
+    file_list = resolve_files(files)
+    target_dir = _destination(destination)
+    check_file_labels(file_list, kind)
+    _ensure_writable(target_dir)
+    results: dict[File, str | None] = {}
+    by_project: dict[str, list[File]] = {}
+    for file in file_list:
+        by_project.setdefault(file.project_identifier, []).append(file)
+    for project, group in by_project.items():
+        with open_snapshot(project) as snap:
+            sources = [(file, snap.blob(file.path)) for file in group]
+        for file, source in sources:
+            if source is None:
+                results[file] = None
+                continue
+            target = target_path(target_dir, file)
+            _copy(source, target)
+            results[file] = str(target)
+    return frames.files_frame(list(results.items()), label=kind.name)

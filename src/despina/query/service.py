@@ -1,0 +1,479 @@
+"""The query service: every read of the query API, HTTP-agnostic.
+
+``despina.query`` calls it in-process; the server's retrieval endpoints call the same methods
+and only encode the answers. Results are plain Python and NumPy structures; ``frames.py``
+turns them into DataFrames.
+
+Usage::
+
+    service = QueryService.for_home("~/.despina")
+    with service.snapshot("ws/proj") as snap:          # one consistent read transaction
+        heads = snap.search(kind="experiment", nql='`cfg/lr`:float > 0.1')
+        table = snap.table(heads, snap.selector(AttributeFilter("cfg")))
+
+Raises (every method): ``NeptuneProjectInaccessible`` for a project that is not in the store,
+``NeptuneUnexpectedResponseError`` for a filter rejected at evaluation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from despina.config import resolve_home
+from despina.errors import ConfigError, ProjectNotFound
+from despina.nql import NQLError, compile_query, install_functions
+from despina.nql import ast as nql_ast
+from despina.query import buckets as _buckets
+from despina.query.attrs import TYPE_CODE, AttributeCache, AttrRows
+from despina.query.exceptions import NeptuneProjectInaccessible, NeptuneUnexpectedResponseError
+from despina.query.filters import Attribute, Filter
+from despina.query.points import (
+    FloatBatch,
+    LineageMode,
+    PointRows,
+    SeriesSet,
+    StepRange,
+    read_float_series,
+    read_point_series,
+)
+from despina.query.resolve import Selector
+from despina.store.blobs import blob_path
+from despina.store.schema import ATTRIBUTE_TYPES, SERIES_TYPES
+from despina.store.sqlite import DB_FILE, Store
+from despina.store.sysattrs import SYS_COLUMNS
+
+__all__ = ["Column", "Container", "QueryService", "Snapshot", "TableData"]
+
+ContainerKind = Literal["experiment", "run"]
+_NUMERIC_SORT = frozenset({"float", "int", "bool", "datetime", "float_series"})
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """A matched run: its row id, label (experiment name or run ID) and lineage facts."""
+
+    pk: int
+    label: str
+    project: str
+    experiment_name: str | None
+    parent_pk: int | None
+    fork_step: int | None
+    creation_ms: int = 0
+    sort_key: Any = None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One (path, type) column of a table: the rows that have a value and the values.
+
+    ``values`` is typed by ``type``: float64 for ``float``/``float_series`` (NaN as stored),
+    int64 for ``int`` and ``datetime`` (epoch ms), bool for ``bool``, and an object array for
+    the rest: ``str`` (string, string_series), ``list[str]`` (string_set, sorted), ``dict`` with
+    ``path``/``size_bytes``/``mime_type`` (file, file_series) or ``type``/``edges``/``values``
+    (histogram_series). ``steps`` holds the last step of file series (NaN elsewhere).
+    """
+
+    path: str
+    type: str
+    rows: npt.NDArray[np.int64]
+    values: npt.NDArray[Any]
+    steps: npt.NDArray[np.float64] | None = None
+
+
+@dataclass(frozen=True)
+class TableData:
+    """Table cells of ``containers`` (row order), column by column."""
+
+    containers: list[Container]
+    columns: list[Column]
+
+
+class QueryService:
+    """Reads of one store; cheap to keep for the life of the process (see :meth:`for_home`)."""
+
+    _instances: ClassVar[dict[Path, QueryService]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.attributes = AttributeCache()
+
+    @classmethod
+    def for_home(cls, home: str | Path | None = None) -> QueryService:
+        """The shared service of the store at ``home`` (``DESPINA_HOME``, ``~/.despina``).
+
+        Raises:
+            NeptuneProjectInaccessible: there is no store at that location.
+        """
+        path = resolve_home(home).resolve()
+        with cls._instances_lock:
+            service = cls._instances.get(path)
+            if service is None:
+                if not (path / DB_FILE).exists():
+                    raise NeptuneProjectInaccessible(
+                        f"There is no despina store at {str(path)!r}; set DESPINA_HOME or call "
+                        "despina.query.set_home() to point at the directory runs were logged to."
+                    )
+                service = cls._instances[path] = cls(Store.open(path))
+            return service
+
+    @contextlib.contextmanager
+    def snapshot(self, project: str) -> Iterator[Snapshot]:
+        """A read transaction over ``project``.
+
+        Raises:
+            NeptuneProjectInaccessible: the project is not in the store.
+        """
+        try:
+            project_id = self.store.project_id(project)
+        except (ProjectNotFound, ConfigError) as exc:
+            raise NeptuneProjectInaccessible(str(exc)) from None
+        with self.store.read() as conn:
+            install_functions(conn)
+            yield Snapshot(self, conn, project, project_id)
+
+    def projects(self) -> list[str]:
+        """Every project of the store (``workspace/project``), sorted."""
+        return self.store.list_projects()
+
+
+class Snapshot:
+    """The reads of one project inside one read transaction."""
+
+    def __init__(
+        self, service: QueryService, conn: sqlite3.Connection, project: str, project_id: int
+    ) -> None:
+        self.service = service
+        self.conn = conn
+        self.project = project
+        self.project_id = project_id
+        self.now_ms = int(time.time() * 1000)
+
+    # -- search ------------------------------------------------------------------------------
+
+    def search(
+        self,
+        *,
+        kind: ContainerKind,
+        nql: Filter | str | nql_ast.Node | None = None,
+        sort_by: Attribute | None = None,
+        direction: Literal["asc", "desc"] = "desc",
+        limit: int | None = None,
+    ) -> list[Container]:
+        """Experiment heads (``kind="experiment"``) or runs matching ``nql``, sorted.
+
+        Rows without the sort attribute come last in both directions; ties keep creation
+        order. ``sort_by=None`` sorts by ``sys/creation_time``.
+        """
+        where = ["r.project_id = ?"]
+        params: list[Any] = [self.project_id]
+        if kind == "experiment":
+            where.append("r.is_head = 1 AND r.experiment_name IS NOT NULL")
+        if nql is not None:
+            fragment, nql_params = self._compile(nql)
+            where.append(f"({fragment})")
+            params.extend(nql_params)
+        key, key_params = _sort_sql(sort_by or Attribute("sys/creation_time", "datetime"))
+        order = "DESC" if direction == "desc" else "ASC"
+        label = "r.experiment_name" if kind == "experiment" else "r.run_id"
+        sql = (
+            f"SELECT r.id, {label}, r.experiment_name, r.parent_id, r.fork_step, r.creation_ms, "
+            f"{key} AS k "
+            f"FROM runs r JOIN projects p ON p.id = r.project_id WHERE {' AND '.join(where)} "
+            f"ORDER BY k IS NULL, k {order}, r.creation_ms, r.id"
+        )
+        params = [*key_params, *params]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [
+            Container(pk, label_, self.project, exp, parent, fork, created, k)
+            for pk, label_, exp, parent, fork, created, k in self.conn.execute(sql, params)
+        ]
+
+    def _compile(self, nql: Filter | str | nql_ast.Node) -> tuple[str, list[Any]]:
+        query = nql.to_ast() if isinstance(nql, Filter) else nql
+        try:
+            return compile_query(query, now_ms=self.now_ms)
+        except NQLError as exc:
+            raise NeptuneUnexpectedResponseError(
+                f"the filter {str(nql)!r} cannot be evaluated: {exc}"
+            ) from None
+
+    # -- attribute definitions ---------------------------------------------------------------
+
+    def attribute_types(self, names: Iterable[str]) -> dict[str, set[str]]:
+        """The types each name has anywhere in the project (for type inference, §6)."""
+        out: dict[str, set[str]] = {}
+        for name in names:
+            rows = self.conn.execute(
+                "SELECT DISTINCT a.type FROM attributes a JOIN runs r ON r.id = a.run_id "
+                "WHERE a.path = ? AND r.project_id = ? "
+                "AND (a.count IS NULL OR a.count > 0)",
+                (name, self.project_id),
+            ).fetchall()
+            found = {t for (t,) in rows}
+            if name in SYS_COLUMNS:
+                found.add(SYS_COLUMNS[name].type)
+            if found:
+                out[name] = found
+        return out
+
+    def rows(self, containers: Sequence[Container]) -> AttrRows:
+        """The attribute rows of ``containers`` (user attributes, tags)."""
+        pks = [c.pk for c in containers]
+        return self.service.attributes.rows(self.conn, self.project_id, pks)
+
+    def definitions(
+        self,
+        containers: Sequence[Container] | None,
+        selector: Selector,
+        *,
+        with_empty_series: bool = False,
+    ) -> list[tuple[str, str]]:
+        """Distinct ``(path, type)`` of the containers' attributes (all runs of the project for
+        ``None``) that pass ``selector``, ``sys/`` attributes included, sorted."""
+        if containers is None:
+            containers = self.search(kind="run")
+        rows = self.rows(containers)
+        if not with_empty_series:
+            rows = rows.take(rows.count != 0)
+        pairs = np.unique(rows.path.astype(np.int64) * 16 + rows.type)
+        found = {(rows.paths[int(code) // 16], ATTRIBUTE_TYPES[int(code) % 16]) for code in pairs}
+        found.update(self._sys_definitions(containers, selector))
+        return sorted(d for d in found if selector.accepts(*d))
+
+    def _sys_definitions(
+        self, containers: Sequence[Container], selector: Selector
+    ) -> set[tuple[str, str]]:
+        wanted = [c for c in SYS_COLUMNS.values() if selector.accepts(c.path, c.type)]
+        if not wanted or not containers:
+            return set()
+        present = self._sys_values(containers, [c.path for c in wanted])
+        return {
+            (c.path, c.type)
+            for c, values in zip(wanted, present, strict=True)
+            if any(v is not None for v in values)
+        }
+
+    def _sys_values(self, containers: Sequence[Container], paths: list[str]) -> list[list[Any]]:
+        """Per path, the values for each container (``None``: absent)."""
+        exprs = ", ".join(SYS_COLUMNS[p].sql for p in paths)
+        by_pk: dict[int, tuple[Any, ...]] = {}
+        pks = [c.pk for c in containers]
+        for start in range(0, len(pks), 900):
+            batch = pks[start : start + 900]
+            marks = ",".join("?" * len(batch))
+            for row in self.conn.execute(
+                f"SELECT r.id, {exprs} FROM runs r JOIN projects p ON p.id = r.project_id "
+                f"WHERE r.id IN ({marks})",
+                batch,
+            ):
+                by_pk[row[0]] = row[1:]
+        return [[by_pk[pk][i] for pk in pks] for i in range(len(paths))]
+
+    # -- tables ------------------------------------------------------------------------------
+
+    def table(self, containers: Sequence[Container], selector: Selector) -> TableData:
+        """The cells of every (path, type) of ``containers`` that passes ``selector``; series
+        give their last committed value (§7.1)."""
+        containers = list(containers)
+        rows = self.rows(containers)
+        rows = rows.take(rows.count != 0)
+        row_of = _positions([c.pk for c in containers], rows.run)
+        keys = rows.path.astype(np.int64) * 16 + rows.type
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.diff(sorted_keys, prepend=-1) != 0)
+        ends = np.append(starts[1:], len(order)) if len(starts) else starts
+        columns = []
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            code = int(sorted_keys[start])
+            path, type_ = rows.paths[code // 16], ATTRIBUTE_TYPES[code % 16]
+            if not selector.accepts(path, type_):
+                continue
+            picked = order[start:end]
+            columns.append(_column(path, type_, row_of[picked], rows.take(picked)))
+        wanted = [c.path for c in SYS_COLUMNS.values() if selector.accepts(c.path, c.type)]
+        if wanted and containers:
+            for path, values in zip(wanted, self._sys_values(containers, wanted), strict=True):
+                present = np.array([i for i, v in enumerate(values) if v is not None], np.int64)
+                if len(present):
+                    picked_values = [values[i] for i in present]
+                    columns.append(
+                        _sys_column(path, SYS_COLUMNS[path].type, present, picked_values)
+                    )
+        return TableData(containers, columns)
+
+    # -- series ------------------------------------------------------------------------------
+
+    def series(
+        self,
+        containers: Sequence[Container],
+        selector: Selector,
+        *,
+        with_empty: bool = False,
+    ) -> SeriesSet:
+        """The series attributes of ``containers`` that pass ``selector``, ordered by container
+        then path. ``with_empty`` keeps series without committed points."""
+        rows = self.rows(containers)
+        series_codes = [TYPE_CODE[t] for t in SERIES_TYPES if t in selector.types]
+        rows = rows.take(np.isin(rows.type, series_codes))
+        if not with_empty:
+            rows = rows.take(rows.count != 0)
+        keys = rows.path.astype(np.int64) * 16 + rows.type
+        unique_keys, inverse = np.unique(keys, return_inverse=True)
+        accepted = np.array(
+            [
+                selector.accepts(rows.paths[int(k) // 16], ATTRIBUTE_TYPES[int(k) % 16])
+                for k in unique_keys
+            ],
+            dtype=bool,
+        )
+        rows = rows.take(accepted[inverse]) if len(rows) else rows
+        container = _positions([c.pk for c in containers], rows.run)
+        parents = np.array([-1 if c.parent_pk is None else c.parent_pk for c in containers])
+        path_rank = np.argsort(np.argsort(np.array(rows.paths, dtype=object)))
+        order = np.lexsort((path_rank[rows.path] if len(rows.paths) else rows.path, container))
+        rows = rows.take(order)
+        container = container[order]
+        return SeriesSet(
+            container=container,
+            run=rows.run,
+            parent=parents[container] if len(container) else np.empty(0, np.int64),
+            path=rows.path.astype(np.int64),
+            paths=rows.paths,
+            type=tuple(ATTRIBUTE_TYPES[int(t)] for t in rows.type),
+            attr_id=rows.attr_id,
+            count=rows.count,
+            last_step=rows.last_step,
+            last_value=rows.num_f,
+            last_ts=rows.last_ts,
+        )
+
+    def float_series(
+        self,
+        series: SeriesSet,
+        *,
+        mode: LineageMode = "full",
+        step_range: StepRange = StepRange(),  # noqa: B008 (immutable)
+        tail_limit: int | None = None,
+        previews: bool = False,
+    ) -> FloatBatch:
+        """Points of float series (see :func:`despina.query.points.read_float_series`)."""
+        return read_float_series(
+            self.conn,
+            series,
+            mode=mode,
+            step_range=step_range,
+            tail_limit=tail_limit,
+            previews=previews,
+        )
+
+    def point_series(
+        self,
+        series: SeriesSet,
+        *,
+        mode: LineageMode = "full",
+        step_range: StepRange = StepRange(),  # noqa: B008 (immutable)
+        tail_limit: int | None = None,
+    ) -> list[PointRows]:
+        """Points of string, histogram and file series, per request."""
+        return read_point_series(
+            self.conn, series, mode=mode, step_range=step_range, tail_limit=tail_limit
+        )
+
+    def buckets(
+        self,
+        series: SeriesSet,
+        *,
+        limit: int,
+        mode: LineageMode = "full",
+        previews: bool = False,
+        include_min_max: bool = False,
+    ) -> _buckets.BucketSet:
+        """``limit + 1`` buckets over the common step range of all ``series`` (§13.1)."""
+        return _buckets.compute_buckets(
+            self.conn,
+            series,
+            bucket_count=limit + 1,
+            mode=mode,
+            previews=previews,
+            include_min_max=include_min_max,
+        )
+
+    # -- files -------------------------------------------------------------------------------
+
+    def blob(self, storage_key: str) -> Path | None:
+        """Where the content stored under ``storage_key`` lives, or ``None`` when it is not in
+        the store."""
+        row = self.conn.execute(
+            "SELECT sha256 FROM blobs WHERE project_id = ? AND path = ?",
+            (self.project_id, storage_key),
+        ).fetchone()
+        if row is None:
+            return None
+        found = blob_path(self.service.store.blobs_dir, row[0])
+        return found if found.exists() else None
+
+
+def _positions(pks: list[int], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The index in ``pks`` of every element of ``wanted`` (all present)."""
+    keys = np.asarray(pks, dtype=np.int64)
+    if not len(wanted):
+        return np.empty(0, np.int64)
+    sorter = np.argsort(keys, kind="stable")
+    return sorter[np.searchsorted(keys, wanted, sorter=sorter)].astype(np.int64)
+
+
+def _sort_sql(attribute: Attribute) -> tuple[str, list[Any]]:
+    sys_column = SYS_COLUMNS.get(attribute.name)
+    if sys_column is not None:
+        return sys_column.sql, []
+    type_ = attribute.type or "string"
+    column = "a.num" if type_ in _NUMERIC_SORT else "a.text"
+    return (
+        f"(SELECT {column} FROM attributes a WHERE a.run_id = r.id AND a.path = ? "
+        "AND a.type = ? AND (a.count IS NULL OR a.count > 0))",
+        [attribute.name, type_],
+    )
+
+
+def _column(path: str, type_: str, rows_at: npt.NDArray[np.int64], rows: AttrRows) -> Column:
+    if type_ in ("float", "float_series"):
+        return Column(path, type_, rows_at, rows.num_f)
+    if type_ in ("int", "datetime"):
+        return Column(path, type_, rows_at, rows.num_i)
+    if type_ == "bool":
+        return Column(path, type_, rows_at, rows.num_i != 0)
+    if type_ in ("string", "string_series"):
+        return Column(path, type_, rows_at, rows.text)
+    values = np.empty(len(rows), dtype=object)
+    values[:] = [None if t is None else json.loads(t) for t in rows.text]
+    steps = None
+    if type_ == "file_series":
+        steps = rows.last_step / 1e6
+    return Column(path, type_, rows_at, values, steps)
+
+
+def _sys_column(path: str, type_: str, rows_at: npt.NDArray[np.int64], values: list[Any]) -> Column:
+    if type_ == "float":
+        return Column(path, type_, rows_at, np.array(values, dtype=np.float64))
+    if type_ in ("int", "datetime"):
+        return Column(path, type_, rows_at, np.array(values, dtype=np.int64))
+    if type_ == "bool":
+        return Column(path, type_, rows_at, np.array(values, dtype=np.int64) != 0)
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return Column(path, type_, rows_at, array)
