@@ -44,7 +44,11 @@ SQL = [
         ["x", 0],
     ),
     ("`sys/creation_time`:datetime >= -1d", "r.creation_ms >= ?", [NOW - 86_400_000]),
-    ('`sys/id`:string = "K-1"', "(p.project_key || '-' || r.short_no) = ?", ["K-1"]),
+    (
+        '`sys/id`:string = "K-1"',
+        "COALESCE(r.object_id, p.project_key || '-' || r.short_no) = ?",
+        ["K-1"],
+    ),
     ('NOT `sys/experiment/name`:string = "e"', "NOT (COALESCE(r.experiment_name = ?, 0))", ["e"]),
     ("`sys/experiment/name` EXISTS", "(r.experiment_name IS NOT NULL)", []),
     ("`sys/state`:experimentState = running", "(r.closed = 0 AND r.ping_ms >= ? - 300000)", [NOW]),

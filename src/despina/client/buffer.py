@@ -28,6 +28,7 @@ import numpy as np
 from despina.store.batch import Assign, Batch, IngestIssue, MetricColumn, ModifySet, PointAppend
 from despina.store.batch import PreviewPoint as PreviewPoint
 from despina.store.blobs import put_blob
+from despina.store.sysattrs import ping_timeout_s
 from despina.store.writer import RunWriter
 
 __all__ = ["FLUSH_INTERVAL", "FileRequest", "Flusher", "LogBuffer"]
@@ -44,7 +45,8 @@ MAX_BUFFERED_POINTS = 20_000_000
 """Buffered points at which logging calls wait for the flusher (memory bound, ~0.5 GB)."""
 
 PING_INTERVAL = 10.0
-"""Seconds between liveness pings of an idle run (``sys/ping_time``, ``sys/state``)."""
+"""Longest time between liveness pings of an idle run (``sys/ping_time``, ``sys/state``);
+shorter when the ping timeout is short (a third of it)."""
 
 
 @dataclass(slots=True)
@@ -204,6 +206,7 @@ class Flusher(threading.Thread):
         self.progress = threading.Condition()
         self.done_sequence = 0
         self._last_write = time.monotonic()
+        self._ping_every = min(PING_INTERVAL, ping_timeout_s() / 3)
         self._pending = _Taken()
         self._issues: list[IngestIssue] = []
 
@@ -231,7 +234,7 @@ class Flusher(threading.Thread):
             # raises on failure: everything stays in _pending for the retry
             self._issues.extend(self.writer.apply(batch))
             self._last_write = time.monotonic()
-        elif time.monotonic() - self._last_write > PING_INTERVAL:
+        elif time.monotonic() - self._last_write > self._ping_every:
             self.writer.ping()
             self._last_write = time.monotonic()
         self._pending = _Taken(sequence=taken.sequence)

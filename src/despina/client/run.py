@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from despina.client.artifacts import artifact_value
 from despina.client.buffer import FLUSH_EARLY_POINTS, FileRequest, Flusher, LogBuffer
 from despina.client.console import ConsoleCapture
 from despina.client.files import storage_key
@@ -430,6 +431,21 @@ class Run:
             requests.append(FileRequest(path, source, key, mime, step, ts))
         if requests and not self._closed:
             self._buffer.add("files", requests)
+
+    def track_artifact(self, path: str, *files_or_dirs: str | os.PathLike[str]) -> str:
+        """Record the content hash and file list of files or directories under ``path``.
+
+        Extension (the old ``neptune`` client's ``track_files``): runs that used the same data
+        can then be found with ``` `path`:artifact = "<hash>" ```. Returns the hash.
+
+        Raises:
+            FileNotFoundError: a source does not exist.
+            ValueError: no source, or two sources with the same relative file path.
+        """
+        value = artifact_value(files_or_dirs)
+        if check_path(path, self._reporter) and not self._closed:
+            self._buffer.add("ops", [Assign(path, "artifact", value)])
+        return str(value["hash"])
 
     def log(
         self,

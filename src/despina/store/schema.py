@@ -13,6 +13,8 @@ Conventions every reader and writer relies on:
   (inherited points up to each fork step plus the run's own): ``num`` = last value, ``count``,
   ``last_step``, ``last_ts`` and, over finite values only, ``fmin``, ``fmax``, ``fsum``,
   ``fsumsq``, ``fcount``. NQL filters on these without touching points.
+* ``runs`` also holds the model registry's objects (``kind`` = ``model`` or
+  ``model_version``); they log like runs and every run query keeps to ``kind = 'run'``.
 * Float-series points live in ``chunks``: the row id is ``(attribute id << CHUNK_BITS) | chunk
   number``, so one range scan over the rowid reads a series in order. Statistics columns come
   before the blobs so that summaries never read blob pages.
@@ -37,6 +39,7 @@ ATTRIBUTE_TYPES = (
     "string_series",
     "histogram_series",
     "file_series",
+    "artifact",
 )
 """Attribute type names as stored in ``attributes.type`` (the query API's Python names)."""
 
@@ -178,7 +181,15 @@ CREATE INDEX ingest_requests_by_body ON ingest_requests (body_sha256);
 CREATE INDEX ingest_requests_by_time ON ingest_requests (created_ms);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+_V3 = """
+ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';  -- run, model, model_version
+ALTER TABLE runs ADD COLUMN object_id TEXT;  -- sys/id of models and versions (KEY-MODEL[-n])
+ALTER TABLE runs ADD COLUMN model_pk INTEGER;  -- a model version's model
+ALTER TABLE runs ADD COLUMN stage TEXT;  -- a model version's sys/stage
+CREATE INDEX runs_by_kind ON runs (project_id, kind);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

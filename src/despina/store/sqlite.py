@@ -81,7 +81,10 @@ class Store:
                 self.db_path, isolation_level=None, check_same_thread=False, timeout=60
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new file
+            # page size and incremental vacuum only take effect on a new file; the latter lets
+            # deleting runs give their space back to the file system
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -65536")

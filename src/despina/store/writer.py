@@ -384,6 +384,8 @@ class RunWriter:
                     op.path,
                 )
                 return 0
+        elif op.type == "artifact":
+            text = json.dumps(value, ensure_ascii=False)  # {"hash": ..., "files": [...]}
         elif op.type == "file":
             text = json.dumps(value, ensure_ascii=False)
             if len(text.encode()) > FILE_REF_LIMIT:
