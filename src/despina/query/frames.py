@@ -39,6 +39,8 @@ __all__ = [
 PANDAS_MAJOR = int(pd.__version__.split(".", 1)[0])
 DATETIME_UNIT = "us" if PANDAS_MAJOR >= 3 else "ns"
 """Unit of datetime columns: microseconds under pandas 3, nanoseconds under pandas 2 (§14)."""
+STR_DTYPE: Any = str if PANDAS_MAJOR >= 3 else object
+"""Dtype of label and name indexes: ``str`` under pandas 3, ``object`` under pandas 2."""
 
 I64 = npt.NDArray[np.int64]
 
@@ -165,7 +167,7 @@ def table_frame(
     ordered = sorted(columns)
     if not ordered:
         frame = pd.DataFrame(index=index)
-        frame.columns = pd.Index([], name="attribute")
+        frame.columns = pd.Index([], name="attribute", dtype=STR_DTYPE)
         return frame
     frame = pd.DataFrame({name: columns[name] for name in ordered}, index=index)
     frame.columns = pd.Index(ordered, name="attribute")
@@ -272,26 +274,24 @@ def _row_index(grid: _Grid, label: str) -> pd.MultiIndex:
         level = np.unique(steps)
         codes = np.searchsorted(level, steps)
     return pd.MultiIndex(
-        levels=[pd.Index(grid.labels, dtype=str if PANDAS_MAJOR >= 3 else object), level],
+        levels=[pd.Index(grid.labels, dtype=STR_DTYPE), level],
         codes=[grid.row_label, codes],
         names=[label, "step"],
         verify_integrity=False,
     )
 
 
-def _empty_long(label: str, extras: Sequence[str], datetime_sub: bool) -> pd.DataFrame:
+def _empty_long(label: str, extras: Sequence[str]) -> pd.DataFrame:
     index = pd.MultiIndex.from_arrays(
-        [pd.Index([], dtype=str if PANDAS_MAJOR >= 3 else object), pd.Index([], dtype=float)],
-        names=[label, "step"],
+        [pd.Index([], dtype=STR_DTYPE), pd.Index([], dtype=float)], names=[label, "step"]
     )
     if extras:
-        columns: pd.Index = pd.MultiIndex.from_arrays(
-            [pd.Index([], dtype=str if PANDAS_MAJOR >= 3 else object), pd.Index([], dtype=object)]
+        columns: pd.Index = pd.MultiIndex(
+            levels=[pd.Index([], dtype=STR_DTYPE), pd.Index(["value", *extras], dtype=STR_DTYPE)],
+            codes=[[], []],
         )
-        columns = columns.set_levels([[], ["value", *extras]])
     else:
-        columns = pd.Index([], dtype=str if PANDAS_MAJOR >= 3 else object)
-    del datetime_sub
+        columns = pd.Index([], dtype=STR_DTYPE)
     return pd.DataFrame(index=index, columns=columns)
 
 
@@ -311,34 +311,44 @@ def metrics_frame(points: LongPoints, *, label: str, extras: Sequence[str]) -> p
     (``absolute_time``, ``is_preview``, ``preview_completion``), empty for a flat frame."""
     grid = _grid(points)
     if not len(grid.row_step):
-        return _empty_long(label, extras, "absolute_time" in extras)
+        return _empty_long(label, extras)
     index = _row_index(grid, label)
     value = _scatter(grid, points.values["value"], np.nan, np.float64)
     if not extras:
         frame = pd.DataFrame(value.T, index=index, columns=pd.Index(grid.names))
         return frame
-    covered = np.zeros((len(grid.names), len(grid.row_step)), dtype=bool)
-    covered[grid.point_col, grid.point_row] = True
-    data: dict[tuple[str, str], Any] = {}
-    for c, name in enumerate(grid.names):
-        data[(name, "value")] = value[c]
+    subs: dict[str, npt.NDArray[Any]] = {}
     if "absolute_time" in extras:
-        stamps = _scatter(grid, points.values["absolute_time"].astype(np.float64), np.nan, float)
-        for c, name in enumerate(grid.names):
-            data[(name, "absolute_time")] = to_datetimes(stamps[c])
+        subs["absolute_time"] = _scatter(
+            grid, points.values["absolute_time"].astype(np.float64), np.nan, float
+        )
     if "is_preview" in extras:
+        covered = np.zeros((len(grid.names), len(grid.row_step)), dtype=bool)
+        covered[grid.point_col, grid.point_row] = True
         flags = _scatter(grid, points.values["is_preview"], False, bool)
-        completion = _scatter(grid, points.values["preview_completion"], np.nan, np.float64)
-        for c, name in enumerate(grid.names):
-            if covered[c].all():
-                data[(name, "is_preview")] = flags[c]
+        subs["preview_completion"] = _scatter(
+            grid, points.values["preview_completion"], np.nan, np.float64
+        )
+    data: dict[int, Any] = {}
+    keys: list[tuple[str, str]] = []
+    for c, name in enumerate(grid.names):
+        for sub in ["value", *extras]:
+            if sub == "value":
+                cells: Any = value[c]
+            elif sub == "absolute_time":
+                cells = to_datetimes(subs["absolute_time"][c])
+            elif sub == "is_preview":
+                if covered[c].all():
+                    cells = flags[c]
+                else:
+                    cells = np.full(len(grid.row_step), np.nan, dtype=object)
+                    cells[covered[c]] = flags[c][covered[c]]
             else:
-                cells = np.full(len(grid.row_step), np.nan, dtype=object)
-                cells[covered[c]] = flags[c][covered[c]]
-                data[(name, "is_preview")] = cells
-            data[(name, "preview_completion")] = completion[c]
-    frame = pd.DataFrame({i: column for i, column in enumerate(data.values())}, index=index)
-    frame.columns = pd.MultiIndex.from_tuples(list(data))
+                cells = subs["preview_completion"][c]
+            data[len(keys)] = cells
+            keys.append((name, sub))
+    frame = pd.DataFrame(data, index=index)
+    frame.columns = pd.MultiIndex.from_tuples(keys)
     return frame
 
 
@@ -348,13 +358,15 @@ def series_frame(points: LongPoints, *, label: str, include_time: bool) -> pd.Da
     grid = _grid(points)
     extras = ["absolute_time"] if include_time else []
     if not len(grid.row_step):
-        return _empty_long(label, extras, include_time)
+        return _empty_long(label, extras)
     index = _row_index(grid, label)
     cells = _scatter(grid, points.values["value"], np.nan, object)
     all_strings = all(isinstance(v, str) for v in points.values["value"])
 
     def column(c: int) -> Any:
-        return pd.Series(cells[c]).array if all_strings else cells[c]
+        if all_strings:
+            return pd.Series(cells[c]).array
+        return pd.Series(cells[c], index=index, dtype=object, copy=False)
 
     if not include_time:
         frame = pd.DataFrame({i: column(i) for i in range(len(grid.names))}, index=index)
