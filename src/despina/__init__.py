@@ -9,6 +9,19 @@ from __future__ import annotations
 
 from despina._version import __version__
 from despina.client import Run, SourceTrackingConfig
+from despina.client.registry import Model, ModelVersion, init_model, init_model_version
 from despina.errors import DespinaError
+from despina.project import Project, init_project
 
-__all__ = ["DespinaError", "Run", "SourceTrackingConfig", "__version__"]
+__all__ = [
+    "DespinaError",
+    "Model",
+    "ModelVersion",
+    "Project",
+    "Run",
+    "SourceTrackingConfig",
+    "__version__",
+    "init_model",
+    "init_model_version",
+    "init_project",
+]

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("despina.cli.demo", "demo"),
     "info": ("despina.cli.info", "info"),
     "project": ("despina.cli.project", "project"),
+    "runs": ("despina.cli.runs", "runs"),
     "serve": ("despina.cli.serve", "serve"),
     "token": ("despina.cli.token", "token"),
 }

@@ -51,7 +51,7 @@ from despina.exceptions import (
     NeptuneUnexpectedError,
 )
 from despina.store.batch import NO_STEP, Assign, IngestIssue, ModifySet, PointAppend, PreviewPoint
-from despina.store.runs import RunSpec, create_run
+from despina.store.runs import CreatedRun, RunSpec, create_run
 from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 from despina.types import File
@@ -116,21 +116,15 @@ class Run:
         home: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._closed = True  # until fully set up: calls on a half-built run are ignored
-        self._reporter = Reporter()
         system_namespace = kwargs.pop("system_namespace", None)
         kwargs.pop("resume", None)
         if kwargs:
             raise TypeError(f"Run() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         if max_queue_size is not None:
             logger.warning("max_queue_size is deprecated and ignored")
-        self._mode = mode or os.environ.get("NEPTUNE_MODE") or "async"
-        if self._mode not in ("async", "offline", "disabled"):
-            raise ValueError(f"mode must be 'async', 'offline' or 'disabled', got {self._mode!r}")
-        try:
-            self._project = resolve_project(project)
-        except ConfigError as exc:
-            raise NeptuneProjectNotProvided(str(exc)) from None
+        self._setup(
+            project, mode, on_error_callback, on_warning_callback, on_network_error_callback
+        )
         self._run_id = run_id if run_id is not None else generate_run_id()
         _check_name("run_id", self._run_id, allow_slash=False)
         if experiment_name is not None:
@@ -142,27 +136,12 @@ class Run:
             raise ValueError("async_lag_threshold and on_async_lag_callback must be given together")
         self._experiment_name = experiment_name
         self._fork_step = fork_micro
-        self._callbacks = {
-            "error": on_error_callback,
-            "warning": on_warning_callback,
-            "network": on_network_error_callback,
-        }
-        self._last_seen: dict[type, float] = {}
-        self._lock = threading.Lock()
-        self._known_paths: set[str] = set()
-        self._last_keys: tuple[str, ...] = ()
-        self._failed = False
-        self._console: ConsoleCapture | None = None
         del api_token, log_directory, on_queue_full_callback  # server mode: see issue tracker
-
         if self._mode == "disabled":
-            self._store: Store | None = None
-            self._flusher: Flusher | None = None
-            self._buffer = LogBuffer()
             return  # stays "closed": arguments are still checked, nothing is stored
-        self._store = Store.open(home)
+        store = Store.open(home)
         created = create_run(
-            self._store,
+            store,
             RunSpec(
                 project=self._project,
                 run_id=self._run_id,
@@ -175,21 +154,7 @@ class Run:
                 description=description or "",
             ),
         )
-        self._deliver(created.issues)
-        self._buffer = LogBuffer()
-        writer = RunWriter(self._store, created.pk)
-        self._writer = writer
-        self._flusher = Flusher(
-            self._buffer,
-            writer,
-            self._store.blobs_dir,
-            on_issues=self._deliver,
-            on_failure=self._flush_failed,
-            dropped=self._reporter.dropped,
-        )
-        self._flusher.start()
-        self._closed = False
-        _open_runs.add(self)
+        self._attach(store, created)
         if source_tracking_config is not None:
             configs = source_configs(source_tracking_config)
             if configs:
@@ -197,10 +162,57 @@ class Run:
         namespace = runtime_namespace or system_namespace or "runtime"
         if enable_console_log_capture:
             start = 0 if fork_micro is None else fork_micro + 1
-            self._console = ConsoleCapture(
+            console = ConsoleCapture(
                 lambda points: self._buffer.add("points", points), namespace, start
             )
-            self._console.start()
+            console.start()
+            self._console = console
+
+    def _setup(
+        self,
+        project: str | None,
+        mode: str | None,
+        on_error: Callback | None,
+        on_warning: Callback | None,
+        on_network_error: Callback | None,
+    ) -> None:
+        """State every logging object has, before it is attached to a stored object."""
+        self._closed = True  # until attached: calls on a half-built object are ignored
+        self._reporter = Reporter()
+        self._mode = mode or os.environ.get("NEPTUNE_MODE") or "async"
+        if self._mode not in ("async", "offline", "disabled"):
+            raise ValueError(f"mode must be 'async', 'offline' or 'disabled', got {self._mode!r}")
+        try:
+            self._project = resolve_project(project)
+        except ConfigError as exc:
+            raise NeptuneProjectNotProvided(str(exc)) from None
+        self._callbacks = {"error": on_error, "warning": on_warning, "network": on_network_error}
+        self._last_seen: dict[type, float] = {}
+        self._lock = threading.Lock()
+        self._known_paths: set[str] = set()
+        self._last_keys: tuple[str, ...] = ()
+        self._failed = False
+        self._console: ConsoleCapture | None = None
+        self._store: Store | None = None
+        self._flusher: Flusher | None = None
+        self._buffer = LogBuffer()
+
+    def _attach(self, store: Store, created: CreatedRun) -> None:
+        """Start logging into the stored object ``created``."""
+        self._store = store
+        self._deliver(created.issues)
+        self._writer = RunWriter(store, created.pk)
+        self._flusher = Flusher(
+            self._buffer,
+            self._writer,
+            store.blobs_dir,
+            on_issues=self._deliver,
+            on_failure=self._flush_failed,
+            dropped=self._reporter.dropped,
+        )
+        self._flusher.start()
+        self._closed = False
+        _open_runs.add(self)
 
     # -- identity ----------------------------------------------------------------------------
 

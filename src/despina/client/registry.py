@@ -1,0 +1,166 @@
+"""The model registry, in the style of the old ``neptune`` client.
+
+``despina.init_model(key="PRETRAINED")`` creates model ``<PROJECT_KEY>-PRETRAINED``;
+``despina.init_model(with_id="BIRDS-PRETRAINED")`` opens it again.
+``despina.init_model_version(model="BIRDS-PRETRAINED")`` creates the next version
+(``BIRDS-PRETRAINED-1``, ``-2``, …); ``with_id=`` opens one. Models and versions log configs,
+tags, files and series exactly like runs (they are :class:`~despina.Run` objects), and a version
+moves between stages with :meth:`ModelVersion.change_stage`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from despina.client.run import Callback, Run, _os_user
+from despina.store.registry import (
+    change_stage,
+    create_model,
+    create_model_version,
+    open_object,
+)
+from despina.store.sqlite import Store
+
+__all__ = ["Model", "ModelVersion", "init_model", "init_model_version"]
+
+
+class Model(Run):
+    """A registered model: create with :func:`init_model`."""
+
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        with_id: str | None = None,
+        project: str | None = None,
+        name: str | None = None,
+        mode: str | None = None,
+        on_error_callback: Callback | None = None,
+        on_warning_callback: Callback | None = None,
+        home: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if (key is None) == (with_id is None):
+            raise ValueError("pass key= to create a model or with_id= to open one (not both)")
+        self._setup(project, mode, on_error_callback, on_warning_callback, None)
+        self._home = home
+        if self._mode == "disabled":
+            self._run_id = with_id or str(key)
+            return
+        store = Store.open(home)
+        if with_id is not None:
+            created = open_object(store, self._project, with_id, "model")
+            self._run_id = with_id
+        else:
+            assert key is not None
+            self._run_id, created = create_model(store, self._project, key, _os_user())
+        self._attach(store, created)
+        if name is not None:
+            self.log_configs({"name": name})
+
+    @property
+    def id(self) -> str:
+        """``sys/id`` of the model, e.g. ``BIRDS-PRETRAINED``."""
+        return self._run_id
+
+    def fetch_model_versions_table(
+        self,
+        query: str | None = None,
+        columns: list[str] | None = None,
+        trashed: bool | None = False,
+        limit: int | None = None,
+        sort_by: str = "sys/creation_time",
+        ascending: bool = False,
+        progress_bar: Any = None,
+    ) -> Any:
+        """The versions of this model as a table (``.to_pandas()``), filtered with NQL."""
+        from despina.project import Project
+
+        project = Project(self._project, home=self._home)
+        return project._fetch_table(
+            "model_version",
+            query,
+            columns,
+            trashed,
+            limit,
+            sort_by,
+            ascending,
+            model_id=self._run_id,
+        )
+
+    def __repr__(self) -> str:
+        return f"Model(project={self._project!r}, id={self._run_id!r})"
+
+
+class ModelVersion(Run):
+    """A version of a registered model: create with :func:`init_model_version`."""
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        with_id: str | None = None,
+        project: str | None = None,
+        mode: str | None = None,
+        on_error_callback: Callback | None = None,
+        on_warning_callback: Callback | None = None,
+        home: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if (model is None) == (with_id is None):
+            raise ValueError("pass model= (a model id) to create a version or with_id= to open one")
+        self._setup(project, mode, on_error_callback, on_warning_callback, None)
+        if self._mode == "disabled":
+            self._run_id = with_id or f"{model}-0"
+            return
+        store = Store.open(home)
+        if with_id is not None:
+            created = open_object(store, self._project, with_id, "model_version")
+            self._run_id = with_id
+        else:
+            assert model is not None
+            self._run_id, created = create_model_version(store, self._project, model, _os_user())
+        self._attach(store, created)
+
+    @property
+    def id(self) -> str:
+        """``sys/id`` of the version, e.g. ``BIRDS-PRETRAINED-3``."""
+        return self._run_id
+
+    def change_stage(self, stage: str) -> None:
+        """Move the version to ``none``, ``staging``, ``production`` or ``archived``.
+
+        Raises:
+            ConfigError: an unknown stage.
+        """
+        if self._store is None:
+            return
+        self.wait_for_processing()
+        change_stage(self._store, self._writer.run_pk, stage)
+
+    def __repr__(self) -> str:
+        return f"ModelVersion(project={self._project!r}, id={self._run_id!r})"
+
+
+def init_model(
+    key: str | None = None,
+    *,
+    with_id: str | None = None,
+    project: str | None = None,
+    name: str | None = None,
+    mode: str | None = None,
+    home: str | os.PathLike[str] | None = None,
+) -> Model:
+    """Create a model with ``key`` (id ``<PROJECT_KEY>-<KEY>``) or open one ``with_id``."""
+    return Model(key=key, with_id=with_id, project=project, name=name, mode=mode, home=home)
+
+
+def init_model_version(
+    model: str | None = None,
+    *,
+    with_id: str | None = None,
+    project: str | None = None,
+    mode: str | None = None,
+    home: str | os.PathLike[str] | None = None,
+) -> ModelVersion:
+    """Create the next version of ``model`` (a model id) or open a version ``with_id``."""
+    return ModelVersion(model=model, with_id=with_id, project=project, mode=mode, home=home)

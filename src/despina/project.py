@@ -1,0 +1,273 @@
+"""``despina.init_project``: the project object of the old ``neptune`` client.
+
+``init_project().fetch_runs_table(query=NQL).to_pandas()`` filters runs with NQL and returns one
+row per run; ``trash_runs`` / ``restore_runs`` / ``delete_runs`` manage the trash;
+``fetch_models_table`` lists the model registry. Tables hold one column per attribute path:
+series show their last value, string sets (tags) a comma-separated string of sorted elements,
+datetimes UTC ``Timestamp``s, files their storage path, artifacts their hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from despina.config import resolve_project
+from despina.errors import InvalidQuery
+from despina.nql import compile_query, install_functions
+from despina.store import lifecycle
+from despina.store.sqlite import Store
+from despina.store.sysattrs import SYS_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Project", "Table", "init_project"]
+
+_KINDS = {"run": "runs", "model": "models", "model_version": "model versions"}
+
+
+class Table:
+    """The result of a ``fetch_*_table`` call: rows of ``{path: value}``."""
+
+    def __init__(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
+        self.rows = rows
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """The rows as dictionaries (a missing value is absent)."""
+        return self.rows
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per object, one column per attribute path (missing cells are NaN)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows, columns=self.columns)
+        return frame
+
+    def __repr__(self) -> str:
+        return f"Table({len(self.rows)} rows x {len(self.columns)} columns)"
+
+
+class Project:
+    """A project of the embedded store (``workspace/project``)."""
+
+    def __init__(self, project: str | None = None, *, home: str | os.PathLike[str] | None = None):
+        self.name = resolve_project(project)
+        self._home = home
+
+    def _store(self) -> Store:
+        return Store.open(self._home)
+
+    # -- tables ------------------------------------------------------------------------------
+
+    def fetch_runs_table(
+        self,
+        query: str | None = None,
+        columns: Sequence[str] | None = None,
+        trashed: bool | None = False,
+        limit: int | None = None,
+        sort_by: str = "sys/creation_time",
+        ascending: bool = False,
+        progress_bar: Any = None,
+    ) -> Table:
+        """Runs matching the NQL ``query``.
+
+        ``trashed=False`` leaves trashed runs out, ``True`` returns only them, ``None`` both.
+        ``columns`` lists attribute paths (default: every attribute of the matched runs).
+
+        Raises:
+            NqlError: the query is malformed (the message shows where).
+            InvalidQuery: a bad ``limit`` or ``sort_by``.
+        """
+        return self._fetch_table("run", query, columns, trashed, limit, sort_by, ascending)
+
+    def fetch_models_table(
+        self,
+        query: str | None = None,
+        columns: Sequence[str] | None = None,
+        trashed: bool | None = False,
+        limit: int | None = None,
+        sort_by: str = "sys/creation_time",
+        ascending: bool = False,
+        progress_bar: Any = None,
+    ) -> Table:
+        """Models of the registry matching the NQL ``query`` (same arguments as runs)."""
+        return self._fetch_table("model", query, columns, trashed, limit, sort_by, ascending)
+
+    def _fetch_table(
+        self,
+        kind: str,
+        query: str | None,
+        columns: Sequence[str] | None,
+        trashed: bool | None,
+        limit: int | None,
+        sort_by: str,
+        ascending: bool,
+        model_id: str | None = None,
+    ) -> Table:
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise InvalidQuery(f"limit must be a non-negative int or None, got {limit!r}")
+        if columns is not None and isinstance(columns, str):
+            columns = [columns]
+        store = self._store()
+        project_id = store.project_id(self.name)
+        now = int(time.time() * 1000)
+        where = ["r.project_id = ?", "r.kind = ?"]
+        params: list[Any] = [project_id, kind]
+        if trashed is not None:
+            where.append("r.trashed = ?")
+            params.append(1 if trashed else 0)
+        if model_id is not None:
+            where.append(
+                "r.model_pk = (SELECT m.id FROM runs m WHERE m.object_id = ? "
+                "AND m.project_id = r.project_id AND m.kind = 'model')"
+            )
+            params.append(model_id)
+        if query and query.strip():
+            fragment, query_params = compile_query(query, now_ms=now)
+            where.append(f"({fragment})")
+            params.extend(query_params)
+        order, order_params = _order_by(sort_by, ascending)
+        sql = (
+            "SELECT r.id FROM runs r JOIN projects p ON p.id = r.project_id "
+            f"WHERE {' AND '.join(where)} ORDER BY {order}"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with store.read() as conn:
+            install_functions(conn)
+            pks = [pk for (pk,) in conn.execute(sql, [*params, *order_params])]
+            rows, found = _values(conn, pks, columns)
+        names = list(columns) if columns is not None else sorted(found)
+        return Table(rows, names)
+
+    # -- trash -------------------------------------------------------------------------------
+
+    def trash_runs(self, ids: str | Iterable[str]) -> int:
+        """Move runs (by ``sys/id`` or run ID) to the trash; returns how many."""
+        return lifecycle.trash_runs(self._store(), self.name, _names(ids))
+
+    def restore_runs(self, ids: str | Iterable[str]) -> int:
+        """Take runs out of the trash; returns how many."""
+        return lifecycle.restore_runs(self._store(), self.name, _names(ids))
+
+    def delete_runs(self, ids: str | Iterable[str]) -> int:
+        """Delete trashed runs for good, freeing their space; returns how many.
+
+        Raises:
+            InvalidQuery: a run is not in the trash (trash it first).
+        """
+        return lifecycle.delete_trashed_runs(self._store(), self.name, _names(ids))
+
+    def set_description(self, run: str, description: str) -> None:
+        """Set ``sys/description`` of a run."""
+        lifecycle.set_description(self._store(), self.name, run, description)
+
+    def __repr__(self) -> str:
+        return f"Project({self.name!r})"
+
+
+def init_project(
+    project: str | None = None, *, home: str | os.PathLike[str] | None = None
+) -> Project:
+    """The project ``project`` (default ``DESPINA_PROJECT``, then ``NEPTUNE_PROJECT``)."""
+    return Project(project, home=home)
+
+
+def _names(ids: str | Iterable[str]) -> list[str]:
+    return [ids] if isinstance(ids, str) else list(ids)
+
+
+def _order_by(sort_by: str, ascending: bool) -> tuple[str, list[Any]]:
+    direction = "ASC" if ascending else "DESC"
+    if not isinstance(sort_by, str) or not sort_by:
+        raise InvalidQuery(f"sort_by must be an attribute path, got {sort_by!r}")
+    if sort_by in SYS_COLUMNS:
+        return f"{SYS_COLUMNS[sort_by].sql} {direction}, r.id {direction}", []
+    key = "(SELECT COALESCE(a.num, a.text) FROM attributes a WHERE a.run_id = r.id AND a.path = ?)"
+    return f"{key} IS NULL, {key} {direction}, r.id {direction}", [sort_by, sort_by]
+
+
+def _values(
+    conn: sqlite3.Connection, pks: list[int], columns: Sequence[str] | None
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Cells of the runs ``pks`` (in order) for ``columns`` (None: every attribute)."""
+    import pandas as pd
+
+    if not pks:
+        return [], set()
+    rows: dict[int, dict[str, Any]] = {pk: {} for pk in pks}
+    wanted = set(columns) if columns is not None else None
+    sys_paths = [p for p in SYS_COLUMNS if wanted is None or p in wanted]
+    marks = ",".join("?" * len(pks))
+    found: set[str] = set()
+    if sys_paths:
+        exprs = ", ".join(SYS_COLUMNS[p].sql for p in sys_paths)
+        for pk, *values in conn.execute(
+            f"SELECT r.id, {exprs} FROM runs r JOIN projects p ON p.id = r.project_id "
+            f"WHERE r.id IN ({marks})",
+            pks,
+        ):
+            for path, value in zip(sys_paths, values, strict=True):
+                if value is not None:
+                    rows[pk][path] = _sys_cell(SYS_COLUMNS[path].type, value, pd)
+                    found.add(path)
+    attr_sql = (
+        f"SELECT run_id, path, type, num, text, count FROM attributes WHERE run_id IN ({marks})"
+    )
+    attr_params: list[Any] = list(pks)
+    if wanted is not None:
+        user = [p for p in wanted if p not in SYS_COLUMNS]
+        if not user:
+            return [rows[pk] for pk in pks], found
+        attr_sql += f" AND path IN ({','.join('?' * len(user))})"
+        attr_params += user
+    for pk, path, type_, num, text, count in conn.execute(attr_sql, attr_params):
+        cell = _cell(type_, num, text, count, pd)
+        if cell is not _MISSING:
+            rows[pk][path] = cell
+            found.add(path)
+    return [rows[pk] for pk in pks], found
+
+
+_MISSING = object()
+
+
+def _sys_cell(type_: str, value: Any, pd: Any) -> Any:
+    if type_ == "datetime":
+        return pd.Timestamp(value, unit="ms", tz="UTC")
+    if type_ == "bool":
+        return bool(value)
+    return value
+
+
+def _cell(type_: str, num: Any, text: str | None, count: int | None, pd: Any) -> Any:
+    if type_ == "float":
+        return float("nan") if num is None else float(num)
+    if type_ == "int":
+        return int(num)
+    if type_ == "bool":
+        return bool(num)
+    if type_ == "datetime":
+        return pd.Timestamp(num, unit="ms", tz="UTC")
+    if type_ in ("string", "string_series"):
+        return _MISSING if text is None else text
+    if type_ == "string_set":
+        return ",".join(json.loads(text or "[]"))
+    if type_ == "float_series":  # no committed point yet (only previews): no value
+        return _MISSING if not count else float("nan") if num is None else float(num)
+    if type_ in ("file", "file_series"):
+        return _MISSING if text is None else json.loads(text)["path"]
+    if type_ == "histogram_series":
+        return _MISSING if text is None else json.loads(text)
+    if type_ == "artifact":
+        return json.loads(text or "{}").get("hash", _MISSING)
+    return _MISSING
