@@ -89,6 +89,10 @@ class Run:
         ValueError: an invalid run id, experiment name, fork arguments or mode.
     """
 
+    _console: ConsoleCapture | None
+    _store: Store | None
+    _flusher: Flusher | None
+
     def __init__(
         self,
         *,
@@ -192,9 +196,9 @@ class Run:
         self._known_paths: set[str] = set()
         self._last_keys: tuple[str, ...] = ()
         self._failed = False
-        self._console: ConsoleCapture | None = None
-        self._store: Store | None = None
-        self._flusher: Flusher | None = None
+        self._console = None
+        self._store = None
+        self._flusher = None
         self._buffer = LogBuffer()
 
     def _attach(self, store: Store, created: CreatedRun) -> None:
