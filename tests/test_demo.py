@@ -39,3 +39,18 @@ def test_cli_info_and_help(home: Path) -> None:
     result = runner.invoke(cli, ["info"])
     assert result.exit_code == 0, result.output
     assert "demo/despina" in result.output and "bytes per point" in result.output
+
+
+def test_demo_extras_show_the_rest_of_a_projects_life(home: Path) -> None:
+    from despina.demo import DEMO_PROJECT, log_demo_extras
+    from despina.project import init_project
+
+    extras = log_demo_extras(home)
+    project = init_project(DEMO_PROJECT)
+    failed = project.fetch_runs_table("`sys/failed`:bool = True").to_rows()
+    assert [r["sys/custom_run_id"] for r in failed] == ["seagull-diverged"]
+    trashed = project.fetch_runs_table(trashed=True).to_rows()
+    assert [r["sys/custom_run_id"] for r in trashed] == ["kittiwake-typo"]
+    assert failed[0]["data/dataset"] == extras["artifact"]
+    models = project.fetch_models_table(columns=["sys/id"]).to_rows()
+    assert models == [{"sys/id": extras["model"]}]

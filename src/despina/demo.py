@@ -18,7 +18,7 @@ import numpy as np
 
 from despina.client.run import Run
 
-__all__ = ["DEMO_PROJECT", "DemoRun", "demo_plan", "log_demo"]
+__all__ = ["DEMO_PROJECT", "DemoRun", "demo_plan", "log_demo", "log_demo_extras"]
 
 DEMO_PROJECT = "demo/despina"
 STEPS = 5000
@@ -196,3 +196,66 @@ def log_demo(
                     progress(spec.run_id, 500)
             points += len(own_steps) * len(names)
     return points
+
+
+def log_demo_extras(home: Path | None = None) -> dict[str, str]:
+    """The rest of a project's life: a failed run, a trashed run, a dataset artifact, a model.
+
+    Returns the names a reader can query for: the artifact hash and the model id.
+    """
+    import tempfile
+
+    from despina.client.registry import init_model, init_model_version
+    from despina.project import Project
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = Path(tmp) / "birds-200"
+        dataset.mkdir()
+        rng = np.random.default_rng(7)
+        for split in ("train", "val"):
+            rows = "\n".join(f"{i},{rng.integers(0, 200)}" for i in range(500))
+            (dataset / f"{split}.csv").write_text("image,label\n" + rows + "\n")
+        try:
+            with Run(
+                project=DEMO_PROJECT,
+                run_id="seagull-diverged",
+                experiment_name="seagull-lr-sweep",
+                description="lr 0.3: loss exploded at step 40",
+                home=home,
+                enable_console_log_capture=False,
+                source_tracking_config=None,
+            ) as run:
+                artifact = run.track_artifact("data/dataset", dataset)
+                run.log_configs({"parameters/lr": 0.3})
+                run.add_tags(["demo", "seagull", "exploration"])
+                for step in range(50):
+                    run.log_metrics({"train/loss": 2.0 * 1.15**step}, step=step)
+                raise FloatingPointError("loss is inf at step 50")
+        except FloatingPointError:
+            pass  # the run is stored as failed (sys/failed = True)
+        with Run(
+            project=DEMO_PROJECT,
+            run_id="kittiwake-typo",
+            experiment_name="kittiwake-typo",
+            description="started with the wrong dataset",
+            home=home,
+            enable_console_log_capture=False,
+            source_tracking_config=None,
+        ) as run:
+            run.track_artifact("data/dataset", dataset)
+            run.log_metrics({"train/loss": 9.9}, step=0)
+    Project(DEMO_PROJECT, home=home).trash_runs(["kittiwake-typo"])
+    model = init_model(key="CLS", project=DEMO_PROJECT, name="bird classifier", home=home)
+    model.log_configs({"architecture": "vit", "input_size": 224})
+    model.add_tags(["demo"])
+    model_id = model.id
+    for number, (acc, stage) in enumerate(
+        ((0.81, "archived"), (0.89, "production"), (0.91, "staging")), 1
+    ):
+        version = init_model_version(model=model_id, project=DEMO_PROJECT, home=home)
+        version.log_configs({"validation/accuracy": acc, "trained_on": f"seagull-fork{number}"})
+        version.assign_files({"weights": f"weights of version {number}".encode()})
+        version.change_stage(stage)
+        version.close()
+    model.close()
+    return {"artifact": artifact, "model": model_id}

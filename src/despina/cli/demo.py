@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from despina.cli.info import print_store_summary
-from despina.demo import DEMO_PROJECT, STEPS, demo_plan, log_demo, metric_names
+from despina.demo import DEMO_PROJECT, STEPS, demo_plan, log_demo, log_demo_extras, metric_names
 from despina.store import Store
 from despina.store.admin import delete_project
 
@@ -57,10 +57,16 @@ def demo(home: str | None, fresh: bool) -> None:
 
             points = log_demo(store.home, progress=advance, plan=plan)
             progress.update(task, completed=total)
+        extras = log_demo_extras(store.home)
         seconds = time.perf_counter() - start
         console.print(
             f"Logged {points:,} metric points in {seconds:.1f} s "
             f"({points / seconds / 1e6:.2f} M points/s, including generating the data)."
+        )
+        console.print(
+            "Also logged: a failed run (seagull-diverged), a trashed run (kittiwake-typo), "
+            f"dataset artifact {extras['artifact'][:12]}…, model {extras['model']} with 3 "
+            "versions."
         )
     store.checkpoint()
     print_store_summary(store, console)

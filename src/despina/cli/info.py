@@ -15,7 +15,7 @@ __all__ = ["info", "print_store_summary"]
 def print_store_summary(store: Store, console: Console) -> None:
     """A table of projects (runs, experiments, attributes, points) and the bytes on disk."""
     table = Table(title=f"store at {store.home}")
-    for column in ("project", "runs", "experiments", "attributes", "series", "points"):
+    for column in ("project", "runs", "experiments", "models", "attributes", "series", "points"):
         table.add_column(column, justify="left" if column == "project" else "right")
     total_points = 0
     for row in project_stats(store):
@@ -24,6 +24,7 @@ def print_store_summary(store: Store, console: Console) -> None:
             row.project,
             f"{row.runs:,}",
             f"{row.experiments:,}",
+            f"{row.models:,}",
             f"{row.attributes:,}",
             f"{row.series:,}",
             f"{row.points:,}",

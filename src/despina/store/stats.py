@@ -16,6 +16,7 @@ class ProjectStats:
     project: str
     runs: int
     experiments: int
+    models: int
     attributes: int
     series: int
     points: int
@@ -28,8 +29,9 @@ def project_stats(store: Store) -> list[ProjectStats]:
     for pid, workspace, name in conn.execute(
         "SELECT id, workspace, name FROM projects ORDER BY workspace, name"
     ).fetchall():
-        runs, experiments = conn.execute(
-            "SELECT count(*), count(DISTINCT experiment_name) FROM runs WHERE project_id = ?",
+        runs, experiments, models = conn.execute(
+            "SELECT coalesce(sum(kind = 'run'), 0), count(DISTINCT experiment_name), "
+            "coalesce(sum(kind = 'model'), 0) FROM runs WHERE project_id = ?",
             (pid,),
         ).fetchone()
         attributes, series = conn.execute(
@@ -52,6 +54,7 @@ def project_stats(store: Store) -> list[ProjectStats]:
                 f"{workspace}/{name}",
                 runs,
                 experiments,
+                models,
                 attributes,
                 series,
                 float_points + other_points,
