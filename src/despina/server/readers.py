@@ -62,7 +62,6 @@ Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
 
 _DOUBLE = struct.Struct("<d")
-_NULLABLE_SYS = ("sys/experiment/name", "sys/forking/parent", "sys/forking/step")
 
 
 def _chunks(items: Sequence[T], size: int = BATCH) -> Iterable[Sequence[T]]:
@@ -103,16 +102,15 @@ class RunRef:
     pk: int
     project: ProjectInfo
     run_id: str
-    short_no: int
+    sys_id: str
     uuid: str
     experiment_name: str | None
 
-    @property
-    def sys_id(self) -> str:
-        return f"{self.project.project_key}-{self.short_no}"
 
-
-_RUN_COLUMNS = "r.id, r.run_id, r.short_no, r.uuid, r.experiment_name, r.project_id"
+_RUN_COLUMNS = (
+    f"r.id, r.run_id, {SYS_COLUMNS['sys/id'].sql}, r.uuid, r.experiment_name, r.project_id"
+)
+_RUNS_FROM = "runs r JOIN projects p ON p.id = r.project_id"
 
 
 def parse_run_identifier(identifier: str) -> tuple[str, str, bool] | None:
@@ -154,12 +152,12 @@ def resolve_runs(
             keys = list(wanted)
             for part in _chunks(keys):
                 rows = conn.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM runs r WHERE r.project_id = ? "
-                    f"AND r.{column} IN ({_marks(len(part))})",
+                    f"SELECT {_RUN_COLUMNS}, r.short_no FROM {_RUNS_FROM} WHERE r.project_id = ? "
+                    f"AND r.kind = 'run' AND r.{column} IN ({_marks(len(part))})",
                     (info.id, *part),
                 )
-                for pk, run_id, short_no, uuid, experiment, _ in rows:
-                    ref = RunRef(pk, info, run_id, short_no, uuid, experiment)
+                for pk, run_id, sys_id, uuid, experiment, _, short_no in rows:
+                    ref = RunRef(pk, info, run_id, sys_id, uuid, experiment)
                     for identifier in wanted[short_no if column == "short_no" else run_id]:
                         found[identifier] = ref
     return found
@@ -237,7 +235,11 @@ def search_runs(
     """
     if not project_ids:
         return 0, []
-    clauses = [f"r.project_id IN ({_marks(len(project_ids))})", "r.trashed = 0"]
+    clauses = [
+        f"r.project_id IN ({_marks(len(project_ids))})",
+        "r.kind = 'run'",
+        "r.trashed = 0",
+    ]
     params: list[object] = list(project_ids)
     if leaders_only:
         clauses.append("r.is_head = 1")
@@ -265,12 +267,12 @@ def runs_by_pk(
     """Runs by row id (their projects must be in ``projects``, keyed by project id)."""
     found: dict[int, RunRef] = {}
     for part in _chunks(list(pks)):
-        for pk, run_id, short_no, uuid, experiment, project_id in conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs r WHERE r.id IN ({_marks(len(part))})", part
+        for pk, run_id, sys_id, uuid, experiment, project_id in conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.id IN ({_marks(len(part))})", part
         ):
             info = projects.get(project_id)
             if info is not None:
-                found[pk] = RunRef(pk, info, run_id, short_no, uuid, experiment)
+                found[pk] = RunRef(pk, info, run_id, sys_id, uuid, experiment)
     return found
 
 
@@ -435,7 +437,7 @@ def definitions(
         scopes.append(
             (
                 f"a.run_id IN (SELECT id FROM runs WHERE project_id IN "
-                f"({_marks(len(project_ids))}) AND trashed = 0)",
+                f"({_marks(len(project_ids))}) AND kind = 'run' AND trashed = 0)",
                 list(project_ids),
             )
         )
@@ -456,14 +458,10 @@ def definitions(
                 scope_params,
             )
             found.update((str(p), str(t)) for p, t in rows)
-    # sys attributes exist on every run; three of them only on some
+    # sys attributes: those with a value on at least one of the runs
     if scopes:
-        present = _present_sys(conn, project_ids, run_pks)
-        if present is not None:
-            for column in SYS_COLUMNS.values():
-                if column.path in _NULLABLE_SYS and column.path not in present:
-                    continue
-                found.add((column.path, column.type))
+        for path in _present_sys(conn, project_ids, run_pks):
+            found.add((path, SYS_COLUMNS[path].type))
     wanted = None if exact_names is None else set(exact_names)
     return sorted(
         (p, t)
@@ -476,30 +474,26 @@ def definitions(
 
 def _present_sys(
     conn: sqlite3.Connection, project_ids: Sequence[int] | None, run_pks: Sequence[int] | None
-) -> set[str] | None:
-    """Which nullable sys attributes some run has; None when there is no run at all."""
+) -> set[str]:
+    """The sys attributes that have a value on at least one of the runs."""
     scopes: list[tuple[str, list[object]]] = []
     if run_pks is not None:
-        scopes = [(f"id IN ({_marks(len(p))})", list(p)) for p in _chunks(list(run_pks))]
+        scopes = [(f"r.id IN ({_marks(len(p))})", list(p)) for p in _chunks(list(run_pks))]
     elif project_ids:
         scopes = [
-            (f"project_id IN ({_marks(len(project_ids))}) AND trashed = 0", list(project_ids))
+            (
+                f"r.project_id IN ({_marks(len(project_ids))}) AND r.kind = 'run' "
+                "AND r.trashed = 0",
+                list(project_ids),
+            )
         ]
-    any_run = False
+    columns = list(SYS_COLUMNS.values())
+    select = ", ".join(f"MAX(({c.sql}) IS NOT NULL)" for c in columns)
     present: set[str] = set()
     for sql, params in scopes:
-        n, experiments, forks = conn.execute(
-            "SELECT COUNT(*), MAX(experiment_name IS NOT NULL), MAX(parent_id IS NOT NULL) "
-            f"FROM runs WHERE {sql}",
-            params,
-        ).fetchone()
-        if n:
-            any_run = True
-        if experiments:
-            present.add("sys/experiment/name")
-        if forks:
-            present.update(("sys/forking/parent", "sys/forking/step"))
-    return present if any_run else None
+        row = conn.execute(f"SELECT {select} FROM {_RUNS_FROM} WHERE {sql}", params).fetchone()
+        present.update(c.path for c, flag in zip(columns, row, strict=True) if flag)
+    return present
 
 
 # -- lineage -------------------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""Fixtures: one ``despina serve`` process per test module, with projects and tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from server_helpers import (
+    FOREIGN_PROJECT,
+    OTHER_PROJECT,
+    PROJECT,
+    ServerProcess,
+    Tokens,
+    mint,
+)
+
+from despina.store.sqlite import Store
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A running server over a fresh home with projects ws/proj, ws/other, elsewhere/proj."""
+    home = tmp_path_factory.mktemp("server") / "home"
+    store = Store.open(home)
+    for name in (PROJECT, OTHER_PROJECT, FOREIGN_PROJECT):
+        store.create_project(name)
+    store.close()
+    proc = ServerProcess(home)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(server: ServerProcess) -> Tokens:
+    return Tokens(
+        project=mint(server.home, server.url, project="proj", workspace="ws"),
+        workspace=mint(server.home, server.url, project=None, workspace="ws"),
+        other_project=mint(server.home, server.url, project="other", workspace="ws"),
+        foreign=mint(server.home, server.url, project="proj", workspace="elsewhere"),
+    )
