@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 
 from despina.server.auth import mint_api_token
 from despina.store.sqlite import Store

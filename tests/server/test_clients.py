@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from server_helpers import PROJECT, ServerProcess, Tokens, run_logging_script
 
 pytestmark = pytest.mark.slow
 
 nq = pytest.importorskip("neptune_query")
 nq_runs = pytest.importorskip("neptune_query.runs")
-from neptune_query.filters import AttributeFilter, Filter  # noqa: E402
+from neptune_query.filters import Filter  # noqa: E402
 
 LOGGING = """
 import math
