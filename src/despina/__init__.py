@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from despina._version import __version__
 from despina.client import Run, SourceTrackingConfig
+from despina.client.logging_handler import NeptuneLoggingHandler
 from despina.client.registry import Model, ModelVersion, init_model, init_model_version
 from despina.errors import DespinaError
 from despina.project import Project, init_project
@@ -17,6 +18,7 @@ __all__ = [
     "DespinaError",
     "Model",
     "ModelVersion",
+    "NeptuneLoggingHandler",
     "Project",
     "Run",
     "SourceTrackingConfig",
