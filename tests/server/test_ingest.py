@@ -240,7 +240,8 @@ def test_large_batch_is_applied(client: Client, server: ServerProcess) -> None:
             store.connection()
             .execute(
                 "SELECT COUNT(*), MIN(a.count), MAX(a.count), MAX(a.num) FROM attributes a "
-                "JOIN runs r ON r.id = a.run_id WHERE r.run_id = 'ing-big' AND a.type = 'float_series'"
+                "JOIN runs r ON r.id = a.run_id "
+                "WHERE r.run_id = 'ing-big' AND a.type = 'float_series'"
             )
             .fetchone()
         )
