@@ -15,6 +15,7 @@ __all__ = ["cli", "main"]
 # broken optional part cannot take the whole CLI down.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("despina.cli.demo", "demo"),
+    "import": ("despina.cli.importer", "import_"),
     "info": ("despina.cli.info", "info"),
     "project": ("despina.cli.project", "project"),
     "runs": ("despina.cli.runs", "runs"),

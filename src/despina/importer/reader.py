@@ -1,0 +1,329 @@
+"""Reading the Parquet parts of one exported run (exporter-format.md §3, §5, §7.2).
+
+Two passes over each run: :func:`read_header` reads only the few ``sys/`` rows that order runs
+and create them (the row groups holding no such row are not decoded), :func:`read_run` reads
+everything when the run's turn comes, so one run at a time is in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from despina.errors import DespinaError
+from despina.importer.columns import dictionary_codes
+from despina.importer.layout import EXPORT_SCHEMA, RunFiles
+
+__all__ = [
+    "COLUMNS",
+    "HEADER_PATHS",
+    "ExportFormatError",
+    "RunHeader",
+    "read_header",
+    "read_run",
+    "row_value",
+]
+
+COLUMNS = tuple(EXPORT_SCHEMA.names)
+"""The columns read; any other column of a file is ignored."""
+
+_DICTIONARY_COLUMNS = ["project_id", "run_id", "attribute_path", "attribute_type"]
+_VALUE_COLUMN = {
+    "float": "float_value",
+    "int": "int_value",
+    "string": "string_value",
+    "bool": "bool_value",
+    "datetime": "datetime_value",
+    "string_set": "string_set_value",
+}
+
+HEADER_PATHS = (
+    "sys/custom_run_id",
+    "sys/id",
+    "sys/name",
+    "sys/experiment/is_head",
+    "sys/forking/parent",
+    "sys/forking/step",
+    "sys/creation_time",
+)
+"""The ``sys/`` rows that identify, order and create a run (§5)."""
+
+
+class ExportFormatError(DespinaError, ValueError):
+    """A file of the export cannot be read or does not follow the exporter's format."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunHeader:
+    """What identifies a run and places it among the others, read before its data."""
+
+    files: RunFiles
+    project_id: str
+    run_id: str
+    """The ``run_id`` column: 3.x custom run id, 2.x short id (``SAN-1``)."""
+    rows: int
+    values: dict[str, Any]
+    """The :data:`HEADER_PATHS` rows found, by path (the last row read wins)."""
+
+    @property
+    def sys_id(self) -> str | None:
+        value = self.values.get("sys/id")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def custom_run_id(self) -> str | None:
+        value = self.values.get("sys/custom_run_id")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def is_2x(self) -> bool:
+        """2.x-style: the ``sys/id`` row equals ``run_id`` (§7.2 step 4)."""
+        return self.sys_id == self.run_id
+
+    @property
+    def target_run_id(self) -> str:
+        """despina's ``sys/custom_run_id`` for the run (§7.2 step 4)."""
+        if self.is_2x:
+            return self.custom_run_id or self.run_id
+        return self.run_id
+
+    @property
+    def name(self) -> str | None:
+        value = self.values.get("sys/name")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def is_head(self) -> bool:
+        return self.values.get("sys/experiment/is_head") is True
+
+    @property
+    def fork_parent(self) -> str | None:
+        value = self.values.get("sys/forking/parent")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def fork_step(self) -> float | None:
+        value = self.values.get("sys/forking/step")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value)
+
+    @property
+    def creation_ms(self) -> int | None:
+        value = self.values.get("sys/creation_time")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+def _type_problem(name: str, found: pa.DataType) -> str | None:
+    """Why ``found`` cannot stand for the exporter's type of column ``name`` (None: it can)."""
+    if pa.types.is_dictionary(found):
+        found = found.value_type
+    expected = EXPORT_SCHEMA.field(name).type
+    if found == expected:
+        return None
+    ok = False
+    if pa.types.is_string(expected):
+        ok = pa.types.is_string(found) or pa.types.is_large_string(found)
+    elif pa.types.is_decimal(expected):
+        ok = pa.types.is_decimal(found) and found.scale <= 6
+    elif pa.types.is_timestamp(expected):
+        ok = pa.types.is_timestamp(found)
+    elif name == "int_value":
+        ok = pa.types.is_integer(found)
+    elif name == "float_value":
+        ok = pa.types.is_floating(found)
+    elif name == "string_set_value":
+        ok = (pa.types.is_list(found) or pa.types.is_large_list(found)) and (
+            pa.types.is_string(found.value_type) or pa.types.is_large_string(found.value_type)
+        )
+    elif pa.types.is_struct(expected):
+        ok = pa.types.is_struct(found) and all(found.get_field_index(f.name) >= 0 for f in expected)
+    if ok:
+        return None
+    return f"column {name!r} has type {found}, expected {expected}"
+
+
+def _check_schema(path: Path, schema: pa.Schema) -> list[str]:
+    """The columns to cast to the exporter's types; raises on a missing or unusable column."""
+    missing = [name for name in COLUMNS if schema.get_field_index(name) < 0]
+    if missing:
+        raise ExportFormatError(
+            f"{str(path)!r} lacks the column(s) {', '.join(missing)} of the neptune-exporter "
+            "schema; it was not written by neptune-exporter (or by a version this importer "
+            "does not know); re-export the run or remove the file"
+        )
+    casts = []
+    for name in COLUMNS:
+        found = schema.field(name).type
+        problem = _type_problem(name, found)
+        if problem is not None:
+            raise ExportFormatError(f"{str(path)!r}: {problem}; re-export the run")
+        base = found.value_type if pa.types.is_dictionary(found) else found
+        if base != EXPORT_SCHEMA.field(name).type:
+            casts.append(name)
+    return casts
+
+
+def _open(path: Path) -> tuple[pq.ParquetFile, list[str]]:
+    try:
+        parquet = pq.ParquetFile(path, read_dictionary=_DICTIONARY_COLUMNS)
+    except (pa.ArrowException, OSError) as exc:
+        raise ExportFormatError(
+            f"{str(path)!r} is not a readable Parquet file ({exc}); the export may be "
+            "damaged: re-export the run"
+        ) from None
+    return parquet, _check_schema(path, parquet.schema_arrow)
+
+
+def _cast(table: pa.Table, casts: list[str]) -> pa.Table:
+    for name in casts:
+        index = table.schema.get_field_index(name)
+        if index < 0:
+            continue
+        column = table.column(index)
+        if pa.types.is_dictionary(column.type):
+            continue
+        target = EXPORT_SCHEMA.field(name).type
+        column = _cast_struct(column, target) if pa.types.is_struct(target) else column.cast(target)
+        table = table.set_column(index, name, column)
+    return table
+
+
+def _cast_struct(column: pa.ChunkedArray, target: pa.StructType) -> pa.ChunkedArray:
+    chunks = []
+    for chunk in column.chunks:
+        fields = [chunk.field(f.name).cast(f.type) for f in target]
+        chunks.append(pa.StructArray.from_arrays(fields, fields=list(target), mask=chunk.is_null()))
+    return pa.chunked_array(chunks, type=target)
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+def row_value(table: pa.Table, row: int, type_: str) -> Any:
+    """The Python value of a single-value row of ``type_`` (datetimes as epoch ms)."""
+    column = _VALUE_COLUMN[type_]
+    scalar = table.column(column)[row]
+    if type_ == "datetime":
+        if not scalar.is_valid:
+            return None
+        return int(scalar.cast(pa.int64()).as_py())
+    return scalar.as_py()
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _read_error(path: Path, exc: Exception) -> ExportFormatError:
+    return ExportFormatError(
+        f"{str(path)!r} could not be read ({exc}); the file is damaged: re-export the run"
+    )
+
+
+def _identity(table: pa.Table, path: Path) -> tuple[str, str]:
+    """The one ``project_id`` and ``run_id`` of the rows (§7.2 step 2)."""
+    found = []
+    for name in ("project_id", "run_id"):
+        registry: dict[str, int] = {}
+        codes = dictionary_codes(table.column(name), registry)
+        if len(codes) == 0:
+            raise ExportFormatError(f"{str(path)!r} has no rows")
+        lo, hi = int(codes.min()), int(codes.max())
+        if lo < 0:
+            raise ExportFormatError(f"{str(path)!r}: column {name!r} has null values")
+        if lo != hi:
+            words = sorted(w for w, c in registry.items() if c in set(np.unique(codes).tolist()))
+            raise ExportFormatError(
+                f"{str(path)!r}: column {name!r} holds several values ({', '.join(words[:5])}); "
+                "an exported run file holds exactly one run"
+            )
+        found.append(next(w for w, c in registry.items() if c == lo))
+    return found[0], found[1]
+
+
+def read_header(files: RunFiles) -> RunHeader:
+    """Read the identity and the :data:`HEADER_PATHS` rows of a run, checking every part's
+    schema; row groups without any header row are not decoded.
+
+    Raises:
+        ExportFormatError: a part is unreadable, has the wrong schema, or the parts disagree on
+            the project or run id.
+    """
+    wanted = pa.array(HEADER_PATHS)
+    identity: tuple[str, str] | None = None
+    values: dict[str, Any] = {}
+    rows = 0
+    for path in files.parts:
+        parquet, casts = _open(path)
+        rows += parquet.metadata.num_rows
+        try:
+            for group in range(parquet.num_row_groups):
+                if identity is None:
+                    ids = parquet.read_row_group(group, columns=["project_id", "run_id"])
+                    if ids.num_rows:
+                        identity = _identity(ids.slice(0, 1), path)
+                paths = parquet.read_row_group(group, columns=["attribute_path"]).column(0)
+                hits = pc.is_in(paths, value_set=wanted)
+                if not pc.any(hits).as_py():
+                    continue
+                table = _cast(parquet.read_row_group(group, columns=list(COLUMNS)), casts)
+                table = table.filter(hits)
+                for i in range(table.num_rows):
+                    row_path = table.column("attribute_path")[i].as_py()
+                    type_ = table.column("attribute_type")[i].as_py()
+                    if type_ in _VALUE_COLUMN:
+                        values[row_path] = row_value(table, i, type_)
+        except (pa.ArrowException, OSError) as exc:
+            raise _read_error(path, exc) from None
+    if identity is None:
+        raise ExportFormatError(
+            f"run {files.name!r} has no rows in {', '.join(str(p) for p in files.parts)}; "
+            "re-export the run"
+        )
+    return RunHeader(files, identity[0], identity[1], rows, values)
+
+
+def read_run(header: RunHeader) -> pa.Table:
+    """Every row of a run, parts in order, with the exporter's column types.
+
+    Raises:
+        ExportFormatError: a part is unreadable, has the wrong schema, or holds rows of another
+            project or run.
+    """
+    tables = []
+    for path in header.files.parts:
+        parquet, casts = _open(path)
+        try:
+            table = _cast(parquet.read(columns=list(COLUMNS)), casts)
+        except (pa.ArrowException, OSError) as exc:
+            raise _read_error(path, exc) from None
+        if table.num_rows == 0:
+            continue
+        identity = _identity(table, path)
+        if identity != (header.project_id, header.run_id):
+            raise ExportFormatError(
+                f"{str(path)!r} holds rows of project {identity[0]!r} run {identity[1]!r}, "
+                f"but the run's other parts are project {header.project_id!r} run "
+                f"{header.run_id!r}; remove the stray file or re-export the run"
+            )
+        tables.append(table)
+    if not tables:
+        raise ExportFormatError(f"run {header.files.name!r} has no rows; re-export the run")
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except pa.ArrowException as exc:
+        raise ExportFormatError(
+            f"the parts of run {header.files.name!r} have incompatible schemas ({exc}); "
+            "re-export the run"
+        ) from None
