@@ -178,6 +178,9 @@ def test_fetch_series_example(home: Path) -> None:
 
 
 def test_buckets_example(home: Path) -> None:
+    from despina.query import warnings as query_warnings
+
+    query_warnings._seen_messages.clear()  # the warning is issued once per process
     with pytest.warns(ExperimentalWarning, match="despina.query.fetch_metric_buckets"):
         got = nq.fetch_metric_buckets(project=P, experiments=".*", y="loss|acc", limit=3)
     third = 5 / 3

@@ -56,6 +56,8 @@ class BucketSet:
     y_min: F64
     y_max: F64
     x_range: tuple[float, float] | None
+    edges: tuple[F64, F64] = (np.empty(0), np.empty(0))
+    """``from`` and ``to`` of every bucket index (``index`` values point into them)."""
 
 
 @dataclass
@@ -166,7 +168,8 @@ def compute_buckets(
         missing = np.array([c for c in wanted.tolist() if c not in read], np.int64)
         read.update(_read_chunks(conn, missing))
         result, unsure = _bucketise(
-            series, chunks, interior, read, extra, to_edges, x_range, b_first, include_min_max
+            len(series), chunks, interior, read, extra, to_edges, x_range, b_first,
+            include_min_max,
         )
         if not unsure.any():
             break
@@ -235,18 +238,87 @@ def _bucket_of(x: F64, to_edges: F64 | None) -> I64:
     return np.searchsorted(to_edges, x, side="left").astype(np.int64)
 
 
-def _bounds(index: I64, to_edges: F64 | None, x_range: tuple[float, float]) -> tuple[F64, F64]:
+def _edge_table(
+    to_edges: F64 | None, x_range: tuple[float, float]
+) -> tuple[F64, F64]:
+    """``from`` and ``to`` of every bucket index, with exactly the expressions of §13.1."""
     if to_edges is None:
-        return np.full(len(index), x_range[0]), np.full(len(index), np.inf)
+        return np.array([x_range[0]]), np.array([np.inf])
     lo, hi = x_range
-    width = (hi - lo) / (len(to_edges) - 1)
-    from_x = np.array([-np.inf if i == 0 else lo + width * (i - 1) for i in index.tolist()])
-    to_x = np.array([np.inf if i == len(to_edges) else lo + width * i for i in index.tolist()])
-    return from_x.astype(np.float64), to_x.astype(np.float64)
+    count = len(to_edges)
+    width = (hi - lo) / (count - 1)
+    from_x = [-np.inf] + [lo + width * (i - 1) for i in range(1, count + 1)]
+    to_x = [lo + width * i for i in range(count)] + [np.inf]
+    return np.array(from_x, np.float64), np.array(to_x, np.float64)
+
+
+@dataclass
+class _Points:
+    """The read points of all series in series then step order: micro-steps, values, where
+    each series starts, and (when needed) the chunk each point came from (-1: a preview)."""
+
+    steps: I64
+    values: F64
+    offsets: I64
+    chunk: I64 | None
+
+
+def _gather(
+    n_series: int,
+    chunks: _Chunks,
+    interior: npt.NDArray[np.bool_],
+    read: dict[int, tuple[I64, F64]],
+    extra: tuple[I64, I64, F64] | None,
+) -> _Points:
+    steps_parts, value_parts, sizes, owners = [], [], [], []
+    for k in np.flatnonzero(~interior).tolist():
+        steps, values = read[int(chunks.ids[k])]
+        if chunks.step_last[k] > chunks.upper[k]:
+            keep = steps <= chunks.upper[k]
+            steps, values = steps[keep], values[keep]
+        steps_parts.append(steps)
+        value_parts.append(values)
+        sizes.append(len(steps))
+        owners.append(k)
+    owner = np.array(owners, np.int64)
+    counts = np.array(sizes, np.int64)
+    steps = np.concatenate(steps_parts) if steps_parts else np.empty(0, np.int64)
+    values = np.concatenate(value_parts) if value_parts else np.empty(0)
+    with_previews = extra is not None and len(extra[0]) > 0
+    chunk = None
+    if with_previews or interior.any():
+        chunk = np.repeat(owner, counts)
+    if extra is not None and with_previews:
+        series = np.repeat(chunks.series[owner], counts) if len(owner) else owner
+        series = np.concatenate([series, extra[0]])
+        steps = np.concatenate([steps, extra[1]])
+        values = np.concatenate([values, extra[2]])
+        assert chunk is not None
+        chunk = np.concatenate([chunk, np.full(len(extra[0]), -1, np.int64)])
+        order = np.lexsort((steps, series))
+        series, steps, values, chunk = series[order], steps[order], values[order], chunk[order]
+        offsets = np.searchsorted(series, np.arange(n_series + 1)).astype(np.int64)
+    else:
+        per_series = np.bincount(chunks.series[owner], weights=counts, minlength=n_series)
+        offsets = np.zeros(n_series + 1, np.int64)
+        np.cumsum(per_series.astype(np.int64), out=offsets[1:])
+    return _Points(steps, values, offsets, chunk)
+
+
+def _thresholds(to_edges: F64) -> I64 | None:
+    """For each edge ``e``, the largest micro-step ``m`` with ``m / 1e6 <= e`` (so that the
+    edge search runs on integers); ``None`` when steps are too large for exact float math."""
+    if not len(to_edges) or np.abs(to_edges).max() * MICRO >= 2**52:
+        return None
+    m = np.floor(to_edges * MICRO).astype(np.int64)
+    for _ in range(4):
+        m -= (m / MICRO > to_edges).astype(np.int64)
+        m += ((m + 1) / MICRO <= to_edges).astype(np.int64)
+    return m
 
 
 def _bucketise(
-    series: SeriesSet,
+    n_series: int,
     chunks: _Chunks,
     interior: npt.NDArray[np.bool_],
     read: dict[int, tuple[I64, F64]],
@@ -257,85 +329,116 @@ def _bucketise(
     include_min_max: bool,
 ) -> tuple[BucketSet, npt.NDArray[np.bool_]]:
     """Buckets from the read chunks plus the statistics of the skipped ones; also which
-    skipped chunks must be read because the chunks around them had no finite point there."""
-    n_b = (0 if to_edges is None else len(to_edges)) + 1
-    part_series, part_steps, part_values, part_chunk = [], [], [], []
-    for k in np.flatnonzero(~interior):
-        steps, values = read[int(chunks.ids[k])]
-        if chunks.step_last[k] > chunks.upper[k]:
-            keep = steps <= chunks.upper[k]
-            steps, values = steps[keep], values[keep]
-        part_series.append(np.full(len(steps), chunks.series[k]))
-        part_steps.append(steps)
-        part_values.append(values)
-        part_chunk.append(np.full(len(steps), k))
-    if extra is not None and len(extra[0]):
-        part_series.append(extra[0])
-        part_steps.append(extra[1])
-        part_values.append(extra[2])
-        part_chunk.append(np.full(len(extra[0]), -1))
-    p_series = np.concatenate(part_series) if part_series else np.empty(0, np.int64)
-    p_steps = np.concatenate(part_steps) if part_steps else np.empty(0, np.int64)
-    p_values = np.concatenate(part_values) if part_values else np.empty(0)
-    p_chunk = np.concatenate(part_chunk) if part_chunk else np.empty(0, np.int64)
-    if extra is not None and len(extra[0]):
-        order = np.lexsort((p_steps, p_series))
-        p_series, p_steps, p_values, p_chunk = (
-            p_series[order],
-            p_steps[order],
-            p_values[order],
-            p_chunk[order],
-        )
-    x = p_steps / MICRO
-    bucket = _bucket_of(x, to_edges)
-    key = p_series * n_b + bucket
-    finite = np.isfinite(p_values)
-    present = np.unique(np.concatenate([key, chunks.series[interior] * n_b + b_first[interior]]))
-    f_key, f_x, f_y = key[finite], x[finite], p_values[finite]
-    starts = np.flatnonzero(np.r_[True, f_key[1:] != f_key[:-1]]) if len(f_key) else f_key
-    ends = np.r_[starts[1:], len(f_key)] - 1 if len(f_key) else f_key
-    group = f_key[starts]
-    at = np.searchsorted(present, group)
-    size = len(present)
+    skipped chunks must be read because the chunks around them had no finite point there.
+
+    Each series' points are in step order, so the buckets are contiguous runs of points: the
+    run boundaries come from searching the bucket edges in the series' steps.
+    """
+    pts = _gather(n_series, chunks, interior, read, extra)
+    n_b = 1 if to_edges is None else len(to_edges) + 1
+    total = len(pts.steps)
+    offsets = pts.offsets
+    ends = np.empty((n_series, n_b), np.int64)
+    thresholds = None if to_edges is None else _thresholds(to_edges)
+    for s in range(n_series):
+        lo, hi = int(offsets[s]), int(offsets[s + 1])
+        if thresholds is not None:
+            ends[s, :-1] = lo + np.searchsorted(pts.steps[lo:hi], thresholds, side="right")
+        elif to_edges is not None:
+            x = pts.steps[lo:hi] / MICRO
+            ends[s, :-1] = lo + np.searchsorted(x, to_edges, side="right")
+        ends[s, -1] = hi
+    starts = np.empty_like(ends)
+    starts[:, 0] = offsets[:-1]
+    starts[:, 1:] = ends[:, :-1]
+    present = ends > starts
+    present[chunks.series[interior], b_first[interior]] = True
+    finite = np.isfinite(pts.values)
+    flat = np.flatnonzero(present)
+    s_of, b_of = flat // n_b, flat % n_b
+    lo, hi = starts.ravel()[flat], ends.ravel()[flat]
+    if finite.all():  # the common case: a bucket's first and last points are finite
+        first_i, last_i = lo, np.where(hi > lo, hi - 1, -1)
+    else:
+        index = np.arange(total, dtype=np.int64)
+        following = np.minimum.accumulate(np.where(finite, index, total)[::-1])[::-1]
+        preceding = np.maximum.accumulate(np.where(finite, index, -1))
+        following = np.append(following, total)
+        preceding = np.append(preceding, -1)
+        first_i = following[np.minimum(lo, total)]
+        last_i = preceding[np.where(hi > lo, hi - 1, total)]
+    has_first = first_i < hi
+    has_last = (last_i >= lo) & (hi > lo)
+    size = len(flat)
     first_x, first_y, last_x, last_y = (np.full(size, np.nan) for _ in range(4))
+    picked = first_i[has_first]
+    first_x[has_first] = pts.steps[picked] / MICRO
+    first_y[has_first] = pts.values[picked]
+    picked = last_i[has_last]
+    last_x[has_last] = pts.steps[picked] / MICRO
+    last_y[has_last] = pts.values[picked]
     y_min, y_max = np.full(size, np.nan), np.full(size, np.nan)
-    first_x[at], first_y[at] = f_x[starts], f_y[starts]
-    last_x[at], last_y[at] = f_x[ends], f_y[ends]
-    if include_min_max and len(f_key):
-        y_min[at] = np.minimum.reduceat(f_y, starts)
-        y_max[at] = np.maximum.reduceat(f_y, starts)
-    unsure = _unsure(chunks, interior, b_first, p_chunk[finite], bucket[finite])
     if include_min_max:
+        _min_max(pts, finite, lo, hi, y_min, y_max)
         inner = np.flatnonzero(interior & np.isfinite(chunks.vmin))
         if len(inner):
-            pos = np.searchsorted(present, chunks.series[inner] * n_b + b_first[inner])
-            np.fmin.at(y_min, pos, chunks.vmin[inner])
-            np.fmax.at(y_max, pos, chunks.vmax[inner])
-    p_of, b_of = present // n_b, present % n_b
-    offsets = np.searchsorted(p_of, np.arange(len(series) + 1)).astype(np.int64)
-    from_x, to_x = _bounds(b_of, to_edges, x_range)
-    return (
-        BucketSet(
-            offsets, b_of, from_x, to_x, first_x, first_y, last_x, last_y, y_min, y_max, x_range
-        ),
-        unsure,
+            at = np.searchsorted(flat, chunks.series[inner] * n_b + b_first[inner])
+            np.fmin.at(y_min, at, chunks.vmin[inner])
+            np.fmax.at(y_max, at, chunks.vmax[inner])
+    unsure = _unsure(chunks, interior, b_first, pts, finite, starts, ends)
+    from_table, to_table = _edge_table(to_edges, x_range)
+    series_offsets = np.zeros(n_series + 1, np.int64)
+    np.cumsum(present.sum(axis=1), out=series_offsets[1:])
+    bucket_set = BucketSet(
+        series_offsets,
+        b_of.astype(np.int64),
+        from_table[b_of],
+        to_table[b_of],
+        first_x,
+        first_y,
+        last_x,
+        last_y,
+        y_min,
+        y_max,
+        x_range,
+        (from_table, to_table),
     )
+    return bucket_set, unsure
+
+
+def _min_max(pts: _Points, finite: npt.NDArray[np.bool_], lo: I64, hi: I64, y_min: F64,
+             y_max: F64) -> None:
+    """Smallest and largest finite value of every bucket with read points."""
+    filled = hi > lo
+    if not filled.any():
+        return
+    values = np.where(finite, pts.values, np.nan)
+    seg = lo[filled]
+    y_min[filled] = np.fmin.reduceat(values, seg)
+    y_max[filled] = np.fmax.reduceat(values, seg)
 
 
 def _unsure(
     chunks: _Chunks,
     interior: npt.NDArray[np.bool_],
     b_first: I64,
-    finite_chunk: I64,
-    finite_bucket: I64,
+    pts: _Points,
+    finite: npt.NDArray[np.bool_],
+    starts: I64,
+    ends: I64,
 ) -> npt.NDArray[np.bool_]:
     """Skipped chunks whose bucket's neighbouring read chunks hold no finite point there."""
     unsure = np.zeros(len(interior), dtype=bool)
-    if not interior.any():
+    if not interior.any() or pts.chunk is None:
         return unsure
-    seen = set(zip(finite_chunk.tolist(), finite_bucket.tolist(), strict=True))
-    k = 0
-    n = len(interior)
+    point_chunk = pts.chunk
+
+    def finite_in(k: int, series: int, bucket: int) -> bool:
+        at = np.flatnonzero(point_chunk == k)
+        at = at[(at >= starts[series, bucket]) & (at < ends[series, bucket])]
+        return bool(finite[at].any())
+
+    k, n = 0, len(interior)
     while k < n:
         if not interior[k]:
             k += 1
@@ -343,9 +446,10 @@ def _unsure(
         end = k
         while end + 1 < n and interior[end + 1] and b_first[end + 1] == b_first[k]:
             end += 1
-        b = int(b_first[k])
-        has_finite = np.isfinite(chunks.vmin[k : end + 1]).any()
-        if has_finite and ((k - 1, b) not in seen or (end + 1, b) not in seen):
+        b, s = int(b_first[k]), int(chunks.series[k])
+        if np.isfinite(chunks.vmin[k : end + 1]).any() and not (
+            finite_in(k - 1, s, b) and finite_in(end + 1, s, b)
+        ):
             unsure[k : end + 1] = True
         k = end + 1
     return unsure

@@ -442,33 +442,31 @@ def buckets_frame(
         frame.columns.names = names_3
         return frame
     order = sorted(range(len(labels)), key=lambda i: (labels[i], names[i]))
-    present = np.unique(buckets.index)
+    from_table, to_table = buckets.edges
+    used = np.zeros(len(from_table), dtype=bool)
+    used[buckets.index] = True
+    present = np.flatnonzero(used)
+    row_of = np.cumsum(used) - 1
     n_rows, width = len(present), len(subs)
     matrix = np.full((n_rows, len(order) * width), np.nan)
     for slot, s in enumerate(order):
         lo, hi = int(buckets.offsets[s]), int(buckets.offsets[s + 1])
         if lo == hi:
             continue
-        rows = np.searchsorted(present, buckets.index[lo:hi])
-        xs = buckets.last_x[lo:hi].copy()
-        ys = buckets.last_y[lo:hi].copy()
-        xs[0], ys[0] = buckets.first_x[lo], buckets.first_y[lo]
+        rows = row_of[buckets.index[lo:hi]]
         base = slot * width
-        matrix[rows, base] = xs
-        matrix[rows, base + 1] = ys
+        matrix[rows, base] = buckets.last_x[lo:hi]
+        matrix[rows, base + 1] = buckets.last_y[lo:hi]
+        matrix[rows[0], base] = buckets.first_x[lo]
+        matrix[rows[0], base + 1] = buckets.first_y[lo]
         if include_min_max:
             matrix[rows, base + 2] = buckets.y_min[lo:hi]
             matrix[rows, base + 3] = buckets.y_max[lo:hi]
     keep = ~np.isnan(matrix).all(axis=1)
     matrix = matrix[keep]
-    first_of = {int(b): i for i, b in enumerate(buckets.index.tolist())}
     intervals = [
-        pd.Interval(
-            float(buckets.from_x[first_of[int(b)]]),
-            float(buckets.to_x[first_of[int(b)]]),
-            closed="right",
-        )
-        for b in present[keep]
+        pd.Interval(float(from_table[b]), float(to_table[b]), closed="right")
+        for b in present[keep].tolist()
     ]
     columns = pd.MultiIndex.from_tuples(
         [(labels[s], names[s], sub) for s in order for sub in subs], names=names_3

@@ -176,7 +176,8 @@ class Snapshot:
         Rows without the sort attribute come last in both directions; ties keep creation
         order. ``sort_by=None`` sorts by ``sys/creation_time``.
         """
-        where = ["r.project_id = ?"]
+        # models and trashed runs never appear in the query API (as with Neptune's)
+        where = ["r.project_id = ?", "r.kind = 'run'", "r.trashed = 0"]
         params: list[Any] = [self.project_id]
         if kind == "experiment":
             where.append("r.is_head = 1 AND r.experiment_name IS NOT NULL")

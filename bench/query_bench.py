@@ -1,0 +1,248 @@
+"""Query benchmarks (issue 4): ``despina.query`` on the issue's five figures, beside their
+targets and Neptune's anchors.
+
+Data is written straight through the store's writer (``create_run`` + ``RunWriter`` with NumPy
+``MetricColumn``s) into temporary stores. Each figure is measured twice in one process: the
+first call (cold: nothing cached, SQLite pages possibly cold) and the best of the following
+calls (warm: the query service's attribute cache and the page cache hold the data).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Row = tuple[str, float, str]
+
+T0 = 1_735_689_600_000  # 2025-01-01 in epoch ms
+
+
+def _writer(home: Path, project: str, run_id: str, experiment: str | None, created: int) -> Any:
+    from despina.store.runs import RunSpec, create_run
+    from despina.store.sqlite import Store
+    from despina.store.writer import RunWriter
+
+    store = Store.open(home)
+    made = create_run(
+        store,
+        RunSpec(project=project, run_id=run_id, experiment_name=experiment, creation_ms=created),
+    )
+    return RunWriter(store, made.pk)
+
+
+def _column(n: int, seed: int) -> Any:
+    from despina.store.batch import MetricColumn
+
+    rng = np.random.default_rng(seed)
+    steps = np.arange(n, dtype=np.int64) * 1_000_000
+    return MetricColumn(steps, rng.random(n), T0 + np.arange(n, dtype=np.int64) * 10)
+
+
+def _timed(call: Callable[[], Any], repeat: int = 3) -> tuple[float, float, Any]:
+    """(cold seconds, best warm seconds, result)."""
+    start = time.perf_counter()
+    result = call()
+    cold = time.perf_counter() - start
+    warm = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = call()
+        warm = min(warm, time.perf_counter() - start)
+    return cold, warm, result
+
+
+def _rows(name: str, target: float, anchor: str, cold: float, warm: float, shape: str) -> list[Row]:
+    verdict = "ok" if warm <= target else "OVER"
+    return [
+        (f"{name} (warm)", warm, f"target ≤{target} s [{verdict}]; {anchor}; {shape}"),
+        (f"{name} (cold, first call)", cold, "includes filling the attribute cache"),
+    ]
+
+
+def bench_one_long_metric(home: Path) -> list[Row]:
+    from despina.store.batch import Batch
+
+    import despina.query as nq
+
+    writer = _writer(home, "bench/long", "long-1", "long", T0)
+    writer.apply(Batch(metrics={"loss": _column(1_000_000, 1)}))
+    nq.set_home(home)
+    cold, warm, frame = _timed(
+        lambda: nq.fetch_metrics(project="bench/long", experiments=["long"], attributes=["loss"])
+    )
+    return _rows(
+        "fetch_metrics 1 run × 1 metric × 1M steps",
+        0.3,
+        "Neptune 3.8 s",
+        cold,
+        warm,
+        f"{frame.shape[0]:,} rows",
+    )
+
+
+def bench_wide_single_step(home: Path) -> list[Row]:
+    from despina.store.batch import Batch, MetricColumn
+
+    from despina.query import runs
+
+    names = [f"metrics/m{j:04d}" for j in range(1000)]
+    for i in range(1000):
+        writer = _writer(home, "bench/wide", f"run-{i:04d}", None, T0 + i)
+        one = np.array([0], np.int64)
+        metrics = {
+            name: MetricColumn(one, np.array([i + j / 1000]), one + T0)
+            for j, name in enumerate(names)
+        }
+        writer.apply(Batch(metrics=metrics))
+    from despina.query import set_home
+
+    set_home(home)
+    cold, warm, frame = _timed(
+        lambda: runs.fetch_metrics(project="bench/wide", runs=".*", attributes="^metrics/")
+    )
+    return _rows(
+        "fetch_metrics 1,000 runs × 1,000 metrics × 1 step",
+        2.0,
+        "Neptune 31 s",
+        cold,
+        warm,
+        f"{frame.shape[0]:,} × {frame.shape[1]:,}",
+    )
+
+
+def bench_many_series(home: Path) -> list[Row]:
+    from despina.store.batch import Batch
+
+    import despina.query as nq
+
+    for i in range(100):
+        writer = _writer(home, "bench/frame", f"run-{i:03d}", f"exp-{i:03d}", T0 + i)
+        writer.apply(Batch(metrics={f"m/s{j}": _column(5000, i * 10 + j) for j in range(5)}))
+    nq.set_home(home)
+    cold, warm, frame = _timed(
+        lambda: nq.fetch_metrics(project="bench/frame", experiments=".*", attributes="^m/")
+    )
+    return _rows(
+        "fetch_metrics 100 runs × 5 series × 5,000 steps",
+        0.4,
+        "one frame",
+        cold,
+        warm,
+        f"{frame.shape[0]:,} × {frame.shape[1]} ({frame.size:,} cells)",
+    )
+
+
+def bench_buckets(home: Path) -> list[Row]:
+    import despina.query as nq
+    from despina.query.warnings import ExperimentalWarning
+
+    nq.set_home(home)
+    warnings.simplefilter("ignore", ExperimentalWarning)
+    cold, warm, frame = _timed(
+        lambda: nq.fetch_metric_buckets(
+            project="bench/frame", experiments=".*", y="^m/", limit=1000
+        )
+    )
+    return _rows(
+        "fetch_metric_buckets 500 series × 1,000 buckets",
+        0.15,
+        "2.5M points (100 runs × 5 × 5,000)",
+        cold,
+        warm,
+        f"{frame.shape[0]:,} × {frame.shape[1]:,}",
+    )
+
+
+def bench_table(home: Path) -> list[Row]:
+    from despina.store.batch import Assign, Batch, MetricColumn
+
+    from despina.query import runs
+    from despina.query.filters import Attribute, Filter
+
+    rng = np.random.default_rng(7)
+    steps = np.arange(5, dtype=np.int64) * 1_000_000
+    for i in range(10_000):
+        writer = _writer(home, "bench/table", f"run-{i:05d}", None, T0 + i)
+        ops = [Assign(f"cfg/f{j:02d}", "float", float(v)) for j, v in enumerate(rng.random(60))]
+        ops += [
+            Assign(f"cfg/i{j:02d}", "int", int(v)) for j, v in enumerate(rng.integers(0, 100, 15))
+        ]
+        ops += [
+            Assign(f"cfg/s{j:02d}", "string", f"value-{int(v)}")
+            for j, v in enumerate(rng.integers(0, 5, 14))
+        ]
+        ops.append(Assign("cfg/opt", "string", "adam" if i % 2 else "sgd"))
+        metrics = {
+            f"m/s{j}": MetricColumn(steps, rng.random(5), T0 + steps // 1000) for j in range(10)
+        }
+        writer.apply(Batch(ops=ops, metrics=metrics))
+    where = (
+        Filter.gt(Attribute("cfg/f00", "float"), 0.1)
+        & Filter.eq(Attribute("cfg/opt", "string"), "adam")
+        & Filter.lt(Attribute("m/s0", "float_series"), 0.95)
+    )
+    from despina.query import set_home
+
+    set_home(home)
+    cold, warm, frame = _timed(
+        lambda: runs.fetch_runs_table(
+            project="bench/table", runs=where, attributes=".*", type_suffix_in_column_names=False
+        )
+    )
+    matched = frame.shape[0]
+    rows = _rows(
+        "fetch_runs_table 10,000 runs × 100 columns, 3-clause filter",
+        0.5,
+        "filter keeps ~43%",
+        cold,
+        warm,
+        f"{matched:,} rows × {frame.shape[1]} columns",
+    )
+    cold, warm, frame = _timed(
+        lambda: runs.fetch_runs_table(project="bench/table", attributes=".*")
+    )
+    rows += _rows(
+        "fetch_runs_table 10,000 runs × 100 columns, no filter",
+        0.5,
+        "all rows",
+        cold,
+        warm,
+        f"{frame.shape[0]:,} × {frame.shape[1]}",
+    )
+    return rows
+
+
+def run() -> list[Row]:
+    """Build the stores, measure every figure, clean up."""
+    rows: list[Row] = []
+    root = Path(tempfile.mkdtemp(prefix="despina-query-bench-"))
+    try:
+        for name, bench in [
+            ("long", bench_one_long_metric),
+            ("wide", bench_wide_single_step),
+            ("frame", bench_many_series),
+            ("frame", bench_buckets),
+            ("table", bench_table),
+        ]:
+            start = time.perf_counter()
+            found = bench(root / name)
+            rows += found
+            rows.append((f"  ({name}: build + measure)", time.perf_counter() - start, "s"))
+    finally:
+        from despina.query import set_home
+
+        set_home(None)
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    for label, value, note in run():
+        print(f"{label:62s} {value:9.3f}  {note}")
