@@ -67,9 +67,8 @@ def _rows(name: str, target: float, anchor: str, cold: float, warm: float, shape
 
 
 def bench_one_long_metric(home: Path) -> list[Row]:
-    from despina.store.batch import Batch
-
     import despina.query as nq
+    from despina.store.batch import Batch
 
     writer = _writer(home, "bench/long", "long-1", "long", T0)
     writer.apply(Batch(metrics={"loss": _column(1_000_000, 1)}))
@@ -88,9 +87,8 @@ def bench_one_long_metric(home: Path) -> list[Row]:
 
 
 def bench_wide_single_step(home: Path) -> list[Row]:
-    from despina.store.batch import Batch, MetricColumn
-
     from despina.query import runs
+    from despina.store.batch import Batch, MetricColumn
 
     names = [f"metrics/m{j:04d}" for j in range(1000)]
     for i in range(1000):
@@ -118,9 +116,8 @@ def bench_wide_single_step(home: Path) -> list[Row]:
 
 
 def bench_many_series(home: Path) -> list[Row]:
-    from despina.store.batch import Batch
-
     import despina.query as nq
+    from despina.store.batch import Batch
 
     for i in range(100):
         writer = _writer(home, "bench/frame", f"run-{i:03d}", f"exp-{i:03d}", T0 + i)
@@ -161,10 +158,9 @@ def bench_buckets(home: Path) -> list[Row]:
 
 
 def bench_table(home: Path) -> list[Row]:
-    from despina.store.batch import Assign, Batch, MetricColumn
-
     from despina.query import runs
     from despina.query.filters import Attribute, Filter
+    from despina.store.batch import Assign, Batch, MetricColumn
 
     rng = np.random.default_rng(7)
     steps = np.arange(5, dtype=np.int64) * 1_000_000

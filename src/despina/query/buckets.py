@@ -101,8 +101,13 @@ def _chunk_metadata(
         e = np.empty(0, np.int64)
         return _Chunks(e, e, e, e, e, np.empty(0), np.empty(0))
     cols = list(zip(*rows, strict=True))
+    ints = [np.array(c, np.int64) for c in cols[:5]]
     return _Chunks(
-        *(np.array(c, np.int64) for c in cols[:5]),
+        ints[0],
+        ints[1],
+        ints[2],
+        ints[3],
+        ints[4],
         np.array(cols[5], np.float64),
         np.array(cols[6], np.float64),
     )
@@ -168,7 +173,14 @@ def compute_buckets(
         missing = np.array([c for c in wanted.tolist() if c not in read], np.int64)
         read.update(_read_chunks(conn, missing))
         result, unsure = _bucketise(
-            len(series), chunks, interior, read, extra, to_edges, x_range, b_first,
+            len(series),
+            chunks,
+            interior,
+            read,
+            extra,
+            to_edges,
+            x_range,
+            b_first,
             include_min_max,
         )
         if not unsure.any():
@@ -238,9 +250,7 @@ def _bucket_of(x: F64, to_edges: F64 | None) -> I64:
     return np.searchsorted(to_edges, x, side="left").astype(np.int64)
 
 
-def _edge_table(
-    to_edges: F64 | None, x_range: tuple[float, float]
-) -> tuple[F64, F64]:
+def _edge_table(to_edges: F64 | None, x_range: tuple[float, float]) -> tuple[F64, F64]:
     """``from`` and ``to`` of every bucket index, with exactly the expressions of §13.1."""
     if to_edges is None:
         return np.array([x_range[0]]), np.array([np.inf])
@@ -341,13 +351,13 @@ def _bucketise(
     ends = np.empty((n_series, n_b), np.int64)
     thresholds = None if to_edges is None else _thresholds(to_edges)
     for s in range(n_series):
-        lo, hi = int(offsets[s]), int(offsets[s + 1])
+        begin, stop = int(offsets[s]), int(offsets[s + 1])
         if thresholds is not None:
-            ends[s, :-1] = lo + np.searchsorted(pts.steps[lo:hi], thresholds, side="right")
+            ends[s, :-1] = begin + np.searchsorted(pts.steps[begin:stop], thresholds, "right")
         elif to_edges is not None:
-            x = pts.steps[lo:hi] / MICRO
-            ends[s, :-1] = lo + np.searchsorted(x, to_edges, side="right")
-        ends[s, -1] = hi
+            x = pts.steps[begin:stop] / MICRO
+            ends[s, :-1] = begin + np.searchsorted(x, to_edges, side="right")
+        ends[s, -1] = stop
     starts = np.empty_like(ends)
     starts[:, 0] = offsets[:-1]
     starts[:, 1:] = ends[:, :-1]
@@ -355,7 +365,7 @@ def _bucketise(
     present[chunks.series[interior], b_first[interior]] = True
     finite = np.isfinite(pts.values)
     flat = np.flatnonzero(present)
-    s_of, b_of = flat // n_b, flat % n_b
+    b_of = flat % n_b
     lo, hi = starts.ravel()[flat], ends.ravel()[flat]
     if finite.all():  # the common case: a bucket's first and last points are finite
         first_i, last_i = lo, np.where(hi > lo, hi - 1, -1)
@@ -406,8 +416,9 @@ def _bucketise(
     return bucket_set, unsure
 
 
-def _min_max(pts: _Points, finite: npt.NDArray[np.bool_], lo: I64, hi: I64, y_min: F64,
-             y_max: F64) -> None:
+def _min_max(
+    pts: _Points, finite: npt.NDArray[np.bool_], lo: I64, hi: I64, y_min: F64, y_max: F64
+) -> None:
     """Smallest and largest finite value of every bucket with read points."""
     filled = hi > lo
     if not filled.any():

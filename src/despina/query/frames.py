@@ -48,7 +48,7 @@ I64 = npt.NDArray[np.int64]
 def to_datetimes(ms: npt.NDArray[Any]) -> pd.DatetimeIndex:
     """Epoch milliseconds (float with NaN for missing, or int) as UTC datetimes."""
     stamps = pd.to_datetime(ms, unit="ms", origin="unix", utc=True)
-    return stamps.as_unit(DATETIME_UNIT)
+    return stamps.as_unit(DATETIME_UNIT)  # type: ignore[arg-type]
 
 
 # -- tables (§9.1) ----------------------------------------------------------------------------
@@ -205,6 +205,14 @@ class _Grid:
     names: list[str]
 
 
+def sorted_unique(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``np.unique`` by sorting (NumPy 2's hash-based unique is slower on large arrays)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+
+
 def _ranks(codes: I64, names: Sequence[str]) -> tuple[I64, list[str]]:
     """Codes renumbered by the sorted order of the names they use, and those names."""
     used = np.unique(codes)
@@ -250,7 +258,7 @@ def _grid(points: LongPoints) -> _Grid:
             unique = block[:length]
             point_row[p_lo:p_hi] = row_base + np.tile(np.arange(length), s_hi - s_lo)
         else:
-            unique = np.unique(block)
+            unique = sorted_unique(block)
             point_row[p_lo:p_hi] = row_base + np.searchsorted(unique, block)
         row_steps.append(unique)
         row_label.append(np.full(len(unique), li, np.int64))
@@ -271,11 +279,13 @@ def _row_index(grid: _Grid, label: str) -> pd.MultiIndex:
     if len(steps) and bool((np.diff(steps) > 0).all()):
         level, codes = steps, np.arange(len(steps))
     else:
-        level = np.unique(steps)
+        level = sorted_unique(steps)
         codes = np.searchsorted(level, steps)
+    levels: list[Any] = [pd.Index(grid.labels, dtype=STR_DTYPE), pd.Index(level)]
+    code_lists: list[Any] = [grid.row_label, codes]
     return pd.MultiIndex(
-        levels=[pd.Index(grid.labels, dtype=STR_DTYPE), level],
-        codes=[grid.row_label, codes],
+        levels=levels,
+        codes=code_lists,
         names=[label, "step"],
         verify_integrity=False,
     )
@@ -374,7 +384,7 @@ def series_frame(points: LongPoints, *, label: str, include_time: bool) -> pd.Da
         return frame
     stamps = _scatter(grid, points.values["absolute_time"].astype(np.float64), np.nan, float)
     data: dict[int, Any] = {}
-    keys = []
+    keys: list[tuple[str, str]] = []
     for c, name in enumerate(grid.names):
         data[len(keys)] = column(c)
         keys.append((name, "value"))

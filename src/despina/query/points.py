@@ -241,10 +241,10 @@ def read_float_series(
         fast &= ~np.isin(series.attr_id, with_previews)
     slow = np.flatnonzero(~fast & ((series.count != 0) | previews))
     memo: dict[int, list[LineageLink]] = {}
-    chains = {}
-    for i in slow:
-        req = series.request(int(i))
-        chains[int(i)] = attr_chain(conn, req, effective_links(conn, req, mode, memo))
+    chains: dict[int, list[tuple[LineageLink, int]]] = {}
+    for at in slow.tolist():
+        req = series.request(at)
+        chains[at] = attr_chain(conn, req, effective_links(conn, req, mode, memo))
     preview_rows = (
         read_previews(conn, [a for chain in chains.values() for _, a in chain]) if previews else {}
     )
