@@ -33,7 +33,6 @@ from despina.nql.literals import (
     coerce_state,
 )
 from despina.nql.parser import parse
-from despina.store.schema import ATTRIBUTE_TYPES
 from despina.store.sysattrs import SYS_COLUMNS, SysColumn
 
 __all__ = [
@@ -117,7 +116,8 @@ _CMP = _EQ | {"<", "<=", ">", ">="}
 _ALL_OPS = _CMP | {"contains", "matches", "exists"}
 _OP_ORDER = ("==", "!=", "<", "<=", ">", ">=", "contains", "matches", "exists")
 
-# How values of each stored type compare, and the operators each kind supports (§6).
+# How values of each stored type compare, and the operators each kind supports (§6). Stored
+# types missing here (``artifact`` rows of imported data) take part in no predicate (§4.2).
 _KIND = {
     "float": "number",
     "int": "number",
@@ -370,7 +370,7 @@ class _Resolver:
             column = SYS_COLUMNS[path]
             cond = self.try_cond(_KIND[column.type], op, literal)
             return Const(negated) if cond is None else SysTest(column, cond, negated)
-        return self.attr_test(path, [(t, "value") for t in ATTRIBUTE_TYPES], op, literal, negated)
+        return self.attr_test(path, [(t, "value") for t in _KIND], op, literal, negated)
 
     def aggregate(
         self,
