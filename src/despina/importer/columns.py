@@ -94,8 +94,12 @@ def dictionary_codes(
         )
         index_type = np.dtype(chunk.indices.type.to_pandas_dtype())
         indices, valid = fixed_width(chunk.indices, index_type.str)
-        indices = np.where(valid, indices, 0)
-        codes = mapping[indices]
-        codes[~valid] = -1
+        if chunk.null_count:
+            codes = mapping[np.where(valid, indices, 0)]
+            codes[~valid] = -1
+        elif np.array_equal(mapping, np.arange(len(mapping))):
+            codes = indices.astype(np.int32)
+        else:
+            codes = mapping[indices]
         out.append(codes)
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int32)

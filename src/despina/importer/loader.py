@@ -25,9 +25,9 @@ from despina.client.files import storage_key
 from despina.importer.columns import decimal_micro, dictionary_codes, fixed_width, validity
 from despina.importer.reader import row_value
 from despina.importer.report import RunReport
-from despina.store.batch import Assign, MetricColumn
+from despina.store.batch import Assign
 from despina.store.blobs import put_blob
-from despina.store.imports import RUN_COLUMNS, ImportedRun, PointSeries
+from despina.store.imports import RUN_COLUMNS, FloatBlock, ImportedRun, PointSeries
 from despina.store.writer import MAX_STEP_MICRO
 
 __all__ = ["CONSUMED_SYS", "RunPlan", "load_run"]
@@ -87,17 +87,44 @@ class _Run:
         self._steps: tuple[Int64s, Bools] | None = None
         self._stamps: tuple[Int64s, Bools] | None = None
 
+    def column(self, name: str) -> pa.ChunkedArray | None:
+        """A column of the run; None when it was left out because no row has a value."""
+        index = self.table.schema.get_field_index(name)
+        return None if index < 0 else self.table.column(index)
+
+    def _absent(self, dtype: str) -> tuple[npt.NDArray[Any], Bools]:
+        n = self.table.num_rows
+        return np.zeros(n, dtype=dtype), np.zeros(n, dtype=np.bool_)
+
     def steps(self) -> tuple[Int64s, Bools]:
         """Micro-steps of every row and where they are present (decoded once)."""
         if self._steps is None:
-            self._steps = decimal_micro(self.table.column("step"))
+            column = self.column("step")
+            self._steps = self._absent("<i8") if column is None else decimal_micro(column)
         return self._steps
 
     def stamps(self) -> tuple[Int64s, Bools]:
         """Timestamps (epoch ms) of every row and where they are present (decoded once)."""
         if self._stamps is None:
-            self._stamps = fixed_width(self.table.column("timestamp"), "<i8")
+            column = self.column("timestamp")
+            self._stamps = self._absent("<i8") if column is None else fixed_width(column, "<i8")
         return self._stamps
+
+    def values(self, name: str, dtype: str) -> tuple[npt.NDArray[Any], Bools]:
+        """A fixed-width value column and its validity (all invalid when left out)."""
+        column = self.column(name)
+        return self._absent(dtype) if column is None else fixed_width(column, dtype)
+
+    def valid(self, name: str) -> Bools:
+        column = self.column(name)
+        return np.zeros(self.table.num_rows, np.bool_) if column is None else validity(column)
+
+    def take(self, name: str, rows: Int64s) -> list[Any]:
+        """Python values of ``rows`` of a column (None for every row of a left-out column)."""
+        column = self.column(name)
+        if column is None:
+            return [None] * len(rows)
+        return column.take(pa.array(rows)).to_pylist()
 
     def rows_of(self, type_: str) -> Int64s:
         code = self.types.get(type_)
@@ -140,16 +167,14 @@ def load_run(table: pa.Table, plan: RunPlan, report: RunReport) -> ImportedRun:
         recorded_fork=plan.recorded_fork,
     )
     _drop_bad_rows(state)
-    run.metrics = _float_series(state)
+    run.floats = _float_series(state)
     run.series = _point_series(state)
     values, columns = _single_values(state)
     values.extend(_file_values(state))
     run.values = values
     run.run_columns = columns
     run.blobs = state.blobs
-    report.points = sum(len(c.steps) for c in run.metrics.values()) + sum(
-        len(s.values) for s in run.series
-    )
+    report.points = run.floats.points + sum(len(s.values) for s in run.series)
     report.values = len(values)
     report.files = len(state.blobs)
     return run
@@ -162,109 +187,128 @@ def _drop_bad_rows(state: _Run) -> None:
     """Give rows without a path, of unknown types, or at a path that has another type too, the
     type code -1 (skipped) and report them."""
     paths, types = state.path_code, state.type_code
-    no_path = paths < 0
-    if no_path.any():
-        state.report.add(
-            "ROW_WITHOUT_PATH",
-            "rows without attribute_path or attribute_type were skipped",
-            None,
-            int(no_path.sum()),
-        )
-    no_type = (types < 0) & ~no_path
-    if no_type.any():
+    if len(paths) == 0:
+        return
+    missing = int(paths.min()) < 0 or int(types.min()) < 0
+    valid = (paths >= 0) & (types >= 0) if missing else None
+    if valid is not None:
+        no_path = paths < 0
+        if no_path.any():
+            state.report.add(
+                "ROW_WITHOUT_PATH",
+                "rows without attribute_path were skipped",
+                None,
+                int(no_path.sum()),
+            )
         state.report_counts(
-            "ROW_WITHOUT_TYPE", "rows without attribute_type were skipped", paths[no_type]
+            "ROW_WITHOUT_TYPE",
+            "rows without attribute_type were skipped",
+            paths[(paths >= 0) & (types < 0)],
         )
-    types[no_path] = -1
-    n_paths, n_types = max(len(state.path_names), 1), max(len(state.type_names), 1)
-    valid = types >= 0
-    occupied = np.zeros((n_paths, n_types), dtype=np.bool_)
-    occupied[paths[valid], types[valid]] = True
-    allowed = np.zeros((n_paths, n_types), dtype=np.bool_)
+    n_types = max(len(state.type_names), 1)
+    keys = paths.astype(np.int64) * n_types + types
+    counts = np.bincount(
+        keys if valid is None else keys[valid], minlength=max(len(state.path_names), 1) * n_types
+    ).reshape(-1, n_types)
     rank = {name: i for i, name in enumerate(KNOWN_TYPES)}
+    allowed = counts > 0
     for type_code, type_name in enumerate(state.type_names):
         if type_name not in rank:
-            rows = valid & (types == type_code)
-            state.report_counts(
-                "TYPE_UNSUPPORTED",
-                f"attribute type {type_name!r} is not one the importer knows; rows skipped",
-                paths[rows],
-            )
-    for path_code in np.flatnonzero(occupied.sum(axis=1) > 1):
-        present = [state.type_names[t] for t in np.flatnonzero(occupied[path_code])]
-        known = sorted((t for t in present if t in rank), key=rank.__getitem__)
-        if not known:
-            continue
-        for other in known[1:]:
-            rows = int(((paths == path_code) & (types == state.types[other])).sum())
+            for path_code in np.flatnonzero(counts[:, type_code]):
+                state.report.add(
+                    "TYPE_UNSUPPORTED",
+                    f"attribute type {type_name!r} is not one the importer knows; rows skipped",
+                    state.path_names[path_code],
+                    int(counts[path_code, type_code]),
+                )
+            allowed[:, type_code] = False
+    for path_code in np.flatnonzero(allowed.sum(axis=1) > 1):
+        present = [state.type_names[t] for t in np.flatnonzero(allowed[path_code])]
+        present.sort(key=rank.__getitem__)
+        for other in present[1:]:
+            type_code = state.types[other]
             state.report.add(
                 "FIELD_TYPE_CONFLICTING",
-                f"the path also has type {known[0]}; its {other} rows were skipped",
+                f"the path also has type {present[0]}; its {other} rows were skipped",
                 state.path_names[path_code],
-                rows,
+                int(counts[path_code, type_code]),
             )
-        occupied[path_code] = False
-        occupied[path_code, state.types[known[0]]] = True
-    for type_code, type_name in enumerate(state.type_names):
-        if type_name in rank:
-            allowed[:, type_code] = occupied[:, type_code]
-    keep = np.zeros(len(types), dtype=np.bool_)
-    keep[valid] = allowed[paths[valid], types[valid]]
+            allowed[path_code, type_code] = False
+    if valid is None and bool(allowed[counts > 0].all()):
+        return  # the common case: every row is loaded
+    keep = allowed.ravel()[np.where(keys >= 0, keys, 0)]
+    if valid is not None:
+        keep &= valid
     types[~keep] = -1
+
+
+def _take(values: npt.NDArray[Any], rows: Int64s, ascending: bool) -> npt.NDArray[Any]:
+    """``values[rows]``, as a view when ``rows`` is an ascending run of consecutive rows."""
+    if ascending and len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows):
+        return values[int(rows[0]) : int(rows[-1]) + 1]
+    return values[rows]
 
 
 # -- series ----------------------------------------------------------------------------------
 
 
-def _series_rows(state: _Run, type_: str, values_ok: Bools | None) -> tuple[Int64s, Int64s]:
+def _series_rows(state: _Run, type_: str, values_ok: Bools | None) -> tuple[Int64s, Int64s, bool]:
     """Rows (table indices) of the series points of ``type_`` to load, grouped by path and in
-    step order, and their micro-steps; bad and duplicate points are reported and left out."""
+    step order, their micro-steps, and whether the rows are still ascending; bad and duplicate
+    points are reported and left out."""
     rows = state.rows_of(type_)
     if len(rows) == 0:
-        return rows, rows
-    codes = state.path_code[rows]
+        return rows, rows, True
     step_all, step_ok_all = state.steps()
-    steps, step_ok = step_all[rows], step_ok_all[rows]
-    drop = np.zeros(len(rows), dtype=np.bool_)
-    checks: list[tuple[str, str, Bools]] = []
-    if values_ok is not None:
-        checks.append(("VALUE_MISSING", "points without a value were skipped", ~values_ok[rows]))
-    checks.append(("STEP_MISSING", "points without a step were skipped", ~step_ok))
-    checks.append(
-        ("STEP_NEGATIVE", "points at a negative step were skipped", step_ok & (steps < 0))
-    )
-    checks.append(
-        (
-            "STEP_TOO_LARGE",
-            "points at a step of 1e12 or more were skipped",
-            step_ok & (steps >= MAX_STEP_MICRO),
-        )
-    )
+    steps, step_ok = _take(step_all, rows, True), _take(step_ok_all, rows, True)
+    ok = None if values_ok is None else _take(values_ok, rows, True)
     fork = state.plan.fork_step
-    if fork is not None:
+    clean = bool(step_ok.all()) and (ok is None or bool(ok.all()))
+    if clean:
+        low, high = int(steps.min()), int(steps.max())
+        clean = low >= 0 and high < MAX_STEP_MICRO and (fork is None or low > fork)
+    if not clean:
+        codes = _take(state.path_code, rows, True)
+        drop = np.zeros(len(rows), dtype=np.bool_)
+        checks: list[tuple[str, str, Bools]] = []
+        if ok is not None:
+            checks.append(("VALUE_MISSING", "points without a value were skipped", ~ok))
+        checks.append(("STEP_MISSING", "points without a step were skipped", ~step_ok))
+        checks.append(("STEP_NEGATIVE", "points at a negative step were skipped", steps < 0))
         checks.append(
             (
-                "STEP_NOT_AFTER_FORK_POINT",
-                f"points at or before the fork step {fork / 1e6:g} were skipped: a forked run "
-                "inherits those steps from its parent",
-                step_ok & (steps <= fork),
+                "STEP_TOO_LARGE",
+                "points at a step of 1e12 or more were skipped",
+                steps >= MAX_STEP_MICRO,
             )
         )
-    for code, message, bad in checks:
-        bad = bad & ~drop
-        if bad.any():
-            state.report_counts(code, message, codes[bad])
-            drop |= bad
-    if drop.any():
+        if fork is not None:
+            checks.append(
+                (
+                    "STEP_NOT_AFTER_FORK_POINT",
+                    f"points at or before the fork step {fork / 1e6:g} were skipped: a forked "
+                    "run inherits those steps from its parent",
+                    steps <= fork,
+                )
+            )
+        for code, message, bad in checks:
+            bad = bad & ~drop
+            if bad.any():
+                state.report_counts(code, message, codes[bad])
+                drop |= bad
         keep = ~drop
-        rows, codes, steps = rows[keep], codes[keep], steps[keep]
+        rows, steps = rows[keep], steps[keep]
+    ascending = True
+    codes = _take(state.path_code, rows, True)
     if len(rows) > 1 and not bool((codes[1:] >= codes[:-1]).all()):
         order = np.argsort(codes, kind="stable")
         rows, codes, steps = rows[order], codes[order], steps[order]
+        ascending = False
     same = codes[1:] == codes[:-1]
     if len(rows) > 1 and bool(((steps[1:] <= steps[:-1]) & same).any()):
         order = np.lexsort((steps, codes))  # stable: equal steps keep their order of reading
         rows, codes, steps = rows[order], codes[order], steps[order]
+        ascending = False
         duplicate = np.r_[False, (steps[1:] == steps[:-1]) & (codes[1:] == codes[:-1])]
         if duplicate.any():
             state.report_counts(
@@ -273,14 +317,14 @@ def _series_rows(state: _Run, type_: str, values_ok: Bools | None) -> tuple[Int6
                 codes[duplicate],
             )
             rows, codes, steps = rows[~duplicate], codes[~duplicate], steps[~duplicate]
-    return rows, steps
+    return rows, steps, ascending
 
 
-def _groups(state: _Run, rows: Int64s) -> list[tuple[str, int, int]]:
+def _groups(state: _Run, rows: Int64s, ascending: bool) -> list[tuple[str, int, int]]:
     """``(path, start, end)`` of each path's run of consecutive rows."""
     if len(rows) == 0:
         return []
-    codes = state.path_code[rows]
+    codes = _take(state.path_code, rows, ascending)
     cuts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
     starts = np.r_[0, cuts]
     ends = np.r_[cuts, len(rows)]
@@ -290,9 +334,9 @@ def _groups(state: _Run, rows: Int64s) -> list[tuple[str, int, int]]:
     ]
 
 
-def _timestamps(state: _Run, rows: Int64s, type_: str) -> Int64s:
+def _timestamps(state: _Run, rows: Int64s, type_: str, ascending: bool) -> Int64s:
     stamps_all, ok_all = state.stamps()
-    stamps, ok = stamps_all[rows], ok_all[rows]
+    stamps, ok = _take(stamps_all, rows, ascending), _take(ok_all, rows, ascending)
     if not ok.all():
         if type_ != "file_series":  # 2.x file series carry no time: expected, not reported
             state.report_counts(
@@ -304,17 +348,16 @@ def _timestamps(state: _Run, rows: Int64s, type_: str) -> Int64s:
     return stamps.astype(np.int64, copy=False)
 
 
-def _float_series(state: _Run) -> dict[str, MetricColumn]:
-    values_all, ok_all = fixed_width(state.table.column("float_value"), "<f8")
-    rows, steps = _series_rows(state, "float_series", ok_all)
+def _float_series(state: _Run) -> FloatBlock:
+    values_all, ok_all = state.values("float_value", "<f8")
+    rows, steps, ascending = _series_rows(state, "float_series", ok_all)
     if len(rows) == 0:
-        return {}
-    values = values_all[rows].astype(np.float64, copy=False)
-    stamps = _timestamps(state, rows, "float_series")
-    return {
-        path: MetricColumn(steps[s:e], values[s:e], stamps[s:e])
-        for path, s, e in _groups(state, rows)
-    }
+        return FloatBlock.empty()
+    values = _take(values_all, rows, ascending).astype(np.float64, copy=False)
+    stamps = _timestamps(state, rows, "float_series", ascending)
+    groups = _groups(state, rows, ascending)
+    offsets = np.array([start for _, start, _ in groups] + [len(rows)], dtype=np.int64)
+    return FloatBlock([path for path, _, _ in groups], offsets, steps, values, stamps)
 
 
 def _point_series(state: _Run) -> list[PointSeries]:
@@ -325,13 +368,12 @@ def _point_series(state: _Run) -> list[PointSeries]:
             "histogram_series": "histogram_value",
             "file_series": "file_value",
         }[type_]
-        ok = validity(state.table.column(column))
-        rows, steps = _series_rows(state, type_, ok)
+        rows, steps, ascending = _series_rows(state, type_, state.valid(column))
         if len(rows) == 0:
             continue
-        stamps = _timestamps(state, rows, type_)
-        raw = state.table.column(column).take(pa.array(rows)).to_pylist()
-        for path, s, e in _groups(state, rows):
+        stamps = _timestamps(state, rows, type_, ascending)
+        raw = state.take(column, rows)
+        for path, s, e in _groups(state, rows, ascending):
             if type_ == "string_series":
                 out.append(PointSeries(path, type_, steps[s:e], stamps[s:e], raw[s:e]))
             elif type_ == "histogram_series":
@@ -455,9 +497,9 @@ def _last_rows(state: _Run, types: tuple[str, ...]) -> list[tuple[int, str, str]
 
 def _file_values(state: _Run) -> list[Assign]:
     out: list[Assign] = []
-    column = state.table.column("file_value")
+    column = state.column("file_value")
     for row, path, type_ in _last_rows(state, FILE_TYPES):
-        value = column[row].as_py()
+        value = None if column is None else column[row].as_py()
         source = _resolve(state, path, (value or {}).get("path"))
         if source is None:
             continue

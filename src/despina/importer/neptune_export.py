@@ -18,9 +18,12 @@ import re
 import time
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+import pyarrow as pa
 
 from despina.config import parse_project, resolve_home
 from despina.errors import ConfigError
@@ -268,7 +271,7 @@ def _import_entries(
         entry.report.project = entry.target
         by_project.setdefault(entry.header.project_id, []).append(entry)
     present: dict[str, set[str]] = {}
-    plans: list[tuple[_Entry, list[_Entry], dict[int, int], set[int], set[int]]] = []
+    plans: list[tuple[_Entry, int, list[_Entry], dict[int, int], set[int], set[int]]] = []
     for source in sorted(by_project):
         group = by_project[source]
         target = mapping[source]
@@ -290,28 +293,48 @@ def _import_entries(
                     "a root with its recorded sys/forking values",
                 )
         for i in order.order:
-            plans.append((group[i], group, order.parent, orphans, broken))
+            plans.append((group[i], i, group, order.parent, orphans, broken))
     marked = _marked_heads(entries)
     total_rows = sum(e.header.rows for e in entries)
     progress.phase("importing runs", len(entries), total_rows)
-    for entry, group, parents, orphans, broken in plans:
-        index = group.index(entry)
-        _import_one(
-            entry,
-            group,
-            parents.get(index),
-            index in orphans,
-            index in broken,
-            store,
-            present[entry.target],
-            marked,
-            report,
-            dry_run=dry_run,
-            overwrite=overwrite,
-            data_path=data_path,
-            files_path=files_path,
-        )
-        progress.advance(1, entry.header.rows)
+    # Reading a run (Parquet decoding, which releases the GIL) overlaps with loading and
+    # writing the previous one: one read ahead.
+    to_read = [
+        n
+        for n, (entry, *_) in enumerate(plans)
+        if entry.report.status != "failed"
+        and (overwrite or entry.run_id not in present[entry.target])
+    ]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="despina-import-read") as pool:
+        ahead: dict[int, Future[pa.Table]] = {}
+
+        def read_ahead(k: int) -> None:
+            if k < len(to_read):
+                ahead[to_read[k]] = pool.submit(read_run, plans[to_read[k]][0].header)
+
+        read_ahead(0)
+        next_read = 0
+        for n, (entry, index, group, parents, orphans, broken) in enumerate(plans):
+            future = ahead.pop(n, None)
+            if future is not None:
+                next_read += 1
+                read_ahead(next_read)
+            _import_one(
+                entry,
+                group,
+                parents.get(index),
+                index in orphans,
+                index in broken,
+                store,
+                present[entry.target],
+                marked,
+                future,
+                dry_run=dry_run,
+                overwrite=overwrite,
+                data_path=data_path,
+                files_path=files_path,
+            )
+            progress.advance(1, entry.header.rows)
 
 
 def _valid_run_id(run_id: str) -> str | None:
@@ -488,7 +511,7 @@ def _import_one(
     store: Store | None,
     present: set[str],
     marked: dict[tuple[str, str], frozenset[str]],
-    report: ImportReport,
+    table: Future[pa.Table] | None,
     *,
     dry_run: bool,
     overwrite: bool,
@@ -519,9 +542,9 @@ def _import_one(
         blobs_dir=None if dry_run or store is None else store.blobs_dir,
     )
     try:
-        table = read_run(entry.header)
-        run = load_run(table, plan, rr)
-        del table
+        rows = table.result() if table is not None else read_run(entry.header)
+        run = load_run(rows, plan, rr)
+        del rows
         if dry_run or store is None:
             rr.status = "would import"
             rr.parent = fork_run_id

@@ -54,6 +54,18 @@ HEADER_PATHS = (
 )
 """The ``sys/`` rows that identify, order and create a run (§5)."""
 
+_HEADER_MIN = min(HEADER_PATHS)
+_HEADER_MAX = max(HEADER_PATHS)
+_HEADER_COLUMNS = (
+    "attribute_path",
+    "attribute_type",
+    "int_value",
+    "float_value",
+    "string_value",
+    "bool_value",
+    "datetime_value",
+)
+
 
 class ExportFormatError(DespinaError, ValueError):
     """A file of the export cannot be read or does not follow the exporter's format."""
@@ -206,12 +218,73 @@ def _cast_struct(column: pa.ChunkedArray, target: pa.StructType) -> pa.ChunkedAr
     return pa.chunked_array(chunks, type=target)
 
 
+# -- statistics ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _FilePlan:
+    """What the footer statistics of a file tell before anything is decoded."""
+
+    null_columns: frozenset[str]
+    """Columns without a single value in the file: not read."""
+    constants: dict[str, str]
+    """``project_id`` / ``run_id`` when every row group has that one value: not read."""
+
+
+def _plan(parquet: pq.ParquetFile) -> _FilePlan:
+    meta = parquet.metadata
+    nulls = set(COLUMNS)
+    constants: dict[str, set[str] | None] = {"project_id": set(), "run_id": set()}
+    for group in range(meta.num_row_groups):
+        row_group = meta.row_group(group)
+        for j in range(row_group.num_columns):
+            chunk = row_group.column(j)
+            top = chunk.path_in_schema.split(".", 1)[0]
+            stats = chunk.statistics
+            known = stats is not None and stats.has_null_count
+            if top in nulls and not (known and stats.null_count == chunk.num_values):
+                nulls.discard(top)
+            if top in constants and constants[top] is not None:
+                if known and stats.null_count == 0 and stats.has_min_max:
+                    low, high = stats.min, stats.max
+                    if isinstance(low, bytes):
+                        low, high = low.decode("utf-8", "replace"), high.decode("utf-8", "replace")
+                    if low == high and isinstance(low, str):
+                        constants[top].add(low)  # type: ignore[union-attr]
+                        continue
+                constants[top] = None
+    single = {
+        name: next(iter(found)) for name, found in constants.items() if found and len(found) == 1
+    }
+    return _FilePlan(frozenset(nulls), single)
+
+
+def _may_hold_header(parquet: pq.ParquetFile, group: int) -> bool:
+    """Whether the row group's ``attribute_path`` range can include a header path."""
+    row_group = parquet.metadata.row_group(group)
+    for j in range(row_group.num_columns):
+        chunk = row_group.column(j)
+        if chunk.path_in_schema != "attribute_path":
+            continue
+        stats = chunk.statistics
+        if stats is None or not stats.has_min_max:
+            return True
+        low, high = stats.min, stats.max
+        if isinstance(low, bytes):
+            low, high = low.decode("utf-8", "replace"), high.decode("utf-8", "replace")
+        return not (high < _HEADER_MIN or low > _HEADER_MAX)
+    return True
+
+
 # -- values ----------------------------------------------------------------------------------
 
 
 def row_value(table: pa.Table, row: int, type_: str) -> Any:
-    """The Python value of a single-value row of ``type_`` (datetimes as epoch ms)."""
+    """The Python value of a single-value row of ``type_`` (datetimes as epoch ms); None when
+    the row has no value or the column was left out (see :func:`read_run`)."""
     column = _VALUE_COLUMN[type_]
+    if table.schema.get_field_index(column) < 0:  # left out: null in every row
+        return None
     scalar = table.column(column)[row]
     if type_ == "datetime":
         if not scalar.is_valid:
@@ -264,18 +337,24 @@ def read_header(files: RunFiles) -> RunHeader:
     rows = 0
     for path in files.parts:
         parquet, casts = _open(path)
+        plan = _plan(parquet)
         rows += parquet.metadata.num_rows
+        columns = [c for c in _HEADER_COLUMNS if c not in plan.null_columns]
         try:
             for group in range(parquet.num_row_groups):
-                if identity is None:
-                    ids = parquet.read_row_group(group, columns=["project_id", "run_id"])
-                    if ids.num_rows:
+                if identity is None and parquet.metadata.row_group(group).num_rows:
+                    if len(plan.constants) == 2:
+                        identity = (plan.constants["project_id"], plan.constants["run_id"])
+                    else:
+                        ids = parquet.read_row_group(group, columns=["project_id", "run_id"])
                         identity = _identity(ids.slice(0, 1), path)
+                if not _may_hold_header(parquet, group):
+                    continue
                 paths = parquet.read_row_group(group, columns=["attribute_path"]).column(0)
                 hits = pc.is_in(paths, value_set=wanted)
                 if not pc.any(hits).as_py():
                     continue
-                table = _cast(parquet.read_row_group(group, columns=list(COLUMNS)), casts)
+                table = _cast(parquet.read_row_group(group, columns=columns), casts)
                 table = table.filter(hits)
                 for i in range(table.num_rows):
                     row_path = table.column("attribute_path")[i].as_py()
@@ -295,6 +374,11 @@ def read_header(files: RunFiles) -> RunHeader:
 def read_run(header: RunHeader) -> pa.Table:
     """Every row of a run, parts in order, with the exporter's column types.
 
+    Columns that the footer statistics show to be null in every row are left out of the table
+    (materializing millions of nulls costs more than reading the data); so are ``project_id``
+    and ``run_id`` when the statistics prove them constant. The identity checks of §7.2 are
+    made either way.
+
     Raises:
         ExportFormatError: a part is unreadable, has the wrong schema, or holds rows of another
             project or run.
@@ -302,28 +386,53 @@ def read_run(header: RunHeader) -> pa.Table:
     tables = []
     for path in header.files.parts:
         parquet, casts = _open(path)
+        plan = _plan(parquet)
+        columns = [c for c in COLUMNS if c not in plan.null_columns and c not in plan.constants]
         try:
-            table = _cast(parquet.read(columns=list(COLUMNS)), casts)
+            table = _cast(parquet.read(columns=columns), casts)
         except (pa.ArrowException, OSError) as exc:
             raise _read_error(path, exc) from None
         if table.num_rows == 0:
             continue
-        identity = _identity(table, path)
+        if len(plan.constants) == 2:
+            identity = (plan.constants["project_id"], plan.constants["run_id"])
+        else:
+            ids = _cast(parquet.read(columns=["project_id", "run_id"]), casts)
+            identity = _identity(ids, path)
         if identity != (header.project_id, header.run_id):
             raise ExportFormatError(
                 f"{str(path)!r} holds rows of project {identity[0]!r} run {identity[1]!r}, "
                 f"but the run's other parts are project {header.project_id!r} run "
                 f"{header.run_id!r}; remove the stray file or re-export the run"
             )
-        tables.append(table)
+        tables.append(table.drop_columns([c for c in ("project_id", "run_id") if c in columns]))
     if not tables:
         raise ExportFormatError(f"run {header.files.name!r} has no rows; re-export the run")
     if len(tables) == 1:
         return tables[0]
+    names = [c for c in COLUMNS if any(t.schema.get_field_index(c) >= 0 for t in tables)]
+    aligned = []
+    for table in tables:
+        for name in names:  # a column present in some parts only: nulls for the others
+            if table.schema.get_field_index(name) < 0:
+                table = table.append_column(
+                    pa.field(name, _read_type(name, tables)),
+                    pa.nulls(table.num_rows, _read_type(name, tables)),
+                )
+        aligned.append(table.select(names))
     try:
-        return pa.concat_tables(tables, promote_options="permissive")
+        return pa.concat_tables(aligned, promote_options="permissive")
     except pa.ArrowException as exc:
         raise ExportFormatError(
             f"the parts of run {header.files.name!r} have incompatible schemas ({exc}); "
             "re-export the run"
         ) from None
+
+
+def _read_type(name: str, tables: list[pa.Table]) -> pa.DataType:
+    """The type column ``name`` was read with (dictionary-encoded for the id columns)."""
+    for table in tables:
+        index = table.schema.get_field_index(name)
+        if index >= 0:
+            return table.schema.field(index).type
+    return EXPORT_SCHEMA.field(name).type

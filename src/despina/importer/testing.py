@@ -124,7 +124,7 @@ def write_run(
     data_dir: Path,
     project: str,
     run_id: str,
-    parts: Sequence[pa.Table],
+    parts: Sequence[pa.Table | Sequence[pa.Table]],
     *,
     complete: bool = True,
     row_group_size: int | None = None,
@@ -132,18 +132,22 @@ def write_run(
     """Write a run's parts as the exporter does: ``<data_dir>/<sanitize(project)>/
     <sanitize(run_id)>_part_<n>.parquet``, Snappy-compressed with ``ParquetWriter``.
 
-    ``complete=False`` leaves the run as an interrupted export leaves it: every part but
-    ``part_0`` renamed into place, ``part_0`` still a ``.tmp`` file.
+    A part given as a list of tables is written one table at a time (each becomes its own
+    row groups, as the exporter's record batches do). ``complete=False`` leaves the run as an
+    interrupted export leaves it: every part but ``part_0`` renamed into place, ``part_0``
+    still a ``.tmp`` file.
     """
     directory = data_dir / sanitize(project)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for number, table in enumerate(parts):
+    for number, part in enumerate(parts):
         name = f"{sanitize(run_id)}_part_{number}.parquet"
         if number == 0 and not complete:
             name += ".tmp"
         path = directory / name
+        tables = [part] if isinstance(part, pa.Table) else list(part)
         with pq.ParquetWriter(path, EXPORT_SCHEMA, compression="snappy") as writer:
-            writer.write_table(table.cast(EXPORT_SCHEMA), row_group_size=row_group_size)
+            for table in tables:
+                writer.write_table(table.cast(EXPORT_SCHEMA), row_group_size=row_group_size)
         written.append(path)
     return written

@@ -20,8 +20,8 @@ complete or not at all, and an interrupted import can simply be repeated.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
+import struct
 import time
 import uuid
 from collections.abc import Mapping
@@ -34,7 +34,7 @@ import numpy.typing as npt
 from despina.config import parse_project
 from despina.store.admin import delete_runs
 from despina.store.batch import WARNING, Assign, IngestIssue, MetricColumn
-from despina.store.codec import encode_floats, encode_ints
+from despina.store.codec import _ARITH, encode_floats, encode_ints
 from despina.store.runs import RunSpec, _check_spec, _inherit
 from despina.store.schema import CHUNK_BITS
 from despina.store.sqlite import Store
@@ -43,6 +43,7 @@ from despina.store.writer import CHUNK_POINTS, MAX_STEP_MICRO
 
 __all__ = [
     "RUN_COLUMNS",
+    "FloatBlock",
     "ImportOutcome",
     "ImportedRun",
     "PointSeries",
@@ -54,6 +55,9 @@ __all__ = [
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
+
+_ARITH_HEAD = struct.Struct("<Bqq")
+"""A chunk of steps or timestamps in arithmetic progression: codec byte, first value, delta."""
 
 RUN_COLUMNS: dict[str, tuple[str, str]] = {
     "sys/owner": ("owner", "string"),
@@ -69,6 +73,43 @@ RUN_COLUMNS: dict[str, tuple[str, str]] = {
 }
 """``sys/`` values an import may set, by path: the ``runs`` column and the attribute type.
 (``sys/creation_time`` is :attr:`ImportedRun.creation_ms`.)"""
+
+
+@dataclass(frozen=True, slots=True)
+class FloatBlock:
+    """Float series of one run as one set of columns: series ``i`` is ``paths[i]`` with the
+    points ``offsets[i]:offsets[i + 1]``; steps (micro) strictly increase within a series."""
+
+    paths: list[str]
+    offsets: Int64s
+    steps: Int64s
+    values: Float64s
+    timestamps: Int64s
+
+    @property
+    def points(self) -> int:
+        return len(self.steps)
+
+    @staticmethod
+    def empty() -> FloatBlock:
+        return FloatBlock(
+            [], np.zeros(1, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64)
+        )
+
+    @staticmethod
+    def from_columns(columns: Mapping[str, MetricColumn]) -> FloatBlock:
+        """The block of per-path columns (tests, small imports)."""
+        items = [(p, c) for p, c in columns.items() if len(c.steps)]
+        if not items:
+            return FloatBlock.empty()
+        lengths = [len(c.steps) for _, c in items]
+        return FloatBlock(
+            [p for p, _ in items],
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            np.concatenate([np.asarray(c.steps, np.int64) for _, c in items]),
+            np.concatenate([np.asarray(c.values, np.float64) for _, c in items]),
+            np.concatenate([np.asarray(c.timestamps, np.int64) for _, c in items]),
+        )
 
 
 @dataclass(slots=True)
@@ -104,7 +145,7 @@ class ImportedRun:
     """Recorded values of :data:`RUN_COLUMNS` by ``runs`` column name."""
     values: list[Assign] = field(default_factory=list)
     """Single values; ``sys/`` paths (read-only values of the source) are allowed."""
-    metrics: dict[str, MetricColumn] = field(default_factory=dict)
+    floats: FloatBlock = field(default_factory=FloatBlock.empty)
     series: list[PointSeries] = field(default_factory=list)
     blobs: list[tuple[str, str, int, str]] = field(default_factory=list)
     """Stored contents referenced by file values: (storage key, sha256, size, mime type)."""
@@ -217,11 +258,25 @@ def _check_steps(run: ImportedRun, path: str, steps: Int64s) -> None:
 
 
 def _check_series(run: ImportedRun) -> None:
-    for path, column in run.metrics.items():
-        steps = np.asarray(column.steps, dtype=np.int64)
-        if not len(steps) == len(column.values) == len(column.timestamps):
-            raise ValueError(f"series {path!r} of run {run.run_id!r}: column lengths differ")
-        _check_steps(run, path, steps)
+    block = run.floats
+    n = len(block.steps)
+    if not (
+        len(block.values) == len(block.timestamps) == n
+        and len(block.offsets) == len(block.paths) + 1
+        and int(block.offsets[0]) == 0
+        and int(block.offsets[-1]) == n
+        and bool((np.diff(block.offsets) > 0).all())
+    ):
+        raise ValueError(f"float series of run {run.run_id!r}: inconsistent columns")
+    if n:
+        low = -1 if run.fork_step is None else run.fork_step
+        starts, ends = block.offsets[:-1], block.offsets[1:] - 1
+        rising = np.diff(block.steps) > 0
+        rising[ends[:-1]] = True  # series boundaries
+        bad = int(block.steps[starts].min()) <= low or int(block.steps.max()) >= MAX_STEP_MICRO
+        if bad or not bool(rising.all()):
+            for i, path in enumerate(block.paths):
+                _check_steps(run, path, block.steps[starts[i] : ends[i] + 1])
     for series in run.series:
         if not len(series.steps) == len(series.timestamps) == len(series.values):
             raise ValueError(f"series {series.path!r} of run {run.run_id!r}: lengths differ")
@@ -299,7 +354,7 @@ def _write(conn: sqlite3.Connection, project_id: int, run: ImportedRun, now: int
         if recorded_step is not None:
             values.append(Assign("sys/forking/step", "float", recorded_step))
     size = _write_values(conn, pk, attrs, values, issues)
-    size += _write_metrics(conn, pk, attrs, run.metrics, issues)
+    size += _write_floats(conn, pk, attrs, run.floats, issues)
     size += _write_series(conn, pk, attrs, run.series, issues)
     if run.blobs:
         conn.executemany(
@@ -410,61 +465,107 @@ def _write_values(
     return size
 
 
-def _finite_range(values: Float64s) -> tuple[float, float] | None:
-    lo, hi = float(values.min()), float(values.max())
-    if math.isfinite(lo) and math.isfinite(hi):
-        return lo, hi
-    finite = values[np.isfinite(values)]
-    return (float(finite.min()), float(finite.max())) if len(finite) else None
+def _codec_bytes(column: Int64s, starts: Int64s, ends: Int64s, lengths: Int64s) -> list[bytes]:
+    """Each chunk ``column[starts[i]:ends[i]]`` as :func:`~despina.store.codec.encode_ints`
+    encodes it, deciding the codec of every chunk with a few vectorized reductions."""
+    big = np.iinfo(np.int64)
+    deltas = np.empty(len(column), dtype=np.int64)
+    if len(column) > 1:
+        deltas[:-1] = np.diff(column)
+    low = deltas.copy()
+    high = deltas
+    low[ends - 1] = big.max  # the delta leaving a chunk is not part of it
+    high[ends - 1] = big.min
+    dmin = np.minimum.reduceat(low, starts)
+    dmax = np.maximum.reduceat(high, starts)
+    out: list[bytes] = []
+    firsts = column[starts].tolist()
+    for i, (first, lo, hi, n) in enumerate(
+        zip(firsts, dmin.tolist(), dmax.tolist(), lengths.tolist(), strict=True)
+    ):
+        if n == 1 or lo == hi:
+            out.append(_ARITH_HEAD.pack(_ARITH, first, 0 if n == 1 else lo))
+        else:
+            start = int(starts[i])
+            out.append(encode_ints(column[start : start + n]))
+    return out
 
 
-def _chunk_rows(
-    attr_id: int, steps: Int64s, values: Float64s, stamps: Int64s
-) -> list[tuple[object, ...]]:
-    rows: list[tuple[object, ...]] = []
-    base = attr_id << CHUNK_BITS
-    for number, start in enumerate(range(0, len(steps), CHUNK_POINTS)):
-        end = start + CHUNK_POINTS
-        s, v, t = steps[start:end], values[start:end], stamps[start:end]
-        span = _finite_range(v)
-        rows.append(
-            (
-                base + number,
-                len(s),
-                int(s[0]),
-                int(s[-1]),
-                int(t[0]),
-                int(t[-1]),
-                None if span is None else span[0],
-                None if span is None else span[1],
-                encode_ints(s),
-                encode_floats(v),
-                encode_ints(t),
-            )
+def _chunk_rows(attr_ids: list[int], block: FloatBlock) -> list[tuple[object, ...]]:
+    """The ``chunks`` rows of every float series of the block (chunks of ``CHUNK_POINTS``
+    from chunk 0, as the writer cuts them)."""
+    sizes = np.diff(block.offsets)
+    per_series = -(-sizes // CHUNK_POINTS)
+    series_of = np.repeat(np.arange(len(sizes)), per_series)
+    first_chunk = np.cumsum(per_series) - per_series
+    number = np.arange(len(series_of)) - first_chunk[series_of]
+    starts = block.offsets[:-1][series_of] + number * CHUNK_POINTS
+    ends = np.minimum(starts + CHUNK_POINTS, block.offsets[1:][series_of])
+    lengths = ends - starts
+    values = block.values
+    finite = np.isfinite(values)
+    vmin = np.minimum.reduceat(np.where(finite, values, np.inf), starts)
+    vmax = np.maximum.reduceat(np.where(finite, values, -np.inf), starts)
+    has_finite = np.isfinite(vmin)
+    steps = _codec_bytes(block.steps, starts, ends, lengths)
+    stamps = _codec_bytes(block.timestamps, starts, ends, lengths)
+    raw = encode_floats(values)
+    ids = np.asarray(attr_ids, dtype=np.int64)[series_of] << CHUNK_BITS
+    return list(
+        zip(
+            (ids + number).tolist(),
+            lengths.tolist(),
+            block.steps[starts].tolist(),
+            block.steps[ends - 1].tolist(),
+            block.timestamps[starts].tolist(),
+            block.timestamps[ends - 1].tolist(),
+            [v if ok else None for v, ok in zip(vmin.tolist(), has_finite.tolist(), strict=True)],
+            [v if ok else None for v, ok in zip(vmax.tolist(), has_finite.tolist(), strict=True)],
+            steps,
+            [raw[8 * a : 8 * b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)],
+            stamps,
+            strict=True,
         )
-    return rows
+    )
+
+
+def _aggregates(block: FloatBlock) -> list[tuple[float | None, float | None, float, float, int]]:
+    """Per series ``(fmin, fmax, fsum, fsumsq, fcount)`` over its finite values."""
+    starts = block.offsets[:-1]
+    values = block.values
+    finite = np.isfinite(values)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values: sums become inf
+        zeroed = np.where(finite, values, 0.0)
+        sums = np.add.reduceat(zeroed, starts)
+        squares = np.add.reduceat(zeroed * zeroed, starts)
+    mins = np.minimum.reduceat(np.where(finite, values, np.inf), starts)
+    maxs = np.maximum.reduceat(np.where(finite, values, -np.inf), starts)
+    counts = np.add.reduceat(finite.astype(np.int64), starts)
+    return [
+        (lo if n else None, hi if n else None, total, square, n)
+        for lo, hi, total, square, n in zip(
+            mins.tolist(),
+            maxs.tolist(),
+            sums.tolist(),
+            squares.tolist(),
+            counts.tolist(),
+            strict=True,
+        )
+    ]
 
 
 def _fold(
-    previous: tuple[Any, ...] | None, values: Float64s
+    previous: tuple[Any, ...], own: tuple[float | None, float | None, float, float, int]
 ) -> tuple[float | None, float | None, float | None, float | None, int]:
-    """``(fmin, fmax, fsum, fsumsq, fcount)`` of previous aggregates plus ``values``."""
-    finite = values[np.isfinite(values)]
-    fmin = fmax = fsum = fsumsq = None
-    fcount = 0
-    if previous is not None and previous[4]:
-        fmin, fmax, fsum, fsumsq, fcount = previous
-    if len(finite):
-        with np.errstate(over="ignore"):  # huge values: sums become inf, as logging gives
-            own_sum = float(finite.sum())
-            own_sumsq = float(np.dot(finite, finite))
-        lo, hi = float(finite.min()), float(finite.max())
-        fmin = lo if fmin is None else min(fmin, lo)
-        fmax = hi if fmax is None else max(fmax, hi)
-        fsum = own_sum if fsum is None else fsum + own_sum
-        fsumsq = own_sumsq if fsumsq is None else fsumsq + own_sumsq
-        fcount += len(finite)
-    return fmin, fmax, fsum, fsumsq, fcount
+    """Inherited aggregates ``(fmin, fmax, fsum, fsumsq, fcount)`` plus the run's own."""
+    fmin, fmax, fsum, fsumsq, fcount = previous
+    lo, hi, total, square, n = own
+    if not fcount:
+        return (lo, hi, total, square, n) if n else (None, None, None, None, 0)
+    if not n:
+        return fmin, fmax, fsum, fsumsq, fcount
+    assert lo is not None and hi is not None
+    return min(fmin, lo), max(fmax, hi), fsum + total, fsumsq + square, fcount + n
 
 
 def _series_attribute(
@@ -490,48 +591,86 @@ def _series_attribute(
     return attr_id
 
 
-def _write_metrics(
+def _write_floats(
     conn: sqlite3.Connection,
     pk: int,
     attrs: dict[str, tuple[int, str]],
-    metrics: Mapping[str, MetricColumn],
+    block: FloatBlock,
     issues: list[IngestIssue],
 ) -> int:
-    points = 0
-    for path, column in metrics.items():
-        steps = np.asarray(column.steps, dtype=np.int64)
-        if len(steps) == 0:
-            continue
-        values = np.asarray(column.values, dtype=np.float64)
-        stamps = np.asarray(column.timestamps, dtype=np.int64)
-        attr_id = _series_attribute(conn, pk, attrs, path, "float_series", issues)
-        if attr_id is None:
-            continue
-        conn.executemany(
-            "INSERT INTO chunks (id, n, step_first, step_last, ts_first, ts_last, vmin, vmax, "
-            "steps, vals, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _chunk_rows(attr_id, steps, values, stamps),
+    if not block.paths:
+        return 0
+    inherited = {
+        path: row
+        for path, *row in conn.execute(
+            "SELECT path, count, fmin, fmax, fsum, fsumsq, fcount FROM attributes "
+            "WHERE run_id = ? AND type = 'float_series'",
+            (pk,),
         )
-        count, fmin, fmax, fsum, fsumsq, fcount = conn.execute(
-            "SELECT count, fmin, fmax, fsum, fsumsq, fcount FROM attributes WHERE id = ?",
-            (attr_id,),
-        ).fetchone()
-        folded = _fold((fmin, fmax, fsum, fsumsq, fcount), values)
-        last = float(values[-1])
-        conn.execute(
-            "UPDATE attributes SET num = ?, count = ?, last_step = ?, last_ts = ?, fmin = ?, "
-            "fmax = ?, fsum = ?, fsumsq = ?, fcount = ? WHERE id = ?",
+    }
+    keep: list[int] = []
+    attr_ids: list[int] = []
+    for i, path in enumerate(block.paths):
+        attr_id = _series_attribute(conn, pk, attrs, path, "float_series", issues)
+        if attr_id is not None:
+            keep.append(i)
+            attr_ids.append(attr_id)
+    if len(keep) < len(block.paths):
+        block = _subset(block, keep)
+    if not keep:
+        return 0
+    conn.executemany(
+        "INSERT INTO chunks (id, n, step_first, step_last, ts_first, ts_last, vmin, vmax, "
+        "steps, vals, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _chunk_rows(attr_ids, block),
+    )
+    lasts = block.offsets[1:] - 1
+    updates = []
+    for i, (size, own, last, last_step, last_ts) in enumerate(
+        zip(
+            np.diff(block.offsets).tolist(),
+            _aggregates(block),
+            block.values[lasts].tolist(),
+            block.steps[lasts].tolist(),
+            block.timestamps[lasts].tolist(),
+            strict=True,
+        )
+    ):
+        found = inherited.get(block.paths[i])
+        count = size
+        previous: tuple[Any, ...] = (None, None, None, None, 0)
+        if found is not None:
+            count += found[0] or 0
+            previous = tuple(found[1:])
+        updates.append(
             (
                 None if last != last else last,
-                (count or 0) + len(steps),
-                int(steps[-1]),
-                int(stamps[-1]),
-                *folded,
-                attr_id,
-            ),
+                count,
+                last_step,
+                last_ts,
+                *_fold(previous, own),
+                attr_ids[i],
+            )
         )
-        points += len(steps)
-    return points * 24
+    conn.executemany(
+        "UPDATE attributes SET num = ?, count = ?, last_step = ?, last_ts = ?, fmin = ?, "
+        "fmax = ?, fsum = ?, fsumsq = ?, fcount = ? WHERE id = ?",
+        updates,
+    )
+    return block.points * 24
+
+
+def _subset(block: FloatBlock, keep: list[int]) -> FloatBlock:
+    pieces = [np.arange(block.offsets[i], block.offsets[i + 1]) for i in keep]
+    index = np.concatenate(pieces) if pieces else np.empty(0, np.int64)
+    lengths = np.diff(block.offsets)[keep]
+    return FloatBlock(
+        [block.paths[i] for i in keep],
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        block.steps[index],
+        block.values[index],
+        block.timestamps[index],
+    )
 
 
 def _write_series(
