@@ -56,6 +56,7 @@ def serve(
     from despina.server.app import create_app
     from despina.server.logs import configure_logging
     from despina.server.settings import ServerSettings
+    from despina.server.ui import first_sign_in_link
     from despina.store.sqlite import Store
 
     configure_logging(getattr(logging, log_level.upper()), access=not no_access_log)
@@ -64,6 +65,10 @@ def serve(
     )
     store = Store.open(resolve_home(home))
     app = create_app(store, settings)
+    link_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    sign_in = first_sign_in_link(app, settings.public_url or f"http://{link_host}:{port}")
+    if sign_in is not None:
+        click.echo(f"Open the web UI (this sign-in link works once, for an hour):\n  {sign_in}")
     config = uvicorn.Config(
         app,
         host=host,

@@ -31,6 +31,7 @@ from despina.server.logs import AccessLogMiddleware
 from despina.server.retrieval import RetrievalService
 from despina.server.settings import ServerSettings
 from despina.server.storage import BLOB_ROUTE, BlobStorage
+from despina.server.ui import UI_ROUTES
 from despina.store.access import ProjectInfo, find_project, list_project_infos
 from despina.store.sqlite import Store
 
@@ -382,6 +383,8 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("POST", "/api/backend/v1/projects", create_project),
     ("GET", "/api/backend/v1/projects/get", get_project),
     ("GET", "/api/backend/v1/projects", list_projects),
+    # web UI (pages, their .json twins, static files)
+    *UI_ROUTES,
 ]
 """Every route of the server: (method, path, handler)."""
 

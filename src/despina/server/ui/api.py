@@ -1,0 +1,404 @@
+"""What the web UI shows, as plain JSON-ready data: the functions behind every page and its
+``.json`` twin. HTTP-agnostic: the views in ``views.py`` parse the request, check access, call
+one function here in a worker thread and render the answer as HTML or JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from despina.errors import InvalidQuery, RunNotFound
+from despina.query.filters import AttributeFilter
+from despina.query.resolve import restrict_types
+from despina.query.service import Container, QueryService
+from despina.server.ui import charts as _charts
+from despina.server.ui.format import display, iso_time, json_safe, json_value
+from despina.server.ui.tables import (
+    RunsRequest,
+    exact_selector,
+    find_containers,
+    read_page,
+)
+from despina.store.access import list_project_infos
+from despina.store.sysattrs import SYS_COLUMNS, SYS_STRING_SETS
+
+__all__ = [
+    "Download",
+    "attributes_data",
+    "chart_data",
+    "charts_data",
+    "default_columns",
+    "download",
+    "projects_data",
+    "run_data",
+    "runs_data",
+]
+
+SYS_TABLE_COLUMNS = ("sys/creation_time", "sys/tags", "sys/failed")
+SPARK_BUCKETS = 80
+STRING_TAIL = 60
+HISTOGRAM_TAIL = 30
+MAX_SPARKLINES = 300
+
+
+def projects_data(service: QueryService, reaches: Any) -> dict[str, Any]:
+    """The projects ``reaches(name)`` allows, with their run counts."""
+    store = service.store
+    counts = dict(
+        store.connection().execute(
+            "SELECT project_id, count(*) FROM runs WHERE kind = 'run' AND trashed = 0 "
+            "GROUP BY project_id"
+        )
+    )
+    projects = [
+        {
+            "name": info.full_name,
+            "workspace": info.workspace,
+            "project": info.name,
+            "description": info.description,
+            "created": iso_time(info.created_ms),
+            "runs": int(counts.get(info.id, 0)),
+        }
+        for info in list_project_infos(store)
+        if reaches(info.full_name)
+    ]
+    return {"projects": projects}
+
+
+def default_columns(service: QueryService, project: str, kind: str) -> list[str]:
+    """Columns shown before the user picks any: a few ``sys/`` fields, up to three configs and
+    up to four metrics (losses and accuracies first) of the newest run."""
+    with service.snapshot(project) as snap:
+        row = snap.conn.execute(
+            "SELECT id FROM runs WHERE project_id = ? AND kind = 'run' AND trashed = 0 "
+            "ORDER BY creation_ms DESC LIMIT 1",
+            (snap.project_id,),
+        ).fetchone()
+        pairs = []
+        if row is not None:
+            pairs = snap.conn.execute(
+                "SELECT path, type FROM attributes WHERE run_id = ? ORDER BY path", (row[0],)
+            ).fetchall()
+    columns = (["sys/experiment/name"] if kind == "run" else []) + list(SYS_TABLE_COLUMNS)
+    configs = [
+        p for p, t in pairs if t in ("float", "int", "string", "bool") and not p.startswith("sys/")
+    ]
+    metrics = [p for p, t in pairs if t == "float_series"]
+
+    def rank(path: str) -> int:
+        name = path.lower()
+        return 0 if "loss" in name else 1 if "acc" in name else 2
+
+    metrics.sort(key=lambda p: (rank(p), p))
+    return columns + configs[:3] + metrics[:4]
+
+
+def runs_data(
+    service: QueryService, project: str, request: RunsRequest, columns: Sequence[str]
+) -> dict[str, Any]:
+    """One page of the runs table.
+
+    Raises:
+        NqlError: the filter does not parse or resolve.
+        InvalidQuery: a column cannot be sorted.
+    """
+    with service.snapshot(project) as snap:
+        page = read_page(snap, request, columns)
+    rows = []
+    for container, run_id, trashed, cells in zip(
+        page.rows, page.run_ids, page.trashed, page.cells, strict=True
+    ):
+        rows.append(
+            {
+                "label": container.label,
+                "run_id": run_id,
+                "experiment": container.experiment_name,
+                "trashed": trashed,
+                "forked": container.parent_pk is not None,
+                "cells": {
+                    path: {
+                        "type": cell.type,
+                        "value": json_value(cell.type, cell.value),
+                        "text": display(cell.type, cell.value),
+                    }
+                    for path, cell in cells.items()
+                },
+            }
+        )
+    return {
+        "project": project,
+        "view": "experiments" if request.kind == "experiment" else "runs",
+        "query": request.nql,
+        "sort": {"column": request.sort, "direction": request.direction, "type": page.sort_type},
+        "offset": request.offset,
+        "limit": request.limit,
+        "total": page.total,
+        "trashed": request.trashed,
+        "columns": list(columns),
+        "rows": rows,
+    }
+
+
+def attributes_data(service: QueryService, project: str) -> dict[str, Any]:
+    """Every ``(path, type)`` of the project's runs, ``sys/`` fields included."""
+    with service.snapshot(project) as snap:
+        found = snap.definitions(None, restrict_types(AttributeFilter(), None))
+    sys_paths = {(c.path, c.type) for c in SYS_COLUMNS.values()} | {
+        (p, "string_set") for p in SYS_STRING_SETS
+    }
+    pairs = sorted(set(found) | {p for p in sys_paths if p[0] in {a for a, _ in found}})
+    return {"attributes": [{"path": p, "type": t} for p, t in pairs]}
+
+
+def _containers(service: QueryService, project: str, run_ids: Sequence[str]) -> list[Container]:
+    with service.snapshot(project) as snap:
+        return find_containers(snap, run_ids)
+
+
+def charts_data(
+    service: QueryService, project: str, run_ids: Sequence[str], patterns: Sequence[str]
+) -> dict[str, Any]:
+    """The runs and metrics a charts page draws: metrics named by ``patterns`` (names or
+    regular expressions; default: the losses, else the first few) among the runs' series.
+
+    Raises:
+        InvalidQuery: a bad regular expression.
+    """
+    with service.snapshot(project) as snap:
+        containers = find_containers(snap, run_ids)
+        available = _charts.float_series_names(snap, containers)
+    if any(p.strip() for p in patterns):
+        metrics = _charts.pick_metrics(available, patterns)
+    else:
+        metrics = [m for m in available if "loss" in m.lower()][:6] or available[:4]
+    known = {c.label for c in containers}
+    return {
+        "project": project,
+        "runs": [c.label for c in containers],
+        "unknown_runs": [r for r in run_ids if r not in known],
+        "patterns": [p for p in patterns if p.strip()],
+        "metrics": metrics[: _charts.MAX_CHARTS],
+        "more_metrics": max(0, len(metrics) - _charts.MAX_CHARTS),
+        "available": available,
+    }
+
+
+def chart_data(
+    service: QueryService,
+    project: str,
+    run_ids: Sequence[str],
+    metric: str,
+    *,
+    axis: _charts.Axis,
+    window: tuple[float, float] | None,
+    buckets: int,
+) -> dict[str, Any]:
+    """The lines of one chart (see :func:`despina.server.ui.charts.chart`).
+
+    Raises:
+        InvalidQuery: a bad window or bucket count.
+    """
+    with service.snapshot(project) as snap:
+        containers = find_containers(snap, run_ids)
+        found = _charts.chart(snap, containers, metric, axis=axis, window=window, buckets=buckets)
+    return {
+        "metric": found.metric,
+        "axis": found.axis,
+        "range": None if found.x_range is None else list(found.x_range),
+        "window": None if found.window is None else list(found.window),
+        "lines": [
+            {
+                "run": line.run,
+                "points": line.points,
+                "x": line.x,
+                "y": line.y,
+                "low": line.low,
+                "high": line.high,
+            }
+            for line in found.lines
+        ],
+        "missing": found.missing,
+        "unknown_runs": [r for r in run_ids if r not in {c.label for c in containers}],
+    }
+
+
+def _run_container(service: QueryService, project: str, run_id: str) -> Container:
+    found = _containers(service, project, [run_id])
+    if not found:
+        raise RunNotFound(f"no run {run_id!r} in project {project!r}")
+    return found[0]
+
+
+def run_data(service: QueryService, project: str, run_id: str) -> dict[str, Any]:
+    """Everything about one run: ``sys/`` fields, configs, tags, series (with sparkline
+    buckets, string tails, recent histograms) and files.
+
+    Raises:
+        RunNotFound: no such run in the project.
+    """
+    container = _run_container(service, project, run_id)
+    with service.snapshot(project) as snap:
+        table = snap.table([container], restrict_types(AttributeFilter(), None))
+        everything = restrict_types(AttributeFilter(), None)
+        series = snap.series([container], everything)
+        trashed = bool(
+            snap.conn.execute("SELECT trashed FROM runs WHERE id = ?", (container.pk,)).fetchone()[
+                0
+            ]
+        )
+        floats = [i for i in range(len(series)) if series.type[i] == "float_series"]
+        strings = [i for i in range(len(series)) if series.type[i] == "string_series"]
+        histograms = [i for i in range(len(series)) if series.type[i] == "histogram_series"]
+        paths = [series.paths[int(series.path[i])] for i in range(len(series))]
+        spark_paths = [paths[i] for i in floats][:MAX_SPARKLINES]
+        sparks: dict[str, Any] = {}
+        if spark_paths:
+            spark = snap.series([container], exact_selector(spark_paths, ["float_series"]))
+            buckets = snap.buckets(spark, limit=SPARK_BUCKETS, mode="full", include_min_max=True)
+            for i in range(len(spark)):
+                at = slice(int(buckets.offsets[i]), int(buckets.offsets[i + 1]))
+                x = buckets.last_x[at]
+                keep = [j for j, v in enumerate(x.tolist()) if math.isfinite(v)]
+                sparks[spark.paths[int(spark.path[i])]] = {
+                    "x": [float(x[j]) for j in keep],
+                    "y": json_safe([float(buckets.last_y[at][j]) for j in keep]),
+                    "low": json_safe([float(buckets.y_min[at][j]) for j in keep]),
+                    "high": json_safe([float(buckets.y_max[at][j]) for j in keep]),
+                }
+        tails: dict[str, list[dict[str, Any]]] = {}
+        string_set = _subset(series, strings)
+        for i, rows in zip(
+            strings, snap.point_series(string_set, tail_limit=STRING_TAIL), strict=True
+        ):
+            tails[paths[i]] = [
+                {"step": s, "time": iso_time(t), "value": v}
+                for s, t, v in zip(rows.steps, rows.timestamps, rows.values, strict=True)
+            ]
+        hists: dict[str, list[dict[str, Any]]] = {}
+        hist_set = _subset(series, histograms)
+        for i, rows in zip(
+            histograms, snap.point_series(hist_set, tail_limit=HISTOGRAM_TAIL), strict=True
+        ):
+            hists[paths[i]] = [
+                {"step": s, "time": iso_time(t), "histogram": json_safe(_json(v))}
+                for s, t, v in zip(rows.steps, rows.timestamps, rows.values, strict=True)
+            ]
+    sys_fields: list[dict[str, Any]] = []
+    configs: list[dict[str, Any]] = []
+    tags: dict[str, list[str]] = {}
+    metrics: list[dict[str, Any]] = []
+    files: list[dict[str, Any]] = []
+    for column in table.columns:
+        if not len(column.rows):
+            continue
+        value = column.values[0]
+        value = value.item() if hasattr(value, "item") else value
+        entry = {
+            "path": column.path,
+            "type": column.type,
+            "value": json_value(column.type, value),
+            "text": display(column.type, value),
+        }
+        if column.path in SYS_STRING_SETS:
+            tags[column.path] = list(value or [])
+        elif column.path.startswith("sys/"):
+            sys_fields.append(entry)
+        elif column.type == "float_series":
+            entry["count"] = (
+                int(series.count[paths.index(column.path)]) if column.path in paths else 0
+            )
+            metrics.append(entry)
+        elif column.type in ("file", "file_series"):
+            if isinstance(value, dict):
+                entry["size"] = value.get("size_bytes")
+                entry["mime_type"] = value.get("mime_type")
+            files.append(entry)
+        elif column.type in ("string_series", "histogram_series"):
+            continue
+        else:
+            configs.append(entry)
+    return {
+        "project": project,
+        "run_id": container.label,
+        "experiment": container.experiment_name,
+        "trashed": trashed,
+        "sys": sorted(sys_fields, key=lambda e: e["path"]),
+        "tags": tags,
+        "configs": sorted(configs, key=lambda e: e["path"]),
+        "metrics": sorted(metrics, key=lambda e: e["path"]),
+        "sparklines": sparks,
+        "string_series": tails,
+        "histograms": hists,
+        "files": sorted(files, key=lambda e: e["path"]),
+    }
+
+
+def _subset(series: Any, index: list[int]) -> Any:
+    from dataclasses import replace
+
+    import numpy as np
+
+    at = np.array(index, dtype=np.int64)
+    return replace(
+        series,
+        container=series.container[at],
+        run=series.run[at],
+        parent=series.parent[at],
+        path=series.path[at],
+        type=tuple(series.type[i] for i in index),
+        attr_id=series.attr_id[at],
+        count=series.count[at],
+        last_step=series.last_step[at],
+        last_value=series.last_value[at],
+        last_ts=series.last_ts[at],
+    )
+
+
+def _json(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A stored file to send: where it is, its name and type."""
+
+    path: Path
+    filename: str
+    mime_type: str
+
+
+def download(service: QueryService, project: str, run_id: str, attribute: str) -> Download:
+    """The file of a run's ``file`` attribute (or the last file of a ``file_series``).
+
+    Raises:
+        RunNotFound: no such run.
+        InvalidQuery: the run has no file attribute ``attribute``.
+        LookupError: the content is missing from the store (404).
+    """
+    container = _run_container(service, project, run_id)
+    with service.snapshot(project) as snap:
+        table = snap.table([container], exact_selector([attribute], ["file", "file_series"]))
+        values = [c.values[0] for c in table.columns if len(c.rows)]
+        if not values or not isinstance(values[0], dict):
+            raise InvalidQuery(
+                f"run {run_id!r} has no file attribute {attribute!r}; the run page lists its files"
+            )
+        meta = values[0]
+        location = snap.blob(str(meta.get("path", "")))
+    if location is None:
+        raise RunNotFound(
+            f"the content of {attribute!r} of run {run_id!r} is not in the store (it may still "
+            "be uploading)"
+        )
+    key = str(meta.get("path", ""))
+    name = key.rsplit("/", 1)[-1] or attribute.rsplit("/", 1)[-1]
+    return Download(location, name, str(meta.get("mime_type") or "application/octet-stream"))

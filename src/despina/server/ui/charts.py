@@ -1,0 +1,225 @@
+"""Chart data of the web UI: one chart per metric, one line per run, at most 1,000 buckets.
+
+Every bucket carries the point the line is drawn through and the smallest and largest finite
+value of the bucket, so a spike between two drawn points is still visible as the band around
+the line. Forked runs are read through their lineage (inherited points up to each fork step).
+
+* The whole step range is bucketed by the query service (``Snapshot.buckets``, §13.1 of the
+  query spec, from chunk statistics: interior chunks are never decoded).
+* A zoomed window, and the absolute-time axis, read the points in the window and bucket them
+  here with NumPy over that window only: zooming re-buckets the visible range.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from despina.errors import InvalidQuery
+from despina.query.filters import AttributeFilter
+from despina.query.points import SeriesSet, StepRange
+from despina.query.resolve import restrict_types
+from despina.query.service import Container, Snapshot
+from despina.server.ui.tables import exact_selector
+
+__all__ = [
+    "MAX_BUCKETS",
+    "MAX_CHARTS",
+    "Axis",
+    "Chart",
+    "Line",
+    "chart",
+    "float_series_names",
+    "pick_metrics",
+]
+
+MAX_BUCKETS = 1000
+"""The most buckets (points) of one line."""
+MAX_CHARTS = 60
+"""The most charts one page draws."""
+
+Axis = Literal["step", "time"]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass
+class Line:
+    """One run's line: per bucket the drawn point (``x``, ``y``) and the band (``low``, ``high``).
+
+    ``x`` is the step, or the timestamp in epoch milliseconds on the time axis. ``points`` is
+    how many points the buckets summarise.
+    """
+
+    run: str
+    x: list[float]
+    y: list[float | None]
+    low: list[float | None]
+    high: list[float | None]
+    points: int = 0
+
+
+@dataclass
+class Chart:
+    """One metric's chart: its x range, the lines, and the requested runs without the metric."""
+
+    metric: str
+    axis: Axis
+    x_range: tuple[float, float] | None
+    window: tuple[float, float] | None
+    lines: list[Line] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def float_series_names(snap: Snapshot, containers: Sequence[Container]) -> list[str]:
+    """Every float series path of ``containers`` (inherited through forks too), sorted."""
+    if not containers:
+        return []
+    selector = restrict_types(AttributeFilter(), ["float_series"])
+    return sorted({path for path, _ in snap.definitions(list(containers), selector)})
+
+
+def pick_metrics(available: Sequence[str], patterns: Sequence[str]) -> list[str]:
+    """The metrics named by ``patterns``: each is an exact name, else a regular expression
+    searched in the names; in the order of first appearance.
+
+    Raises:
+        InvalidQuery: a pattern is neither a metric name nor a valid regular expression.
+    """
+    chosen: dict[str, None] = {}
+    names = set(available)
+    for pattern in patterns:
+        pattern = pattern.strip()
+        if not pattern:
+            continue
+        if pattern in names:
+            chosen[pattern] = None
+            continue
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise InvalidQuery(
+                f"metric pattern {pattern!r} is not a metric name nor a valid regular "
+                f"expression ({exc}); escape special characters, e.g. 'train\\.loss'"
+            ) from None
+        chosen.update((name, None) for name in available if regex.search(name))
+    return list(chosen)
+
+
+def chart(
+    snap: Snapshot,
+    containers: Sequence[Container],
+    metric: str,
+    *,
+    axis: Axis = "step",
+    window: tuple[float, float] | None = None,
+    buckets: int = MAX_BUCKETS,
+) -> Chart:
+    """The chart of ``metric`` for ``containers`` (in their order).
+
+    ``window`` limits the x axis (steps, or epoch ms on the time axis) and re-buckets it.
+
+    Raises:
+        InvalidQuery: ``buckets`` is out of 2..1000 or the window is empty or reversed.
+    """
+    if not 2 <= buckets <= MAX_BUCKETS:
+        raise InvalidQuery(f"buckets must be between 2 and {MAX_BUCKETS}, got {buckets}")
+    if window is not None and not (
+        math.isfinite(window[0]) and math.isfinite(window[1]) and window[0] < window[1]
+    ):
+        raise InvalidQuery(
+            f"the window must be two finite numbers, the first below the second; got {window}"
+        )
+    series = snap.series(list(containers), exact_selector([metric], ["float_series"]))
+    labels = [containers[int(c)].label for c in series.container.tolist()]
+    result = Chart(metric, axis, None, window)
+    have = set(labels)
+    result.missing = [c.label for c in containers if c.label not in have]
+    if not len(series):
+        return result
+    if axis == "step" and window is None:
+        result.lines, result.x_range = _from_service(snap, series, labels, buckets)
+    else:
+        result.lines, result.x_range = _from_points(snap, series, labels, axis, window, buckets)
+    return result
+
+
+def _from_service(
+    snap: Snapshot, series: SeriesSet, labels: list[str], buckets: int
+) -> tuple[list[Line], tuple[float, float] | None]:
+    found = snap.buckets(series, limit=buckets - 1, mode="full", include_min_max=True)
+    lines = []
+    for i, label in enumerate(labels):
+        at = slice(int(found.offsets[i]), int(found.offsets[i + 1]))
+        first = found.index[at] == 0
+        x = np.where(first, found.first_x[at], found.last_x[at])
+        y = np.where(first, found.first_y[at], found.last_y[at])
+        low, high = found.y_min[at], found.y_max[at]
+        keep = np.isfinite(x)
+        lines.append(_line(label, x[keep], y[keep], low[keep], high[keep], int(series.count[i])))
+    return lines, found.x_range
+
+
+def _from_points(
+    snap: Snapshot,
+    series: SeriesSet,
+    labels: list[str],
+    axis: Axis,
+    window: tuple[float, float] | None,
+    buckets: int,
+) -> tuple[list[Line], tuple[float, float] | None]:
+    step_range = StepRange(*window) if axis == "step" and window is not None else StepRange()
+    batch = snap.float_series(series, mode="full", step_range=step_range)
+    xs, ys = [], []
+    for i in range(len(labels)):
+        at = slice(int(batch.offsets[i]), int(batch.offsets[i + 1]))
+        x = batch.steps[at] if axis == "step" else batch.timestamps[at].astype(np.float64)
+        y = batch.values[at]
+        if axis == "time":
+            order = np.argsort(x, kind="stable")
+            x, y = x[order], y[order]
+            if window is not None:
+                keep = (x >= window[0]) & (x <= window[1])
+                x, y = x[keep], y[keep]
+        xs.append(x)
+        ys.append(y)
+    nonempty = [x for x in xs if len(x)]
+    if window is not None:
+        lo, hi = window
+    elif nonempty:
+        lo, hi = min(float(x[0]) for x in nonempty), max(float(x[-1]) for x in nonempty)
+    else:
+        return [_line(label, *(np.empty(0),) * 4, 0) for label in labels], None
+    lines = [
+        _bucketed(label, x, y, lo, hi, buckets) for label, x, y in zip(labels, xs, ys, strict=True)
+    ]
+    return lines, (lo, hi)
+
+
+def _bucketed(label: str, x: F64, y: F64, lo: float, hi: float, buckets: int) -> Line:
+    """Equal-width buckets over ``[lo, hi]``: each bucket's last point and its finite range."""
+    if not len(x):
+        return _line(label, x, y, y, y, 0)
+    width = (hi - lo) / buckets if hi > lo else 1.0
+    index = np.clip(((x - lo) / width).astype(np.int64), 0, buckets - 1)
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    finite = np.where(np.isfinite(y), y, np.nan)
+    with np.errstate(invalid="ignore"):
+        low = np.fmin.reduceat(finite, starts)
+        high = np.fmax.reduceat(finite, starts)
+    last = ends - 1
+    return _line(label, x[last], y[last], low, high, len(x))
+
+
+def _nullable(values: F64) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in values.tolist()]
+
+
+def _line(label: str, x: F64, y: F64, low: F64, high: F64, points: int) -> Line:
+    return Line(label, x.tolist(), _nullable(y), _nullable(low), _nullable(high), points)

@@ -1,0 +1,184 @@
+// Charts page: one uPlot chart per metric, one line per run, drawn from server buckets.
+// Each bucket gives the drawn point and its min-max band, so spikes stay visible. Dragging
+// selects a window that the server re-buckets; double-click (or "reset zoom") goes back.
+(() => {
+  "use strict";
+  const cfg = JSON.parse(document.getElementById("chart-config").textContent);
+  const palette = ["#2f6fdf", "#e8590c", "#2b8a3e", "#c2255c", "#7048e8", "#0b7285",
+    "#a61e4d", "#5c940d", "#d9480f", "#364fc7", "#862e9c", "#087f5b"];
+  const colour = (run) => palette[Math.max(0, cfg.runs.indexOf(run)) % palette.length];
+  const timeAxis = cfg.axis === "time";
+  const toPlot = (x) => (timeAxis ? x / 1000 : x);   // uPlot time scales are in seconds
+  const toServer = (x) => (timeAxis ? x * 1000 : x);
+
+  const legend = document.getElementById("run-legend");
+  for (const run of cfg.runs) {
+    const a = document.createElement("a");
+    a.href = cfg.runUrl + "?id=" + encodeURIComponent(run);
+    const sw = document.createElement("span");
+    sw.className = "swatch"; sw.style.background = colour(run);
+    a.append(sw, run);
+    legend.append(a);
+  }
+  if (!window.uPlot) return;
+
+  function fmt(v) {
+    if (v == null) return "–";
+    if (v !== 0 && (Math.abs(v) >= 1e6 || Math.abs(v) < 1e-4)) return v.toExponential(4);
+    return String(+v.toPrecision(7));
+  }
+  function fmtX(x) {
+    return timeAxis ? new Date(x * 1000).toISOString().replace("T", " ").replace("Z", "") : "step " + fmt(x);
+  }
+
+  function request(metric, win) {
+    const p = new URLSearchParams();
+    p.set("metric", metric);
+    p.set("x", cfg.axis);
+    for (const run of cfg.runs) p.append("run", run);
+    if (win) { p.set("from", String(win[0])); p.set("to", String(win[1])); }
+    return fetch(cfg.chartUrl + "?" + p.toString(), { credentials: "same-origin" }).then((r) =>
+      r.json().then((body) => { if (!r.ok) throw new Error(body.message || r.statusText); return body; }));
+  }
+
+  // uPlot wants one shared x array: the union of every line's x, with nulls where a line has
+  // no point (lines are drawn across the gaps).
+  function columns(data) {
+    const xs = new Set();
+    for (const line of data.lines) for (const x of line.x) xs.add(x);
+    const x = Float64Array.from(xs).sort();
+    const at = new Map();
+    x.forEach((v, i) => at.set(v, i));
+    const cols = [Array.from(x, toPlot)];
+    const clean = (v) => (v == null || (cfg.log && v <= 0) ? null : v);
+    for (const line of data.lines) {
+      const y = new Array(x.length).fill(null);
+      const lo = new Array(x.length).fill(null);
+      const hi = new Array(x.length).fill(null);
+      line.x.forEach((v, i) => {
+        const j = at.get(v);
+        y[j] = clean(line.y[i]); lo[j] = clean(line.low[i]); hi[j] = clean(line.high[i]);
+      });
+      cols.push(y, lo, hi);
+    }
+    return cols;
+  }
+
+  function nearest(data, seriesIdx, idx) {
+    const ys = data[seriesIdx];
+    if (ys == null || idx == null) return idx;
+    if (ys[idx] != null) return idx;
+    const xs = data[0];
+    let left = idx - 1, right = idx + 1;
+    while (left >= 0 && ys[left] == null) left--;
+    while (right < ys.length && ys[right] == null) right++;
+    if (left < 0) return right < ys.length ? right : null;
+    if (right >= ys.length) return left;
+    return xs[idx] - xs[left] <= xs[right] - xs[idx] ? left : right;
+  }
+
+  class Chart {
+    constructor(section) {
+      this.section = section;
+      this.metric = section.dataset.metric;
+      this.plotEl = section.querySelector(".plot");
+      this.readout = section.querySelector(".readout");
+      this.state = section.querySelector(".state");
+      this.reset = section.querySelector(".reset");
+      this.reset.addEventListener("click", () => this.load(null));
+      this.plot = null;
+      this.lines = [];
+      this.load(null);
+    }
+
+    load(win) {
+      this.state.textContent = "loading…";
+      this.section.dataset.loading = "1";
+      request(this.metric, win).then((data) => this.draw(data, win)).catch((err) => {
+        this.state.textContent = "error: " + err.message;
+        delete this.section.dataset.loading;
+      });
+    }
+
+    draw(data, win) {
+      this.lines = data.lines.filter((l) => l.x.length);
+      const cols = columns({ lines: this.lines });
+      const most = Math.max(0, ...this.lines.map((l) => l.x.length));
+      const points = this.lines.reduce((n, l) => n + l.points, 0);
+      this.state.textContent = (win ? "zoomed to " + fmtX(toPlot(win[0])) + " – " + fmtX(toPlot(win[1])) + " · " : "")
+        + this.lines.length + " runs · ≤" + most + " buckets per line · " + points.toLocaleString() + " points"
+        + (data.missing.length ? " · not in " + data.missing.length + " runs" : "");
+      this.reset.hidden = !win;
+      this.section.dataset.window = win ? win.join(",") : "";
+      this.section.dataset.buckets = String(most);
+      delete this.section.dataset.loading;
+      if (this.plot) { this.plot.destroy(); this.plot = null; }
+      if (!this.lines.length) { this.plotEl.textContent = "no data"; return; }
+      this.plotEl.textContent = "";
+      const series = [{ label: cfg.axis }];
+      const bands = [];
+      this.lines.forEach((line, i) => {
+        const c = colour(line.run);
+        series.push({ label: line.run, stroke: c, width: 1.5, spanGaps: true, points: { show: false } });
+        series.push({ label: line.run + " min", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
+        series.push({ label: line.run + " max", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
+        bands.push({ series: [3 + 3 * i, 2 + 3 * i], fill: c + "33" });
+      });
+      const chart = this;
+      const opts = {
+        width: Math.max(300, this.plotEl.clientWidth),
+        height: 240,
+        legend: { show: false },
+        scales: { x: { time: timeAxis }, y: { distr: cfg.log ? 3 : 1 } },
+        axes: [{ stroke: "#667085", grid: { stroke: "#eef0f3" } },
+          { stroke: "#667085", grid: { stroke: "#eef0f3" }, size: 60 }],
+        series,
+        bands,
+        cursor: {
+          drag: { x: true, y: false, setScale: false },
+          dataIdx: (u, seriesIdx, closestIdx) => nearest(u.data, seriesIdx, closestIdx),
+        },
+        hooks: {
+          setSelect: [(u) => {
+            if (u.select.width < 4) return;
+            const lo = u.posToVal(u.select.left, "x");
+            const hi = u.posToVal(u.select.left + u.select.width, "x");
+            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+            if (hi > lo) chart.load([toServer(lo), toServer(hi)]);
+          }],
+          setCursor: [(u) => chart.show(u)],
+        },
+      };
+      this.plot = new uPlot(opts, cols, this.plotEl);
+      this.plot.over.addEventListener("dblclick", () => { if (win) this.load(null); });
+      if (win) this.plot.setScale("x", { min: toPlot(win[0]), max: toPlot(win[1]) });
+    }
+
+    show(u) {
+      const parts = [];
+      if (u.cursor.idx == null) { this.readout.textContent = ""; return; }
+      this.lines.forEach((line, i) => {
+        const s = 1 + 3 * i;
+        const idx = u.cursor.idxs ? u.cursor.idxs[s] : u.cursor.idx;
+        if (idx == null || u.data[s][idx] == null) return;
+        const lo = u.data[s + 1][idx], hi = u.data[s + 2][idx];
+        const span = lo != null && hi != null && lo !== hi ? " [" + fmt(lo) + " … " + fmt(hi) + "]" : "";
+        const el = document.createElement("span");
+        const sw = document.createElement("span");
+        sw.className = "swatch"; sw.style.background = colour(line.run);
+        el.append(sw, line.run + ": " + fmt(u.data[s][idx]) + " @ " + fmtX(u.data[0][idx]) + span);
+        parts.push(el);
+      });
+      this.readout.replaceChildren(...parts);
+    }
+  }
+
+  const charts = Array.from(document.querySelectorAll("section.chart"), (s) => new Chart(s));
+  let timer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      for (const c of charts) if (c.plot) c.plot.setSize({ width: Math.max(300, c.plotEl.clientWidth), height: 240 });
+    }, 150);
+  });
+})();

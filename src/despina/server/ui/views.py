@@ -1,0 +1,606 @@
+"""HTTP handlers of the web UI: HTML pages and their ``.json`` twins, over ``api.py``.
+
+Every handler checks the session first. Pages answer a redirect to the sign-in page without a
+session and an HTML error page for refusals and bad input; JSON routes answer the server's one
+error shape (401 without a session, 403 outside the session's projects, 400 for bad input,
+404 for unknown projects and runs). The work itself runs in a worker thread (the store is
+synchronous SQLite).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, quote, urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from despina.errors import AuthError, DespinaError, NqlError
+from despina.query.exceptions import NeptuneError, NeptuneProjectInaccessible
+from despina.query.service import QueryService
+from despina.server.auth import load_server_key
+from despina.server.errors import ApiError, bad_request
+from despina.server.ui import api
+from despina.server.ui.charts import MAX_BUCKETS, Axis
+from despina.server.ui.format import display
+from despina.server.ui.session import COOKIE, SESSION_SECONDS, Sessions, SignInCodes, Viewer
+from despina.server.ui.tables import DEFAULT_SORT, MAX_PAGE, RunsRequest
+from despina.store.access import find_project
+
+__all__ = ["UI_ROUTES", "UiState", "ui_state"]
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+MAX_COLUMNS = 200
+MAX_CHART_RUNS = 100
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class UiState:
+    """What the UI handlers share, kept on the application beside the server's state."""
+
+    service: QueryService
+    sessions: Sessions
+    codes: SignInCodes
+
+
+def ui_state(app: Starlette) -> UiState:
+    """The UI state of ``app`` (created on first use from the server's state)."""
+    state: UiState | None = getattr(app.state, "despina_ui", None)
+    if state is None:
+        server = app.state.despina
+        state = UiState(
+            QueryService(server.store),
+            Sessions(server.store, load_server_key(server.store.home)),
+            SignInCodes(),
+        )
+        app.state.despina_ui = state
+    return state
+
+
+@cache
+def _templates() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["vendor"] = vendor_files
+    env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.filters["display"] = display
+    return env
+
+
+@cache
+def vendor_files() -> dict[str, str]:
+    """The chart library's files in ``static/vendor`` (installed by ``make ui`` from npm)."""
+    found = {}
+    folder = STATIC_DIR / "vendor"
+    for path in sorted(folder.glob("uPlot-*.min.*")) if folder.is_dir() else []:
+        found["js" if path.suffix == ".js" else "css"] = f"/ui/static/vendor/{path.name}"
+    return found
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
+    html = (
+        _templates()
+        .get_template(name)
+        .render(request=request, viewer=viewer, path=request.url.path, **context)
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+# -- access ----------------------------------------------------------------------------------
+
+
+def _viewer(request: Request) -> Viewer:
+    """The signed-in viewer (401 without a valid session)."""
+    viewer = ui_state(request.app).sessions.viewer(request.cookies.get(COOKIE))
+    if viewer is None:
+        raise AuthError("not signed in: sign in at /sign-in with an API token")
+    request.state.viewer = viewer
+    return viewer
+
+
+def _project(request: Request) -> str:
+    """The project of the path, checked against the session (401, 403, 404)."""
+    viewer = _viewer(request)
+    name = f"{request.path_params['workspace']}/{request.path_params['project']}"
+    viewer.require(name)
+    if find_project(request.app.state.despina.store, name) is None:
+        raise ApiError(404, f"project {name!r} does not exist")
+    return name
+
+
+def _html(handler: Handler) -> Handler:
+    """Pages: a redirect to sign in without a session, an HTML error page for refusals."""
+
+    async def page(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except AuthError as exc:
+            if exc.status == 401:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/sign-in?{urlencode({'next': target})}", 303)
+            return _error_page(request, exc.status, str(exc))
+        except ApiError as exc:
+            return _error_page(request, exc.status, exc.message)
+        except NeptuneProjectInaccessible as exc:
+            return _error_page(request, 404, str(exc))
+        except NeptuneError as exc:
+            return _error_page(request, 400, str(exc))
+        except DespinaError as exc:
+            status = int(getattr(exc, "status", 500))
+            if status >= 500:
+                raise
+            return _error_page(request, status, str(exc))
+
+    page.__name__ = handler.__name__
+    return page
+
+
+def _json(handler: Handler) -> Handler:
+    """JSON twins: errors in the server's one shape, NQL errors with their span."""
+
+    async def twin(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except NqlError as exc:
+            raise nql_error(exc) from None
+        except NeptuneProjectInaccessible as exc:
+            raise ApiError(404, str(exc)) from None
+        except NeptuneError as exc:
+            raise bad_request(str(exc)) from None
+
+    twin.__name__ = handler.__name__
+    return twin
+
+
+def nql_error(exc: NqlError) -> ApiError:
+    """A 400 for an NQL error, carrying the span to underline."""
+    return bad_request(
+        str(exc),
+        title=getattr(exc, "title", "Invalid query"),
+        position=exc.start,
+        start=exc.start,
+        end=exc.end,
+        line=exc.line,
+        col=exc.col,
+        description=exc.description,
+    )
+
+
+def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    return render(request, "error.html", status=status, status_code=status, message=message)
+
+
+def _json_response(data: Any) -> JSONResponse:
+    return JSONResponse(data)
+
+
+# -- parameters --------------------------------------------------------------------------------
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer, got {raw!r:.40}") from None
+    if not low <= value <= high:
+        raise bad_request(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be a number, got {raw!r:.40}") from None
+    if not math.isfinite(value):
+        raise bad_request(f"{name} must be a finite number, got {raw!r:.40}")
+    return value
+
+
+def _choice(request: Request, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = request.query_params.get(name) or default
+    if value not in allowed:
+        raise bad_request(f"{name} must be one of {', '.join(allowed)}, got {value!r:.40}")
+    return value
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "") in ("1", "true", "on", "yes")
+
+
+def _list(request: Request, name: str, limit: int) -> list[str]:
+    values = [v for v in request.query_params.getlist(name) if v != ""]
+    if len(values) > limit:
+        raise bad_request(f"at most {limit} {name} parameters are allowed, got {len(values)}")
+    if any(len(v) > 1000 for v in values):
+        raise bad_request(f"a {name} parameter is longer than 1000 characters")
+    return values
+
+
+def _runs_request(request: Request) -> RunsRequest:
+    view = _choice(request, "view", ("experiments", "runs"), "experiments")
+    limit = _int(request, "limit", 50, 1, MAX_PAGE)
+    page = _int(request, "page", 1, 1, 10**9)
+    offset = _int(request, "offset", (page - 1) * limit, 0, 10**12)
+    query = request.query_params.get("q", "")
+    if len(query) > 20_000:
+        raise bad_request("the query is longer than 20,000 characters")
+    return RunsRequest(
+        kind="experiment" if view == "experiments" else "run",
+        nql=query,
+        sort=request.query_params.get("sort") or DEFAULT_SORT,
+        direction="asc" if _choice(request, "dir", ("asc", "desc"), "desc") == "asc" else "desc",
+        offset=offset,
+        limit=limit,
+        trashed=_flag(request, "trashed"),
+    )
+
+
+def _columns(request: Request, service: QueryService, project: str, kind: str) -> list[str]:
+    columns = _list(request, "col", MAX_COLUMNS)
+    if columns:
+        return list(dict.fromkeys(columns))
+    return api.default_columns(service, project, kind)
+
+
+def _axis(request: Request) -> Axis:
+    return "time" if _choice(request, "x", ("step", "time"), "step") == "time" else "step"
+
+
+def _patterns(request: Request) -> list[str]:
+    return [p for raw in _list(request, "metric", 100) for p in raw.split()]
+
+
+# -- sign-in -------------------------------------------------------------------------------
+
+
+def _safe_next(target: str | None) -> str:
+    """A local path to go to after signing in (never another site)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/projects"
+    return target
+
+
+def _signed_in(request: Request, key_ids: list[str], target: str) -> Response:
+    state = ui_state(request.app)
+    current = state.sessions.key_ids(request.cookies.get(COOKIE))
+    keys = list(dict.fromkeys([*key_ids, *current]))
+    response = RedirectResponse(_safe_next(target), 303)
+    response.set_cookie(
+        COOKIE,
+        state.sessions.encode(keys),
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/projects", 303)
+
+
+async def sign_in_form(request: Request) -> Response:
+    state = ui_state(request.app)
+    request.state.viewer = state.sessions.viewer(request.cookies.get(COOKIE))
+    return render(request, "sign_in.html", next=_safe_next(request.query_params.get("next")))
+
+
+async def sign_in(request: Request) -> Response:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > 64 * 1024:
+            raise ApiError(413, "the sign-in form is over 64 KiB")
+    try:
+        form = parse_qs(body.decode(), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise bad_request("the sign-in form must be UTF-8") from None
+    token = form.get("token", [""])[0].strip()
+    target = _safe_next(form.get("next", [""])[0])
+    state = ui_state(request.app)
+    if not token:
+        return render(request, "sign_in.html", 400, next=target, error="Paste an API token.")
+    try:
+        key = await run_in_threadpool(state.sessions.check_token, token)
+    except AuthError as exc:
+        return render(request, "sign_in.html", 401, next=target, error=str(exc))
+    return _signed_in(request, [key.key_id], target)
+
+
+async def sign_in_link(request: Request) -> Response:
+    code = request.query_params.get("code", "")
+    state = ui_state(request.app)
+    keys = state.codes.redeem(code) if code else None
+    if not keys:
+        return render(
+            request,
+            "sign_in.html",
+            400,
+            next="/projects",
+            error="This sign-in link was already used or has expired; paste an API token "
+            "instead ('despina token create --workspace WS' prints one).",
+        )
+    return _signed_in(request, keys, "/projects")
+
+
+async def sign_out(request: Request) -> Response:
+    response = RedirectResponse("/sign-in", 303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+# -- projects --------------------------------------------------------------------------------
+
+
+async def _projects(request: Request) -> dict[str, Any]:
+    viewer = _viewer(request)
+    service = ui_state(request.app).service
+    return await run_in_threadpool(api.projects_data, service, viewer.reaches)
+
+
+@_html
+async def projects_page(request: Request) -> Response:
+    return render(request, "projects.html", data=await _projects(request))
+
+
+@_json
+async def projects_json(request: Request) -> Response:
+    return _json_response(await _projects(request))
+
+
+# -- runs table ------------------------------------------------------------------------------
+
+
+def _table_url(request: Request, **changes: Any) -> str:
+    """The table URL with some parameters changed (``None`` removes one)."""
+    items = [(k, v) for k, v in request.query_params.multi_items() if k not in changes]
+    for key, value in changes.items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            items.extend((key, v) for v in value)
+        else:
+            items.append((key, str(value)))
+    query = urlencode(items)
+    return request.url.path + (f"?{query}" if query else "")
+
+
+async def _runs(request: Request) -> tuple[str, RunsRequest, dict[str, Any]]:
+    project = _project(request)
+    service = ui_state(request.app).service
+    runs_request = _runs_request(request)
+    columns = await run_in_threadpool(_columns, request, service, project, runs_request.kind)
+    data = await run_in_threadpool(api.runs_data, service, project, runs_request, columns)
+    return project, runs_request, data
+
+
+@_html
+async def runs_page(request: Request) -> Response:
+    try:
+        project, runs_request, data = await _runs(request)
+    except NqlError as exc:
+        project = _project(request)
+        return render(
+            request,
+            "runs.html",
+            400,
+            project=project,
+            data=None,
+            query=request.query_params.get("q", ""),
+            view=request.query_params.get("view", "experiments"),
+            nql_error=exc,
+            url=lambda **changes: _table_url(request, **changes),
+        )
+    return render(
+        request,
+        "runs.html",
+        project=project,
+        data=data,
+        query=runs_request.nql,
+        view=data["view"],
+        nql_error=None,
+        url=lambda **changes: _table_url(request, **changes),
+    )
+
+
+@_json
+async def runs_json(request: Request) -> Response:
+    _, _, data = await _runs(request)
+    return _json_response(data)
+
+
+@_json
+async def attributes_json(request: Request) -> Response:
+    project = _project(request)
+    service = ui_state(request.app).service
+    return _json_response(await run_in_threadpool(api.attributes_data, service, project))
+
+
+# -- charts --------------------------------------------------------------------------------
+
+
+async def _charts(request: Request) -> tuple[str, dict[str, Any]]:
+    project = _project(request)
+    service = ui_state(request.app).service
+    runs = _list(request, "run", MAX_CHART_RUNS)
+    data = await run_in_threadpool(api.charts_data, service, project, runs, _patterns(request))
+    data["axis"] = _axis(request)
+    data["log"] = _flag(request, "log")
+    return project, data
+
+
+@_html
+async def charts_page(request: Request) -> Response:
+    project, data = await _charts(request)
+    config = {
+        "chartUrl": f"/p/{project}/chart.json",
+        "runUrl": f"/p/{project}/run",
+        "runs": data["runs"],
+        "metrics": data["metrics"],
+        "axis": data["axis"],
+        "log": data["log"],
+    }
+    return render(
+        request,
+        "charts.html",
+        project=project,
+        data=data,
+        config=json.dumps(config).replace("</", "<\\/"),
+    )
+
+
+@_json
+async def charts_json(request: Request) -> Response:
+    _, data = await _charts(request)
+    return _json_response(data)
+
+
+@_json
+async def chart_json(request: Request) -> Response:
+    project = _project(request)
+    service = ui_state(request.app).service
+    runs = _list(request, "run", MAX_CHART_RUNS)
+    metric = request.query_params.get("metric", "")
+    if not metric:
+        raise bad_request("give the metric to chart: ?metric=<float series path>")
+    if not runs:
+        raise bad_request("give at least one run: ?run=<run id>&run=...")
+    low, high = _float(request, "from"), _float(request, "to")
+    if (low is None) != (high is None):
+        raise bad_request("give both from and to (a zoom window), or neither")
+    window = None if low is None or high is None else (low, high)
+    buckets = _int(request, "buckets", MAX_BUCKETS, 2, MAX_BUCKETS)
+    data = await run_in_threadpool(
+        lambda: api.chart_data(
+            service, project, runs, metric, axis=_axis(request), window=window, buckets=buckets
+        )
+    )
+    return _json_response(data)
+
+
+# -- run page ------------------------------------------------------------------------------
+
+
+def _run_id(request: Request) -> str:
+    run_id = request.query_params.get("id", "")
+    if not run_id:
+        raise bad_request("give the run: ?id=<run id>")
+    return run_id
+
+
+async def _run(request: Request) -> tuple[str, dict[str, Any]]:
+    project = _project(request)
+    run_id = _run_id(request)
+    service = ui_state(request.app).service
+    return project, await run_in_threadpool(api.run_data, service, project, run_id)
+
+
+@_html
+async def run_page(request: Request) -> Response:
+    project, data = await _run(request)
+    payload = {
+        "sparklines": data["sparklines"],
+        "histograms": data["histograms"],
+    }
+    return render(
+        request,
+        "run.html",
+        project=project,
+        data=data,
+        payload=json.dumps(payload).replace("</", "<\\/"),
+    )
+
+
+@_json
+async def run_json(request: Request) -> Response:
+    _, data = await _run(request)
+    return _json_response(data)
+
+
+async def file_download(request: Request) -> Response:
+    project = _project(request)
+    run_id = _run_id(request)
+    attribute = request.query_params.get("path", "")
+    if not attribute:
+        raise bad_request("give the file attribute: ?path=<attribute path>")
+    service = ui_state(request.app).service
+    try:
+        found = await run_in_threadpool(api.download, service, project, run_id, attribute)
+    except LookupError as exc:
+        raise ApiError(404, str(exc)) from None
+    return FileResponse(found.path, media_type=found.mime_type, filename=found.filename)
+
+
+# -- static files ----------------------------------------------------------------------------
+
+_STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+
+
+async def static(request: Request) -> Response:
+    name = str(request.path_params["name"])
+    path = (STATIC_DIR / name).resolve()
+    if (
+        STATIC_DIR.resolve() not in path.parents
+        or not path.is_file()
+        or path.name.startswith(".")
+        or path.suffix not in _STATIC_TYPES
+    ):
+        raise ApiError(404, f"no static file {name!r}")
+    cache_control = "public, max-age=31536000, immutable" if "vendor" in path.parts else "no-cache"
+    return FileResponse(
+        path, media_type=_STATIC_TYPES[path.suffix], headers={"Cache-Control": cache_control}
+    )
+
+
+Method = Literal["GET", "POST"]
+
+UI_ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/", home),
+    ("GET", "/sign-in", sign_in_form),
+    ("POST", "/sign-in", sign_in),
+    ("GET", "/sign-in/link", sign_in_link),
+    ("POST", "/sign-out", sign_out),
+    ("GET", "/projects", projects_page),
+    ("GET", "/projects.json", projects_json),
+    ("GET", "/p/{workspace}/{project}", runs_page),
+    ("GET", "/p/{workspace}/{project}/runs.json", runs_json),
+    ("GET", "/p/{workspace}/{project}/attributes.json", attributes_json),
+    ("GET", "/p/{workspace}/{project}/charts", charts_page),
+    ("GET", "/p/{workspace}/{project}/charts.json", charts_json),
+    ("GET", "/p/{workspace}/{project}/chart.json", chart_json),
+    ("GET", "/p/{workspace}/{project}/run", run_page),
+    ("GET", "/p/{workspace}/{project}/run.json", run_json),
+    ("GET", "/p/{workspace}/{project}/file", _json(file_download)),
+    ("GET", "/ui/static/{name:path}", static),
+]
+"""Every route of the web UI: (method, path, handler)."""
