@@ -405,6 +405,8 @@ def _fast_batch(
             chosen_rows, values = rows, block.values
         else:
             chosen_rows, values = rows[inside], block.values[inside]
+        if len(chosen_rows) == 0:
+            continue
         items += values.size
         for k, key in enumerate(block.keys):
             parts.setdefault(key, []).append((chosen_rows, values[:, k]))

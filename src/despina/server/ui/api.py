@@ -13,6 +13,7 @@ from typing import Any
 
 from despina.errors import InvalidQuery, RunNotFound
 from despina.query.filters import AttributeFilter
+from despina.query.points import SeriesSet
 from despina.query.resolve import restrict_types
 from despina.query.service import Container, QueryService
 from despina.server.ui import charts as _charts
@@ -243,18 +244,14 @@ def run_data(service: QueryService, project: str, run_id: str) -> dict[str, Any]
     container = _run_container(service, project, run_id)
     with service.snapshot(project) as snap:
         table = snap.table([container], restrict_types(AttributeFilter(), None))
-        everything = restrict_types(AttributeFilter(), None)
-        series = snap.series([container], everything)
         trashed = bool(
             snap.conn.execute("SELECT trashed FROM runs WHERE id = ?", (container.pk,)).fetchone()[
                 0
             ]
         )
-        floats = [i for i in range(len(series)) if series.type[i] == "float_series"]
-        strings = [i for i in range(len(series)) if series.type[i] == "string_series"]
-        histograms = [i for i in range(len(series)) if series.type[i] == "histogram_series"]
-        paths = [series.paths[int(series.path[i])] for i in range(len(series))]
-        spark_paths = [paths[i] for i in floats][:MAX_SPARKLINES]
+        floats = snap.series([container], restrict_types(AttributeFilter(), ["float_series"]))
+        counts = {_path(floats, i): int(floats.count[i]) for i in range(len(floats))}
+        spark_paths = sorted(counts)[:MAX_SPARKLINES]
         sparks: dict[str, Any] = {}
         if spark_paths:
             spark = snap.series([container], exact_selector(spark_paths, ["float_series"]))
@@ -263,27 +260,25 @@ def run_data(service: QueryService, project: str, run_id: str) -> dict[str, Any]
                 at = slice(int(buckets.offsets[i]), int(buckets.offsets[i + 1]))
                 x = buckets.last_x[at]
                 keep = [j for j, v in enumerate(x.tolist()) if math.isfinite(v)]
-                sparks[spark.paths[int(spark.path[i])]] = {
+                sparks[_path(spark, i)] = {
                     "x": [float(x[j]) for j in keep],
                     "y": json_safe([float(buckets.last_y[at][j]) for j in keep]),
                     "low": json_safe([float(buckets.y_min[at][j]) for j in keep]),
                     "high": json_safe([float(buckets.y_max[at][j]) for j in keep]),
                 }
         tails: dict[str, list[dict[str, Any]]] = {}
-        string_set = _subset(series, strings)
-        for i, rows in zip(
-            strings, snap.point_series(string_set, tail_limit=STRING_TAIL), strict=True
-        ):
-            tails[paths[i]] = [
+        strings = snap.series([container], restrict_types(AttributeFilter(), ["string_series"]))
+        for i, rows in enumerate(snap.point_series(strings, tail_limit=STRING_TAIL)):
+            tails[_path(strings, i)] = [
                 {"step": s, "time": iso_time(t), "value": v}
                 for s, t, v in zip(rows.steps, rows.timestamps, rows.values, strict=True)
             ]
         hists: dict[str, list[dict[str, Any]]] = {}
-        hist_set = _subset(series, histograms)
-        for i, rows in zip(
-            histograms, snap.point_series(hist_set, tail_limit=HISTOGRAM_TAIL), strict=True
-        ):
-            hists[paths[i]] = [
+        histograms = snap.series(
+            [container], restrict_types(AttributeFilter(), ["histogram_series"])
+        )
+        for i, rows in enumerate(snap.point_series(histograms, tail_limit=HISTOGRAM_TAIL)):
+            hists[_path(histograms, i)] = [
                 {"step": s, "time": iso_time(t), "histogram": json_safe(_json(v))}
                 for s, t, v in zip(rows.steps, rows.timestamps, rows.values, strict=True)
             ]
@@ -308,9 +303,7 @@ def run_data(service: QueryService, project: str, run_id: str) -> dict[str, Any]
         elif column.path.startswith("sys/"):
             sys_fields.append(entry)
         elif column.type == "float_series":
-            entry["count"] = (
-                int(series.count[paths.index(column.path)]) if column.path in paths else 0
-            )
+            entry["count"] = counts.get(column.path, 0)
             metrics.append(entry)
         elif column.type in ("file", "file_series"):
             if isinstance(value, dict):
@@ -337,25 +330,8 @@ def run_data(service: QueryService, project: str, run_id: str) -> dict[str, Any]
     }
 
 
-def _subset(series: Any, index: list[int]) -> Any:
-    from dataclasses import replace
-
-    import numpy as np
-
-    at = np.array(index, dtype=np.int64)
-    return replace(
-        series,
-        container=series.container[at],
-        run=series.run[at],
-        parent=series.parent[at],
-        path=series.path[at],
-        type=tuple(series.type[i] for i in index),
-        attr_id=series.attr_id[at],
-        count=series.count[at],
-        last_step=series.last_step[at],
-        last_value=series.last_value[at],
-        last_ts=series.last_ts[at],
-    )
+def _path(series: SeriesSet, i: int) -> str:
+    return series.paths[int(series.path[i])]
 
 
 def _json(text: str) -> Any:

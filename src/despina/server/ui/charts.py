@@ -146,6 +146,8 @@ def chart(
         result.lines, result.x_range = _from_service(snap, series, labels, buckets)
     else:
         result.lines, result.x_range = _from_points(snap, series, labels, axis, window, buckets)
+    order = {c.label: i for i, c in enumerate(containers)}
+    result.lines.sort(key=lambda line: order.get(line.run, len(order)))
     return result
 
 
