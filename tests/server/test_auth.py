@@ -184,6 +184,8 @@ def test_every_route_is_covered() -> None:
     for method, path, _ in ROUTES:
         if "/blob/" in path:
             continue  # signed URLs: test_signed_urls
+        if not path.startswith(("/api/", "/auth/")):
+            continue  # the web UI (cookie sessions) has its own tests
         assert path in covered, f"{method} {path} has no auth test"
 
 
