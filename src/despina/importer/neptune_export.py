@@ -33,6 +33,8 @@ from despina.importer.order import order_runs
 from despina.importer.reader import ExportFormatError, RunHeader, read_header, read_run
 from despina.importer.report import ImportReport, RunReport, SkippedRun
 from despina.store.imports import (
+    RECORDED_PARENT,
+    RECORDED_STEP,
     import_run,
     project_key,
     reserve_run_numbers,
@@ -42,6 +44,11 @@ from despina.store.runs import NAME_LIMIT_BYTES
 from despina.store.sqlite import DB_FILE, Store
 
 __all__ = ["ImportProgress", "import_neptune_export"]
+
+AS_ROOT = (
+    "the run was imported as a root; its recorded fork point is kept in "
+    f"{RECORDED_PARENT} and {RECORDED_STEP}"
+)
 
 _SHORT_ID = re.compile(r"^([A-Za-z0-9]+)-([1-9][0-9]{0,17})$")
 
@@ -247,7 +254,6 @@ def import_neptune_export(
     finally:
         if owned and store is not None:
             store.close()
-    report.runs = [e.report for e in entries]
     report.seconds = time.perf_counter() - started
     return report
 
@@ -289,11 +295,11 @@ def _import_entries(
             for i in cycle:
                 group[i].report.add(
                     "FORK_CYCLE",
-                    f"the fork parents of runs {names} form a cycle; this run was imported as "
-                    "a root with its recorded sys/forking values",
+                    f"the fork parents of runs {names} form a cycle; {AS_ROOT}",
                 )
         for i in order.order:
             plans.append((group[i], i, group, order.parent, orphans, broken))
+    report.runs = [plan[0].report for plan in plans]  # in import order
     marked = _marked_heads(entries)
     total_rows = sum(e.header.rows for e in entries)
     progress.phase("importing runs", len(entries), total_rows)
@@ -478,8 +484,7 @@ def _fork_of(
     if orphan:
         entry.report.add(
             "FORK_PARENT_NOT_IN_EXPORT",
-            f"fork parent {header.fork_parent!r} is not in the export; the run was imported "
-            "as a root with its recorded sys/forking values",
+            f"fork parent {header.fork_parent!r} is not in the export; {AS_ROOT}",
         )
         return None, None, recorded
     if broken or parent is None:
@@ -487,15 +492,13 @@ def _fork_of(
     if not parent.run_id or parent.run_id not in present:
         entry.report.add(
             "FORK_PARENT_NOT_IMPORTED",
-            f"fork parent {header.fork_parent!r} could not be imported; the run was imported "
-            "as a root with its recorded sys/forking values",
+            f"fork parent {header.fork_parent!r} could not be imported; {AS_ROOT}",
         )
         return None, None, recorded
     if step is None or not 0 <= step < 1e12:
         entry.report.add(
             "FORK_STEP_INVALID",
-            f"fork step {step!r} is missing or outside [0, 1e12); the run was imported as a "
-            "root with its recorded sys/forking values",
+            f"fork step {step!r} is missing or outside [0, 1e12); {AS_ROOT}",
             "sys/forking/step",
         )
         return None, None, recorded

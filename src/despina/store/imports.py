@@ -42,6 +42,8 @@ from despina.store.sysattrs import SYS_STRING_SETS
 from despina.store.writer import CHUNK_POINTS, MAX_STEP_MICRO
 
 __all__ = [
+    "RECORDED_PARENT",
+    "RECORDED_STEP",
     "RUN_COLUMNS",
     "FloatBlock",
     "ImportOutcome",
@@ -55,6 +57,14 @@ __all__ = [
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
+
+RECORDED_PARENT = "sys/forking/recorded_parent"
+"""Where a run imported as a root keeps the fork parent its source recorded. Not
+``sys/forking/parent``: that one is computed from the stored lineage (NULL for a root), and an
+attribute row of the same name would give queries two columns for one name."""
+
+RECORDED_STEP = "sys/forking/recorded_step"
+"""The recorded fork step of a run imported as a root (see :data:`RECORDED_PARENT`)."""
 
 _ARITH_HEAD = struct.Struct("<Bqq")
 """A chunk of steps or timestamps in arithmetic progression: codec byte, first value, delta."""
@@ -139,8 +149,9 @@ class ImportedRun:
     fork_run_id: str | None = None
     fork_step: int | None = None
     recorded_fork: tuple[str, float | None] | None = None
-    """The source's ``sys/forking/parent`` and ``sys/forking/step``, stored as plain values when
-    the run ends up a root (its parent is not in the store)."""
+    """The source's ``sys/forking/parent`` and ``sys/forking/step``, kept as
+    :data:`RECORDED_PARENT` / :data:`RECORDED_STEP` when the run ends up a root (its parent is
+    not in the store)."""
     run_columns: dict[str, Any] = field(default_factory=dict)
     """Recorded values of :data:`RUN_COLUMNS` by ``runs`` column name."""
     values: list[Assign] = field(default_factory=list)
@@ -350,9 +361,9 @@ def _write(conn: sqlite3.Connection, project_id: int, run: ImportedRun, now: int
     values = list(run.values)
     if parent is None and run.recorded_fork is not None:
         recorded_parent, recorded_step = run.recorded_fork
-        values.append(Assign("sys/forking/parent", "string", recorded_parent))
+        values.append(Assign(RECORDED_PARENT, "string", recorded_parent))
         if recorded_step is not None:
-            values.append(Assign("sys/forking/step", "float", recorded_step))
+            values.append(Assign(RECORDED_STEP, "float", recorded_step))
     size = _write_values(conn, pk, attrs, values, issues)
     size += _write_floats(conn, pk, attrs, run.floats, issues)
     size += _write_series(conn, pk, attrs, run.series, issues)
