@@ -171,7 +171,7 @@ def series_frame(
     data: dict[ids.RunAttributeDefinition, list[SeriesValue]] = {}
     for i, found in enumerate(rows):
         container = containers[int(series.container[i])]
-        type_ = series.type[i]
+        type_ = series.type_of(i)
         key = ids.RunAttributeDefinition(
             _run_id(container.project, container),
             ids.AttributeDefinition(series.paths[int(series.path[i])], type_),

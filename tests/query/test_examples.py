@@ -302,3 +302,12 @@ def test_seed_non_finite_filter_is_rejected(home: Path) -> None:
             experiments=nq.Filter.gt("metrics/m_0", float("-inf")),
             attributes=r"^metrics",
         )
+
+
+def test_seed_examples_for_the_demo(home: Path) -> None:
+    from despina.query.examples import seed_examples
+
+    found = {title: frame for title, _, frame in seed_examples(SEED)}
+    assert found["Tail limit"].index.get_level_values("step").tolist() == [3.0, 4.0, 5.0]
+    assert "Lineage to the root = False (4 points, steps 6.0–9.0)" in found
+    assert found["Point previews"].iloc[-1].tolist() == [0.23, True, 0.326681]

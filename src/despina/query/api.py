@@ -292,7 +292,7 @@ def fetch_series(
     for i, found in enumerate(rows):
         container = matched[int(series.container[i])]
         path = series.paths[int(series.path[i])]
-        type_ = series.type[i]
+        type_ = series.type_of(i)
         cells.extend(
             frames.series_cell(
                 type_,

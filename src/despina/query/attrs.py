@@ -28,7 +28,6 @@ __all__ = ["TYPE_CODE", "AttrRows", "AttributeCache", "read_attr_rows"]
 TYPE_CODE = {name: code for code, name in enumerate(ATTRIBUTE_TYPES)}
 """Attribute type name → the small integer code used in :attr:`AttrRows.type`."""
 
-_FLOAT_CODES = np.array([TYPE_CODE["float"], TYPE_CODE["float_series"]])
 _INT_CODES = np.array([TYPE_CODE["int"], TYPE_CODE["bool"], TYPE_CODE["datetime"]])
 _BATCH = 900  # run ids per ``IN (...)`` list
 CACHE_THRESHOLD = 64
@@ -106,6 +105,14 @@ class AttrRows:
         )
 
 
+def sorted_unique(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``np.unique`` by sorting (NumPy 2's hash-based unique is slower on large arrays)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+
+
 def _empty() -> AttrRows:
     i64 = np.empty(0, np.int64)
     return AttrRows(
@@ -123,8 +130,13 @@ def _empty() -> AttrRows:
     )
 
 
+_TYPE_CASE = (
+    "CASE a.type "
+    + " ".join(f"WHEN '{name}' THEN {code}" for code, name in enumerate(ATTRIBUTE_TYPES))
+    + " ELSE -1 END"
+)
 _COLUMNS = (
-    "a.id, a.run_id, a.path, a.type, a.num, a.text, ifnull(a.count, -1), "
+    f"a.id, a.run_id, a.path, {_TYPE_CASE}, a.num, a.text, ifnull(a.count, -1), "
     "ifnull(a.last_step, -1), ifnull(a.last_ts, 0)"
 )
 
@@ -132,33 +144,26 @@ _COLUMNS = (
 def _rows_to_columns(rows: list[tuple[Any, ...]]) -> AttrRows:
     if not rows:
         return _empty()
-    ids, runs, paths, types, nums, texts, counts, steps, stamps = zip(*rows, strict=True)
-    path_codes, path_names = pd.factorize(np.array(paths, dtype=object))
-    type_codes = np.array([TYPE_CODE[t] for t in types], dtype=np.int8)
-    num = np.array(nums, dtype=object)
-    is_float = np.isin(type_codes, _FLOAT_CODES)
+    table = np.array(rows, dtype=object)
+    path_codes, path_names = pd.factorize(table[:, 2])
+    type_codes = table[:, 3].astype(np.int8)
+    nums = table[:, 4]
     is_int = np.isin(type_codes, _INT_CODES)
-    num_f = np.full(len(rows), np.nan)
-    if is_float.any():
-        floats = num[is_float]
-        floats[floats == None] = np.nan  # noqa: E711 (element-wise comparison)
-        num_f[is_float] = floats.astype(np.float64)
+    num_f = nums.astype(np.float64)  # NULL (None) becomes NaN
     num_i = np.zeros(len(rows), np.int64)
     if is_int.any():
-        ints = num[is_int]
-        ints[ints == None] = 0  # noqa: E711
-        num_i[is_int] = ints.astype(np.int64)
+        num_i[is_int] = nums[is_int].astype(np.int64)
     return AttrRows(
-        np.array(ids, np.int64),
-        np.array(runs, np.int64),
+        table[:, 0].astype(np.int64),
+        table[:, 1].astype(np.int64),
         path_codes.astype(np.int32),
         type_codes,
         num_f,
         num_i,
-        np.array(texts, dtype=object),
-        np.array(counts, np.int64),
-        np.array(steps, np.int64),
-        np.array(stamps, np.int64),
+        table[:, 5].copy(),
+        table[:, 6].astype(np.int64),
+        table[:, 7].astype(np.int64),
+        table[:, 8].astype(np.int64),
         tuple(str(p) for p in path_names),
     )
 

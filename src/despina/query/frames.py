@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from despina.query.attrs import sorted_unique
 from despina.query.buckets import BucketSet
 from despina.query.exceptions import ConflictingAttributeTypes
 from despina.query.service import Column, TableData
@@ -205,18 +206,11 @@ class _Grid:
     names: list[str]
 
 
-def sorted_unique(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """``np.unique`` by sorting (NumPy 2's hash-based unique is slower on large arrays)."""
-    ordered = np.sort(values)
-    if len(ordered) < 2:
-        return ordered
-    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
-
-
 def _ranks(codes: I64, names: Sequence[str]) -> tuple[I64, list[str]]:
     """Codes renumbered by the sorted order of the names they use, and those names."""
-    used = np.unique(codes)
-    ordered = sorted(used.tolist(), key=lambda c: names[c])
+    used = np.zeros(len(names), dtype=bool)
+    used[codes] = True
+    ordered = sorted(np.flatnonzero(used).tolist(), key=lambda c: names[c])
     rank = np.zeros(len(names), np.int64)
     rank[np.array(ordered, np.int64)] = np.arange(len(ordered))
     return rank[codes], [names[c] for c in ordered]

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from despina.store.schema import ATTRIBUTE_TYPES
 from despina.store.series import (
     FloatPoints,
     LineageLink,
@@ -194,7 +195,7 @@ class SeriesSet:
     parent: npt.NDArray[np.int64]
     path: npt.NDArray[np.int64]
     paths: tuple[str, ...]
-    type: tuple[str, ...]
+    type_code: npt.NDArray[np.int8]
     attr_id: npt.NDArray[np.int64]
     count: npt.NDArray[np.int64]
     last_step: npt.NDArray[np.int64]
@@ -204,6 +205,10 @@ class SeriesSet:
     def __len__(self) -> int:
         return len(self.run)
 
+    def type_of(self, i: int) -> str:
+        """The type name of series ``i``."""
+        return ATTRIBUTE_TYPES[int(self.type_code[i])]
+
     def request(self, i: int) -> SeriesRequest:
         """Series ``i`` as a :class:`SeriesRequest`."""
         parent = int(self.parent[i])
@@ -211,7 +216,7 @@ class SeriesSet:
             run_pk=int(self.run[i]),
             parent_pk=None if parent < 0 else parent,
             path=self.paths[int(self.path[i])],
-            type=self.type[i],
+            type=self.type_of(i),
             attr_id=int(self.attr_id[i]),
             count=int(self.count[i]),
             last_step=int(self.last_step[i]),

@@ -35,7 +35,7 @@ from despina.errors import ConfigError, ProjectNotFound
 from despina.nql import NQLError, compile_query, install_functions
 from despina.nql import ast as nql_ast
 from despina.query import buckets as _buckets
-from despina.query.attrs import TYPE_CODE, AttributeCache, AttrRows
+from despina.query.attrs import TYPE_CODE, AttributeCache, AttrRows, sorted_unique
 from despina.query.exceptions import NeptuneProjectInaccessible, NeptuneUnexpectedResponseError
 from despina.query.filters import Attribute, Filter
 from despina.query.points import (
@@ -326,41 +326,40 @@ class Snapshot:
         *,
         with_empty: bool = False,
     ) -> SeriesSet:
-        """The series attributes of ``containers`` that pass ``selector``, ordered by container
-        then path. ``with_empty`` keeps series without committed points."""
+        """The series attributes of ``containers`` that pass ``selector`` (in no particular
+        order). ``with_empty`` keeps series without committed points."""
         rows = self.rows(containers)
         series_codes = [TYPE_CODE[t] for t in SERIES_TYPES if t in selector.types]
-        rows = rows.take(np.isin(rows.type, series_codes))
+        mask = np.isin(rows.type, series_codes)
         if not with_empty:
-            rows = rows.take(rows.count != 0)
-        keys = rows.path.astype(np.int64) * 16 + rows.type
-        unique_keys, inverse = np.unique(keys, return_inverse=True)
+            mask &= rows.count != 0
+        candidate = np.flatnonzero(mask)
+        keys = rows.path[candidate].astype(np.int64) * 16 + rows.type[candidate]
+        distinct = sorted_unique(keys)
         accepted = np.array(
             [
                 selector.accepts(rows.paths[int(k) // 16], ATTRIBUTE_TYPES[int(k) % 16])
-                for k in unique_keys
+                for k in distinct.tolist()
             ],
             dtype=bool,
         )
-        rows = rows.take(accepted[inverse]) if len(rows) else rows
-        container = _positions([c.pk for c in containers], rows.run)
+        if len(candidate):
+            candidate = candidate[accepted[np.searchsorted(distinct, keys)]]
+        picked = candidate
+        container = _positions([c.pk for c in containers], rows.run[picked])
         parents = np.array([-1 if c.parent_pk is None else c.parent_pk for c in containers])
-        path_rank = np.argsort(np.argsort(np.array(rows.paths, dtype=object)))
-        order = np.lexsort((path_rank[rows.path] if len(rows.paths) else rows.path, container))
-        rows = rows.take(order)
-        container = container[order]
         return SeriesSet(
             container=container,
-            run=rows.run,
+            run=rows.run[picked],
             parent=parents[container] if len(container) else np.empty(0, np.int64),
-            path=rows.path.astype(np.int64),
+            path=rows.path[picked].astype(np.int64),
             paths=rows.paths,
-            type=tuple(ATTRIBUTE_TYPES[int(t)] for t in rows.type),
-            attr_id=rows.attr_id,
-            count=rows.count,
-            last_step=rows.last_step,
-            last_value=rows.num_f,
-            last_ts=rows.last_ts,
+            type_code=rows.type[picked],
+            attr_id=rows.attr_id[picked],
+            count=rows.count[picked],
+            last_step=rows.last_step[picked],
+            last_value=rows.num_f[picked],
+            last_ts=rows.last_ts[picked],
         )
 
     def float_series(
