@@ -27,6 +27,13 @@
     if (v !== 0 && (Math.abs(v) >= 1e6 || Math.abs(v) < 1e-4)) return v.toExponential(4);
     return String(+v.toPrecision(7));
   }
+  function tick(v) {
+    if (v == null) return "";
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    if (a >= 1e5 || a < 1e-3) return v.toExponential(1);
+    return String(+v.toPrecision(4));
+  }
   function fmtX(x) {
     return timeAxis ? new Date(x * 1000).toISOString().replace("T", " ").replace("Z", "") : "step " + fmt(x);
   }
@@ -131,7 +138,7 @@
         legend: { show: false },
         scales: { x: { time: timeAxis }, y: { distr: cfg.log ? 3 : 1 } },
         axes: [{ stroke: "#667085", grid: { stroke: "#eef0f3" } },
-          { stroke: "#667085", grid: { stroke: "#eef0f3" }, size: 60 }],
+          { stroke: "#667085", grid: { stroke: "#eef0f3" }, size: 60, values: (u, splits) => splits.map(tick) }],
         series,
         bands,
         cursor: {
