@@ -58,17 +58,16 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.pos = 0
+        self.tok = self.tokens[0]  # the current token (a plain attribute: read very often)
         self.depth = 0
 
     # -- helpers -----------------------------------------------------------------------------
 
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.pos]
-
     def advance(self) -> Token:
-        token = self.tokens[self.pos]
-        self.pos += 1
+        token = self.tok
+        if token.kind is not TokenType.EOF:
+            self.pos += 1
+            self.tok = self.tokens[self.pos]
         return token
 
     def peek_kind(self, ahead: int = 1) -> TokenType:

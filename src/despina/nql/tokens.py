@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from despina.nql.errors import NQLSyntaxError
 
@@ -40,11 +39,18 @@ class TokenType(enum.Enum):
     EXISTS = "EXISTS"
     EOF = "end of query"
 
+    # Members are singletons: identity hashing is exact, and a C slot instead of Enum's
+    # Python-level __hash__ (the parser looks kinds up in dicts and sets all the time).
+    __hash__ = object.__hash__
 
-@dataclass(frozen=True, slots=True)
-class Token:
+
+class Token(NamedTuple):
     """One token: ``text`` is the value (unescaped for strings and names), ``start``/``end`` the
-    0-based code-point span in the query, ``line``/``col`` the 1-based position of ``start``."""
+    0-based code-point span in the query, ``line``/``col`` the 1-based position of ``start``.
+
+    A named tuple rather than a frozen dataclass: a query makes dozens and creating a tuple is
+    several times cheaper.
+    """
 
     kind: TokenType
     text: str
@@ -81,17 +87,23 @@ OPERATOR_TOKENS: dict[str, TokenType] = {
 WORD_STOP_CHARS = frozenset(' \t\r\n()":`=!<>')
 """Characters that end a bare word (besides the end of the query)."""
 
-# One alternation, tried at each position; the operator alternatives are longest first.
+# One alternation, tried at each position after skipping whitespace; the operator alternatives
+# are longest first. ``end`` matches trailing whitespace; ``bad`` any character no token starts
+# with (a lone "!", an unterminated string or name).
 _TOKEN_RE = re.compile(
     r"""
-      (?P<ws>[ \t\r\n]+)
+    [ \t\r\n]*
+    (?:
+      (?P<word>[^ \t\r\n()":`=!<>]+)
     | (?P<op>==|=~|!=|>=|<=|=|>|<)
     | (?P<lparen>\()
     | (?P<rparen>\))
     | (?P<colon>:)
     | (?P<name>`(?:[^`\\]|\\.)*`)
     | (?P<string>"(?:[^"\\]|\\.)*")
-    | (?P<word>[^ \t\r\n()":`=!<>]+)
+    | (?P<end>\Z)
+    | (?P<bad>.)
+    )
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -107,34 +119,50 @@ def tokenize(text: str) -> list[Token]:
         NQLSyntaxError: an unterminated string or backquoted name, or a lone ``!``.
     """
     tokens: list[Token] = []
-    pos, line, line_start, size = 0, 1, 0, len(text)
-    while pos < size:
-        m = _TOKEN_RE.match(text, pos)
-        if m is None:
-            _fail_at(text, pos)
-        group = m.lastgroup
-        raw = m.group()
-        end = m.end()
-        if group != "ws":
-            if group == "word":
-                kind = KEYWORDS.get(raw.upper(), TokenType.WORD)
-                value = raw
-            elif group == "op":
-                kind, value = OPERATOR_TOKENS[raw], raw
-            elif group == "string":
-                kind, value = TokenType.STRING, _STRING_ESCAPE_RE.sub(r"\1", raw[1:-1])
-            elif group == "name":
-                kind, value = TokenType.NAME, _NAME_ESCAPE_RE.sub(r"\1", raw[1:-1])
-            else:
-                kind, value = _PUNCT[group or ""], raw
-            tokens.append(Token(kind, value, pos, end, line, pos - line_start + 1))
-        newlines = raw.count("\n")
-        if newlines:
-            line += newlines
-            line_start = pos + raw.rfind("\n") + 1
+    append = tokens.append
+    match = _TOKEN_RE.match
+    multiline = "\n" in text
+    pos, line, line_start = 0, 1, 0
+    while True:
+        m = match(text, pos)
+        assert m is not None  # "end" or "bad" always match
+        group = m.lastgroup or ""
+        start, end = m.span(group)
+        if multiline:
+            newlines = text.count("\n", pos, start)
+            if newlines:
+                line += newlines
+                line_start = text.rindex("\n", pos, start) + 1
+        col = start - line_start + 1
+        if group == "word":
+            raw = m.group(group)
+            append(Token(KEYWORDS.get(raw.upper(), TokenType.WORD), raw, start, end, line, col))
+        elif group == "op":
+            raw = m.group(group)
+            append(Token(OPERATOR_TOKENS[raw], raw, start, end, line, col))
+        elif group == "string":
+            value = text[start + 1 : end - 1]
+            if "\\" in value:
+                value = _STRING_ESCAPE_RE.sub(r"\1", value)
+            append(Token(TokenType.STRING, value, start, end, line, col))
+        elif group == "name":
+            value = text[start + 1 : end - 1]
+            if "\\" in value:
+                value = _NAME_ESCAPE_RE.sub(r"\1", value)
+            append(Token(TokenType.NAME, value, start, end, line, col))
+        elif group == "end":
+            append(Token(TokenType.EOF, "", start, start, line, col))
+            return tokens
+        elif group == "bad":
+            _fail_at(text, start)
+        else:
+            append(Token(_PUNCT[group], text[start], start, end, line, col))
+        if multiline and group in ("string", "name"):  # quoted text may span lines
+            newlines = text.count("\n", start, end)
+            if newlines:
+                line += newlines
+                line_start = text.rindex("\n", start, end) + 1
         pos = end
-    tokens.append(Token(TokenType.EOF, "", size, size, line, size - line_start + 1))
-    return tokens
 
 
 def _fail_at(text: str, pos: int) -> NoReturn:
