@@ -13,6 +13,7 @@ Importing the same export again changes nothing; an interrupted import, repeated
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -69,6 +70,13 @@ class _NoProgress:
         pass
 
 
+SMALL_RUN_ROWS = 100_000
+"""Runs with fewer rows are read whole in the first pass (one read instead of two)."""
+
+KEPT_ROWS = 5_000_000
+"""At most this many rows of small runs are kept in memory between the two passes."""
+
+
 @dataclass(slots=True)
 class _Entry:
     """A run read in the first pass, with what the second pass needs."""
@@ -76,6 +84,8 @@ class _Entry:
     header: RunHeader
     report: RunReport
     target: str
+    table: pa.Table | None = None
+    """The whole run, when it was small enough to be read in the first pass."""
     run_id: str = ""
     experiment: str | None = None
     short_no: int | None = None
@@ -112,16 +122,27 @@ def _target_projects(
     return mapping
 
 
-def _files_root(files_path: Path | None, data_path: Path, files: RunFiles) -> Path | None:
+@functools.lru_cache(maxsize=256)
+def _files_root(files_path: Path | None, data_path: Path, project_dir: Path) -> Path | None:
     """``<files-path>/<project directory name>`` (§7.6), if it exists."""
     candidates = []
     if files_path is not None:
-        candidates.append(files_path / files.project_dir.name)
+        candidates.append(files_path / project_dir.name)
     else:
         # the exporter's defaults: ./exports/data and ./exports/files
-        base = data_path.parent if files.project_dir != data_path else data_path.parent.parent
-        candidates.append(base / "files" / files.project_dir.name)
+        base = data_path.parent if project_dir != data_path else data_path.parent.parent
+        candidates.append(base / "files" / project_dir.name)
     return next((c for c in candidates if c.is_dir()), None)
+
+
+def _readable_header(files: RunFiles) -> RunHeader | None:
+    """The header of the first readable part of a run some part of which is unreadable."""
+    for part in files.parts:
+        try:
+            return read_header(RunFiles(files.project_dir, files.prefix, (part,)))[0]
+        except ExportFormatError:
+            continue
+    return None
 
 
 def _read_exporter_errors(path: Path, report: ImportReport) -> None:
@@ -207,28 +228,41 @@ def import_neptune_export(
 
     progress.phase("reading run headers", len(layout.runs), 0)
     entries: list[_Entry] = []
+    kept = 0
     for files in layout.runs:
+        failure: ExportFormatError | None = None
+        table: pa.Table | None = None
         try:
-            header = read_header(files)
-        except ExportFormatError as exc:
-            report.skipped.append(
-                SkippedRun(files.name, str(exc), tuple(str(p) for p in files.parts))
+            header, table = read_header(
+                files, whole_below=SMALL_RUN_ROWS if kept < KEPT_ROWS else 0
             )
-            progress.advance(1, 0)
-            continue
+            kept += 0 if table is None else table.num_rows
+        except ExportFormatError as exc:
+            failure = exc
+            readable = _readable_header(files)
+            if readable is None:  # not even identifiable: listed by file name
+                report.skipped.append(
+                    SkippedRun(files.name, str(exc), tuple(str(p) for p in files.parts))
+                )
+                progress.advance(1, 0)
+                continue
+            header = readable
         run_report = RunReport(
             files.name,
             exported_run_id=header.run_id,
             exported_sys_id=header.sys_id,
             rows=header.rows,
         )
+        if failure is not None:  # kept as a failed run so that its forks know why
+            run_report.status = "failed"
+            run_report.add("RUN_UNREADABLE", f"{failure}; nothing of the run was imported")
         if files.missing_parts:
             run_report.add(
                 "PARTS_MISSING",
                 f"part(s) {', '.join(map(str, files.missing_parts))} of the run are missing; "
                 "the parts present were imported",
             )
-        entries.append(_Entry(header, run_report, ""))
+        entries.append(_Entry(header, run_report, "", table))
         progress.advance(1, 0)
 
     mapping = _target_projects(project, sorted({e.header.project_id for e in entries}))
@@ -309,6 +343,7 @@ def _import_entries(
         n
         for n, (entry, *_) in enumerate(plans)
         if entry.report.status != "failed"
+        and entry.table is None
         and (overwrite or entry.run_id not in present[entry.target])
     ]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="despina-import-read") as pool:
@@ -523,8 +558,10 @@ def _import_one(
 ) -> None:
     rr = entry.report
     if rr.status == "failed":
+        entry.table = None
         return
     if entry.run_id in present and not overwrite:
+        entry.table = None
         rr.status = "exists"
         if store is not None:
             rr.sys_id = _stored_sys_id(store, entry.target, entry.run_id)
@@ -541,11 +578,14 @@ def _import_one(
         fork_run_id=fork_run_id,
         fork_step=fork_step,
         recorded_fork=recorded,
-        files_root=_files_root(files_path, data_path, entry.header.files),
+        files_root=_files_root(files_path, data_path, entry.header.files.project_dir),
         blobs_dir=None if dry_run or store is None else store.blobs_dir,
     )
     try:
-        rows = table.result() if table is not None else read_run(entry.header)
+        if entry.table is not None:
+            rows, entry.table = entry.table, None
+        else:
+            rows = table.result() if table is not None else read_run(entry.header)
         run = load_run(rows, plan, rr)
         del rows
         if dry_run or store is None:

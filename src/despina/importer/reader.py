@@ -2,7 +2,8 @@
 
 Two passes over each run: :func:`read_header` reads only the few ``sys/`` rows that order runs
 and create them (the row groups holding no such row are not decoded), :func:`read_run` reads
-everything when the run's turn comes, so one run at a time is in memory.
+everything when the run's turn comes, so one large run at a time is in memory. Small runs are
+read whole in the first pass and kept (their number bounded by the caller).
 """
 
 from __future__ import annotations
@@ -323,22 +324,50 @@ def _identity(table: pa.Table, path: Path) -> tuple[str, str]:
     return found[0], found[1]
 
 
-def read_header(files: RunFiles) -> RunHeader:
+_Opened = tuple[Path, pq.ParquetFile, list[str], _FilePlan]
+
+
+def _open_parts(files: RunFiles) -> list[_Opened]:
+    opened = []
+    for path in files.parts:
+        parquet, casts = _open(path)
+        opened.append((path, parquet, casts, _plan(parquet)))
+    return opened
+
+
+def _header_values(table: pa.Table, values: dict[str, Any]) -> None:
+    """Add the :data:`HEADER_PATHS` rows of ``table`` to ``values`` (the last row wins)."""
+    hits = pc.is_in(table.column("attribute_path"), value_set=pa.array(HEADER_PATHS))
+    if not pc.any(hits).as_py():
+        return
+    found = table.filter(hits)
+    paths = found.column("attribute_path").to_pylist()
+    types = found.column("attribute_type").to_pylist()
+    for i, (path, type_) in enumerate(zip(paths, types, strict=True)):
+        if type_ in _VALUE_COLUMN:
+            values[path] = row_value(found, i, type_)
+
+
+def read_header(files: RunFiles, *, whole_below: int = 0) -> tuple[RunHeader, pa.Table | None]:
     """Read the identity and the :data:`HEADER_PATHS` rows of a run, checking every part's
-    schema; row groups without any header row are not decoded.
+    schema. Row groups without any header row are not decoded.
+
+    A run of fewer than ``whole_below`` rows is read whole instead, single-threaded (cheaper
+    than two reads of a small file), and its table is returned for :func:`read_run` to reuse.
 
     Raises:
         ExportFormatError: a part is unreadable, has the wrong schema, or the parts disagree on
             the project or run id.
     """
-    wanted = pa.array(HEADER_PATHS)
-    identity: tuple[str, str] | None = None
+    opened = _open_parts(files)
+    rows = sum(parquet.metadata.num_rows for _, parquet, _, _ in opened)
     values: dict[str, Any] = {}
-    rows = 0
-    for path in files.parts:
-        parquet, casts = _open(path)
-        plan = _plan(parquet)
-        rows += parquet.metadata.num_rows
+    if 0 < rows < whole_below:
+        table, ids = _read_parts(opened, files, None, threads=False)
+        _header_values(table, values)
+        return RunHeader(files, ids[0], ids[1], rows, values), table
+    identity: tuple[str, str] | None = None
+    for path, parquet, casts, plan in opened:
         columns = [c for c in _HEADER_COLUMNS if c not in plan.null_columns]
         try:
             for group in range(parquet.num_row_groups):
@@ -346,21 +375,20 @@ def read_header(files: RunFiles) -> RunHeader:
                     if len(plan.constants) == 2:
                         identity = (plan.constants["project_id"], plan.constants["run_id"])
                     else:
-                        ids = parquet.read_row_group(group, columns=["project_id", "run_id"])
+                        ids = parquet.read_row_group(
+                            group, columns=["project_id", "run_id"], use_threads=False
+                        )
                         identity = _identity(ids.slice(0, 1), path)
                 if not _may_hold_header(parquet, group):
                     continue
-                paths = parquet.read_row_group(group, columns=["attribute_path"]).column(0)
-                hits = pc.is_in(paths, value_set=wanted)
+                paths = parquet.read_row_group(
+                    group, columns=["attribute_path"], use_threads=False
+                ).column(0)
+                hits = pc.is_in(paths, value_set=pa.array(HEADER_PATHS))
                 if not pc.any(hits).as_py():
                     continue
-                table = _cast(parquet.read_row_group(group, columns=columns), casts)
-                table = table.filter(hits)
-                for i in range(table.num_rows):
-                    row_path = table.column("attribute_path")[i].as_py()
-                    type_ = table.column("attribute_type")[i].as_py()
-                    if type_ in _VALUE_COLUMN:
-                        values[row_path] = row_value(table, i, type_)
+                table = parquet.read_row_group(group, columns=columns, use_threads=False)
+                _header_values(_cast(table, casts).filter(hits), values)
         except (pa.ArrowException, OSError) as exc:
             raise _read_error(path, exc) from None
     if identity is None:
@@ -368,7 +396,7 @@ def read_header(files: RunFiles) -> RunHeader:
             f"run {files.name!r} has no rows in {', '.join(str(p) for p in files.parts)}; "
             "re-export the run"
         )
-    return RunHeader(files, identity[0], identity[1], rows, values)
+    return RunHeader(files, identity[0], identity[1], rows, values), None
 
 
 def read_run(header: RunHeader) -> pa.Table:
@@ -376,40 +404,51 @@ def read_run(header: RunHeader) -> pa.Table:
 
     Columns that the footer statistics show to be null in every row are left out of the table
     (materializing millions of nulls costs more than reading the data); so are ``project_id``
-    and ``run_id`` when the statistics prove them constant. The identity checks of §7.2 are
-    made either way.
+    and ``run_id``, after the identity checks of §7.2.
 
     Raises:
         ExportFormatError: a part is unreadable, has the wrong schema, or holds rows of another
             project or run.
     """
+    opened = _open_parts(header.files)
+    expected = (header.project_id, header.run_id)
+    return _read_parts(opened, header.files, expected, threads=header.rows >= 100_000)[0]
+
+
+def _read_parts(
+    opened: list[_Opened],
+    files: RunFiles,
+    expected: tuple[str, str] | None,
+    *,
+    threads: bool,
+) -> tuple[pa.Table, tuple[str, str]]:
     tables = []
-    for path in header.files.parts:
-        parquet, casts = _open(path)
-        plan = _plan(parquet)
+    for path, parquet, casts, plan in opened:
         columns = [c for c in COLUMNS if c not in plan.null_columns and c not in plan.constants]
         try:
-            table = _cast(parquet.read(columns=columns), casts)
+            table = _cast(parquet.read(columns=columns, use_threads=threads), casts)
+            if table.num_rows == 0:
+                continue
+            if len(plan.constants) == 2:
+                identity = (plan.constants["project_id"], plan.constants["run_id"])
+            else:
+                ids = parquet.read(columns=["project_id", "run_id"], use_threads=threads)
+                identity = _identity(_cast(ids, casts), path)
         except (pa.ArrowException, OSError) as exc:
             raise _read_error(path, exc) from None
-        if table.num_rows == 0:
-            continue
-        if len(plan.constants) == 2:
-            identity = (plan.constants["project_id"], plan.constants["run_id"])
-        else:
-            ids = _cast(parquet.read(columns=["project_id", "run_id"]), casts)
-            identity = _identity(ids, path)
-        if identity != (header.project_id, header.run_id):
+        if expected is None:
+            expected = identity
+        if identity != expected:
             raise ExportFormatError(
                 f"{str(path)!r} holds rows of project {identity[0]!r} run {identity[1]!r}, "
-                f"but the run's other parts are project {header.project_id!r} run "
-                f"{header.run_id!r}; remove the stray file or re-export the run"
+                f"but the run's other parts are project {expected[0]!r} run "
+                f"{expected[1]!r}; remove the stray file or re-export the run"
             )
         tables.append(table.drop_columns([c for c in ("project_id", "run_id") if c in columns]))
-    if not tables:
-        raise ExportFormatError(f"run {header.files.name!r} has no rows; re-export the run")
+    if not tables or expected is None:
+        raise ExportFormatError(f"run {files.name!r} has no rows; re-export the run")
     if len(tables) == 1:
-        return tables[0]
+        return tables[0], expected
     names = [c for c in COLUMNS if any(t.schema.get_field_index(c) >= 0 for t in tables)]
     aligned = []
     for table in tables:
@@ -421,11 +460,10 @@ def read_run(header: RunHeader) -> pa.Table:
                 )
         aligned.append(table.select(names))
     try:
-        return pa.concat_tables(aligned, promote_options="permissive")
+        return pa.concat_tables(aligned, promote_options="permissive"), expected
     except pa.ArrowException as exc:
         raise ExportFormatError(
-            f"the parts of run {header.files.name!r} have incompatible schemas ({exc}); "
-            "re-export the run"
+            f"the parts of run {files.name!r} have incompatible schemas ({exc}); re-export the run"
         ) from None
 
 
