@@ -85,7 +85,7 @@ def _row(attr: Attr) -> dict[str, Any]:
         row["num"] = value
     elif kind == "bool":
         row["num"] = int(value)
-    elif kind == "string":
+    elif kind in ("string", "artifact"):
         row["text"] = value
     elif kind == "string_set":
         row["text"] = json.dumps(sorted(value))

@@ -102,3 +102,29 @@ def test_long_chains_render_without_recursion() -> None:
         tree2 = And(tree2, Matches(Attribute("a"), Literal("x")))
     # (== on dataclasses recurses, so compare texts: the pipeline itself never recurses on chains)
     assert render(parse(render(tree2))) == render(tree2)
+
+
+def test_public_api() -> None:
+    import importlib
+
+    import despina.nql
+
+    assert sorted(despina.nql.__all__) == [
+        "NQLError", "NQLSemanticError", "NQLSyntaxError", "NqlError", "compile_query",
+        "evaluate", "install_functions", "parse", "render",
+    ]  # fmt: skip
+    assert despina.nql.NQLError is despina.nql.NqlError
+    for name in (
+        "ast",
+        "compile",
+        "errors",
+        "literals",
+        "parser",
+        "reference",
+        "resolve",
+        "tokens",
+    ):
+        module = importlib.import_module(f"despina.nql.{name}")
+        assert module.__all__, name
+        assert all(hasattr(module, public) for public in module.__all__), name
+    assert callable(importlib.import_module("despina.nql.resolve").resolve)

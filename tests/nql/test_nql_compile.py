@@ -12,9 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nql_testdata import Attr, Dataset, RunSpec, ms, open_dataset
 
-from despina.nql import compile_query, evaluate, install_functions, parse, resolve
+from despina.nql import compile_query, evaluate, install_functions, parse
+from despina.nql import resolve as resolve_module
 from despina.nql.ast import Attribute, Comparison, Literal
-from despina.nql.compile import compile_resolved
+from despina.nql.compile import _Compiler, compile_resolved
+from despina.nql.resolve import resolve
 
 NOW = ms("2024-06-01T00:00:00Z")
 ATTR = "EXISTS (SELECT 1 FROM attributes a WHERE a.run_id = r.id AND a.path = ? AND "
@@ -95,6 +97,16 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def test_every_resolved_node_has_a_compiler_rule() -> None:
+    kinds = [getattr(resolve_module, name) for name in ("AllOf", "AnyOf", "NotOf", "Const",
+             "AttrTest", "SysTest", "StateTest")]  # fmt: skip
+    assert set(kinds) == set(resolve_module.Resolved.__args__)  # type: ignore[attr-defined]
+    for kind in kinds:
+        assert callable(getattr(_Compiler, f"visit_{kind.__name__}", None)), kind
+    with pytest.raises(TypeError, match="cannot compile"):
+        _Compiler(0).visit(object())  # type: ignore[arg-type]
+
+
 def test_regexp_function() -> None:
     conn = sqlite3.connect(":memory:")
     install_functions(conn)
@@ -165,7 +177,8 @@ RUNS = [
             "d": Attr("datetime", ms("2024-01-01")),
         },
     ),
-    RunSpec("r5", 5, attrs={"s": Attr("string", "Z")}),
+    # an imported artifact row: NQL compares no artifacts (§4.2)
+    RunSpec("r5", 5, attrs={"s": Attr("string", "Z"), "x": Attr("artifact", "9a11")}),
 ]
 ALL = {"r1", "r2", "r3", "r4", "r5"}
 
@@ -173,6 +186,9 @@ SEMANTICS = [
     # §7.2 missing attributes
     ('`x` != "1"', set()),  # r4's bool: "1" is not a boolean, so false rather than true
     ('NOT (`x` == "1")', {"r4", "r5"}),
+    ("`x` EXISTS", {"r1", "r2", "r3", "r4"}),
+    ("`x`:artifact = 9a11", set()),
+    ('`x` == "9a11"', set()),
     ("`x`:float != 2", {"r1", "r2"}),
     ("NOT `x`:float = 2", ALL),
     ('`s` NOT CONTAINS "a"', {"r2", "r3", "r4", "r5"}),

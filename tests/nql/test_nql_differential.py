@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from nql_strategies import expressions
 from nql_testdata import Attr, Dataset, RunSpec, insert_runs, ms
 
-from despina.nql import NqlError, evaluate, install_functions, render, resolve
+from despina.nql import NqlError, evaluate, install_functions, render
 from despina.nql import ast as nql
 from despina.nql.reference import RunAttributes
+from despina.nql.resolve import resolve
 from despina.store import Store
 
 NOW = ms("2024-06-01T00:00:00Z")

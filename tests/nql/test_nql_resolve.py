@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from nql_testdata import ms
 
-from despina.nql import NQLSemanticError, resolve
+from despina.nql import NQLSemanticError
 from despina.nql.ast import Attribute, Comparison, Literal
 from despina.nql.literals import (
     NonFinite,
@@ -28,6 +28,7 @@ from despina.nql.resolve import (
     StateTest,
     SysTest,
     canonical_type,
+    resolve,
 )
 from despina.store.sysattrs import SYS_COLUMNS
 

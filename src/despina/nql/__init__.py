@@ -2,7 +2,9 @@
 
 The pipeline has one module per stage: :mod:`~despina.nql.tokens` → :mod:`~despina.nql.parser`
 (:mod:`~despina.nql.ast`) → :mod:`~despina.nql.resolve` → :mod:`~despina.nql.compile`;
-:mod:`~despina.nql.reference` evaluates resolved queries in Python for tests.
+:mod:`~despina.nql.reference` evaluates resolved queries in Python for tests. (The resolver's
+entry point is ``despina.nql.resolve.resolve``: the package exports no ``resolve`` so that the
+name keeps meaning the module.)
 
 >>> from despina.nql import parse, render
 >>> render(parse('`sys/name`:string = "exp" AND f1:float >= 0.85'))
@@ -16,7 +18,6 @@ from despina.nql.compile import compile_query, install_functions
 from despina.nql.errors import NQLError, NqlError, NQLSemanticError, NQLSyntaxError
 from despina.nql.parser import parse
 from despina.nql.reference import evaluate
-from despina.nql.resolve import resolve
 
 __all__ = [
     "NQLError",
@@ -28,5 +29,4 @@ __all__ = [
     "install_functions",
     "parse",
     "render",
-    "resolve",
 ]
