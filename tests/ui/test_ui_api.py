@@ -306,3 +306,30 @@ def test_static_files_stay_inside_their_folder(client: httpx.Client) -> None:
     assert client.get("/ui/static/ui.css").status_code == 200
     for path in ["/ui/static/../views.py", "/ui/static/%2e%2e/views.py", "/ui/static/nope.js"]:
         assert client.get(path).status_code == 404, path
+
+
+def test_wide_buckets_come_from_block_summaries(client: httpx.Client) -> None:
+    """5 buckets over 400 steps: 80 points each, enough for block summaries (16 points per
+    block); the bands must still cover every point exactly, through the fork's lineage."""
+    raw = client.get(f"{PROJECT}/chart.json", params={"run": [FORK, PARENT], "metric": "val/loss"})
+    wide = client.get(
+        f"{PROJECT}/chart.json",
+        params={"run": [FORK, PARENT], "metric": "val/loss", "buckets": 5},
+    )
+    for every, few in zip(raw.json()["lines"], wide.json()["lines"], strict=True):
+        assert len(every["y"]) == STEPS and 1 < len(few["x"]) <= 5
+        assert min(few["low"]) == min(every["y"]) and max(few["high"]) == max(every["y"])
+        assert few["x"][0] == 0 and few["y"][0] == every["y"][0]
+        points = dict(zip(every["x"], every["y"], strict=True))
+        for x, y, low, high in zip(few["x"], few["y"], few["low"], few["high"], strict=True):
+            assert points[x] == y and low <= y <= high
+    zoomed = client.get(
+        f"{PROJECT}/chart.json",
+        params={"run": FORK, "metric": "val/loss", "buckets": 2, "from": 150, "to": 300},
+    ).json()["lines"][0]
+    inside = [
+        y
+        for x, y in zip(*(raw.json()["lines"][0][k] for k in ("x", "y")), strict=True)
+        if 150 <= x <= 300
+    ]
+    assert max(zoomed["high"]) >= max(inside) and min(zoomed["low"]) <= min(inside)

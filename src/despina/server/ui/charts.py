@@ -26,6 +26,7 @@ from despina.query.filters import AttributeFilter
 from despina.query.points import SeriesSet, StepRange
 from despina.query.resolve import restrict_types
 from despina.query.service import Container, Snapshot
+from despina.server.ui import summaries as _summaries
 from despina.server.ui.tables import exact_selector
 
 __all__ = [
@@ -142,13 +143,49 @@ def chart(
     result.missing = [c.label for c in containers if c.label not in have]
     if not len(series):
         return result
-    if axis == "step" and window is None:
+    if axis == "step" and _summaries_pay(series, window, buckets):
+        result.lines, result.x_range = _from_blocks(snap, series, labels, window, buckets)
+    elif axis == "step" and window is None:
         result.lines, result.x_range = _from_service(snap, series, labels, buckets)
     else:
         result.lines, result.x_range = _from_points(snap, series, labels, axis, window, buckets)
     order = {c.label: i for i, c in enumerate(containers)}
     result.lines.sort(key=lambda line: order.get(line.run, len(order)))
     return result
+
+
+def _summaries_pay(series: SeriesSet, window: tuple[float, float] | None, buckets: int) -> bool:
+    """Whether buckets span enough blocks for block summaries (else points are read)."""
+    most = float(series.count.max()) if len(series) else 0.0
+    if window is not None:
+        extent = max(float(series.last_step.max()) / _summaries.MICRO, 1.0)
+        most *= min(1.0, (window[1] - window[0]) / extent)
+    return most / buckets >= _summaries.MIN_BLOCKS_PER_BUCKET * _summaries.BLOCK
+
+
+def _from_blocks(
+    snap: Snapshot,
+    series: SeriesSet,
+    labels: list[str],
+    window: tuple[float, float] | None,
+    buckets: int,
+) -> tuple[list[Line], tuple[float, float] | None]:
+    database = str(snap.service.store.db_path)
+    found = _summaries.lineage_blocks(snap.conn, database, series, _summaries.shared_cache())
+    nonempty = [b for b in found if len(b)]
+    if not nonempty:
+        return [_line(label, *(np.empty(0),) * 4, 0) for label in labels], None
+    if window is not None:
+        lo, hi = window
+    else:
+        lo = min(float(b.first_x[0]) for b in nonempty)
+        hi = max(float(b.last_x[-1]) for b in nonempty)
+    lines = []
+    for i, (label, blocks) in enumerate(zip(labels, found, strict=True)):
+        x, y, low, high, used = _summaries.bucket_blocks(blocks, lo, hi, buckets)
+        points = int(series.count[i]) if window is None else used * _summaries.BLOCK
+        lines.append(_line(label, x, y, low, high, points))
+    return lines, (lo, hi)
 
 
 def _from_service(

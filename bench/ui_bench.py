@@ -1,0 +1,240 @@
+"""Web UI benchmarks (issue 8): server time of the runs table's first page and of a charts page,
+each beside a baseline measured in the same run.
+
+* Runs table, 10,000 runs × 20 columns: the first page (50 rows) as the UI's handlers compute it
+  (count + one sorted page + its cells), unsorted, sorted by a metric and filtered with NQL.
+  Baseline: the naive table, every run's 20 columns fetched as one frame
+  (``runs.fetch_runs_table``) and sorted and sliced in pandas.
+* Charts, 50 runs × 10 metrics × 100,000 steps: all buckets of the ten charts (≤1,000 buckets
+  per line, with min/max) as the charts page asks for them, plus one zoom into 40% of the range.
+  Baseline: the same charts from every point read naively (``Snapshot.float_series``) and
+  bucketed with NumPy.
+
+Data is written straight through the store's writer into temporary stores. Times are the best of
+a few calls after a first (cold) one; the cold time is reported too.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Row = tuple[str, float, str]
+
+T0 = 1_735_689_600_000
+TABLE_PROJECT = "bench/ui-table"
+CHART_PROJECT = "bench/ui-charts"
+
+
+def _timed(call: Callable[[], Any], repeat: int = 5) -> tuple[float, float, Any]:
+    """(cold seconds, best warm seconds, result)."""
+    start = time.perf_counter()
+    result = call()
+    cold = time.perf_counter() - start
+    warm = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = call()
+        warm = min(warm, time.perf_counter() - start)
+    return cold, warm, result
+
+
+def _writer(store: Any, project: str, run_id: str, experiment: str | None, created: int) -> Any:
+    from despina.store.runs import RunSpec, create_run
+    from despina.store.writer import RunWriter
+
+    made = create_run(
+        store,
+        RunSpec(project=project, run_id=run_id, experiment_name=experiment, creation_ms=created),
+    )
+    return RunWriter(store, made.pk)
+
+
+def build_table(home: Path, runs: int = 10_000) -> list[str]:
+    """``runs`` runs with 10 configs and 10 five-step metrics each; returns the 20 columns."""
+    from despina.store.batch import Assign, Batch, MetricColumn
+    from despina.store.sqlite import Store
+
+    store = Store.open(home)
+    rng = np.random.default_rng(8)
+    steps = np.arange(5, dtype=np.int64) * 1_000_000
+    for i in range(runs):
+        writer = _writer(store, TABLE_PROJECT, f"run-{i:05d}", f"exp-{i % 100:03d}", T0 + i)
+        ops = [Assign(f"cfg/f{j}", "float", float(v)) for j, v in enumerate(rng.random(5))]
+        ops += [Assign(f"cfg/i{j}", "int", int(v)) for j, v in enumerate(rng.integers(0, 9, 3))]
+        ops += [Assign("cfg/opt", "string", "adam" if i % 2 else "sgd")]
+        ops += [Assign("cfg/arch", "string", f"arch-{i % 7}")]
+        metrics = {
+            f"m/s{j}": MetricColumn(steps, rng.random(5), T0 + steps // 1000) for j in range(10)
+        }
+        writer.apply(Batch(ops=ops, metrics=metrics))
+    store.close()
+    return (
+        [f"cfg/f{j}" for j in range(5)]
+        + [f"cfg/i{j}" for j in range(3)]
+        + ["cfg/opt", "cfg/arch"]
+        + [f"m/s{j}" for j in range(10)]
+    )
+
+
+def build_charts(home: Path, runs: int = 50, metrics: int = 10, steps: int = 100_000) -> None:
+    """``runs`` runs of ``metrics`` metrics over ``steps`` steps, with a spike now and then."""
+    from despina.store.batch import Batch, MetricColumn
+    from despina.store.sqlite import Store
+
+    store = Store.open(home)
+    rng = np.random.default_rng(9)
+    micro = np.arange(steps, dtype=np.int64) * 1_000_000
+    stamps = T0 + np.arange(steps, dtype=np.int64) * 100
+    for i in range(runs):
+        writer = _writer(store, CHART_PROJECT, f"run-{i:02d}", f"exp-{i:02d}", T0 + i)
+        columns = {}
+        for j in range(metrics):
+            values = np.exp(-np.arange(steps) / (20_000 + 1000 * j)) + 0.05 * rng.random(steps)
+            values[rng.random(steps) < 1e-4] += 3.0
+            columns[f"metrics/m{j}"] = MetricColumn(micro, values, stamps)
+        writer.apply(Batch(metrics=columns))
+    store.close()
+
+
+def bench_table(home: Path) -> list[Row]:
+    from despina.query import runs as query_runs
+    from despina.query import set_home
+    from despina.query.service import QueryService
+    from despina.server.ui.api import runs_data
+    from despina.server.ui.tables import RunsRequest
+    from despina.store.sqlite import Store
+
+    columns = build_table(home)
+    service = QueryService(Store.open(home))
+    rows: list[Row] = []
+    cases = [
+        ("first page, newest first", RunsRequest(kind="run", limit=50)),
+        ("first page sorted by a metric", RunsRequest(kind="run", sort="m/s3", limit=50)),
+        (
+            "first page, NQL filter + sort",
+            RunsRequest(
+                kind="run",
+                nql='`cfg/opt`:string = "adam" AND `m/s0`:floatSeries < 0.5',
+                sort="cfg/f1",
+                direction="asc",
+                limit=50,
+            ),
+        ),
+        ("page 150 of 200", RunsRequest(kind="run", offset=149 * 50, limit=50)),
+    ]
+    for label, request in cases:
+        cold, warm, data = _timed(lambda r=request: runs_data(service, TABLE_PROJECT, r, columns))
+        verdict = "ok" if warm <= 0.3 else "OVER"
+        rows.append(
+            (
+                f"runs table 10,000 runs × 20 columns: {label} (ms)",
+                warm * 1000,
+                f"target ≤300 ms [{verdict}]; cold {cold * 1000:.0f} ms; "
+                f"{len(data['rows'])} of {data['total']:,} rows",
+            )
+        )
+    set_home(home)
+    try:
+
+        def naive() -> Any:
+            frame = query_runs.fetch_runs_table(project=TABLE_PROJECT, attributes=columns)
+            return frame.sort_values(frame.columns[0]).iloc[:50]
+
+        cold, warm, frame = _timed(naive, repeat=2)
+    finally:
+        set_home(None)
+    rows.append(
+        (
+            "  baseline: fetch_runs_table of all runs, sort + slice in pandas (ms)",
+            warm * 1000,
+            f"cold {cold * 1000:.0f} ms; the whole table to show {len(frame)} rows",
+        )
+    )
+    service.store.close()
+    return rows
+
+
+def bench_charts(home: Path) -> list[Row]:
+    from despina.query.service import QueryService
+    from despina.server.ui import charts as ui_charts
+    from despina.server.ui.api import chart_data
+    from despina.server.ui.tables import exact_selector, find_containers
+    from despina.store.sqlite import Store
+
+    build_charts(home)
+    service = QueryService(Store.open(home))
+    run_ids = [f"run-{i:02d}" for i in range(50)]
+    metrics = [f"metrics/m{j}" for j in range(10)]
+
+    def page(window: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+        return [
+            chart_data(service, CHART_PROJECT, run_ids, m, axis="step", window=window, buckets=1000)
+            for m in metrics
+        ]
+
+    rows: list[Row] = []
+    cold, warm, charts = _timed(page, repeat=3)
+    lines = sum(len(c["lines"]) for c in charts)
+    most = max(len(line["x"]) for c in charts for line in c["lines"])
+    verdict = "ok" if warm <= 0.5 else "OVER"
+    rows.append(
+        (
+            "charts 50 runs × 10 metrics × 100k steps: all buckets (ms)",
+            warm * 1000,
+            f"target ≤500 ms [{verdict}]; cold {cold * 1000:.0f} ms; {lines} lines, ≤{most} "
+            "buckets each, with min/max; 50M points",
+        )
+    )
+    cold, warm, _ = _timed(lambda: page((30_000.0, 70_000.0)), repeat=2)
+    rows.append(
+        (
+            "  zoom: the same ten charts re-bucketed over steps 30k–70k (ms)",
+            warm * 1000,
+            f"cold {cold * 1000:.0f} ms; reads the 20M points in the window",
+        )
+    )
+
+    def naive() -> None:
+        with service.snapshot(CHART_PROJECT) as snap:
+            containers = find_containers(snap, run_ids)
+            for metric in metrics:
+                series = snap.series(containers, exact_selector([metric], ["float_series"]))
+                labels = [containers[int(c)].label for c in series.container.tolist()]
+                ui_charts._from_points(snap, series, labels, "step", None, 1000)
+
+    cold, warm, _ = _timed(naive, repeat=1)
+    rows.append(
+        (
+            "  baseline: every point read (float_series) + NumPy buckets (ms)",
+            warm * 1000,
+            f"cold {cold * 1000:.0f} ms; the same lines from all 50M points",
+        )
+    )
+    service.store.close()
+    return rows
+
+
+def run() -> list[Row]:
+    """Build the stores, measure, clean up."""
+    rows: list[Row] = []
+    root = Path(tempfile.mkdtemp(prefix="despina-ui-bench-"))
+    try:
+        for name, bench in [("table", bench_table), ("charts", bench_charts)]:
+            start = time.perf_counter()
+            rows += bench(root / name)
+            rows.append((f"  ({name}: build + measure, s)", time.perf_counter() - start, ""))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    for label, value, note in run():
+        print(f"{label:72s} {value:10.1f}  {note}")
