@@ -4,7 +4,9 @@ Tables, attribute lists and one-point series read the ``attributes`` rows of eve
 SQLite hands rows to Python one object per cell, which costs about a second per million cells,
 so :class:`AttributeCache` keeps a project's rows as columns and refreshes them incrementally:
 every write to a run bumps ``runs.revision`` in the same transaction (``store/writer.py``), so
-only the rows of runs whose revision moved (or that are new) are read again. The refresh and
+only the rows of runs whose revision moved (or that are new) are read again. A run is known by
+``(revision, uuid)``: a run deleted and replaced (an import) gets a new uuid even if SQLite
+reuses its row id. The refresh and
 the reads happen in the caller's read transaction, so the result is one consistent snapshot.
 
 Small queries (few matched runs, no cache yet) read their rows directly.
@@ -183,12 +185,15 @@ def read_attr_rows(conn: sqlite3.Connection, run_pks: list[int]) -> AttrRows:
 
 @dataclass
 class _ProjectRows:
-    revisions: dict[int, int]
+    revisions: dict[int, tuple[int, str]]
+    """Per run: ``(revision, uuid)``; the uuid tells a new run from a deleted one whose row
+    id SQLite reused."""
     rows: AttrRows
 
 
 class AttributeCache:
-    """Per-project :class:`AttrRows`, refreshed by run revision; safe to share between threads."""
+    """Per-project :class:`AttrRows` of the runs queried so far, refreshed by run revision;
+    safe to share between threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -197,37 +202,43 @@ class AttributeCache:
     def rows(self, conn: sqlite3.Connection, project_id: int, run_pks: list[int]) -> AttrRows:
         """The attribute rows of ``run_pks`` (runs of ``project_id``) as of ``conn``'s snapshot.
 
-        Uses the cache when the project has one or when many runs are asked for.
+        Uses (and fills) the cache when the project has one or when many runs are asked for.
         """
         with self._lock:
             cached = self._projects.get(project_id)
         if cached is None and len(run_pks) <= CACHE_THRESHOLD:
             return read_attr_rows(conn, run_pks)
-        refreshed = self._refresh(conn, project_id, cached)
+        refreshed = self._refresh(conn, project_id, cached, run_pks)
         with self._lock:
             self._projects[project_id] = refreshed
         return refreshed.rows.for_runs(np.asarray(run_pks, dtype=np.int64))
 
     def _refresh(
-        self, conn: sqlite3.Connection, project_id: int, cached: _ProjectRows | None
+        self,
+        conn: sqlite3.Connection,
+        project_id: int,
+        cached: _ProjectRows | None,
+        run_pks: list[int],
     ) -> _ProjectRows:
-        current = dict(
-            conn.execute("SELECT id, revision FROM runs WHERE project_id = ?", (project_id,))
-        )
-        if cached is None:
-            return _ProjectRows(current, read_attr_rows(conn, list(current)))
-        old = cached.revisions
-        changed = [pk for pk, rev in current.items() if old.get(pk) != rev]
-        gone = [pk for pk in old if pk not in current]
-        if not changed and not gone:
+        current = {
+            pk: (revision, uuid)
+            for pk, revision, uuid in conn.execute(
+                "SELECT id, revision, uuid FROM runs WHERE project_id = ?", (project_id,)
+            )
+        }
+        old = cached.revisions if cached is not None else {}
+        stale = [pk for pk in run_pks if pk in current and old.get(pk) != current[pk]]
+        gone = [pk for pk in old if old[pk] != current.get(pk)]
+        if cached is not None and not stale and not gone:
             return cached
-        rows = cached.rows
-        stale = np.asarray(changed + gone, dtype=np.int64)
-        if len(stale):
-            rows = rows.take(~np.isin(rows.run, stale))
-        if changed:
-            rows = AttrRows.concat([rows, read_attr_rows(conn, changed)])
-        return _ProjectRows(current, rows)
+        rows = cached.rows if cached is not None else _empty()
+        if gone and len(rows):
+            rows = rows.take(~np.isin(rows.run, np.asarray(gone, dtype=np.int64)))
+        if stale:
+            rows = AttrRows.concat([rows, read_attr_rows(conn, stale)])
+        revisions = {pk: key for pk, key in old.items() if current.get(pk) == key}
+        revisions.update((pk, current[pk]) for pk in stale)
+        return _ProjectRows(revisions, rows)
 
     def clear(self) -> None:
         """Forget every cached project."""

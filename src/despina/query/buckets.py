@@ -15,6 +15,7 @@ point of that bucket, the skipped chunks are read after all (a second pass).
 from __future__ import annotations
 
 import sqlite3
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,8 +114,34 @@ def _chunk_metadata(
     )
 
 
-def _read_chunks(conn: sqlite3.Connection, ids: I64) -> dict[int, tuple[I64, F64]]:
-    out: dict[int, tuple[I64, F64]] = {}
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """A read chunk: its values, and its steps either as an arithmetic progression
+    (``first``, ``delta``; the codec's common case, never expanded here) or decoded."""
+
+    n: int
+    values: F64
+    first: int
+    delta: int
+    blob: bytes
+
+    @property
+    def arithmetic(self) -> bool:
+        return self.delta >= 0
+
+    def steps(self) -> I64:
+        """Every step of the chunk (micro-steps)."""
+        if self.arithmetic:
+            return self.first + self.delta * np.arange(self.n, dtype=np.int64)
+        return decode_ints(self.blob, self.n)
+
+
+_ARITHMETIC = 1  # codec byte of a first-and-delta steps blob (store/codec.py)
+_TWO = struct.Struct("<qq")
+
+
+def _read_chunks(conn: sqlite3.Connection, ids: I64) -> dict[int, _Raw]:
+    out: dict[int, _Raw] = {}
     id_list = ids.tolist()
     for start in range(0, len(id_list), _BATCH):
         batch = id_list[start : start + _BATCH]
@@ -122,7 +149,12 @@ def _read_chunks(conn: sqlite3.Connection, ids: I64) -> dict[int, tuple[I64, F64
         for cid, n, steps, vals in conn.execute(
             f"SELECT id, n, steps, vals FROM chunks WHERE id IN ({marks})", batch
         ):
-            out[cid] = (decode_ints(steps, n), decode_floats(vals, n))
+            values = decode_floats(vals, n)
+            if steps[0] == _ARITHMETIC:
+                first, delta = _TWO.unpack_from(steps, 1)
+                out[cid] = _Raw(n, values, first, max(delta, 0) if n == 1 else delta, b"")
+            else:
+                out[cid] = _Raw(n, values, 0, -1, steps)
     return out
 
 
@@ -152,7 +184,7 @@ def compute_buckets(
     b_first = _bucket_of(chunks.step_first / MICRO, to_edges)
     last_steps = chunks.step_last.copy()
     for k in np.flatnonzero(straddles):  # the last step at or below the fork bound
-        steps = read[int(chunks.ids[k])][0]
+        steps = read[int(chunks.ids[k])].steps()
         below = steps[steps <= chunks.upper[k]]
         last_steps[k] = below[-1] if len(below) else chunks.step_first[k]
     b_last = _bucket_of(last_steps / MICRO, to_edges)
@@ -211,7 +243,7 @@ def _preview_points(
 def _x_range(
     chunks: _Chunks,
     straddles: npt.NDArray[np.bool_],
-    read: dict[int, tuple[I64, F64]],
+    read: dict[int, _Raw],
     extra: tuple[I64, I64, F64] | None,
 ) -> tuple[float, float] | None:
     lows: list[int] = []
@@ -222,7 +254,7 @@ def _x_range(
         if len(whole):
             highs.append(int(whole.max()))
         for k in np.flatnonzero(straddles):
-            steps = read[int(chunks.ids[k])][0]
+            steps = read[int(chunks.ids[k])].steps()
             below = steps[steps <= chunks.upper[k]]
             if len(below):
                 highs.append(int(below[-1]))
@@ -264,55 +296,154 @@ def _edge_table(to_edges: F64 | None, x_range: tuple[float, float]) -> tuple[F64
 
 @dataclass
 class _Points:
-    """The read points of all series in series then step order: micro-steps, values, where
-    each series starts, and (when needed) the chunk each point came from (-1: a preview)."""
+    """The read points of all series in series then step order: values, where each series
+    starts, and the steps, either materialised (``steps``) or as the arithmetic runs of the
+    read chunks (``runs``). ``chunk`` gives each point's chunk (-1: a preview) when steps are
+    materialised; ``runs`` know each chunk's range."""
 
-    steps: I64
     values: F64
     offsets: I64
-    chunk: I64 | None
+    steps: I64 | None = None
+    chunk: I64 | None = None
+    runs: _Runs | None = None
+
+    def step_at(self, index: I64) -> I64:
+        """Micro-steps of the points at ``index``."""
+        if self.steps is not None:
+            return self.steps[index]
+        assert self.runs is not None
+        return self.runs.step_at(index)
+
+    def chunk_points(self, k: int) -> I64:
+        """Positions of the points of chunk ``k`` (an index into the chunk metadata)."""
+        if self.chunk is not None:
+            return np.flatnonzero(self.chunk == k)
+        assert self.runs is not None
+        at = int(np.searchsorted(self.runs.owner, k))
+        if at >= len(self.runs.owner) or self.runs.owner[at] != k:
+            return np.empty(0, np.int64)
+        lo = int(self.runs.start[at])
+        return np.arange(lo, lo + int(self.runs.n[at]), dtype=np.int64)
+
+
+@dataclass
+class _Runs:
+    """Read chunks in order, their steps kept as ``first + delta * i`` (``delta`` -1: the
+    steps are in ``explicit``)."""
+
+    owner: I64  # index into the chunk metadata
+    series: I64
+    start: I64
+    n: I64
+    first: I64
+    delta: I64
+    last: I64
+    explicit: dict[int, I64]
+
+    def step_at(self, index: I64) -> I64:
+        at = np.searchsorted(self.start, index, side="right") - 1
+        out = self.first[at] + np.maximum(self.delta[at], 0) * (index - self.start[at])
+        for r in np.unique(at[self.delta[at] < 0]).tolist():
+            mine = at == r
+            out[mine] = self.explicit[r][index[mine] - self.start[r]]
+        return out
+
+    def ends(self, s_lo: int, s_hi: int, thresholds: I64, series_end: int) -> I64:
+        """For each threshold ``m``, the end (exclusive) of the points with step <= ``m``,
+        over the runs ``s_lo:s_hi`` of one series."""
+        last = self.last[s_lo:s_hi]
+        j = np.searchsorted(last, thresholds, side="right")
+        starts = np.append(self.start[s_lo:s_hi], series_end)
+        out = starts[j].copy()
+        inside = np.flatnonzero(j < s_hi - s_lo)
+        if not len(inside):
+            return out
+        run = j[inside] + s_lo
+        m = thresholds[inside]
+        delta, first, n = self.delta[run], self.first[run], self.n[run]
+        step = np.where(delta > 0, delta, 1)
+        counted = np.clip((m - first) // step + 1, 0, n)
+        counted = np.where(delta == 0, (first <= m).astype(np.int64), counted)
+        counted[delta < 0] = 0  # explicit steps: searched below
+        out[inside] += counted
+        for k in np.flatnonzero(delta < 0).tolist():
+            r = int(run[k])
+            out[inside[k]] += int(np.searchsorted(self.explicit[r], m[k], side="right"))
+        return out
 
 
 def _gather(
     n_series: int,
     chunks: _Chunks,
     interior: npt.NDArray[np.bool_],
-    read: dict[int, tuple[I64, F64]],
+    read: dict[int, _Raw],
     extra: tuple[I64, I64, F64] | None,
+    arithmetic: bool,
 ) -> _Points:
-    steps_parts, value_parts, sizes, owners = [], [], [], []
+    """The points of the chunks that are not skipped (and the previews in ``extra``).
+
+    With ``arithmetic`` (and no previews) steps stay implicit in the chunks' runs."""
+    owners: list[int] = []
+    sizes: list[int] = []
+    firsts: list[int] = []
+    deltas: list[int] = []
+    lasts: list[int] = []
+    value_parts: list[F64] = []
+    explicit: dict[int, I64] = {}
     for k in np.flatnonzero(~interior).tolist():
-        steps, values = read[int(chunks.ids[k])]
-        if chunks.step_last[k] > chunks.upper[k]:
+        raw = read[int(chunks.ids[k])]
+        values = raw.values
+        if chunks.step_last[k] > chunks.upper[k] or not raw.arithmetic:
+            steps = raw.steps()
             keep = steps <= chunks.upper[k]
             steps, values = steps[keep], values[keep]
-        steps_parts.append(steps)
-        value_parts.append(values)
-        sizes.append(len(steps))
+            if not len(steps):
+                continue
+            explicit[len(owners)] = steps
+            firsts.append(int(steps[0]))
+            deltas.append(-1)
+            lasts.append(int(steps[-1]))
+        else:
+            firsts.append(raw.first)
+            deltas.append(raw.delta)
+            lasts.append(raw.first + raw.delta * (raw.n - 1))
         owners.append(k)
+        sizes.append(len(values))
+        value_parts.append(values)
     owner = np.array(owners, np.int64)
     counts = np.array(sizes, np.int64)
-    steps = np.concatenate(steps_parts) if steps_parts else np.empty(0, np.int64)
+    starts = np.zeros(len(owner), np.int64)
+    if len(counts):
+        np.cumsum(counts[:-1], out=starts[1:])
     values = np.concatenate(value_parts) if value_parts else np.empty(0)
+    runs = _Runs(
+        owner,
+        chunks.series[owner],
+        starts,
+        counts,
+        np.array(firsts, np.int64),
+        np.array(deltas, np.int64),
+        np.array(lasts, np.int64),
+        explicit,
+    )
     with_previews = extra is not None and len(extra[0]) > 0
-    chunk = None
-    if with_previews or interior.any():
-        chunk = np.repeat(owner, counts)
+    if arithmetic and not with_previews:
+        per_series = np.bincount(runs.series, weights=counts, minlength=n_series)
+        offsets = np.zeros(n_series + 1, np.int64)
+        np.cumsum(per_series.astype(np.int64), out=offsets[1:])
+        return _Points(values, offsets, runs=runs)
+    steps = runs.step_at(np.arange(len(values), dtype=np.int64)) if len(values) else owner
+    series = np.repeat(runs.series, counts)
+    chunk = np.repeat(owner, counts)
     if extra is not None and with_previews:
-        series = np.repeat(chunks.series[owner], counts) if len(owner) else owner
         series = np.concatenate([series, extra[0]])
         steps = np.concatenate([steps, extra[1]])
         values = np.concatenate([values, extra[2]])
-        assert chunk is not None
         chunk = np.concatenate([chunk, np.full(len(extra[0]), -1, np.int64)])
         order = np.lexsort((steps, series))
         series, steps, values, chunk = series[order], steps[order], values[order], chunk[order]
-        offsets = np.searchsorted(series, np.arange(n_series + 1)).astype(np.int64)
-    else:
-        per_series = np.bincount(chunks.series[owner], weights=counts, minlength=n_series)
-        offsets = np.zeros(n_series + 1, np.int64)
-        np.cumsum(per_series.astype(np.int64), out=offsets[1:])
-    return _Points(steps, values, offsets, chunk)
+    offsets = np.searchsorted(series, np.arange(n_series + 1)).astype(np.int64)
+    return _Points(values, offsets, steps=steps, chunk=chunk)
 
 
 def _thresholds(to_edges: F64) -> I64 | None:
@@ -331,7 +462,7 @@ def _bucketise(
     n_series: int,
     chunks: _Chunks,
     interior: npt.NDArray[np.bool_],
-    read: dict[int, tuple[I64, F64]],
+    read: dict[int, _Raw],
     extra: tuple[I64, I64, F64] | None,
     to_edges: F64 | None,
     x_range: tuple[float, float],
@@ -344,17 +475,24 @@ def _bucketise(
     Each series' points are in step order, so the buckets are contiguous runs of points: the
     run boundaries come from searching the bucket edges in the series' steps.
     """
-    pts = _gather(n_series, chunks, interior, read, extra)
+    thresholds = None if to_edges is None else _thresholds(to_edges)
+    pts = _gather(n_series, chunks, interior, read, extra, thresholds is not None)
     n_b = 1 if to_edges is None else len(to_edges) + 1
-    total = len(pts.steps)
+    total = len(pts.values)
     offsets = pts.offsets
     ends = np.empty((n_series, n_b), np.int64)
-    thresholds = None if to_edges is None else _thresholds(to_edges)
+    run_bounds = None
+    if pts.runs is not None:
+        run_bounds = np.searchsorted(pts.runs.series, np.arange(n_series + 1))
     for s in range(n_series):
         begin, stop = int(offsets[s]), int(offsets[s + 1])
-        if thresholds is not None:
+        if thresholds is not None and pts.runs is not None and run_bounds is not None:
+            ends[s, :-1] = pts.runs.ends(
+                int(run_bounds[s]), int(run_bounds[s + 1]), thresholds, stop
+            )
+        elif thresholds is not None and pts.steps is not None:
             ends[s, :-1] = begin + np.searchsorted(pts.steps[begin:stop], thresholds, "right")
-        elif to_edges is not None:
+        elif to_edges is not None and pts.steps is not None:
             x = pts.steps[begin:stop] / MICRO
             ends[s, :-1] = begin + np.searchsorted(x, to_edges, side="right")
         ends[s, -1] = stop
@@ -382,10 +520,10 @@ def _bucketise(
     size = len(flat)
     first_x, first_y, last_x, last_y = (np.full(size, np.nan) for _ in range(4))
     picked = first_i[has_first]
-    first_x[has_first] = pts.steps[picked] / MICRO
+    first_x[has_first] = pts.step_at(picked) / MICRO
     first_y[has_first] = pts.values[picked]
     picked = last_i[has_last]
-    last_x[has_last] = pts.steps[picked] / MICRO
+    last_x[has_last] = pts.step_at(picked) / MICRO
     last_y[has_last] = pts.values[picked]
     y_min, y_max = np.full(size, np.nan), np.full(size, np.nan)
     if include_min_max:
@@ -440,12 +578,11 @@ def _unsure(
 ) -> npt.NDArray[np.bool_]:
     """Skipped chunks whose bucket's neighbouring read chunks hold no finite point there."""
     unsure = np.zeros(len(interior), dtype=bool)
-    if not interior.any() or pts.chunk is None:
+    if not interior.any():
         return unsure
-    point_chunk = pts.chunk
 
     def finite_in(k: int, series: int, bucket: int) -> bool:
-        at = np.flatnonzero(point_chunk == k)
+        at = pts.chunk_points(k)
         at = at[(at >= starts[series, bucket]) & (at < ends[series, bucket])]
         return bool(finite[at].any())
 

@@ -245,28 +245,50 @@ class Snapshot:
     ) -> list[tuple[str, str]]:
         """Distinct ``(path, type)`` of the containers' attributes (all runs of the project for
         ``None``) that pass ``selector``, ``sys/`` attributes included, sorted."""
+        empty = "" if with_empty_series else " AND (a.count IS NULL OR a.count != 0)"
+        found: set[tuple[str, str]] = set()
         if containers is None:
-            containers = self.search(kind="run")
-        rows = self.rows(containers)
-        if not with_empty_series:
-            rows = rows.take(rows.count != 0)
-        pairs = np.unique(rows.path.astype(np.int64) * 16 + rows.type)
-        found = {(rows.paths[int(code) // 16], ATTRIBUTE_TYPES[int(code) % 16]) for code in pairs}
+            found.update(
+                self.conn.execute(
+                    "SELECT DISTINCT a.path, a.type FROM attributes a JOIN runs r "
+                    f"ON r.id = a.run_id WHERE r.project_id = ?{empty}",
+                    (self.project_id,),
+                )
+            )
+        else:
+            rows = self.rows(containers)
+            if not with_empty_series:
+                rows = rows.take(rows.count != 0)
+            pairs = sorted_unique(rows.path.astype(np.int64) * 16 + rows.type)
+            found.update(
+                (rows.paths[int(code) // 16], ATTRIBUTE_TYPES[int(code) % 16]) for code in pairs
+            )
         found.update(self._sys_definitions(containers, selector))
         return sorted(d for d in found if selector.accepts(*d))
 
     def _sys_definitions(
-        self, containers: Sequence[Container], selector: Selector
+        self, containers: Sequence[Container] | None, selector: Selector
     ) -> set[tuple[str, str]]:
-        wanted = [c for c in SYS_COLUMNS.values() if selector.accepts(c.path, c.type)]
-        if not wanted or not containers:
+        """The ``sys/`` columns that some container (or run of the project) has a value for."""
+        found = set()
+        if containers is None:
+            scope, params = "r.project_id = ?", [str(self.project_id)]
+        elif not containers:
             return set()
-        present = self._sys_values(containers, [c.path for c in wanted])
-        return {
-            (c.path, c.type)
-            for c, values in zip(wanted, present, strict=True)
-            if any(v is not None for v in values)
-        }
+        else:
+            pks = [c.pk for c in containers]
+            scope, params = "r.id IN (SELECT value FROM json_each(?))", [json.dumps(pks)]
+        for column in SYS_COLUMNS.values():
+            if not selector.accepts(column.path, column.type):
+                continue
+            hit = self.conn.execute(
+                f"SELECT 1 FROM runs r JOIN projects p ON p.id = r.project_id WHERE {scope} "
+                f"AND {column.sql} IS NOT NULL LIMIT 1",
+                params,
+            ).fetchone()
+            if hit is not None:
+                found.add((column.path, column.type))
+        return found
 
     def _sys_values(self, containers: Sequence[Container], paths: list[str]) -> list[list[Any]]:
         """Per path, the values for each container (``None``: absent)."""
@@ -291,11 +313,12 @@ class Snapshot:
         give their last committed value (§7.1)."""
         containers = list(containers)
         rows = self.rows(containers)
-        rows = rows.take(rows.count != 0)
-        row_of = _positions([c.pk for c in containers], rows.run)
-        keys = rows.path.astype(np.int64) * 16 + rows.type
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
+        kept = np.flatnonzero(rows.count != 0)  # series without committed points are absent
+        row_of = np.zeros(len(rows), np.int64)
+        row_of[kept] = _positions([c.pk for c in containers], rows.run[kept])
+        keys = rows.path[kept].astype(np.int64) * 16 + rows.type[kept]
+        order = kept[np.argsort(keys, kind="stable")]
+        sorted_keys = np.sort(keys, kind="stable")
         starts = np.flatnonzero(np.diff(sorted_keys, prepend=-1) != 0)
         ends = np.append(starts[1:], len(order)) if len(starts) else starts
         columns = []
@@ -305,7 +328,7 @@ class Snapshot:
             if not selector.accepts(path, type_):
                 continue
             picked = order[start:end]
-            columns.append(_column(path, type_, row_of[picked], rows.take(picked)))
+            columns.append(_column(path, type_, row_of[picked], rows, picked))
         wanted = [c.path for c in SYS_COLUMNS.values() if selector.accepts(c.path, c.type)]
         if wanted and containers:
             for path, values in zip(wanted, self._sys_values(containers, wanted), strict=True):
@@ -450,20 +473,23 @@ def _sort_sql(attribute: Attribute) -> tuple[str, list[Any]]:
     )
 
 
-def _column(path: str, type_: str, rows_at: npt.NDArray[np.int64], rows: AttrRows) -> Column:
+def _column(
+    path: str, type_: str, rows_at: npt.NDArray[np.int64], rows: AttrRows, picked: npt.NDArray[Any]
+) -> Column:
     if type_ in ("float", "float_series"):
-        return Column(path, type_, rows_at, rows.num_f)
+        return Column(path, type_, rows_at, rows.num_f[picked])
     if type_ in ("int", "datetime"):
-        return Column(path, type_, rows_at, rows.num_i)
+        return Column(path, type_, rows_at, rows.num_i[picked])
     if type_ == "bool":
-        return Column(path, type_, rows_at, rows.num_i != 0)
+        return Column(path, type_, rows_at, rows.num_i[picked] != 0)
+    texts = rows.text[picked]
     if type_ in ("string", "string_series"):
-        return Column(path, type_, rows_at, rows.text)
-    values = np.empty(len(rows), dtype=object)
-    values[:] = [None if t is None else json.loads(t) for t in rows.text]
+        return Column(path, type_, rows_at, texts)
+    values = np.empty(len(texts), dtype=object)
+    values[:] = [None if t is None else json.loads(t) for t in texts]
     steps = None
     if type_ == "file_series":
-        steps = rows.last_step / 1e6
+        steps = rows.last_step[picked] / 1e6
     return Column(path, type_, rows_at, values, steps)
 
 
