@@ -40,7 +40,8 @@ def validity(column: pa.ChunkedArray | pa.Array) -> Bools:
 
 def fixed_width(column: pa.ChunkedArray | pa.Array, dtype: str) -> tuple[npt.NDArray, Bools]:
     """Values of a fixed-width column (ints, floats, timestamps read as ``"<i8"``) as ``dtype``,
-    and the validity mask; slots of nulls hold unspecified values."""
+    and the validity mask; slots of nulls hold unspecified values. A one-chunk column gives a
+    read-only view of the Arrow buffer."""
     values: list[npt.NDArray] = []
     valid: list[Bools] = []
     for chunk in _chunks(column):
@@ -53,6 +54,8 @@ def fixed_width(column: pa.ChunkedArray | pa.Array, dtype: str) -> tuple[npt.NDA
         valid.append(_validity(chunk))
     if not values:
         return np.zeros(0, dtype=dtype), np.zeros(0, dtype=np.bool_)
+    if len(values) == 1:  # a view of the Arrow buffer: no copy
+        return values[0], valid[0]
     return np.concatenate(values), np.concatenate(valid)
 
 
@@ -82,7 +85,8 @@ def dictionary_codes(
     column: pa.ChunkedArray | pa.Array, registry: dict[str, int]
 ) -> npt.NDArray[np.int32]:
     """Codes of a string column in ``registry`` (string → code, extended with new strings);
-    ``-1`` for nulls. Works on dictionary-encoded columns without decoding the strings."""
+    ``-1`` for nulls. Works on dictionary-encoded columns without decoding the strings. The
+    result may be a read-only view of the Arrow buffer."""
     out: list[npt.NDArray[np.int32]] = []
     for chunk in _chunks(column):
         if not pa.types.is_dictionary(chunk.type):
@@ -98,8 +102,10 @@ def dictionary_codes(
             codes = mapping[np.where(valid, indices, 0)]
             codes[~valid] = -1
         elif np.array_equal(mapping, np.arange(len(mapping))):
-            codes = indices.astype(np.int32)
+            codes = indices.astype(np.int32, copy=False)  # often a read-only view
         else:
             codes = mapping[indices]
         out.append(codes)
+    if len(out) == 1:
+        return out[0]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int32)

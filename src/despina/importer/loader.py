@@ -70,6 +70,32 @@ class RunPlan:
     """Where file contents are copied; None (dry run): files are only checked."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Rows of the run's table: ``start:stop`` when ``index`` is None (the common case, read
+    as zero-copy slices), else ``index`` in any order."""
+
+    start: int = 0
+    stop: int = 0
+    index: Int64s | None = None
+
+    def __len__(self) -> int:
+        return self.stop - self.start if self.index is None else len(self.index)
+
+    def take(self, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``values`` at these rows (a view for a range)."""
+        return values[self.start : self.stop] if self.index is None else values[self.index]
+
+    def array(self) -> Int64s:
+        if self.index is None:
+            return np.arange(self.start, self.stop, dtype=np.int64)
+        return self.index
+
+    def select(self, which: npt.NDArray[Any]) -> _Rows:
+        """The rows at a boolean mask or an order of positions."""
+        return _Rows(index=self.array()[which])
+
+
 class _Run:
     """State of one load: the table, its per-row codes and the report."""
 
@@ -119,18 +145,28 @@ class _Run:
         column = self.column(name)
         return np.zeros(self.table.num_rows, np.bool_) if column is None else validity(column)
 
-    def take(self, name: str, rows: Int64s) -> list[Any]:
+    def take(self, name: str, rows: _Rows) -> list[Any]:
         """Python values of ``rows`` of a column (None for every row of a left-out column)."""
         column = self.column(name)
         if column is None:
             return [None] * len(rows)
-        return column.take(pa.array(rows)).to_pylist()
+        if rows.index is None:
+            return column.slice(rows.start, len(rows)).to_pylist()
+        return column.take(pa.array(rows.index)).to_pylist()
 
-    def rows_of(self, type_: str) -> Int64s:
+    def rows_of(self, type_: str) -> _Rows:
+        """The rows of ``type_``, in table order."""
         code = self.types.get(type_)
         if code is None:
-            return np.zeros(0, dtype=np.int64)
-        return np.flatnonzero(self.type_code == code)
+            return _Rows()
+        mask = self.type_code == code
+        count = int(np.count_nonzero(mask))
+        if count == 0:
+            return _Rows()
+        first = int(mask.argmax())
+        if bool(mask[first : first + count].all()):
+            return _Rows(first, first + count)
+        return _Rows(index=np.flatnonzero(mask))
 
     def report_counts(self, code: str, message: str, codes: Int32s) -> None:
         """One issue per path with the number of rows of ``codes`` at that path."""
@@ -239,36 +275,30 @@ def _drop_bad_rows(state: _Run) -> None:
     keep = allowed.ravel()[np.where(keys >= 0, keys, 0)]
     if valid is not None:
         keep &= valid
+    if not types.flags.writeable:  # a view of the Arrow buffer
+        types = state.type_code = types.copy()
     types[~keep] = -1
-
-
-def _take(values: npt.NDArray[Any], rows: Int64s, ascending: bool) -> npt.NDArray[Any]:
-    """``values[rows]``, as a view when ``rows`` is an ascending run of consecutive rows."""
-    if ascending and len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows):
-        return values[int(rows[0]) : int(rows[-1]) + 1]
-    return values[rows]
 
 
 # -- series ----------------------------------------------------------------------------------
 
 
-def _series_rows(state: _Run, type_: str, values_ok: Bools | None) -> tuple[Int64s, Int64s, bool]:
-    """Rows (table indices) of the series points of ``type_`` to load, grouped by path and in
-    step order, their micro-steps, and whether the rows are still ascending; bad and duplicate
-    points are reported and left out."""
+def _series_rows(state: _Run, type_: str, values_ok: Bools | None) -> tuple[_Rows, Int64s]:
+    """Rows of the series points of ``type_`` to load, grouped by path and in step order, and
+    their micro-steps; bad and duplicate points are reported and left out."""
     rows = state.rows_of(type_)
     if len(rows) == 0:
-        return rows, rows, True
+        return rows, np.zeros(0, dtype=np.int64)
     step_all, step_ok_all = state.steps()
-    steps, step_ok = _take(step_all, rows, True), _take(step_ok_all, rows, True)
-    ok = None if values_ok is None else _take(values_ok, rows, True)
+    steps, step_ok = rows.take(step_all), rows.take(step_ok_all)
+    ok = None if values_ok is None else rows.take(values_ok)
     fork = state.plan.fork_step
     clean = bool(step_ok.all()) and (ok is None or bool(ok.all()))
     if clean:
         low, high = int(steps.min()), int(steps.max())
         clean = low >= 0 and high < MAX_STEP_MICRO and (fork is None or low > fork)
     if not clean:
-        codes = _take(state.path_code, rows, True)
+        codes = rows.take(state.path_code)
         drop = np.zeros(len(rows), dtype=np.bool_)
         checks: list[tuple[str, str, Bools]] = []
         if ok is not None:
@@ -297,18 +327,14 @@ def _series_rows(state: _Run, type_: str, values_ok: Bools | None) -> tuple[Int6
                 state.report_counts(code, message, codes[bad])
                 drop |= bad
         keep = ~drop
-        rows, steps = rows[keep], steps[keep]
-    ascending = True
-    codes = _take(state.path_code, rows, True)
+        rows, steps = rows.select(keep), steps[keep]
+    codes = rows.take(state.path_code)
     if len(rows) > 1 and not bool((codes[1:] >= codes[:-1]).all()):
         order = np.argsort(codes, kind="stable")
-        rows, codes, steps = rows[order], codes[order], steps[order]
-        ascending = False
-    same = codes[1:] == codes[:-1]
-    if len(rows) > 1 and bool(((steps[1:] <= steps[:-1]) & same).any()):
+        rows, codes, steps = rows.select(order), codes[order], steps[order]
+    if len(rows) > 1 and bool(((steps[1:] <= steps[:-1]) & (codes[1:] == codes[:-1])).any()):
         order = np.lexsort((steps, codes))  # stable: equal steps keep their order of reading
-        rows, codes, steps = rows[order], codes[order], steps[order]
-        ascending = False
+        rows, codes, steps = rows.select(order), codes[order], steps[order]
         duplicate = np.r_[False, (steps[1:] == steps[:-1]) & (codes[1:] == codes[:-1])]
         if duplicate.any():
             state.report_counts(
@@ -316,15 +342,15 @@ def _series_rows(state: _Run, type_: str, values_ok: Bools | None) -> tuple[Int6
                 "points at a step already seen were skipped (the first row read was kept)",
                 codes[duplicate],
             )
-            rows, codes, steps = rows[~duplicate], codes[~duplicate], steps[~duplicate]
-    return rows, steps, ascending
+            rows, steps = rows.select(~duplicate), steps[~duplicate]
+    return rows, steps
 
 
-def _groups(state: _Run, rows: Int64s, ascending: bool) -> list[tuple[str, int, int]]:
+def _groups(state: _Run, rows: _Rows) -> list[tuple[str, int, int]]:
     """``(path, start, end)`` of each path's run of consecutive rows."""
     if len(rows) == 0:
         return []
-    codes = _take(state.path_code, rows, ascending)
+    codes = rows.take(state.path_code)
     cuts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
     starts = np.r_[0, cuts]
     ends = np.r_[cuts, len(rows)]
@@ -334,15 +360,15 @@ def _groups(state: _Run, rows: Int64s, ascending: bool) -> list[tuple[str, int, 
     ]
 
 
-def _timestamps(state: _Run, rows: Int64s, type_: str, ascending: bool) -> Int64s:
+def _timestamps(state: _Run, rows: _Rows, type_: str) -> Int64s:
     stamps_all, ok_all = state.stamps()
-    stamps, ok = _take(stamps_all, rows, ascending), _take(ok_all, rows, ascending)
+    stamps, ok = rows.take(stamps_all), rows.take(ok_all)
     if not ok.all():
         if type_ != "file_series":  # 2.x file series carry no time: expected, not reported
             state.report_counts(
                 "TIMESTAMP_MISSING",
                 "points without a timestamp got the run's creation time",
-                state.path_code[rows[~ok]],
+                rows.take(state.path_code)[~ok],
             )
         stamps = np.where(ok, stamps, state.plan.creation_ms)
     return stamps.astype(np.int64, copy=False)
@@ -350,12 +376,12 @@ def _timestamps(state: _Run, rows: Int64s, type_: str, ascending: bool) -> Int64
 
 def _float_series(state: _Run) -> FloatBlock:
     values_all, ok_all = state.values("float_value", "<f8")
-    rows, steps, ascending = _series_rows(state, "float_series", ok_all)
+    rows, steps = _series_rows(state, "float_series", ok_all)
     if len(rows) == 0:
         return FloatBlock.empty()
-    values = _take(values_all, rows, ascending).astype(np.float64, copy=False)
-    stamps = _timestamps(state, rows, "float_series", ascending)
-    groups = _groups(state, rows, ascending)
+    values = rows.take(values_all).astype(np.float64, copy=False)
+    stamps = _timestamps(state, rows, "float_series")
+    groups = _groups(state, rows)
     offsets = np.array([start for _, start, _ in groups] + [len(rows)], dtype=np.int64)
     return FloatBlock([path for path, _, _ in groups], offsets, steps, values, stamps)
 
@@ -368,12 +394,12 @@ def _point_series(state: _Run) -> list[PointSeries]:
             "histogram_series": "histogram_value",
             "file_series": "file_value",
         }[type_]
-        rows, steps, ascending = _series_rows(state, type_, state.valid(column))
+        rows, steps = _series_rows(state, type_, state.valid(column))
         if len(rows) == 0:
             continue
-        stamps = _timestamps(state, rows, type_, ascending)
+        stamps = _timestamps(state, rows, type_)
         raw = state.take(column, rows)
-        for path, s, e in _groups(state, rows, ascending):
+        for path, s, e in _groups(state, rows):
             if type_ == "string_series":
                 out.append(PointSeries(path, type_, steps[s:e], stamps[s:e], raw[s:e]))
             elif type_ == "histogram_series":
@@ -480,7 +506,7 @@ def _last_rows(state: _Run, types: tuple[str, ...]) -> list[tuple[int, str, str]
     last: dict[str, tuple[int, str]] = {}
     repeated: dict[str, int] = {}
     for type_ in types:
-        for row in state.rows_of(type_).tolist():
+        for row in state.rows_of(type_).array().tolist():
             path = state.path_names[state.path_code[row]]
             if path in last:
                 repeated[path] = repeated.get(path, 0) + 1

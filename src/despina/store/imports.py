@@ -57,6 +57,8 @@ __all__ = [
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+_Finite = tuple[Float64s, Float64s, Float64s, Bools | None]
 
 RECORDED_PARENT = "sys/forking/recorded_parent"
 """Where a run imported as a root keeps the fork parent its source recorded. Not
@@ -482,13 +484,13 @@ def _codec_bytes(column: Int64s, starts: Int64s, ends: Int64s, lengths: Int64s) 
     big = np.iinfo(np.int64)
     deltas = np.empty(len(column), dtype=np.int64)
     if len(column) > 1:
-        deltas[:-1] = np.diff(column)
-    low = deltas.copy()
-    high = deltas
-    low[ends - 1] = big.max  # the delta leaving a chunk is not part of it
-    high[ends - 1] = big.min
-    dmin = np.minimum.reduceat(low, starts)
-    dmax = np.maximum.reduceat(high, starts)
+        np.subtract(column[1:], column[:-1], out=deltas[:-1])
+    last = ends - 1  # the delta leaving a chunk is not part of it: neutral for each reduction
+    deltas[last] = big.max
+    dmin = np.minimum.reduceat(deltas, starts)
+    deltas[last] = big.min
+    dmax = np.maximum.reduceat(deltas, starts)
+    del deltas
     out: list[bytes] = []
     firsts = column[starts].tolist()
     for i, (first, lo, hi, n) in enumerate(
@@ -502,7 +504,26 @@ def _codec_bytes(column: Int64s, starts: Int64s, ends: Int64s, lengths: Int64s) 
     return out
 
 
-def _chunk_rows(attr_ids: list[int], block: FloatBlock) -> list[tuple[object, ...]]:
+def _finite_views(values: Float64s) -> _Finite:
+    """``values`` prepared for min, max and sum reductions over finite values only: the values
+    with non-finite ones as +inf, -inf and 0 (the values themselves when all are finite), and
+    the finite mask (None when all are finite)."""
+    finite = np.isfinite(values)
+    if bool(finite.all()):
+        return values, values, values, None
+    return (
+        np.where(finite, values, np.inf),
+        np.where(finite, values, -np.inf),
+        np.where(finite, values, 0.0),
+        finite,
+    )
+
+
+def _chunk_rows(
+    attr_ids: list[int],
+    block: FloatBlock,
+    finite: _Finite,
+) -> list[tuple[object, ...]]:
     """The ``chunks`` rows of every float series of the block (chunks of ``CHUNK_POINTS``
     from chunk 0, as the writer cuts them)."""
     sizes = np.diff(block.offsets)
@@ -513,14 +534,13 @@ def _chunk_rows(attr_ids: list[int], block: FloatBlock) -> list[tuple[object, ..
     starts = block.offsets[:-1][series_of] + number * CHUNK_POINTS
     ends = np.minimum(starts + CHUNK_POINTS, block.offsets[1:][series_of])
     lengths = ends - starts
-    values = block.values
-    finite = np.isfinite(values)
-    vmin = np.minimum.reduceat(np.where(finite, values, np.inf), starts)
-    vmax = np.maximum.reduceat(np.where(finite, values, -np.inf), starts)
+    low, high, _, _ = finite
+    vmin = np.minimum.reduceat(low, starts)
+    vmax = np.maximum.reduceat(high, starts)
     has_finite = np.isfinite(vmin)
     steps = _codec_bytes(block.steps, starts, ends, lengths)
     stamps = _codec_bytes(block.timestamps, starts, ends, lengths)
-    raw = encode_floats(values)
+    values = block.values
     ids = np.asarray(attr_ids, dtype=np.int64)[series_of] << CHUNK_BITS
     return list(
         zip(
@@ -533,25 +553,31 @@ def _chunk_rows(attr_ids: list[int], block: FloatBlock) -> list[tuple[object, ..
             [v if ok else None for v, ok in zip(vmin.tolist(), has_finite.tolist(), strict=True)],
             [v if ok else None for v, ok in zip(vmax.tolist(), has_finite.tolist(), strict=True)],
             steps,
-            [raw[8 * a : 8 * b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)],
+            [
+                encode_floats(values[a:b])
+                for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+            ],
             stamps,
             strict=True,
         )
     )
 
 
-def _aggregates(block: FloatBlock) -> list[tuple[float | None, float | None, float, float, int]]:
+def _aggregates(
+    block: FloatBlock, finite: _Finite
+) -> list[tuple[float | None, float | None, float, float, int]]:
     """Per series ``(fmin, fmax, fsum, fsumsq, fcount)`` over its finite values."""
     starts = block.offsets[:-1]
-    values = block.values
-    finite = np.isfinite(values)
+    low, high, zeroed, mask = finite
     with np.errstate(over="ignore", invalid="ignore"):  # huge values: sums become inf
-        zeroed = np.where(finite, values, 0.0)
         sums = np.add.reduceat(zeroed, starts)
         squares = np.add.reduceat(zeroed * zeroed, starts)
-    mins = np.minimum.reduceat(np.where(finite, values, np.inf), starts)
-    maxs = np.maximum.reduceat(np.where(finite, values, -np.inf), starts)
-    counts = np.add.reduceat(finite.astype(np.int64), starts)
+    mins = np.minimum.reduceat(low, starts)
+    maxs = np.maximum.reduceat(high, starts)
+    if mask is None:
+        counts = np.diff(block.offsets)
+    else:
+        counts = np.add.reduceat(mask.astype(np.int64), starts)
     return [
         (lo if n else None, hi if n else None, total, square, n)
         for lo, hi, total, square, n in zip(
@@ -630,17 +656,18 @@ def _write_floats(
         block = _subset(block, keep)
     if not keep:
         return 0
+    finite = _finite_views(block.values)
     conn.executemany(
         "INSERT INTO chunks (id, n, step_first, step_last, ts_first, ts_last, vmin, vmax, "
         "steps, vals, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        _chunk_rows(attr_ids, block),
+        _chunk_rows(attr_ids, block, finite),
     )
     lasts = block.offsets[1:] - 1
     updates = []
     for i, (size, own, last, last_step, last_ts) in enumerate(
         zip(
             np.diff(block.offsets).tolist(),
-            _aggregates(block),
+            _aggregates(block, finite),
             block.values[lasts].tolist(),
             block.steps[lasts].tolist(),
             block.timestamps[lasts].tolist(),
