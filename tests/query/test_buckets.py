@@ -277,13 +277,13 @@ def test_pruning_skips_chunks(bucket_home: Path, monkeypatch: pytest.MonkeyPatch
     from despina.query import buckets
 
     read: list[int] = []
-    original = buckets._read_chunks
+    original = buckets.read_chunks
 
     def counting(conn: object, ids: np.ndarray) -> object:
         read.extend(ids.tolist())
         return original(conn, ids)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(buckets, "_read_chunks", counting)
+    monkeypatch.setattr(buckets, "read_chunks", counting)
     _buckets("ws/big", "^m$", 3)
     with api.open_snapshot("ws/big") as snap:
         total = snap.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]

@@ -15,6 +15,22 @@ extension :func:`set_home` points queries at another store directory, e.g. in te
 Extensions beyond ``neptune_query``: :func:`set_home`, ``Filter`` / ``AttributeFilter`` /
 ``Attribute`` at package level, ``Filter.nql(text)``, and ``include_min_max`` of
 :func:`fetch_metric_buckets`.
+
+Behaviour the reference does not pin down (spec "Unverified"), as despina implements it:
+
+* Sorting tables: containers without the ``sort_by`` attribute (or with a NaN value) come
+  after all others in both directions; ties keep creation order, oldest first. A ``sort_by``
+  whose type could not be inferred sorts as ``string``: attributes of other types count as
+  missing.
+* ``lineage_to_the_root=False`` in the experiments API (and in ``fetch_metric_buckets``) keeps
+  the ancestors of the same experiment and stops at the first ancestor of another one.
+* A forked run reports the series it inherited as its own attributes (listing, table columns
+  with the last value seen through the full lineage, ``EXISTS``).
+* Table cells of float series use committed points only; a series holding only previews is
+  absent from tables and listings (``fetch_metrics`` with previews still returns it).
+* Histograms logged with densities have ``type == "DENSITY"``.
+* Results are read from one consistent snapshot of the store; runs being logged meanwhile
+  appear with what was committed when the query started.
 """
 
 from __future__ import annotations

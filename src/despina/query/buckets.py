@@ -15,12 +15,12 @@ point of that bucket, the skipped chunks are read after all (a second pass).
 from __future__ import annotations
 
 import sqlite3
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from despina.query.bucket_points import Chunks, Points, Raw, gather, read_chunks, thresholds
 from despina.query.points import (
     LineageMode,
     SeriesSet,
@@ -28,14 +28,12 @@ from despina.query.points import (
     effective_links,
     read_previews,
 )
-from despina.store.codec import decode_floats, decode_ints
 from despina.store.series import LineageLink, chunk_rowid_range
 
 __all__ = ["BucketSet", "compute_buckets"]
 
 MICRO = 1_000_000
 _UNBOUNDED = 2**62
-_BATCH = 900
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -61,22 +59,9 @@ class BucketSet:
     """``from`` and ``to`` of every bucket index (``index`` values point into them)."""
 
 
-@dataclass
-class _Chunks:
-    """Chunk metadata of all series, in series then step order."""
-
-    series: I64
-    ids: I64
-    step_first: I64
-    step_last: I64
-    upper: I64
-    vmin: F64
-    vmax: F64
-
-
 def _chunk_metadata(
     conn: sqlite3.Connection, chains: list[list[tuple[LineageLink, int]]]
-) -> _Chunks:
+) -> Chunks:
     rows: list[tuple[int, int, int, int, int, float, float]] = []
     for i, chain in enumerate(chains):
         for link, attr_id in chain:
@@ -100,10 +85,10 @@ def _chunk_metadata(
             )
     if not rows:
         e = np.empty(0, np.int64)
-        return _Chunks(e, e, e, e, e, np.empty(0), np.empty(0))
+        return Chunks(e, e, e, e, e, np.empty(0), np.empty(0))
     cols = list(zip(*rows, strict=True))
     ints = [np.array(c, np.int64) for c in cols[:5]]
-    return _Chunks(
+    return Chunks(
         ints[0],
         ints[1],
         ints[2],
@@ -112,50 +97,6 @@ def _chunk_metadata(
         np.array(cols[5], np.float64),
         np.array(cols[6], np.float64),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Raw:
-    """A read chunk: its values, and its steps either as an arithmetic progression
-    (``first``, ``delta``; the codec's common case, never expanded here) or decoded."""
-
-    n: int
-    values: F64
-    first: int
-    delta: int
-    blob: bytes
-
-    @property
-    def arithmetic(self) -> bool:
-        return self.delta >= 0
-
-    def steps(self) -> I64:
-        """Every step of the chunk (micro-steps)."""
-        if self.arithmetic:
-            return self.first + self.delta * np.arange(self.n, dtype=np.int64)
-        return decode_ints(self.blob, self.n)
-
-
-_ARITHMETIC = 1  # codec byte of a first-and-delta steps blob (store/codec.py)
-_TWO = struct.Struct("<qq")
-
-
-def _read_chunks(conn: sqlite3.Connection, ids: I64) -> dict[int, _Raw]:
-    out: dict[int, _Raw] = {}
-    id_list = ids.tolist()
-    for start in range(0, len(id_list), _BATCH):
-        batch = id_list[start : start + _BATCH]
-        marks = ",".join("?" * len(batch))
-        for cid, n, steps, vals in conn.execute(
-            f"SELECT id, n, steps, vals FROM chunks WHERE id IN ({marks})", batch
-        ):
-            values = decode_floats(vals, n)
-            if steps[0] == _ARITHMETIC:
-                first, delta = _TWO.unpack_from(steps, 1)
-                out[cid] = _Raw(n, values, first, max(delta, 0) if n == 1 else delta, b"")
-            else:
-                out[cid] = _Raw(n, values, 0, -1, steps)
-    return out
 
 
 def compute_buckets(
@@ -176,7 +117,7 @@ def compute_buckets(
     chunks = _chunk_metadata(conn, chains)
     straddles = chunks.step_last > chunks.upper
     extra = _preview_points(conn, chains) if previews else None
-    read = _read_chunks(conn, chunks.ids[straddles])
+    read = read_chunks(conn, chunks.ids[straddles])
     x_range = _x_range(chunks, straddles, read, extra)
     if x_range is None:
         return _empty(len(series))
@@ -203,7 +144,7 @@ def compute_buckets(
     for _ in range(2):
         wanted = chunks.ids[~interior]
         missing = np.array([c for c in wanted.tolist() if c not in read], np.int64)
-        read.update(_read_chunks(conn, missing))
+        read.update(read_chunks(conn, missing))
         result, unsure = _bucketise(
             len(series),
             chunks,
@@ -241,9 +182,9 @@ def _preview_points(
 
 
 def _x_range(
-    chunks: _Chunks,
+    chunks: Chunks,
     straddles: npt.NDArray[np.bool_],
-    read: dict[int, _Raw],
+    read: dict[int, Raw],
     extra: tuple[I64, I64, F64] | None,
 ) -> tuple[float, float] | None:
     lows: list[int] = []
@@ -294,175 +235,11 @@ def _edge_table(to_edges: F64 | None, x_range: tuple[float, float]) -> tuple[F64
     return np.array(from_x, np.float64), np.array(to_x, np.float64)
 
 
-@dataclass
-class _Points:
-    """The read points of all series in series then step order: values, where each series
-    starts, and the steps, either materialised (``steps``) or as the arithmetic runs of the
-    read chunks (``runs``). ``chunk`` gives each point's chunk (-1: a preview) when steps are
-    materialised; ``runs`` know each chunk's range."""
-
-    values: F64
-    offsets: I64
-    steps: I64 | None = None
-    chunk: I64 | None = None
-    runs: _Runs | None = None
-
-    def step_at(self, index: I64) -> I64:
-        """Micro-steps of the points at ``index``."""
-        if self.steps is not None:
-            return self.steps[index]
-        assert self.runs is not None
-        return self.runs.step_at(index)
-
-    def chunk_points(self, k: int) -> I64:
-        """Positions of the points of chunk ``k`` (an index into the chunk metadata)."""
-        if self.chunk is not None:
-            return np.flatnonzero(self.chunk == k)
-        assert self.runs is not None
-        at = int(np.searchsorted(self.runs.owner, k))
-        if at >= len(self.runs.owner) or self.runs.owner[at] != k:
-            return np.empty(0, np.int64)
-        lo = int(self.runs.start[at])
-        return np.arange(lo, lo + int(self.runs.n[at]), dtype=np.int64)
-
-
-@dataclass
-class _Runs:
-    """Read chunks in order, their steps kept as ``first + delta * i`` (``delta`` -1: the
-    steps are in ``explicit``)."""
-
-    owner: I64  # index into the chunk metadata
-    series: I64
-    start: I64
-    n: I64
-    first: I64
-    delta: I64
-    last: I64
-    explicit: dict[int, I64]
-
-    def step_at(self, index: I64) -> I64:
-        at = np.searchsorted(self.start, index, side="right") - 1
-        out = self.first[at] + np.maximum(self.delta[at], 0) * (index - self.start[at])
-        for r in np.unique(at[self.delta[at] < 0]).tolist():
-            mine = at == r
-            out[mine] = self.explicit[r][index[mine] - self.start[r]]
-        return out
-
-    def ends(self, s_lo: int, s_hi: int, thresholds: I64, series_end: int) -> I64:
-        """For each threshold ``m``, the end (exclusive) of the points with step <= ``m``,
-        over the runs ``s_lo:s_hi`` of one series."""
-        last = self.last[s_lo:s_hi]
-        j = np.searchsorted(last, thresholds, side="right")
-        starts = np.append(self.start[s_lo:s_hi], series_end)
-        out = starts[j].copy()
-        inside = np.flatnonzero(j < s_hi - s_lo)
-        if not len(inside):
-            return out
-        run = j[inside] + s_lo
-        m = thresholds[inside]
-        delta, first, n = self.delta[run], self.first[run], self.n[run]
-        step = np.where(delta > 0, delta, 1)
-        counted = np.clip((m - first) // step + 1, 0, n)
-        counted = np.where(delta == 0, (first <= m).astype(np.int64), counted)
-        counted[delta < 0] = 0  # explicit steps: searched below
-        out[inside] += counted
-        for k in np.flatnonzero(delta < 0).tolist():
-            r = int(run[k])
-            out[inside[k]] += int(np.searchsorted(self.explicit[r], m[k], side="right"))
-        return out
-
-
-def _gather(
-    n_series: int,
-    chunks: _Chunks,
-    interior: npt.NDArray[np.bool_],
-    read: dict[int, _Raw],
-    extra: tuple[I64, I64, F64] | None,
-    arithmetic: bool,
-) -> _Points:
-    """The points of the chunks that are not skipped (and the previews in ``extra``).
-
-    With ``arithmetic`` (and no previews) steps stay implicit in the chunks' runs."""
-    owners: list[int] = []
-    sizes: list[int] = []
-    firsts: list[int] = []
-    deltas: list[int] = []
-    lasts: list[int] = []
-    value_parts: list[F64] = []
-    explicit: dict[int, I64] = {}
-    for k in np.flatnonzero(~interior).tolist():
-        raw = read[int(chunks.ids[k])]
-        values = raw.values
-        if chunks.step_last[k] > chunks.upper[k] or not raw.arithmetic:
-            steps = raw.steps()
-            keep = steps <= chunks.upper[k]
-            steps, values = steps[keep], values[keep]
-            if not len(steps):
-                continue
-            explicit[len(owners)] = steps
-            firsts.append(int(steps[0]))
-            deltas.append(-1)
-            lasts.append(int(steps[-1]))
-        else:
-            firsts.append(raw.first)
-            deltas.append(raw.delta)
-            lasts.append(raw.first + raw.delta * (raw.n - 1))
-        owners.append(k)
-        sizes.append(len(values))
-        value_parts.append(values)
-    owner = np.array(owners, np.int64)
-    counts = np.array(sizes, np.int64)
-    starts = np.zeros(len(owner), np.int64)
-    if len(counts):
-        np.cumsum(counts[:-1], out=starts[1:])
-    values = np.concatenate(value_parts) if value_parts else np.empty(0)
-    runs = _Runs(
-        owner,
-        chunks.series[owner],
-        starts,
-        counts,
-        np.array(firsts, np.int64),
-        np.array(deltas, np.int64),
-        np.array(lasts, np.int64),
-        explicit,
-    )
-    with_previews = extra is not None and len(extra[0]) > 0
-    if arithmetic and not with_previews:
-        per_series = np.bincount(runs.series, weights=counts, minlength=n_series)
-        offsets = np.zeros(n_series + 1, np.int64)
-        np.cumsum(per_series.astype(np.int64), out=offsets[1:])
-        return _Points(values, offsets, runs=runs)
-    steps = runs.step_at(np.arange(len(values), dtype=np.int64)) if len(values) else owner
-    series = np.repeat(runs.series, counts)
-    chunk = np.repeat(owner, counts)
-    if extra is not None and with_previews:
-        series = np.concatenate([series, extra[0]])
-        steps = np.concatenate([steps, extra[1]])
-        values = np.concatenate([values, extra[2]])
-        chunk = np.concatenate([chunk, np.full(len(extra[0]), -1, np.int64)])
-        order = np.lexsort((steps, series))
-        series, steps, values, chunk = series[order], steps[order], values[order], chunk[order]
-    offsets = np.searchsorted(series, np.arange(n_series + 1)).astype(np.int64)
-    return _Points(values, offsets, steps=steps, chunk=chunk)
-
-
-def _thresholds(to_edges: F64) -> I64 | None:
-    """For each edge ``e``, the largest micro-step ``m`` with ``m / 1e6 <= e`` (so that the
-    edge search runs on integers); ``None`` when steps are too large for exact float math."""
-    if not len(to_edges) or np.abs(to_edges).max() * MICRO >= 2**52:
-        return None
-    m = np.floor(to_edges * MICRO).astype(np.int64)
-    for _ in range(4):
-        m -= (m / MICRO > to_edges).astype(np.int64)
-        m += ((m + 1) / MICRO <= to_edges).astype(np.int64)
-    return m
-
-
 def _bucketise(
     n_series: int,
-    chunks: _Chunks,
+    chunks: Chunks,
     interior: npt.NDArray[np.bool_],
-    read: dict[int, _Raw],
+    read: dict[int, Raw],
     extra: tuple[I64, I64, F64] | None,
     to_edges: F64 | None,
     x_range: tuple[float, float],
@@ -475,8 +252,8 @@ def _bucketise(
     Each series' points are in step order, so the buckets are contiguous runs of points: the
     run boundaries come from searching the bucket edges in the series' steps.
     """
-    thresholds = None if to_edges is None else _thresholds(to_edges)
-    pts = _gather(n_series, chunks, interior, read, extra, thresholds is not None)
+    limits = None if to_edges is None else thresholds(to_edges)
+    pts = gather(n_series, chunks, interior, read, extra, limits is not None)
     n_b = 1 if to_edges is None else len(to_edges) + 1
     total = len(pts.values)
     offsets = pts.offsets
@@ -486,12 +263,10 @@ def _bucketise(
         run_bounds = np.searchsorted(pts.runs.series, np.arange(n_series + 1))
     for s in range(n_series):
         begin, stop = int(offsets[s]), int(offsets[s + 1])
-        if thresholds is not None and pts.runs is not None and run_bounds is not None:
-            ends[s, :-1] = pts.runs.ends(
-                int(run_bounds[s]), int(run_bounds[s + 1]), thresholds, stop
-            )
-        elif thresholds is not None and pts.steps is not None:
-            ends[s, :-1] = begin + np.searchsorted(pts.steps[begin:stop], thresholds, "right")
+        if limits is not None and pts.runs is not None and run_bounds is not None:
+            ends[s, :-1] = pts.runs.ends(int(run_bounds[s]), int(run_bounds[s + 1]), limits, stop)
+        elif limits is not None and pts.steps is not None:
+            ends[s, :-1] = begin + np.searchsorted(pts.steps[begin:stop], limits, "right")
         elif to_edges is not None and pts.steps is not None:
             x = pts.steps[begin:stop] / MICRO
             ends[s, :-1] = begin + np.searchsorted(x, to_edges, side="right")
@@ -555,7 +330,7 @@ def _bucketise(
 
 
 def _min_max(
-    pts: _Points, finite: npt.NDArray[np.bool_], lo: I64, hi: I64, y_min: F64, y_max: F64
+    pts: Points, finite: npt.NDArray[np.bool_], lo: I64, hi: I64, y_min: F64, y_max: F64
 ) -> None:
     """Smallest and largest finite value of every bucket with read points."""
     filled = hi > lo
@@ -568,10 +343,10 @@ def _min_max(
 
 
 def _unsure(
-    chunks: _Chunks,
+    chunks: Chunks,
     interior: npt.NDArray[np.bool_],
     b_first: I64,
-    pts: _Points,
+    pts: Points,
     finite: npt.NDArray[np.bool_],
     starts: I64,
     ends: I64,

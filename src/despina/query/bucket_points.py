@@ -1,0 +1,249 @@
+"""The points bucketing reads from float-series chunks, for ``buckets.py``.
+
+A chunk's steps blob is usually an arithmetic progression (``store/codec.py``: first step and
+delta); such steps are never expanded here. Bucket edges are located inside a chunk with
+integer arithmetic, and only the steps of the points a bucket reports are computed. Chunks
+with irregular steps, chunks cut at a fork bound and preview points fall back to explicit
+step arrays.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from despina.store.codec import decode_floats, decode_ints
+
+__all__ = ["Chunks", "Points", "Raw", "Runs", "gather", "read_chunks", "thresholds"]
+
+MICRO = 1_000_000
+_BATCH = 900
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass
+class Chunks:
+    """Chunk metadata of all series, in series then step order (``upper``: the fork bound of
+    the chunk's run in the lineage)."""
+
+    series: I64
+    ids: I64
+    step_first: I64
+    step_last: I64
+    upper: I64
+    vmin: F64
+    vmax: F64
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A read chunk: its values, and its steps either as an arithmetic progression
+    (``first``, ``delta``; the codec's common case, never expanded here) or decoded."""
+
+    n: int
+    values: F64
+    first: int
+    delta: int
+    blob: bytes
+
+    @property
+    def arithmetic(self) -> bool:
+        return self.delta >= 0
+
+    def steps(self) -> I64:
+        """Every step of the chunk (micro-steps)."""
+        if self.arithmetic:
+            return self.first + self.delta * np.arange(self.n, dtype=np.int64)
+        return decode_ints(self.blob, self.n)
+
+
+_ARITHMETIC = 1  # codec byte of a first-and-delta steps blob (store/codec.py)
+_TWO = struct.Struct("<qq")
+
+
+def read_chunks(conn: sqlite3.Connection, ids: I64) -> dict[int, Raw]:
+    out: dict[int, Raw] = {}
+    id_list = ids.tolist()
+    for start in range(0, len(id_list), _BATCH):
+        batch = id_list[start : start + _BATCH]
+        marks = ",".join("?" * len(batch))
+        for cid, n, steps, vals in conn.execute(
+            f"SELECT id, n, steps, vals FROM chunks WHERE id IN ({marks})", batch
+        ):
+            values = decode_floats(vals, n)
+            if steps[0] == _ARITHMETIC:
+                first, delta = _TWO.unpack_from(steps, 1)
+                out[cid] = Raw(n, values, first, max(delta, 0) if n == 1 else delta, b"")
+            else:
+                out[cid] = Raw(n, values, 0, -1, steps)
+    return out
+
+
+@dataclass
+class Points:
+    """The read points of all series in series then step order: values, where each series
+    starts, and the steps, either materialised (``steps``) or as the arithmetic runs of the
+    read chunks (``runs``). ``chunk`` gives each point's chunk (-1: a preview) when steps are
+    materialised; ``runs`` know each chunk's range."""
+
+    values: F64
+    offsets: I64
+    steps: I64 | None = None
+    chunk: I64 | None = None
+    runs: Runs | None = None
+
+    def step_at(self, index: I64) -> I64:
+        """Micro-steps of the points at ``index``."""
+        if self.steps is not None:
+            return self.steps[index]
+        assert self.runs is not None
+        return self.runs.step_at(index)
+
+    def chunk_points(self, k: int) -> I64:
+        """Positions of the points of chunk ``k`` (an index into the chunk metadata)."""
+        if self.chunk is not None:
+            return np.flatnonzero(self.chunk == k)
+        assert self.runs is not None
+        at = int(np.searchsorted(self.runs.owner, k))
+        if at >= len(self.runs.owner) or self.runs.owner[at] != k:
+            return np.empty(0, np.int64)
+        lo = int(self.runs.start[at])
+        return np.arange(lo, lo + int(self.runs.n[at]), dtype=np.int64)
+
+
+@dataclass
+class Runs:
+    """Read chunks in order, their steps kept as ``first + delta * i`` (``delta`` -1: the
+    steps are in ``explicit``)."""
+
+    owner: I64  # index into the chunk metadata
+    series: I64
+    start: I64
+    n: I64
+    first: I64
+    delta: I64
+    last: I64
+    explicit: dict[int, I64]
+
+    def step_at(self, index: I64) -> I64:
+        at = np.searchsorted(self.start, index, side="right") - 1
+        out = self.first[at] + np.maximum(self.delta[at], 0) * (index - self.start[at])
+        for r in np.unique(at[self.delta[at] < 0]).tolist():
+            mine = at == r
+            out[mine] = self.explicit[r][index[mine] - self.start[r]]
+        return out
+
+    def ends(self, s_lo: int, s_hi: int, thresholds: I64, series_end: int) -> I64:
+        """For each threshold ``m``, the end (exclusive) of the points with step <= ``m``,
+        over the runs ``s_lo:s_hi`` of one series."""
+        last = self.last[s_lo:s_hi]
+        j = np.searchsorted(last, thresholds, side="right")
+        starts = np.append(self.start[s_lo:s_hi], series_end)
+        out = starts[j].copy()
+        inside = np.flatnonzero(j < s_hi - s_lo)
+        if not len(inside):
+            return out
+        run = j[inside] + s_lo
+        m = thresholds[inside]
+        delta, first, n = self.delta[run], self.first[run], self.n[run]
+        step = np.where(delta > 0, delta, 1)
+        counted = np.clip((m - first) // step + 1, 0, n)
+        counted = np.where(delta == 0, (first <= m).astype(np.int64), counted)
+        counted[delta < 0] = 0  # explicit steps: searched below
+        out[inside] += counted
+        for k in np.flatnonzero(delta < 0).tolist():
+            r = int(run[k])
+            out[inside[k]] += int(np.searchsorted(self.explicit[r], m[k], side="right"))
+        return out
+
+
+def gather(
+    n_series: int,
+    chunks: Chunks,
+    interior: npt.NDArray[np.bool_],
+    read: dict[int, Raw],
+    extra: tuple[I64, I64, F64] | None,
+    arithmetic: bool,
+) -> Points:
+    """The points of the chunks that are not skipped (and the previews in ``extra``).
+
+    With ``arithmetic`` (and no previews) steps stay implicit in the chunks' runs."""
+    owners: list[int] = []
+    sizes: list[int] = []
+    firsts: list[int] = []
+    deltas: list[int] = []
+    lasts: list[int] = []
+    value_parts: list[F64] = []
+    explicit: dict[int, I64] = {}
+    for k in np.flatnonzero(~interior).tolist():
+        raw = read[int(chunks.ids[k])]
+        values = raw.values
+        if chunks.step_last[k] > chunks.upper[k] or not raw.arithmetic:
+            steps = raw.steps()
+            keep = steps <= chunks.upper[k]
+            steps, values = steps[keep], values[keep]
+            if not len(steps):
+                continue
+            explicit[len(owners)] = steps
+            firsts.append(int(steps[0]))
+            deltas.append(-1)
+            lasts.append(int(steps[-1]))
+        else:
+            firsts.append(raw.first)
+            deltas.append(raw.delta)
+            lasts.append(raw.first + raw.delta * (raw.n - 1))
+        owners.append(k)
+        sizes.append(len(values))
+        value_parts.append(values)
+    owner = np.array(owners, np.int64)
+    counts = np.array(sizes, np.int64)
+    starts = np.zeros(len(owner), np.int64)
+    if len(counts):
+        np.cumsum(counts[:-1], out=starts[1:])
+    values = np.concatenate(value_parts) if value_parts else np.empty(0)
+    runs = Runs(
+        owner,
+        chunks.series[owner],
+        starts,
+        counts,
+        np.array(firsts, np.int64),
+        np.array(deltas, np.int64),
+        np.array(lasts, np.int64),
+        explicit,
+    )
+    with_previews = extra is not None and len(extra[0]) > 0
+    if arithmetic and not with_previews:
+        per_series = np.bincount(runs.series, weights=counts, minlength=n_series)
+        offsets = np.zeros(n_series + 1, np.int64)
+        np.cumsum(per_series.astype(np.int64), out=offsets[1:])
+        return Points(values, offsets, runs=runs)
+    steps = runs.step_at(np.arange(len(values), dtype=np.int64)) if len(values) else owner
+    series = np.repeat(runs.series, counts)
+    chunk = np.repeat(owner, counts)
+    if extra is not None and with_previews:
+        series = np.concatenate([series, extra[0]])
+        steps = np.concatenate([steps, extra[1]])
+        values = np.concatenate([values, extra[2]])
+        chunk = np.concatenate([chunk, np.full(len(extra[0]), -1, np.int64)])
+        order = np.lexsort((steps, series))
+        series, steps, values, chunk = series[order], steps[order], values[order], chunk[order]
+    offsets = np.searchsorted(series, np.arange(n_series + 1)).astype(np.int64)
+    return Points(values, offsets, steps=steps, chunk=chunk)
+
+
+def thresholds(to_edges: F64) -> I64 | None:
+    """For each edge ``e``, the largest micro-step ``m`` with ``m / 1e6 <= e`` (so that the
+    edge search runs on integers); ``None`` when steps are too large for exact float math."""
+    if not len(to_edges) or np.abs(to_edges).max() * MICRO >= 2**52:
+        return None
+    m = np.floor(to_edges * MICRO).astype(np.int64)
+    for _ in range(4):
+        m -= (m / MICRO > to_edges).astype(np.int64)
+        m += ((m + 1) / MICRO <= to_edges).astype(np.int64)
+    return m
