@@ -120,17 +120,19 @@ def _build(home: Path) -> tuple[Any, int]:
     return store, int(project_id or 0)
 
 
-def _best(call: Callable[[], Any], repeat: int = 3) -> tuple[float, float, Any]:
-    """(first call seconds, best of the following ``repeat`` calls, result)."""
+def _best(call: Callable[[], Any], repeat: int = 3) -> tuple[float, float, float, Any]:
+    """(first call seconds, best of the next ``repeat`` calls, its CPU seconds, result)."""
     start = time.perf_counter()
     result = call()
     first = time.perf_counter() - start
-    best = float("inf")
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = call()
-        best = min(best, time.perf_counter() - start)
-    return first, best, result
+        elapsed = time.perf_counter() - start
+        if elapsed < best:
+            best, best_cpu = elapsed, time.process_time() - cpu
+    return first, best, best_cpu, result
 
 
 def bench_parse_compile(iterations: int = 1000) -> list[Row]:
@@ -138,20 +140,28 @@ def bench_parse_compile(iterations: int = 1000) -> list[Row]:
     from despina.nql import compile_query, parse
 
     compile_query(TYPICAL, now_ms=T0)  # warm imports and caches
-    start = time.perf_counter()
-    for _ in range(iterations):
-        parse(TYPICAL)
-    parse_s = (time.perf_counter() - start) / iterations
-    start = time.perf_counter()
-    for _ in range(iterations):
-        compile_query(TYPICAL, now_ms=T0)
-    total_s = (time.perf_counter() - start) / iterations
-    verdict = "ok" if total_s < 1e-3 else "OVER"
+    parse_s, parse_cpu = _mean(lambda: parse(TYPICAL), iterations)
+    total_s, total_cpu = _mean(lambda: compile_query(TYPICAL, now_ms=T0), iterations)
+    # The verdict uses CPU time: on a shared machine wall time also counts other processes.
+    verdict = "ok" if total_cpu < 1e-3 else "OVER"
     return [
         ("parse + compile, typical 5-clause query (s, mean of 1000)", total_s,
-         f"{total_s * 1e6:.0f} µs; target < 1 ms [{verdict}]"),
-        ("  of which tokenize + parse (s)", parse_s, f"{parse_s * 1e6:.0f} µs"),
+         f"{total_s * 1e6:.0f} µs wall, {total_cpu * 1e6:.0f} µs CPU; "
+         f"target < 1 ms [{verdict}]"),
+        ("  of which tokenize + parse (s)", parse_s,
+         f"{parse_s * 1e6:.0f} µs wall, {parse_cpu * 1e6:.0f} µs CPU"),
     ]  # fmt: skip
+
+
+def _mean(call: Callable[[], Any], iterations: int) -> tuple[float, float]:
+    """Mean (wall seconds, CPU seconds) of ``call`` over ``iterations`` calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(iterations):
+        call()
+    return (
+        (time.perf_counter() - wall) / iterations,
+        (time.process_time() - cpu) / iterations,
+    )
 
 
 def bench_search(home: Path) -> list[Row]:
@@ -175,15 +185,16 @@ def bench_search(home: Path) -> list[Row]:
         def baseline() -> list[Any]:
             return conn.execute(BASELINE, (project_id,)).fetchall()
 
-        first, best, rows = _best(compiled)
-        base_first, base_best, base_rows = _best(baseline)
+        first, best, cpu, rows = _best(compiled)
+        base_first, base_best, base_cpu, base_rows = _best(baseline)
         same = {r[0] for r in rows} == {r[0] for r in base_rows}
         shape = f"{RUNS:,} runs × 50 attributes"
         return [
             (f"NQL search, 5 clauses / 2 aggregates, {shape} (s, best of 3)", best,
-             f"{len(rows):,} matches; first call {first:.3f} s"),
+             f"{len(rows):,} matches; CPU {cpu:.3f} s; first call {first:.3f} s"),
             ("  baseline: hand-written join SQL, same data (s, best of 3)", base_best,
-             f"{len(base_rows):,} matches{'' if same else ' [DIFFERS]'}; first {base_first:.3f} s"),
+             f"{len(base_rows):,} matches{'' if same else ' [DIFFERS]'}; CPU {base_cpu:.3f} s; "
+             f"first {base_first:.3f} s"),
             ("  building the store with executemany (s)", build_s,
              f"{RUNS * 50:,} attribute rows, not part of the query"),
         ]  # fmt: skip

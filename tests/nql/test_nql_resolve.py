@@ -445,6 +445,14 @@ SEMANTIC = [
         27,
         "x is not a valid floatSeries value: expected a number such as 0.5, -3, 1e-3 or 50MB",
     ),
+    # several problems: the first in the text wins
+    ('`x`:flaot MATCHES "a("', 4, "unknown type 'flaot' (did you mean 'float'?)"),
+    (
+        '`x`:float MATCHES "a("',
+        10,
+        "operator MATCHES is not supported for float (supported: ==, !=, <, <=, >, >=, EXISTS)",
+    ),
+    ('min(`x`:fileref) MATCHES "a("', 0, "aggregate min applies to floatSeries only, not fileRef"),
     (
         "`ok`:int = 1 AND\n  `x`:float > y",
         31,

@@ -319,27 +319,24 @@ class _Resolver:
         op = _op_name(node)
         negated = not isinstance(node, ast.Comparison) and node.negated
         literal = None if isinstance(node, ast.Exists) else node.value
-        if isinstance(node, ast.Matches):
-            assert literal is not None
-            try:
-                re.compile(literal.text)
-            except re.error as exc:
-                raise self.fail(
-                    f"invalid regular expression {_display(literal)}: {exc}",
-                    literal.start,
-                    literal.end,
-                ) from None
         operand = node.operand
+        if isinstance(operand, ast.Aggregate):  # report problems in text order: types first
+            inner = operand.attribute
+            self.type_of(inner.type, inner.type_start, inner.type_end)
+            self.type_of(operand.type, operand.type_start, operand.type_end)
+        else:
+            type_name = self.type_of(operand.type, operand.type_start, operand.type_end)
         if isinstance(operand, ast.Aggregate):
             return self.aggregate(node, operand, op, literal, negated)
-        type_name = self.type_of(operand.type, operand.type_start, operand.type_end)
         path = operand.name
         if type_name is None:
+            self.check_regex(node)
             return self.untyped(path, op, literal, negated)
         if type_name in _VOID_TYPES:
             # despina stores no attributes of these types: predicates are false (§4.2, §5.7).
             allowed = _EQ | {"exists"} if type_name == "artifact" else _ALL_OPS
             self.check_op(node, op, allowed, type_name)
+            self.check_regex(node)
             return Const(negated)
         if type_name == "experimentState":
             self.check_op(node, op, _KIND_OPS["state"], type_name)
@@ -349,6 +346,7 @@ class _Resolver:
         stored = STORED_TYPES[type_name]
         kind = _KIND[stored]
         self.check_op(node, op, _KIND_OPS[kind] | {"exists"}, type_name)
+        self.check_regex(node)
         value = None if literal is None else self.coerce_typed(kind, literal, type_name)
         cond = Cond("value", _cond_op(op, kind), value)
         # §4.3: for comparisons a typed int also compares floats, and a typed float ints.
@@ -423,12 +421,14 @@ class _Resolver:
                     node.op_start,
                     node.op_end,
                 )
+            self.check_regex(node)
             assert literal is not None
             value = self.coerce_typed(kind, literal, tin or tout or "")
             cond = Cond(field, _cond_op(op, kind), value)
             if inner.name in SYS_COLUMNS or inner.name == STATE_PATH:
                 return Const(negated)
             return AttrTest(inner.name, (Branch(frozenset(series), cond),), negated)
+        self.check_regex(node)
         if op == "exists" or inner.name in SYS_COLUMNS or inner.name == STATE_PATH:
             return Const(negated)
         return self.attr_test(inner.name, [(s, field) for s in series], op, literal, negated)
@@ -473,6 +473,18 @@ class _Resolver:
         else:
             hint = f"; known types: {', '.join(NQL_TYPES)}"
         raise self.fail(f"unknown type {written!r}{hint}", start, end)
+
+    def check_regex(self, node: ast.Predicate) -> None:
+        """A ``MATCHES`` pattern must compile, whatever the reference (§7.5)."""
+        if isinstance(node, ast.Matches):
+            try:
+                re.compile(node.value.text)
+            except re.error as exc:
+                raise self.fail(
+                    f"invalid regular expression {_display(node.value)}: {exc}",
+                    node.value.start,
+                    node.value.end,
+                ) from None
 
     def op_text(self, node: ast.Predicate) -> str:
         if self.source is not None and node.op_start >= 0:
