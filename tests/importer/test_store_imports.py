@@ -249,3 +249,21 @@ def test_chunk_codecs_match_encode_ints(chunks: list[list[int]]) -> None:
         got = _codec_bytes(column, starts, starts + lengths, lengths)
         want = [encode_ints(np.array(c, dtype=np.int64)) for c in chunks]
     assert got == want
+
+
+@pytest.mark.parametrize("marked", [frozenset(), frozenset({"r3", "r5"})])
+def test_head_rule_holds_whatever_the_import_order(
+    stores: tuple[Store, Store], marked: frozenset[str]
+) -> None:
+    _, store = stores
+    created = {f"r{i}": T0 + c for i, c in enumerate([5, 1, 9, 3, 7, 2, 8])}
+    for run_id in sorted(created, key=lambda r: hash(r) % 7):
+        import_run(
+            store,
+            ImportedRun("ws/p", run_id, created[run_id], experiment_name="e", marked_heads=marked),
+        )
+        heads = store.connection().execute("SELECT count(*) FROM runs WHERE is_head = 1")
+        assert heads.fetchone()[0] == 1
+    head = store.connection().execute("SELECT run_id FROM runs WHERE is_head = 1").fetchone()[0]
+    pool = [r for r in created if r in marked] or list(created)
+    assert head == max(pool, key=created.__getitem__)

@@ -380,7 +380,13 @@ def _write(conn: sqlite3.Connection, project_id: int, run: ImportedRun, now: int
         "UPDATE runs SET size_bytes = ? WHERE id = ?", (int(cols.get("size_bytes", size)), pk)
     )
     if run.experiment_name is not None:
-        _settle_head(conn, project_id, run.experiment_name, run.marked_heads)
+        _settle_head(
+            conn,
+            project_id,
+            run.experiment_name,
+            run.marked_heads,
+            (pk, run.run_id, run.creation_ms),
+        )
     (key,) = conn.execute("SELECT project_key FROM projects WHERE id = ?", (project_id,)).fetchone()
     return ImportOutcome(True, pk, f"{key}-{short_no}", parent is not None, issues)
 
@@ -405,20 +411,34 @@ def _short_no(conn: sqlite3.Connection, project_id: int, wanted: int | None) -> 
 
 
 def _settle_head(
-    conn: sqlite3.Connection, project_id: int, name: str, marked: frozenset[str]
+    conn: sqlite3.Connection,
+    project_id: int,
+    name: str,
+    marked: frozenset[str],
+    new: tuple[int, str, int],
 ) -> None:
-    """Make the experiment's head the newest marked run, else its newest run."""
-    rows = conn.execute(
-        "SELECT id, run_id, creation_ms FROM runs WHERE project_id = ? AND experiment_name = ?",
-        (project_id, name),
-    ).fetchall()
-    pool = [r for r in rows if r[1] in marked] or rows
-    head = max(pool, key=lambda r: (r[2], r[0]))[0]
+    """Keep the experiment's head the newest marked run, else its newest run, after adding run
+    ``new`` = ``(pk, run id, creation ms)``.
+
+    Only the current head and the new run are compared: with the head right before, the rule
+    over all runs picks one of the two, so importing many runs of one experiment stays linear.
+    """
+    found = conn.execute(
+        "SELECT id, run_id, creation_ms FROM runs WHERE project_id = ? AND experiment_name = ? "
+        "AND is_head = 1 AND id != ? ORDER BY id DESC LIMIT 1",
+        (project_id, name, new[0]),
+    ).fetchone()
+
+    def key(run: tuple[int, str, int]) -> tuple[bool, int, int]:
+        return (run[1] in marked, run[2], run[0])
+
+    if found is not None and key(tuple(found)) > key(new):
+        return
     conn.execute(
-        "UPDATE runs SET is_head = (id = ?) WHERE project_id = ? AND experiment_name = ? "
-        "AND is_head != (id = ?)",
-        (head, project_id, name, head),
+        "UPDATE runs SET is_head = 0 WHERE project_id = ? AND experiment_name = ? AND is_head = 1",
+        (project_id, name),
     )
+    conn.execute("UPDATE runs SET is_head = 1 WHERE id = ?", (new[0],))
 
 
 def _conflict(issues: list[IngestIssue], path: str, found: str, wanted: str) -> None:
