@@ -109,6 +109,19 @@ def bucket_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         previews=[("m", 28_500.0, 42.0)],
     )
     _write(store, "ws/big", "other", {"m": ([-3.0, 100.0], [nan, 5.0])}, run_id="other")
+    huge = [9e11 + 0.5 * i for i in range(3000)]
+    irregular = np.cumsum(rng.integers(1, 50, 2500)).astype(float).tolist()
+    _write(store, "ws/huge", "huge", {"m": (huge, rng.normal(size=3000).tolist())})
+    _write(store, "ws/huge", "odd", {"irregular": (irregular, rng.normal(size=2500).tolist())})
+    _write(
+        store,
+        "ws/odd",
+        "odd",
+        {
+            "irregular": (irregular, rng.normal(size=2500).tolist()),
+            "regular": ([float(i) for i in range(3000)], rng.normal(size=3000).tolist()),
+        },
+    )
     nq.set_home(home)
     yield home
 
@@ -233,15 +246,11 @@ def _brute_force(
     return out
 
 
-@pytest.mark.parametrize("limit", [1, 2, 3, 7, 50, 1000])
-@pytest.mark.parametrize("lineage", [True, False])
-def test_pruning_matches_brute_force(bucket_home: Path, limit: int, lineage: bool) -> None:
+def _check(project: str, names: list[str], limit: int, lineage: bool) -> None:
     mode = api.lineage_mode(api.EXPERIMENTS, lineage)
-    with api.open_snapshot("ws/big") as snap:
+    with api.open_snapshot(project) as snap:
         matched = snap.search(kind="experiment")
-        series = snap.series(
-            matched, restrict_types(resolve_attributes(["m", "short"]), ["float_series"])
-        )
+        series = snap.series(matched, restrict_types(resolve_attributes(names), ["float_series"]))
         got = snap.buckets(series, limit=limit, mode=mode, include_min_max=True)
         points = {}
         batch = snap.float_series(series, mode=mode)
@@ -271,6 +280,18 @@ def test_pruning_matches_brute_force(bucket_home: Path, limit: int, lineage: boo
             np.array(expected[key], dtype=float).reshape(-1, 8),
             err_msg=str(key),
         )
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 50, 1000])
+@pytest.mark.parametrize("lineage", [True, False])
+def test_pruning_matches_brute_force(bucket_home: Path, limit: int, lineage: bool) -> None:
+    _check("ws/big", ["m", "short"], limit, lineage)
+
+
+@pytest.mark.parametrize("limit", [1, 9, 1000])
+def test_huge_and_irregular_steps(bucket_home: Path, limit: int) -> None:
+    _check("ws/huge", ["m", "irregular"], limit, True)  # too large for integer edges
+    _check("ws/odd", ["irregular", "regular"], limit, True)  # delta-coded chunk steps
 
 
 def test_pruning_skips_chunks(bucket_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -139,28 +139,34 @@ class Runs:
             out[mine] = self.explicit[r][index[mine] - self.start[r]]
         return out
 
-    def ends(self, s_lo: int, s_hi: int, thresholds: I64, series_end: int) -> I64:
-        """For each threshold ``m``, the end (exclusive) of the points with step <= ``m``,
-        over the runs ``s_lo:s_hi`` of one series."""
-        last = self.last[s_lo:s_hi]
-        j = np.searchsorted(last, thresholds, side="right")
-        starts = np.append(self.start[s_lo:s_hi], series_end)
-        out = starts[j].copy()
-        inside = np.flatnonzero(j < s_hi - s_lo)
-        if not len(inside):
-            return out
-        run = j[inside] + s_lo
-        m = thresholds[inside]
-        delta, first, n = self.delta[run], self.first[run], self.n[run]
+    def ends(self, limits: I64, offsets: I64) -> I64 | None:
+        """``ends[s, i]``: the end (exclusive) of series ``s``'s points with step <=
+        ``limits[i]``, for all series at once; ``None`` when the steps are too large for the
+        combined integer keys (the caller then searches series by series)."""
+        n_series = len(offsets) - 1
+        if not len(self.last):
+            return np.repeat(offsets[:-1, None], len(limits), axis=1)
+        low = min(int(self.first.min()), int(limits.min())) - 1
+        span = max(int(self.last.max()), int(limits.max())) - low + 2
+        if span * (n_series + 1) >= 2**62:
+            return None
+        keys = self.series * span + (self.last - low)
+        queries = (np.arange(n_series)[:, None] * span + (limits - low)[None, :]).ravel()
+        run = np.searchsorted(keys, queries, side="right")  # first run past the limit
+        series = np.repeat(np.arange(n_series), len(limits))
+        bounds = np.searchsorted(self.series, np.arange(n_series + 1))
+        inside = run < bounds[series + 1]
+        out = offsets[series + 1].copy()
+        at = run[inside]
+        m = np.tile(limits, n_series)[inside]
+        delta, first, n = self.delta[at], self.first[at], self.n[at]
         step = np.where(delta > 0, delta, 1)
         counted = np.clip((m - first) // step + 1, 0, n)
         counted = np.where(delta == 0, (first <= m).astype(np.int64), counted)
-        counted[delta < 0] = 0  # explicit steps: searched below
-        out[inside] += counted
-        for k in np.flatnonzero(delta < 0).tolist():
-            r = int(run[k])
-            out[inside[k]] += int(np.searchsorted(self.explicit[r], m[k], side="right"))
-        return out
+        for k in np.flatnonzero(delta < 0).tolist():  # explicit steps: search them
+            counted[k] = np.searchsorted(self.explicit[int(at[k])], m[k], side="right")
+        out[inside] = self.start[at] + counted
+        return out.reshape(n_series, len(limits))
 
 
 def gather(

@@ -258,19 +258,24 @@ def _bucketise(
     total = len(pts.values)
     offsets = pts.offsets
     ends = np.empty((n_series, n_b), np.int64)
-    run_bounds = None
-    if pts.runs is not None:
-        run_bounds = np.searchsorted(pts.runs.series, np.arange(n_series + 1))
-    for s in range(n_series):
-        begin, stop = int(offsets[s]), int(offsets[s + 1])
-        if limits is not None and pts.runs is not None and run_bounds is not None:
-            ends[s, :-1] = pts.runs.ends(int(run_bounds[s]), int(run_bounds[s + 1]), limits, stop)
-        elif limits is not None and pts.steps is not None:
-            ends[s, :-1] = begin + np.searchsorted(pts.steps[begin:stop], limits, "right")
-        elif to_edges is not None and pts.steps is not None:
-            x = pts.steps[begin:stop] / MICRO
-            ends[s, :-1] = begin + np.searchsorted(x, to_edges, side="right")
-        ends[s, -1] = stop
+    ends[:, -1] = offsets[1:]
+    found = None
+    if limits is not None and pts.runs is not None:
+        found = pts.runs.ends(limits, offsets)
+    if found is not None:
+        ends[:, :-1] = found
+    elif to_edges is not None:
+        if pts.steps is None:  # huge steps: fall back to materialised steps
+            pts = gather(n_series, chunks, interior, read, extra, False)
+        steps = pts.steps
+        assert steps is not None
+        for s in range(n_series):
+            begin, stop = int(offsets[s]), int(offsets[s + 1])
+            if limits is not None:
+                ends[s, :-1] = begin + np.searchsorted(steps[begin:stop], limits, "right")
+            else:
+                x = steps[begin:stop] / MICRO
+                ends[s, :-1] = begin + np.searchsorted(x, to_edges, side="right")
     starts = np.empty_like(ends)
     starts[:, 0] = offsets[:-1]
     starts[:, 1:] = ends[:, :-1]
