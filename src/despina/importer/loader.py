@@ -152,7 +152,9 @@ class _Run:
             return [None] * len(rows)
         if rows.index is None:
             return column.slice(rows.start, len(rows)).to_pylist()
-        return column.take(pa.array(rows.index)).to_pylist()
+        index = np.ascontiguousarray(rows.index, dtype=np.int64)
+        indices = pa.Array.from_buffers(pa.int64(), len(index), [None, pa.py_buffer(index)])
+        return column.take(indices).to_pylist()
 
     def rows_of(self, type_: str) -> _Rows:
         """The rows of ``type_``, in table order."""

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from despina.errors import DespinaError
@@ -335,17 +334,25 @@ def _open_parts(files: RunFiles) -> list[_Opened]:
     return opened
 
 
-def _header_values(table: pa.Table, values: dict[str, Any]) -> None:
+def _header_rows(paths: pa.ChunkedArray | pa.Array) -> list[int]:
+    """Indices of the rows whose path is one of :data:`HEADER_PATHS` (decided on the
+    dictionary, without building Arrow arrays from Python objects)."""
+    registry: dict[str, int] = {}
+    codes = dictionary_codes(paths, registry)
+    wanted = [registry[p] for p in HEADER_PATHS if p in registry]
+    if not wanted:
+        return []
+    return np.flatnonzero(np.isin(codes, wanted)).tolist()
+
+
+def _header_values(table: pa.Table, values: dict[str, Any], rows: list[int] | None = None) -> None:
     """Add the :data:`HEADER_PATHS` rows of ``table`` to ``values`` (the last row wins)."""
-    hits = pc.is_in(table.column("attribute_path"), value_set=pa.array(HEADER_PATHS))
-    if not pc.any(hits).as_py():
-        return
-    found = table.filter(hits)
-    paths = found.column("attribute_path").to_pylist()
-    types = found.column("attribute_type").to_pylist()
-    for i, (path, type_) in enumerate(zip(paths, types, strict=True)):
+    paths = table.column("attribute_path")
+    types = table.column("attribute_type")
+    for i in _header_rows(paths) if rows is None else rows:
+        type_ = types[i].as_py()
         if type_ in _VALUE_COLUMN:
-            values[path] = row_value(found, i, type_)
+            values[paths[i].as_py()] = row_value(table, i, type_)
 
 
 def read_header(files: RunFiles, *, whole_below: int = 0) -> tuple[RunHeader, pa.Table | None]:
@@ -384,11 +391,11 @@ def read_header(files: RunFiles, *, whole_below: int = 0) -> tuple[RunHeader, pa
                 paths = parquet.read_row_group(
                     group, columns=["attribute_path"], use_threads=False
                 ).column(0)
-                hits = pc.is_in(paths, value_set=pa.array(HEADER_PATHS))
-                if not pc.any(hits).as_py():
+                hits = _header_rows(paths)
+                if not hits:
                     continue
                 table = parquet.read_row_group(group, columns=columns, use_threads=False)
-                _header_values(_cast(table, casts).filter(hits), values)
+                _header_values(_cast(table, casts), values, hits)
         except (pa.ArrowException, OSError) as exc:
             raise _read_error(path, exc) from None
     if identity is None:
