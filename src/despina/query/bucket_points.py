@@ -139,34 +139,56 @@ class Runs:
             out[mine] = self.explicit[r][index[mine] - self.start[r]]
         return out
 
-    def ends(self, limits: I64, offsets: I64) -> I64 | None:
+    def ends(self, limits: I64, offsets: I64) -> I64:
         """``ends[s, i]``: the end (exclusive) of series ``s``'s points with step <=
-        ``limits[i]``, for all series at once; ``None`` when the steps are too large for the
-        combined integer keys (the caller then searches series by series)."""
+        ``limits[i]``.
+
+        A series whose runs continue one arithmetic progression (regular steps: the common
+        case) is answered for every limit with one integer division; other series search
+        their runs one by one.
+        """
         n_series = len(offsets) - 1
-        if not len(self.last):
-            return np.repeat(offsets[:-1, None], len(limits), axis=1)
-        low = min(int(self.first.min()), int(limits.min())) - 1
-        span = max(int(self.last.max()), int(limits.max())) - low + 2
-        if span * (n_series + 1) >= 2**62:
-            return None
-        keys = self.series * span + (self.last - low)
-        queries = (np.arange(n_series)[:, None] * span + (limits - low)[None, :]).ravel()
-        run = np.searchsorted(keys, queries, side="right")  # first run past the limit
-        series = np.repeat(np.arange(n_series), len(limits))
         bounds = np.searchsorted(self.series, np.arange(n_series + 1))
-        inside = run < bounds[series + 1]
-        out = offsets[series + 1].copy()
-        at = run[inside]
-        m = np.tile(limits, n_series)[inside]
-        delta, first, n = self.delta[at], self.first[at], self.n[at]
-        step = np.where(delta > 0, delta, 1)
-        counted = np.clip((m - first) // step + 1, 0, n)
-        counted = np.where(delta == 0, (first <= m).astype(np.int64), counted)
+        count = np.diff(bounds)
+        out = np.repeat(offsets[:-1, None], len(limits), axis=1)
+        has = count > 0
+        if not has.any():
+            return out
+        head = bounds[:-1][has]
+        continues = np.ones(len(self.series), dtype=bool)
+        if len(self.series) > 1:
+            continues[1:] = (self.series[1:] != self.series[:-1]) | (
+                (self.delta[1:] == self.delta[:-1])
+                & (self.delta[1:] > 0)
+                & (self.first[1:] == self.last[:-1] + self.delta[:-1])
+            )
+        broken = np.zeros(n_series, dtype=bool)
+        np.logical_or.at(broken, self.series[~continues], True)
+        regular = has.copy()
+        regular[has] = ~broken[has] & (self.delta[head] >= 0)
+        if regular.any():
+            rows = np.flatnonzero(regular)
+            first = self.first[bounds[rows]][:, None]
+            step = np.maximum(self.delta[bounds[rows]], 1)[:, None]
+            total = (offsets[rows + 1] - offsets[rows])[:, None]
+            counted = np.clip((limits[None, :] - first) // step + 1, 0, total)
+            out[rows] = offsets[rows][:, None] + counted
+        for s in np.flatnonzero(has & ~regular).tolist():
+            out[s] = self._series_ends(int(bounds[s]), int(bounds[s + 1]), limits, offsets[s + 1])
+        return out
+
+    def _series_ends(self, lo: int, hi: int, limits: I64, series_end: int) -> I64:
+        j = np.searchsorted(self.last[lo:hi], limits, side="right")
+        out = np.append(self.start[lo:hi], series_end)[j]
+        inside = np.flatnonzero(j < hi - lo)
+        run = j[inside] + lo
+        m = limits[inside]
+        delta, first, n = self.delta[run], self.first[run], self.n[run]
+        counted = np.clip((m - first) // np.maximum(delta, 1) + 1, 0, n)
         for k in np.flatnonzero(delta < 0).tolist():  # explicit steps: search them
-            counted[k] = np.searchsorted(self.explicit[int(at[k])], m[k], side="right")
-        out[inside] = self.start[at] + counted
-        return out.reshape(n_series, len(limits))
+            counted[k] = np.searchsorted(self.explicit[int(run[k])], m[k], side="right")
+        out[inside] += counted
+        return out
 
 
 def gather(

@@ -259,11 +259,8 @@ def _bucketise(
     offsets = pts.offsets
     ends = np.empty((n_series, n_b), np.int64)
     ends[:, -1] = offsets[1:]
-    found = None
     if limits is not None and pts.runs is not None:
-        found = pts.runs.ends(limits, offsets)
-    if found is not None:
-        ends[:, :-1] = found
+        ends[:, :-1] = pts.runs.ends(limits, offsets)
     elif to_edges is not None:
         if pts.steps is None:  # huge steps: fall back to materialised steps
             pts = gather(n_series, chunks, interior, read, extra, False)
