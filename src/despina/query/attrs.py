@@ -34,6 +34,8 @@ _INT_CODES = np.array([TYPE_CODE["int"], TYPE_CODE["bool"], TYPE_CODE["datetime"
 _BATCH = 900  # run ids per ``IN (...)`` list
 CACHE_THRESHOLD = 64
 """Queries over more runs than this build (or use) the project's cache."""
+CACHE_MAX_ROWS = 5_000_000
+"""A project's cache is dropped rather than grown past this many rows (about 300 MB)."""
 
 I64 = npt.NDArray[np.int64]
 
@@ -210,7 +212,10 @@ class AttributeCache:
             return read_attr_rows(conn, run_pks)
         refreshed = self._refresh(conn, project_id, cached, run_pks)
         with self._lock:
-            self._projects[project_id] = refreshed
+            if len(refreshed.rows) <= CACHE_MAX_ROWS:
+                self._projects[project_id] = refreshed
+            else:
+                self._projects.pop(project_id, None)
         return refreshed.rows.for_runs(np.asarray(run_pks, dtype=np.int64))
 
     def _refresh(

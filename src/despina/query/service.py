@@ -6,10 +6,15 @@ turns them into DataFrames.
 
 Usage::
 
+    from despina.query.filters import AttributeFilter
+    from despina.query.resolve import restrict_types
+
     service = QueryService.for_home("~/.despina")
     with service.snapshot("ws/proj") as snap:          # one consistent read transaction
-        heads = snap.search(kind="experiment", nql='`cfg/lr`:float > 0.1')
-        table = snap.table(heads, snap.selector(AttributeFilter("cfg")))
+        heads = snap.search(kind="experiment", nql="`cfg/lr`:float > 0.1")
+        table = snap.table(heads, restrict_types(AttributeFilter("cfg"), None))
+        series = snap.series(heads, restrict_types(AttributeFilter("loss"), ["float_series"]))
+        points = snap.float_series(series, mode="full")  # FloatBatch, series by series
 
 Raises (every method): ``NeptuneProjectInaccessible`` for a project that is not in the store,
 ``NeptuneUnexpectedResponseError`` for a filter rejected at evaluation.
