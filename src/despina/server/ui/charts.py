@@ -257,7 +257,14 @@ def _bucketed(label: str, x: F64, y: F64, lo: float, hi: float, buckets: int) ->
 
 
 def _nullable(values: F64) -> list[float | None]:
-    return [v if math.isfinite(v) else None for v in values.tolist()]
+    """The values as a list, non-finite ones as ``None`` (JSON ``null``)."""
+    finite = np.isfinite(values)
+    if finite.all():
+        out: list[float | None] = values.tolist()
+        return out
+    boxed = values.astype(object)
+    boxed[~finite] = None
+    return list(boxed.tolist())
 
 
 def _line(label: str, x: F64, y: F64, low: F64, high: F64, points: int) -> Line:

@@ -202,15 +202,20 @@ def bucket_blocks(
     """Buckets of one series over ``[low, high]`` from its blocks: per bucket the drawn point
     (the first point for the series' first bucket, else the last) and the finite range; plus
     how many blocks took part."""
-    keep = (blocks.last_x >= low) & (blocks.first_x <= high)
-    part = blocks.take(np.flatnonzero(keep))
+    # blocks are in step order: the ones touching the window are one slice
+    start = int(np.searchsorted(blocks.last_x, low, side="left"))
+    end = int(np.searchsorted(blocks.first_x, high, side="right"))
+    part = blocks.take(slice(start, max(start, end)))
     if not len(part):
         e = np.empty(0)
         return e, e, e, e, 0
     width = (high - low) / buckets if high > low else 1.0
     index = np.clip(((part.first_x - low) / width).astype(np.int64), 0, buckets - 1)
-    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-    ends = np.r_[starts[1:], len(index)] - 1
+    change = np.empty(len(index), dtype=bool)
+    change[0] = True
+    np.not_equal(index[1:], index[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], len(index)) - 1
     with np.errstate(invalid="ignore"):
         lows = np.fmin.reduceat(part.low, starts)
         highs = np.fmax.reduceat(part.high, starts)
