@@ -98,12 +98,24 @@ class Points:
     chunk: I64 | None = None
     runs: Runs | None = None
 
-    def step_at(self, index: I64) -> I64:
-        """Micro-steps of the points at ``index``."""
+    def step_at(self, index: I64, series: I64 | None = None) -> I64:
+        """Micro-steps of the points at ``index`` (of ``series``, when known: regular series
+        are then computed without locating their chunks)."""
         if self.steps is not None:
             return self.steps[index]
         assert self.runs is not None
-        return self.runs.step_at(index)
+        found = self.runs.progression
+        if series is None or found is None:
+            return self.runs.step_at(index)
+        regular, first, delta, start = found
+        plain = regular[series]
+        if not plain.all():
+            out = np.empty(len(index), np.int64)
+            out[~plain] = self.runs.step_at(index[~plain])
+            s = series[plain]
+            out[plain] = first[s] + delta[s] * (index[plain] - start[s])
+            return out
+        return first[series] + delta[series] * (index - start[series])
 
     def chunk_points(self, k: int) -> I64:
         """Positions of the points of chunk ``k`` (an index into the chunk metadata)."""
@@ -130,6 +142,9 @@ class Runs:
     delta: I64
     last: I64
     explicit: dict[int, I64]
+    progression: tuple[npt.NDArray[np.bool_], I64, I64, I64] | None = None
+    """Set by :meth:`ends`: per series, whether its steps are one arithmetic progression, and
+    its first step, delta and first point offset."""
 
     def step_at(self, index: I64) -> I64:
         at = np.searchsorted(self.start, index, side="right") - 1
@@ -166,6 +181,13 @@ class Runs:
         np.logical_or.at(broken, self.series[~continues], True)
         regular = has.copy()
         regular[has] = ~broken[has] & (self.delta[head] >= 0)
+        head_all = np.minimum(bounds[:-1], max(len(self.series) - 1, 0))
+        self.progression = (
+            regular,
+            self.first[head_all],
+            np.maximum(self.delta[head_all], 1),
+            offsets[:-1],
+        )
         if regular.any():
             rows = np.flatnonzero(regular)
             first = self.first[bounds[rows]][:, None]

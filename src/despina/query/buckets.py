@@ -280,6 +280,7 @@ def _bucketise(
     present[chunks.series[interior], b_first[interior]] = True
     finite = np.isfinite(pts.values)
     flat = np.flatnonzero(present)
+    s_of = flat // n_b
     b_of = flat % n_b
     lo, hi = starts.ravel()[flat], ends.ravel()[flat]
     if finite.all():  # the common case: a bucket's first and last points are finite
@@ -297,10 +298,10 @@ def _bucketise(
     size = len(flat)
     first_x, first_y, last_x, last_y = (np.full(size, np.nan) for _ in range(4))
     picked = first_i[has_first]
-    first_x[has_first] = pts.step_at(picked) / MICRO
+    first_x[has_first] = pts.step_at(picked, s_of[has_first]) / MICRO
     first_y[has_first] = pts.values[picked]
     picked = last_i[has_last]
-    last_x[has_last] = pts.step_at(picked) / MICRO
+    last_x[has_last] = pts.step_at(picked, s_of[has_last]) / MICRO
     last_y[has_last] = pts.values[picked]
     y_min, y_max = np.full(size, np.nan), np.full(size, np.nan)
     if include_min_max:
