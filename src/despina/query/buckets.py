@@ -14,6 +14,7 @@ point of that bucket, the skipped chunks are read after all (a second pass).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 
@@ -28,7 +29,8 @@ from despina.query.points import (
     effective_links,
     read_previews,
 )
-from despina.store.series import LineageLink, chunk_rowid_range
+from despina.store.schema import CHUNK_BITS
+from despina.store.series import LineageLink
 
 __all__ = ["BucketSet", "compute_buckets"]
 
@@ -62,40 +64,36 @@ class BucketSet:
 def _chunk_metadata(
     conn: sqlite3.Connection, chains: list[list[tuple[LineageLink, int]]]
 ) -> Chunks:
-    rows: list[tuple[int, int, int, int, int, float, float]] = []
+    """Statistics of every chunk of every chain, in one query (no blob is read)."""
+    series, attr_ids, uppers = [], [], []
     for i, chain in enumerate(chains):
         for link, attr_id in chain:
-            lo, hi = chunk_rowid_range(attr_id)
-            upper = _UNBOUNDED if link.upper_step is None else link.upper_step
-            rows.extend(
-                (
-                    i,
-                    cid,
-                    first,
-                    last,
-                    upper,
-                    np.nan if vmin is None else vmin,
-                    np.nan if vmax is None else vmax,
-                )
-                for cid, first, last, vmin, vmax in conn.execute(
-                    "SELECT id, step_first, step_last, vmin, vmax FROM chunks "
-                    "WHERE id BETWEEN ? AND ? AND step_first <= ? ORDER BY id",
-                    (lo, hi, upper),
-                )
-            )
+            series.append(i)
+            attr_ids.append(attr_id)
+            uppers.append(_UNBOUNDED if link.upper_step is None else link.upper_step)
+    rows = conn.execute(
+        "SELECT j.key, c.id, c.step_first, c.step_last, ifnull(c.vmin, 'nan'), "
+        "ifnull(c.vmax, 'nan') FROM json_each(?) j JOIN chunks c "
+        f"ON c.id BETWEEN (j.value << {CHUNK_BITS}) AND (j.value << {CHUNK_BITS}) + ? "
+        "ORDER BY j.key, c.id",
+        (json.dumps(attr_ids), (1 << CHUNK_BITS) - 1),
+    ).fetchall()
     if not rows:
         e = np.empty(0, np.int64)
         return Chunks(e, e, e, e, e, np.empty(0), np.empty(0))
-    cols = list(zip(*rows, strict=True))
-    ints = [np.array(c, np.int64) for c in cols[:5]]
+    table = np.array(rows, dtype=object)
+    entry = table[:, 0].astype(np.int64)
+    upper = np.asarray(uppers, np.int64)[entry]
+    step_first = table[:, 2].astype(np.int64)
+    keep = step_first <= upper
     return Chunks(
-        ints[0],
-        ints[1],
-        ints[2],
-        ints[3],
-        ints[4],
-        np.array(cols[5], np.float64),
-        np.array(cols[6], np.float64),
+        np.asarray(series, np.int64)[entry][keep],
+        table[keep, 1].astype(np.int64),
+        step_first[keep],
+        table[keep, 3].astype(np.int64),
+        upper[keep],
+        table[keep, 4].astype(np.float64),
+        table[keep, 5].astype(np.float64),
     )
 
 
