@@ -85,8 +85,10 @@ def _row(attr: Attr) -> dict[str, Any]:
         row["num"] = value
     elif kind == "bool":
         row["num"] = int(value)
-    elif kind in ("string", "artifact"):
+    elif kind == "string":
         row["text"] = value
+    elif kind == "artifact":  # as Run.track_artifact stores it
+        row["text"] = json.dumps({"hash": value, "files": []})
     elif kind == "string_set":
         row["text"] = json.dumps(sorted(value))
     elif kind == "file":

@@ -142,12 +142,19 @@ def test_type_names(written: str, canonical: str | None) -> None:
         ("`sys/state` EXISTS", Const(False)),
         ('`other`:experimentState = "running"', Const(False)),
         ("`sys/state`:string = running", Const(False)),
-        ("`v`:artifact = 9a11", Const(False)),
-        ("`v`:artifact NOT EXISTS", Const(True)),
-        ("`v`:gitRef > 1", Const(False)),
-        ("NOT `v`:artifact = 1", Const(True)),
         (
-            "`v`:artifact = 1 OR `x`:float > 1",
+            "`v`:artifact = 9a11",
+            AttrTest("v", (Branch(frozenset({"artifact"}), Cond("value", "==", "9a11")),)),
+        ),
+        (
+            "`v`:artifact NOT EXISTS",
+            AttrTest("v", (Branch(frozenset({"artifact"}), Cond("value", "exists")),), True),
+        ),
+        ("`v`:gitRef > 1", Const(False)),
+        ("`v`:gitRef NOT EXISTS", Const(True)),
+        ("NOT `v`:gitRef = 1", Const(True)),
+        (
+            "`v`:gitRef = 1 OR `x`:float > 1",
             AttrTest("x", (Branch(NUMERIC, Cond("value", ">", 1)),)),
         ),
         ("", Const(True)),
@@ -164,6 +171,7 @@ def test_untyped_reference_gets_a_branch_per_suitable_type() -> None:
         (
             Branch(frozenset({"float", "int", "float_series"}), Cond("value", "==", 1)),
             Branch(frozenset({"string", "string_series"}), Cond("value", "==", "1")),
+            Branch(frozenset({"artifact"}), Cond("value", "==", "1")),
         ),
     )
     assert r("`x` = true") == AttrTest(
@@ -171,6 +179,7 @@ def test_untyped_reference_gets_a_branch_per_suitable_type() -> None:
         (
             Branch(frozenset({"bool"}), Cond("value", "==", True)),
             Branch(frozenset({"string", "string_series"}), Cond("value", "==", "true")),
+            Branch(frozenset({"artifact"}), Cond("value", "==", "true")),
         ),
     )
     when = r('`x` >= "2024-01-01"')
@@ -184,8 +193,9 @@ def test_untyped_reference_gets_a_branch_per_suitable_type() -> None:
         ),
     )
     exists = r("`x` EXISTS")
-    assert isinstance(exists, AttrTest) and len(exists.branches) == 1
+    assert isinstance(exists, AttrTest) and len(exists.branches) == 2
     assert len(exists.branches[0].types) == 11
+    assert exists.branches[1].types == {"artifact"}
 
 
 def test_untyped_non_finite_only_compares_strings() -> None:
@@ -202,8 +212,8 @@ def test_boolean_structure_is_flattened_and_folded() -> None:
     assert r("(a:int = 1 OR b:int = 1) OR c:int = 1") == AnyOf((a, b, c))
     assert r("NOT NOT a:int = 1") == a
     assert r("NOT a:int = 1") == NotOf(a)
-    assert r("a:int = 1 AND `v`:artifact = 1") == Const(False)
-    assert r("a:int = 1 AND `v`:artifact NOT EXISTS") == a
+    assert r("a:int = 1 AND `v`:gitRef = 1") == Const(False)
+    assert r("a:int = 1 AND `v`:gitRef NOT EXISTS") == a
 
 
 def test_tree_and_text_resolve_alike() -> None:

@@ -197,7 +197,9 @@ class _Compiler:
             if series:
                 parts.append(f"({_type_sql(series)} AND a.count > 0)")
             return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
-        if cond.field == "value":
+        if cond.field == "value" and types[0] == "artifact":
+            column = "json_extract(a.text, '$.hash')"
+        elif cond.field == "value":
             column = "a.text" if types[0] in _TEXT_TYPES else "a.num"
         else:
             column = _AGGREGATE_SQL[cond.field]

@@ -98,6 +98,7 @@ STORED_TYPES = {
     "histogramSeries": "histogram_series",
     "fileRef": "file",
     "fileRefSeries": "file_series",
+    "artifact": "artifact",
 }
 """NQL type → ``attributes.type`` value, for the types despina stores."""
 
@@ -108,7 +109,7 @@ _LOOKUP = {name.lower(): name for name in NQL_TYPES} | {
     alias.lower(): name for alias, name in TYPE_ALIASES.items()
 }
 _SPELLINGS = {name.lower(): name for name in (*NQL_TYPES, *TYPE_ALIASES)}
-_VOID_TYPES = frozenset({"artifact", "fileSet", "gitRef", "notebookRef"})
+_VOID_TYPES = frozenset({"fileSet", "gitRef", "notebookRef"})
 _SERIES_OF_AGGREGATE = {"floatSeries": "float_series", "stringSeries": "string_series"}
 
 _EQ = frozenset({"==", "!="})
@@ -116,8 +117,8 @@ _CMP = _EQ | {"<", "<=", ">", ">="}
 _ALL_OPS = _CMP | {"contains", "matches", "exists"}
 _OP_ORDER = ("==", "!=", "<", "<=", ">", ">=", "contains", "matches", "exists")
 
-# How values of each stored type compare, and the operators each kind supports (§6). Stored
-# types missing here (``artifact`` rows of imported data) take part in no predicate (§4.2).
+# How values of each stored type compare, and the operators each kind supports (§6). An
+# artifact compares its content hash (``Run.track_artifact``), for equality only.
 _KIND = {
     "float": "number",
     "int": "number",
@@ -130,6 +131,7 @@ _KIND = {
     "histogram_series": "none",
     "file": "none",
     "file_series": "none",
+    "artifact": "artifact",
 }
 _KIND_OPS = {
     "number": _CMP,
@@ -137,6 +139,7 @@ _KIND_OPS = {
     "datetime": _CMP,
     "string": _CMP | {"contains", "matches"},
     "set": frozenset({"contains"}),
+    "artifact": _EQ,
     "none": frozenset(),
     "state": _EQ,
 }
@@ -333,9 +336,8 @@ class _Resolver:
             self.check_regex(node)
             return self.untyped(path, op, literal, negated)
         if type_name in _VOID_TYPES:
-            # despina stores no attributes of these types: predicates are false (§4.2, §5.7).
-            allowed = _EQ | {"exists"} if type_name == "artifact" else _ALL_OPS
-            self.check_op(node, op, allowed, type_name)
+            # despina stores no attributes of these types: predicates are false (§4.2).
+            self.check_op(node, op, _ALL_OPS, type_name)
             self.check_regex(node)
             return Const(negated)
         if type_name == "experimentState":
@@ -442,7 +444,8 @@ class _Resolver:
         negated: bool,
     ) -> Resolved:
         """An untyped test: one branch per group of candidate types sharing a condition."""
-        groups: dict[Cond, set[str]] = {}
+        # artifacts keep a branch of their own: their value is read from another column
+        groups: dict[tuple[bool, Cond], set[str]] = {}
         by_kind: dict[tuple[str, str], Cond | None] = {}
         for stored, field in candidates:
             kind = _KIND[stored]
@@ -452,10 +455,10 @@ class _Resolver:
                 by_kind[key] = None if cond is None else Cond(field, cond.op, cond.value)
             found = by_kind[key]
             if found is not None:
-                groups.setdefault(found, set()).add(stored)
+                groups.setdefault((kind == "artifact", found), set()).add(stored)
         if not groups:
             return Const(negated)
-        branches = tuple(Branch(frozenset(types), cond) for cond, types in groups.items())
+        branches = tuple(Branch(frozenset(types), cond) for (_, cond), types in groups.items())
         return AttrTest(path, branches, negated)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -513,7 +516,7 @@ class _Resolver:
             return coerce_datetime(text, self.now_ms)
         if kind == "state":
             return coerce_state(text)
-        return text  # string, set
+        return text  # string, set, artifact hash
 
     def coerce_typed(self, kind: str, literal: ast.Literal, type_name: str) -> Any:
         try:
