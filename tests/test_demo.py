@@ -54,3 +54,16 @@ def test_demo_extras_show_the_rest_of_a_projects_life(home: Path) -> None:
     assert failed[0]["data/dataset"] == extras["artifact"]
     models = project.fetch_models_table(columns=["sys/id"]).to_rows()
     assert models == [{"sys/id": extras["model"]}]
+
+
+def test_demo_prints_the_seed_query_examples(home: Path) -> None:
+    from despina.query.examples import seed_examples
+
+    log_demo(home, plan=[demo_plan()[0], demo_plan()[6]], steps=1200)
+    import despina.query as nq
+
+    nq.set_home(home)
+    titles = [title for title, _, _ in seed_examples("demo/despina")]
+    assert titles[:4] == ["Step range", "Tail limit", "Absolute timestamps", "Point previews"]
+    assert any(t.startswith("Lineage to the root = False (199 points") for t in titles)
+    assert "Buckets" in titles and "Last step of each metric" in titles

@@ -70,3 +70,21 @@ def demo(home: str | None, fresh: bool) -> None:
         )
     store.checkpoint()
     print_store_summary(store, console)
+    _show_queries(store, console)
+
+
+def _show_queries(store: Store, console: Console) -> None:
+    """Run the seed document's query examples on the demo project and print their frames."""
+    import pandas as pd
+
+    import despina.query as nq
+    from despina.query.examples import seed_examples
+
+    nq.set_home(store.home)
+    console.print("\n[bold]Querying it back with despina.query[/bold] (the neptune_query API)\n")
+    with pd.option_context("display.width", 120, "display.max_columns", 8):
+        for title, code, frame in seed_examples(DEMO_PROJECT):
+            console.rule(title)
+            console.print(code, highlight=False, markup=False)
+            console.print(frame.to_string(max_rows=12), highlight=False, markup=False)
+            console.print()

@@ -23,14 +23,14 @@ def seed_examples(
 ) -> list[tuple[str, str, pd.DataFrame]]:
     """``(title, code, frame)`` for each seed example on ``project``.
 
-    The first experiment (by name) is used, and for lineage the first experiment whose head
-    run is a fork; ``metric`` defaults to the first metric whose name contains ``loss``.
+    The first experiment (by name) is used, and for lineage the first forked run (by run ID); ``metric`` defaults to the first metric whose name contains ``loss``.
 
     Raises:
         NeptuneProjectInaccessible: the project is not in the store.
         ValueError: the project has no experiment with float series.
     """
     import despina.query as nq
+    import despina.query.runs as nq_runs
     from despina.query.service import QueryService
 
     experiments = nq.list_experiments(project=project)
@@ -44,8 +44,7 @@ def seed_examples(
         raise ValueError(f"experiment {first!r} of {project!r} has no float series")
     metric = metric or next((n for n in names if "loss" in n), names[0])
     with QueryService.for_home(nq.get_home()).snapshot(project) as snap:
-        forked = [c.label for c in snap.search(kind="experiment") if c.parent_pk is not None]
-    lineage_exp = forked[0] if forked else first
+        forked = sorted(c.label for c in snap.search(kind="run") if c.parent_pk is not None)
     out: list[tuple[str, str, pd.DataFrame]] = []
 
     def add(title: str, code: str, frame: pd.DataFrame) -> None:
@@ -78,20 +77,20 @@ def seed_examples(
             include_point_previews=True,
         ),
     )
-    for flag in (True, False):
-        frame = nq.fetch_metrics(
+    for flag in (True, False) if forked else ():
+        # the runs API shows lineage best: without it a fork has only its own points
+        frame = nq_runs.fetch_metrics(
             project=project,
-            experiments=[lineage_exp],
+            runs=[forked[0]],
             attributes=[metric],
             lineage_to_the_root=flag,
-            step_range=(0, None),
         )
         steps = frame.index.get_level_values("step")
         span = f"{steps.min()}–{steps.max()}" if len(steps) else "none"
         summary = frame.iloc[[0, -1]] if len(frame) > 1 else frame
         add(
             f"Lineage to the root = {flag} ({len(frame)} points, steps {span})",
-            f"fetch_metrics(experiments=[{lineage_exp!r}], lineage_to_the_root={flag})",
+            f"runs.fetch_metrics(runs=[{forked[0]!r}], lineage_to_the_root={flag})",
             summary,
         )
     with warnings.catch_warnings():
