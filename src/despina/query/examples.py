@@ -23,7 +23,8 @@ def seed_examples(
 ) -> list[tuple[str, str, pd.DataFrame]]:
     """``(title, code, frame)`` for each seed example on ``project``.
 
-    The first experiment (by name) is used, and for lineage the first forked run (by run ID); ``metric`` defaults to the first metric whose name contains ``loss``.
+    The first experiment (by name) is used, and for lineage the first forked run (by run ID);
+    ``metric`` defaults to the first metric whose name contains ``loss``.
 
     Raises:
         NeptuneProjectInaccessible: the project is not in the store.
