@@ -1,0 +1,47 @@
+"""``despina sync``: load local operation queues into the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from despina.errors import DespinaError
+from despina.store.sqlite import Store
+from despina.sync import find_queues, sync_queue
+
+__all__ = ["sync"]
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--home", type=click.Path(file_okay=False), help="Store directory (DESPINA_HOME).")
+def sync(path: Path, home: str | None) -> None:
+    """Load run_operations.sqlite3 queues (a file, or every one under a directory).
+
+    neptune-scale's offline mode and interrupted runs leave such queues behind; each is applied
+    to the store and deleted once nothing is left in it.
+    """
+    console = Console()
+    try:
+        queues = find_queues(path)
+        store = Store.open(home)
+        failed = 0
+        for queue in queues:
+            result = sync_queue(store, queue)
+            errors = [i for i in result.issues if i.severity == "error"]
+            failed += bool(errors or result.missing_files)
+            state = "queue removed" if result.deleted else "queue kept"
+            console.print(
+                f"{result.project} / {result.run_id}: {result.operations} operations, "
+                f"{result.files} files; {state}"
+            )
+            for issue in result.issues:
+                console.print(f"  {issue.severity}: {issue.code}: {issue.message}", markup=False)
+            for missing in result.missing_files:
+                console.print(f"  file {missing!r} is gone; it was not stored", markup=False)
+    except (DespinaError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,176 @@
+"""``despina sync``: load local operation queues (``run_operations.sqlite3``) into the store.
+
+neptune-scale in ``offline`` mode — or any run whose sync was cut off — leaves its operations
+in a SQLite queue (logging-api.md §6). ``despina sync`` reads the queue in sequence order,
+applies the operations through the same decoder and writer the server uses, copies the files
+the queue still holds into the store, and then deletes what it applied: the database goes
+when nothing is left. Applying is idempotent: a queue synced twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from despina.errors import ConfigError, StoreError
+from despina.store.batch import Batch, IngestIssue
+from despina.store.blobs import put_blob
+from despina.store.runs import create_run
+from despina.store.sqlite import Store
+from despina.store.writer import RunWriter
+
+__all__ = ["SyncResult", "find_queues", "sync_queue"]
+
+QUEUE_FILE = "run_operations.sqlite3"
+CREATE_RUN = 1
+
+
+@dataclass
+class SyncResult:
+    """What one queue brought: counts, and the issues the store reported."""
+
+    queue: Path
+    project: str
+    run_id: str
+    operations: int = 0
+    files: int = 0
+    issues: list[IngestIssue] = field(default_factory=list)
+    missing_files: list[str] = field(default_factory=list)
+    deleted: bool = False
+
+
+def find_queues(path: Path) -> list[Path]:
+    """The queue databases at ``path``: the file itself, or every one found below a directory.
+
+    Raises:
+        ConfigError: nothing is there.
+    """
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(path.rglob(QUEUE_FILE))
+        if found:
+            return found
+    raise ConfigError(
+        f"no {QUEUE_FILE} at {str(path)!r}; pass a queue file or a directory holding queues "
+        "(the .neptune directory of a training script, by default)"
+    )
+
+
+def _operations(conn: sqlite3.Connection) -> Iterator[tuple[int, int, bytes]]:
+    yield from conn.execute(
+        "SELECT sequence_id, operation_type, operation FROM run_operations ORDER BY sequence_id"
+    )
+
+
+def sync_queue(
+    store: Store, queue: Path, progress: Callable[[int], None] | None = None
+) -> SyncResult:
+    """Apply one queue to the store and remove what was applied.
+
+    Raises:
+        ConfigError: the file is not a queue database this version understands.
+    """
+    from neptune_api.proto.neptune_pb.ingest.v1 import common_pb2
+    from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
+
+    from despina.server.ingest import _run_spec, decode_snapshots
+
+    conn = sqlite3.connect(queue, isolation_level=None)
+    try:
+        try:
+            project, run_id, version = conn.execute(
+                "SELECT project, run_id, version FROM metadata"
+            ).fetchone()
+        except (sqlite3.Error, TypeError) as exc:
+            raise ConfigError(f"{str(queue)!r} is not a run operations queue: {exc}") from None
+        if version != "v5":
+            raise ConfigError(
+                f"{str(queue)!r} has queue format {version!r}; despina reads format 'v5' "
+                "(neptune-scale 0.30)"
+            )
+        result = SyncResult(queue, project, run_id)
+        writer: RunWriter | None = None
+        pending: list[common_pb2.UpdateRunSnapshot] = []
+        applied: list[int] = []
+        now = int(time.time() * 1000)
+
+        def flush() -> None:
+            if not pending:
+                return
+            if writer is None:
+                raise StoreError(f"{str(queue)!r} has updates before its run was created")
+            batches, _, issues = decode_snapshots(pending, now)
+            result.issues.extend(issues)
+            for batch in batches:
+                result.issues.extend(writer.apply(batch))
+            pending.clear()
+
+        for sequence, kind, blob in _operations(conn):
+            if kind == CREATE_RUN:
+                flush()
+                op = RunOperation(project=project, run_id=run_id)
+                op.create.CopyFrom(common_pb2.Run.FromString(blob))
+                created = create_run(store, _run_spec(op, owner=_owner()))
+                result.issues.extend(created.issues)
+                writer = RunWriter(store, created.pk)
+            else:
+                pending.append(common_pb2.UpdateRunSnapshot.FromString(blob))
+            applied.append(sequence)
+            if len(pending) >= 10_000:
+                flush()
+            if progress is not None:
+                progress(1)
+        flush()
+        result.operations = len(applied)
+        if writer is not None:
+            result.files, result.missing_files = _copy_files(store, conn, writer)
+        conn.executemany(
+            "DELETE FROM run_operations WHERE sequence_id = ?", [(s,) for s in applied]
+        )
+        left = conn.execute("SELECT count(*) FROM run_operations").fetchone()[0]
+        left += conn.execute("SELECT count(*) FROM file_upload_requests").fetchone()[0]
+    finally:
+        conn.close()
+    if left == 0:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{queue}{suffix}").unlink(missing_ok=True)
+        result.deleted = True
+    return result
+
+
+def _copy_files(store: Store, conn: sqlite3.Connection, writer: RunWriter) -> tuple[int, list[str]]:
+    """Store the files the queue still holds and register their storage keys."""
+    copied = 0
+    missing: list[str] = []
+    done: list[int] = []
+    batch = Batch()
+    for request_id, source, destination, mime, temporary in conn.execute(
+        "SELECT id, source_path, destination, mime_type, is_temporary FROM file_upload_requests"
+    ).fetchall():
+        path = Path(source)
+        if not path.is_file():
+            missing.append(source)
+            continue
+        sha, size = put_blob(store.blobs_dir, path)
+        batch.blobs.append((destination, sha, size, mime))
+        done.append(request_id)
+        copied += 1
+        if temporary:
+            path.unlink(missing_ok=True)
+    if batch.blobs:
+        writer.apply(batch)
+        conn.executemany("DELETE FROM file_upload_requests WHERE id = ?", [(i,) for i in done])
+    return copied, missing
+
+
+def _owner() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return ""
