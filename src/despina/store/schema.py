@@ -174,7 +174,7 @@ CREATE TABLE ingest_requests (
     project_id INTEGER NOT NULL,
     run_id TEXT NOT NULL,                 -- sys/custom_run_id the operation was for
     body_sha256 TEXT NOT NULL,            -- of the serialized RunOperation: re-sends are recognised
-    status TEXT NOT NULL,                 -- JSON [[code, count, detail], ...] (google.rpc / IngestCode names)
+    status TEXT NOT NULL,                 -- JSON [[code, count, detail], ...]: rpc/IngestCode names
     created_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX ingest_requests_by_body ON ingest_requests (body_sha256);
