@@ -186,3 +186,27 @@ def test_float_points_encoding_parses(
         assert [v.completion_ratio for v in values] == [p[4] for p in points]
     else:
         assert all(v.completion_ratio == 1.0 and not v.is_preview for v in values)
+
+
+def test_flat_response_matches_per_series_encoding() -> None:
+    from despina.server.encode import float_series_flat_response
+    from despina.server.readers import FlatSeries
+
+    rng = np.random.default_rng(3)
+    for count in (0, 1, 3):
+        series = [
+            FloatSeries(
+                np.arange(count, dtype=np.int64) * 1_000_000 + i,
+                rng.random(count),
+                np.full(count, 1_700_000_000_000 + i, np.int64),
+            )
+            for i in range(100)
+        ]
+        ids = [f"{i:03d}" for i in range(100)]
+        flat = FlatSeries.of(series)
+        expected = float_series_response(list(zip(ids, series, strict=True)))
+        assert float_series_flat_response(ids, flat) == expected
+        with_missing = [None if i % 7 == 0 else s for i, s in enumerate(series)]
+        assert float_series_flat_response(ids, FlatSeries.of(with_missing)) == (
+            float_series_response(list(zip(ids, with_missing, strict=True)))
+        )

@@ -9,6 +9,7 @@ generated classes. Everything else uses the generated message classes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -34,12 +35,13 @@ from neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
     ProtoHistogram,
 )
 
-from despina.server.readers import AttrValue, FloatSeries
+from despina.server.readers import AttrValue, FlatSeries, FloatSeries
 
 __all__ = [
     "WIRE_TYPES",
     "attribute_dto",
     "file_ref_message",
+    "float_series_flat_response",
     "float_series_response",
     "histogram_message",
     "varint",
@@ -63,8 +65,7 @@ WIRE_TYPES: dict[str, str] = {
 """Store type name → wire type name."""
 
 
-def varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative int (negatives as 64-bit two's complement)."""
+def _varint_slow(value: int) -> bytes:
     if value < 0:
         value += 1 << 64
     out = bytearray()
@@ -78,8 +79,60 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _field_bytes(field: int, payload: bytes) -> bytes:
-    return varint(field << 3 | 2) + varint(len(payload)) + payload
+_SMALL_VARINTS = [_varint_slow(v) for v in range(1 << 14)]
+
+
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int (negatives as 64-bit two's complement)."""
+    if 0 <= value < 16384:
+        return _SMALL_VARINTS[value]
+    return _varint_slow(value)
+
+
+def _point_dtype(ts_bytes: int) -> np.dtype[np.void]:
+    """One length-prefixed ``ProtoFloatPointValueDTO`` with a ``ts_bytes``-long timestamp."""
+    return np.dtype(
+        [
+            ("head", "u1", 3),  # 0x12 (values, field 2), length, 0x08 (timestamp_millis)
+            ("ts", "u1", ts_bytes),
+            ("step_tag", "u1"),  # 0x11
+            ("step", "<f8"),
+            ("value_tag", "u1"),  # 0x19
+            ("value", "<f8"),
+            ("preview_tag", "u1"),  # 0x20
+            ("preview", "u1"),
+            ("ratio_tag", "u1"),  # 0x2D
+            ("ratio", "<f4"),
+        ]
+    )
+
+
+def _varint_bytes(values: npt.NDArray[np.uint64], width: int) -> npt.NDArray[np.uint8]:
+    """Base-128 bytes of values that all take exactly ``width`` bytes, as an (n, width) array."""
+    out = np.empty((len(values), width), np.uint8)
+    rest = values.copy()
+    for k in range(width):
+        out[:, k] = (rest & np.uint64(0x7F)).astype(np.uint8)
+        rest >>= np.uint64(7)
+        if k < width - 1:
+            out[:, k] |= 0x80
+    return out
+
+
+def _points_block(series: FloatSeries, ts: npt.NDArray[np.uint64], width: int) -> bytes:
+    n = len(ts)
+    rows = np.empty(n, _point_dtype(width))
+    rows["head"] = (0x12, 26 + width, 0x08)
+    rows["ts"] = _varint_bytes(ts, width)
+    rows["step_tag"] = 0x11
+    rows["step"] = series.steps / MICRO
+    rows["value_tag"] = 0x19
+    rows["value"] = series.values
+    rows["preview_tag"] = 0x20
+    rows["preview"] = 0 if series.preview is None else series.preview
+    rows["ratio_tag"] = 0x2D
+    rows["ratio"] = 1.0 if series.completion is None else series.completion
+    return rows.tobytes()
 
 
 def _points_bytes(series: FloatSeries) -> bytes:
@@ -92,40 +145,101 @@ def _points_bytes(series: FloatSeries) -> bytes:
     if n == 0:
         return b""
     ts = series.timestamps.astype(np.int64, copy=False).view(np.uint64)
-    lengths = np.ones(n, np.int64)
+    widths = np.ones(n, np.int64)
     for k in range(1, 10):
-        lengths += ts >= np.uint64(1 << (7 * k))
-    widest = int(lengths.max())
-    # row layout: 0x12 len 0x08 ts[widest] 0x11 step(8) 0x19 value(8) 0x20 preview 0x2D ratio(4)
-    width = 3 + widest + 9 + 9 + 2 + 5
-    rows = np.zeros((n, width), np.uint8)
-    rows[:, 0] = 0x12
-    rows[:, 1] = (26 + lengths).astype(np.uint8)  # point message length (< 128)
-    rows[:, 2] = 0x08
-    for k in range(widest):
-        byte = ((ts >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
-        more = lengths > k + 1
-        rows[:, 3 + k] = byte | (more.astype(np.uint8) << 7)
-    at = 3 + widest
-    rows[:, at] = 0x11
-    steps = series.steps.astype(np.float64) / MICRO
-    rows[:, at + 1 : at + 9] = steps.astype("<f8").view(np.uint8).reshape(n, 8)
-    rows[:, at + 9] = 0x19
-    rows[:, at + 10 : at + 18] = series.values.astype("<f8").view(np.uint8).reshape(n, 8)
-    rows[:, at + 18] = 0x20
-    if series.preview is not None:
-        rows[:, at + 19] = series.preview.astype(np.uint8)
-    rows[:, at + 20] = 0x2D
-    ratio: npt.NDArray[np.float32] = (
-        np.ones(n, "<f4") if series.completion is None else series.completion.astype("<f4")
+        widths += ts >= np.uint64(1 << (7 * k))
+    first = int(widths[0])
+    if bool((widths == first).all()):
+        return _points_block(series, ts, first)
+    # rare: timestamps of different varint widths; encode runs of equal width in order
+    cuts = np.flatnonzero(widths[1:] != widths[:-1]) + 1
+    bounds = [0, *cuts.tolist(), n]
+    return b"".join(
+        _points_block(series.take(slice(a, b)), ts[a:b], int(widths[a]))
+        for a, b in itertools.pairwise(bounds)
     )
-    rows[:, at + 21 : at + 25] = ratio.view(np.uint8).reshape(n, 4)
-    if widest == int(lengths.min()):
-        return rows.tobytes()
-    keep = np.ones((n, width), np.bool_)
-    for k in range(widest):
-        keep[:, 3 + k] = lengths > k
-    return rows[keep].tobytes()
+
+
+def float_series_flat_response(request_ids: Sequence[str], flat: FlatSeries) -> bytes:
+    """A serialized ``ProtoFloatSeriesValuesResponseDTO`` of series ``i`` = ``request_ids[i]``
+    of ``flat`` (missing series left out), encoding all points in one pass."""
+    total = len(flat.steps)
+    ts = flat.timestamps.astype(np.int64, copy=False).view(np.uint64)
+    widths = np.ones(total, np.int64)
+    for k in range(1, 10):
+        widths += ts >= np.uint64(1 << (7 * k))
+    uniform = total == 0 or bool((widths == widths[0]).all())
+    if not uniform:
+        return float_series_response(
+            [(rid, flat.series(i) if flat.exists[i] else None) for i, rid in enumerate(request_ids)]
+        )
+    width = int(widths[0]) if total else 1
+    record = 28 + width
+    whole = FloatSeries(flat.steps, flat.values, flat.timestamps, flat.preview, flat.completion)
+    points = memoryview(_points_block(whole, ts, width)) if total else memoryview(b"")
+    uniform_rows = _uniform_series(request_ids, flat, points, record)
+    if uniform_rows is not None:
+        return uniform_rows
+    out: list[bytes | memoryview] = []
+    starts = flat.starts.tolist()
+    counts = flat.counts.tolist()
+    exists = flat.exists.tolist()
+    for i, request_id in enumerate(request_ids):
+        if not exists[i]:
+            continue
+        count = counts[i]
+        size = count * record
+        count_bytes = varint(count)
+        rid = request_id.encode()
+        head = (
+            b"\x0a"
+            + varint(len(rid))
+            + rid
+            + b"\x12"
+            + varint(1 + len(count_bytes) + size)
+            + b"\x08"
+            + count_bytes
+        )
+        out.append(b"\x0a" + varint(len(head) + size) + head)
+        if count:
+            start = starts[i] * record
+            out.append(points[start : start + size])
+    return b"".join(out)
+
+
+def _uniform_series(
+    request_ids: Sequence[str], flat: FlatSeries, points: memoryview, record: int
+) -> bytes | None:
+    """All series at once when they share one shape: every series present, with the same
+    number of points and request ids of one length (thousands of one-step series)."""
+    n = len(request_ids)
+    if n < 64 or not bool(flat.exists.all()):
+        return None
+    count = int(flat.counts[0])
+    if not bool((flat.counts == count).all()):
+        return None
+    encoded = [rid.encode() for rid in request_ids]
+    width = len(encoded[0])
+    if any(len(rid) != width for rid in encoded):
+        return None
+    size = count * record
+    count_bytes = varint(count)
+    before_rid = b"\x0a" + varint(width)
+    after_rid = b"\x12" + varint(1 + len(count_bytes) + size) + b"\x08" + count_bytes
+    head_len = len(before_rid) + width + len(after_rid)
+    outer = b"\x0a" + varint(head_len + size)
+    prefix = outer + before_rid
+    row = len(prefix) + width + len(after_rid) + size
+    rows = np.empty((n, row), np.uint8)
+    rows[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
+    at = len(prefix)
+    rows[:, at : at + width] = np.frombuffer(b"".join(encoded), np.uint8).reshape(n, width)
+    at += width
+    rows[:, at : at + len(after_rid)] = np.frombuffer(after_rid, np.uint8)
+    at += len(after_rid)
+    if size:
+        rows[:, at:] = np.frombuffer(points, np.uint8).reshape(n, size)
+    return rows.tobytes()
 
 
 def float_series_response(entries: Sequence[tuple[str, FloatSeries | None]]) -> bytes:
@@ -134,9 +248,14 @@ def float_series_response(entries: Sequence[tuple[str, FloatSeries | None]]) -> 
     for request_id, series in entries:
         if series is None:
             continue
-        dto = varint(0x08) + varint(len(series)) + _points_bytes(series)
-        single = _field_bytes(1, request_id.encode()) + _field_bytes(2, dto)
-        out.append(_field_bytes(1, single))
+        points = _points_bytes(series)
+        count = varint(len(series))
+        dto_len = 1 + len(count) + len(points)
+        rid = request_id.encode()
+        head = b"\x0a" + varint(len(rid)) + rid + b"\x12" + varint(dto_len) + b"\x08" + count
+        single_len = len(head) + len(points)
+        out.append(b"\x0a" + varint(single_len) + head)
+        out.append(points)
     return b"".join(out)
 
 

@@ -50,7 +50,7 @@ from despina.server.encode import (
     WIRE_TYPES,
     attribute_dto,
     file_ref_message,
-    float_series_response,
+    float_series_flat_response,
     histogram_message,
 )
 from despina.server.errors import ApiError, access_denied, bad_request
@@ -59,6 +59,7 @@ from despina.server.readers import (
     LINEAGE_FULL,
     LINEAGE_OWN,
     AttrValue,
+    FlatSeries,
     FloatSeries,
     RunRef,
     Sort,
@@ -66,6 +67,7 @@ from despina.server.readers import (
     compile_name_filter,
     definitions,
     float_series_batch,
+    float_series_flat,
     lineage_links,
     literal_names,
     parse_run_identifier,
@@ -557,57 +559,24 @@ class RetrievalService:
         limit = _count(data, "perSeriesPointsLimit", where, 1_000_000, 1_000_000)
         descending = _order(data, where, "ascending")
         lo, hi = _step_range(data, where)
-        parsed = []
-        for i, request in enumerate(requests):
-            at = f"{where}.requests[{i}]"
-            if not isinstance(request, dict):
-                raise bad_request(f"{at} must be an object, got {_show(request)}")
-            request_id = _field(request, "requestId", str, at)
-            series = _field(request, "series", dict, at)
-            if request_id is None or series is None:
-                raise bad_request(f"{at} needs requestId and series")
-            holder = _field(series, "holder", dict, f"{at}.series") or {}
-            identifier = _field(holder, "identifier", str, f"{at}.series.holder")
-            attribute = _field(series, "attribute", str, f"{at}.series")
-            if identifier is None or attribute is None:
-                raise bad_request(f"{at}.series needs holder.identifier and attribute")
-            mode = _lineage_mode(series.get("lineage"), series.get("lineageEntityType"), at)
-            preview = bool(_field(series, "includePreview", bool, f"{at}.series"))
-            after = _number(request, "afterStep", at)
-            parsed.append((request_id, identifier, attribute, mode, preview, after))
-        projects = self._run_projects(principal, [p[1] for p in parsed], where)
-        entries: list[tuple[str, FloatSeries | None]] = []
+        parsed = _float_requests(requests, where)
+        projects = self._run_projects(principal, {p[1] for p in parsed}, where)
         with self.store.read() as conn:
             runs = resolve_runs(conn, [p[1] for p in parsed], projects)
             wanted = []
             present = []
-            for request_id, identifier, attribute, mode, preview, _ in parsed:
+            for i, (_, identifier, attribute, mode, preview, _) in enumerate(parsed):
                 run = runs.get(identifier)
                 if run is not None:
                     wanted.append((run.pk, attribute, mode, preview))
-                    present.append(request_id)
-            results = float_series_batch(conn, wanted, lo, hi) if wanted else []
-        by_request = dict(zip(present, results, strict=True))
-        for request_id, _, _, _, _, after in parsed:
-            series_points = by_request.get(request_id)
-            if series_points is None:
-                entries.append((request_id, None))
-                continue
-            if after is not None:
-                if descending:
-                    bound = step_bound(after, lower=False, strict=True)
-                    cut = int(np.searchsorted(series_points.steps, bound, side="right"))
-                    series_points = series_points.take(slice(0, cut))
-                else:
-                    bound = step_bound(after, lower=True, strict=True)
-                    cut = int(np.searchsorted(series_points.steps, bound, side="left"))
-                    series_points = series_points.take(slice(cut, None))
-            if descending:
-                series_points = series_points.take(slice(None, None, -1))
-            if len(series_points) > limit:
-                series_points = series_points.take(slice(0, limit))
-            entries.append((request_id, series_points))
-        return Response(float_series_response(entries), media_type=PROTOBUF)
+                    present.append(i)
+            flat = float_series_flat(conn, wanted, lo, hi)
+        afters = [parsed[i][5] for i in present]
+        shaped = _shape_series(flat, afters, descending=descending, limit=limit)
+        return Response(
+            float_series_flat_response([parsed[i][0] for i in present], shaped),
+            media_type=PROTOBUF,
+        )
 
     # #15 string, histogram and file series
 
@@ -770,6 +739,115 @@ def _organization_id(workspace: str) -> str:
     import uuid
 
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"despina-workspace:{workspace}"))
+
+
+_MODES = {
+    (None, None): LINEAGE_FULL,
+    ("FULL", "EXPERIMENT"): LINEAGE_FULL,
+    ("FULL", "RUN"): LINEAGE_FULL,
+    ("FULL", None): LINEAGE_FULL,
+    ("NONE", "EXPERIMENT"): LINEAGE_EXPERIMENT,
+    ("NONE", None): LINEAGE_EXPERIMENT,
+    ("NONE", "RUN"): LINEAGE_OWN,
+}
+
+FloatRequest = tuple[str, str, str, str, bool, float | None]
+
+
+def _float_requests(requests: list[Any], where: str) -> list[FloatRequest]:
+    """``(requestId, holder, attribute, lineage mode, includePreview, afterStep)`` per request.
+
+    Well-formed requests (the clients' thousands) take a quick path; anything else is checked
+    field by field for a precise 400.
+    """
+    out: list[FloatRequest] = []
+    append = out.append
+    for i, request in enumerate(requests):
+        try:
+            series = request["series"]
+            request_id = request["requestId"]
+            identifier = series["holder"]["identifier"]
+            attribute = series["attribute"]
+            mode = _MODES[(series.get("lineage"), series.get("lineageEntityType"))]
+            preview = series.get("includePreview", False)
+            after = request.get("afterStep")
+        except (KeyError, TypeError, AttributeError):
+            append(_float_request_checked(request, f"{where}.requests[{i}]"))
+            continue
+        if (
+            type(request_id) is not str
+            or type(identifier) is not str
+            or type(attribute) is not str
+            or type(preview) is not bool
+            or not (after is None or type(after) in (int, float))
+        ):
+            append(_float_request_checked(request, f"{where}.requests[{i}]"))
+            continue
+        if after is not None and not math.isfinite(after):
+            raise bad_request(f"{where}.requests[{i}].afterStep must be finite, got {after!r}")
+        append((request_id, identifier, attribute, mode, preview, after))
+    return out
+
+
+def _float_request_checked(request: Any, at: str) -> FloatRequest:
+    if not isinstance(request, dict):
+        raise bad_request(f"{at} must be an object, got {_show(request)}")
+    request_id = _field(request, "requestId", str, at)
+    series = _field(request, "series", dict, at)
+    if request_id is None or series is None:
+        raise bad_request(f"{at} needs requestId and series")
+    holder = _field(series, "holder", dict, f"{at}.series") or {}
+    identifier = _field(holder, "identifier", str, f"{at}.series.holder")
+    attribute = _field(series, "attribute", str, f"{at}.series")
+    if identifier is None or attribute is None:
+        raise bad_request(f"{at}.series needs holder.identifier and attribute")
+    mode = _lineage_mode(series.get("lineage"), series.get("lineageEntityType"), at)
+    preview = bool(_field(series, "includePreview", bool, f"{at}.series"))
+    after = _number(request, "afterStep", at)
+    return request_id, identifier, attribute, mode, preview, after
+
+
+def _shape_series(
+    flat: FlatSeries, afters: list[float | None], *, descending: bool, limit: int
+) -> FlatSeries:
+    """Apply ``afterStep``, the order and the per-series limit to every series at once."""
+    starts = flat.starts.copy()
+    counts = flat.counts.copy()
+    for i, after in enumerate(afters):
+        if after is None or not counts[i]:
+            continue
+        a, n = int(starts[i]), int(counts[i])
+        steps = flat.steps[a : a + n]
+        if descending:
+            counts[i] = int(
+                np.searchsorted(steps, step_bound(after, lower=False, strict=True), side="right")
+            )
+        else:
+            cut = int(
+                np.searchsorted(steps, step_bound(after, lower=True, strict=True), side="left")
+            )
+            starts[i] += cut
+            counts[i] -= cut
+    kept = np.minimum(counts, limit)
+    if descending:
+        starts = starts + counts - kept  # the highest steps come first
+    total = int(kept.sum())
+    out_starts = np.zeros(len(kept), np.int64)
+    if len(kept):
+        out_starts[1:] = np.cumsum(kept)[:-1]
+    series = np.repeat(np.arange(len(kept)), kept)
+    offsets = np.arange(total, dtype=np.int64) - out_starts[series]
+    source = starts[series] + kept[series] - 1 - offsets if descending else starts[series] + offsets
+    return FlatSeries(
+        flat.steps[source],
+        flat.values[source],
+        flat.timestamps[source],
+        None if flat.preview is None else flat.preview[source],
+        None if flat.completion is None else flat.completion[source],
+        out_starts,
+        kept,
+        flat.exists,
+    )
 
 
 def _series_token(after: dict[str, Any] | None, where: str) -> tuple[int, int | None]:

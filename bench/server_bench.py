@@ -1,0 +1,369 @@
+"""Server benchmarks (issue 5): the official clients against ``despina serve`` on loopback.
+
+* ingest with ``neptune_scale.Run`` end to end (time from ``Run()`` to ``close()`` returning with
+  everything processed);
+* the server's own ingest rate: RunOperations shaped exactly as neptune-scale builds them
+  (``UpdateRunSnapshots`` of ``step`` + ``timestamp`` + float ``append`` maps, up to 16 MiB),
+  posted by four concurrent senders (one run each) — what the server sustains when many training
+  processes log at once;
+* ``neptune_query.fetch_metrics`` through the server: 1 series × 1M steps, and 1k experiments ×
+  1k metrics × 1 step (cold: first call; warm: best of the next two).
+
+Data for the reads is written through the store's writer before the server starts. The server
+runs in its own process, as users run it; the clients run in this one (neptune-scale in a
+subprocess, since it spawns its own sync process).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Row = tuple[str, float, str]
+
+T0 = 1_735_689_600_000
+
+
+def _server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from despina.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+            "--home",
+            str(home),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("NEPTUNE_")},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/api/backend/v1/clients/config", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("despina serve did not start")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _token(home: Path, url: str, workspace: str = "bench") -> str:
+    from despina.server.auth import mint_api_token
+    from despina.store.sqlite import Store
+
+    store = Store.open(home)
+    try:
+        return mint_api_token(store, url=url, workspace=workspace)[0]
+    finally:
+        store.close()
+
+
+def _timed(call: Callable[[], Any], repeat: int = 2) -> tuple[float, float]:
+    start = time.perf_counter()
+    call()
+    cold = time.perf_counter() - start
+    warm = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        warm = min(warm, time.perf_counter() - start)
+    return cold, warm
+
+
+# -- ingest --------------------------------------------------------------------------------------
+
+CLIENT_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+
+    def main():
+        from neptune_scale import Run
+        metrics, steps = int(sys.argv[1]), int(sys.argv[2])
+        names = [f"metrics/m{i}" for i in range(metrics)]
+        start = time.perf_counter()
+        run = Run(run_id="scale-bench", enable_console_log_capture=False,
+                  source_tracking_config=None)
+        for step in range(steps):
+            run.log_metrics({n: step + i / 1000 for i, n in enumerate(names)}, step=step)
+        logged = time.perf_counter()
+        run.close()
+        done = time.perf_counter()
+        print(logged - start, done - start)
+
+    if __name__ == "__main__":
+        main()
+    """
+)
+
+
+def _neptune_scale_ingest(home: Path, url: str, token: str) -> list[Row]:
+    metrics, steps = 100, 5000
+    work = Path(tempfile.mkdtemp(prefix="despina-scale-"))
+    try:
+        script = work / "client.py"
+        script.write_text(CLIENT_SCRIPT)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEPTUNE_")}
+        env.update(NEPTUNE_API_TOKEN=token, NEPTUNE_PROJECT="bench/ingest")
+        out = subprocess.run(
+            [sys.executable, str(script), str(metrics), str(steps)],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        ).stdout.split()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logged, total = float(out[-2]), float(out[-1])
+    points = metrics * steps
+    return [
+        (
+            "ingest via neptune_scale.Run (points/s)",
+            points / total,
+            f"{points:,} points, {metrics} metrics/step, Run() to close(); target ≥1M/s. "
+            f"Client-bound: log_metrics alone ran at {points / logged:,.0f}/s",
+        )
+    ]
+
+
+def _operations(run_id: str, metrics: int, steps: int, per_request: int) -> list[bytes]:
+    """Serialized RunOperations as neptune-scale's sender builds them (create, then batches)."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from neptune_api.proto.neptune_pb.ingest.v1 import common_pb2 as c
+    from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
+
+    ops = [
+        RunOperation(
+            project="bench/ingest", run_id=run_id, create=c.Run(run_id=run_id, family=run_id)
+        ).SerializeToString()
+    ]
+    names = [f"metrics/m{i}" for i in range(metrics)]
+    snapshots: list[c.UpdateRunSnapshot] = []
+    for step in range(steps):
+        snap = c.UpdateRunSnapshot(
+            step=c.Step(whole=step),
+            timestamp=Timestamp(
+                seconds=1_735_689_600 + step // 10, nanos=(step % 10) * 100_000_000
+            ),
+        )
+        append = snap.append
+        for i, name in enumerate(names):
+            append[name].float64 = step + i / 1000
+        snapshots.append(snap)
+        if len(snapshots) == per_request:
+            ops.append(
+                RunOperation(
+                    project="bench/ingest",
+                    run_id=run_id,
+                    update_batch=c.UpdateRunSnapshots(snapshots=snapshots),
+                ).SerializeToString()
+            )
+            snapshots = []
+    if snapshots:
+        ops.append(
+            RunOperation(
+                project="bench/ingest",
+                run_id=run_id,
+                update_batch=c.UpdateRunSnapshots(snapshots=snapshots),
+            ).SerializeToString()
+        )
+    return ops
+
+
+def _server_ingest(url: str, token: str) -> list[Row]:
+    import httpx
+
+    senders, metrics, steps, per_request = 4, 100, 10_000, 2_000
+    bodies = [_operations(f"replay-{i}", metrics, steps, per_request) for i in range(senders)]
+    answer = httpx.get(
+        url + "/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": token}
+    ).json()
+    headers = {
+        "Authorization": f"Bearer {answer['accessToken']}",
+        "Content-Type": "application/x-protobuf",
+    }
+    failures: list[str] = []
+
+    def send(ops: list[bytes]) -> None:
+        with httpx.Client(timeout=120) as client:
+            for body in ops:
+                response = client.post(url + "/api/client/v1/ingest", content=body, headers=headers)
+                if response.status_code != 200:
+                    failures.append(response.text)
+
+    threads = [threading.Thread(target=send, args=(ops,)) for ops in bodies]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise RuntimeError(f"ingest failed: {failures[0][:200]}")
+    points = senders * metrics * steps
+    mib = sum(len(b) for ops in bodies for b in ops) / 2**20
+    return [
+        (
+            "server ingest, neptune-scale RunOperations (points/s)",
+            points / elapsed,
+            f"{points:,} points, {senders} concurrent runs × {metrics} metrics, "
+            f"{per_request} snapshots ({mib / (len(bodies[0]) - 1) / senders:.1f} MiB) per "
+            "request; target ≥1M/s",
+        )
+    ]
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+
+def _prepare_reads(home: Path) -> None:
+    from despina.store.batch import Batch, MetricColumn
+    from despina.store.runs import RunSpec, create_run
+    from despina.store.sqlite import Store
+    from despina.store.writer import RunWriter
+
+    store = Store.open(home)
+    try:
+        n = 1_000_000
+        made = create_run(
+            store,
+            RunSpec(
+                project="bench/long", run_id="long", experiment_name="long-exp", creation_ms=T0
+            ),
+        )
+        steps = np.arange(n, dtype=np.int64) * 1_000_000
+        values = np.random.default_rng(1).random(n)
+        stamps = T0 + np.arange(n, dtype=np.int64) * 10
+        RunWriter(store, made.pk).apply(
+            Batch(metrics={"metrics/loss": MetricColumn(steps, values, stamps)})
+        )
+        names = [f"m/{i:04d}" for i in range(1000)]
+        one_step = np.zeros(1, dtype=np.int64)
+        stamp = np.full(1, T0, dtype=np.int64)
+        rng = np.random.default_rng(2)
+        for r in range(1000):
+            made = create_run(
+                store,
+                RunSpec(
+                    project="bench/wide",
+                    run_id=f"w{r:04d}",
+                    experiment_name=f"exp-{r:04d}",
+                    creation_ms=T0 + r,
+                ),
+            )
+            draws = rng.random(len(names))
+            batch = Batch(
+                metrics={
+                    name: MetricColumn(one_step, draws[i : i + 1], stamp)
+                    for i, name in enumerate(names)
+                }
+            )
+            RunWriter(store, made.pk).apply(batch)
+    finally:
+        store.close()
+
+
+def _reads(url: str, token: str) -> list[Row]:
+    import neptune_query as nq
+
+    nq.set_api_token(token)
+    rows: list[Row] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame: Any = None
+
+        def long_series() -> None:
+            nonlocal frame
+            frame = nq.fetch_metrics(
+                project="bench/long", experiments=["long-exp"], attributes="metrics/loss"
+            )
+
+        cold, warm = _timed(long_series)
+        assert frame.shape == (1_000_000, 1), frame.shape
+        rows.append(
+            (
+                "fetch_metrics 1 series × 1M steps, warm (s)",
+                warm,
+                f"cold {cold:.2f} s; target ≤1.5 s (client's own budget vs a mock: 3.8 s)",
+            )
+        )
+
+        def wide() -> None:
+            nonlocal frame
+            frame = nq.fetch_metrics(project="bench/wide", experiments=r"^exp-", attributes=r"^m/")
+
+        cold, warm = _timed(wide, repeat=1)
+        assert frame.shape == (1000, 1000), frame.shape
+        rows.append(
+            (
+                "fetch_metrics 1k runs × 1k metrics × 1 step, warm (s)",
+                warm,
+                f"cold {cold:.2f} s; target ≤5 s (Neptune: 31 s)",
+            )
+        )
+    return rows
+
+
+def run() -> list[Row]:
+    home = Path(tempfile.mkdtemp(prefix="despina-server-bench-")) / "home"
+    rows: list[Row] = []
+    try:
+        from despina.store.sqlite import Store
+
+        store = Store.open(home)
+        for name in ("bench/ingest", "bench/long", "bench/wide"):
+            store.create_project(name)
+        store.close()
+        _prepare_reads(home)
+        process, url = _server(home)
+        try:
+            token = _token(home, url)
+            rows += _server_ingest(url, token)
+            rows += _neptune_scale_ingest(home, url, token)
+            rows += _reads(url, token)
+        finally:
+            _stop(process)
+    finally:
+        shutil.rmtree(home.parent, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    for label, value, note in run():
+        print(f"{label:60s} {value:14,.3f}  {note}")
