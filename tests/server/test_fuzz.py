@@ -429,3 +429,62 @@ def test_fuzzing_reached_both_outcomes() -> None:
     if not STATUSES:
         pytest.skip("run together with the fuzz tests")
     assert STATUSES[200] > 0 and sum(n for s, n in STATUSES.items() if 400 <= s < 500) > 0
+
+
+def test_multipart_upload(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Uploads above the single-part limit go in parts and are joined on completion."""
+    from despina.server.settings import ServerSettings
+
+    store = Store.open(tmp_path_factory.mktemp("multipart") / "home")
+    store.create_project(PROJECT)
+    token, _ = mint_api_token(store, url="http://testserver", workspace="ws")
+    app = create_app(store, ServerSettings(max_blob_bytes=10, multipart_part_bytes=4))
+    with TestClient(app) as test_client:
+        bearer = test_client.get(
+            "/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": token}
+        ).json()["accessToken"]
+        headers = {"Authorization": f"Bearer {bearer}"}
+        data = b"0123456789abcdef!"
+        entry = {
+            "path": "big/file.bin",
+            "permission": "write",
+            "project_identifier": PROJECT,
+            "size": len(data),
+        }
+        signed = test_client.post(
+            "/api/storagebridge/v1/signedUrl", json={"files": [entry]}, headers=headers
+        ).json()["files"][0]
+        multipart = signed["multipart"]
+        assert multipart["part_size"] == 4 and len(multipart["part_urls"]) == 5
+        etags = []
+        for number, url in enumerate(multipart["part_urls"], start=1):
+            part = data[(number - 1) * 4 : number * 4]
+            answer = test_client.put(url, content=part, headers={"Content-Type": "x/y"})
+            assert answer.status_code == 200 and answer.headers["ETag"]
+            etags.append({"part_number": number, "etag": answer.headers["ETag"].strip('"')})
+        incomplete = {
+            "upload_id": multipart["upload_id"],
+            "project_identifier": PROJECT,
+            "path": "big/file.bin",
+            "parts": [*etags, {"part_number": 6, "etag": "x"}],
+        }
+        assert (
+            test_client.post(
+                "/api/storagebridge/v1/s3/completeMultipartUpload", json=incomplete, headers=headers
+            ).status_code
+            == 400
+        )
+        done = test_client.post(
+            "/api/storagebridge/v1/s3/completeMultipartUpload",
+            json={**incomplete, "parts": etags},
+            headers=headers,
+        )
+        assert done.status_code == 204
+        read = test_client.post(
+            "/api/storagebridge/v1/signedUrl",
+            json={"files": [{**entry, "permission": "read"}]},
+            headers=headers,
+        ).json()["files"][0]["url"]
+        got = test_client.get(read)
+        assert got.content == data and got.headers["content-type"].startswith("x/y")
+    store.close()
