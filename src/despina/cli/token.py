@@ -83,6 +83,10 @@ def create(
     )
     store = Store.open(resolve_home(home))
     try:
+        if project is not None and project not in store.list_projects():
+            # a project token is for logging into that project: make sure it is there
+            store.create_project(project, exist_ok=True)
+            click.echo(f"created project {project}", err=True)
         api_token, key = mint_api_token(
             store,
             url=url,
