@@ -100,25 +100,13 @@ _RPC_CODE: dict[str, str] = {
 }
 """google.rpc code per IngestCode; every other code is INVALID_ARGUMENT (wire-protocol.md §5.3)."""
 
-_MORE_RE_SUFFIX = " more like it)"
-
-
 def _rpc_code(ingest_code: str) -> str:
     return _RPC_CODE.get(ingest_code, "INVALID_ARGUMENT")
 
 
 def _issue_count(issue: IngestIssue) -> int:
     """How many items an issue stands for (the writer folds repeats into one issue)."""
-    count = getattr(issue, "count", None)
-    if isinstance(count, int) and count > 0:
-        return count
-    message = issue.message
-    if message.endswith(_MORE_RE_SUFFIX):
-        head, _, tail = message.rpartition("(and ")
-        number = tail[: -len(_MORE_RE_SUFFIX)]
-        if head and number.isdigit():
-            return int(number) + 1
-    return 1
+    return max(1, issue.count)
 
 
 def _status(items: int, issues: Iterable[IngestIssue]) -> StoredStatus:

@@ -33,12 +33,16 @@ WARNING = "warning"
 
 @dataclass(frozen=True, slots=True)
 class IngestIssue:
-    """One rejected (``error``) or ignored (``warning``) item, with its Neptune ingest code."""
+    """Rejected (``error``) or ignored (``warning``) items, with their Neptune ingest code.
+
+    ``count`` is how many items of the same code and path this one issue stands for.
+    """
 
     code: str
     message: str
     path: str | None = None
     severity: str = ERROR
+    count: int = 1
 
 
 @dataclass(slots=True)

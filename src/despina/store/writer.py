@@ -113,6 +113,7 @@ class _Issues:
                     f"{issue.message} (and {n - 1} more like it)",
                     issue.path,
                     issue.severity,
+                    n,
                 )
             out.append(issue)
         return out
