@@ -6,22 +6,26 @@ standard output (where the one-time sign-in link is printed) goes to a log file.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import httpx
-
+import serving
 from despina.demo import DEMO_PROJECT, demo_plan, log_demo, log_demo_extras
-from despina.server.auth import mint_api_token
-from despina.store.sqlite import Store
+from serving import mint
+
+__all__ = [
+    "CHROMIUM_ARGS",
+    "FORK_STEP",
+    "HISTOGRAM_RUN",
+    "STEPS",
+    "ServerProcess",
+    "Tokens",
+    "chromium_path",
+    "log_small_demo",
+    "mint",
+    "small_plan",
+]
 
 STEPS = 400
 FORK_STEP = 200
@@ -87,82 +91,12 @@ class Tokens:
     """A workspace token for ``elsewhere``."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
-class ServerProcess:
-    """One ``despina serve`` subprocess over ``home``."""
+class ServerProcess(serving.ServerProcess):
+    """``despina serve`` for the UI tests: quiet, and ready when the sign-in page answers."""
 
-    home: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.log_path = self.home.parent / f"server-{self.port}.log"
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from despina.cli import main; main()",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--home",
-                str(self.home),
-                "--no-access-log",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("NEPTUNE_")},
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"despina serve exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/sign-in", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"despina serve did not start in {timeout} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
-
-    def sign_in_link(self) -> str | None:
-        found = re.search(r"(http://\S+/sign-in/link\?code=\S+)", self.log())
-        return found.group(1) if found else None
-
-
-def mint(home: Path, url: str, *, workspace: str, project: str | None = None) -> str:
-    store = Store.open(home)
-    try:
-        token, _ = mint_api_token(store, url=url, workspace=workspace, project=project)
-    finally:
-        store.close()
-    return token
+    extra_args: tuple[str, ...] = ("--no-access-log",)
+    ready_path: str = "/sign-in"
 
 
 def chromium_path() -> str | None:
