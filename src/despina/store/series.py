@@ -8,6 +8,7 @@ child below it. Everything here works on an open connection so callers choose th
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,24 +104,38 @@ def read_float_points(
 
     Chunks whose step range misses the window are skipped without reading their blobs.
     """
+    return FloatPoints.concat(list(_chunks(conn, attr_id, step_min, step_max, newest_first=False)))
+
+
+def _chunks(
+    conn: sqlite3.Connection,
+    attr_id: int,
+    step_min: int | None,
+    step_max: int | None,
+    *,
+    newest_first: bool,
+) -> Generator[FloatPoints, None, None]:
+    """The points of each chunk of a series that overlaps the step window, cut to the window."""
     lo_id, hi_id = chunk_rowid_range(attr_id)
     lo = -1 if step_min is None else step_min
     hi = MAX_STEP if step_max is None else step_max
-    rows = conn.execute(
+    cursor = conn.execute(
         "SELECT n, steps, vals, ts, step_first, step_last FROM chunks "
-        "WHERE id BETWEEN ? AND ? AND step_last >= ? AND step_first <= ? ORDER BY id",
+        "WHERE id BETWEEN ? AND ? AND step_last >= ? AND step_first <= ? "
+        f"ORDER BY id {'DESC' if newest_first else 'ASC'}",
         (lo_id, hi_id, lo, hi),
-    ).fetchall()
-    parts = []
-    for n, steps_blob, vals_blob, ts_blob, first, last in rows:
-        steps = decode_ints(steps_blob, n)
-        values = decode_floats(vals_blob, n)
-        stamps = decode_ints(ts_blob, n)
-        if first < lo or last > hi:
-            keep = (steps >= lo) & (steps <= hi)
-            steps, values, stamps = steps[keep], values[keep], stamps[keep]
-        parts.append(FloatPoints(steps, values, stamps))
-    return FloatPoints.concat(parts)
+    )
+    try:
+        for n, steps_blob, vals_blob, ts_blob, first, last in cursor:
+            steps = decode_ints(steps_blob, n)
+            values = decode_floats(vals_blob, n)
+            stamps = decode_ints(ts_blob, n)
+            if first < lo or last > hi:
+                keep = (steps >= lo) & (steps <= hi)
+                steps, values, stamps = steps[keep], values[keep], stamps[keep]
+            yield FloatPoints(steps, values, stamps)
+    finally:
+        cursor.close()
 
 
 def read_float_tail(
@@ -133,28 +148,15 @@ def read_float_tail(
     """The last ``limit`` own committed points of a float series with ``step_min <= step <=
     step_max``, in step order. Chunks are read newest first and only until ``limit`` points are
     found, so a short tail of a long series touches one or two chunks."""
-    lo_id, hi_id = chunk_rowid_range(attr_id)
-    lo = -1 if step_min is None else step_min
-    hi = MAX_STEP if step_max is None else step_max
-    cursor = conn.execute(
-        "SELECT n, steps, vals, ts, step_first, step_last FROM chunks "
-        "WHERE id BETWEEN ? AND ? AND step_last >= ? AND step_first <= ? ORDER BY id DESC",
-        (lo_id, hi_id, lo, hi),
-    )
     parts: list[FloatPoints] = []
     found = 0
-    for n, steps_blob, vals_blob, ts_blob, first, last in cursor:
-        steps = decode_ints(steps_blob, n)
-        values = decode_floats(vals_blob, n)
-        stamps = decode_ints(ts_blob, n)
-        if first < lo or last > hi:
-            keep = (steps >= lo) & (steps <= hi)
-            steps, values, stamps = steps[keep], values[keep], stamps[keep]
-        parts.append(FloatPoints(steps, values, stamps))
-        found += len(steps)
+    chunks = _chunks(conn, attr_id, step_min, step_max, newest_first=True)
+    for part in chunks:
+        parts.append(part)
+        found += len(part)
         if found >= limit:
             break
-    cursor.close()
+    chunks.close()
     parts.reverse()
     points = FloatPoints.concat(parts)
     if len(points) > limit:
