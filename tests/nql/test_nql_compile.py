@@ -86,11 +86,14 @@ def test_inputs_text_tree_or_resolved() -> None:
 
 # SQL text every statement may contain whatever the value: a value that happens to be a
 # piece of it (say "run_" of "a.run_id") proves nothing
-_VOCABULARY = " ".join(
-    compile_query(f"`x` {op} {value}", now_ms=NOW)[0]
-    for op in ("==", "CONTAINS")
-    for value in ('"zz"', '"1"', '"true"', '"2024-01-01"')
-) + compile_query('`sys/name` NOT CONTAINS "zz"', now_ms=NOW)[0]
+_VOCABULARY = (
+    " ".join(
+        compile_query(f"`x` {op} {value}", now_ms=NOW)[0]
+        for op in ("==", "CONTAINS")
+        for value in ('"zz"', '"1"', '"true"', '"2024-01-01"')
+    )
+    + compile_query('`sys/name` NOT CONTAINS "zz"', now_ms=NOW)[0]
+)
 
 
 @given(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1))

@@ -100,6 +100,7 @@ _RPC_CODE: dict[str, str] = {
 }
 """google.rpc code per IngestCode; every other code is INVALID_ARGUMENT (wire-protocol.md §5.3)."""
 
+
 def _rpc_code(ingest_code: str) -> str:
     return _RPC_CODE.get(ingest_code, "INVALID_ARGUMENT")
 
