@@ -102,6 +102,21 @@ class Project:
         """Models of the registry matching the NQL ``query`` (same arguments as runs)."""
         return self._fetch_table("model", query, columns, trashed, limit, sort_by, ascending)
 
+    def fetch_model_versions_table(
+        self,
+        model_id: str,
+        query: str | None = None,
+        columns: Sequence[str] | None = None,
+        trashed: bool | None = False,
+        limit: int | None = None,
+        sort_by: str = "sys/creation_time",
+        ascending: bool = False,
+    ) -> Table:
+        """Versions of model ``model_id`` (its ``sys/id``) matching the NQL ``query``."""
+        return self._fetch_table(
+            "model_version", query, columns, trashed, limit, sort_by, ascending, model_id=model_id
+        )
+
     def _fetch_table(
         self,
         kind: str,

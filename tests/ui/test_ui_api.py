@@ -62,6 +62,7 @@ def test_start_up_prints_a_one_time_sign_in_link(server: ServerProcess) -> None:
         f"{PROJECT}/chart.json?run={FORK}&metric=train/loss",
         f"{PROJECT}/run.json?id={FORK}",
         f"{PROJECT}/file?id={HISTOGRAM_RUN}&path=artifacts/notes",
+        f"{PROJECT}/models.json",
     ],
 )
 def test_json_routes_need_a_session(server: ServerProcess, path: str) -> None:
@@ -95,7 +96,13 @@ def test_access_is_checked_per_project(server: ServerProcess, tokens: Tokens) ->
     narrow = session(server, tokens.other_project)
     listed = narrow.get("/projects.json").json()["projects"]
     assert [p["name"] for p in listed] == ["demo/other"]
-    for path in [f"{PROJECT}/runs.json", f"{PROJECT}/run.json?id={FORK}", PROJECT]:
+    for path in [
+        f"{PROJECT}/runs.json",
+        f"{PROJECT}/run.json?id={FORK}",
+        PROJECT,
+        f"{PROJECT}/models.json",
+        f"{PROJECT}/models",
+    ]:
         answer = narrow.get(path)
         assert answer.status_code == 403, path
     denied = narrow.get(f"{PROJECT}/runs.json").json()
@@ -333,3 +340,21 @@ def test_wide_buckets_come_from_block_summaries(client: httpx.Client) -> None:
         if 150 <= x <= 300
     ]
     assert max(zoomed["high"]) >= max(inside) and min(zoomed["low"]) <= min(inside)
+
+
+def test_model_registry_page(client: httpx.Client) -> None:
+    data = client.get(f"{PROJECT}/models.json").json()
+    (model,) = data["models"]
+    assert model["id"] == "DESPINA-CLS"
+    assert model["attributes"]["name"] == "bird classifier"
+    versions = [(v["sys"]["sys/id"], v["sys"]["sys/stage"]) for v in model["versions"]]
+    assert versions == [
+        ("DESPINA-CLS-3", "staging"),
+        ("DESPINA-CLS-2", "production"),
+        ("DESPINA-CLS-1", "archived"),
+    ]
+    assert model["versions"][1]["attributes"]["validation/accuracy"] == 0.89
+    page = client.get(f"{PROJECT}/models")
+    assert page.status_code == 200
+    assert "DESPINA-CLS-2" in page.text and "production" in page.text
+    assert client.get("/p/demo/other/models.json").json()["models"] == []

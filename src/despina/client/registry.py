@@ -77,15 +77,8 @@ class Model(Run):
         from despina.project import Project
 
         project = Project(self._project, home=self._home)
-        return project._fetch_table(
-            "model_version",
-            query,
-            columns,
-            trashed,
-            limit,
-            sort_by,
-            ascending,
-            model_id=self._run_id,
+        return project.fetch_model_versions_table(
+            self._run_id, query, columns, trashed, limit, sort_by, ascending
         )
 
     def __repr__(self) -> str:

@@ -32,6 +32,7 @@ from despina.server.errors import ApiError, bad_request
 from despina.server.ui import api
 from despina.server.ui.charts import MAX_BUCKETS, Axis
 from despina.server.ui.format import display
+from despina.server.ui.models import models_data
 from despina.server.ui.session import COOKIE, SESSION_SECONDS, Sessions, SignInCodes, Viewer
 from despina.server.ui.tables import DEFAULT_SORT, MAX_PAGE, RunsRequest
 from despina.store.access import find_project
@@ -556,6 +557,27 @@ async def file_download(request: Request) -> Response:
     return FileResponse(found.path, media_type=found.mime_type, filename=found.filename)
 
 
+# -- model registry --------------------------------------------------------------------------
+
+
+async def _models(request: Request) -> tuple[str, dict[str, Any]]:
+    project = _project(request)
+    home = request.app.state.despina.store.home
+    return project, await run_in_threadpool(models_data, home, project)
+
+
+@_html
+async def models_page(request: Request) -> Response:
+    project, data = await _models(request)
+    return render(request, "models.html", project=project, data=data)
+
+
+@_json
+async def models_json(request: Request) -> Response:
+    _, data = await _models(request)
+    return _json_response(data)
+
+
 # -- static files ----------------------------------------------------------------------------
 
 _STATIC_TYPES = {
@@ -601,6 +623,8 @@ UI_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/p/{workspace}/{project}/run", run_page),
     ("GET", "/p/{workspace}/{project}/run.json", run_json),
     ("GET", "/p/{workspace}/{project}/file", _json(file_download)),
+    ("GET", "/p/{workspace}/{project}/models", models_page),
+    ("GET", "/p/{workspace}/{project}/models.json", models_json),
     ("GET", "/ui/static/{name:path}", static),
 ]
 """Every route of the web UI: (method, path, handler)."""
