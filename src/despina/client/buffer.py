@@ -14,6 +14,7 @@ failure is reported through the error callback.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
@@ -25,8 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from despina.store.batch import Assign, Batch, IngestIssue, MetricColumn, ModifySet, PointAppend
-from despina.store.batch import PreviewPoint as PreviewPoint
+from despina.store.batch import (
+    Assign,
+    Batch,
+    IngestIssue,
+    MetricColumn,
+    ModifySet,
+    PointAppend,
+    PreviewPoint,
+)
 from despina.store.blobs import put_blob
 from despina.store.sysattrs import ping_timeout_s
 from despina.store.writer import RunWriter
@@ -260,8 +268,6 @@ class Flusher(threading.Thread):
             if request.step is None:
                 batch.ops.append(Assign(request.path, "file", ref))
             else:
-                import json
-
                 batch.points.append(
                     PointAppend(
                         request.path,
