@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from despina.client.run import _os_user
 from despina.errors import ConfigError, StoreError
 from despina.store.batch import Batch, IngestIssue
 from despina.store.blobs import put_blob
@@ -168,9 +169,4 @@ def _copy_files(store: Store, conn: sqlite3.Connection, writer: RunWriter) -> tu
 
 
 def _owner() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:
-        return ""
+    return _os_user()

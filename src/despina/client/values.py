@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import math
 import mimetypes
 import os
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -94,8 +96,6 @@ def datetime_ms(value: datetime | None) -> int:
         TypeError: the value is not a ``datetime``.
     """
     if value is None:
-        import time
-
         return int(time.time() * 1000)
     if not isinstance(value, datetime):
         raise TypeError(f"timestamp must be a datetime, got {type(value).__name__} {value!r}")
@@ -187,8 +187,6 @@ def typed_config(path: str, value: Any, cast_unsupported: bool, reporter: Report
 
 def histogram_json(path: str, histogram: Any, reporter: Reporter) -> str | None:
     """The stored JSON of a histogram, or ``None`` (reported) when it breaks a rule."""
-    import json
-
     if not isinstance(histogram, Histogram):
         reporter.dropped(f"{path!r}: expected a despina.types.Histogram, got {histogram!r:.80}")
         return None
