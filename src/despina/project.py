@@ -62,9 +62,13 @@ class Project:
     def __init__(self, project: str | None = None, *, home: str | os.PathLike[str] | None = None):
         self.name = resolve_project(project)
         self._home = home
+        self._opened: Store | None = None
 
     def _store(self) -> Store:
-        return Store.open(self._home)
+        """The store, opened on first use and kept for the life of this object."""
+        if self._opened is None:
+            self._opened = Store.open(self._home)
+        return self._opened
 
     # -- tables ------------------------------------------------------------------------------
 
