@@ -307,3 +307,24 @@ def test_source_tracking_inside_git(
     assert got["source_code/commit/message"] == ("string", None, "msg")
     assert got["source_code/branch"] == ("string", None, "main")
     assert got["source_code/dirty"] == ("bool", 0, None)
+
+
+def test_async_lag_callback_fires_once_while_the_store_is_locked(home: Path) -> None:
+    import sqlite3
+    import threading
+    import time
+
+    fired: list[float] = []
+    run = make_run(
+        run_id="r", async_lag_threshold=0.3, on_async_lag_callback=lambda: fired.append(1)
+    )
+    run.wait_for_processing()
+    blocker = sqlite3.connect(home / "despina.db", isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    run.log_metrics({"m": 1.0}, step=1)
+    time.sleep(3.0)
+    assert fired == [1]  # once per episode, not once per check
+    threading.Thread(target=lambda: blocker.execute("ROLLBACK")).start()
+    assert run.wait_for_processing(timeout=30)
+    run.close()
+    assert series(home, "r", "m")[1] == [1.0]  # nothing was lost while the store was locked

@@ -39,7 +39,7 @@ from despina.store.blobs import put_blob
 from despina.store.sysattrs import ping_timeout_s
 from despina.store.writer import RunWriter
 
-__all__ = ["FLUSH_INTERVAL", "FileRequest", "Flusher", "LogBuffer"]
+__all__ = ["FLUSH_INTERVAL", "FileRequest", "Flusher", "LagMonitor", "LogBuffer"]
 
 logger = logging.getLogger("despina")
 
@@ -92,6 +92,7 @@ class LogBuffer:
         self.queue: deque[tuple[Any, ...]] = deque()
         self.points = 0  # a hint for early flushes and back-pressure, not an exact count
         self.enqueued = 0
+        self.first_unstored_at: float | None = None  # monotonic time; for the lag callback
         self._counter = itertools.count(1)
         self.room = threading.Event()
 
@@ -101,6 +102,8 @@ class LogBuffer:
         self.queue.append((keys, values, step, ts))
         self.enqueued = next(self._counter)
         self.points += len(keys)
+        if self.first_unstored_at is None:
+            self.first_unstored_at = time.monotonic()
         if self.points >= MAX_BUFFERED_POINTS:  # the flusher is far behind: let it catch up
             self.room.clear()
             self.room.wait(60)
@@ -110,6 +113,8 @@ class LogBuffer:
         """Queue ``ops``, ``previews``, ``points`` or ``files``."""
         self.queue.append((kind, items))
         self.enqueued = next(self._counter)
+        if self.first_unstored_at is None:
+            self.first_unstored_at = time.monotonic()
         if kind == "points":
             self.points += len(items)
 
@@ -246,6 +251,8 @@ class Flusher(threading.Thread):
             self.writer.ping()
             self._last_write = time.monotonic()
         self._pending = _Taken(sequence=taken.sequence)
+        # everything taken is stored: the lag clock restarts with what arrived meanwhile
+        self.buffer.first_unstored_at = time.monotonic() if self.buffer.queue else None
         with self.progress:
             self.done_sequence = taken.sequence
             self.progress.notify_all()
@@ -293,3 +300,27 @@ class Flusher(threading.Thread):
                 self.progress.wait(0.05 if remaining is None else min(0.05, remaining))
                 self.wake.set()
         return True
+
+
+class LagMonitor(threading.Thread):
+    """Every second, checks whether the oldest data not yet stored is older than ``threshold``
+    seconds, and calls ``callback`` once per such episode (a slow or locked store)."""
+
+    def __init__(self, buffer: LogBuffer, threshold: float, callback: Callable[[], None]) -> None:
+        super().__init__(name="despina-lag-monitor", daemon=True)
+        self.buffer = buffer
+        self.threshold = threshold
+        self.callback = callback
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        lagging = False
+        while not self.stopping.wait(1.0):
+            since = self.buffer.first_unstored_at
+            behind = since is not None and time.monotonic() - since > self.threshold
+            if behind and not lagging:
+                try:
+                    self.callback()
+                except Exception:
+                    logger.exception("despina: the async lag callback raised")
+            lagging = behind

@@ -27,7 +27,13 @@ from types import TracebackType
 from typing import Any, Literal
 
 from despina.client.artifacts import artifact_value
-from despina.client.buffer import FLUSH_EARLY_POINTS, FileRequest, Flusher, LogBuffer
+from despina.client.buffer import (
+    FLUSH_EARLY_POINTS,
+    FileRequest,
+    Flusher,
+    LagMonitor,
+    LogBuffer,
+)
 from despina.client.console import ConsoleCapture
 from despina.client.files import storage_key
 from despina.client.source import SourceTrackingConfig, source_configs
@@ -90,6 +96,7 @@ class Run:
     """
 
     _console: ConsoleCapture | None
+    _lag_monitor: LagMonitor | None
     _store: Store | None
     _flusher: Flusher | None
 
@@ -140,6 +147,11 @@ class Run:
             raise ValueError("async_lag_threshold and on_async_lag_callback must be given together")
         self._experiment_name = experiment_name
         self._fork_step = fork_micro
+        self._lag = (
+            None
+            if async_lag_threshold is None or on_async_lag_callback is None
+            else (float(async_lag_threshold), on_async_lag_callback)
+        )
         del api_token, log_directory, on_queue_full_callback  # server mode: see issue tracker
         if self._mode == "disabled":
             return  # stays "closed": arguments are still checked, nothing is stored
@@ -159,6 +171,9 @@ class Run:
             ),
         )
         self._attach(store, created)
+        if self._lag is not None:
+            self._lag_monitor = LagMonitor(self._buffer, *self._lag)
+            self._lag_monitor.start()
         if source_tracking_config is not None:
             configs = source_configs(source_tracking_config)
             if configs:
@@ -197,6 +212,7 @@ class Run:
         self._last_keys: tuple[str, ...] = ()
         self._failed = False
         self._console = None
+        self._lag_monitor = None
         self._store = None
         self._flusher = None
         self._buffer = LogBuffer()
@@ -518,6 +534,8 @@ class Run:
             return
         if self._console is not None:
             self._console.stop()
+        if self._lag_monitor is not None:
+            self._lag_monitor.stopping.set()
         self._flusher.stopping.set()
         self._flusher.wake.set()
         self._flusher.join(timeout)
