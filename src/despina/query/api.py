@@ -210,6 +210,26 @@ def long_points(
     )
 
 
+def _series_arguments(
+    project: str | None,
+    containers: Any,
+    attributes: Any,
+    include_time: Any,
+    step_range: Any,
+    tail_limit: Any,
+    kind: Kind,
+) -> tuple[str, Any, Any]:
+    """The project, container filter and attribute filter of a series call, every argument
+    checked in the reference's order before any data is read."""
+    name = project_of(project)
+    filter_ = resolve_containers(containers, kind)
+    attribute_filter = resolve_attributes(attributes)
+    validate_step_range(step_range)
+    validate_tail_limit(tail_limit)
+    validate_include_time(include_time)
+    return name, filter_, attribute_filter
+
+
 def fetch_metrics(
     *,
     project: str | None,
@@ -224,12 +244,9 @@ def fetch_metrics(
     kind: Kind,
 ) -> pd.DataFrame:
     """Float series points per (container, step) (§8.4)."""
-    name = project_of(project)
-    filter_ = resolve_containers(containers, kind)
-    attribute_filter = resolve_attributes(attributes)
-    validate_step_range(step_range)
-    validate_tail_limit(tail_limit)
-    validate_include_time(include_time)
+    name, filter_, attribute_filter = _series_arguments(
+        project, containers, attributes, include_time, step_range, tail_limit, kind
+    )
     selector = restrict_types(attribute_filter, ["float_series"])
     with open_snapshot(name) as snap:
         matched = _search(snap, kind, filter_)
@@ -269,12 +286,9 @@ def fetch_series(
     kind: Kind,
 ) -> pd.DataFrame:
     """String, histogram and file series points per (container, step) (§8.5)."""
-    name = project_of(project)
-    filter_ = resolve_containers(containers, kind)
-    attribute_filter = resolve_attributes(attributes)
-    validate_step_range(step_range)
-    validate_tail_limit(tail_limit)
-    validate_include_time(include_time)
+    name, filter_, attribute_filter = _series_arguments(
+        project, containers, attributes, include_time, step_range, tail_limit, kind
+    )
     selector = restrict_types(attribute_filter, list(FETCH_SERIES_TYPES))
     with open_snapshot(name) as snap:
         matched = _search(snap, kind, filter_)
