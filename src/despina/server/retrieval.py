@@ -594,18 +594,7 @@ class RetrievalService:
         parsed = []
         for i, request in enumerate(requests):
             at = f"{where}.requests[{i}]"
-            if not isinstance(request, dict):
-                raise bad_request(f"{at} must be an object, got {_show(request)}")
-            request_id = _field(request, "requestId", str, at)
-            series = _field(request, "series", dict, at)
-            if request_id is None or series is None:
-                raise bad_request(f"{at} needs requestId and series")
-            holder = _field(series, "holder", dict, f"{at}.series") or {}
-            identifier = _field(holder, "identifier", str, f"{at}.series.holder")
-            attribute = _field(series, "attribute", str, f"{at}.series")
-            if identifier is None or attribute is None:
-                raise bad_request(f"{at}.series needs holder.identifier and attribute")
-            mode = _lineage_mode(series.get("lineage"), series.get("lineageEntityType"), at)
+            request_id, _, identifier, attribute, mode = _series_request(request, at)
             after = _field(request, "searchAfter", dict, at)
             token = _series_token(after, at)
             parsed.append((request_id, identifier, attribute, mode, token))
@@ -789,7 +778,13 @@ def _float_requests(requests: list[Any], where: str) -> list[FloatRequest]:
     return out
 
 
-def _float_request_checked(request: Any, at: str) -> FloatRequest:
+def _series_request(request: Any, at: str) -> tuple[str, dict[str, Any], str, str, Any]:
+    """``(requestId, series, holder identifier, attribute, lineage mode)`` of one series
+    request, checked.
+
+    Raises:
+        ApiError: a missing or ill-typed field (400).
+    """
     if not isinstance(request, dict):
         raise bad_request(f"{at} must be an object, got {_show(request)}")
     request_id = _field(request, "requestId", str, at)
@@ -802,6 +797,11 @@ def _float_request_checked(request: Any, at: str) -> FloatRequest:
     if identifier is None or attribute is None:
         raise bad_request(f"{at}.series needs holder.identifier and attribute")
     mode = _lineage_mode(series.get("lineage"), series.get("lineageEntityType"), at)
+    return request_id, series, identifier, attribute, mode
+
+
+def _float_request_checked(request: Any, at: str) -> FloatRequest:
+    request_id, series, identifier, attribute, mode = _series_request(request, at)
     preview = bool(_field(series, "includePreview", bool, f"{at}.series"))
     after = _number(request, "afterStep", at)
     return request_id, identifier, attribute, mode, preview, after
