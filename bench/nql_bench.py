@@ -97,7 +97,7 @@ def _build(home: Path) -> tuple[Any, int]:
     # Bulk load: no journal, and the secondary index built once at the end.
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("DROP INDEX attributes_by_path")
+    conn.execute("DROP INDEX attributes_for_filters")
     with store.write() as conn:
         project_id = conn.execute(
             "INSERT INTO projects (workspace, name, project_key, uuid, created_ms) "
@@ -113,7 +113,10 @@ def _build(home: Path) -> tuple[Any, int]:
             _INSERT_ATTRIBUTE,
             (row for n in range(1, RUNS + 1) for row in _attribute_rows(n, n, rng)),
         )
-    conn.execute("CREATE INDEX attributes_by_path ON attributes (path, type)")
+    conn.execute(
+        "CREATE INDEX attributes_for_filters ON attributes "
+        "(path, run_id, type, num, fmin, fmax, fsum, fsumsq, fcount, count)"
+    )
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("ANALYZE")
     install_functions(conn)

@@ -19,7 +19,11 @@ from despina.nql.compile import _Compiler, compile_resolved
 from despina.nql.resolve import resolve
 
 NOW = ms("2024-06-01T00:00:00Z")
-ATTR = "EXISTS (SELECT 1 FROM attributes a WHERE a.run_id = r.id AND a.path = ? AND "
+SOURCE = "attributes a INDEXED BY attributes_for_filters"
+ATTR = f"r.id IN (SELECT a.run_id FROM {SOURCE} WHERE a.path = ? AND "
+"""A clause that must hold on its own: it drives the query as one scan of its path."""
+PROBE = f"EXISTS (SELECT 1 FROM {SOURCE} WHERE a.path = ? AND a.run_id = r.id AND "
+"""Any other clause: probed for each run."""
 
 SQL = [
     ("", "1", []),
@@ -28,14 +32,41 @@ SQL = [
     ('`x`:string CONTAINS "a"', ATTR + "(a.type = 'string' AND instr(a.text, ?) > 0))", ["x", "a"]),
     (
         '`x`:stringSeries NOT MATCHES "^a"',
-        "NOT " + ATTR + "(a.type = 'string_series' AND nql_regexp(?, a.text)))",
+        "NOT " + PROBE + "(a.type = 'string_series' AND nql_regexp(?, a.text)))",
         ["x", "^a"],
     ),
     (
         '`sys/tags`:stringSet CONTAINS "t"',
+        ATTR + "(a.type = 'string_set' AND (instr(a.text, ?) > 0 AND EXISTS (SELECT 1 FROM "
+        "json_each(a.text) AS j WHERE j.value = ?))))",
+        ["sys/tags", "t", "t"],
+    ),
+    (  # a value JSON may escape: no substring shortcut
+        '`sys/tags`:stringSet CONTAINS "a/b"',
         ATTR + "(a.type = 'string_set' AND EXISTS (SELECT 1 FROM json_each(a.text) AS j "
         "WHERE j.value = ?)))",
-        ["sys/tags", "t"],
+        ["sys/tags", "a/b"],
+    ),
+    (  # cheapest first; the first attribute clause that must hold drives
+        '`n`:string MATCHES "^a" AND NOT `m`:float EXISTS AND `sys/failed`:bool = false '
+        "AND `x`:float > 1",
+        "(r.failed = ? AND NOT ("
+        + PROBE
+        + "a.type = 'float')) AND "
+        + ATTR
+        + "(a.type IN ('float', 'int') AND a.num > ?)) AND "
+        + PROBE
+        + "(a.type = 'string' AND nql_regexp(?, a.text))))",
+        [0, "m", "x", 1, "n", "^a"],
+    ),
+    (  # inside OR every clause is a probe
+        "`x`:float > 1 OR `y`:float > 1",
+        "("
+        + PROBE
+        + "(a.type IN ('float', 'int') AND a.num > ?)) OR "
+        + PROBE
+        + "(a.type IN ('float', 'int') AND a.num > ?)))",
+        ["x", 1, "y", 1],
     ),
     ("`x`:floatSeries EXISTS", ATTR + "(a.type = 'float_series' AND a.count > 0))", ["x"]),
     ("`x`:bool = True", ATTR + "(a.type = 'bool' AND a.num = ?))", ["x", 1]),
@@ -65,7 +96,7 @@ SQL = [
         ATTR + "(a.type = 'artifact' AND json_extract(a.text, '$.hash') = ?))",
         ["v", "9a11"],
     ),
-    ("`x`:fileRef NOT EXISTS", "NOT " + ATTR + "a.type = 'file')", ["x"]),
+    ("`x`:fileRef NOT EXISTS", "NOT " + PROBE + "a.type = 'file')", ["x"]),
 ]
 
 
