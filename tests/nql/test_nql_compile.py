@@ -32,8 +32,9 @@ SQL = [
     ('`x`:string CONTAINS "a"', ATTR + "(a.type = 'string' AND instr(a.text, ?) > 0))", ["x", "a"]),
     (
         '`x`:stringSeries NOT MATCHES "^a"',
-        "NOT " + PROBE + "(a.type = 'string_series' AND nql_regexp(?, a.text)))",
-        ["x", "^a"],
+        "NOT " + PROBE + "(a.type = 'string_series' AND (substr(a.text, 1, 1) = ? AND "
+        "nql_regexp(?, a.text))))",
+        ["x", "a", "^a"],
     ),
     (
         '`sys/tags`:stringSet CONTAINS "t"',
@@ -48,7 +49,7 @@ SQL = [
         ["sys/tags", "a/b"],
     ),
     (  # cheapest first; the first attribute clause that must hold drives
-        '`n`:string MATCHES "^a" AND NOT `m`:float EXISTS AND `sys/failed`:bool = false '
+        '`n`:string MATCHES "a" AND NOT `m`:float EXISTS AND `sys/failed`:bool = false '
         "AND `x`:float > 1",
         "(r.failed = ? AND NOT ("
         + PROBE
@@ -57,7 +58,12 @@ SQL = [
         + "(a.type IN ('float', 'int') AND a.num > ?)) AND "
         + PROBE
         + "(a.type = 'string' AND nql_regexp(?, a.text))))",
-        [0, "m", "x", 1, "n", "^a"],
+        [0, "m", "x", 1, "n", "a"],
+    ),
+    (  # a regular expression anchored on a literal prefix
+        '`x`:string MATCHES "^ab*"',
+        ATTR + "(a.type = 'string' AND (substr(a.text, 1, 1) = ? AND nql_regexp(?, a.text))))",
+        ["x", "a", "^ab*"],
     ),
     (  # inside OR every clause is a probe
         "`x`:float > 1 OR `y`:float > 1",
@@ -280,6 +286,12 @@ SEMANTICS = [
     ('`ss` CONTAINS "rror"', {"r3"}),
     ('last(`ss`) = "fine"', {"r1"}),
     ('`ss`:stringSeries MATCHES "^E"', {"r3"}),
+    # anchored patterns are pre-filtered on their literal prefix, with the same answers
+    ('`sys/name` MATCHES "^blob"', {"r2"}),
+    ('`sys/name` MATCHES "^Blobx?fish"', {"r1"}),
+    ('`sys/name` MATCHES "^exp|fish$"', {"r1", "r2", "r4"}),
+    ('`s` MATCHES "^😀"', {"r4"}),
+    ('`sys/tags` CONTAINS "a,b" AND `sys/name` MATCHES "^Blob"', {"r1"}),
     # string sets: exact elements
     ('`sys/tags` CONTAINS "b\\"q"', {"r1"}),
     ('`sys/tags` CONTAINS "日本"', {"r1"}),

@@ -181,6 +181,26 @@ def _type_sql(types: list[str]) -> str:
     return "a.type IN (" + ", ".join(f"'{name}'" for name in types) + ")"
 
 
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
+
+
+def _anchored_prefix(pattern: str) -> str:
+    """The literal text every match of ``pattern`` starts with, when it starts with ``^``.
+
+    ``re.search`` without flags matches ``^`` only at the start of the text, so a match implies
+    the text starts with this prefix. Any ``|`` in the pattern could open an unanchored
+    alternative: no prefix then. A literal followed by a quantifier may be absent: it is cut.
+    """
+    if not pattern.startswith("^") or "|" in pattern:
+        return ""
+    end = 1
+    while end < len(pattern) and pattern[end] not in _REGEX_SPECIAL:
+        end += 1
+    if end < len(pattern) and pattern[end] in "*?{":
+        end -= 1
+    return pattern[1:end]
+
+
 class _Compiler:
     """Turns a resolved tree into SQL; one ``visit_<Node>`` method per node class."""
 
@@ -283,5 +303,11 @@ class _Compiler:
                 return f"(instr({column}, ?) > 0 AND {member})"
             return member
         if op == "matches":
+            prefix = _anchored_prefix(value) if isinstance(value, str) else ""
+            if prefix:  # a plain comparison rules out most texts before Python sees them
+                self.params.insert(len(self.params) - 1, prefix)
+                return (
+                    f"(substr({column}, 1, {len(prefix)}) = ? AND {REGEXP_FUNCTION}(?, {column}))"
+                )
             return f"{REGEXP_FUNCTION}(?, {column})"
         raise ValueError(f"unknown condition operator {op!r}")
