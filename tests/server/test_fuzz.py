@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import json
 import math
+import os
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -487,4 +489,21 @@ def test_multipart_upload(tmp_path_factory: pytest.TempPathFactory) -> None:
         ).json()["files"][0]["url"]
         got = test_client.get(read)
         assert got.content == data and got.headers["content-type"].startswith("x/y")
+
+        # Two uploads that never complete: one idle past the limit is swept, a recent one stays.
+        storage = app.state.despina.storage
+        folders = []
+        for name in ("old.bin", "new.bin"):
+            started = test_client.post(
+                "/api/storagebridge/v1/signedUrl",
+                json={"files": [{**entry, "path": name}]},
+                headers=headers,
+            ).json()["files"][0]["multipart"]
+            first = test_client.put(started["part_urls"][0], content=b"0123")
+            assert first.status_code == 200
+            folders.append(storage.uploads_dir / started["upload_id"])
+        idle = time.time() - storage.settings.abandoned_upload_seconds - 60
+        os.utime(folders[0], (idle, idle))
+        assert storage.sweep_abandoned_uploads() == 1
+        assert not folders[0].exists() and folders[1].is_dir()
     store.close()

@@ -414,6 +414,7 @@ def create_app(store: Store, settings: ServerSettings | None = None) -> Starlett
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(state.storage.sweep_abandoned_uploads)
         logger.info("despina server ready", extra={"fields": {"home": str(store.home)}})
         yield
         logger.info("despina server stopping")

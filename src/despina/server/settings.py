@@ -37,6 +37,9 @@ class ServerSettings:
     """Lifetime of refresh tokens."""
     signed_url_seconds: int = 3600
     """Lifetime of signed blob URLs."""
+    abandoned_upload_seconds: int = 2 * 3600
+    """Parts of a multipart upload untouched this long (twice the signed-URL lifetime by
+    default: no part can arrive any more) are deleted."""
     status_retention_days: int = 7
     """How long ingest request statuses (and duplicate detection) are kept."""
 

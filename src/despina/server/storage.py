@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import math
 import shutil
 import time
@@ -38,6 +39,8 @@ from despina.store.blobs import blob_path, put_blob
 from despina.store.sqlite import Store
 
 __all__ = ["BLOB_ROUTE", "BlobStorage", "SignedTarget", "check_storage_key"]
+
+logger = logging.getLogger("despina.server.storage")
 
 BLOB_ROUTE = "/api/storagebridge/v1/blob"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -87,6 +90,7 @@ class BlobStorage:
         self.settings = settings
         self._key = derive_key(server_key, "blob-url")
         self.uploads_dir = store.home / "uploads"
+        self._last_sweep = 0.0
 
     # -- signing -----------------------------------------------------------------------------
 
@@ -228,10 +232,40 @@ class BlobStorage:
             raise ApiError(404, f"project {project!r} does not exist")
         return info.id
 
+    def sweep_abandoned_uploads(self, *, now: float | None = None) -> int:
+        """Delete multipart uploads whose parts stopped arriving more than
+        ``abandoned_upload_seconds`` ago and were never completed; returns how many."""
+        now = time.time() if now is None else now
+        self._last_sweep = now
+        horizon = now - self.settings.abandoned_upload_seconds
+        removed = 0
+        try:
+            folders = list(self.uploads_dir.iterdir())
+        except FileNotFoundError:
+            return 0
+        for folder in folders:
+            try:
+                # A part written into the folder (a rename) updates the folder's mtime.
+                if not folder.is_dir() or folder.stat().st_mtime >= horizon:
+                    continue
+            except FileNotFoundError:  # completed meanwhile
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        if removed:
+            logger.info("deleted %d abandoned multipart upload(s)", removed)
+        return removed
+
+    def _maybe_sweep(self) -> None:
+        """Sweep at most every ten minutes, on the upload path: no timer thread to manage."""
+        if time.time() - self._last_sweep >= 600:
+            self.sweep_abandoned_uploads()
+
     def put(self, target: SignedTarget, data: bytes, mime_type: str) -> str:
         """Store an upload (or one part of a multipart upload); returns the ETag."""
         project_id = self._project_id(target.project)
         etag = _md5_etag(data)
+        self._maybe_sweep()
         if target.upload_id:
             if not target.upload_id.isalnum() or not 1 <= target.part_number <= MAX_PARTS:
                 raise bad_request("malformed multipart upload id or part number")
