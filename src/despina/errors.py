@@ -8,6 +8,7 @@ also derive from the matching builtin, so ``except ValueError`` keeps working::
     ├── ProjectNotFound (LookupError)         no such project in the store
     ├── RunNotFound (LookupError)             no such run in a project
     ├── StoreError                            the store could not be read or written
+    │   ├── StoreBusy                         other writers held the store past the busy timeout
     │   └── SchemaTooNew                      the database was written by a newer despina
     ├── InvalidQuery (ValueError)             a query argument or NQL text is wrong
     │   └── NqlError                          NQL syntax or semantic error, with position
@@ -28,6 +29,7 @@ __all__ = [
     "ProjectNotFound",
     "RunNotFound",
     "SchemaTooNew",
+    "StoreBusy",
     "StoreError",
 ]
 
@@ -58,6 +60,14 @@ class RunNotFound(DespinaError, LookupError):
 
 class StoreError(DespinaError):
     """The store could not be opened, read or written; the message says why."""
+
+
+class StoreBusy(StoreError):
+    """Other writers kept the store locked past the busy timeout; retrying later succeeds.
+
+    The server answers 429 with ``Retry-After``: the clients back off and resend."""
+
+    status = 429
 
 
 class SchemaTooNew(StoreError):

@@ -507,3 +507,33 @@ def test_multipart_upload(tmp_path_factory: pytest.TempPathFactory) -> None:
         assert storage.sweep_abandoned_uploads() == 1
         assert not folders[0].exists() and folders[1].is_dir()
     store.close()
+
+
+def test_a_locked_store_is_answered_with_429_and_retry_after(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers kept out past the busy timeout get the spec's throttle, not a 5xx, and the same
+    request succeeds once the lock is released."""
+    import sqlite3
+
+    import despina.store.sqlite as store_module
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
+    store = Store.open(tmp_path_factory.mktemp("busy") / "home")
+    token, _ = mint_api_token(store, url="http://testserver", workspace="ws")
+    body = {"organizationIdentifier": "ws", "name": "created", "visibility": "priv"}
+    with TestClient(create_app(store)) as test_client:
+        bearer = test_client.get(
+            "/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": token}
+        ).json()["accessToken"]
+        headers = {"Authorization": f"Bearer {bearer}"}
+        holder = sqlite3.connect(store.db_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        busy = test_client.post("/api/backend/v1/projects", json=body, headers=headers)
+        assert busy.status_code == 429, busy.text
+        assert busy.headers["Retry-After"] == "1" and "busy" in busy.json()["message"]
+        holder.execute("ROLLBACK")
+        holder.close()
+        done = test_client.post("/api/backend/v1/projects", json=body, headers=headers)
+        assert done.status_code == 200, done.text
+    store.close()

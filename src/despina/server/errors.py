@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from despina.errors import AuthError, DespinaError, StoreError
+from despina.errors import AuthError, DespinaError, StoreBusy, StoreError
 
 __all__ = [
     "ACCESS_DENIED",
@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("despina.server")
+_RETRY = {"Retry-After": "1"}
 
 ACCESS_DENIED = "ACCESS_DENIED"
 """The only ``errorType`` despina sends; neptune-query maps it to ``NeptuneProjectInaccessible``."""
@@ -92,11 +93,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _despina_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DespinaError)
     status = int(getattr(exc, "status", 500))
+    if isinstance(exc, StoreBusy):  # the spec's throttle: clients back off and resend
+        logger.warning("store busy for %s %s: %s", request.method, request.url.path, exc)
+        return error_response(429, f"the store is busy, retry later: {exc}", headers=_RETRY)
     if isinstance(exc, StoreError) and status >= 500:
         logger.warning("store unavailable for %s %s: %s", request.method, request.url.path, exc)
-        return error_response(
-            503, f"the store is busy or unavailable: {exc}", headers={"Retry-After": "1"}
-        )
+        return error_response(503, f"the store is unavailable: {exc}", headers=_RETRY)
     error_type = ACCESS_DENIED if isinstance(exc, AuthError) and status == 403 else None
     if status >= 500:
         logger.exception("internal error in %s %s", request.method, request.url.path)

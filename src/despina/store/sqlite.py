@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from despina.config import parse_project, resolve_home
-from despina.errors import ProjectNotFound, SchemaTooNew, StoreError
+from despina.errors import ProjectNotFound, SchemaTooNew, StoreBusy, StoreError
 from despina.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["DB_FILE", "Store"]
 
 DB_FILE = "despina.db"
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 BUSY_TIMEOUT_MS = 60_000
 PAGE_SIZE = 8192
 
@@ -121,7 +122,8 @@ class Store:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"cannot start a write to {str(self.db_path)!r}: {exc}") from exc
+            error = StoreBusy if _is_busy(exc) else StoreError
+            raise error(f"cannot start a write to {str(self.db_path)!r}: {exc}") from exc
         try:
             yield conn
         except BaseException:
@@ -133,7 +135,8 @@ class Store:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            raise StoreError(f"cannot commit to {str(self.db_path)!r}: {exc}") from exc
+            error = StoreBusy if _is_busy(exc) else StoreError
+            raise error(f"cannot commit to {str(self.db_path)!r}: {exc}") from exc
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -280,3 +283,9 @@ def _split_sql(script: str) -> list[str]:
     """Split a migration script into statements (no statement of ours contains ``;`` inside)."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` means another connection held the lock (a retry can succeed)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # extended code: the low byte is the primary
+    return isinstance(code, int) and code & 0xFF in _BUSY_CODES
