@@ -202,7 +202,7 @@ def _type_filter(data: dict[str, Any], where: str) -> set[str] | None:
         if not isinstance(item, dict):
             raise bad_request(f"{where}.attributeFilter must hold objects, got {_show(item)}")
         wire = item.get("attributeType")
-        if wire not in KNOWN_WIRE_TYPES:
+        if not isinstance(wire, str) or wire not in KNOWN_WIRE_TYPES:
             raise bad_request(
                 f"{where}.attributeFilter: unknown attributeType {_show(wire)}; expected one of "
                 f"{', '.join(sorted(KNOWN_WIRE_TYPES))}"
