@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import click
@@ -83,4 +84,21 @@ def serve(
         "serving",
         extra={"fields": {"home": str(store.home), "url": f"http://{host}:{port}"}},
     )
+    config.load()  # import the protocol modules now, so that the freeze below covers them
+    _tune_garbage_collection()
     uvicorn.Server(config).run()
+
+
+def _tune_garbage_collection() -> None:
+    """Keep the objects that live as long as the process out of garbage collection, and
+    collect the young generation every 10 000 allocations instead of 700.
+
+    Modules, classes and the app are permanent, yet every full collection walks all of them;
+    and a request that builds many objects (the JSON of 10 000 series: 30 000 dicts) set off
+    dozens of collections: about a fifth of the server's CPU when neptune-query fetches 1000
+    runs × 1000 metrics (13.5-14 s → 11 s). Cycles are rare in the server; the larger threshold
+    only delays their collection.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

@@ -110,29 +110,72 @@ def _point_dtype(ts_bytes: int) -> np.dtype[np.void]:
 def _varint_bytes(values: npt.NDArray[np.uint64], width: int) -> npt.NDArray[np.uint8]:
     """Base-128 bytes of values that all take exactly ``width`` bytes, as an (n, width) array."""
     out = np.empty((len(values), width), np.uint8)
-    rest = values.copy()
     for k in range(width):
-        out[:, k] = (rest & np.uint64(0x7F)).astype(np.uint8)
-        rest >>= np.uint64(7)
+        low = (values >> np.uint64(7 * k)).astype(np.uint8)  # the low 8 bits
         if k < width - 1:
-            out[:, k] |= 0x80
+            low |= 0x80
+        else:
+            low &= 0x7F
+        out[:, k] = low
     return out
 
 
-def _points_block(series: FloatSeries, ts: npt.NDArray[np.uint64], width: int) -> bytes:
+def _varint_width(value: int) -> int:
+    """Bytes of the base-128 varint of a non-negative int."""
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _shared_width(ts: npt.NDArray[np.uint64]) -> int | None:
+    """The varint width every timestamp takes, None when they differ (width grows with the
+    value, so the smallest and the largest decide)."""
+    if not len(ts):
+        return 1
+    low, high = _varint_width(int(ts.min())), _varint_width(int(ts.max()))
+    return low if low == high else None
+
+
+_TEMPLATES: dict[int, npt.NDArray[np.uint8]] = {}
+
+
+def _template(width: int) -> npt.NDArray[np.uint8]:
+    """The bytes of one point record with every tag set, ``is_preview`` 0 and
+    ``completion_ratio`` 1.0: the parts that do not depend on the point."""
+    template = _TEMPLATES.get(width)
+    if template is None:
+        record = np.zeros(1, _point_dtype(width))
+        record["head"] = (0x12, 26 + width, 0x08)
+        record["step_tag"] = 0x11
+        record["value_tag"] = 0x19
+        record["preview_tag"] = 0x20
+        record["ratio_tag"] = 0x2D
+        record["ratio"] = 1.0
+        template = _TEMPLATES[width] = np.frombuffer(record.tobytes(), np.uint8)
+    return template
+
+
+def _fill_points(
+    out: npt.NDArray[np.uint8], series: FloatSeries, ts: npt.NDArray[np.uint64], width: int
+) -> None:
+    """Write the point records of ``series`` (timestamps ``ts``, all ``width`` bytes long)
+    into ``out``, exactly ``len(series) * (28 + width)`` bytes."""
     n = len(ts)
-    rows = np.empty(n, _point_dtype(width))
-    rows["head"] = (0x12, 26 + width, 0x08)
+    if not n:
+        return
+    out.reshape(n, 28 + width)[:] = _template(width)
+    rows = out.view(_point_dtype(width))
     rows["ts"] = _varint_bytes(ts, width)
-    rows["step_tag"] = 0x11
-    rows["step"] = series.steps / MICRO
-    rows["value_tag"] = 0x19
+    np.divide(series.steps, MICRO, out=rows["step"])
     rows["value"] = series.values
-    rows["preview_tag"] = 0x20
-    rows["preview"] = 0 if series.preview is None else series.preview
-    rows["ratio_tag"] = 0x2D
-    rows["ratio"] = 1.0 if series.completion is None else series.completion
-    return rows.tobytes()
+    if series.preview is not None:
+        rows["preview"] = series.preview
+    if series.completion is not None:
+        rows["ratio"] = series.completion
+
+
+def _points_block(series: FloatSeries, ts: npt.NDArray[np.uint64], width: int) -> bytes:
+    out = np.empty(len(ts) * (28 + width), np.uint8)
+    _fill_points(out, series, ts, width)
+    return out.tobytes()
 
 
 def _points_bytes(series: FloatSeries) -> bytes:
@@ -145,13 +188,13 @@ def _points_bytes(series: FloatSeries) -> bytes:
     if n == 0:
         return b""
     ts = series.timestamps.astype(np.int64, copy=False).view(np.uint64)
+    width = _shared_width(ts)
+    if width is not None:
+        return _points_block(series, ts, width)
+    # rare: timestamps of different varint widths; encode runs of equal width in order
     widths = np.ones(n, np.int64)
     for k in range(1, 10):
         widths += ts >= np.uint64(1 << (7 * k))
-    first = int(widths[0])
-    if bool((widths == first).all()):
-        return _points_block(series, ts, first)
-    # rare: timestamps of different varint widths; encode runs of equal width in order
     cuts = np.flatnonzero(widths[1:] != widths[:-1]) + 1
     bounds = [0, *cuts.tolist(), n]
     return b"".join(
@@ -160,21 +203,30 @@ def _points_bytes(series: FloatSeries) -> bytes:
     )
 
 
-def float_series_flat_response(request_ids: Sequence[str], flat: FlatSeries) -> bytes:
+DIRECT_SERIES = 64
+"""Answers with at most this many series are written in place into one buffer (no further copy
+of the points); more series are joined from per-series pieces."""
+
+
+def float_series_flat_response(request_ids: Sequence[str], flat: FlatSeries) -> bytes | memoryview:
     """A serialized ``ProtoFloatSeriesValuesResponseDTO`` of series ``i`` = ``request_ids[i]``
-    of ``flat`` (missing series left out), encoding all points in one pass."""
+    of ``flat`` (missing series left out), encoding all points in one pass.
+
+    A few series (a long one) come back as a memoryview of a buffer written in place, since
+    a copy of a million points costs more than encoding them; otherwise bytes.
+    """
     total = len(flat.steps)
     ts = flat.timestamps.astype(np.int64, copy=False).view(np.uint64)
-    widths = np.ones(total, np.int64)
-    for k in range(1, 10):
-        widths += ts >= np.uint64(1 << (7 * k))
-    uniform = total == 0 or bool((widths == widths[0]).all())
-    if not uniform:
+    width = _shared_width(ts)
+    if width is None:
         return float_series_response(
             [(rid, flat.series(i) if flat.exists[i] else None) for i, rid in enumerate(request_ids)]
         )
-    width = int(widths[0]) if total else 1
     record = 28 + width
+    exists = flat.exists.tolist()
+    present = [i for i in range(len(request_ids)) if exists[i]]
+    if len(present) <= DIRECT_SERIES:
+        return _direct_response(request_ids, flat, ts, width, present)
     whole = FloatSeries(flat.steps, flat.values, flat.timestamps, flat.preview, flat.completion)
     points = memoryview(_points_block(whole, ts, width)) if total else memoryview(b"")
     uniform_rows = _uniform_series(request_ids, flat, points, record)
@@ -183,28 +235,58 @@ def float_series_flat_response(request_ids: Sequence[str], flat: FlatSeries) -> 
     out: list[bytes | memoryview] = []
     starts = flat.starts.tolist()
     counts = flat.counts.tolist()
-    exists = flat.exists.tolist()
-    for i, request_id in enumerate(request_ids):
-        if not exists[i]:
-            continue
+    for i in present:
         count = counts[i]
         size = count * record
-        count_bytes = varint(count)
-        rid = request_id.encode()
-        head = (
-            b"\x0a"
-            + varint(len(rid))
-            + rid
-            + b"\x12"
-            + varint(1 + len(count_bytes) + size)
-            + b"\x08"
-            + count_bytes
-        )
-        out.append(b"\x0a" + varint(len(head) + size) + head)
+        out.append(_series_head(request_ids[i], count, size))
         if count:
             start = starts[i] * record
             out.append(points[start : start + size])
     return b"".join(out)
+
+
+def _series_head(request_id: str, count: int, size: int) -> bytes:
+    """What precedes the ``size`` bytes of the ``count`` points of one series: the length-
+    prefixed ``ProtoFloatSeriesValuesSingleSeriesResponseDTO{requestId=1, series=2}`` and, in
+    ``series``, ``total_item_count=1``."""
+    count_bytes = varint(count)
+    rid = request_id.encode()
+    head = (
+        b"\x0a"
+        + varint(len(rid))
+        + rid
+        + b"\x12"
+        + varint(1 + len(count_bytes) + size)
+        + b"\x08"
+        + count_bytes
+    )
+    return b"\x0a" + varint(len(head) + size) + head
+
+
+def _direct_response(
+    request_ids: Sequence[str],
+    flat: FlatSeries,
+    ts: npt.NDArray[np.uint64],
+    width: int,
+    present: list[int],
+) -> memoryview:
+    """The answer for the ``present`` series, written into one buffer."""
+    record = 28 + width
+    starts = flat.starts.tolist()
+    counts = flat.counts.tolist()
+    heads = [_series_head(request_ids[i], counts[i], counts[i] * record) for i in present]
+    size = sum(len(head) for head in heads) + sum(counts[i] for i in present) * record
+    out = np.empty(size, np.uint8)
+    at = 0
+    for i, head in zip(present, heads, strict=True):
+        out[at : at + len(head)] = np.frombuffer(head, np.uint8)
+        at += len(head)
+        n = counts[i]
+        if n:
+            a = starts[i]
+            _fill_points(out[at : at + n * record], flat.series(i), ts[a : a + n], width)
+            at += n * record
+    return out.data
 
 
 def _uniform_series(

@@ -595,18 +595,33 @@ def _attribute_ids(
     return found
 
 
+def _chunk_ranges(attr_ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Chunk row-id ranges covering the series ``attr_ids``, in order, with consecutive ids
+    merged into one range (the series of a run are usually numbered consecutively, so a
+    request for thousands of them scans a handful of ranges)."""
+    ranges: list[tuple[int, int]] = []
+    start = end = -2
+    for attr_id in sorted(attr_ids):
+        if attr_id == end + 1:
+            end = attr_id
+            continue
+        if start >= 0:
+            ranges.append((start << CHUNK_BITS, ((end + 1) << CHUNK_BITS) - 1))
+        start = end = attr_id
+    if start >= 0:
+        ranges.append((start << CHUNK_BITS, ((end + 1) << CHUNK_BITS) - 1))
+    return ranges
+
+
 def _read_chunks(
     conn: sqlite3.Connection, attr_ids: Sequence[int], lo: int, hi: int
 ) -> dict[int, list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]]]:
     """Chunks of many series within ``[lo, hi]``: per attribute id, ``(first, last, steps,
     values, timestamps)`` in order; single-point chunks come back as scalars."""
     out: dict[int, list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]]] = {}
-    for part in _chunks(list(attr_ids), 200):
+    for part in _chunks(_chunk_ranges(attr_ids), 200):
         values_sql = ", ".join("(?, ?)" for _ in part)
-        params: list[int] = []
-        for attr_id in part:
-            first = attr_id << CHUNK_BITS
-            params.extend((first, first + (1 << CHUNK_BITS) - 1))
+        params = [bound for pair in part for bound in pair]
         rows = conn.execute(
             f"WITH w(lo, hi) AS (VALUES {values_sql}) "
             "SELECT c.id, c.n, c.step_first, c.step_last, c.ts_first, c.steps, c.vals, c.ts "
@@ -647,12 +662,9 @@ def _read_chunks_split(
     """Like :func:`_read_chunks`, keeping single-point chunks of single-chunk series apart."""
     result = _Chunks([], [], [], [], {})
     rows: list[tuple[Any, ...]] = []
-    for part in _chunks(list(attr_ids), 200):
+    for part in _chunks(_chunk_ranges(attr_ids), 200):
         values_sql = ", ".join("(?, ?)" for _ in part)
-        params: list[int] = []
-        for attr_id in part:
-            first = attr_id << CHUNK_BITS
-            params.extend((first, first + (1 << CHUNK_BITS) - 1))
+        params = [bound for pair in part for bound in pair]
         rows.extend(
             conn.execute(
                 f"WITH w(lo, hi) AS (VALUES {values_sql}) "

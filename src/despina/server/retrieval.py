@@ -570,8 +570,11 @@ class RetrievalService:
                 if run is not None:
                     wanted.append((run.pk, attribute, mode, preview))
                     present.append(i)
-            flat = float_series_flat(conn, wanted, lo, hi)
-        afters = [parsed[i][5] for i in present]
+            afters = [parsed[i][5] for i in present]
+            read_lo, read_hi = lo, hi
+            if not any(w[3] for w in wanted):  # previews are kept relative to what is read
+                read_lo, read_hi = _after_bounds(lo, hi, afters, descending=descending)
+            flat = float_series_flat(conn, wanted, read_lo, read_hi)
         shaped = _shape_series(flat, afters, descending=descending, limit=limit)
         return Response(
             float_series_flat_response([parsed[i][0] for i in present], shaped),
@@ -805,6 +808,24 @@ def _float_request_checked(request: Any, at: str) -> FloatRequest:
     preview = bool(_field(series, "includePreview", bool, f"{at}.series"))
     after = _number(request, "afterStep", at)
     return request_id, identifier, attribute, mode, preview, after
+
+
+def _after_bounds(
+    lo: int, hi: int, afters: list[float | None], *, descending: bool
+) -> tuple[int, int]:
+    """The step range to read when every series continues after its ``afterStep``.
+
+    A continuation page (the client re-sends only the series that filled their page, each
+    with an ``afterStep``) then reads only steps some series still needs, instead of whole
+    series that :func:`_shape_series` would cut down to nothing.
+    """
+    if not afters or any(after is None for after in afters):
+        return lo, hi
+    if descending:
+        bound = max(step_bound(a, lower=False, strict=True) for a in afters if a is not None)
+        return lo, min(hi, bound)
+    bound = min(step_bound(a, lower=True, strict=True) for a in afters if a is not None)
+    return max(lo, bound), hi
 
 
 def _shape_series(
