@@ -298,3 +298,27 @@ def test_aggregates_when_a_whole_chunk_is_non_finite(store: Store) -> None:
     writer.apply(metrics("m", list(range(len(values))), values))
     row = attr(store, writer.run_pk, "m")
     assert row[5:] == (2.0, 5.0, 7.0, 29.0, 2)
+
+
+def test_deleting_a_parent_leaves_forks_with_their_own_history(store: Store) -> None:
+    """Forks of a deleted run become roots: depth and aggregates over what remains."""
+    from despina.store.admin import delete_runs
+
+    parent = new_run(store, "parent")
+    parent.apply(metrics("m", [1, 2, 3], [100.0, 200.0, 300.0]))
+    parent.apply(Batch(points=[PointAppend("log", "string_series", M, 1, "p1")]))
+    child = new_run(store, "child", fork_run_id="parent", fork_step=2 * M)
+    child.apply(metrics("m", [3, 4], [3.0, 4.0]))
+    grandchild = new_run(store, "gc", fork_run_id="child", fork_step=3 * M)
+    grandchild.apply(metrics("m", [5], [5.0]))
+    assert attr(store, grandchild.run_pk, "m")[3] == 4  # 2 inherited from parent, 1 from child
+    with store.write() as conn:
+        assert delete_runs(conn, [parent.run_pk]) == 1
+    assert points(store, child, "m") == ([3.0, 4.0], [3.0, 4.0])
+    _, last, _, count, last_step, fmin, fmax, fsum, _, fcount = attr(store, child.run_pk, "m")
+    assert (last, count, last_step, fmin, fmax, fsum, fcount) == (4.0, 2, 4 * M, 3.0, 4.0, 7.0, 2)
+    assert attr(store, child.run_pk, "log")[2:4] == (None, 0)  # only inherited: now absent
+    _, last, _, count, _, fmin, fmax, fsum, _, _ = attr(store, grandchild.run_pk, "m")
+    assert (last, count, fmin, fmax, fsum) == (5.0, 2, 3.0, 5.0, 8.0)
+    depths = dict(store.connection().execute("SELECT run_id, depth FROM runs").fetchall())
+    assert depths == {"child": 0, "gc": 1}

@@ -6,6 +6,12 @@ import sqlite3
 
 from despina.config import parse_project
 from despina.store.schema import CHUNK_BITS
+from despina.store.series import (
+    float_aggregates,
+    lineage,
+    read_float_lineage,
+    read_points_lineage,
+)
 from despina.store.sqlite import Store
 
 __all__ = ["delete_project", "delete_runs"]
@@ -14,10 +20,12 @@ __all__ = ["delete_project", "delete_runs"]
 def delete_runs(conn: sqlite3.Connection, run_pks: list[int]) -> int:
     """Delete runs and everything they own, inside the caller's write transaction.
 
-    Forks of a deleted run keep their own points; their inherited history goes with the parent
-    (they become roots). Returns the number of runs deleted.
+    Forks of a deleted run keep their own points; their inherited history goes with the parent:
+    they become roots, and they and their own forks get depths and series aggregates over the
+    lineage that remains. Returns the number of runs deleted.
     """
     deleted = 0
+    detached: list[int] = []
     for pk in run_pks:
         attr_ids = [a for (a,) in conn.execute("SELECT id FROM attributes WHERE run_id = ?", (pk,))]
         for attr_id in attr_ids:
@@ -28,12 +36,57 @@ def delete_runs(conn: sqlite3.Connection, run_pks: list[int]) -> int:
             conn.execute("DELETE FROM previews WHERE attr_id = ?", (attr_id,))
             conn.execute("DELETE FROM points WHERE attr_id = ?", (attr_id,))
         conn.execute("DELETE FROM attributes WHERE run_id = ?", (pk,))
+        detached += [c for (c,) in conn.execute("SELECT id FROM runs WHERE parent_id = ?", (pk,))]
         conn.execute(
-            "UPDATE runs SET parent_id = NULL, fork_step = NULL, depth = 0 WHERE parent_id = ?",
-            (pk,),
+            "UPDATE runs SET parent_id = NULL, fork_step = NULL WHERE parent_id = ?", (pk,)
         )
         deleted += conn.execute("DELETE FROM runs WHERE id = ?", (pk,)).rowcount
+    gone = set(run_pks)
+    for root in dict.fromkeys(pk for pk in detached if pk not in gone):
+        for pk in _with_descendants(conn, root):
+            _refresh_lineage(conn, pk)
     return deleted
+
+
+def _with_descendants(conn: sqlite3.Connection, root: int) -> list[int]:
+    rows = conn.execute(
+        "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT r.id FROM runs r JOIN tree "
+        "ON r.parent_id = tree.id) SELECT id FROM tree",
+        (root,),
+    )
+    return [pk for (pk,) in rows]
+
+
+def _refresh_lineage(conn: sqlite3.Connection, run_pk: int) -> None:
+    """Recompute a run's depth and series aggregates after its lineage lost an ancestor.
+
+    ``revision`` is bumped so that a process still logging to the run re-reads its state.
+    """
+    links = lineage(conn, run_pk)
+    conn.execute(
+        "UPDATE runs SET depth = ?, revision = revision + 1 WHERE id = ?",
+        (len(links) - 1, run_pk),
+    )
+    rows = conn.execute(
+        "SELECT id, path, type FROM attributes WHERE run_id = ? AND type IN "
+        "('float_series', 'string_series', 'histogram_series', 'file_series')",
+        (run_pk,),
+    ).fetchall()
+    for attr_id, path, type_ in rows:
+        if type_ == "float_series":
+            aggregates = float_aggregates(read_float_lineage(conn, links, path))
+            conn.execute(
+                "UPDATE attributes SET num = ?, count = ?, last_step = ?, last_ts = ?, fmin = ?, "
+                "fmax = ?, fsum = ?, fsumsq = ?, fcount = ? WHERE id = ?",
+                (*aggregates, attr_id),
+            )
+            continue
+        found = read_points_lineage(conn, links, path, type_)
+        last_step, last_ts, text = found[-1] if found else (None, None, None)
+        conn.execute(
+            "UPDATE attributes SET text = ?, count = ?, last_step = ?, last_ts = ? WHERE id = ?",
+            (text, len(found), last_step, last_ts, attr_id),
+        )
 
 
 def delete_project(store: Store, name: str) -> bool:

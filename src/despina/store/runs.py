@@ -10,10 +10,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import numpy as np
-
 from despina.store.batch import WARNING, IngestIssue
-from despina.store.series import FloatPoints, lineage, read_float_lineage, read_points_lineage
+from despina.store.series import (
+    float_aggregates,
+    lineage,
+    read_float_lineage,
+    read_points_lineage,
+)
 from despina.store.sqlite import Store
 from despina.store.sysattrs import SYS_STRING_SETS
 
@@ -185,7 +188,7 @@ def _inherit(
         if type_ == "float_series":
             if last_step is not None and last_step > fork_step:
                 points = read_float_lineage(conn, parent_links, path, None, fork_step)
-                num, count, last_step, last_ts, *floats = _float_aggregates(points)
+                num, count, last_step, last_ts, *floats = float_aggregates(points)
             if not count:
                 continue
             conn.execute(
@@ -212,33 +215,3 @@ def _inherit(
                 "INSERT INTO attributes (run_id, path, type, num, text) VALUES (?, ?, ?, ?, ?)",
                 (child, path, type_, num, text),
             )
-
-
-def _float_aggregates(points: FloatPoints) -> tuple[object, ...]:
-    """``(last, count, last_step, last_ts, fmin, fmax, fsum, fsumsq, fcount)`` of the points."""
-    if not len(points):
-        return (None, 0, None, None, None, None, None, None, 0)
-    finite = points.values[np.isfinite(points.values)]
-    last = float(points.values[-1])
-    has = len(finite) > 0
-    return (
-        None if last != last else last,
-        len(points),
-        int(points.steps[-1]),
-        int(points.timestamps[-1]),
-        float(finite.min()) if has else None,
-        float(finite.max()) if has else None,
-        _sum(finite) if has else None,
-        _sum_of_squares(finite) if has else None,
-        len(finite),
-    )
-
-
-def _sum(values: np.ndarray) -> float:
-    with np.errstate(over="ignore"):
-        return float(values.sum())
-
-
-def _sum_of_squares(values: np.ndarray) -> float:
-    with np.errstate(over="ignore"):  # huge values: the sum of squares is inf
-        return float(np.dot(values, values))

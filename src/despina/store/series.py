@@ -21,6 +21,7 @@ __all__ = [
     "FloatPoints",
     "LineageLink",
     "chunk_rowid_range",
+    "float_aggregates",
     "lineage",
     "read_float_lineage",
     "read_float_points",
@@ -222,3 +223,33 @@ def read_points_lineage(
             )
         )
     return out
+
+
+def float_aggregates(points: FloatPoints) -> tuple[object, ...]:
+    """``(last, count, last_step, last_ts, fmin, fmax, fsum, fsumsq, fcount)`` of the points."""
+    if not len(points):
+        return (None, 0, None, None, None, None, None, None, 0)
+    finite = points.values[np.isfinite(points.values)]
+    last = float(points.values[-1])
+    has = len(finite) > 0
+    return (
+        None if last != last else last,
+        len(points),
+        int(points.steps[-1]),
+        int(points.timestamps[-1]),
+        float(finite.min()) if has else None,
+        float(finite.max()) if has else None,
+        _sum(finite) if has else None,
+        _sum_of_squares(finite) if has else None,
+        len(finite),
+    )
+
+
+def _sum(values: npt.NDArray[np.float64]) -> float:
+    with np.errstate(over="ignore"):
+        return float(values.sum())
+
+
+def _sum_of_squares(values: npt.NDArray[np.float64]) -> float:
+    with np.errstate(over="ignore"):  # huge values: the sum of squares is inf
+        return float(np.dot(values, values))
