@@ -14,13 +14,13 @@ from neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
     ProtoFloatSeriesValuesResponseDTO,
 )
 
+from despina.query.float_batch import FlatSeries, FloatSeries
 from despina.server.auth import Principal
 from despina.server.encode import (
     DIRECT_SERIES,
     float_series_flat_response,
     float_series_response,
 )
-from despina.server.readers import FlatSeries, FloatSeries
 from despina.server.retrieval import RetrievalService
 from despina.server.settings import ServerSettings
 from despina.store.access import ApiKey

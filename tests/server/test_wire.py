@@ -17,9 +17,9 @@ from neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
 from neptune_api.proto.neptune_pb.ingest.v1 import common_pb2 as c
 from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 
+from despina.query.float_batch import FloatSeries
 from despina.server.encode import float_series_response
 from despina.server.ingest import FAST_MIN_POINTS, decode_snapshots, decode_update_batch
-from despina.server.readers import FloatSeries
 from despina.server.wire import snapshot_spans
 from despina.store.runs import RunSpec, create_run
 from despina.store.series import read_float_points
@@ -189,8 +189,8 @@ def test_float_points_encoding_parses(
 
 
 def test_flat_response_matches_per_series_encoding() -> None:
+    from despina.query.float_batch import FlatSeries
     from despina.server.encode import float_series_flat_response
-    from despina.server.readers import FlatSeries
 
     rng = np.random.default_rng(3)
     for count in (0, 1, 3):

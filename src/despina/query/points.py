@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from despina.query.lineage import marks
 from despina.store.schema import ATTRIBUTE_TYPES
 from despina.store.series import (
     FloatPoints,
@@ -26,6 +28,7 @@ from despina.store.series import (
 )
 
 __all__ = [
+    "POINT_SERIES_TYPES",
     "FloatBatch",
     "LineageMode",
     "PointRows",
@@ -34,9 +37,11 @@ __all__ = [
     "StepRange",
     "attr_chain",
     "effective_links",
+    "point_series",
     "read_float_series",
     "read_point_series",
     "read_previews",
+    "step_bound",
 ]
 
 LineageMode = Literal["full", "experiment", "own"]
@@ -44,6 +49,7 @@ LineageMode = Literal["full", "experiment", "own"]
 the first ancestor of another experiment), or none (spec/query-api.md §10.2)."""
 
 MICRO = 1_000_000
+MAX_STEP = 2**62
 _BATCH = 900
 
 
@@ -70,6 +76,25 @@ class StepRange:
         if self.end is not None:
             keep &= steps <= self.end
         return keep
+
+
+def step_bound(step: float, *, lower: bool, strict: bool = False) -> int:
+    """The micro-step bound of a float step: ``>= step`` (lower) or ``<= step`` (upper).
+
+    Steps returned to clients are ``micro / 1e6``; a float within 1e-3 micro-steps of an
+    integer micro-step is taken as that micro-step, so bounds round-trip exactly. ``strict``
+    excludes the step itself.
+    """
+    scaled = step * MICRO
+    if not math.isfinite(scaled):
+        return -(2**62) if (scaled < 0) else 2**62
+    nearest = round(scaled)
+    if abs(scaled - nearest) < 1e-3:
+        bound = int(nearest)
+        if strict:
+            bound += 1 if lower else -1
+        return bound
+    return math.ceil(scaled) if lower else math.floor(scaled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,18 +441,17 @@ def read_point_series(
     out = []
     for i in range(len(series)):
         req = series.request(i)
-        rows: list[tuple[int, int, str]] = []
-        for link, attr_id in attr_chain(conn, req, effective_links(conn, req, mode, memo)):
-            top = hi
-            if link.upper_step is not None:
-                top = link.upper_step if top is None else min(top, link.upper_step)
-            rows.extend(
-                conn.execute(
-                    "SELECT step, ts, value FROM points WHERE attr_id = ? AND step BETWEEN ? AND ? "
-                    "ORDER BY step",
-                    (attr_id, -1 if lo is None else lo, 2**62 if top is None else top),
-                )
-            )
+        found = point_series(
+            conn,
+            effective_links(conn, req, mode, memo),
+            req.path,
+            -1 if lo is None else lo,
+            MAX_STEP if hi is None else hi,
+            descending=False,
+            limit=MAX_STEP,
+            types=(req.type,),
+        )
+        rows = [] if found is None else found[1]
         steps = [s / MICRO for s, _, _ in rows]
         keep = [
             i
@@ -443,3 +467,62 @@ def read_point_series(
             )
         )
     return out
+
+
+POINT_SERIES_TYPES = ("string_series", "histogram_series", "file_series")
+
+
+def point_series(
+    conn: sqlite3.Connection,
+    links: list[LineageLink],
+    path: str,
+    lo: int,
+    hi: int,
+    *,
+    descending: bool,
+    limit: int,
+    types: Sequence[str] = POINT_SERIES_TYPES,
+) -> tuple[str, list[tuple[int, int, str]]] | None:
+    """``(type, [(step, ts, value)])`` of a string/histogram/file series along ``links``
+    (child first), up to ``limit`` points in the requested order, steps in ``[lo, hi]``
+    (micro); None when the series does not exist for the run.
+
+    The type is the first of ``types`` found walking from the child; ancestors holding the
+    path with another type contribute nothing."""
+    if not links:
+        return None
+    type_: str | None = None
+    ids: list[tuple[LineageLink, int]] = []
+    type_marks = marks(len(types))
+    for link in links:
+        row = conn.execute(
+            "SELECT id, type FROM attributes WHERE run_id = ? AND path = ? "
+            f"AND type IN ({type_marks})",
+            (link.run_pk, path, *types),
+        ).fetchone()
+        if row is None:
+            continue
+        if type_ is None:
+            type_ = str(row[1])
+        if str(row[1]) == type_:
+            ids.append((link, int(row[0])))
+    if type_ is None:
+        return None
+    order = "DESC" if descending else "ASC"
+    out: list[tuple[int, int, str]] = []
+    # links run child → root: descending order reads the child first
+    sequence = ids if descending else list(reversed(ids))
+    for link, attr_id in sequence:
+        if len(out) >= limit:
+            break
+        upper = hi if link.upper_step is None else min(hi, link.upper_step)
+        if upper < lo:
+            continue
+        out.extend(
+            conn.execute(
+                f"SELECT step, ts, value FROM points WHERE attr_id = ? AND step BETWEEN ? AND ? "
+                f"ORDER BY step {order} LIMIT ?",
+                (attr_id, lo, upper, limit - len(out)),
+            )
+        )
+    return type_, out

@@ -1,8 +1,9 @@
 """The query service: every read of the query API, HTTP-agnostic.
 
-``despina.query`` calls it in-process; the server's retrieval endpoints call the same methods
-and only encode the answers. Results are plain Python and NumPy structures; ``frames.py``
-turns them into DataFrames.
+``despina.query`` calls it in-process through :class:`Snapshot`; the server's retrieval
+endpoints call its batch API (:meth:`QueryService.batch`, ``batch.py``), which reads through
+the same package, and only parse requests, check access, page and encode the answers.
+Results are plain Python and NumPy structures; ``frames.py`` turns them into DataFrames.
 
 Usage::
 
@@ -15,6 +16,8 @@ Usage::
         table = snap.table(heads, restrict_types(AttributeFilter("cfg"), None))
         series = snap.series(heads, restrict_types(AttributeFilter("loss"), ["float_series"]))
         points = snap.float_series(series, mode="full")  # FloatBatch, series by series
+    with service.batch() as reads:                       # many projects, wire-shaped batches
+        runs = reads.resolve_runs(["ws/proj/PROJ-1"], {"ws/proj": project_info})
 
 Raises (every method): ``NeptuneProjectInaccessible`` for a project that is not in the store,
 ``NeptuneUnexpectedResponseError`` for a filter rejected at evaluation.
@@ -41,6 +44,7 @@ from despina.nql import NQLError, compile_query, install_functions
 from despina.nql import ast as nql_ast
 from despina.query import buckets as _buckets
 from despina.query.attrs import TYPE_CODE, AttributeCache, AttrRows, sorted_unique
+from despina.query.batch import BatchReads
 from despina.query.exceptions import NeptuneProjectInaccessible, NeptuneUnexpectedResponseError
 from despina.query.filters import Attribute, Filter
 from despina.query.points import (
@@ -147,6 +151,14 @@ class QueryService:
         with self.store.read() as conn:
             install_functions(conn)
             yield Snapshot(self, conn, project, project_id)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[BatchReads]:
+        """A read transaction over every project for the batch API (the server's retrieval
+        endpoints); which projects a caller may read is the caller's check."""
+        with self.store.read() as conn:
+            install_functions(conn)
+            yield BatchReads(conn)
 
     def projects(self) -> list[str]:
         """Every project of the store (``workspace/project``), sorted."""

@@ -35,7 +35,8 @@ from neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
     ProtoHistogram,
 )
 
-from despina.server.readers import AttrValue, FlatSeries, FloatSeries
+from despina.query.float_batch import FlatSeries, FloatSeries
+from despina.query.values import AttrValue
 
 __all__ = [
     "WIRE_TYPES",

@@ -45,6 +45,18 @@ from neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
 from starlette.responses import JSONResponse, Response
 
 from despina.errors import NqlError
+from despina.query.catalog import (
+    RunRef,
+    Sort,
+    compile_name_filter,
+    literal_names,
+    parse_run_identifier,
+)
+from despina.query.float_batch import FlatSeries, FloatSeries
+from despina.query.lineage import LINEAGE_EXPERIMENT, LINEAGE_FULL, LINEAGE_OWN
+from despina.query.points import step_bound
+from despina.query.service import QueryService
+from despina.query.values import AttrValue
 from despina.server.auth import Principal
 from despina.server.encode import (
     WIRE_TYPES,
@@ -54,29 +66,6 @@ from despina.server.encode import (
     histogram_message,
 )
 from despina.server.errors import ApiError, access_denied, bad_request
-from despina.server.readers import (
-    LINEAGE_EXPERIMENT,
-    LINEAGE_FULL,
-    LINEAGE_OWN,
-    AttrValue,
-    FlatSeries,
-    FloatSeries,
-    RunRef,
-    Sort,
-    attribute_values,
-    compile_name_filter,
-    definitions,
-    float_series_batch,
-    float_series_flat,
-    lineage_links,
-    literal_names,
-    parse_run_identifier,
-    point_series,
-    resolve_runs,
-    runs_by_pk,
-    search_runs,
-    step_bound,
-)
 from despina.server.settings import ServerSettings
 from despina.store.access import ProjectInfo, find_project, list_project_infos
 from despina.store.sqlite import Store
@@ -290,6 +279,7 @@ class RetrievalService:
     def __init__(self, store: Store, settings: ServerSettings) -> None:
         self.store = store
         self.settings = settings
+        self.queries = QueryService(store)  # reads go through the query service's batch API
 
     # projects and runs
 
@@ -363,13 +353,8 @@ class RetrievalService:
         now_ms = int(time.time() * 1000)
         compiled = self._compile(text, now_ms) if text and text.strip() else None
         by_id = {p.id: p for p in projects}
-        with self.store.read() as conn:
-            if compiled is not None:
-                from despina.nql import install_functions
-
-                install_functions(conn)
-            total, pks = search_runs(
-                conn,
+        with self.queries.batch() as reads:
+            total, pks = reads.search(
                 list(by_id),
                 compiled,
                 leaders_only=leaders,
@@ -377,8 +362,8 @@ class RetrievalService:
                 offset=offset,
                 limit=limit,
             )
-            runs = runs_by_pk(conn, pks, by_id)
-            values = attribute_values(conn, pks, names=projection) if projection and pks else {}
+            runs = reads.runs_by_pk(pks, by_id)
+            values = reads.attribute_values(pks, names=projection) if projection and pks else {}
         result = ProtoLeaderboardEntriesSearchResultDTO(matching_item_count=total)
         for pk in pks:
             run = runs.get(pk)
@@ -461,13 +446,12 @@ class RetrievalService:
             allowed = {p.id for n, p in projects.items() if not project_names or n in project_names}
         entries: list[tuple[str, str]] = []
         if not nothing and projects:
-            with self.store.read() as conn:
+            with self.queries.batch() as reads:
                 if run_ids is not None:
-                    runs = resolve_runs(conn, run_ids, projects)
+                    runs = reads.resolve_runs(run_ids, projects)
                     pks = sorted({r.pk for r in runs.values() if r.project.id in allowed})
                     entries = (
-                        definitions(
-                            conn,
+                        reads.definitions(
                             project_ids=None,
                             run_pks=pks,
                             exact_names=exact,
@@ -478,8 +462,7 @@ class RetrievalService:
                         else []
                     )
                 else:
-                    entries = definitions(
-                        conn,
+                    entries = reads.definitions(
                         project_ids=[p.id for p in projects.values()],
                         run_pks=None,
                         exact_names=exact,
@@ -516,12 +499,11 @@ class RetrievalService:
         projects = self._run_projects(principal, run_ids, where)
         flat: list[tuple[RunRef, AttrValue]] = []
         if run_ids and not nothing and names != []:
-            with self.store.read() as conn:
-                runs = resolve_runs(conn, run_ids, projects)
+            with self.queries.batch() as reads:
+                runs = reads.resolve_runs(run_ids, projects)
                 ordered = list(dict.fromkeys(runs[i] for i in run_ids if i in runs))
                 pks = [r.pk for r in ordered]
-                values = attribute_values(
-                    conn,
+                values = reads.attribute_values(
                     pks,
                     names=names if names is not None else exact,
                     predicate=predicate if names is None else None,
@@ -561,8 +543,8 @@ class RetrievalService:
         lo, hi = _step_range(data, where)
         parsed = _float_requests(requests, where)
         projects = self._run_projects(principal, {p[1] for p in parsed}, where)
-        with self.store.read() as conn:
-            runs = resolve_runs(conn, [p[1] for p in parsed], projects)
+        with self.queries.batch() as reads:
+            runs = reads.resolve_runs([p[1] for p in parsed], projects)
             wanted = []
             present = []
             for i, (_, identifier, attribute, mode, preview, _) in enumerate(parsed):
@@ -574,7 +556,7 @@ class RetrievalService:
             read_lo, read_hi = lo, hi
             if not any(w[3] for w in wanted):  # previews are kept relative to what is read
                 read_lo, read_hi = _after_bounds(lo, hi, afters, descending=descending)
-            flat = float_series_flat(conn, wanted, read_lo, read_hi)
+            flat = reads.float_series_flat(wanted, read_lo, read_hi)
         shaped = _shape_series(flat, afters, descending=descending, limit=limit)
         return Response(
             float_series_flat_response([parsed[i][0] for i in present], shaped),
@@ -603,13 +585,13 @@ class RetrievalService:
             parsed.append((request_id, identifier, attribute, mode, token))
         projects = self._run_projects(principal, [p[1] for p in parsed], where)
         result = ProtoSeriesValuesResponseDTO()
-        with self.store.read() as conn:
-            runs = resolve_runs(conn, [p[1] for p in parsed], projects)
+        with self.queries.batch() as reads:
+            runs = reads.resolve_runs([p[1] for p in parsed], projects)
             modes: dict[str, set[int]] = {}
             for _, identifier, _, mode, _ in parsed:
                 if identifier in runs:
                     modes.setdefault(mode, set()).add(runs[identifier].pk)
-            links = {m: lineage_links(conn, pks, m) for m, pks in modes.items()}
+            links = {m: reads.lineage_links(pks, m) for m, pks in modes.items()}
             for request_id, identifier, attribute, mode, token in parsed:
                 run = runs.get(identifier)
                 if run is None:
@@ -623,8 +605,7 @@ class RetrievalService:
                         s_lo = max(s_lo, last + 1)
                 remaining = max(0, total_cap - sent)
                 page = min(SERIES_PAGE_POINTS, remaining)
-                found = point_series(
-                    conn,
+                found = reads.point_series(
                     links[mode].get(run.pk, []),
                     attribute,
                     s_lo,
@@ -694,8 +675,8 @@ class RetrievalService:
             preview = expression.includePreview if expression.HasField("includePreview") else False
             expressions.append((expression.requestId, expression.runId, path, mode, preview))
         projects = self._run_projects(principal, [e[1] for e in expressions], "buckets")
-        with self.store.read() as conn:
-            runs = resolve_runs(conn, [e[1] for e in expressions], projects)
+        with self.queries.batch() as reads:
+            runs = reads.resolve_runs([e[1] for e in expressions], projects)
             wanted = []
             present = []
             for request_id, run_identifier, path, mode, preview in expressions:
@@ -703,7 +684,7 @@ class RetrievalService:
                 if run is not None:
                     wanted.append((run.pk, path, mode, preview))
                     present.append(request_id)
-            results = float_series_batch(conn, wanted, lo, hi) if wanted else []
+            results = reads.float_series(wanted, lo, hi) if wanted else []
         by_request = dict(zip(present, results, strict=True))
         x_from = getattr(view, "from") if view.HasField("from") else None
         x_to = view.to if view.HasField("to") else None

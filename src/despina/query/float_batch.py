@@ -1,0 +1,461 @@
+"""Float-series points of many series at once, for the query service's batch API.
+
+A request names thousands of ``(run, path, lineage mode, previews)`` series; their attribute
+ids are resolved in a few ``IN`` queries and their chunks read with one range join per few
+hundred id ranges, so the cost per series is microseconds. Steps are micro-steps
+(spec/query-api.md §10 lineage, §11 previews).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from despina.query.lineage import LINEAGE_OWN, in_chunks, lineage_links, marks
+from despina.store.codec import decode_floats, decode_ints
+from despina.store.schema import CHUNK_BITS
+
+__all__ = ["FlatSeries", "FloatSeries", "float_series_batch", "float_series_flat"]
+
+Int64s = npt.NDArray[np.int64]
+Float64s = npt.NDArray[np.float64]
+
+_DOUBLE = struct.Struct("<d")
+
+
+@dataclass(slots=True)
+class FloatSeries:
+    """Points of one float series in ascending step order (previews last)."""
+
+    steps: Int64s
+    values: Float64s
+    timestamps: Int64s
+    preview: npt.NDArray[np.bool_] | None = None
+    completion: npt.NDArray[np.float32] | None = None
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def take(self, index: slice | npt.NDArray[np.intp]) -> FloatSeries:
+        return FloatSeries(
+            self.steps[index],
+            self.values[index],
+            self.timestamps[index],
+            None if self.preview is None else self.preview[index],
+            None if self.completion is None else self.completion[index],
+        )
+
+
+_EMPTY = FloatSeries(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
+
+
+def _attribute_ids(
+    conn: sqlite3.Connection, pairs: set[tuple[int, str]], type_: str
+) -> dict[tuple[int, str], int]:
+    """Attribute ids of ``(run pk, path)`` pairs of one type."""
+    runs = sorted({pk for pk, _ in pairs})
+    paths = sorted({path for _, path in pairs})
+    found: dict[tuple[int, str], int] = {}
+    for run_part in in_chunks(runs):
+        for path_part in in_chunks(paths):
+            for attr_id, run_pk, path in conn.execute(
+                f"SELECT id, run_id, path FROM attributes WHERE run_id IN "
+                f"({marks(len(run_part))}) AND path IN ({marks(len(path_part))}) AND type = ?",
+                (*run_part, *path_part, type_),
+            ):
+                key = (run_pk, path)
+                if key in pairs:
+                    found[key] = attr_id
+    return found
+
+
+def _chunk_ranges(attr_ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Chunk row-id ranges covering the series ``attr_ids``, in order, with consecutive ids
+    merged into one range (the series of a run are usually numbered consecutively, so a
+    request for thousands of them scans a handful of ranges)."""
+    ranges: list[tuple[int, int]] = []
+    start = end = -2
+    for attr_id in sorted(attr_ids):
+        if attr_id == end + 1:
+            end = attr_id
+            continue
+        if start >= 0:
+            ranges.append((start << CHUNK_BITS, ((end + 1) << CHUNK_BITS) - 1))
+        start = end = attr_id
+    if start >= 0:
+        ranges.append((start << CHUNK_BITS, ((end + 1) << CHUNK_BITS) - 1))
+    return ranges
+
+
+def _read_chunks(
+    conn: sqlite3.Connection, attr_ids: Sequence[int], lo: int, hi: int
+) -> dict[int, list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]]]:
+    """Chunks of many series within ``[lo, hi]``: per attribute id, ``(first, last, steps,
+    values, timestamps)`` in order; single-point chunks come back as scalars."""
+    out: dict[int, list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]]] = {}
+    for part in in_chunks(_chunk_ranges(attr_ids), 200):
+        values_sql = ", ".join("(?, ?)" for _ in part)
+        params = [bound for pair in part for bound in pair]
+        rows = conn.execute(
+            f"WITH w(lo, hi) AS (VALUES {values_sql}) "
+            "SELECT c.id, c.n, c.step_first, c.step_last, c.ts_first, c.steps, c.vals, c.ts "
+            "FROM w JOIN chunks c ON c.id BETWEEN w.lo AND w.hi "
+            "WHERE c.step_last >= ? AND c.step_first <= ? ORDER BY c.id",
+            (*params, lo, hi),
+        )
+        for chunk_id, n, first, last, ts_first, steps, vals, ts in rows:
+            attr_id = chunk_id >> CHUNK_BITS
+            if n == 1:
+                entry = (first, last, first, _DOUBLE.unpack_from(vals)[0], ts_first)
+            else:
+                entry = (
+                    first,
+                    last,
+                    decode_ints(steps, n),
+                    decode_floats(vals, n),
+                    decode_ints(ts, n),
+                )
+            out.setdefault(attr_id, []).append(entry)
+    return out
+
+
+@dataclass(slots=True)
+class _Chunks:
+    """Chunks of many series: single-point chunks as parallel lists, the rest per attribute."""
+
+    single_attr: list[int]
+    single_step: list[int]
+    single_ts: list[int]
+    single_vals: list[bytes]
+    multi: dict[int, list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]]]
+
+
+def _read_chunks_split(
+    conn: sqlite3.Connection, attr_ids: Sequence[int], lo: int, hi: int
+) -> _Chunks:
+    """Like :func:`_read_chunks`, keeping single-point chunks of single-chunk series apart."""
+    result = _Chunks([], [], [], [], {})
+    rows: list[tuple[Any, ...]] = []
+    for part in in_chunks(_chunk_ranges(attr_ids), 200):
+        values_sql = ", ".join("(?, ?)" for _ in part)
+        params = [bound for pair in part for bound in pair]
+        rows.extend(
+            conn.execute(
+                f"WITH w(lo, hi) AS (VALUES {values_sql}) "
+                "SELECT c.id >> ?, c.n, c.step_first, c.step_last, c.ts_first, "
+                "CASE WHEN c.n > 1 THEN c.steps END, c.vals, CASE WHEN c.n > 1 THEN c.ts END "
+                "FROM w JOIN chunks c ON c.id BETWEEN w.lo AND w.hi "
+                "WHERE c.step_last >= ? AND c.step_first <= ? ORDER BY c.id",
+                (*params, CHUNK_BITS, lo, hi),
+            )
+        )
+    if not rows:
+        return result
+    attrs = [row[0] for row in rows]
+    counts: dict[int, int] = {}
+    for attr_id in attrs:
+        counts[attr_id] = counts.get(attr_id, 0) + 1
+    for attr_id, n, first, last, ts_first, steps, vals, ts in rows:
+        if n == 1 and counts[attr_id] == 1:
+            result.single_attr.append(attr_id)
+            result.single_step.append(first)
+            result.single_ts.append(ts_first)
+            result.single_vals.append(vals)
+        elif n == 1:
+            result.multi.setdefault(attr_id, []).append(
+                (first, last, first, _DOUBLE.unpack_from(vals)[0], ts_first)
+            )
+        else:
+            result.multi.setdefault(attr_id, []).append(
+                (first, last, decode_ints(steps, n), decode_floats(vals, n), decode_ints(ts, n))
+            )
+    return result
+
+
+def _assemble(
+    chunks: list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]],
+    lo: int,
+    hi: int,
+) -> FloatSeries:
+    if len(chunks) == 1 and isinstance(chunks[0][2], int):
+        first, _, step, value, stamp = chunks[0]
+        if lo <= first <= hi:
+            return FloatSeries(
+                np.array([step], np.int64),
+                np.array([value], np.float64),
+                np.array([stamp], np.int64),
+            )
+        return _EMPTY
+    steps_parts: list[Int64s] = []
+    values_parts: list[Float64s] = []
+    ts_parts: list[Int64s] = []
+    for first, last, steps, values, stamps in chunks:
+        if isinstance(steps, int):
+            if lo <= steps <= hi:
+                steps_parts.append(np.array([steps], np.int64))
+                values_parts.append(np.array([values], np.float64))
+                ts_parts.append(np.array([stamps], np.int64))
+            continue
+        assert not isinstance(values, float) and not isinstance(stamps, int)
+        if first < lo or last > hi:
+            keep = (steps >= lo) & (steps <= hi)
+            steps, values, stamps = steps[keep], values[keep], stamps[keep]
+        steps_parts.append(steps)
+        values_parts.append(values)
+        ts_parts.append(stamps)
+    if not steps_parts:
+        return _EMPTY
+    if len(steps_parts) == 1:
+        return FloatSeries(steps_parts[0], values_parts[0], ts_parts[0])
+    return FloatSeries(
+        np.concatenate(steps_parts), np.concatenate(values_parts), np.concatenate(ts_parts)
+    )
+
+
+def _previews(
+    conn: sqlite3.Connection, attr_ids: Sequence[int], lo: int, hi: int
+) -> dict[int, list[tuple[int, int, float | None, float]]]:
+    out: dict[int, list[tuple[int, int, float | None, float]]] = {}
+    for part in in_chunks(list(attr_ids)):
+        for attr_id, step, ts, value, completion in conn.execute(
+            "SELECT attr_id, step, ts, value, completion FROM previews WHERE attr_id IN "
+            f"({marks(len(part))}) AND step BETWEEN ? AND ? ORDER BY attr_id, step",
+            (*part, lo, hi),
+        ):
+            out.setdefault(int(attr_id), []).append((step, ts, value, completion))
+    return out
+
+
+def float_series_batch(
+    conn: sqlite3.Connection,
+    wanted: Sequence[tuple[int, str, str, bool]],
+    lo: int,
+    hi: int,
+) -> list[FloatSeries | None]:
+    """Points of many float series ``(run pk, path, lineage mode, include previews)``.
+
+    Steps are in micro-steps, within ``[lo, hi]``. None marks a series that does not exist for
+    the run (not even through its lineage).
+    """
+    modes: dict[str, set[int]] = {}
+    for pk, _, mode, _ in wanted:
+        modes.setdefault(mode, set()).add(pk)
+    links_by_mode = {mode: lineage_links(conn, pks, mode) for mode, pks in modes.items()}
+    pairs: set[tuple[int, str]] = set()
+    for pk, path, mode, _ in wanted:
+        for link in links_by_mode[mode].get(pk, []):
+            pairs.add((link.run_pk, path))
+    ids = _attribute_ids(conn, pairs, "float_series")
+    chunks = _read_chunks(conn, sorted(set(ids.values())), lo, hi)
+    preview_ids = sorted({ids[(pk, path)] for pk, path, _, p in wanted if p and (pk, path) in ids})
+    previews = _previews(conn, preview_ids, lo, hi) if preview_ids else {}
+    out: list[FloatSeries | None] = []
+    for pk, path, mode, with_previews in wanted:
+        links = links_by_mode[mode].get(pk, [])
+        parts: list[FloatSeries] = []
+        exists = False
+        for link in reversed(links):  # ancestors hold the earlier steps
+            attr_id = ids.get((link.run_pk, path))
+            if attr_id is None:
+                continue
+            exists = True
+            upper = hi if link.upper_step is None else min(hi, link.upper_step)
+            found = chunks.get(attr_id)
+            if found and upper >= lo:
+                series = _assemble(found, lo, upper)
+                if len(series):
+                    parts.append(series)
+        if not exists:
+            out.append(None)
+            continue
+        own_id = ids.get((pk, path))
+        extra = previews.get(own_id) if (with_previews and own_id is not None) else None
+        if len(parts) == 1 and not extra:
+            result = parts[0]
+        elif not parts and not extra:
+            result = _EMPTY
+        else:
+            result = FloatSeries(
+                np.concatenate([p.steps for p in parts]) if parts else np.empty(0, np.int64),
+                np.concatenate([p.values for p in parts]) if parts else np.empty(0, np.float64),
+                np.concatenate([p.timestamps for p in parts]) if parts else np.empty(0, np.int64),
+            )
+        if with_previews:
+            committed = len(result)
+            preview = np.zeros(committed + len(extra or ()), np.bool_)
+            completion = np.ones(committed + len(extra or ()), np.float32)
+            if extra:
+                last_committed = int(result.steps[-1]) if committed else -1
+                extra = [p for p in extra if p[0] > last_committed]
+                preview = preview[: committed + len(extra)]
+                completion = completion[: committed + len(extra)]
+                result = FloatSeries(
+                    np.concatenate([result.steps, np.array([p[0] for p in extra], np.int64)]),
+                    np.concatenate(
+                        [
+                            result.values,
+                            np.array(
+                                [math.nan if p[2] is None else p[2] for p in extra], np.float64
+                            ),
+                        ]
+                    ),
+                    np.concatenate([result.timestamps, np.array([p[1] for p in extra], np.int64)]),
+                )
+                preview[committed:] = True
+                completion[committed:] = [p[3] for p in extra]
+            result.preview = preview
+            result.completion = completion
+        out.append(result)
+    return out
+
+
+@dataclass(slots=True)
+class FlatSeries:
+    """Points of many float series in one set of arrays: series ``i`` holds the points
+    ``[starts[i], starts[i] + counts[i])``; ``exists[i]`` is false for a missing series."""
+
+    steps: Int64s
+    values: Float64s
+    timestamps: Int64s
+    preview: npt.NDArray[np.bool_] | None
+    completion: npt.NDArray[np.float32] | None
+    starts: Int64s
+    counts: Int64s
+    exists: npt.NDArray[np.bool_]
+
+    def series(self, i: int) -> FloatSeries:
+        a, n = int(self.starts[i]), int(self.counts[i])
+        return FloatSeries(
+            self.steps[a : a + n],
+            self.values[a : a + n],
+            self.timestamps[a : a + n],
+            None if self.preview is None else self.preview[a : a + n],
+            None if self.completion is None else self.completion[a : a + n],
+        )
+
+    @staticmethod
+    def of(series: Sequence[FloatSeries | None]) -> FlatSeries:
+        present = [s for s in series if s is not None]
+        counts = np.array([0 if s is None else len(s) for s in series], np.int64)
+        starts = np.zeros(len(series), np.int64)
+        if len(series):
+            starts[1:] = np.cumsum(counts)[:-1]
+        with_preview = any(s.preview is not None for s in present)
+
+        def cat(arrays: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
+            return np.concatenate(arrays) if arrays else np.empty(0, dtype)
+
+        return FlatSeries(
+            cat([s.steps for s in present], np.int64),
+            cat([s.values for s in present], np.float64),
+            cat([s.timestamps for s in present], np.int64),
+            cat(
+                [
+                    s.preview if s.preview is not None else np.zeros(len(s), np.bool_)
+                    for s in present
+                ],
+                np.bool_,
+            )
+            if with_preview
+            else None,
+            cat(
+                [
+                    s.completion if s.completion is not None else np.ones(len(s), np.float32)
+                    for s in present
+                ],
+                np.float32,
+            )
+            if with_preview
+            else None,
+            starts,
+            counts,
+            np.array([s is not None for s in series], np.bool_),
+        )
+
+
+def float_series_flat(
+    conn: sqlite3.Connection,
+    wanted: Sequence[tuple[int, str, str, bool]],
+    lo: int,
+    hi: int,
+) -> FlatSeries:
+    """:func:`float_series_batch` as flat arrays, with a fast path for many small series.
+
+    The fast path (no previews, no run of the request has inherited points) reads every
+    single-point chunk of the request without a NumPy call per series: thousands of one-step
+    series (a sweep of many runs) cost microseconds each.
+    """
+    fast = not any(preview for *_, preview in wanted)
+    if fast:
+        modes: dict[str, set[int]] = {}
+        for pk, _, mode, _ in wanted:
+            modes.setdefault(mode, set()).add(pk)
+        for mode, pks in modes.items():
+            if mode != LINEAGE_OWN and any(
+                len(links) > 1 for links in lineage_links(conn, pks, mode).values()
+            ):
+                fast = False
+                break
+    if not fast:
+        return FlatSeries.of(float_series_batch(conn, wanted, lo, hi))
+    pairs = {(pk, path) for pk, path, _, _ in wanted}
+    ids = _attribute_ids(conn, pairs, "float_series")
+    chunks = _read_chunks_split(conn, sorted(set(ids.values())), lo, hi)
+    single_at = dict(zip(chunks.single_attr, range(len(chunks.single_attr)), strict=True))
+    n = len(wanted)
+    exists = np.zeros(n, np.bool_)
+    counts = np.zeros(n, np.int64)
+    picks: list[int] = []
+    arrays: dict[int, FloatSeries] = {}
+    for i, (pk, path, _, _) in enumerate(wanted):
+        attr_id = ids.get((pk, path))
+        if attr_id is None:
+            continue
+        exists[i] = True
+        at = single_at.get(attr_id)
+        if at is not None:
+            counts[i] = 1
+            picks.append(at)
+            continue
+        found = chunks.multi.get(attr_id)
+        if found:
+            series = _assemble(found, lo, hi)
+            counts[i] = len(series)
+            arrays[i] = series
+    index = np.asarray(picks, dtype=np.int64)
+    scalar_steps = np.asarray(chunks.single_step, dtype=np.int64)[index]
+    scalar_ts = np.asarray(chunks.single_ts, dtype=np.int64)[index]
+    scalar_values = (
+        np.frombuffer(b"".join(chunks.single_vals), dtype="<f8").astype(np.float64)[index]
+        if chunks.single_vals
+        else np.empty(0, np.float64)
+    )
+    starts = np.zeros(n, np.int64)
+    if n:
+        starts[1:] = np.cumsum(counts)[:-1]
+    if not arrays:
+        return FlatSeries(
+            scalar_steps, scalar_values, scalar_ts, None, None, starts, counts, exists
+        )
+    series_list: list[FloatSeries | None] = []
+    k = 0
+    for i in range(n):
+        if not exists[i]:
+            series_list.append(None)
+        elif i in arrays:
+            series_list.append(arrays[i])
+        elif counts[i]:
+            series_list.append(
+                FloatSeries(scalar_steps[k : k + 1], scalar_values[k : k + 1], scalar_ts[k : k + 1])
+            )
+            k += 1
+        else:
+            series_list.append(_EMPTY)
+    return FlatSeries.of(series_list)

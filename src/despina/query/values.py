@@ -1,0 +1,233 @@
+"""Attribute values and definitions of many runs for the query service's batch API.
+
+Values come back per run as :class:`AttrValue` (``sys/`` attributes included, read from the
+``runs`` row); a series without any committed point does not exist for readers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from despina.query.catalog import NamePredicate
+from despina.query.lineage import BATCH, in_chunks, marks
+from despina.store.schema import SERIES_TYPES
+from despina.store.sysattrs import SYS_COLUMNS
+
+__all__ = ["AttrValue", "attribute_values", "definitions", "present_sys", "sys_values"]
+
+_RUNS_FROM = "runs r JOIN projects p ON p.id = r.project_id"
+
+
+@dataclass(frozen=True, slots=True)
+class AttrValue:
+    """One attribute of one run, as stored (sys attributes carry their value in num/text)."""
+
+    path: str
+    type: str
+    num: object = None
+    text: str | None = None
+    count: int | None = None
+    last_step: int | None = None
+    fmin: float | None = None
+    fmax: float | None = None
+    fsum: float | None = None
+    fsumsq: float | None = None
+    fcount: int | None = None
+    has_preview: bool = False
+
+
+def sys_values(
+    conn: sqlite3.Connection, pks: Sequence[int], paths: Sequence[str]
+) -> dict[int, list[AttrValue]]:
+    out: dict[int, list[AttrValue]] = {}
+    if not paths:
+        return out
+    columns = [SYS_COLUMNS[p] for p in paths]
+    select = ", ".join(c.sql for c in columns)
+    for part in in_chunks(list(pks)):
+        for row in conn.execute(
+            f"SELECT r.id, {select} FROM runs r JOIN projects p ON p.id = r.project_id "
+            f"WHERE r.id IN ({marks(len(part))})",
+            part,
+        ):
+            values = out.setdefault(int(row[0]), [])
+            for column, value in zip(columns, row[1:], strict=True):
+                if value is None:
+                    continue
+                if column.type == "string":
+                    values.append(AttrValue(column.path, column.type, text=str(value)))
+                else:
+                    values.append(AttrValue(column.path, column.type, num=value))
+    return out
+
+
+def attribute_values(
+    conn: sqlite3.Connection,
+    pks: Sequence[int],
+    *,
+    names: Iterable[str] | None = None,
+    predicate: NamePredicate | None = None,
+    types: set[str] | None = None,
+) -> dict[int, list[AttrValue]]:
+    """Attributes of runs, sys attributes included, filtered by exact names or a predicate.
+
+    A series without any committed point does not exist for readers.
+    """
+    wanted = None if names is None else set(names)
+
+    def keep(path: str, type_: str) -> bool:
+        if types is not None and type_ not in types:
+            return False
+        if wanted is not None and path not in wanted:
+            return False
+        return predicate is None or predicate(path)
+
+    sys_paths = [c.path for c in SYS_COLUMNS.values() if keep(c.path, c.type)]
+    out = sys_values(conn, pks, sys_paths)
+    columns = (
+        "a.run_id, a.path, a.type, a.num, a.text, a.count, a.last_step, a.fmin, a.fmax, a.fsum, "
+        "a.fsumsq, a.fcount, a.id"
+    )
+    exact = wanted is not None and len(wanted) <= 4 * BATCH
+    for part in in_chunks(list(pks)):
+        if exact:
+            assert wanted is not None
+            rows: list[tuple[object, ...]] = []
+            names_list = sorted(wanted)
+            for names_part in in_chunks(names_list):
+                rows.extend(
+                    conn.execute(
+                        f"SELECT {columns} FROM attributes a WHERE a.run_id IN "
+                        f"({marks(len(part))}) AND a.path IN ({marks(len(names_part))})",
+                        (*part, *names_part),
+                    )
+                )
+        else:
+            rows = conn.execute(
+                f"SELECT {columns} FROM attributes a WHERE a.run_id IN ({marks(len(part))})",
+                part,
+            ).fetchall()
+        float_ids: list[int] = []
+        pending: list[tuple[int, tuple[object, ...]]] = []
+        for row in rows:
+            path, type_ = str(row[1]), str(row[2])
+            if type_ in SERIES_TYPES and not row[5]:
+                continue
+            if not keep(path, type_):
+                continue
+            pending.append((int(row[0]), row))  # type: ignore[call-overload]
+            if type_ == "float_series":
+                float_ids.append(int(row[12]))  # type: ignore[call-overload]
+        previews = _attrs_with_previews(conn, float_ids)
+        for run_pk, row in pending:
+            out.setdefault(run_pk, []).append(
+                AttrValue(
+                    str(row[1]),
+                    str(row[2]),
+                    row[3],
+                    None if row[4] is None else str(row[4]),
+                    row[5],  # type: ignore[arg-type]
+                    row[6],  # type: ignore[arg-type]
+                    row[7],  # type: ignore[arg-type]
+                    row[8],  # type: ignore[arg-type]
+                    row[9],  # type: ignore[arg-type]
+                    row[10],  # type: ignore[arg-type]
+                    row[11],  # type: ignore[arg-type]
+                    int(row[12]) in previews,  # type: ignore[call-overload]
+                )
+            )
+    return out
+
+
+def _attrs_with_previews(conn: sqlite3.Connection, attr_ids: list[int]) -> set[int]:
+    found: set[int] = set()
+    for part in in_chunks(attr_ids):
+        found.update(
+            int(row[0])
+            for row in conn.execute(
+                f"SELECT DISTINCT attr_id FROM previews WHERE attr_id IN ({marks(len(part))})",
+                part,
+            )
+        )
+    return found
+
+
+def definitions(
+    conn: sqlite3.Connection,
+    *,
+    project_ids: Sequence[int] | None,
+    run_pks: Sequence[int] | None,
+    exact_names: list[str] | None,
+    predicate: NamePredicate | None,
+    types: set[str] | None,
+) -> list[tuple[str, str]]:
+    """Distinct ``(path, type)`` of the runs (or of every run of the projects), sorted."""
+    found: set[tuple[str, str]] = set()
+    scope_sql: str
+    scope_params: list[object]
+    scopes: list[tuple[str, list[object]]] = []
+    if run_pks is not None:
+        for part in in_chunks(list(run_pks)):
+            scopes.append((f"a.run_id IN ({marks(len(part))})", list(part)))
+    elif project_ids:
+        scopes.append(
+            (
+                f"a.run_id IN (SELECT id FROM runs WHERE project_id IN "
+                f"({marks(len(project_ids))}) AND kind = 'run' AND trashed = 0)",
+                list(project_ids),
+            )
+        )
+    for scope_sql, scope_params in scopes:
+        if exact_names is not None:
+            for names_part in in_chunks(exact_names):
+                rows = conn.execute(
+                    f"SELECT DISTINCT a.path, a.type FROM attributes a WHERE "
+                    f"a.path IN ({marks(len(names_part))}) AND {scope_sql} "
+                    "AND (a.count IS NULL OR a.count > 0)",
+                    (*names_part, *scope_params),
+                )
+                found.update((str(p), str(t)) for p, t in rows)
+        else:
+            rows = conn.execute(
+                f"SELECT DISTINCT a.path, a.type FROM attributes a WHERE {scope_sql} "
+                "AND (a.count IS NULL OR a.count > 0)",
+                scope_params,
+            )
+            found.update((str(p), str(t)) for p, t in rows)
+    # sys attributes: those with a value on at least one of the runs
+    if scopes:
+        for path in present_sys(conn, project_ids, run_pks):
+            found.add((path, SYS_COLUMNS[path].type))
+    wanted = None if exact_names is None else set(exact_names)
+    return sorted(
+        (p, t)
+        for p, t in found
+        if (types is None or t in types)
+        and (wanted is None or p in wanted)
+        and (predicate is None or predicate(p))
+    )
+
+
+def present_sys(
+    conn: sqlite3.Connection, project_ids: Sequence[int] | None, run_pks: Sequence[int] | None
+) -> set[str]:
+    """The sys attributes that have a value on at least one of the runs."""
+    scopes: list[tuple[str, list[object]]] = []
+    if run_pks is not None:
+        scopes = [(f"r.id IN ({marks(len(p))})", list(p)) for p in in_chunks(list(run_pks))]
+    elif project_ids:
+        scopes = [
+            (
+                f"r.project_id IN ({marks(len(project_ids))}) AND r.kind = 'run' AND r.trashed = 0",
+                list(project_ids),
+            )
+        ]
+    columns = list(SYS_COLUMNS.values())
+    select = ", ".join(f"MAX(({c.sql}) IS NOT NULL)" for c in columns)
+    present: set[str] = set()
+    for sql, params in scopes:
+        row = conn.execute(f"SELECT {select} FROM {_RUNS_FROM} WHERE {sql}", params).fetchone()
+        present.update(c.path for c, flag in zip(columns, row, strict=True) if flag)
+    return present
