@@ -36,17 +36,17 @@ SQL = [
         "nql_regexp(?, a.text))))",
         ["x", "a", "^a"],
     ),
-    (
+    (  # set membership drives from the element's rows
         '`sys/tags`:stringSet CONTAINS "t"',
-        ATTR + "(a.type = 'string_set' AND (instr(a.text, ?) > 0 AND EXISTS (SELECT 1 FROM "
-        "json_each(a.text) AS j WHERE j.value = ?))))",
-        ["sys/tags", "t", "t"],
+        "r.id IN (SELECT a.run_id FROM set_members m CROSS JOIN attributes a ON a.id = m.attr_id "
+        "WHERE m.value = ? AND a.path = ? AND a.type = 'string_set')",
+        ["t", "sys/tags"],
     ),
-    (  # a value JSON may escape: no substring shortcut
-        '`sys/tags`:stringSet CONTAINS "a/b"',
-        ATTR + "(a.type = 'string_set' AND EXISTS (SELECT 1 FROM json_each(a.text) AS j "
-        "WHERE j.value = ?)))",
-        ["sys/tags", "a/b"],
+    (  # and is one lookup when probed
+        '`sys/tags`:stringSet NOT CONTAINS "t"',
+        "NOT " + PROBE + "(a.type = 'string_set' AND EXISTS (SELECT 1 FROM set_members m "
+        "WHERE m.value = ? AND m.attr_id = a.id)))",
+        ["sys/tags", "t"],
     ),
     (  # cheapest first; the first attribute clause that must hold drives
         '`n`:string MATCHES "a" AND NOT `m`:float EXISTS AND `sys/failed`:bool = false '

@@ -76,3 +76,46 @@ def test_delete_project_removes_everything(home: Path) -> None:
     conn = store.connection()
     assert conn.execute("SELECT run_id FROM runs").fetchall() == [("r2",)]
     assert store.list_projects() == ["ws/b"]
+
+
+def test_set_members_follow_every_change_of_a_string_set(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows written before the index existed are indexed by the migration; inserts, updates,
+    type changes and deletes keep it in step with the JSON text."""
+    import despina.store.sqlite as sqlite_module
+    from despina.store import schema
+
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", schema.MIGRATIONS[:4])
+    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", 4)
+    old = Store.open(home)
+    run = create_run(old, RunSpec("ws/p", "r")).pk
+    with old.write() as conn:
+        conn.execute(
+            "INSERT INTO attributes (run_id, path, type, text) VALUES (?, 'old', 'string_set', ?)",
+            (run, '["a", "b\\"q", 1]'),
+        )
+    old.close()
+    monkeypatch.undo()
+    store = Store.open(home)
+    conn = store.connection()
+
+    def members() -> set[tuple[str, str]]:
+        return set(
+            conn.execute(
+                "SELECT a.path, m.value FROM set_members m JOIN attributes a ON a.id = m.attr_id"
+            ).fetchall()
+        )
+
+    assert members() == {("old", "a"), ("old", 'b"q')}  # sys/tags of the run is empty
+    with store.write() as w:
+        w.execute(
+            "INSERT INTO attributes (run_id, path, type, text) VALUES (?, 'new', 'string_set', ?)",
+            (run, '["x"]'),
+        )
+        w.execute("UPDATE attributes SET text = '[\"y\", \"z\"]' WHERE path = 'new'")
+        w.execute("UPDATE attributes SET type = 'string', text = 'a' WHERE path = 'old'")
+    assert members() == {("new", "y"), ("new", "z")}
+    with store.write() as w:
+        w.execute("DELETE FROM attributes WHERE path = 'new'")
+    assert members() == set()

@@ -19,11 +19,12 @@ row holding only previews is absent.
 
 Plan. Probing every run for every clause costs about 1 µs per (run, clause); scanning one path
 across all runs in ``attributes_for_filters`` costs about 0.3 µs per run. So the clauses of a
-top-level ``AND`` are put cheapest first (``sys/`` columns, then numeric tests, then text, set
-membership and regular expressions) and the cheapest attribute clause that must hold becomes an
-``r.id IN (…)`` scan that drives the query: only the runs it yields are probed for the rest.
-Over 100,000 runs × 50 attributes a five-clause filter went from 0.31 s to about 0.15 s.
-Reordering is exact because every fragment is 0 or 1 and has no side effects.
+top-level ``AND`` are put cheapest first (``sys/`` columns, then string-set membership, numeric
+tests, text and regular expressions) and the cheapest attribute clause that must hold becomes
+an ``r.id IN (…)`` scan that drives the query: only the runs it yields are probed for the rest.
+Set membership is looked up in ``set_members`` (one row per element); as the driver it reads
+only the runs whose set holds the element. Reordering is exact because every fragment is 0 or
+1 and has no side effects. Measurements: ``docs/architecture.md``, "Filters".
 """
 
 from __future__ import annotations
@@ -96,9 +97,6 @@ _NOT_NULL_SYS = frozenset(
 )
 """``sys/`` columns that are never NULL; the others (parent, fork step, experiment name) can be."""
 
-_VERBATIM_IN_JSON = re.compile(r"[ !#-.0-\[\]-~]+")
-"""Printable ASCII but ``"``, ``\\`` and ``/``: what every JSON encoder writes unescaped."""
-
 _RESOLVED = (AllOf, AnyOf, NotOf, Const, AttrTest, SysTest, StateTest)
 
 
@@ -128,9 +126,10 @@ def compile_resolved(resolved: Resolved, *, now_ms: int) -> tuple[str, list[Any]
     return compiler.visit(resolved), compiler.params
 
 
-# Relative cost of evaluating one clause for one run: a number compare reads only the index; text
-# reads the table row; set membership walks JSON; a regular expression calls into Python.
-_OP_COST = {"exists": 1, "contains": 3, "member": 4, "matches": 6}
+# Relative cost of evaluating one clause for one run: set membership is one lookup in
+# ``set_members`` (and as a driver reads only the runs that have the element); a number compare
+# reads only the index; text reads the table row; a regular expression calls into Python.
+_OP_COST = {"member": 1, "exists": 2, "contains": 6, "matches": 12}
 
 
 def _cost(node: Resolved) -> int:
@@ -148,8 +147,8 @@ def _branch_cost(branch: Branch) -> int:
     if op in _OP_COST:
         return _OP_COST[op]
     if field == "value" and not branch.types.isdisjoint(_TEXT_TYPES | {"artifact"}):
-        return 2
-    return 1
+        return 4
+    return 2
 
 
 @functools.lru_cache(maxsize=512)
@@ -242,6 +241,13 @@ class _Compiler:
         parts = [self.branch(branch) for branch in node.branches]
         where = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
         source = f"attributes a INDEXED BY {FILTER_INDEX}"
+        if drive and len(node.branches) == 1 and node.branches[0].cond.op == "member":
+            # Start from the element's rows: only the runs whose set holds it are read.
+            self.params.append(self.params.pop(-2))  # [..., path, value] -> [..., value, path]
+            return (
+                "r.id IN (SELECT a.run_id FROM set_members m CROSS JOIN attributes a "
+                "ON a.id = m.attr_id WHERE m.value = ? AND a.path = ? AND a.type = 'string_set')"
+            )
         if drive:  # (run_id, path) is unique: IN is EXISTS, computed by one scan of the path
             return f"r.id IN (SELECT a.run_id FROM {source} WHERE a.path = ? AND {where})"
         sql = f"EXISTS (SELECT 1 FROM {source} WHERE a.path = ? AND a.run_id = r.id AND {where})"
@@ -294,14 +300,10 @@ class _Compiler:
             return f"{column} {_SQL_OPS[op]} ?"
         if op == "contains":
             return f"instr({column}, ?) > 0"
+        if op == "member" and column == "a.text":  # the set's elements, indexed
+            return "EXISTS (SELECT 1 FROM set_members m WHERE m.value = ? AND m.attr_id = a.id)"
         if op == "member":
-            member = f"EXISTS (SELECT 1 FROM json_each({column}) AS j WHERE j.value = ?)"
-            if isinstance(value, str) and _VERBATIM_IN_JSON.fullmatch(value):
-                # Such a value is written into the set's JSON text as is: a substring test
-                # skips the JSON walk for most runs.
-                self.params.insert(len(self.params) - 1, value)
-                return f"(instr({column}, ?) > 0 AND {member})"
-            return member
+            return f"EXISTS (SELECT 1 FROM json_each({column}) AS j WHERE j.value = ?)"
         if op == "matches":
             prefix = _anchored_prefix(value) if isinstance(value, str) else ""
             if prefix:  # a plain comparison rules out most texts before Python sees them

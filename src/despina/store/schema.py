@@ -17,6 +17,8 @@ Conventions every reader and writer relies on:
   ``model_version``); they log like runs and every run query keeps to ``kind = 'run'``.
 * ``attributes_for_filters`` is ordered by ``(path, run_id)`` and covers the numeric columns:
   compiled NQL names it with ``INDEXED BY`` (see ``nql/compile.py``).
+* ``set_members`` lists the elements of every ``string_set`` row (triggers keep it current):
+  ``CONTAINS`` on tags is an index lookup, not a JSON walk.
 * Float-series points live in ``chunks``: the row id is ``(attribute id << CHUNK_BITS) | chunk
   number``, so one range scan over the rowid reads a series in order. Statistics columns come
   before the blobs so that summaries never read blob pages.
@@ -200,7 +202,38 @@ CREATE INDEX attributes_for_filters ON attributes
     (path, run_id, type, num, fmin, fmax, fsum, fsumsq, fcount, count);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+# String-set membership (NQL ``CONTAINS`` on tags) as an index: one row per element, kept in
+# step with ``attributes`` by triggers, so every write path (writer, import, forks, deletes)
+# maintains it without knowing about it. Only text elements count, as in ``json_each``.
+_V5 = """
+CREATE TABLE set_members (
+    value TEXT NOT NULL,
+    attr_id INTEGER NOT NULL,
+    PRIMARY KEY (value, attr_id)
+) WITHOUT ROWID;
+CREATE INDEX set_members_by_attr ON set_members (attr_id);
+INSERT OR IGNORE INTO set_members (value, attr_id)
+    SELECT j.value, a.id FROM attributes a, json_each(a.text) j
+    WHERE a.type = 'string_set' AND j.type = 'text';
+CREATE TRIGGER set_members_on_insert AFTER INSERT ON attributes
+WHEN NEW.type = 'string_set' BEGIN
+    INSERT OR IGNORE INTO set_members (value, attr_id)
+        SELECT value, NEW.id FROM json_each(NEW.text) WHERE type = 'text';
+END;
+CREATE TRIGGER set_members_on_update AFTER UPDATE OF text, type ON attributes
+WHEN OLD.type = 'string_set' OR NEW.type = 'string_set' BEGIN
+    DELETE FROM set_members WHERE attr_id = OLD.id;
+    INSERT OR IGNORE INTO set_members (value, attr_id)
+        SELECT value, NEW.id FROM json_each(NEW.text)
+        WHERE NEW.type = 'string_set' AND type = 'text';
+END;
+CREATE TRIGGER set_members_on_delete AFTER DELETE ON attributes
+WHEN OLD.type = 'string_set' BEGIN
+    DELETE FROM set_members WHERE attr_id = OLD.id;
+END;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
