@@ -17,12 +17,12 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from despina.query.lineage import marks
+from despina.query.float_batch import float_series_batch
+from despina.query.lineage import lineage_links, marks
 from despina.store.schema import ATTRIBUTE_TYPES
 from despina.store.series import (
     FloatPoints,
     LineageLink,
-    lineage,
     read_float_points,
     read_float_tail,
 )
@@ -143,7 +143,10 @@ def effective_links(
         return [LineageLink(request.run_pk, None, None)]
     links = memo.get(request.run_pk)
     if links is None:
-        links = memo[request.run_pk] = lineage(conn, request.run_pk)
+        found = lineage_links(conn, [request.run_pk], "full")
+        links = memo[request.run_pk] = found.get(request.run_pk, [])
+    if not links:
+        return links
     if mode == "experiment":
         kept = [links[0]]
         for link in links[1:]:
@@ -270,6 +273,9 @@ def read_float_series(
         with_previews = _ids_with_previews(conn, series.attr_id[fast])
         fast &= ~np.isin(series.attr_id, with_previews)
     slow = np.flatnonzero(~fast & ((series.count != 0) | previews))
+    if not previews and tail_limit is None:
+        whole = _read_whole(conn, series, slow.tolist(), mode, step_range)
+        return _assemble(series, fast, whole, step_range)
     memo: dict[int, list[LineageLink]] = {}
     chains: dict[int, list[tuple[LineageLink, int]]] = {}
     for at in slow.tolist():
@@ -292,6 +298,33 @@ def read_float_series(
             points, completion = _with_previews(points, chain, preview_rows)
         parts[i] = _finish(points, completion, step_range, tail_limit)
     return _assemble(series, fast, parts, step_range)
+
+
+def _read_whole(
+    conn: sqlite3.Connection,
+    series: SeriesSet,
+    at: list[int],
+    mode: LineageMode,
+    step_range: StepRange,
+) -> dict[int, _Points]:
+    """Every committed point in ``step_range`` of the series ``at``, read as one batch (the
+    same batch read the server's float-series endpoint uses)."""
+    if not at:
+        return {}
+    lo, hi = step_range.micro_bounds()
+    wanted = [(int(series.run[i]), series.paths[int(series.path[i])], mode, False) for i in at]
+    found = float_series_batch(
+        conn, wanted, -MAX_STEP if lo is None else lo, MAX_STEP if hi is None else hi
+    )
+    parts: dict[int, _Points] = {}
+    for i, points in zip(at, found, strict=True):
+        whole = (
+            FloatPoints.empty()
+            if points is None
+            else FloatPoints(points.steps, points.values, points.timestamps)
+        )
+        parts[i] = _finish(whole, None, step_range, None)
+    return parts
 
 
 def _ids_with_previews(conn: sqlite3.Connection, attr_ids: npt.NDArray[np.int64]) -> list[int]:
