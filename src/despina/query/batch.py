@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 
+from despina.query.bucket_stats import BucketStats, bucket_series, common_x_range
 from despina.query.catalog import (
     NamePredicate,
     RunRef,
@@ -122,6 +123,27 @@ class BatchReads:
     ) -> list[FloatSeries | None]:
         """Points of float series within micro-steps ``[lo, hi]``; None: no such series."""
         return float_series_batch(self.conn, wanted, lo, hi)
+
+    def buckets(
+        self,
+        wanted: Sequence[SeriesWant],
+        lo: int,
+        hi: int,
+        count: int,
+        x_from: float | None,
+        x_to: float | None,
+    ) -> list[BucketStats | None]:
+        """``count`` buckets of each float series (points within micro-steps ``[lo, hi]``) on
+        their common x range (ends not given are the data's); None for a series that does not
+        exist or has no point in range."""
+        series = float_series_batch(self.conn, wanted, lo, hi)
+        x_range = common_x_range(series, x_from, x_to)
+        return [
+            bucket_series(points, *x_range, count)
+            if points is not None and len(points) and x_range is not None
+            else None
+            for points in series
+        ]
 
     def float_series_flat(self, wanted: Sequence[SeriesWant], lo: int, hi: int) -> FlatSeries:
         """:meth:`float_series` as one set of flat arrays (fast for thousands of series)."""

@@ -57,6 +57,7 @@ from despina.query.points import (
     read_point_series,
 )
 from despina.query.resolve import Selector
+from despina.query.values import present_sys, sys_rows
 from despina.store.blobs import blob_path
 from despina.store.schema import ATTRIBUTE_TYPES, SERIES_TYPES
 from despina.store.sqlite import DB_FILE, Store
@@ -287,41 +288,21 @@ class Snapshot:
         self, containers: Sequence[Container] | None, selector: Selector
     ) -> set[tuple[str, str]]:
         """The ``sys/`` columns that some container (or run of the project) has a value for."""
-        found = set()
-        if containers is None:
-            scope, params = "r.project_id = ?", [str(self.project_id)]
-        elif not containers:
+        if containers is not None and not containers:
             return set()
-        else:
-            pks = [c.pk for c in containers]
-            scope, params = "r.id IN (SELECT value FROM json_each(?))", [json.dumps(pks)]
-        for column in SYS_COLUMNS.values():
-            if not selector.accepts(column.path, column.type):
-                continue
-            hit = self.conn.execute(
-                f"SELECT 1 FROM runs r JOIN projects p ON p.id = r.project_id WHERE {scope} "
-                f"AND {column.sql} IS NOT NULL LIMIT 1",
-                params,
-            ).fetchone()
-            if hit is not None:
-                found.add((column.path, column.type))
-        return found
+        present = present_sys(
+            self.conn,
+            [self.project_id],
+            None if containers is None else [c.pk for c in containers],
+            live_only=False,
+        )
+        types = {path: SYS_COLUMNS[path].type for path in present}
+        return {(p, t) for p, t in types.items() if selector.accepts(p, t)}
 
     def _sys_values(self, containers: Sequence[Container], paths: list[str]) -> list[list[Any]]:
         """Per path, the values for each container (``None``: absent)."""
-        exprs = ", ".join(SYS_COLUMNS[p].sql for p in paths)
-        by_pk: dict[int, tuple[Any, ...]] = {}
-        pks = [c.pk for c in containers]
-        for start in range(0, len(pks), 900):
-            batch = pks[start : start + 900]
-            marks = ",".join("?" * len(batch))
-            for row in self.conn.execute(
-                f"SELECT r.id, {exprs} FROM runs r JOIN projects p ON p.id = r.project_id "
-                f"WHERE r.id IN ({marks})",
-                batch,
-            ):
-                by_pk[row[0]] = row[1:]
-        return [[by_pk[pk][i] for pk in pks] for i in range(len(paths))]
+        by_pk = sys_rows(self.conn, [c.pk for c in containers], paths)
+        return [[by_pk[c.pk][i] for c in containers] for i in range(len(paths))]
 
     # -- tables ------------------------------------------------------------------------------
 

@@ -15,7 +15,14 @@ from despina.query.lineage import BATCH, in_chunks, marks
 from despina.store.schema import SERIES_TYPES
 from despina.store.sysattrs import SYS_COLUMNS
 
-__all__ = ["AttrValue", "attribute_values", "definitions", "present_sys", "sys_values"]
+__all__ = [
+    "AttrValue",
+    "attribute_values",
+    "definitions",
+    "present_sys",
+    "sys_rows",
+    "sys_values",
+]
 
 _RUNS_FROM = "runs r JOIN projects p ON p.id = r.project_id"
 
@@ -38,28 +45,37 @@ class AttrValue:
     has_preview: bool = False
 
 
+def sys_rows(
+    conn: sqlite3.Connection, pks: Sequence[int], paths: Sequence[str]
+) -> dict[int, tuple[object, ...]]:
+    """Per run row id, the values of the ``sys/`` attributes ``paths`` (None: no value)."""
+    out: dict[int, tuple[object, ...]] = {}
+    if not paths:
+        return out
+    select = ", ".join(SYS_COLUMNS[p].sql for p in paths)
+    for part in in_chunks(list(pks)):
+        for row in conn.execute(
+            f"SELECT r.id, {select} FROM {_RUNS_FROM} WHERE r.id IN ({marks(len(part))})", part
+        ):
+            out[int(row[0])] = row[1:]
+    return out
+
+
 def sys_values(
     conn: sqlite3.Connection, pks: Sequence[int], paths: Sequence[str]
 ) -> dict[int, list[AttrValue]]:
-    out: dict[int, list[AttrValue]] = {}
-    if not paths:
-        return out
+    """Per run row id, its ``sys/`` attributes among ``paths`` that have a value."""
     columns = [SYS_COLUMNS[p] for p in paths]
-    select = ", ".join(c.sql for c in columns)
-    for part in in_chunks(list(pks)):
-        for row in conn.execute(
-            f"SELECT r.id, {select} FROM runs r JOIN projects p ON p.id = r.project_id "
-            f"WHERE r.id IN ({marks(len(part))})",
-            part,
-        ):
-            values = out.setdefault(int(row[0]), [])
-            for column, value in zip(columns, row[1:], strict=True):
-                if value is None:
-                    continue
-                if column.type == "string":
-                    values.append(AttrValue(column.path, column.type, text=str(value)))
-                else:
-                    values.append(AttrValue(column.path, column.type, num=value))
+    out: dict[int, list[AttrValue]] = {}
+    for pk, row in sys_rows(conn, pks, paths).items():
+        values = out.setdefault(pk, [])
+        for column, value in zip(columns, row, strict=True):
+            if value is None:
+                continue
+            if column.type == "string":
+                values.append(AttrValue(column.path, column.type, text=str(value)))
+            else:
+                values.append(AttrValue(column.path, column.type, num=value))
     return out
 
 
@@ -211,23 +227,28 @@ def definitions(
 
 
 def present_sys(
-    conn: sqlite3.Connection, project_ids: Sequence[int] | None, run_pks: Sequence[int] | None
+    conn: sqlite3.Connection,
+    project_ids: Sequence[int] | None,
+    run_pks: Sequence[int] | None,
+    *,
+    live_only: bool = True,
 ) -> set[str]:
-    """The sys attributes that have a value on at least one of the runs."""
+    """The sys attributes that have a value on at least one of the runs (``run_pks``, else
+    every run of the projects: with ``live_only``, only runs that are neither models nor
+    trashed). One statement of ``EXISTS`` per batch: each column stops at its first hit."""
     scopes: list[tuple[str, list[object]]] = []
     if run_pks is not None:
         scopes = [(f"r.id IN ({marks(len(p))})", list(p)) for p in in_chunks(list(run_pks))]
     elif project_ids:
-        scopes = [
-            (
-                f"r.project_id IN ({marks(len(project_ids))}) AND r.kind = 'run' AND r.trashed = 0",
-                list(project_ids),
-            )
-        ]
+        live = " AND r.kind = 'run' AND r.trashed = 0" if live_only else ""
+        scopes = [(f"r.project_id IN ({marks(len(project_ids))}){live}", list(project_ids))]
     columns = list(SYS_COLUMNS.values())
-    select = ", ".join(f"MAX(({c.sql}) IS NOT NULL)" for c in columns)
     present: set[str] = set()
     for sql, params in scopes:
-        row = conn.execute(f"SELECT {select} FROM {_RUNS_FROM} WHERE {sql}", params).fetchone()
+        select = ", ".join(
+            f"EXISTS (SELECT 1 FROM {_RUNS_FROM} WHERE {sql} AND ({c.sql}) IS NOT NULL)"
+            for c in columns
+        )
+        row = conn.execute(f"SELECT {select}", params * len(columns)).fetchone()
         present.update(c.path for c, flag in zip(columns, row, strict=True) if flag)
     return present

@@ -45,6 +45,7 @@ from neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
 from starlette.responses import JSONResponse, Response
 
 from despina.errors import NqlError
+from despina.query.bucket_stats import BucketStats
 from despina.query.catalog import (
     RunRef,
     Sort,
@@ -52,7 +53,7 @@ from despina.query.catalog import (
     literal_names,
     parse_run_identifier,
 )
-from despina.query.float_batch import FlatSeries, FloatSeries
+from despina.query.float_batch import FlatSeries
 from despina.query.lineage import LINEAGE_EXPERIMENT, LINEAGE_FULL, LINEAGE_OWN
 from despina.query.points import step_bound
 from despina.query.service import QueryService
@@ -684,23 +685,16 @@ class RetrievalService:
                 if run is not None:
                     wanted.append((run.pk, path, mode, preview))
                     present.append(request_id)
-            results = reads.float_series(wanted, lo, hi) if wanted else []
+            x_from = getattr(view, "from") if view.HasField("from") else None
+            x_to = view.to if view.HasField("to") else None
+            results = reads.buckets(wanted, lo, hi, n, x_from, x_to) if wanted else []
         by_request = dict(zip(present, results, strict=True))
-        x_from = getattr(view, "from") if view.HasField("from") else None
-        x_to = view.to if view.HasField("to") else None
-        if x_from is None or x_to is None:
-            all_steps = [s.steps for s in results if s is not None and len(s)]
-            if all_steps:
-                if x_from is None:
-                    x_from = min(float(s[0]) for s in all_steps) / 1e6
-                if x_to is None:
-                    x_to = max(float(s[-1]) for s in all_steps) / 1e6
         answer = ProtoTimeseriesBucketsDTO()
         for request_id, *_ in expressions:
             entry = TimeseriesBuckets(requestId=request_id)
-            points = by_request.get(request_id)
-            if points is not None and len(points) and x_from is not None and x_to is not None:
-                entry.bucket.extend(_bucketize(points, float(x_from), float(x_to), n))
+            stats = by_request.get(request_id)
+            if stats is not None:
+                entry.bucket.extend(_bucket_messages(stats))
             answer.entries.append(entry)
         return _protobuf(answer)
 
@@ -917,48 +911,37 @@ def _formula_path(formula: str, where: str) -> str:
     return "".join(out)
 
 
-def _bucketize(points: FloatSeries, x_from: float, x_to: float, n: int) -> list[TimeseriesBucket]:
-    """Buckets of one series on the common range (query-api.md §13.1)."""
-    x = points.steps.astype(np.float64) / 1e6
-    y = points.values
-    if x_from == x_to:
-        keep = x >= x_from
-        x, y = x[keep], y[keep]
-        index = np.zeros(len(x), np.int64)
-        bounds = [(x_from, math.inf)]
-    else:
-        w = (x_to - x_from) / (n - 1)
-        edges = np.array([x_from + w * i for i in range(n)], np.float64)
-        search = edges.copy()
-        search[-1] = max(search[-1], x_to)
-        index = np.searchsorted(search, x, side="left").astype(np.int64)
-        bounds = [(-math.inf, x_from)]
-        bounds += [(x_from + w * (i - 1), x_from + w * i) for i in range(1, n)]
-        bounds.append((x_to, math.inf))
+def _bucket_messages(stats: BucketStats) -> list[TimeseriesBucket]:
+    """The wire form of one series' buckets (first/last/min/max/sum only where finite)."""
     out: list[TimeseriesBucket] = []
-    if not len(x):
-        return out
-    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-    ends = np.r_[starts[1:], len(x)]
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        i = int(index[start])
-        bx, by = x[start:end], y[start:end]
-        finite = np.isfinite(by)
-        bucket = TimeseriesBucket(index=i, fromX=bounds[i][0], toX=bounds[i][1])
-        nan = int(np.isnan(by).sum())
-        pos = int(np.isposinf(by).sum())
-        neg = int(np.isneginf(by).sum())
+    columns = zip(
+        stats.index.tolist(),
+        stats.from_x.tolist(),
+        stats.to_x.tolist(),
+        stats.finite.tolist(),
+        stats.nan.tolist(),
+        stats.pos_inf.tolist(),
+        stats.neg_inf.tolist(),
+        stats.first_x.tolist(),
+        stats.first_y.tolist(),
+        stats.last_x.tolist(),
+        stats.last_y.tolist(),
+        stats.y_min.tolist(),
+        stats.y_max.tolist(),
+        stats.y_sum.tolist(),
+        strict=True,
+    )
+    for i, lo, hi, count, nan, pos, neg, fx, fy, lx, ly, y_min, y_max, y_sum in columns:
+        bucket = TimeseriesBucket(index=i, fromX=lo, toX=hi)
         bucket.nanCount = nan
         bucket.positiveInfCount = pos
         bucket.negativeInfCount = neg
-        count = int(finite.sum())
         bucket.finitePointCount = count
         if count:
-            fx, fy = bx[finite], by[finite]
-            bucket.first.CopyFrom(FinitePoint(x=float(fx[0]), y=float(fy[0])))
-            bucket.last.CopyFrom(FinitePoint(x=float(fx[-1]), y=float(fy[-1])))
-            bucket.localMin = float(fy.min())
-            bucket.localMax = float(fy.max())
-            bucket.localSum = float(fy.sum())
+            bucket.first.CopyFrom(FinitePoint(x=fx, y=fy))
+            bucket.last.CopyFrom(FinitePoint(x=lx, y=ly))
+            bucket.localMin = y_min
+            bucket.localMax = y_max
+            bucket.localSum = y_sum
         out.append(bucket)
     return out
