@@ -19,16 +19,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from despina.query.lineage import LINEAGE_OWN, in_chunks, lineage_links, marks
+from despina.query.lineage import BATCH, LINEAGE_OWN, in_chunks, lineage_links, marks
 from despina.store.codec import decode_floats, decode_ints
 from despina.store.schema import CHUNK_BITS
 
-__all__ = ["FlatSeries", "FloatSeries", "float_series_batch", "float_series_flat"]
+__all__ = [
+    "FlatSeries",
+    "FloatSeries",
+    "PreviewRow",
+    "attrs_with_previews",
+    "float_series_batch",
+    "float_series_flat",
+    "read_previews",
+]
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
 
 _DOUBLE = struct.Struct("<d")
+MAX_STEP = 2**62
 
 
 @dataclass(slots=True)
@@ -234,18 +243,49 @@ def _assemble(
     )
 
 
-def _previews(
-    conn: sqlite3.Connection, attr_ids: Sequence[int], lo: int, hi: int
-) -> dict[int, list[tuple[int, int, float | None, float]]]:
-    out: dict[int, list[tuple[int, int, float | None, float]]] = {}
+PreviewRow = tuple[int, int, float | None, float]
+"""``(step, ts, value, completion)`` of one preview point; a None value is NaN."""
+
+
+def read_previews(
+    conn: sqlite3.Connection,
+    attr_ids: Sequence[int],
+    lo: int | None = None,
+    hi: int | None = None,
+) -> dict[int, list[PreviewRow]]:
+    """Preview points of float series, per attribute id in step order (within ``[lo, hi]``)."""
+    out: dict[int, list[PreviewRow]] = {}
+    bounded = lo is not None or hi is not None
+    window = " AND step BETWEEN ? AND ?" if bounded else ""
+    extra = (-MAX_STEP if lo is None else lo, MAX_STEP if hi is None else hi) if bounded else ()
     for part in in_chunks(list(attr_ids)):
         for attr_id, step, ts, value, completion in conn.execute(
             "SELECT attr_id, step, ts, value, completion FROM previews WHERE attr_id IN "
-            f"({marks(len(part))}) AND step BETWEEN ? AND ? ORDER BY attr_id, step",
-            (*part, lo, hi),
+            f"({marks(len(part))}){window} ORDER BY attr_id, step",
+            (*part, *extra),
         ):
             out.setdefault(int(attr_id), []).append((step, ts, value, completion))
     return out
+
+
+def attrs_with_previews(conn: sqlite3.Connection, attr_ids: Sequence[int]) -> set[int]:
+    """The attribute ids among ``attr_ids`` that have preview points."""
+    if not attr_ids:
+        return set()
+    if len(attr_ids) > 4 * BATCH:
+        # previews are rare: one pass over the table beats thousands of IN lists
+        wanted = set(attr_ids)
+        return {a for (a,) in conn.execute("SELECT DISTINCT attr_id FROM previews") if a in wanted}
+    found: set[int] = set()
+    for part in in_chunks(list(attr_ids)):
+        found.update(
+            int(row[0])
+            for row in conn.execute(
+                f"SELECT DISTINCT attr_id FROM previews WHERE attr_id IN ({marks(len(part))})",
+                part,
+            )
+        )
+    return found
 
 
 def float_series_batch(
@@ -270,7 +310,7 @@ def float_series_batch(
     ids = _attribute_ids(conn, pairs, "float_series")
     chunks = _read_chunks(conn, sorted(set(ids.values())), lo, hi)
     preview_ids = sorted({ids[(pk, path)] for pk, path, _, p in wanted if p and (pk, path) in ids})
-    previews = _previews(conn, preview_ids, lo, hi) if preview_ids else {}
+    previews = read_previews(conn, preview_ids, lo, hi) if preview_ids else {}
     out: list[FloatSeries | None] = []
     for pk, path, mode, with_previews in wanted:
         links = links_by_mode[mode].get(pk, [])

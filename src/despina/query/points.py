@@ -17,7 +17,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from despina.query.float_batch import float_series_batch
+from despina.query.float_batch import attrs_with_previews, float_series_batch
+from despina.query.float_batch import read_previews as read_preview_rows
 from despina.query.lineage import lineage_links, marks
 from despina.store.schema import ATTRIBUTE_TYPES
 from despina.store.series import (
@@ -50,7 +51,6 @@ the first ancestor of another experiment), or none (spec/query-api.md §10.2).""
 
 MICRO = 1_000_000
 MAX_STEP = 2**62
-_BATCH = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,20 +178,16 @@ def attr_chain(
 def read_previews(
     conn: sqlite3.Connection, attr_ids: list[int]
 ) -> dict[int, tuple[list[int], list[int], list[float], list[float]]]:
+    """Preview points per attribute id as columns: steps, timestamps, values (NaN for a
+    missing value) and completion."""
     out: dict[int, tuple[list[int], list[int], list[float], list[float]]] = {}
-    for start in range(0, len(attr_ids), _BATCH):
-        batch = attr_ids[start : start + _BATCH]
-        marks = ",".join("?" * len(batch))
-        for attr_id, step, ts, value, completion in conn.execute(
-            f"SELECT attr_id, step, ts, value, completion FROM previews "
-            f"WHERE attr_id IN ({marks}) ORDER BY attr_id, step",
-            batch,
-        ):
-            entry = out.setdefault(attr_id, ([], [], [], []))
-            entry[0].append(step)
-            entry[1].append(ts)
-            entry[2].append(math.nan if value is None else value)
-            entry[3].append(completion)
+    for attr_id, rows in read_preview_rows(conn, attr_ids).items():
+        out[attr_id] = (
+            [row[0] for row in rows],
+            [row[1] for row in rows],
+            [math.nan if row[2] is None else row[2] for row in rows],
+            [row[3] for row in rows],
+        )
     return out
 
 
@@ -270,8 +266,8 @@ def read_float_series(
     """
     fast = (series.count == 1) & ((series.parent < 0) | (mode == "full"))
     if previews and fast.any():
-        with_previews = _ids_with_previews(conn, series.attr_id[fast])
-        fast &= ~np.isin(series.attr_id, with_previews)
+        with_previews = attrs_with_previews(conn, series.attr_id[fast].tolist())
+        fast &= ~np.isin(series.attr_id, list(with_previews))
     slow = np.flatnonzero(~fast & ((series.count != 0) | previews))
     if not previews and tail_limit is None:
         whole = _read_whole(conn, series, slow.tolist(), mode, step_range)
@@ -325,14 +321,6 @@ def _read_whole(
         )
         parts[i] = _finish(whole, None, step_range, None)
     return parts
-
-
-def _ids_with_previews(conn: sqlite3.Connection, attr_ids: npt.NDArray[np.int64]) -> list[int]:
-    found = [a for (a,) in conn.execute("SELECT DISTINCT attr_id FROM previews")]
-    if not found:
-        return []
-    wanted = set(attr_ids.tolist())
-    return [a for a in found if a in wanted]
 
 
 _Points = tuple[

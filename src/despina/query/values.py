@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from despina.query.catalog import NamePredicate
+from despina.query.float_batch import attrs_with_previews
 from despina.query.lineage import BATCH, in_chunks, marks
 from despina.store.schema import SERIES_TYPES
 from despina.store.sysattrs import SYS_COLUMNS
@@ -136,7 +137,7 @@ def attribute_values(
             pending.append((int(row[0]), row))  # type: ignore[call-overload]
             if type_ == "float_series":
                 float_ids.append(int(row[12]))  # type: ignore[call-overload]
-        previews = _attrs_with_previews(conn, float_ids)
+        previews = attrs_with_previews(conn, float_ids)
         for run_pk, row in pending:
             out.setdefault(run_pk, []).append(
                 AttrValue(
@@ -155,19 +156,6 @@ def attribute_values(
                 )
             )
     return out
-
-
-def _attrs_with_previews(conn: sqlite3.Connection, attr_ids: list[int]) -> set[int]:
-    found: set[int] = set()
-    for part in in_chunks(attr_ids):
-        found.update(
-            int(row[0])
-            for row in conn.execute(
-                f"SELECT DISTINCT attr_id FROM previews WHERE attr_id IN ({marks(len(part))})",
-                part,
-            )
-        )
-    return found
 
 
 def definitions(
