@@ -426,6 +426,30 @@ def test_bucket_bodies(client: Any, body: bytes) -> None:
     )
 
 
+def test_one_bucket_over_a_range_is_a_clear_400(client: Any) -> None:
+    """The bucket layout needs two edges: ``maxBuckets=1`` over a range once divided by zero."""
+    test_client, headers = client
+
+    def buckets(n: int) -> Any:
+        request = ProtoGetTimeseriesBucketsRequest()
+        request.expressions.append(
+            ProtoCustomExpression(
+                requestId="0", runId=f"CUSTOM/{PROJECT}/seed", customYFormula="${m}"
+            )
+        )
+        request.view.CopyFrom(ProtoView(maxBuckets=n, to=40.0))
+        setattr(request.view, "from", 1.0)
+        return test_client.post(
+            "/api/leaderboard/v1/proto/attributes/timeseries/buckets",
+            content=request.SerializeToString(),
+            headers=headers,
+        )
+
+    refused = buckets(1)
+    assert refused.status_code == 400 and "maxBuckets" in refused.json()["message"]
+    assert buckets(2).status_code == 200
+
+
 def test_fuzzing_reached_both_outcomes() -> None:
     """The generators produce accepted requests as well as refused ones."""
     if not STATUSES:

@@ -652,8 +652,11 @@ class RetrievalService:
             )
         view = request.view
         n = int(view.maxBuckets)
-        if not 1 <= n <= MAX_BUCKETS:
-            raise bad_request(f"view.maxBuckets must be in 1..{MAX_BUCKETS}, got {n}")
+        if not 2 <= n <= MAX_BUCKETS:  # the layout needs two edges; clients send limit + 1
+            raise bad_request(
+                f"view.maxBuckets must be in 2..{MAX_BUCKETS} (a chart of limit points asks "
+                f"for limit + 1), got {n}"
+            )
         axis = view.xAxis.WhichOneof("value") if view.HasField("xAxis") else None
         if axis not in (None, "steps"):
             raise bad_request(f"only the 'steps' x axis is supported, got {axis!r}")
