@@ -5,8 +5,10 @@ from __future__ import annotations
 import sqlite3
 
 from despina.config import parse_project
-from despina.store.schema import CHUNK_BITS
+from despina.store.schema import CHUNK_BITS, SERIES_TYPES
 from despina.store.series import (
+    FLOAT_AGGREGATES_UPDATE,
+    POINT_AGGREGATES_UPDATE,
     float_aggregates,
     lineage,
     read_float_lineage,
@@ -15,6 +17,8 @@ from despina.store.series import (
 from despina.store.sqlite import Store
 
 __all__ = ["delete_project", "delete_runs"]
+
+_SERIES_SQL = ", ".join(f"'{name}'" for name in sorted(SERIES_TYPES))
 
 
 def delete_runs(conn: sqlite3.Connection, run_pks: list[int]) -> int:
@@ -68,25 +72,17 @@ def _refresh_lineage(conn: sqlite3.Connection, run_pk: int) -> None:
         (len(links) - 1, run_pk),
     )
     rows = conn.execute(
-        "SELECT id, path, type FROM attributes WHERE run_id = ? AND type IN "
-        "('float_series', 'string_series', 'histogram_series', 'file_series')",
+        f"SELECT id, path, type FROM attributes WHERE run_id = ? AND type IN ({_SERIES_SQL})",
         (run_pk,),
     ).fetchall()
     for attr_id, path, type_ in rows:
         if type_ == "float_series":
             aggregates = float_aggregates(read_float_lineage(conn, links, path))
-            conn.execute(
-                "UPDATE attributes SET num = ?, count = ?, last_step = ?, last_ts = ?, fmin = ?, "
-                "fmax = ?, fsum = ?, fsumsq = ?, fcount = ? WHERE id = ?",
-                (*aggregates, attr_id),
-            )
+            conn.execute(FLOAT_AGGREGATES_UPDATE, (*aggregates, attr_id))
             continue
         found = read_points_lineage(conn, links, path, type_)
         last_step, last_ts, text = found[-1] if found else (None, None, None)
-        conn.execute(
-            "UPDATE attributes SET text = ?, count = ?, last_step = ?, last_ts = ? WHERE id = ?",
-            (text, len(found), last_step, last_ts, attr_id),
-        )
+        conn.execute(POINT_AGGREGATES_UPDATE, (text, len(found), last_step, last_ts, attr_id))
 
 
 def delete_project(store: Store, name: str) -> bool:

@@ -37,6 +37,7 @@ from despina.store.batch import WARNING, Assign, IngestIssue, MetricColumn
 from despina.store.codec import _ARITH, encode_floats, encode_ints
 from despina.store.runs import RunSpec, _check_spec, _inherit
 from despina.store.schema import CHUNK_BITS
+from despina.store.series import FLOAT_AGGREGATES_UPDATE, POINT_AGGREGATES_UPDATE
 from despina.store.sqlite import Store
 from despina.store.sysattrs import SYS_STRING_SETS
 from despina.store.writer import CHUNK_POINTS, MAX_STEP_MICRO
@@ -710,11 +711,7 @@ def _write_floats(
                 attr_ids[i],
             )
         )
-    conn.executemany(
-        "UPDATE attributes SET num = ?, count = ?, last_step = ?, last_ts = ?, fmin = ?, "
-        "fmax = ?, fsum = ?, fsumsq = ?, fcount = ? WHERE id = ?",
-        updates,
-    )
+    conn.executemany(FLOAT_AGGREGATES_UPDATE, updates)
     return block.points * 24
 
 
@@ -757,7 +754,7 @@ def _write_series(
         )
         (count,) = conn.execute("SELECT count FROM attributes WHERE id = ?", (attr_id,)).fetchone()
         conn.execute(
-            "UPDATE attributes SET text = ?, count = ?, last_step = ?, last_ts = ? WHERE id = ?",
+            POINT_AGGREGATES_UPDATE,
             (
                 item.values[-1],
                 (count or 0) + len(item.values),

@@ -18,6 +18,8 @@ from despina.store.codec import decode_floats, decode_ints
 from despina.store.schema import CHUNK_BITS
 
 __all__ = [
+    "FLOAT_AGGREGATES_UPDATE",
+    "POINT_AGGREGATES_UPDATE",
     "FloatPoints",
     "LineageLink",
     "chunk_rowid_range",
@@ -223,6 +225,18 @@ def read_points_lineage(
             )
         )
     return out
+
+
+FLOAT_AGGREGATES_UPDATE = (
+    "UPDATE attributes SET num = ?, count = ?, last_step = ?, last_ts = ?, fmin = ?, fmax = ?, "
+    "fsum = ?, fsumsq = ?, fcount = ? WHERE id = ?"
+)
+"""Stores a float series' aggregates: the values of :func:`float_aggregates`, then the row id."""
+
+POINT_AGGREGATES_UPDATE = (
+    "UPDATE attributes SET text = ?, count = ?, last_step = ?, last_ts = ? WHERE id = ?"
+)
+"""Stores a string, histogram or file series' last value, count, last step and timestamp."""
 
 
 def float_aggregates(points: FloatPoints) -> tuple[object, ...]:

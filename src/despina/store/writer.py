@@ -38,7 +38,12 @@ from despina.store.batch import (
 )
 from despina.store.codec import encode_floats, encode_ints
 from despina.store.schema import CHUNK_BITS, SERIES_TYPES
-from despina.store.series import FloatPoints, read_float_points
+from despina.store.series import (
+    FLOAT_AGGREGATES_UPDATE,
+    POINT_AGGREGATES_UPDATE,
+    FloatPoints,
+    read_float_points,
+)
 from despina.store.sqlite import Store
 
 __all__ = ["CHUNK_POINTS", "MAX_STEP_MICRO", "RunWriter"]
@@ -522,11 +527,7 @@ class RunWriter:
                 "vmin, vmax, steps, vals, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 chunk_rows,
             )
-            conn.executemany(
-                "UPDATE attributes SET num = ?, count = ?, last_step = ?, last_ts = ?, fmin = ?, "
-                "fmax = ?, fsum = ?, fsumsq = ?, fcount = ? WHERE id = ?",
-                agg_rows,
-            )
+            conn.executemany(FLOAT_AGGREGATES_UPDATE, agg_rows)
         return stored * 24
 
     def _in_order(self, state: _FloatSeries, steps: Int64s, stamps: Int64s, memo: _Memo) -> bool:
@@ -847,7 +848,7 @@ class RunWriter:
             size += 16 + len(point.value)
         conn.executemany("INSERT INTO points (attr_id, step, ts, value) VALUES (?, ?, ?, ?)", rows)
         conn.executemany(
-            "UPDATE attributes SET text = ?, count = ?, last_step = ?, last_ts = ? WHERE id = ?",
+            POINT_AGGREGATES_UPDATE,
             [(last, s.count, s.last_step, s.last_ts, s.attr_id) for s, last in touched.values()],
         )
         return size
