@@ -187,6 +187,11 @@ def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "error.html", status=status, status_code=status, message=message)
 
 
+def _script_json(data: Any) -> str:
+    """JSON to embed in an inline ``<script>``: ``</`` is escaped so no value can close it."""
+    return json.dumps(data).replace("</", "<\\/")
+
+
 def _json_response(data: Any) -> JSONResponse:
     return JSONResponse(data)
 
@@ -471,7 +476,7 @@ async def charts_page(request: Request) -> Response:
         "charts.html",
         project=project,
         data=data,
-        config=json.dumps(config).replace("</", "<\\/"),
+        config=_script_json(config),
     )
 
 
@@ -533,7 +538,7 @@ async def run_page(request: Request) -> Response:
         "run.html",
         project=project,
         data=data,
-        payload=json.dumps(payload).replace("</", "<\\/"),
+        payload=_script_json(payload),
     )
 
 
