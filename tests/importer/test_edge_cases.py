@@ -235,3 +235,35 @@ def test_unusable_run_ids_fall_back_to_the_short_id(tmp_path: Path, bad: str) ->
     write_run(tmp_path / "data", P, "SHORT-3", [export_table(P, "SHORT-3", rows)])
     report, _ = run_import(tmp_path)
     assert [r.run_id for r in report.runs] == ["SHORT-3"]
+
+
+def test_symlinks_in_file_sets_are_refused(tmp_path: Path) -> None:
+    """A file set (or artifact directory) holding a symlink does not read through it: the link
+    is reported by name and the rest of the set is imported."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"outside the export")
+    root = tmp_path / "files" / sanitize(P)
+    (root / "set").mkdir(parents=True)
+    (root / "set" / "a.txt").write_bytes(b"inside")
+    (root / "set" / "leak.txt").symlink_to(secret)
+    (root / "set" / "passwd").symlink_to("/etc/passwd")
+    (root / "art").mkdir()
+    (root / "art" / "files_list.json").symlink_to(secret)
+    rows = [
+        *header("r"),
+        row("code", "file_set", "set"),
+        row("data", "artifact", "art"),
+        row("n", "int", 1),
+    ]
+    write_run(tmp_path / "data", P, "r", [export_table(P, "r", rows)])
+    report, store = run_import(tmp_path)
+    run = next(r for r in report.runs if r.run_id == "r")
+    refused = [i for i in run.issues if i.code == "FILE_SYMLINK"]
+    messages = " ".join(i.message for i in refused)
+    assert str(root / "set" / "leak.txt") in messages
+    assert str(root / "set" / "passwd") in messages
+    assert str(root / "art" / "files_list.json") in messages
+    paths = {p for (p,) in store.connection().execute("SELECT path FROM attributes")}
+    assert {"code", "n"} <= paths and "data" not in paths
+    stored = [p.read_bytes() for p in (tmp_path / "home" / "blobs").rglob("*") if p.is_file()]
+    assert stored == [b"inside"]

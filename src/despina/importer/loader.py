@@ -460,6 +460,20 @@ def _resolve(state: _Run, path: str, relative: str | None) -> Path | None:
     return candidate
 
 
+def _is_link(state: _Run, path: str, entry: Path) -> bool:
+    """Whether ``entry`` (a member of an exported directory) is a symbolic link, reported:
+    the import never reads through a link, which could point anywhere outside the export."""
+    if not entry.is_symlink():
+        return False
+    state.report.add(
+        "FILE_SYMLINK",
+        f"{str(entry)!r} is a symbolic link; files are never read through links "
+        "(it could point outside the export); skipped",
+        path,
+    )
+    return True
+
+
 def _store_file(
     state: _Run, path: str, source: Path, step: int | None, mime: str | None = None
 ) -> dict[str, Any] | None:
@@ -534,6 +548,8 @@ def _file_values(state: _Run) -> list[Assign]:
         if type_ == "artifact":
             if source.is_dir():
                 source = source / "files_list.json"
+                if _is_link(state, path, source):
+                    continue
             ref = _store_file(state, path, source, None, "application/json")
             if ref is not None:
                 out.append(Assign(path, "file", ref))
@@ -543,7 +559,8 @@ def _file_values(state: _Run) -> list[Assign]:
             if ref is not None:
                 out.append(Assign(path, "file", ref))
             continue
-        members = sorted(p for p in source.iterdir() if p.is_file())
+        entries = sorted(source.iterdir())
+        members = [p for p in entries if not _is_link(state, f"{path}/{p.name}", p) and p.is_file()]
         if type_ == "file" or not members:
             state.report.add(
                 "FILE_IS_DIRECTORY" if members else "FILE_SET_EMPTY",
