@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,63 @@ def test_not_a_queue(tmp_path: Path) -> None:
     bad.write_bytes(b"not a database at all")
     result = CliRunner().invoke(cli, ["sync", str(bad)])
     assert result.exit_code == 1 and "is not a run operations queue" in result.output
+
+
+def add_upload(queue: Path, source: Path, destination: str, temporary: bool) -> None:
+    conn = sqlite3.connect(queue)
+    with conn:
+        conn.execute(
+            "INSERT INTO file_upload_requests"
+            " (source_path, destination, mime_type, size_bytes, is_temporary)"
+            " VALUES (?, ?, 'text/plain', 6, ?)",
+            (str(source), destination, int(temporary)),
+        )
+    conn.close()
+
+
+def stored_blobs(home: Path) -> list[bytes]:
+    return [p.read_bytes() for p in (home / "blobs").rglob("*") if p.is_file()]
+
+
+def test_files_outside_the_queue_directory_are_refused(home: Path, tmp_path: Path) -> None:
+    """A queue naming a file outside its own directory (directly or through a link) cannot
+    copy it into the store, nor delete it as temporary; the path is named in a warning."""
+    queues = tmp_path / "queues"
+    offline_run(queues, "outside")
+    (queue,) = find_queues(queues)
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"secret")
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"victim")
+    link = queue.parent / "link.bin"
+    link.symlink_to(secret)
+    add_upload(queue, secret, "k/secret", temporary=False)
+    add_upload(queue, victim, "k/victim", temporary=True)
+    add_upload(queue, link, "k/link", temporary=True)
+    result = CliRunner().invoke(cli, ["sync", str(queue)])
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    for path in (secret, victim, link):
+        assert f"file '{path}' is outside the queue's directory" in output
+    assert victim.read_bytes() == b"victim" and secret.read_bytes() == b"secret"
+    assert link.is_symlink()
+    blobs = stored_blobs(home)
+    assert b"0123456789" in blobs  # the queue's own temporary copy
+    assert b"secret" not in blobs and b"victim" not in blobs
+    assert queue.exists()  # the refused requests stay queued
+
+
+def test_files_from_allows_a_directory(home: Path, tmp_path: Path) -> None:
+    queues = tmp_path / "queues"
+    offline_run(queues, "allowed")
+    (queue,) = find_queues(queues)
+    data = tmp_path / "data"
+    data.mkdir()
+    model = data / "model.txt"
+    model.write_bytes(b"model!")
+    add_upload(queue, model, "k/model", temporary=True)
+    store = Store.open(home)
+    result = sync_queue(store, queue, files_from=[data])
+    assert result.refused_files == [] and result.deleted
+    assert b"model!" in stored_blobs(home)
+    assert model.exists()  # temporary, but outside the queue's directory: never deleted

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,8 @@ class SyncResult:
     files: int = 0
     issues: list[IngestIssue] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
+    refused_files: list[str] = field(default_factory=list)
+    """Source paths outside the queue's directory (and ``files_from``): not read, kept queued."""
     deleted: bool = False
 
 
@@ -68,9 +70,18 @@ def _operations(conn: sqlite3.Connection) -> Iterator[tuple[int, int, bytes]]:
 
 
 def sync_queue(
-    store: Store, queue: Path, progress: Callable[[int], None] | None = None
+    store: Store,
+    queue: Path,
+    progress: Callable[[int], None] | None = None,
+    files_from: Sequence[Path] = (),
 ) -> SyncResult:
     """Apply one queue to the store and remove what was applied.
+
+    Files are read only from the queue's own directory (where neptune-scale keeps its copies of
+    ``bytes`` payloads) and from the directories of ``files_from``; any other ``source_path`` a
+    queue names is refused (listed in ``refused_files``, left in the queue), so that a queue
+    from elsewhere cannot copy the syncing user's files into the store. Files the queue marks
+    temporary are deleted only inside the queue's directory.
 
     Raises:
         ConfigError: the file is not a queue database this version understands.
@@ -128,7 +139,9 @@ def sync_queue(
         flush()
         result.operations = len(applied)
         if writer is not None:
-            result.files, result.missing_files = _copy_files(store, conn, writer)
+            result.files, result.missing_files, result.refused_files = _copy_files(
+                store, conn, writer, queue.parent, files_from
+            )
         conn.executemany(
             "DELETE FROM run_operations WHERE sequence_id = ?", [(s,) for s in applied]
         )
@@ -143,29 +156,43 @@ def sync_queue(
     return result
 
 
-def _copy_files(store: Store, conn: sqlite3.Connection, writer: RunWriter) -> tuple[int, list[str]]:
-    """Store the files the queue still holds and register their storage keys."""
+def _copy_files(
+    store: Store,
+    conn: sqlite3.Connection,
+    writer: RunWriter,
+    queue_dir: Path,
+    files_from: Sequence[Path],
+) -> tuple[int, list[str], list[str]]:
+    """Store the files the queue still holds and register their storage keys; the counts of
+    copied files, and the missing and refused source paths."""
     copied = 0
     missing: list[str] = []
+    refused: list[str] = []
     done: list[int] = []
     batch = Batch()
+    own = queue_dir.resolve()
+    allowed = [own, *(d.resolve() for d in files_from)]
     for request_id, source, destination, mime, temporary in conn.execute(
         "SELECT id, source_path, destination, mime_type, is_temporary FROM file_upload_requests"
     ).fetchall():
-        path = Path(source)
+        # resolved first: a link inside the queue's directory may point anywhere
+        path = (own / str(source)).resolve()
+        if not any(path.is_relative_to(d) for d in allowed):
+            refused.append(str(source))
+            continue
         if not path.is_file():
-            missing.append(source)
+            missing.append(str(source))
             continue
         sha, size = put_blob(store.blobs_dir, path)
         batch.blobs.append((destination, sha, size, mime))
         done.append(request_id)
         copied += 1
-        if temporary:
+        if temporary and path.is_relative_to(own):
             path.unlink(missing_ok=True)
     if batch.blobs:
         writer.apply(batch)
         conn.executemany("DELETE FROM file_upload_requests WHERE id = ?", [(i,) for i in done])
-    return copied, missing
+    return copied, missing, refused
 
 
 def _owner() -> str:

@@ -17,11 +17,20 @@ __all__ = ["sync"]
 @click.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--home", type=click.Path(file_okay=False), help="Store directory (DESPINA_HOME).")
-def sync(path: Path, home: str | None) -> None:
+@click.option(
+    "--files-from",
+    "files_from",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Also copy files a queue names under this directory (repeatable); by default only "
+    "files inside the queue's own directory are read.",
+)
+def sync(path: Path, home: str | None, files_from: tuple[Path, ...]) -> None:
     """Load run_operations.sqlite3 queues (a file, or every one under a directory).
 
     neptune-scale's offline mode and interrupted runs leave such queues behind; each is applied
-    to the store and deleted once nothing is left in it.
+    to the store and deleted once nothing is left in it. Files are read only from the queue's
+    own directory and from --files-from directories; other paths a queue names are refused.
     """
     console = Console()
     try:
@@ -29,9 +38,9 @@ def sync(path: Path, home: str | None) -> None:
         store = Store.open(home)
         failed = 0
         for queue in queues:
-            result = sync_queue(store, queue)
+            result = sync_queue(store, queue, files_from=files_from)
             errors = [i for i in result.issues if i.severity == "error"]
-            failed += bool(errors or result.missing_files)
+            failed += bool(errors or result.missing_files or result.refused_files)
             state = "queue removed" if result.deleted else "queue kept"
             console.print(
                 f"{result.project} / {result.run_id}: {result.operations} operations, "
@@ -41,6 +50,14 @@ def sync(path: Path, home: str | None) -> None:
                 console.print(f"  {issue.severity}: {issue.code}: {issue.message}", markup=False)
             for missing in result.missing_files:
                 console.print(f"  file {missing!r} is gone; it was not stored", markup=False)
+            for refused in result.refused_files:
+                console.print(
+                    f"  warning: file {refused!r} is outside the queue's directory "
+                    f"{str(queue.parent)!r}; it was not read and stays queued (pass "
+                    "--files-from DIR to copy files from DIR)",
+                    markup=False,
+                    soft_wrap=True,  # paths are not split across lines
+                )
     except (DespinaError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if failed:
