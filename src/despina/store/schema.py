@@ -233,7 +233,31 @@ WHEN OLD.type = 'string_set' BEGIN
 END;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
+# Upload bookkeeping of the server's storage bridge (store/blobs.py): each signed write URL is
+# good for one upload, and a multipart upload is tied to the project and storage key it was
+# offered for.
+_V6 = """
+CREATE TABLE blob_url_uses (
+    signature TEXT PRIMARY KEY,           -- of a signed write URL
+    expires_ms INTEGER NOT NULL,          -- when the URL expires (then the row can go)
+    state TEXT NOT NULL                   -- 'active' (an upload in progress) or 'done'
+) WITHOUT ROWID;
+CREATE INDEX blob_url_uses_by_expiry ON blob_url_uses (expires_ms);
+
+CREATE TABLE blob_uploads (
+    upload_id TEXT PRIMARY KEY,           -- 32 hex characters, chosen by the server
+    project_id INTEGER NOT NULL,
+    path TEXT NOT NULL,                   -- the storage key the upload was offered for
+    size INTEGER NOT NULL,                -- the declared size of the whole file
+    part_size INTEGER NOT NULL,
+    key_id TEXT NOT NULL,                 -- the API key that asked for it
+    created_ms INTEGER NOT NULL,
+    completed_sha256 TEXT                 -- NULL until the parts are joined
+) WITHOUT ROWID;
+CREATE INDEX blob_uploads_by_time ON blob_uploads (created_ms);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
