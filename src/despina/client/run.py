@@ -49,7 +49,7 @@ from despina.client.values import (
     typed_config,
 )
 from despina.config import resolve_project
-from despina.errors import ConfigError
+from despina.errors import ConfigError, StoreError
 from despina.exceptions import (
     CODE_TO_EXCEPTION,
     NeptuneProjectNotProvided,
@@ -518,7 +518,11 @@ class Run:
         except KeyboardInterrupt:
             return False
         if done and self._store is not None:
-            self._store.sync_to_disk()
+            try:
+                self._store.sync()  # a durable write: what was stored survives a power loss
+            except StoreError as exc:
+                self._flush_failed(exc)
+                done = False
         if not done and verbose:
             logger.warning("despina: not everything logged was stored within %s s", timeout)
         return done
@@ -549,7 +553,7 @@ class Run:
         try:
             self._writer.finish(failed=self._failed)
             assert self._store is not None
-            self._store.sync_to_disk()
+            self._store.sync()
             # the last connection to a database folds the WAL back into it and removes it
             self._store.close()
         except Exception as exc:

@@ -2,8 +2,15 @@
 
 Several processes may log and read at once. Writers take short ``BEGIN IMMEDIATE`` transactions
 and wait on each other through ``busy_timeout``; readers never block writers (WAL). Each thread
-gets its own connection. Committed transactions survive a killed process
-(``synchronous=NORMAL``); :meth:`Store.sync_to_disk` also forces them through the OS cache.
+gets its own connection.
+
+Durability has two levels. Every committed transaction survives a killed process
+(``synchronous=NORMAL``: the WAL is in the OS cache). A *durable* write (``write(durable=True)``,
+or :meth:`Store.sync` for everything committed so far) also survives a power loss: its commit
+runs under ``synchronous=FULL`` on the writer's own connection, so SQLite fsyncs the WAL before
+the commit becomes visible. The files are only ever touched through SQLite's descriptors: a
+second descriptor of the database closed by this process would release every POSIX lock the
+process holds on it, and another process could then delete the WAL under a live writer.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 BUSY_TIMEOUT_MS = 60_000
 PAGE_SIZE = 8192
 SOFT_HEAP_LIMIT = 1 << 30
+# a store is private to the user who created it; the WAL and SHM files take the database's mode
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 
 class Store:
@@ -37,26 +47,43 @@ class Store:
     migrates. The object is safe to share between threads (one connection per thread).
     """
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.home = home
         self.db_path = home / DB_FILE
         self.blobs_dir = home / "blobs"
+        self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, home: str | os.PathLike[str] | None = None) -> Store:
+    def open(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> Store:
         """Open (creating and migrating when needed) the store at ``home`` (see ``resolve_home``).
+
+        ``busy_timeout_ms`` is how long a statement waits for another connection's lock before
+        failing with :class:`StoreBusy`.
+
+        A new store is private to its user, whatever the umask: the directories despina creates
+        (the home and ``blobs``) get mode 0700 and a new database file 0600 (SQLite gives its WAL
+        and SHM files the database's mode). What already exists keeps its mode: a directory the
+        user chose (say, group-readable on purpose) and a database created earlier are not
+        changed; parents of the home are created like ``mkdir -p``.
 
         Raises:
             StoreError: the directory cannot be created or the database cannot be opened.
             SchemaTooNew: the database was written by a newer despina.
         """
-        store = cls(resolve_home(home))
+        store = cls(resolve_home(home), busy_timeout_ms=busy_timeout_ms)
         try:
-            store.home.mkdir(parents=True, exist_ok=True)
-            store.blobs_dir.mkdir(exist_ok=True)
+            store.home.parent.mkdir(parents=True, exist_ok=True)
+            _private_dir(store.home)
+            _private_dir(store.blobs_dir)
+            _private_file(store.db_path)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the store directory {str(store.home)!r}: {exc.strerror}; "
@@ -80,9 +107,12 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.db_path, isolation_level=None, check_same_thread=False, timeout=60
+                self.db_path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout_ms / 1000,
             )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             # page size and incremental vacuum only take effect on a new file; the latter lets
             # deleting runs give their space back to the file system
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
@@ -118,31 +148,52 @@ class Store:
     # -- transactions ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on error.
+
+        A ``durable`` write is on stable storage when the block exits, and so is everything
+        committed before it (by any connection or process: the WAL is synced as a whole).
+        Without it a commit survives a killed process but not a power loss. Acknowledge to
+        someone else only what a durable write (or :meth:`sync`) covers.
 
         Raises:
             StoreError: the database stayed locked past the busy timeout or failed to write.
         """
         conn = self.connection()
+        if durable:
+            # the safety level is per connection and cannot change inside a transaction
+            self._set_synchronous(conn, "FULL")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            error = StoreBusy if _is_busy(exc) else StoreError
-            raise error(f"cannot start a write to {str(self.db_path)!r}: {exc}") from exc
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                error = StoreBusy if _is_busy(exc) else StoreError
+                raise error(f"cannot start a write to {str(self.db_path)!r}: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                error = StoreBusy if _is_busy(exc) else StoreError
+                raise error(f"cannot commit to {str(self.db_path)!r}: {exc}") from exc
+        finally:
+            if durable:
+                with contextlib.suppress(StoreError):
+                    self._set_synchronous(conn, "NORMAL")
+
+    def _set_synchronous(self, conn: sqlite3.Connection, level: str) -> None:
         try:
-            yield conn
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
+            conn.execute(f"PRAGMA synchronous = {level}")
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            error = StoreBusy if _is_busy(exc) else StoreError
-            raise error(f"cannot commit to {str(self.db_path)!r}: {exc}") from exc
+            raise StoreError(
+                f"cannot set synchronous={level} on {str(self.db_path)!r}: {exc}"
+            ) from exc
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -155,15 +206,21 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("COMMIT")
 
-    def sync_to_disk(self) -> None:
-        """Force committed data through the OS cache (fsync of the database and its WAL)."""
-        for path in (self.db_path, self.db_path.with_name(DB_FILE + "-wal")):
-            with contextlib.suppress(FileNotFoundError):
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+    def sync(self) -> None:
+        """Put everything committed so far on stable storage (a durable write of its own).
+
+        Commits that wrote nothing are never synced by SQLite, so this one changes a page: it
+        bumps the database header's ``user_version`` (unused by despina otherwise) under
+        ``synchronous=FULL``. That fsyncs the WAL, which holds every earlier commit not yet
+        checkpointed (a checkpoint that empties the WAL syncs the database first). Costs one
+        page write and one fsync; no checkpoint.
+
+        Raises:
+            StoreError: the database stayed locked past the busy timeout or failed to write.
+        """
+        with self.write(durable=True) as conn:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            conn.execute(f"PRAGMA user_version = {(int(version) + 1) & 0x7FFFFFFF}")
 
     def checkpoint(self) -> bool:
         """Fold the write-ahead log into the database and truncate it.
@@ -283,6 +340,64 @@ class Store:
         """Names of every project in the store, sorted."""
         rows = self.connection().execute("SELECT workspace, name FROM projects")
         return sorted(f"{w}/{n}" for w, n in rows)
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` with mode 0700 (exactly, whatever the umask); leave an existing one."""
+    try:
+        path.mkdir(mode=DIR_MODE)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+        return
+    os.chmod(path, DIR_MODE)  # mkdir's mode is masked by the umask
+
+
+def _private_file(path: Path) -> None:
+    """Create an empty database file with mode 0600 if there is none; leave an existing one.
+
+    The file appears under its name already private and closed: it is created under a temporary
+    name and hard-linked into place, because closing a descriptor of the database itself would
+    drop the POSIX locks SQLite connections of this process may already hold on it.
+    """
+    if path.exists():
+        return
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
+    _create_private(temp)
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass  # another process or thread created it first: theirs stands
+    except OSError:
+        # no hard links on this file system: create it in place (closing that descriptor could
+        # only drop locks of a connection that opened the file within these microseconds)
+        with contextlib.suppress(FileExistsError):
+            _create_private(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    _sync_dir(path.parent)
+
+
+def _create_private(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # the umask may have taken bits off
+    finally:
+        os.close(fd)
+
+
+def _sync_dir(path: Path) -> None:
+    """Make a new directory entry durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _split_sql(script: str) -> list[str]:

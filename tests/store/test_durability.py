@@ -1,0 +1,215 @@
+"""Durability goes through SQLite: no second descriptor, durable commits, private files.
+
+A descriptor of the database opened and closed next to SQLite's own releases every POSIX lock
+the process holds on the file, so another process may then delete the WAL under a live writer.
+These tests run the other process for real.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import despina
+from despina.store import Store
+from despina.store.sqlite import DB_FILE
+
+# a plain sqlite3 reader, as any tool (or `despina serve` stopping) would open the store
+READ_AND_CLOSE = textwrap.dedent(
+    """
+    import sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1])
+    conn.execute("SELECT count(*) FROM runs").fetchall()
+    conn.close()
+    """
+)
+
+
+def _read_and_close(db_path: Path) -> None:
+    subprocess.run([sys.executable, "-c", READ_AND_CLOSE, str(db_path)], check=True, timeout=60)
+
+
+COUNT_POINTS = textwrap.dedent(
+    """
+    import sqlite3, sys
+    from despina.store.series import lineage, read_float_lineage
+    conn = sqlite3.connect(sys.argv[1])
+    (pk,) = conn.execute("SELECT id FROM runs WHERE run_id = 'live'").fetchone()
+    print(len(read_float_lineage(conn, lineage(conn, pk), "loss").values))
+    conn.close()
+    """
+)
+
+HOLD_OPEN = textwrap.dedent(
+    """
+    import sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1])
+    conn.execute("SELECT count(*) FROM runs").fetchall()
+    print("open", flush=True)
+    sys.stdin.read()
+    conn.close()
+    """
+)
+
+
+def _count_points(home: Path) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", COUNT_POINTS, str(home / DB_FILE)],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout)
+
+
+def _hold_open(db_path: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def _deleted_wal_descriptors() -> list[str]:
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        return []
+    found = []
+    for entry in fd_dir.iterdir():
+        try:
+            target = os.readlink(entry)
+        except OSError:
+            continue
+        if target.endswith(f"{DB_FILE}-wal (deleted)"):
+            found.append(target)
+    return found
+
+
+def test_another_process_closing_the_store_after_wait_for_processing_loses_nothing(
+    home: Path,
+) -> None:
+    run = despina.Run(
+        project="ws/durable",
+        run_id="live",
+        enable_console_log_capture=False,
+        source_tracking_config=None,
+    )
+    for step in range(50):
+        run.log_metrics({"loss": float(step)}, step=step)
+    assert run.wait_for_processing()
+    _read_and_close(home / DB_FILE)  # deletes the WAL if this process lost its locks
+    for step in range(50, 100):
+        run.log_metrics({"loss": float(step)}, step=step)
+    assert run.wait_for_processing()
+    assert _deleted_wal_descriptors() == []
+    # what wait_for_processing reported stored is what any other process reads
+    assert _count_points(home) == 100
+    holder = _hold_open(home / DB_FILE)  # a server or reader that stays while the run closes
+    try:
+        for step in range(100, 150):
+            run.log_metrics({"loss": float(step)}, step=step)
+        run.close()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert _count_points(home) == 150
+    conn = sqlite3.connect(home / DB_FILE)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        conn.close()
+
+
+def test_sync_writes_through_the_connection_and_keeps_the_wal(home: Path) -> None:
+    store = Store.open(home)
+    store.create_project("ws/p")
+    store.sync()
+    _read_and_close(store.db_path)
+    # this process still holds its locks: the other process could not remove the WAL
+    assert store.db_path.with_name(DB_FILE + "-wal").exists()
+    store.create_project("ws/q")
+    store.close()
+    assert Store.open(home).list_projects() == ["ws/p", "ws/q"]
+
+
+def test_durable_write_commits_under_synchronous_full_and_restores_normal(home: Path) -> None:
+    store = Store.open(home)
+    conn = store.connection()
+    seen: list[int] = []
+    with store.write(durable=True) as inside:
+        seen.append(inside.execute("PRAGMA synchronous").fetchone()[0])
+        inside.execute(
+            "INSERT INTO projects (workspace, name, project_key, uuid, description, "
+            "visibility, created_ms) VALUES ('ws', 'd', 'D', 'u', '', 'priv', 0)"
+        )
+    after = conn.execute("PRAGMA synchronous").fetchone()[0]
+    assert seen == [2]  # FULL
+    assert after == 1  # NORMAL again for the ordinary writes that follow
+    with pytest.raises(RuntimeError), store.write(durable=True):
+        raise RuntimeError("rolled back")
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert store.list_projects() == ["ws/d"]
+
+
+def test_busy_timeout_is_a_parameter_of_open(home: Path) -> None:
+    store = Store.open(home, busy_timeout_ms=1234)
+    assert store.connection().execute("PRAGMA busy_timeout").fetchone()[0] == 1234
+    assert Store.open(home).connection().execute("PRAGMA busy_timeout").fetchone()[0] == 60_000
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_new_store_is_private_to_its_user(tmp_path: Path, umask: int) -> None:
+    home = tmp_path / "parent" / "store"
+    old = os.umask(umask)
+    try:
+        store = Store.open(home)
+        store.create_project("ws/p")
+        wal = store.db_path.with_name(DB_FILE + "-wal")
+        shm = store.db_path.with_name(DB_FILE + "-shm")
+        assert wal.exists() and shm.exists()
+        assert _mode(home) == 0o700
+        assert _mode(store.blobs_dir) == 0o700
+        assert _mode(store.db_path) == 0o600
+        assert _mode(wal) == 0o600
+        assert _mode(shm) == 0o600
+        store.close()
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_directory_keeps_its_mode_but_the_new_database_is_private(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "shared"
+    home.mkdir()
+    home.chmod(0o750)  # chosen by the user (say, a group-readable project directory)
+    store = Store.open(home)
+    store.create_project("ws/p")
+    assert _mode(home) == 0o750
+    assert _mode(store.db_path) == 0o600
+    assert _mode(store.db_path.with_name(DB_FILE + "-wal")) == 0o600
+    store.close()
+
+
+def test_an_existing_database_keeps_its_mode(home: Path) -> None:
+    Store.open(home).close()
+    (home / DB_FILE).chmod(0o640)
+    Store.open(home).create_project("ws/p")
+    assert _mode(home / DB_FILE) == 0o640
