@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FloatBlock", "SnapshotSpans", "float_blocks", "snapshot_spans"]
+__all__ = [
+    "MAX_TEMPLATES",
+    "FloatBlock",
+    "SnapshotSpans",
+    "float_blocks",
+    "snapshot_spans",
+]
 
 MICRO = 1_000_000
 MAX_STEP_MICRO = 10**18
@@ -228,40 +234,87 @@ def _template(body: bytes, start: int, end: int) -> tuple[list[str], list[int]] 
     return keys, offsets
 
 
+MAX_TEMPLATES = 64
+"""Layouts tried per body. Each try compares the template with every pending snapshot of its
+length, so an unbounded number of layouts (every snapshot naming distinct metrics) would make
+the reader quadratic; past this many, the remaining snapshots go to the protobuf decoder,
+which is linear. Training loops use a handful of layouts per body."""
+
+_COMPARE_BYTES = 1 << 22
+"""Snapshot bytes compared per NumPy pass (bounds the index matrices to tens of MiB)."""
+
+
+def _rows_matching(
+    data: npt.NDArray[np.uint8],
+    starts: npt.NDArray[np.int64],
+    length: int,
+    fixed: npt.NDArray[np.bool_],
+    template: npt.NDArray[np.uint8],
+    value_cols: npt.NDArray[np.int64],
+    keys: int,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """Which snapshots at ``starts`` equal ``template`` outside the value bytes, and the
+    values of those that do (one row per match), compared a slice of rows at a time."""
+    step = max(1, _COMPARE_BYTES // max(length, 1))
+    same = np.empty(len(starts), dtype=np.bool_)
+    parts: list[npt.NDArray[np.float64]] = []
+    columns = np.arange(length, dtype=np.int64)
+    fixed_cols = columns[fixed]
+    for a in range(0, len(starts), step):
+        part = starts[a : a + step]
+        hit = (data[part[:, None] + fixed_cols] == template).all(axis=1)
+        same[a : a + step] = hit
+        if hit.any():
+            raw = np.ascontiguousarray(data[part[hit][:, None] + value_cols])
+            parts.append(raw.view("<f8").reshape(-1, keys).astype(np.float64, copy=False))
+    values = np.concatenate(parts) if parts else np.empty((0, keys), np.float64)
+    return same, values
+
+
 def float_blocks(
     body: bytes, spans: SnapshotSpans, indexes: npt.NDArray[np.int64]
 ) -> tuple[list[FloatBlock], list[int]]:
     """Read the fast snapshots ``indexes`` as blocks; returns the blocks and the indexes that
-    did not fit a template (to be decoded by protobuf)."""
+    did not fit a template (to be decoded by protobuf), in ascending order.
+
+    Linear in the body: at most :data:`MAX_TEMPLATES` layouts are tried, the most common
+    snapshot lengths first.
+    """
     data = np.frombuffer(body, dtype=np.uint8)
     lengths = spans.ends[indexes] - spans.append_start[indexes]
     blocks: list[FloatBlock] = []
-    leftover: list[int] = []
-    for length in np.unique(lengths).tolist():
+    leftover: list[npt.NDArray[np.int64]] = []
+    unique, sizes = np.unique(lengths, return_counts=True)
+    tries = 0
+    for length in unique[np.argsort(-sizes, kind="stable")].tolist():
         pending = indexes[lengths == length]
         while len(pending):
+            if tries >= MAX_TEMPLATES:
+                leftover.append(pending)
+                break
+            tries += 1
             first = int(pending[0])
             a_start = int(spans.append_start[first])
             found = _template(body, a_start, int(spans.ends[first]))
             if found is None:
-                leftover.append(first)
+                leftover.append(pending[:1])
                 pending = pending[1:]
                 continue
             keys, offsets = found
-            starts = spans.append_start[pending]
-            matrix = data[starts[:, None] + np.arange(length, dtype=np.int64)]
             value_cols = (np.asarray(offsets, np.int64)[:, None] + np.arange(8)).ravel()
             fixed = np.ones(length, dtype=np.bool_)
             fixed[value_cols] = False
-            template = matrix[0, fixed]
-            same = (matrix[:, fixed] == template).all(axis=1)
-            matched = np.flatnonzero(same)
-            values = (
-                np.ascontiguousarray(matrix[matched][:, value_cols])
-                .view("<f8")
-                .reshape(len(matched), len(keys))
-                .astype(np.float64, copy=False)
+            template = data[a_start : a_start + length][fixed]
+            same, values = _rows_matching(
+                data,
+                spans.append_start[pending],
+                length,
+                fixed,
+                template,
+                value_cols,
+                len(keys),
             )
-            blocks.append(FloatBlock(pending[matched].astype(np.int64), keys, values))
+            blocks.append(FloatBlock(pending[same].astype(np.int64), keys, values))
             pending = pending[~same]
-    return blocks, leftover
+    rest = np.sort(np.concatenate(leftover)) if leftover else np.empty(0, np.int64)
+    return blocks, rest.tolist()
