@@ -1,11 +1,14 @@
-"""Fixtures of the web UI tests: one demo home and one ``despina serve`` per test module."""
+"""Fixtures of the web UI tests: one demo home and one ``despina serve`` per test module, and
+headless Chromium for the browser tests."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from ui_helpers import ServerProcess, Tokens, log_small_demo, mint
+from ui_helpers import CHROMIUM_ARGS, ServerProcess, Tokens, chromium_path, log_small_demo, mint
 
 from despina.store.sqlite import Store
 
@@ -32,3 +35,26 @@ def tokens(server: ServerProcess) -> Tokens:
         other_project=mint(server.home, server.url, workspace="demo", project="other"),
         foreign=mint(server.home, server.url, workspace="elsewhere"),
     )
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("DESPINA_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"DESPINA_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium through Playwright: skips without it, or fails under
+    ``DESPINA_REQUIRE_BROWSER=1`` (set by CI)."""
+    executable = chromium_path()
+    if executable is None:
+        _unavailable("no Chromium found (install it: apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from ui_helpers import FORK_STEP, HISTOGRAM_RUN, STEPS, ServerProcess, Tokens, mint
+from ui_helpers import (
+    FORK_STEP,
+    HISTOGRAM_RUN,
+    STEPS,
+    ServerProcess,
+    Tokens,
+    csrf_field,
+    mint,
+    sign_in,
+)
 
 from despina.store.access import list_api_keys, revoke_api_key
 from despina.store.sqlite import Store
@@ -20,7 +29,7 @@ PARENT = "kittiwake-lr0.0003-s0"
 
 def session(server: ServerProcess, token: str) -> httpx.Client:
     client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
-    answer = client.post("/sign-in", data={"token": token, "next": "/projects"})
+    answer = sign_in(client, token, "/projects")
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == "/projects"
     return client
@@ -85,11 +94,11 @@ def test_bad_tokens_are_refused(server: ServerProcess) -> None:
             ("not a token", "not valid"),
             ("abcdef.secret", "unknown API key"),
         ]:
-            answer = browser.post("/sign-in", data={"token": token})
+            answer = sign_in(browser, token)
             assert answer.status_code == 401, token
             assert reason in answer.text
             assert "despina_session" not in answer.cookies
-        assert browser.post("/sign-in", data={"token": ""}).status_code == 400
+        assert sign_in(browser, "").status_code == 400
 
 
 def test_access_is_checked_per_project(server: ServerProcess, tokens: Tokens) -> None:
@@ -113,7 +122,11 @@ def test_access_is_checked_per_project(server: ServerProcess, tokens: Tokens) ->
     assert foreign.get(f"{PROJECT}/chart.json?run={FORK}&metric=x").status_code == 403
     # a second token adds its workspace to the same session
     both = session(server, tokens.foreign)
-    both.post("/sign-in", data={"token": tokens.other_project})
+    added = both.post(
+        "/sign-in",
+        data={"token": tokens.other_project, "csrf": csrf_field(both.get("/projects").text)},
+    )
+    assert added.status_code == 303
     names = sorted(p["name"] for p in both.get("/projects.json").json()["projects"])
     assert names == ["demo/other", "elsewhere/proj"]
 

@@ -8,13 +8,12 @@ Without Chromium (or the ``playwright`` package) these tests skip, saying why; w
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from ui_helpers import CHROMIUM_ARGS, HISTOGRAM_RUN, ServerProcess, Tokens, chromium_path
+from ui_helpers import HISTOGRAM_RUN, ServerProcess, Tokens, watch_errors
 
 pytestmark = pytest.mark.slow
 
@@ -23,36 +22,13 @@ PARENT = "kittiwake-lr0.0003-s0"
 QUERY = '`sys/tags`:stringSet CONTAINS "baseline" AND `parameters/lr`:float > 0.0005'
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("DESPINA_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"DESPINA_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = chromium_path()
-    if executable is None:
-        _unavailable("no Chromium found (install it: apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture(scope="module")
 def page(browser: Any, server: ServerProcess, tokens: Tokens) -> Iterator[Any]:
     """One signed-in tab (the sign-in itself is the first test)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(15_000)
     tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.errors = errors
+    errors = watch_errors(tab)
     # nothing but the server under test: no fonts, CDNs or anything else from outside
     tab.route(
         lambda url: not url.startswith(server.url),
@@ -197,4 +173,14 @@ def test_run_page(page: Any, server: ServerProcess) -> None:
     assert path is not None
     with open(path, "rb") as handle:
         assert handle.read() == b"learning rate 1e-3 looks best\n"
+    assert not page.errors
+
+
+def test_sign_out(page: Any, server: ServerProcess) -> None:
+    """The header's sign-out button posts its CSRF token; the session ends."""
+    page.goto(server.url + "/projects")
+    page.click("form.signout button[type=submit]")
+    page.wait_for_url(server.url + "/sign-in")
+    page.goto(server.url + "/projects")
+    assert "/sign-in" in page.url
     assert not page.errors

@@ -6,9 +6,13 @@ standard output (where the one-time sign-in link is printed) goes to a log file.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 import serving
 from despina.demo import DEMO_PROJECT, demo_plan, log_demo, log_demo_extras
@@ -22,9 +26,12 @@ __all__ = [
     "ServerProcess",
     "Tokens",
     "chromium_path",
+    "csrf_field",
     "log_small_demo",
     "mint",
+    "sign_in",
     "small_plan",
+    "watch_errors",
 ]
 
 STEPS = 400
@@ -105,3 +112,35 @@ def chromium_path() -> str | None:
         if Path(name).exists():
             return name
     return shutil.which("chromium")
+
+
+def csrf_field(html: str) -> str | None:
+    """The CSRF token in a page's forms (the hidden ``csrf`` input), if any."""
+    found = re.search(r'<input type="hidden" name="csrf" value="([^"]*)"', html)
+    return found.group(1) if found else None
+
+
+def sign_in(client: httpx.Client, token: str, target: str = "/projects") -> httpx.Response:
+    """Sign in as a browser does: load the sign-in form (its CSRF cookie and field), post it."""
+    form = client.get("/sign-in")
+    data = {"token": token, "next": target}
+    csrf = csrf_field(form.text)
+    if csrf is not None:
+        data["csrf"] = csrf
+    return client.post("/sign-in", data=data)
+
+
+def watch_errors(tab: Any) -> list[str]:
+    """Collect a Playwright tab's script errors and console errors (CSP violations among them)
+    into a list, also kept as ``tab.errors``; HTTP error statuses are left to the tests."""
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+
+    def console(message: Any) -> None:
+        # a 4xx page (an NQL error, an unknown project) logs its status: not an error here
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            errors.append(f"console {message.type}: {message.text}")
+
+    tab.on("console", console)
+    tab.errors = errors
+    return errors

@@ -257,7 +257,21 @@ CREATE TABLE blob_uploads (
 CREATE INDEX blob_uploads_by_time ON blob_uploads (created_ms);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
+# Web UI sessions (store/sessions.py), so that signing out ends a session server-side. The
+# browser's cookie holds a random id; only its hash is stored.
+_V7 = """
+CREATE TABLE ui_sessions (
+    session_sha256 TEXT PRIMARY KEY,      -- hex SHA-256 of the session id; the id is never stored
+    key_ids TEXT NOT NULL,                -- JSON list of the API key ids signed in with
+    username TEXT NOT NULL,               -- of the first key, for the record
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    revoked_ms INTEGER                    -- NULL: live until expires_ms; set at sign-out
+) WITHOUT ROWID;
+CREATE INDEX ui_sessions_by_expiry ON ui_sessions (expires_ms);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

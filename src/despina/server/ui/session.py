@@ -1,21 +1,24 @@
-"""Sign-in and sessions of the web UI.
+"""Sign-in, sessions and CSRF tokens of the web UI.
 
 People sign in with an API token (the one ``despina token create`` prints, or the one-time link
-the server prints when it starts on a home without any token). The session is a cookie holding
-the key ids signed with a key derived from the server secret (HMAC-SHA256); it never holds a
-secret. Every request re-reads the keys, so revoking a key (``despina token revoke``) ends the
+the server prints when it starts on a home without any token). A session is a row of the store
+(``despina.store.sessions``) named by a random id that only the browser's cookie holds (the
+store keeps its hash). Signing out revokes the row, so a copied cookie stops working; every
+request re-reads the session's keys, so revoking a key (``despina token revoke``) ends the
 sessions that use it at once. Signing in with a second token (another workspace) adds its key to
-the session; a page is readable when any of the session's keys reaches its project, exactly as
-the Neptune endpoints check a bearer token.
+the session under a new id; a page is readable when any of the session's keys reaches its
+project, exactly as the Neptune endpoints check a bearer token.
+
+Forms that change state (sign-in, sign-out) carry a CSRF token: an HMAC, under a key derived
+from the server secret, of a random value kept in a second cookie (``despina_csrf``). Another
+site can neither read the cookie nor compute the token, so it cannot sign a visitor in with
+its own token (login CSRF) nor sign them out.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 import time
@@ -25,18 +28,27 @@ from dataclasses import dataclass
 from despina.errors import AuthError
 from despina.server.auth import Principal, decode_api_token, derive_key
 from despina.store.access import ApiKey, find_api_key, sha256_hex
+from despina.store.sessions import create_session, find_session, revoke_session
 from despina.store.sqlite import Store
 
 __all__ = [
     "COOKIE",
+    "CSRF_COOKIE",
+    "CSRF_FIELD",
     "MAX_KEYS",
     "SESSION_SECONDS",
     "Sessions",
     "SignInCodes",
     "Viewer",
+    "new_csrf_binding",
+    "valid_csrf_binding",
 ]
 
 COOKIE = "despina_session"
+CSRF_COOKIE = "despina_csrf"
+"""The cookie holding the random value that form CSRF tokens are bound to."""
+CSRF_FIELD = "csrf"
+"""The form field carrying the CSRF token."""
 SESSION_SECONDS = 14 * 24 * 3600
 """How long a session lasts after sign-in."""
 MAX_KEYS = 16
@@ -77,47 +89,34 @@ class Viewer:
 
 
 class Sessions:
-    """Signs and checks session cookies, and checks API tokens at sign-in."""
+    """Starts, checks and ends sessions (stored), checks API tokens at sign-in, and makes and
+    checks CSRF tokens."""
 
     def __init__(self, store: Store, server_key: bytes) -> None:
         self.store = store
-        self._key = derive_key(server_key, "ui-session")
+        self._csrf_key = derive_key(server_key, "ui-csrf")
 
-    def _sign(self, payload: bytes) -> str:
-        return _b64(hmac.new(self._key, payload, hashlib.sha256).digest())
+    def start(self, key_ids: Sequence[str], replaces: str | None = None) -> str:
+        """A new session of ``key_ids``; returns its id (the cookie's value).
 
-    def encode(self, key_ids: Sequence[str], now: float | None = None) -> str:
-        """A cookie value for a session of ``key_ids`` starting now."""
-        issued = int(time.time() if now is None else now)
-        payload = json.dumps(
-            {"k": list(key_ids)[:MAX_KEYS], "iat": issued, "exp": issued + SESSION_SECONDS},
-            separators=(",", ":"),
-        ).encode()
-        return f"{_b64(payload)}.{self._sign(payload)}"
+        ``replaces`` (the browser's current session id, if any) is revoked: the id changes
+        whenever the session's reach does.
+        """
+        keys = list(dict.fromkeys(key_ids))[:MAX_KEYS]
+        first = find_api_key(self.store, keys[0]) if keys else None
+        username = first.username if first is not None else ""
+        return create_session(
+            self.store, keys, username, SESSION_SECONDS, replaces=replaces or None
+        )
 
     def key_ids(self, cookie: str | None) -> list[str]:
-        """The key ids of a cookie value; empty when absent, forged or expired."""
-        if not cookie or "." not in cookie or len(cookie) > 4096:
+        """The key ids of a live session; empty when absent, unknown, revoked or expired."""
+        if not cookie:
             return []
-        body, _, signature = cookie.partition(".")
-        try:
-            payload = _unb64(body)
-        except (binascii.Error, ValueError):
+        found = find_session(self.store, cookie)
+        if found is None or not found.is_live():
             return []
-        if not hmac.compare_digest(self._sign(payload), signature):
-            return []
-        try:
-            data = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return []
-        if not isinstance(data, dict) or not isinstance(data.get("exp"), int):
-            return []
-        if data["exp"] < time.time():
-            return []
-        keys = data.get("k")
-        if not isinstance(keys, list):
-            return []
-        return [k for k in keys if isinstance(k, str)][:MAX_KEYS]
+        return list(found.key_ids[:MAX_KEYS])
 
     def viewer(self, cookie: str | None) -> Viewer | None:
         """The viewer of a cookie: its keys that are still valid; ``None`` without any."""
@@ -127,6 +126,20 @@ class Sessions:
             if key is not None and key.is_valid():
                 principals.append(Principal(key))
         return Viewer(tuple(principals)) if principals else None
+
+    def end(self, cookie: str | None) -> bool:
+        """Sign out: revoke the session (server-side); False when it was not live."""
+        return bool(cookie) and revoke_session(self.store, cookie or "")
+
+    def csrf_token(self, binding: str) -> str:
+        """The CSRF token of forms shown to the browser whose CSRF cookie is ``binding``."""
+        return hmac.new(self._csrf_key, binding.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, binding: str | None, token: str | None) -> bool:
+        """Whether a posted form's token matches the browser's CSRF cookie."""
+        if not binding or not token:
+            return False
+        return hmac.compare_digest(self.csrf_token(binding), token)
 
     def check_token(self, token: str) -> ApiKey:
         """The key of a pasted API token.
@@ -147,6 +160,18 @@ class Sessions:
         if not hmac.compare_digest(key.secret_sha256, sha256_hex(secret)):
             raise AuthError(f"the secret of API key {key_id!r} does not match")
         return key
+
+
+def new_csrf_binding() -> str:
+    """A fresh random value for the CSRF cookie."""
+    return secrets.token_urlsafe(32)
+
+
+def valid_csrf_binding(value: str | None) -> str | None:
+    """The CSRF cookie's value when it looks like one this server set; otherwise None."""
+    if value is None or not 32 <= len(value) <= 128:
+        return None
+    return value
 
 
 class SignInCodes:
@@ -176,11 +201,3 @@ class SignInCodes:
         if found is None or found[0] < time.time():
             return None
         return found[1]
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

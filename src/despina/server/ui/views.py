@@ -9,7 +9,6 @@ synchronous SQLite).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,22 +27,48 @@ from despina.errors import AuthError, DespinaError, NqlError
 from despina.query.exceptions import NeptuneError, NeptuneProjectInaccessible
 from despina.query.service import QueryService
 from despina.server.auth import load_server_key
-from despina.server.errors import ApiError, bad_request
+from despina.server.errors import ApiError, bad_request, install_error_handlers
 from despina.server.ui import api
 from despina.server.ui.charts import MAX_BUCKETS, Axis
 from despina.server.ui.format import display
 from despina.server.ui.models import models_data
-from despina.server.ui.session import COOKIE, SESSION_SECONDS, Sessions, SignInCodes, Viewer
+from despina.server.ui.session import (
+    COOKIE,
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SESSION_SECONDS,
+    Sessions,
+    SignInCodes,
+    Viewer,
+    new_csrf_binding,
+    valid_csrf_binding,
+)
 from despina.server.ui.tables import DEFAULT_SORT, MAX_PAGE, RunsRequest
 from despina.store.access import find_project
 
-__all__ = ["UI_ROUTES", "UiState", "ui_state"]
+__all__ = ["DOWNLOAD_CSP", "PAGE_CSP", "UI_ROUTES", "UiState", "ui_state"]
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 MAX_COLUMNS = 200
 MAX_CHART_RUNS = 100
+MAX_FORM_BYTES = 64 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
+
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+"""The Content-Security-Policy of every UI answer: scripts only from the server's own files (no
+inline script, no eval), nothing framed or embedded. Data for scripts travels in JSON blocks
+(``<script type="application/json">``), which are never executed."""
+DOWNLOAD_CSP = PAGE_CSP + "; sandbox"
+"""Downloaded files (sent as attachments) are also sandboxed, should a browser render one."""
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
 
 
 @dataclass
@@ -94,13 +119,57 @@ def vendor_files() -> dict[str, str]:
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A page of the UI; its forms carry the CSRF token of the browser's CSRF cookie (set here
+    when the browser has none yet)."""
     viewer: Viewer | None = getattr(request.state, "viewer", None)
+    binding = valid_csrf_binding(request.cookies.get(CSRF_COOKIE))
+    fresh = binding is None
+    if binding is None:
+        binding = new_csrf_binding()
+    csrf = ui_state(request.app).sessions.csrf_token(binding)
     html = (
         _templates()
         .get_template(name)
-        .render(request=request, viewer=viewer, path=request.url.path, **context)
+        .render(request=request, viewer=viewer, path=request.url.path, csrf=csrf, **context)
     )
-    return HTMLResponse(html, status_code=status)
+    response = HTMLResponse(html, status_code=status)
+    if fresh:
+        _set_cookie(request, response, CSRF_COOKIE, binding, max_age=None)
+    return response
+
+
+def _set_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int | None
+) -> None:
+    """Cookies of the UI: never readable by scripts, not sent on cross-site subrequests or
+    posts, and ``Secure`` when the request came over HTTPS (as uvicorn reports its scheme)."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def _secured(handler: Handler, policy: str = PAGE_CSP) -> Handler:
+    """Every UI answer, errors included, carries the security headers and ``policy``."""
+    handlers = install_error_handlers()
+
+    async def secured(request: Request) -> Response:
+        try:
+            response = await handler(request)
+        except Exception as exc:  # answered here, so that error answers get the headers too
+            found = next(h for c in type(exc).__mro__ if (h := handlers.get(c)) is not None)
+            response = await found(request, exc)
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Security-Policy"] = policy
+        return response
+
+    secured.__name__ = handler.__name__
+    return secured
 
 
 # -- access ----------------------------------------------------------------------------------
@@ -185,11 +254,6 @@ def nql_error(exc: NqlError) -> ApiError:
 
 def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "error.html", status=status, status_code=status, message=message)
-
-
-def _script_json(data: Any) -> str:
-    """JSON to embed in an inline ``<script>``: ``</`` is escaped so no value can close it."""
-    return json.dumps(data).replace("</", "<\\/")
 
 
 def _json_response(data: Any) -> JSONResponse:
@@ -289,20 +353,45 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _signed_in(request: Request, key_ids: list[str], target: str) -> Response:
+async def _form(request: Request) -> dict[str, str]:
+    """A posted form (URL-encoded, at most 64 KiB): the first value of each field."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise ApiError(413, f"the form is over {MAX_FORM_BYTES // 1024} KiB")
+    try:
+        fields = parse_qs(body.decode(), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise bad_request("the form must be UTF-8") from None
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _csrf_ok(request: Request, form: dict[str, str]) -> bool:
+    """Whether the form carries the token of this browser's CSRF cookie (a form of ours)."""
+    binding = valid_csrf_binding(request.cookies.get(CSRF_COOKIE))
+    return ui_state(request.app).sessions.csrf_ok(binding, form.get(CSRF_FIELD))
+
+
+CSRF_REFUSED = (
+    "This form expired or was sent from another site: reload the sign-in page and try again "
+    "(your browser must accept cookies from this server)."
+)
+
+
+async def _signed_in(request: Request, key_ids: list[str], target: str) -> Response:
+    """A new session with ``key_ids`` (plus those of the browser's current session, which it
+    replaces: the id changes whenever what it reaches does)."""
     state = ui_state(request.app)
-    current = state.sessions.key_ids(request.cookies.get(COOKIE))
-    keys = list(dict.fromkeys([*key_ids, *current]))
+    current = request.cookies.get(COOKIE)
+
+    def start() -> str:
+        keys = [*key_ids, *state.sessions.key_ids(current)]
+        return state.sessions.start(keys, replaces=current)
+
+    session_id = await run_in_threadpool(start)
     response = RedirectResponse(_safe_next(target), 303)
-    response.set_cookie(
-        COOKIE,
-        state.sessions.encode(keys),
-        max_age=SESSION_SECONDS,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    _set_cookie(request, response, COOKIE, session_id, max_age=SESSION_SECONDS)
     return response
 
 
@@ -310,32 +399,33 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/projects", 303)
 
 
-async def sign_in_form(request: Request) -> Response:
+async def _current_viewer(request: Request) -> None:
+    """Remember the viewer, if signed in (the sign-in page says who is)."""
     state = ui_state(request.app)
-    request.state.viewer = state.sessions.viewer(request.cookies.get(COOKIE))
+    cookie = request.cookies.get(COOKIE)
+    request.state.viewer = await run_in_threadpool(state.sessions.viewer, cookie)
+
+
+async def sign_in_form(request: Request) -> Response:
+    await _current_viewer(request)
     return render(request, "sign_in.html", next=_safe_next(request.query_params.get("next")))
 
 
 async def sign_in(request: Request) -> Response:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > 64 * 1024:
-            raise ApiError(413, "the sign-in form is over 64 KiB")
-    try:
-        form = parse_qs(body.decode(), keep_blank_values=True)
-    except UnicodeDecodeError:
-        raise bad_request("the sign-in form must be UTF-8") from None
-    token = form.get("token", [""])[0].strip()
-    target = _safe_next(form.get("next", [""])[0])
+    form = await _form(request)
+    token = form.get("token", "").strip()
+    target = _safe_next(form.get("next"))
     state = ui_state(request.app)
+    if not _csrf_ok(request, form):
+        await _current_viewer(request)
+        return render(request, "sign_in.html", 403, next=target, error=CSRF_REFUSED)
     if not token:
         return render(request, "sign_in.html", 400, next=target, error="Paste an API token.")
     try:
         key = await run_in_threadpool(state.sessions.check_token, token)
     except AuthError as exc:
         return render(request, "sign_in.html", 401, next=target, error=str(exc))
-    return _signed_in(request, [key.key_id], target)
+    return await _signed_in(request, [key.key_id], target)
 
 
 async def sign_in_link(request: Request) -> Response:
@@ -351,12 +441,21 @@ async def sign_in_link(request: Request) -> Response:
             error="This sign-in link was already used or has expired; paste an API token "
             "instead ('despina token create --workspace WS' prints one).",
         )
-    return _signed_in(request, keys, "/projects")
+    return await _signed_in(request, keys, "/projects")
 
 
 async def sign_out(request: Request) -> Response:
+    """End the session server-side (a copy of the cookie stops working too)."""
+    form = await _form(request)
+    if not _csrf_ok(request, form):
+        await _current_viewer(request)
+        return _error_page(request, 403, CSRF_REFUSED.replace("sign-in page", "page"))
+    state = ui_state(request.app)
+    await run_in_threadpool(state.sessions.end, request.cookies.get(COOKIE))
     response = RedirectResponse("/sign-in", 303)
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
+    )
     return response
 
 
@@ -476,7 +575,7 @@ async def charts_page(request: Request) -> Response:
         "charts.html",
         project=project,
         data=data,
-        config=_script_json(config),
+        config=config,
     )
 
 
@@ -538,7 +637,7 @@ async def run_page(request: Request) -> Response:
         "run.html",
         project=project,
         data=data,
-        payload=_script_json(payload),
+        payload=payload,
     )
 
 
@@ -611,7 +710,7 @@ async def static(request: Request) -> Response:
 
 Method = Literal["GET", "POST"]
 
-UI_ROUTES: list[tuple[str, str, Handler]] = [
+_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/", home),
     ("GET", "/sign-in", sign_in_form),
     ("POST", "/sign-in", sign_in),
@@ -627,9 +726,14 @@ UI_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/p/{workspace}/{project}/chart.json", chart_json),
     ("GET", "/p/{workspace}/{project}/run", run_page),
     ("GET", "/p/{workspace}/{project}/run.json", run_json),
-    ("GET", "/p/{workspace}/{project}/file", _json(file_download)),
     ("GET", "/p/{workspace}/{project}/models", models_page),
     ("GET", "/p/{workspace}/{project}/models.json", models_json),
     ("GET", "/ui/static/{name:path}", static),
 ]
-"""Every route of the web UI: (method, path, handler)."""
+
+UI_ROUTES: list[tuple[str, str, Handler]] = [
+    *((method, path, _secured(handler)) for method, path, handler in _ROUTES),
+    ("GET", "/p/{workspace}/{project}/file", _secured(_json(file_download), DOWNLOAD_CSP)),
+]
+"""Every route of the web UI: (method, path, handler), each answering with the security
+headers (:data:`PAGE_CSP`, or :data:`DOWNLOAD_CSP` for downloads)."""
