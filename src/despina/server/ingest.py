@@ -214,6 +214,25 @@ def _unsupported(path: str, kind: str | None, where: str) -> IngestIssue:
     )
 
 
+_ASSIGN_TYPES = {
+    "float64": "float",
+    "int64": "int",
+    "bool": "bool",
+    "string": "string",
+    "timestamp": "datetime",
+    "string_set": "string_set",
+    "file_ref": "file",
+}
+_APPEND_TYPES = {
+    "float64": "float_series",
+    "string": "string_series",
+    "histogram": "histogram_series",
+    "file_ref": "file_series",
+}
+"""Store type of each value kind; a batch records the first per path (``Batch.first_types``),
+so a path keeps the type it was logged with first although a batch applies assigns first."""
+
+
 @dataclass(slots=True)
 class _Segment:
     """Snapshots folded into one store batch, keeping the order that matters."""
@@ -273,6 +292,8 @@ def decode_snapshots(
             items += len(assign)
             for path, value in assign.items():
                 kind = value.WhichOneof("value")
+                if kind in _ASSIGN_TYPES:
+                    seg.batch.first_types.setdefault(path, _ASSIGN_TYPES[kind])
                 if kind == "float64":
                     seg.batch.ops.append(Assign(path, "float", value.float64))
                 elif kind == "int64":
@@ -309,6 +330,7 @@ def decode_snapshots(
                 if change.WhichOneof("type") != "string":
                     issues.append(_unsupported(path, None, "modify_sets"))
                     continue
+                seg.batch.first_types.setdefault(path, "string_set")
                 add, remove = [], []
                 for element, operation in change.string.values.items():
                     if operation == common_pb2.ADD:
@@ -323,6 +345,7 @@ def decode_snapshots(
         if preview:
             for path, value in append.items():
                 if value.WhichOneof("value") == "float64":
+                    seg.batch.first_types.setdefault(path, "float_series")
                     seg.batch.previews.append(
                         PreviewPoint(path, step, value.float64, ts, completion)
                     )
@@ -340,8 +363,11 @@ def decode_snapshots(
             seg = _Segment()
         row = -1
         columns = seg.columns
+        first_types = seg.batch.first_types
         for path, value in append.items():
             kind = value.WhichOneof("value")
+            if kind in _APPEND_TYPES:
+                first_types.setdefault(path, _APPEND_TYPES[kind])
             if kind == "float64":
                 if row < 0:
                     row = len(seg.steps)

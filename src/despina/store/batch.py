@@ -109,6 +109,13 @@ class Batch:
     blobs: list[tuple[str, str, int, str]] = field(default_factory=list)
     """Stored contents to register: (storage key, sha256, size, mime type)."""
     ping_ms: int | None = None
+    first_types: dict[str, str] = field(default_factory=dict)
+    """Path → the type it was logged with first, for paths this batch writes with several types.
+
+    The parts of a batch are applied in a fixed order (ops, metrics, previews, points), not in
+    the order they were logged; with this map the writer refuses every item whose type is not
+    the path's first one, so a path keeps its first type whichever part comes first. Producers
+    that merge differently typed items into one batch fill it in logging order."""
 
     def is_empty(self) -> bool:
         return not (self.ops or self.metrics or self.previews or self.points or self.blobs)

@@ -5,7 +5,8 @@ open chunk and the aggregates) in memory between flushes, so a flush writes each
 and aggregate row once, in one short transaction. If another process wrote to the same run
 meanwhile (``runs.revision`` moved), the cached state is dropped and re-read.
 
-Rules (wire-protocol.md §5.3–§5.5): types are fixed per path; committed steps strictly increase
+Rules (wire-protocol.md §5.3–§5.5): a path keeps its first type (the stored one, or the one a
+batch logged first: ``Batch.first_types``); committed steps strictly increase
 per series; a forked run's own points come after the fork step; timestamps never decrease;
 a point identical to a stored one is a duplicate (warning, ignored); previews come after the last
 committed step and are replaced by later previews or committed points. A rejected item is
@@ -212,6 +213,7 @@ class RunWriter:
         self._attrs: dict[str, tuple[int, str]] = {}
         self._floats: dict[int, _FloatSeries] = {}
         self._points: dict[int, _PointSeries] = {}
+        self._first_types: dict[str, str] = {}
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -219,6 +221,7 @@ class RunWriter:
         """Apply ``batch`` in one transaction and return the items that were rejected."""
         issues = _Issues()
         now = int(time.time() * 1000)
+        self._first_types = batch.first_types
         try:
             with self.store.write() as conn:
                 self._sync_cache(conn)
@@ -300,20 +303,23 @@ class RunWriter:
     def _attribute(
         self, conn: sqlite3.Connection, path: str, type_: str, issues: _Issues
     ) -> int | None:
-        """The id of ``path`` with ``type_``, creating it; None (and an issue) on a type clash."""
+        """The id of ``path`` with ``type_``, creating it; None (and an issue) on a type clash.
+
+        A path keeps its first type: the stored one, or for a new path the type this batch
+        logged first (``Batch.first_types``). Nothing stored under the path is touched.
+        """
         found = self._attrs.get(path)
-        if found is None and not self._writable(path, type_, issues):
-            return None
         if found is not None:
             if found[1] != type_:
-                issues.add(
-                    "FIELD_TYPE_CONFLICTING",
-                    f"attribute {path!r} is a {found[1]}; cannot write a {type_} to it "
-                    "(types are fixed per path: log under another name)",
-                    path,
-                )
+                self._type_conflict(path, found[1], type_, issues)
                 return None
             return found[0]
+        first = self._first_types.get(path)
+        if first is not None and first != type_:
+            self._type_conflict(path, first, type_, issues)
+            return None
+        if not self._writable(path, type_, issues):
+            return None
         cursor = conn.execute(
             "INSERT INTO attributes (run_id, path, type, count) VALUES (?, ?, ?, ?)",
             (self.run_pk, path, type_, 0 if type_ in SERIES_TYPES else None),
@@ -321,6 +327,15 @@ class RunWriter:
         attr_id = int(cursor.lastrowid or 0)
         self._attrs[path] = (attr_id, type_)
         return attr_id
+
+    @staticmethod
+    def _type_conflict(path: str, first: str, later: str, issues: _Issues) -> None:
+        issues.add(
+            "FIELD_TYPE_CONFLICTING",
+            f"attribute {path!r} is a {first}; a {later} value logged to it later was refused "
+            f"(a path keeps its first type: log the {later} under another path)",
+            path,
+        )
 
     @staticmethod
     def _writable(path: str, type_: str, issues: _Issues) -> bool:
