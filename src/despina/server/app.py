@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from despina.config import parse_project
@@ -215,19 +215,7 @@ async def complete_multipart(request: Request) -> Response:
 
 
 async def blob(request: Request) -> Response:
-    state = _state(request)
-    params = request.path_params
-    project = f"{params['workspace']}/{params['project']}"
-    method = "PUT" if request.method == "PUT" else "GET"
-    target = state.storage.verify(method, project, params["path"], dict(request.query_params))
-    if method == "GET":
-        file, mime_type = await run_in_threadpool(state.storage.locate, target)
-        return FileResponse(file, media_type=mime_type)
-    limit = state.settings.max_blob_bytes + state.settings.multipart_part_bytes
-    data = await read_body(request, limit)
-    mime_type = request.headers.get("content-type") or "application/octet-stream"
-    etag = await run_in_threadpool(state.storage.put, target, data, mime_type)
-    return Response(status_code=200, headers={"ETag": etag})
+    return await _state(request).storage.handle(request)
 
 
 # -- projects ------------------------------------------------------------------------------------

@@ -4,67 +4,186 @@
 server's own base URL::
 
     <base>/api/storagebridge/v1/blob/<workspace>/<project>/<storage key>
-        ?X-Amz-Date=20250101T120000Z&X-Amz-Expires=3600&X-Amz-Signature=<hmac>
+        ?X-Amz-Algorithm=...&X-Amz-Credential=<key id>&X-Amz-Date=20250101T120000Z
+        &X-Amz-Expires=3600[&X-Despina-Size=<bytes>&X-Despina-Nonce=<hex>]
+        [&uploadId=<id>&partNumber=<n>]&X-Amz-Signature=<hmac>
 
-The signature is an HMAC-SHA256 (a sub-key of the server secret) over the method, project,
-storage key, date and expiry (and, for multipart parts, the upload id and part number), so the
-URL needs no auth header. Contents are stored content-addressed in ``<home>/blobs`` and the
-project's storage key is mapped to them in the ``blobs`` table; runs refer to files by storage key.
+The signature is an HMAC-SHA256 (a sub-key of the server secret) over a JSON array of the
+method, project, storage key and every parameter above, so no field can spill into another.
+A URL is refused once its API key is revoked or expired, lives at most an hour
+(:data:`MAX_EXPIRES_SECONDS`), and a write URL carries the size the client declared and is good
+for one upload. Storage keys hold no control characters.
+
+Uploads stream to a temporary file in the blob directory while being hashed, are fsynced and
+renamed into place (store/blobs.py); a storage key, once written, keeps its content. Downloads
+are attachments with ``nosniff``, a sandboxing CSP and a Content-Type from a short safe list,
+so an uploaded page or SVG never runs on the server's origin.
 
 Answers (wire-protocol.md §7.2): PUT → 200 with an ``ETag`` (MD5 hex in quotes); GET → the bytes,
 404 when nothing was uploaded, 400 when the URL expired or its date/expiry are malformed, 403 for
-a bad signature.
+a bad signature or a revoked key; 409 for a used write URL or a storage key that already holds
+other content.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import hmac
+import json
 import logging
 import math
+import re
+import secrets
 import shutil
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, Response
+
 from despina.server.auth import Principal, derive_key
 from despina.server.errors import ApiError, access_denied, bad_request
 from despina.server.settings import ServerSettings
-from despina.store.access import blob_record, find_project, register_blob
-from despina.store.blobs import blob_path, put_blob
+from despina.store.access import blob_record, find_api_key, find_project
+from despina.store.blobs import (
+    IncomingBlob,
+    MultipartUpload,
+    add_multipart_upload,
+    blob_path,
+    claim_signed_url,
+    commit_blob,
+    find_multipart_upload,
+    finish_signed_url,
+    fsync_directory,
+    mark_multipart_completed,
+    prune_upload_records,
+    register_blob_key,
+    release_signed_url,
+)
 from despina.store.sqlite import Store
 
-__all__ = ["BLOB_ROUTE", "BlobStorage", "SignedTarget", "check_storage_key"]
+__all__ = [
+    "BLOB_ROUTE",
+    "MAX_EXPIRES_SECONDS",
+    "SAFE_DOWNLOAD_TYPES",
+    "BlobStorage",
+    "SignedTarget",
+    "check_storage_key",
+    "download_headers",
+    "served_type",
+]
 
 logger = logging.getLogger("despina.server.storage")
 
 BLOB_ROUTE = "/api/storagebridge/v1/blob"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 MAX_KEY_BYTES = 1024
-MAX_EXPIRES_SECONDS = 7 * 24 * 3600
+MAX_EXPIRES_SECONDS = 3600
+"""Longest lifetime of a signed URL (the clients are given one hour, wire-protocol.md §7.2)."""
+CLOCK_SKEW_SECONDS = 300
+"""How far in the future an ``X-Amz-Date`` may lie (servers sharing a home, clock steps)."""
 MAX_FILES_PER_REQUEST = 10_000
 MAX_PARTS = 10_000
+SIGNATURE_VERSION = "despina-blob-url-2"
+_WRITE_BUFFER = 1024 * 1024
+
+SAFE_DOWNLOAD_TYPES = frozenset(
+    {
+        "application/gzip",
+        "application/json",
+        "application/octet-stream",
+        "application/pdf",
+        "application/x-tar",
+        "application/zip",
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/wav",
+        "image/avif",
+        "image/bmp",
+        "image/gif",
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "text/csv",
+        "text/plain",
+        "video/mp4",
+        "video/webm",
+    }
+)
+"""Content types a download is served with as uploaded; anything else (HTML, SVG, XML,
+scripts…) is served as ``application/octet-stream``."""
+
+WriteRunner = Callable[..., Awaitable[Any]]
+"""Runs a blocking function on a worker thread (``ServerLimits.run_write`` in the server)."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
 
 
 def check_storage_key(path: object) -> str:
     """The storage key if it is acceptable.
 
     Raises:
-        ApiError: empty, absolute, with a ``..`` segment, a NUL or over 1024 UTF-8 bytes (400).
+        ApiError: empty, absolute, with a ``..`` segment, a control character, a lone
+            surrogate or over 1024 UTF-8 bytes (400, naming the key).
     """
     if not isinstance(path, str) or not path:
-        raise bad_request(f"file path must be a non-empty string, got {path!r}")
-    if path.startswith("/") or "\\" in path or "\x00" in path:
-        raise bad_request(f"file path {path[:200]!r} must be relative, without '\\' or NUL")
+        raise bad_request(f"file path must be a non-empty string, got {path!r:.200}")
+    if _CONTROL.search(path):
+        raise bad_request(
+            f"file path {path[:200]!r} holds a control character (code below 0x20, or 0x7f); "
+            "storage keys are printable text"
+        )
+    if path.startswith("/") or "\\" in path:
+        raise bad_request(f"file path {path[:200]!r} must be relative, without '\\'")
     if any(part in ("..", ".") for part in path.split("/")):
         raise bad_request(f"file path {path[:200]!r} must not contain '.' or '..' segments")
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(f"file path {path[:200]!r} is not valid Unicode text") from None
+    if len(encoded) > MAX_KEY_BYTES:
         raise bad_request(f"file path {path[:60]!r}… is over {MAX_KEY_BYTES} UTF-8 bytes")
     return path
+
+
+def served_type(mime_type: str) -> str:
+    """The Content-Type a download is sent with: the stored type if it is on
+    :data:`SAFE_DOWNLOAD_TYPES` (parameters dropped), else ``application/octet-stream``."""
+    base = mime_type.split(";", 1)[0].strip().lower()
+    return base if base in SAFE_DOWNLOAD_TYPES else "application/octet-stream"
+
+
+def download_headers(filename: str) -> dict[str, str]:
+    """Headers that make a download inert on the server's origin: an attachment (RFC 6266, the
+    name RFC 5987-encoded), never sniffed, sandboxed and without a script or a referrer."""
+    name = _CONTROL.sub("", filename.rsplit("/", 1)[-1]).strip() or "download"
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    encoded = quote(name, safe="", encoding="utf-8", errors="replace")
+    return {
+        "Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "private, no-cache",
+    }
+
+
+def _clean_mime(header: str | None) -> str:
+    """The upload's MIME type as stored: a well-formed ``type/subtype``, else octet-stream."""
+    base = (header or "").split(";", 1)[0].strip()
+    return (
+        base.lower() if len(base) <= 200 and _MIME.fullmatch(base) else "application/octet-stream"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +195,15 @@ class SignedTarget:
     path: str
     upload_id: str
     part_number: int
+    size: int | None
+    """The size a write URL was signed for (None: the client declared none)."""
+    key_id: str
+    signature: str
+    expires_ms: int
 
 
-def _md5_etag(data: bytes) -> str:
-    return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+def _etag(md5_hex: str) -> str:
+    return f'"{md5_hex}"'
 
 
 class BlobStorage:
@@ -89,17 +213,33 @@ class BlobStorage:
         self.store = store
         self.settings = settings
         self._key = derive_key(server_key, "blob-url")
+        self.lifetime = max(1, min(settings.signed_url_seconds, MAX_EXPIRES_SECONDS))
         self.uploads_dir = store.home / "uploads"
         self._last_sweep = 0.0
 
     # -- signing -----------------------------------------------------------------------------
 
-    def _signature(
-        self, method: str, project: str, path: str, date: str, expires: str, upload: str, part: str
-    ) -> str:
-        message = "\n".join((method, project, path, date, expires, upload, part)).encode(
-            "utf-8", "surrogatepass"
-        )
+    def signature_of(self, method: str, project: str, path: str, query: dict[str, str]) -> str:
+        """The signature a URL with these query parameters must carry."""
+        fields = [
+            SIGNATURE_VERSION,
+            method,
+            project,
+            path,
+            *(
+                query.get(name, "")
+                for name in (
+                    "X-Amz-Credential",
+                    "X-Amz-Date",
+                    "X-Amz-Expires",
+                    "X-Despina-Size",
+                    "X-Despina-Nonce",
+                    "uploadId",
+                    "partNumber",
+                )
+            ),
+        ]
+        message = json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def sign(
@@ -109,58 +249,91 @@ class BlobStorage:
         project: str,
         path: str,
         *,
+        key_id: str,
+        size: int | None = None,
         upload_id: str = "",
         part_number: int = 0,
     ) -> str:
-        """An absolute URL that lets anyone ``method`` the blob for one hour."""
-        date = time.strftime(DATE_FORMAT, time.gmtime())
-        expires = str(self.settings.signed_url_seconds)
-        part = str(part_number) if part_number else ""
+        """An absolute URL that lets anyone ``method`` the blob for :attr:`lifetime` seconds,
+        while the API key ``key_id`` stays valid; a PUT URL is good for one upload of ``size``
+        bytes (any size up to the limit when None)."""
         query = {
             "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
-            "X-Amz-Date": date,
-            "X-Amz-Expires": expires,
+            "X-Amz-Credential": key_id,
+            "X-Amz-Date": time.strftime(DATE_FORMAT, time.gmtime()),
+            "X-Amz-Expires": str(self.lifetime),
         }
+        if method == "PUT":
+            if size is not None:
+                query["X-Despina-Size"] = str(size)
+            query["X-Despina-Nonce"] = secrets.token_hex(8)
         if upload_id:
             query["uploadId"] = upload_id
-            query["partNumber"] = part
-        query["X-Amz-Signature"] = self._signature(
-            method, project, path, date, expires, upload_id, part
-        )
+            query["partNumber"] = str(part_number)
+        query["X-Amz-Signature"] = self.signature_of(method, project, path, query)
         url_path = f"{BLOB_ROUTE}/{quote(project, safe='/')}/{quote(path, safe='/')}"
         return f"{base_url.rstrip('/')}{url_path}?{urlencode(query)}"
 
     def verify(self, method: str, project: str, path: str, query: dict[str, str]) -> SignedTarget:
-        """The target of a signed URL.
+        """The target of a signed URL (reads the store: call from a worker thread).
 
         Raises:
-            ApiError: a malformed or expired URL (400), a bad signature (403).
+            ApiError: a malformed, future-dated or expired URL (400), a bad signature or a
+                revoked, expired or unknown API key (403).
         """
+        check_storage_key(path)
         date = query.get("X-Amz-Date", "")
         expires = query.get("X-Amz-Expires", "")
-        signature = query.get("X-Amz-Signature", "")
         try:
-            issued = dt.datetime.strptime(date, DATE_FORMAT).replace(tzinfo=dt.UTC)
+            issued = dt.datetime.strptime(date, DATE_FORMAT).replace(tzinfo=dt.UTC).timestamp()
             lifetime = int(expires)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise bad_request(
                 f"malformed signed URL: X-Amz-Date {date[:40]!r} must look like 20250101T120000Z "
                 f"and X-Amz-Expires {expires[:40]!r} must be an integer number of seconds; "
                 "ask for a new URL"
             ) from None
         if not 0 < lifetime <= MAX_EXPIRES_SECONDS:
-            raise bad_request(f"X-Amz-Expires {lifetime} must be in 1..{MAX_EXPIRES_SECONDS}")
-        if issued.timestamp() + lifetime < time.time():
             raise bad_request(
-                f"the signed URL expired at {issued.timestamp() + lifetime:.0f}; ask for a new URL"
+                f"X-Amz-Expires {expires[:40]} is outside 1..{MAX_EXPIRES_SECONDS} seconds; "
+                "ask for a new URL"
             )
-        upload = query.get("uploadId", "")
-        part = query.get("partNumber", "")
-        expected = self._signature(method, project, path, date, expires, upload, part)
-        if not hmac.compare_digest(expected, signature):
+        now = time.time()
+        if issued > now + CLOCK_SKEW_SECONDS:
+            raise bad_request(
+                f"X-Amz-Date {date} lies in the future (the server's clock reads "
+                f"{time.strftime(DATE_FORMAT, time.gmtime(now))}); ask for a new URL"
+            )
+        if issued + lifetime < now:
+            raise bad_request(
+                f"the signed URL dated {date} expired after {lifetime} s; ask for a new URL"
+            )
+        expected = self.signature_of(method, project, path, query)
+        if not hmac.compare_digest(expected, query.get("X-Amz-Signature", "")):
             raise access_denied("the signature of this URL does not match; ask for a new URL")
-        part_number = int(part) if part.isdigit() else 0
-        return SignedTarget(method, project, path, upload, part_number)
+        key_id = query.get("X-Amz-Credential", "")
+        key = find_api_key(self.store, key_id)
+        if key is None or not key.is_valid() or not Principal(key).reaches(project):
+            why = (
+                "was revoked" if key is not None and key.revoked_ms is not None else "is not valid"
+            )
+            raise access_denied(
+                f"the API key {key_id!r} that asked for this URL {why}; the URLs it obtained no "
+                "longer work"
+            )
+        size_text = query.get("X-Despina-Size", "")
+        part_text = query.get("partNumber", "")
+        return SignedTarget(
+            method=method,
+            project=project,
+            path=path,
+            upload_id=query.get("uploadId", ""),
+            part_number=int(part_text) if part_text.isdigit() else 0,
+            size=int(size_text) if size_text.isdigit() else None,
+            key_id=key_id,
+            signature=expected,
+            expires_ms=int((issued + lifetime) * 1000),
+        )
 
     # -- the signedUrl endpoint --------------------------------------------------------------
 
@@ -178,6 +351,7 @@ class BlobStorage:
         files = body["files"]
         if len(files) > MAX_FILES_PER_REQUEST:
             raise bad_request(f"{len(files)} files in one request; at most {MAX_FILES_PER_REQUEST}")
+        key_id = principal.key.key_id
         out = []
         for entry in files:
             if not isinstance(entry, dict):
@@ -190,10 +364,13 @@ class BlobStorage:
             if not isinstance(project, str):
                 raise bad_request(f"project_identifier must be a string, got {project!r:.60}")
             principal.require(project)
-            if find_project(self.store, project) is None:
+            info = find_project(self.store, project)
+            if info is None:
                 raise access_denied(f"project {project!r} does not exist", 404)
             size = entry.get("size")
-            if size is not None and (not isinstance(size, int) or size < 0):
+            if size is not None and (
+                not isinstance(size, int) or isinstance(size, bool) or size < 0
+            ):
                 raise bad_request(f"size of {path!r} must be a non-negative integer, got {size!r}")
             signed: dict[str, Any] = {
                 "path": path,
@@ -201,30 +378,70 @@ class BlobStorage:
                 "provider": "aws",
             }
             if permission == "read":
-                signed["url"] = self.sign(base_url, "GET", project, path)
+                signed["url"] = self.sign(base_url, "GET", project, path, key_id=key_id)
             elif size is not None and size > self.settings.max_blob_bytes:
                 part_size = self.settings.multipart_part_bytes
                 parts = max(1, math.ceil(size / part_size))
                 if parts > MAX_PARTS:
-                    raise bad_request(f"file {path!r} of {size} bytes is too large")
-                upload_id = uuid.uuid4().hex
-                signed["url"] = self.sign(base_url, "PUT", project, path)
+                    raise bad_request(
+                        f"file {path!r} of {size} bytes is too large: at most "
+                        f"{MAX_PARTS * part_size} bytes"
+                    )
+                upload = MultipartUpload(
+                    upload_id=uuid.uuid4().hex,
+                    project_id=info.id,
+                    path=path,
+                    size=size,
+                    part_size=part_size,
+                    key_id=key_id,
+                    created_ms=int(time.time() * 1000),
+                    completed_sha256=None,
+                )
+                add_multipart_upload(self.store, upload)
+                # The whole-file URL is part of the answer's shape; it refuses more than
+                # max_blob_bytes, so the client has to use the parts.
+                signed["url"] = self.sign(base_url, "PUT", project, path, key_id=key_id, size=size)
                 signed["multipart"] = {
-                    "upload_id": upload_id,
+                    "upload_id": upload.upload_id,
                     "part_size": part_size,
                     "part_urls": [
                         self.sign(
-                            base_url, "PUT", project, path, upload_id=upload_id, part_number=n
+                            base_url,
+                            "PUT",
+                            project,
+                            path,
+                            key_id=key_id,
+                            size=upload.part_bytes(n),
+                            upload_id=upload.upload_id,
+                            part_number=n,
                         )
                         for n in range(1, parts + 1)
                     ],
                 }
             else:
-                signed["url"] = self.sign(base_url, "PUT", project, path)
+                signed["url"] = self.sign(base_url, "PUT", project, path, key_id=key_id, size=size)
             out.append(signed)
         return {"files": out}
 
-    # -- blobs -------------------------------------------------------------------------------
+    # -- the blob route ------------------------------------------------------------------------
+
+    async def handle(
+        self, request: Request, run_write: WriteRunner = run_in_threadpool
+    ) -> Response:
+        """``GET``/``PUT`` of a signed blob URL; an upload's store work runs through
+        ``run_write`` (the server's write workers), its disk writes on the default workers."""
+        params = request.path_params
+        project = f"{params['workspace']}/{params['project']}"
+        query = dict(request.query_params)
+        if request.method != "PUT":
+            target = await run_in_threadpool(self.verify, "GET", project, params["path"], query)
+            file, mime_type = await run_in_threadpool(self.locate, target)
+            return FileResponse(
+                file, media_type=served_type(mime_type), headers=download_headers(target.path)
+            )
+        target = await run_write(self.verify, "PUT", project, params["path"], query)
+        etag = await self._receive(request, target, run_write)
+        return Response(status_code=200, headers={"ETag": etag})
 
     def _project_id(self, project: str) -> int:
         info = find_project(self.store, project)
@@ -232,12 +449,283 @@ class BlobStorage:
             raise ApiError(404, f"project {project!r} does not exist")
         return info.id
 
+    def locate(self, target: SignedTarget) -> tuple[Path, str]:
+        """The file and MIME type behind a read URL.
+
+        Raises:
+            ApiError: nothing was uploaded under the key (404).
+        """
+        project_id = self._project_id(target.project)
+        record = blob_record(self.store, project_id, target.path)
+        if record is None:
+            raise ApiError(404, f"no file was uploaded under {target.path!r}")
+        file = blob_path(self.store.blobs_dir, record.sha256)
+        if not file.is_file():
+            raise ApiError(404, f"the content of {target.path!r} is missing from the store")
+        return file, record.mime_type
+
+    def _limit(self, target: SignedTarget) -> int:
+        if target.upload_id:
+            return self.settings.multipart_part_bytes
+        return self.settings.max_blob_bytes
+
+    def _check_declared(self, target: SignedTarget, request: Request) -> bytes | None:
+        """Check the request's Content-Length against the URL before reading the body; return
+        the Content-MD5 digest when the client sent one."""
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise bad_request(f"Content-Length {declared[:40]!r} is not a number of bytes")
+            length = int(declared)
+            if target.size is not None and length != target.size:
+                raise bad_request(
+                    f"this URL was signed for {target.size} bytes of {target.path!r}, the "
+                    f"request carries {length}; ask for a URL with the file's current size"
+                )
+            if length > self._limit(target):
+                raise ApiError(
+                    413,
+                    f"a body of {length} bytes is over the upload limit of {self._limit(target)} "
+                    "bytes; declare the size when asking for the URL to get a multipart upload",
+                )
+        header = request.headers.get("content-md5")
+        if header is None:
+            return None
+        try:
+            digest = base64.b64decode(header, validate=True)
+        except (binascii.Error, ValueError):
+            digest = b""
+        if len(digest) != 16:
+            raise bad_request(f"Content-MD5 {header[:60]!r} is not the base64 of an MD5 digest")
+        return digest
+
+    def _claim(self, target: SignedTarget) -> None:
+        if target.upload_id:
+            upload = find_multipart_upload(self.store, target.upload_id)
+            if upload is None or upload.path != target.path:
+                raise ApiError(404, f"no multipart upload {target.upload_id} for {target.path!r}")
+            if not 1 <= target.part_number <= upload.parts:
+                raise bad_request(
+                    f"part {target.part_number} of upload {target.upload_id} is outside "
+                    f"1..{upload.parts}"
+                )
+            if upload.completed_sha256 is not None:
+                raise ApiError(409, f"multipart upload {target.upload_id} is already complete")
+        state = claim_signed_url(self.store, target.signature, target.expires_ms)
+        if state == "done":
+            raise ApiError(
+                409,
+                f"this upload URL for {target.path!r} was already used; a URL is good for one "
+                "upload, ask for a new one",
+            )
+        if state is not None:
+            raise ApiError(
+                409,
+                f"another upload through this URL for {target.path!r} is in progress; a URL is "
+                "good for one upload at a time",
+            )
+
+    async def _receive(self, request: Request, target: SignedTarget, run_write: WriteRunner) -> str:
+        """Stream a PUT body to disk (never more than ~1 MiB of it in memory), check it and
+        store it; returns the ETag."""
+        content_md5 = self._check_declared(target, request)
+        mime_type = _clean_mime(request.headers.get("content-type"))
+        cap = self._limit(target)
+        limit = cap if target.size is None else min(target.size, cap)
+        directory = (
+            self.uploads_dir / target.upload_id if target.upload_id else self.store.blobs_dir
+        )
+        await run_write(self._claim, target)
+        incoming: IncomingBlob | None = None
+        stored = False
+        try:
+            incoming = await run_in_threadpool(IncomingBlob, directory)
+            pending: list[bytes] = []
+            buffered = received = 0
+            try:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > limit:
+                        break
+                    pending.append(chunk)
+                    buffered += len(chunk)
+                    if buffered >= _WRITE_BUFFER:
+                        await run_in_threadpool(incoming.write, b"".join(pending))
+                        pending.clear()
+                        buffered = 0
+            except ClientDisconnect:
+                raise bad_request(f"the upload of {target.path!r} was interrupted") from None
+            if received > limit and (target.size is None or target.size > cap):
+                raise ApiError(413, f"the body is over the upload limit of {cap} bytes")
+            if target.size is not None and received != target.size:
+                shown = f"more than {limit}" if received > limit else str(received)
+                raise bad_request(
+                    f"this URL was signed for {target.size} bytes of {target.path!r}, the "
+                    f"request carried {shown}; ask for a URL with the file's current size"
+                )
+            if pending:
+                await run_in_threadpool(incoming.write, b"".join(pending))
+            await run_in_threadpool(incoming.finish)
+            if content_md5 is not None and content_md5.hex() != incoming.md5:
+                raise bad_request(
+                    f"Content-MD5 {base64.b64encode(content_md5).decode()} does not match the "
+                    f"{received} bytes received for {target.path!r}"
+                )
+            await run_write(self._store, target, incoming, mime_type)
+            stored = True
+            return _etag(incoming.md5)
+        finally:
+            if not stored:
+                if incoming is not None:
+                    await run_in_threadpool(incoming.discard)
+                await run_write(release_signed_url, self.store, target.signature)
+
+    def _store(self, target: SignedTarget, incoming: IncomingBlob, mime_type: str) -> None:
+        """Put received content in place: a part beside its upload's other parts, a whole file
+        under its content address and storage key."""
+        self._maybe_sweep()
+        if target.upload_id:
+            folder = incoming.path.parent
+            mime_file = folder / "mime-type"
+            if not mime_file.exists():
+                mime_file.write_text(mime_type)
+            # The part's MD5 is in its name: completion checks the client's ETags against it.
+            incoming.path.replace(folder / f"{target.part_number:05d}-{incoming.md5}")
+            fsync_directory(folder)
+        else:
+            self._store_whole(
+                target.project,
+                target.path,
+                incoming.path,
+                incoming.sha256,
+                incoming.size,
+                mime_type,
+            )
+        finish_signed_url(self.store, target.signature)
+
+    def _store_whole(
+        self, project: str, path: str, source: Path, sha256: str, size: int, mime_type: str
+    ) -> None:
+        project_id = self._project_id(project)
+        existing = blob_record(self.store, project_id, path)
+        if existing is not None and existing.sha256 != sha256:
+            raise _key_taken(path)
+        commit_blob(self.store.blobs_dir, source, sha256, size)
+        if register_blob_key(self.store, project_id, path, sha256, size, mime_type) != sha256:
+            raise _key_taken(path)
+
+    # -- multipart completion ----------------------------------------------------------------
+
+    def complete_multipart(self, principal: Principal, body: Any) -> None:
+        """Join the parts of a multipart upload into the blob.
+
+        Raises:
+            ApiError: a malformed request, another storage key, a missing or damaged part
+                (400), an upload unknown in the project (404), a key holding other content
+                (409).
+        """
+        if not isinstance(body, dict):
+            raise bad_request("expected a JSON CompleteMultipartUploadRequest object")
+        upload_id = body.get("upload_id")
+        project = body.get("project_identifier")
+        path = check_storage_key(body.get("path"))
+        parts = body.get("parts")
+        if not isinstance(upload_id, str) or not upload_id.isalnum() or len(upload_id) > 64:
+            raise bad_request(f"upload_id must be the id from signedUrl, got {upload_id!r:.60}")
+        if not isinstance(project, str):
+            raise bad_request(f"project_identifier must be a string, got {project!r:.60}")
+        principal.require(project)
+        project_id = self._project_id(project)
+        upload = find_multipart_upload(self.store, upload_id)
+        if upload is None or upload.project_id != project_id:
+            raise ApiError(
+                404,
+                f"no multipart upload {upload_id} in project {project!r} (it may have been "
+                "abandoned); upload the file again",
+            )
+        if upload.path != path:
+            raise bad_request(
+                f"multipart upload {upload_id} was started for {upload.path!r}, not {path!r}"
+            )
+        etags = self._check_parts(upload, parts)
+        if upload.completed_sha256 is not None:  # a retried completion
+            record = blob_record(self.store, project_id, path)
+            if record is not None and record.sha256 == upload.completed_sha256:
+                return
+            raise ApiError(409, f"multipart upload {upload_id} was already completed")
+        folder = self.uploads_dir / upload_id
+        found = {}
+        for file in folder.glob("[0-9]*-*") if folder.is_dir() else ():
+            digits, _, md5 = file.name.partition("-")
+            found[int(digits)] = (file, md5)
+        missing = [n for n in range(1, upload.parts + 1) if n not in found]
+        if missing:
+            raise bad_request(
+                f"upload {upload_id} has no part(s) {', '.join(map(str, missing[:10]))}"
+            )
+        for number, etag in enumerate(etags, start=1):
+            if etag != found[number][1]:
+                raise bad_request(
+                    f"the ETag {etag!r} given for part {number} of upload {upload_id} is not "
+                    f"the one answered for it ({found[number][1]!r})"
+                )
+        incoming = IncomingBlob(self.store.blobs_dir)
+        try:
+            for number in range(1, upload.parts + 1):
+                with found[number][0].open("rb") as source:
+                    incoming.copy_from(source)
+            incoming.finish()
+            if incoming.size != upload.size:  # parts are size-bound: only a damaged disk
+                raise ApiError(
+                    500,
+                    f"the parts of upload {upload_id} hold {incoming.size} bytes, not "
+                    f"{upload.size}; upload the file again",
+                )
+            mime_file = folder / "mime-type"
+            mime_type = mime_file.read_text() if mime_file.is_file() else "application/octet-stream"
+            self._store_whole(project, path, incoming.path, incoming.sha256, upload.size, mime_type)
+        except BaseException:
+            incoming.discard()
+            raise
+        mark_multipart_completed(self.store, upload_id, incoming.sha256)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    @staticmethod
+    def _check_parts(upload: MultipartUpload, parts: object) -> list[str]:
+        """The ETags (MD5 hex) of parts 1..n from a completion request listing exactly those."""
+        if not isinstance(parts, list) or not parts:
+            raise bad_request("parts must be a non-empty list of {part_number, etag}")
+        etags: dict[int, str] = {}
+        for part in parts:
+            number = part.get("part_number") if isinstance(part, dict) else None
+            etag = part.get("etag") if isinstance(part, dict) else None
+            if (
+                not isinstance(number, int)
+                or not 1 <= number <= MAX_PARTS
+                or not isinstance(etag, str)
+            ):
+                raise bad_request(f"bad part entry {part!r:.100}: expected {{part_number, etag}}")
+            etags[number] = etag.strip().strip('"').lower()
+        if sorted(etags) != list(range(1, upload.parts + 1)) or len(parts) != upload.parts:
+            listed = sorted(etags)
+            raise bad_request(
+                f"upload {upload.upload_id} has parts 1..{upload.parts}; the request lists "
+                f"{listed[:10]}{'…' if len(listed) > 10 else ''}"
+            )
+        return [etags[n] for n in range(1, upload.parts + 1)]
+
+    # -- housekeeping --------------------------------------------------------------------------
+
     def sweep_abandoned_uploads(self, *, now: float | None = None) -> int:
         """Delete multipart uploads whose parts stopped arriving more than
-        ``abandoned_upload_seconds`` ago and were never completed; returns how many."""
+        ``abandoned_upload_seconds`` ago and were never completed; returns how many.
+        Records of expired write URLs and of old multipart uploads go too."""
         now = time.time() if now is None else now
         self._last_sweep = now
         horizon = now - self.settings.abandoned_upload_seconds
+        prune_upload_records(
+            self.store, now_ms=int(now * 1000), abandoned_before_ms=int(horizon * 1000)
+        )
         removed = 0
         try:
             folders = list(self.uploads_dir.iterdir())
@@ -261,79 +749,10 @@ class BlobStorage:
         if time.time() - self._last_sweep >= 600:
             self.sweep_abandoned_uploads()
 
-    def put(self, target: SignedTarget, data: bytes, mime_type: str) -> str:
-        """Store an upload (or one part of a multipart upload); returns the ETag."""
-        project_id = self._project_id(target.project)
-        etag = _md5_etag(data)
-        self._maybe_sweep()
-        if target.upload_id:
-            if not target.upload_id.isalnum() or not 1 <= target.part_number <= MAX_PARTS:
-                raise bad_request("malformed multipart upload id or part number")
-            folder = self.uploads_dir / target.upload_id
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "mime-type").write_text(mime_type[:200])
-            part = folder / f"{target.part_number:05d}"
-            tmp = folder / f".{target.part_number:05d}.{uuid.uuid4().hex}"
-            tmp.write_bytes(data)
-            tmp.replace(part)
-            return etag
-        sha, size = put_blob(self.store.blobs_dir, data)
-        register_blob(self.store, project_id, target.path, sha, size, mime_type)
-        return etag
 
-    def complete_multipart(self, principal: Principal, body: Any) -> None:
-        """Join the parts of a multipart upload into the blob.
-
-        Raises:
-            ApiError: a malformed request, an unknown upload or a missing part (400).
-        """
-        if not isinstance(body, dict):
-            raise bad_request("expected a JSON CompleteMultipartUploadRequest object")
-        upload_id = body.get("upload_id")
-        project = body.get("project_identifier")
-        path = check_storage_key(body.get("path"))
-        parts = body.get("parts")
-        if not isinstance(upload_id, str) or not upload_id.isalnum():
-            raise bad_request(f"upload_id must be the id from signedUrl, got {upload_id!r:.60}")
-        if not isinstance(project, str):
-            raise bad_request(f"project_identifier must be a string, got {project!r:.60}")
-        principal.require(project)
-        project_id = self._project_id(project)
-        if not isinstance(parts, list) or not parts:
-            raise bad_request("parts must be a non-empty list of {part_number, etag}")
-        numbers = []
-        for part in parts:
-            number = part.get("part_number") if isinstance(part, dict) else None
-            if not isinstance(number, int) or not 1 <= number <= MAX_PARTS:
-                raise bad_request(f"bad part entry {part!r:.100}")
-            numbers.append(number)
-        folder = self.uploads_dir / upload_id
-        files = [folder / f"{n:05d}" for n in sorted(set(numbers))]
-        missing = [f.name for f in files if not f.is_file()]
-        if missing:
-            raise bad_request(f"upload {upload_id} has no part(s) {', '.join(missing[:10])}")
-        joined = folder / f".joined-{uuid.uuid4().hex}"
-        with joined.open("wb") as out:
-            for f in files:
-                with f.open("rb") as source:
-                    shutil.copyfileobj(source, out, 1024 * 1024)
-        sha, size = put_blob(self.store.blobs_dir, joined)
-        mime_file = folder / "mime-type"
-        mime_type = mime_file.read_text() if mime_file.is_file() else "application/octet-stream"
-        register_blob(self.store, project_id, path, sha, size, mime_type)
-        shutil.rmtree(folder, ignore_errors=True)
-
-    def locate(self, target: SignedTarget) -> tuple[Path, str]:
-        """The file and MIME type behind a read URL.
-
-        Raises:
-            ApiError: nothing was uploaded under the key (404).
-        """
-        project_id = self._project_id(target.project)
-        record = blob_record(self.store, project_id, target.path)
-        if record is None:
-            raise ApiError(404, f"no file was uploaded under {target.path!r}")
-        file = blob_path(self.store.blobs_dir, record.sha256)
-        if not file.is_file():
-            raise ApiError(404, f"the content of {target.path!r} is missing from the store")
-        return file, record.mime_type
+def _key_taken(path: str) -> ApiError:
+    return ApiError(
+        409,
+        f"storage key {path!r} already holds other content; a file, once uploaded, is not "
+        "replaced (upload under a new key)",
+    )

@@ -193,8 +193,9 @@ def register_blob_key(
 ) -> str:
     """Map a project's storage key to stored content unless the key already has content;
     returns the hash now stored under the key (``sha256`` unless another upload got there
-    first: the caller refuses the write)."""
-    with store.write() as conn:
+    first: the caller refuses the write). The mapping is durable when this returns: the
+    upload is acknowledged next."""
+    with store.write(durable=True) as conn:
         conn.execute(
             "INSERT INTO blobs (project_id, path, sha256, size, mime_type, created_ms) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, path) DO NOTHING",
