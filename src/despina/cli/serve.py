@@ -8,8 +8,12 @@ import logging
 import click
 
 from despina.config import resolve_home
+from despina.server.settings import ServerSettings
 
 __all__ = ["serve"]
+
+D = ServerSettings()
+"""The defaults, shown in ``--help``."""
 
 
 @click.command()
@@ -32,6 +36,87 @@ __all__ = ["serve"]
     default=None,
     help="Create a missing project when a workspace token's client asks for it.",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=None,
+    help=f"Open connections at most; more are closed at once.  [default: {D.max_connections}]",
+)
+@click.option(
+    "--max-read-requests",
+    type=click.IntRange(1),
+    default=None,
+    help="Reads (query API, web UI, downloads) in progress at most; more are answered 429 "
+    f"with Retry-After.  [default: {D.max_read_requests}]",
+)
+@click.option(
+    "--max-write-requests",
+    type=click.IntRange(1),
+    default=None,
+    help="Ingest, upload, token and project requests in progress at most; more are answered "
+    f"429 with Retry-After.  [default: {D.max_write_requests}]",
+)
+@click.option(
+    "--read-threads",
+    type=click.IntRange(1),
+    default=None,
+    help=f"Worker threads for reads.  [default: {D.read_threads}]",
+)
+@click.option(
+    "--write-threads",
+    type=click.IntRange(1),
+    default=None,
+    help="Worker threads for ingest, uploads, tokens and projects (reads never use them).  "
+    f"[default: {D.write_threads}]",
+)
+@click.option(
+    "--write-queue-timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds a write waits for a worker thread before a 429.  "
+    f"[default: {D.write_queue_seconds:g}]",
+)
+@click.option(
+    "--store-busy-timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds a request waits for the store's write lock before a 429 with Retry-After "
+    f"(keep it under the clients' 30 s timeout).  [default: {D.store_busy_seconds:g}]",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds a request's line and headers may take to arrive; slower connections are "
+    f"closed.  [default: {D.header_timeout_seconds:g}]",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds of grace to send a request body, plus one per --body-min-rate bytes "
+    f"received; a slower body is answered 408.  [default: {D.body_timeout_seconds:g}]",
+)
+@click.option(
+    "--body-min-rate",
+    type=click.IntRange(1),
+    default=None,
+    help=f"Bytes per second a long request body must average.  [default: {D.body_min_rate}]",
+)
+@click.option(
+    "--keep-alive-timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds an idle connection is kept open between requests.  "
+    f"[default: {D.keep_alive_seconds:g}]",
+)
+@click.option(
+    "--auth-rate",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="Token requests (exchange, refresh) per second per client address; more are "
+    f"answered 429 with Retry-After.  [default: {D.auth_rate:g}, in bursts of {D.auth_burst}]",
+)
 @click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
 @click.option(
     "--log-level",
@@ -45,26 +130,58 @@ def serve(
     home: str | None,
     public_url: str | None,
     auto_create_projects: bool | None,
+    max_connections: int | None,
+    max_read_requests: int | None,
+    max_write_requests: int | None,
+    read_threads: int | None,
+    write_threads: int | None,
+    write_queue_timeout: float | None,
+    store_busy_timeout: float | None,
+    header_timeout: float | None,
+    body_timeout: float | None,
+    body_min_rate: int | None,
+    keep_alive_timeout: float | None,
+    auth_rate: float | None,
     no_access_log: bool,
     log_level: str,
 ) -> None:
     """Serve the store at HOME to the official Neptune clients (neptune-scale, neptune-query).
 
     Stops gracefully on Ctrl-C or SIGTERM: requests in flight finish first.
+
+    Limits keep one client, a slow connection or a busy store from taking the server down:
+    beyond a limit the server answers 429 with Retry-After (both official clients back off and
+    resend), 408 for a body that arrives too slowly, or closes the connection (too many
+    connections, headers too slow). Reads and writes have their own worker threads, so heavy
+    reads (the web UI's charts, large fetches) never hold up ingest.
     """
     import uvicorn
 
     from despina.server.app import create_app
+    from despina.server.limits import guarded_h11_protocol
     from despina.server.logs import configure_logging
-    from despina.server.settings import ServerSettings
     from despina.server.ui import first_sign_in_link
     from despina.store.sqlite import Store
 
     configure_logging(getattr(logging, log_level.upper()), access=not no_access_log)
     settings = ServerSettings.from_env(
-        public_url=public_url, auto_create_projects=auto_create_projects
+        public_url=public_url,
+        auto_create_projects=auto_create_projects,
+        max_connections=max_connections,
+        max_read_requests=max_read_requests,
+        max_write_requests=max_write_requests,
+        read_threads=read_threads,
+        write_threads=write_threads,
+        write_queue_seconds=write_queue_timeout,
+        store_busy_seconds=store_busy_timeout,
+        header_timeout_seconds=header_timeout,
+        body_timeout_seconds=body_timeout,
+        body_min_rate=body_min_rate,
+        keep_alive_seconds=keep_alive_timeout,
+        auth_rate=auth_rate,
     )
-    store = Store.open(resolve_home(home))
+    # a short lock wait: a writer kept out is answered 429 well before the clients time out
+    store = Store.open(resolve_home(home), busy_timeout_ms=int(settings.store_busy_seconds * 1000))
     app = create_app(store, settings)
     link_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     sign_in = first_sign_in_link(app, settings.public_url or f"http://{link_host}:{port}")
@@ -74,10 +191,12 @@ def serve(
         app,
         host=host,
         port=port,
+        http=guarded_h11_protocol(settings),  # connection cap, header deadline
+        ws="none",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=15,
-        timeout_keep_alive=30,
+        timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
         server_header=False,
     )
     logging.getLogger("despina.server").info(

@@ -2,7 +2,9 @@
 
 :func:`create_app` builds a Starlette application; every route is listed once in :data:`ROUTES`.
 Handlers stay thin: authenticate, read and bound the body, call a service in a worker thread
-(the store is synchronous SQLite), encode the answer.
+(the store is synchronous SQLite), encode the answer. Writes (ingest, uploads, tokens, projects)
+run on their own worker threads, reads (query API, web UI) on the default ones: see
+:mod:`despina.server.limits`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from despina.errors import AuthError, ConfigError, StoreError
 from despina.server.auth import CLIENT_ID, Authenticator, Principal, load_server_key, realm_url
 from despina.server.errors import ApiError, access_denied, bad_request, install_error_handlers
 from despina.server.ingest import IngestService
+from despina.server.limits import LimitsMiddleware, ServerLimits
 from despina.server.logs import AccessLogMiddleware
 from despina.server.retrieval import RetrievalService
 from despina.server.settings import ServerSettings
@@ -53,6 +56,7 @@ class ServerState:
     ingest: IngestService
     storage: BlobStorage
     retrieval: RetrievalService
+    limits: ServerLimits
 
 
 def _state(request: Request) -> ServerState:
@@ -101,9 +105,19 @@ async def read_json(request: Request) -> Any:
 
 
 async def principal_of(request: Request) -> Principal:
-    """The authenticated caller (401 without a valid bearer token)."""
+    """The authenticated caller (401 without a valid bearer token), checked on a read thread."""
     auth = _state(request).auth
     return await run_in_threadpool(auth.principal, request.headers.get("authorization"))
+
+
+async def writer_of(request: Request) -> Principal:
+    """:func:`principal_of` checked on a write thread: busy reads never delay a write."""
+    state = _state(request)
+    return await state.limits.run_write(state.auth.principal, request.headers.get("authorization"))
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def protobuf(data: bytes) -> Response:
@@ -145,7 +159,8 @@ async def exchange_token(request: Request) -> Response:
     if not token:
         raise AuthError("missing X-Neptune-Api-Token header: send the API token to exchange")
     state = _state(request)
-    pair = await run_in_threadpool(state.auth.exchange, token, base_url(request))
+    state.limits.check_auth_rate(_client_address(request))
+    pair = await state.limits.run_write(state.auth.exchange, token, base_url(request))
     return JSONResponse(
         {
             "accessToken": pair.access_token,
@@ -156,6 +171,8 @@ async def exchange_token(request: Request) -> Response:
 
 
 async def refresh_token(request: Request) -> Response:
+    state = _state(request)
+    state.limits.check_auth_rate(_client_address(request))
     body = await read_body(request, 64 * 1024)
     try:
         form = parse_qs(body.decode(), keep_blank_values=True)
@@ -164,8 +181,7 @@ async def refresh_token(request: Request) -> Response:
     grant = form.get("grant_type", [""])[0]
     if grant != "refresh_token":
         raise bad_request(f"grant_type must be 'refresh_token', got {grant!r:.60}")
-    state = _state(request)
-    pair = await run_in_threadpool(
+    pair = await state.limits.run_write(
         state.auth.refresh, form.get("refresh_token", [""])[0], base_url(request)
     )
     return JSONResponse(
@@ -182,40 +198,44 @@ async def refresh_token(request: Request) -> Response:
 
 
 async def ingest(request: Request) -> Response:
-    principal = await principal_of(request)
+    principal = await writer_of(request)
     state = _state(request)
     body = await read_body(request, state.settings.max_ingest_bytes)
-    return protobuf(await run_in_threadpool(state.ingest.submit, principal, body))
+    return protobuf(await state.limits.run_write(state.ingest.submit, principal, body))
 
 
 async def ingest_check(request: Request) -> Response:
-    principal = await principal_of(request)
+    principal = await writer_of(request)
     state = _state(request)
     project = request.query_params.get("projectIdentifier", "")
     body = await read_body(request, 4 * 1024 * 1024)
-    return protobuf(await run_in_threadpool(state.ingest.check, principal, project, body))
+    return protobuf(await state.limits.run_write(state.ingest.check, principal, project, body))
 
 
 # -- storage bridge ------------------------------------------------------------------------------
 
 
 async def signed_url(request: Request) -> Response:
-    principal = await principal_of(request)
+    principal = await writer_of(request)
     body = await read_json(request)
     state = _state(request)
-    answer = await run_in_threadpool(state.storage.signed_urls, principal, body, base_url(request))
+    answer = await state.limits.run_write(
+        state.storage.signed_urls, principal, body, base_url(request)
+    )
     return JSONResponse(answer)
 
 
 async def complete_multipart(request: Request) -> Response:
-    principal = await principal_of(request)
+    principal = await writer_of(request)
     body = await read_json(request)
-    await run_in_threadpool(_state(request).storage.complete_multipart, principal, body)
+    state = _state(request)
+    await state.limits.run_write(state.storage.complete_multipart, principal, body)
     return Response(status_code=204)
 
 
 async def blob(request: Request) -> Response:
-    return await _state(request).storage.handle(request)
+    state = _state(request)
+    return await state.storage.handle(request, state.limits.run_write)
 
 
 # -- projects ------------------------------------------------------------------------------------
@@ -292,27 +312,28 @@ def _create_project(state: ServerState, principal: Principal, body: Any) -> dict
 
 
 async def create_project(request: Request) -> Response:
-    principal = await principal_of(request)
+    principal = await writer_of(request)
     body = await read_json(request)
-    answer = await run_in_threadpool(_create_project, _state(request), principal, body)
+    state = _state(request)
+    answer = await state.limits.run_write(_create_project, state, principal, body)
     return JSONResponse(answer, status_code=200)
 
 
 async def get_project(request: Request) -> Response:
-    principal = await principal_of(request)
+    principal = await writer_of(request)
     name = request.query_params.get("projectIdentifier", "")
     principal.require(name)
-    info = await run_in_threadpool(find_project, _state(request).store, name)
+    state = _state(request)
+    info = await state.limits.run_write(find_project, state.store, name)
     if info is None:
         raise ApiError(404, f"project {name!r} does not exist")
     return JSONResponse(project_json(info))
 
 
 async def list_projects(request: Request) -> Response:
-    principal = await principal_of(request)
-    infos = await run_in_threadpool(
-        list_project_infos, _state(request).store, principal.key.workspace
-    )
+    principal = await writer_of(request)
+    state = _state(request)
+    infos = await state.limits.run_write(list_project_infos, state.store, principal.key.workspace)
     entries = [project_json(i) for i in infos if principal.reaches(i.full_name)]
     return JSONResponse({"entries": entries, "matchingItemCount": len(entries)})
 
@@ -397,11 +418,13 @@ def create_app(store: Store, settings: ServerSettings | None = None) -> Starlett
         ingest=IngestService(store, settings),
         storage=BlobStorage(store, server_key, settings),
         retrieval=RetrievalService(store, settings),
+        limits=ServerLimits(settings),
     )
     routes = [Route(path, handler, methods=[method]) for method, path, handler in ROUTES]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.limits.configure_reads()
         await run_in_threadpool(state.storage.sweep_abandoned_uploads)
         logger.info("despina server ready", extra={"fields": {"home": str(store.home)}})
         yield
@@ -415,5 +438,6 @@ def create_app(store: Store, settings: ServerSettings | None = None) -> Starlett
     )
     app.router.redirect_slashes = False
     app.state.despina = state
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(LimitsMiddleware, limits=state.limits)
+    app.add_middleware(AccessLogMiddleware)  # outermost: logs the limits' answers too
     return app

@@ -56,6 +56,8 @@ KEY_FILE = "server.key"
 CLIENT_ID = "neptune-client"
 REALM_PATH = "/auth/realms/neptune"
 JWT_LEEWAY_SECONDS = 60
+MAX_REFRESH_TOKEN_CHARS = 256
+"""Refresh tokens despina issues have 43 characters; a longer one is refused unread."""
 
 
 def realm_url(base: str) -> str:
@@ -248,13 +250,33 @@ class Authenticator:
     def refresh(self, refresh_token: str, base_url: str) -> TokenPair:
         """Rotate a refresh token into a new pair.
 
+        The endpoint needs no access token, so a token is checked with reads only: only a valid
+        one (known, unexpired, its key valid) takes the store's write lock, to rotate it.
+
         Raises:
             AuthError: the refresh token is unknown, used or expired, or its key was revoked.
         """
-        key_id = consume_refresh_token(self.store, refresh_token) if refresh_token else None
+        unknown = "unknown or expired refresh token; exchange the API token again"
+        key_id = self._live_refresh_key(refresh_token)
         if key_id is None:
-            raise AuthError("unknown or expired refresh token; exchange the API token again")
-        return self._issue(self._valid_key(key_id), base_url)
+            raise AuthError(unknown)
+        key = self._valid_key(key_id)
+        if consume_refresh_token(self.store, refresh_token) != key_id:  # used meanwhile
+            raise AuthError(unknown)
+        return self._issue(key, base_url)
+
+    def _live_refresh_key(self, refresh_token: str) -> str | None:
+        """The key id of a stored, unexpired refresh token (a read: no write lock)."""
+        if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_CHARS:
+            return None
+        with self.store.read() as conn:
+            row = conn.execute(
+                "SELECT key_id, expires_ms FROM refresh_tokens WHERE token_sha256 = ?",
+                (sha256_hex(refresh_token),),
+            ).fetchone()
+        if row is None or row[1] <= int(time.time() * 1000):
+            return None
+        return str(row[0])
 
     def _issue(self, key: ApiKey, base_url: str) -> TokenPair:
         now = int(time.time())
