@@ -7,8 +7,13 @@ logged the same keys in a row (the usual training loop) are converted to floats 
 NumPy call per group, which is what makes a wide ``log_metrics`` cheap.
 
 A killed process loses at most what was logged since the last flush (≤ ``FLUSH_INTERVAL``). A
-flush that fails (for example a disk that is full) keeps its data and is retried, and the
-failure is reported through the error callback.
+flush that fails (for example a disk that is full, or a store locked by another process) keeps
+its data and is retried; the failure is reported through the error callback once per episode.
+Memory stays bounded meanwhile: the buffer counts what was accepted and not yet stored (the
+queue and the flusher's retained data alike) and, past ``MAX_BUFFERED_BYTES``, logging calls
+wait for the store, reported once per episode through the warning callback. A file whose copy
+into the store fails is kept (its path, or its bytes) and retried with the next flush; only a
+source that can no longer be read is dropped, with a warning.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -39,7 +45,15 @@ from despina.store.blobs import put_blob
 from despina.store.sysattrs import ping_timeout_s
 from despina.store.writer import RunWriter
 
-__all__ = ["FLUSH_INTERVAL", "FileRequest", "Flusher", "LagMonitor", "LogBuffer"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "MAX_BUFFERED_BYTES",
+    "FileRequest",
+    "FilesNotStored",
+    "Flusher",
+    "LagMonitor",
+    "LogBuffer",
+]
 
 logger = logging.getLogger("despina")
 
@@ -49,8 +63,19 @@ FLUSH_INTERVAL = 0.5
 FLUSH_EARLY_POINTS = 4_000_000
 """Buffered points that wake the flusher before the interval ends."""
 
-MAX_BUFFERED_POINTS = 20_000_000
-"""Buffered points at which logging calls wait for the flusher (memory bound, ~0.5 GB)."""
+MAX_BUFFERED_BYTES = 512 * 1024 * 1024
+"""Estimated memory of data accepted and not yet stored at which logging calls wait for the
+store (about 16M metric values). Held across failed flushes: a failing store cannot make the
+process grow past it (plus one call per logging thread)."""
+
+CLOSE_RETRY_SECONDS = 60.0
+"""How long ``close()`` without a timeout keeps retrying a failing store before it gives up."""
+
+# estimated memory per buffered item (Python objects, not the stored size)
+_CALL_BYTES = 120
+_VALUE_BYTES = 32
+_ITEM_BYTES = 160
+_FILE_BYTES = 400
 
 PING_INTERVAL = 10.0
 """Longest time between liveness pings of an idle run (``sys/ping_time``, ``sys/state``);
@@ -67,6 +92,12 @@ class FileRequest:
     mime_type: str
     step: int | None
     timestamp: int
+    stored: tuple[str, int] | None = None
+    """``(sha256, size)`` once the content is in the store (a retry does not copy it again)."""
+
+
+class FilesNotStored(OSError):
+    """Some files could not be copied into the store; they are kept and retried."""
 
 
 @dataclass(slots=True)
@@ -76,61 +107,186 @@ class _Taken:
     ops: list[Assign | ModifySet] = field(default_factory=list)
     points: list[PointAppend] = field(default_factory=list)
     files: list[FileRequest] = field(default_factory=list)
+    marks: list[tuple[int, str, list[Any]]] = field(default_factory=list)
+    """Every non-metric entry as ``(metric records before it, kind, items)``: the logging order,
+    from which a batch's first type per path is worked out (see :func:`first_types`)."""
     sequence: int = 0
+    accepted: int = 0
+    """``LogBuffer.accepted`` when last taken: what storing everything taken accounts for."""
+
+
+def _item_type(kind: str, item: Any) -> str:
+    if kind == "ops":
+        return str(item.type) if isinstance(item, Assign) else "string_set"
+    if kind == "files":
+        return "file" if item.step is None else "file_series"
+    if kind == "points":
+        return str(item.type)
+    return "float_series"  # previews
+
+
+def _cost(kind: str, items: list[Any]) -> int:
+    """Estimated memory of a queued non-metric entry."""
+    if kind == "points":
+        return sum(_ITEM_BYTES + len(p.value) for p in items)
+    if kind == "files":
+        return sum(_file_cost(f) for f in items)
+    if kind == "ops":
+        return sum(
+            _ITEM_BYTES + (len(op.value) if isinstance(getattr(op, "value", None), str) else 0)
+            for op in items
+        )
+    return _ITEM_BYTES * len(items)
+
+
+def _file_cost(request: FileRequest) -> int:
+    return _FILE_BYTES + (len(request.source) if isinstance(request.source, bytes) else 0)
+
+
+def first_types(taken: _Taken, metric_paths: Any) -> dict[str, str]:
+    """The type each path was logged with first, for :attr:`Batch.first_types`.
+
+    Non-metric entries are scanned in order; a metric path that also appears there is looked up
+    among the metric records before it (rare: only a path logged with two types gets there).
+    """
+    first: dict[str, tuple[int, str]] = {}
+    for position, kind, items in taken.marks:
+        for item in items:
+            if item.path not in first:
+                first[item.path] = (position, _item_type(kind, item))
+    out = {path: type_ for path, (_, type_) in first.items()}
+    for path in metric_paths:
+        found = first.get(path)
+        if found is None or found[1] == "float_series":
+            continue
+        if any(path in record[0] for record in itertools.islice(taken.records, found[0])):
+            out[path] = "float_series"
+    return out
 
 
 class LogBuffer:
-    """What logging calls appended and the flusher has not taken yet.
+    """What logging calls appended and the store has not taken yet.
 
     A lock-free queue: ``deque.append`` and ``popleft`` are atomic, so the logging thread never
-    waits on the flusher. Metric calls are queued as ``(keys, values, step, ts)`` tuples, other
-    calls as ``(kind, items)``. ``enqueued`` counts queued entries; the flusher reports how many it
-    stored, which is what ``wait_for_processing`` waits on.
+    waits on the flusher while there is room. Metric calls are queued as
+    ``(keys, values, step, ts)`` tuples, other calls as ``(kind, items)``. ``enqueued`` counts
+    queued entries; the flusher reports how many it stored, which is what
+    ``wait_for_processing`` waits on.
+
+    Back-pressure: ``accepted`` (estimated bytes ever queued) minus ``stored`` (what the flusher
+    reports stored) is the memory held for the store, whether still queued or retained by the
+    flusher across failed attempts. A call that takes it to ``limit`` or more waits until the
+    store catches up; the first such call of an episode calls ``on_full``.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        limit: int | None = None,
+        on_full: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.queue: deque[tuple[Any, ...]] = deque()
-        self.points = 0  # a hint for early flushes and back-pressure, not an exact count
+        self.points = 0  # a hint for early flushes, reset when taken
         self.enqueued = 0
         self.first_unstored_at: float | None = None  # monotonic time; for the lag callback
         self._counter = itertools.count(1)
+        self.limit = MAX_BUFFERED_BYTES if limit is None else limit
+        self.on_full = on_full
+        self.accepted = 0
+        self.stored = 0
         self.room = threading.Event()
+        self.closed = False
+        self.consumer: threading.Thread | None = None  # the flusher: never waits, stops waits
+        self.wake_consumer: Callable[[], None] = lambda: None
+        self.waited = 0  # logging calls that had to wait (an episode may hold several)
+        self._full = False  # in a back-pressure episode (reported once)
+        self._local = threading.local()
+
+    @property
+    def unstored(self) -> int:
+        """Estimated bytes accepted and not yet stored."""
+        return self.accepted - self.stored
 
     def add_metrics(
         self, keys: tuple[str, ...], values: tuple[Any, ...], step: int, ts: int
     ) -> int:
         self.queue.append((keys, values, step, ts))
         self.enqueued = next(self._counter)
-        self.points += len(keys)
+        n = len(keys)
+        self.points += n
+        self.accepted += _CALL_BYTES + _VALUE_BYTES * n
         if self.first_unstored_at is None:
             self.first_unstored_at = time.monotonic()
-        if self.points >= MAX_BUFFERED_POINTS:  # the flusher is far behind: let it catch up
-            self.room.clear()
-            self.room.wait(60)
+        if self.accepted - self.stored >= self.limit:
+            self._wait_for_room()
         return self.points
 
     def add(self, kind: str, items: list[Any]) -> None:
         """Queue ``ops``, ``previews``, ``points`` or ``files``."""
         self.queue.append((kind, items))
         self.enqueued = next(self._counter)
+        self.accepted += _cost(kind, items)
         if self.first_unstored_at is None:
             self.first_unstored_at = time.monotonic()
         if kind == "points":
             self.points += len(items)
+        if self.accepted - self.stored >= self.limit:
+            self._wait_for_room()
 
     def take(self, into: _Taken) -> None:
         """Move everything queued so far into ``into``."""
+        accepted = self.accepted  # read first: every entry counted here is already queued
         queue = self.queue
+        records = into.records
         count = len(queue)
         for _ in range(count):
             entry = queue.popleft()
             if len(entry) == 4:
-                into.records.append(entry)
+                records.append(entry)
             else:
-                getattr(into, entry[0]).extend(entry[1])
+                kind, items = entry
+                getattr(into, kind).extend(items)
+                into.marks.append((len(records), kind, items))
         into.sequence += count
+        into.accepted = accepted
         self.points = 0
+
+    def note_stored(self, stored: int) -> None:
+        """The flusher stored everything accepted up to ``stored`` (estimated bytes)."""
+        self.stored = max(self.stored, stored)
+        if self.accepted - self.stored < self.limit // 2:
+            self._full = False  # the episode ends once the backlog is well below the bound
         self.room.set()
+
+    def release(self) -> None:
+        """Stop every wait for room (the run is closing)."""
+        self.closed = True
+        self.room.set()
+
+    def _wait_for_room(self) -> None:
+        """Block the logging thread until the store has taken enough (back-pressure)."""
+        consumer = self.consumer
+        if (
+            self.closed
+            or consumer is None
+            or threading.current_thread() is consumer
+            or getattr(self._local, "waiting", False)  # a callback or console write meanwhile
+        ):
+            return
+        self._local.waiting = True
+        try:
+            self.waited += 1
+            if not self._full:
+                self._full = True
+                if self.on_full is not None:
+                    self.on_full(self.accepted - self.stored, self.limit)
+            while not self.closed and consumer.is_alive():
+                self.room.clear()
+                if self.accepted - self.stored < self.limit:
+                    return
+                self.wake_consumer()  # a full buffer is worth a flush now
+                self.room.wait(1.0)
+        finally:
+            self._local.waiting = False
 
 
 def metric_columns(
@@ -187,6 +343,11 @@ def _as_float_matrix(rows: list[tuple[Any, ...]], width: int) -> np.ndarray[Any,
     return matrix.astype(np.float64, copy=False)
 
 
+def _unreadable(source: Path | bytes) -> bool:
+    """Whether a file's source is gone (retrying cannot help), as opposed to the store failing."""
+    return isinstance(source, Path) and not (source.is_file() and os.access(source, os.R_OK))
+
+
 def _to_float(key: str, value: Any, dropped: Callable[[str], None]) -> float | None:
     try:
         return float(value)
@@ -196,7 +357,13 @@ def _to_float(key: str, value: Any, dropped: Callable[[str], None]) -> float | N
 
 
 class Flusher(threading.Thread):
-    """Moves the buffer into the store until stopped; pings the run while idle."""
+    """Moves the buffer into the store until stopped; pings the run while idle.
+
+    A failed flush keeps everything it took (``_pending``) and is retried every
+    ``FLUSH_INTERVAL``; ``on_failure`` hears of the first failure of an episode (and of a
+    different error within it), and the recovery is logged. Once stopping, a failing flush is
+    retried until ``give_up_at`` (monotonic time) at the latest.
+    """
 
     def __init__(
         self,
@@ -216,12 +383,18 @@ class Flusher(threading.Thread):
         self.dropped = dropped
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self.give_up_at: float | None = None
         self.progress = threading.Condition()
         self.done_sequence = 0
+        self.failures = 0  # failed attempts in the current episode
+        self._last_failure: str | None = None
+        self._file_error = ""
         self._last_write = time.monotonic()
         self._ping_every = min(PING_INTERVAL, ping_timeout_s() / 3)
         self._pending = _Taken()
         self._issues: list[IngestIssue] = []
+        buffer.consumer = self
+        buffer.wake_consumer = self.wake.set
 
     def run(self) -> None:
         while True:
@@ -231,18 +404,42 @@ class Flusher(threading.Thread):
             try:
                 self.flush_once()
             except BaseException as exc:  # keep the thread alive: data stays buffered
-                self.on_failure(exc)
-                if stopping:
+                self._failed(exc)
+                if stopping and (self.give_up_at is None or time.monotonic() >= self.give_up_at):
                     return
-                time.sleep(FLUSH_INTERVAL)
+                if stopping:
+                    time.sleep(FLUSH_INTERVAL)
+                else:  # a close() meanwhile gets its own attempt at once
+                    self.stopping.wait(FLUSH_INTERVAL)
                 continue
             if stopping:
                 return
 
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        text = f"{type(exc).__name__}: {exc}"
+        if self.failures == 1 or text != self._last_failure:
+            self.on_failure(exc)
+        else:
+            logger.debug("despina: storing failed again (attempt %d): %s", self.failures, text)
+        self._last_failure = text
+
+    def unstored(self) -> bool:
+        """Whether anything taken or queued is not in the store yet."""
+        pending = self._pending
+        return bool(
+            self.buffer.queue
+            or pending.records
+            or pending.ops
+            or pending.points
+            or pending.previews
+            or pending.files
+        )
+
     def flush_once(self) -> None:
         taken = self._pending  # a failed flush's data comes first, then what was queued since
         self.buffer.take(taken)
-        batch = self._batch(taken)
+        batch, kept = self._batch(taken)
         if not batch.is_empty():
             # raises on failure: everything stays in _pending for the retry
             self._issues.extend(self.writer.apply(batch))
@@ -250,26 +447,58 @@ class Flusher(threading.Thread):
         elif time.monotonic() - self._last_write > self._ping_every:
             self.writer.ping()
             self._last_write = time.monotonic()
+        # stored, except the files kept for a retry: they stay first in line
         self._pending = _Taken(sequence=taken.sequence)
+        if kept:
+            self._pending.files = kept
+            self._pending.marks = [(0, "files", kept)]
+        self.buffer.note_stored(taken.accepted - sum(_file_cost(f) for f in kept))
+        if self._issues:
+            issues, self._issues = self._issues, []
+            self.on_issues(issues)
+        if kept:
+            names = ", ".join(repr(f.path) for f in kept[:3])
+            raise FilesNotStored(
+                f"{len(kept)} file(s) for {names} could not be copied into the store yet "
+                f"({self._file_error}); kept and retried"
+            )
+        if self.failures:
+            logger.warning(
+                "despina: the store took the logged data again after %d failed attempt(s); "
+                "nothing kept was lost",
+                self.failures,
+            )
+            self.failures = 0
+            self._last_failure = None
         # everything taken is stored: the lag clock restarts with what arrived meanwhile
         self.buffer.first_unstored_at = time.monotonic() if self.buffer.queue else None
         with self.progress:
             self.done_sequence = taken.sequence
             self.progress.notify_all()
-        if self._issues:
-            issues, self._issues = self._issues, []
-            self.on_issues(issues)
 
-    def _batch(self, taken: _Taken) -> Batch:
-        batch = Batch(ops=list(taken.ops), previews=taken.previews, points=taken.points)
+    def _batch(self, taken: _Taken) -> tuple[Batch, list[FileRequest]]:
+        """The batch of everything taken, and the files that could not be copied (kept)."""
+        batch = Batch(ops=list(taken.ops), previews=taken.previews, points=list(taken.points))
         if taken.records:
             batch.metrics = metric_columns(taken.records, self.dropped)
+        if taken.marks:
+            batch.first_types = first_types(taken, batch.metrics)
+        kept: list[FileRequest] = []
         for request in taken.files:
-            try:
-                sha, size = put_blob(self.blobs_dir, request.source)
-            except OSError as exc:
-                self.dropped(f"file for {request.path!r} could not be stored: {exc}; skipped")
-                continue
+            if request.stored is None:
+                try:
+                    request.stored = put_blob(self.blobs_dir, request.source)
+                except OSError as exc:
+                    if _unreadable(request.source):
+                        self.dropped(
+                            f"file {str(request.source)!r} for {request.path!r} can no longer "
+                            f"be read: {exc}; skipped"
+                        )
+                    else:  # the store's side failed: keep the file and try again
+                        self._file_error = f"{type(exc).__name__}: {exc}"
+                        kept.append(request)
+                    continue
+            sha, size = request.stored
             ref = {"path": request.storage_key, "size_bytes": size, "mime_type": request.mime_type}
             batch.blobs.append((request.storage_key, sha, size, request.mime_type))
             if request.step is None:
@@ -284,7 +513,7 @@ class Flusher(threading.Thread):
                         json.dumps(ref),
                     )
                 )
-        return batch
+        return batch, kept
 
     def wait_for(self, sequence: int, timeout: float | None) -> bool:
         """Wait until everything logged up to ``sequence`` is in the store."""

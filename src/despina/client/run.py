@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from despina.client.artifacts import artifact_value
 from despina.client.buffer import (
+    CLOSE_RETRY_SECONDS,
     FLUSH_EARLY_POINTS,
     FileRequest,
     Flusher,
@@ -215,7 +216,7 @@ class Run:
         self._lag_monitor = None
         self._store = None
         self._flusher = None
-        self._buffer = LogBuffer()
+        self._buffer = LogBuffer(on_full=self._buffer_full)
 
     def _attach(self, store: Store, created: CreatedRun) -> None:
         """Start logging into the stored object ``created``."""
@@ -540,8 +541,13 @@ class Run:
             self._console.stop()
         if self._lag_monitor is not None:
             self._lag_monitor.stopping.set()
+        # a failing store is retried until the timeout (or CLOSE_RETRY_SECONDS without one)
+        self._flusher.give_up_at = time.monotonic() + (
+            CLOSE_RETRY_SECONDS if timeout is None else timeout
+        )
         self._flusher.stopping.set()
         self._flusher.wake.set()
+        self._buffer.release()  # calls waiting for room: their data is queued already
         self._flusher.join(timeout)
         if self._flusher.is_alive():
             logger.warning(
@@ -550,6 +556,14 @@ class Run:
                 timeout,
             )
             return
+        if self._flusher.unstored():  # the store kept failing until the flusher gave up
+            self._call(
+                "error",
+                NeptuneUnexpectedError(
+                    f"run {self._run_id!r} closed while the store kept failing; what was "
+                    "logged since the last successful write is lost"
+                ),
+            )
         try:
             self._writer.finish(failed=self._failed)
             assert self._store is not None
@@ -587,6 +601,17 @@ class Run:
             exc = cls(f"{issue.code}: {issue.message}")
             kind = "warning" if isinstance(exc, NeptuneScaleWarning) else "error"
             self._call(kind, exc)
+
+    def _buffer_full(self, unstored: int, limit: int) -> None:
+        """A logging call waits for the store: say so once per episode (from that call)."""
+        self._call(
+            "warning",
+            NeptuneScaleWarning(
+                f"despina: {unstored / 2**20:.0f} MiB logged to run {self._run_id!r} is not "
+                f"stored yet (bound {limit / 2**20:.0f} MiB): the store is slow or failing, so "
+                "logging calls wait until it takes data again; nothing is dropped"
+            ),
+        )
 
     def _flush_failed(self, exc: BaseException) -> None:
         self._call(
