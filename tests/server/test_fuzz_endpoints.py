@@ -1,0 +1,992 @@
+"""Property/fuzz suite over every API route of a real ``despina serve`` (issue #12).
+
+One server per module (``server`` in conftest.py), one workspace token. For every route of
+``despina.server.app.ROUTES`` (the web UI's routes aside: they are cookie-authenticated and
+covered by tests/web) hypothesis sends a valid request with ONE thing made wrong — a field of a
+bad JSON type, a huge, negative or non-finite number, an unknown enum value, a missing field,
+random or truncated protobuf bytes, an NQL query built from grammar fragments, a bad storage
+key or signed-URL parameter — and checks the two promises of the server:
+
+* no answer is a 5xx (bad input is never a server fault);
+* every 4xx is the canonical ``{"code", "message"}`` body, and where the input has one
+  identifiable bad value, the message names it (the field's name or the value itself); an NQL
+  error carries the position of the offending token inside the query.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import math
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import httpx
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from neptune_api.proto.neptune_pb.api.v1.model.requests_pb2 import (
+    ProtoCustomExpression,
+    ProtoGetTimeseriesBucketsRequest,
+    ProtoView,
+)
+from neptune_api.proto.neptune_pb.ingest.v1 import common_pb2 as c
+from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
+from server_helpers import PROJECT, ServerProcess, Tokens
+
+from despina.server.app import ROUTES
+from despina.server.storage import BLOB_ROUTE
+
+RUN = f"CUSTOM/{PROJECT}/seed"
+EXAMPLES = 40
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+STATUSES: collections.Counter[int] = collections.Counter()
+COVERED: set[tuple[str, str]] = set()
+
+
+# -- the server and its answers ----------------------------------------------------------------
+
+
+@dataclass
+class Api:
+    server: ServerProcess
+    http: httpx.Client
+    headers: dict[str, str]
+    token: str
+
+    def post(self, path: str, body: bytes, **kwargs: Any) -> httpx.Response:
+        COVERED.add(("POST", path))
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.http.post(path, content=body, headers=headers, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        COVERED.add(("GET", path))
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.http.get(path, headers=headers, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def api(server: ServerProcess, tokens: Tokens) -> Iterator[Api]:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        exchanged = http.get(
+            "/api/backend/v1/authorization/oauth-token",
+            headers={"X-Neptune-Api-Token": tokens.workspace},
+        )
+        assert exchanged.status_code == 200, exchanged.text
+        headers = {"Authorization": f"Bearer {exchanged.json()['accessToken']}"}
+        client = Api(server, http, headers, tokens.workspace)
+        for op in _seed():
+            answer = client.post("/api/client/v1/ingest", op.SerializeToString())
+            assert answer.status_code == 200, answer.text
+        yield client
+
+
+def _seed() -> list[RunOperation]:
+    snapshots = [
+        c.UpdateRunSnapshot(
+            step=c.Step(whole=s),
+            timestamp=Timestamp(seconds=1_700_000_000 + s),
+            append={"m": c.Value(float64=s / 3), "s": c.Value(string=str(s))},
+            assign={"cfg/lr": c.Value(float64=0.1)} if s == 1 else {},
+        )
+        for s in range(1, 30)
+    ]
+    return [
+        RunOperation(project=PROJECT, run_id="seed", create=c.Run(run_id="seed")),
+        RunOperation(
+            project=PROJECT,
+            run_id="seed",
+            update_batch=c.UpdateRunSnapshots(snapshots=snapshots),
+        ),
+    ]
+
+
+def _shows(value: Any) -> list[str]:
+    """Ways a message may quote ``value`` (prefixes: messages cut long values)."""
+    texts = {str(value), repr(value)}
+    with contextlib.suppress(TypeError, ValueError):
+        texts.add(json.dumps(value))
+    if isinstance(value, float) and math.isfinite(value):
+        texts.add(f"{value:g}")
+    out = [repr(value)] if isinstance(value, str) and not value else []  # "got ''"
+    for text in texts:
+        for start in (0, 1):
+            prefix = text[start : start + 12]
+            if len(prefix) >= 3:  # "0" or "[]" would match any message
+                out.append(prefix)
+    return out
+
+
+def check(answer: httpx.Response, api: Api, *names: Any, values: tuple[Any, ...] = ()) -> None:
+    """No 5xx; a 4xx is the canonical body and (if ``names``/``values``) names the bad input."""
+    STATUSES[answer.status_code] += 1
+    request = answer.request
+    where = f"{request.method} {request.url} -> {answer.status_code}: {answer.text[:400]}"
+    assert answer.status_code < 500, where + "\n" + api.server.log()[-600:]
+    if answer.status_code < 400:
+        return
+    body = answer.json()
+    assert body["code"] == answer.status_code, where
+    message = body["message"]
+    assert isinstance(message, str) and message.strip(), where
+    if answer.status_code == 429:
+        return  # throttled (the token routes' rate limit): about the rate, not the input
+    # a field is named in the singular too ("files" -> "each file must be ...")
+    wanted = [str(n).removesuffix("s") for n in names if n not in (None, "")]
+    for value in values:
+        wanted += _shows(value)
+    if wanted:
+        lowered = message.lower()
+        assert any(w.lower() in lowered for w in wanted), f"{where}\nnames none of {wanted}"
+
+
+# -- JSON bodies: one field made wrong ---------------------------------------------------------
+
+BAD_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            None,
+            True,
+            "",
+            "x",
+            "unknown-enum",
+            [],
+            {},
+            [1, "a"],
+            {"a": 1},
+            -1,
+            -(2**63),
+            2**64,
+            2**70,
+            10**400,  # an int beyond the float range
+            1e308,
+            -1e308,
+            math.nan,
+            math.inf,
+            -math.inf,
+            0.5,
+            "\x00\n\t",
+            "a" * 5000,
+            "../../etc/passwd",
+        ]
+    ),
+    st.integers(-(2**80), 2**80),
+    st.floats(),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+)
+MISSING = object()
+
+SERIES = {
+    "holder": {"identifier": RUN, "type": "experiment"},
+    "attribute": "m",
+    "lineage": "FULL",
+    "lineageEntityType": "EXPERIMENT",
+    "includePreview": False,
+}
+SEARCH = {
+    "pagination": {"limit": 10, "offset": 0},
+    "experimentLeader": False,
+    "sorting": {
+        "dir": "descending",
+        "sortBy": {"name": "sys/creation_time", "type": "datetime"},
+        "aggregationMode": "auto",
+    },
+    "query": {"query": "`m`:floatSeries > 0"},
+    "attributeFilters": [{"path": "sys/id"}, {"path": "m"}],
+}
+NAME_FILTER = {"mustMatchAny": [{"mustMatchRegexes": ["^m"], "mustNotMatchRegexes": ["x"]}]}
+
+
+@dataclass(frozen=True)
+class JsonRoute:
+    path: str
+    params: dict[str, str]
+    body: dict[str, Any]
+    fields: tuple[tuple[str | int, ...], ...]
+    """Where one value is made wrong; the last key (or the one before an index) is its name."""
+
+
+def _leaves(body: Any, prefix: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    if prefix:
+        yield prefix
+    if isinstance(body, dict):
+        for key, value in body.items():
+            yield from _leaves(value, (*prefix, key))
+    elif isinstance(body, list):
+        for index, value in enumerate(body):
+            yield from _leaves(value, (*prefix, index))
+
+
+def _route(path: str, params: dict[str, str], body: dict[str, Any]) -> JsonRoute:
+    return JsonRoute(path, params, body, tuple(_leaves(body)))
+
+
+LEADERBOARD = "/api/leaderboard/v1"
+JSON_ROUTES = {
+    "search": _route(
+        f"{LEADERBOARD}/proto/leaderboard/entries/search/", {"projectIdentifier": PROJECT}, SEARCH
+    ),
+    "global_search": _route(f"{LEADERBOARD}/proto/leaderboard/entries/global/search/", {}, SEARCH),
+    "definitions": _route(
+        f"{LEADERBOARD}/leaderboard/attributes/definitions/query",
+        {},
+        {
+            "projectIdentifiers": [PROJECT],
+            "experimentIdsFilter": [RUN],
+            "attributeFilter": [{"attributeType": "floatSeries"}],
+            "attributeNameFilter": NAME_FILTER,
+            "nextPage": {"limit": 10, "nextPageToken": ""},
+        },
+    ),
+    "attributes": _route(
+        f"{LEADERBOARD}/proto/leaderboard/attributes/query",
+        {"projectIdentifier": PROJECT},
+        {
+            "experimentIdsFilter": [RUN],
+            "attributeFilter": [{"attributeType": "floatSeries"}],
+            "attributeNameFilter": NAME_FILTER,
+            "nextPage": {"limit": 10, "nextPageToken": ""},
+        },
+    ),
+    "attributes_by_name": _route(
+        f"{LEADERBOARD}/proto/leaderboard/attributes/query",
+        {"projectIdentifier": PROJECT},
+        {"experimentIdsFilter": [RUN], "attributeNamesFilter": ["m", "cfg/lr"]},
+    ),
+    "float_series": _route(
+        f"{LEADERBOARD}/proto/attributes/series/float",
+        {},
+        {
+            "requests": [{"requestId": "0", "series": SERIES, "afterStep": 3}],
+            "stepRange": {"from": 0, "to": 100},
+            "order": "ascending",
+            "perSeriesPointsLimit": 100,
+        },
+    ),
+    "series": _route(
+        f"{LEADERBOARD}/proto/attributes/series",
+        {},
+        {
+            "requests": [
+                {
+                    "requestId": "0",
+                    "series": {**SERIES, "attribute": "s"},
+                    "searchAfter": {"finished": False, "token": ""},
+                }
+            ],
+            "stepRange": {"from": 0, "to": 100},
+            "order": "descending",
+            "perSeriesPointsLimit": 100,
+        },
+    ),
+    "signed_url": _route(
+        "/api/storagebridge/v1/signedUrl",
+        {},
+        {
+            "files": [
+                {
+                    "path": "fuzz/a.bin",
+                    "permission": "write",
+                    "project_identifier": PROJECT,
+                    "size": 10,
+                }
+            ]
+        },
+    ),
+    "create_project": _route(
+        "/api/backend/v1/projects",
+        {},
+        {
+            "organizationIdentifier": "ws",
+            "name": "NAME",
+            "visibility": "priv",
+            "description": "fuzzed",
+            "projectKey": "KEY",
+        },
+    ),
+}
+
+
+def _with(body: Any, path: tuple[str | int, ...], value: Any) -> Any:
+    """A deep copy of ``body`` with ``path`` set to ``value`` (or removed: ``MISSING``)."""
+    copy = json.loads(json.dumps(body))
+    target = copy
+    for key in path[:-1]:
+        target = target[key]
+    if value is MISSING:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return copy
+
+
+def _names_of(path: tuple[str | int, ...]) -> tuple[str, ...]:
+    """The changed field's name and the name of the object or list holding it."""
+    keys = [k for k in path if isinstance(k, str)]
+    return tuple(keys[-2:])
+
+
+@st.composite
+def mutated(draw: st.DrawFn, route: JsonRoute) -> tuple[dict[str, Any], tuple[str, ...], Any]:
+    """``(body, field names, bad value)`` with one field of ``route``'s valid body made wrong."""
+    body = route.body
+    if route.path.endswith("/projects"):  # a fresh project per example: the valid one is a 200
+        suffix = draw(st.uuids()).hex[:10]
+        body = {**body, "name": f"p{suffix}", "projectKey": f"K{suffix.upper()}"[:10]}
+        body["projectKey"] = "".join(ch for ch in body["projectKey"] if ch.isalnum())
+    path = draw(st.sampled_from(route.fields))
+    value = draw(st.just(MISSING) | BAD_VALUES)
+    # known bug, see test_a_size_beyond_the_float_range_is_refused
+    assume(not (route.path.endswith("/signedUrl") and _beyond_float(value)))
+    return _with(body, path, value), _names_of(path), value
+
+
+def _beyond_float(value: Any) -> bool:
+    return isinstance(value, int) and abs(value) >= 2**1024
+
+
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, allow_nan=True).encode()  # NaN/Infinity: Python's JSON reads them
+
+
+def _json_test(name: str) -> Any:
+    route = JSON_ROUTES[name]
+
+    @FUZZ
+    @given(case=mutated(route))
+    def test(api: Api, case: tuple[dict[str, Any], tuple[str, ...], Any]) -> None:
+        body, names, value = case
+        answer = api.post(route.path, _json_bytes(body), params=route.params)
+        shown = () if value is MISSING else (value,)
+        if route.path.endswith("/projects") and names[-1] in ("organizationIdentifier", "name"):
+            names = (*names, "project name")  # both are checked as one name: shown whole
+        check(answer, api, *names, values=shown)
+
+    test.__name__ = f"test_{name}_one_bad_field"
+    return test
+
+
+test_search_one_bad_field = _json_test("search")
+test_global_search_one_bad_field = _json_test("global_search")
+test_definitions_one_bad_field = _json_test("definitions")
+test_attributes_one_bad_field = _json_test("attributes")
+test_attributes_by_name_one_bad_field = _json_test("attributes_by_name")
+test_float_series_one_bad_field = _json_test("float_series")
+test_series_one_bad_field = _json_test("series")
+test_signed_url_one_bad_field = _json_test("signed_url")
+test_create_project_one_bad_field = _json_test("create_project")
+
+
+def test_valid_bodies_are_accepted(api: Api) -> None:
+    """The bodies the mutations start from are valid: a 4xx above is caused by its one field."""
+    for name, route in JSON_ROUTES.items():
+        body = route.body
+        if name == "create_project":
+            body = {**body, "name": "valid", "projectKey": "VALID"}
+        answer = api.post(route.path, _json_bytes(body), params=route.params)
+        assert answer.status_code == 200, f"{name}: {answer.text}"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+JSON_PATHS = [
+    *sorted({(r.path, tuple(r.params.items())) for r in JSON_ROUTES.values()}),
+    ("/api/storagebridge/v1/s3/completeMultipartUpload", ()),
+]
+
+
+RAW_JSON = [
+    b"NaN",
+    b"-Infinity",
+    b'"\ud800"',
+    b"\xef\xbb\xbf{}",
+]
+RAW_FIELDS = [
+    (key.encode(), value)
+    for key in ("pagination", "nextPage", "perSeriesPointsLimit", "requests", "files", "name")
+    for value in (b"-" + b"9" * 400, b"1e999", b"[" * 500 + b"]" * 500)
+]
+UNPARSABLE_JSON = {
+    "nested": b"[" * 100_000 + b"]" * 100_000,  # deeper than Python's recursion limit
+    "nested_objects": b'{"a": ' * 50_000 + b"1" + b"}" * 50_000,
+    "digits": b"1" * 5000,  # more digits than Python converts to an int
+    "digits_in_field": b'{"files": ' + b"1" * 5000 + b"}",
+}
+
+
+@FUZZ
+@given(
+    route=st.sampled_from(JSON_PATHS),
+    body=st.binary(max_size=100)
+    | json_values.map(_json_bytes)
+    | st.sampled_from(RAW_JSON)
+    | st.sampled_from(RAW_FIELDS).map(lambda f: b'{"%s": %s}' % f),
+)
+def test_json_routes_any_body(api: Api, route: Any, body: bytes) -> None:
+    """Random bytes and random JSON of any type: no 5xx, every 4xx in the canonical body."""
+    path, params = route
+    check(api.post(path, body, params=dict(params)), api)
+
+
+MULTIPART = {
+    "upload_id": "0" * 32,
+    "project_identifier": PROJECT,
+    "path": "fuzz/big.bin",
+    "parts": [{"part_number": 1, "etag": "e"}],
+}
+
+
+@FUZZ
+@given(path=st.sampled_from(tuple(_leaves(MULTIPART))), value=st.just(MISSING) | BAD_VALUES)
+def test_complete_multipart_one_bad_field(api: Api, path: Any, value: Any) -> None:
+    """The base names an upload that does not exist: the 4xx names it, or the bad field."""
+    answer = api.post(
+        "/api/storagebridge/v1/s3/completeMultipartUpload",
+        _json_bytes(_with(MULTIPART, path, value)),
+    )
+    shown = () if value is MISSING else (value,)
+    check(answer, api, *_names_of(path), "upload", values=shown)
+
+
+@pytest.mark.parametrize("body", sorted(UNPARSABLE_JSON))
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(
+            route,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=f"{owner}: json.loads raises RecursionError (nesting deeper than the "
+                "recursion limit) or ValueError (an int of over 4300 digits), which the JSON "
+                "reader does not catch: answered 500",
+            ),
+        )
+        for route, owner in [
+            ("/api/storagebridge/v1/signedUrl", "app.py read_json"),
+            ("/api/backend/v1/projects", "app.py read_json"),
+            (JSON_ROUTES["float_series"].path, "retrieval.py _json"),
+            (JSON_ROUTES["definitions"].path, "retrieval.py _json"),
+        ]
+    ],
+)
+def test_unparsable_json_is_a_4xx(api: Api, path: str, body: str) -> None:
+    check(api.post(path, UNPARSABLE_JSON[body]), api, "JSON")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="storage.py signed_urls: a size beyond the float range (10**400) raises "
+    "OverflowError: answered 500",
+)
+def test_a_size_beyond_the_float_range_is_refused(api: Api) -> None:
+    route = JSON_ROUTES["signed_url"]
+    body = _with(route.body, ("files", 0, "size"), 10**400)
+    check(api.post(route.path, _json_bytes(body)), api, "size")
+
+
+# -- query parameters --------------------------------------------------------------------------
+
+project_names = st.sampled_from(
+    ["", "ws", "ws/", "/proj", "ws/none", "elsewhere/proj", "ws/proj/x", "a" * 300, "ws/\x00"]
+) | st.text(max_size=15)
+
+
+@FUZZ
+@given(project=project_names)
+def test_project_identifier_parameters(api: Api, project: str) -> None:
+    """Every route that reads ?projectIdentifier= names it when it refuses it."""
+    names = ("projectIdentifier", "project")
+    check(
+        api.get("/api/backend/v1/projects/get", params={"projectIdentifier": project}),
+        api,
+        *names,
+        values=(project,),
+    )
+    search = JSON_ROUTES["search"]
+    answer = api.post(search.path, _json_bytes(search.body), params={"projectIdentifier": project})
+    check(answer, api, *names, values=(project,))
+    answer = api.post("/api/client/v1/ingest/check", b"", params={"projectIdentifier": project})
+    check(answer, api, *names, values=(project,))
+
+
+@FUZZ
+@given(params=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3))
+def test_list_projects_ignores_parameters(api: Api, params: dict[str, str]) -> None:
+    answer = api.get("/api/backend/v1/projects", params=params)
+    check(answer, api)
+    assert answer.status_code == 200
+
+
+# -- NQL ----------------------------------------------------------------------------------------
+
+NQL_FRAGMENTS = [
+    "`m`",
+    "`m`:floatSeries",
+    "`cfg/lr`:float",
+    "`s`:stringSeries",
+    "`sys/name`:string",
+    "`sys/tags`:stringSet",
+    "`sys/state`:experimentState",
+    "`sys/creation_time`:datetime",
+    "`sys/size`:float",
+    "last(`m`:floatSeries)",
+    "average(`m`)",
+    "variance(`m`:floatSeries)",
+    "min(`s`:stringSeries)",
+    "`x`:flaot",
+    "`a`",
+    "m",
+    "(",
+    ")",
+    "AND",
+    "OR",
+    "NOT",
+    "CONTAINS",
+    "MATCHES",
+    "EXISTS",
+    "=",
+    "==",
+    "!=",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "=~",
+    "!",
+    ":",
+    "1",
+    "-1",
+    "0.5",
+    "1e309",
+    "-inf",
+    '"NaN"',
+    "1e-400",
+    "10MB",
+    '"5 gb"',
+    "true",
+    '"yes"',
+    '"-3d"',
+    '"-3m"',
+    '"2024-01-01T00:00:00Z"',
+    '"2024-13-45"',
+    '"abc"',
+    '"a(b"',
+    '"(.*)*!"',
+    '"["',
+    '"\\\\"',
+    '"',
+    "`",
+    '"running"',
+    '"Inactive"',
+    '"x" ',
+    " ",
+    "\n",
+    "\x00",
+    "😀",
+    "`" + "n" * 2000 + "`",
+]
+nql = st.lists(st.sampled_from(NQL_FRAGMENTS), min_size=1, max_size=8).map(" ".join) | st.text(
+    alphabet=string.printable, max_size=40
+)
+
+
+@FUZZ
+@given(query=nql)
+def test_nql_queries(api: Api, query: str) -> None:
+    """NQL from grammar fragments: accepted, or a 400 whose message shows the query and whose
+    ``position`` points inside it."""
+    route = JSON_ROUTES["search"]
+    body = {**route.body, "query": {"query": query}}
+    answer = api.post(route.path, _json_bytes(body), params=route.params)
+    check(answer, api)
+    if answer.status_code == 400:
+        error = answer.json()
+        assert "position" in error, error
+        assert 0 <= error["position"] <= len(query), (query, error)
+        assert "position" in error["message"], error
+
+
+# -- protobuf bodies ---------------------------------------------------------------------------
+
+
+def _mutate_bytes(draw: st.DrawFn, data: bytes) -> bytes:
+    """``data`` truncated, with one byte changed, with bytes appended, or unchanged."""
+    mutation = draw(st.sampled_from(["none", "truncate", "flip", "append"]))
+    if mutation == "truncate" and data:
+        return data[: draw(st.integers(0, len(data) - 1))]
+    if mutation == "flip" and data:
+        at = draw(st.integers(0, len(data) - 1))
+        return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1 :]
+    if mutation == "append":
+        return data + draw(st.binary(min_size=1, max_size=20))
+    return data
+
+
+@st.composite
+def bucket_cases(draw: st.DrawFn) -> tuple[bytes, tuple[str, ...], tuple[Any, ...]]:
+    """A valid buckets request with one field made wrong, and what the 4xx should name."""
+    expression = ProtoCustomExpression(requestId="0", runId=RUN, customYFormula="${m}")
+    view = ProtoView(maxBuckets=10, to=30.0)
+    setattr(view, "from", 1.0)
+    view.xAxis.steps.SetInParent()
+    field = draw(
+        st.sampled_from(
+            [
+                "maxBuckets",
+                "from",
+                "to",
+                "xScale",
+                "yScale",
+                "xAxis",
+                "stepRange",
+                "runId",
+                "customYFormula",
+                "lineage",
+                "entityType",
+                "expressions",
+                "bytes",
+            ]
+        )
+    )
+    names: tuple[str, ...] = (field,)
+    values: tuple[Any, ...] = ()
+    if field == "maxBuckets":
+        view.maxBuckets = draw(st.integers(-(2**31), 2**31 - 1))
+        values = (view.maxBuckets,)
+    elif field in ("from", "to"):
+        setattr(view, field, draw(st.floats() | st.sampled_from([math.nan, math.inf, -math.inf])))
+    elif field in ("xScale", "yScale"):
+        setattr(view, field, draw(st.integers(1, 2**31 - 1)))
+        names = (field, "scale")
+    elif field == "xAxis":
+        view.xAxis.epochMillis.SetInParent()
+        names = ("axis",)
+    elif field == "stepRange":
+        step_range = view.pointFilters.stepRange
+        setattr(step_range, "from", draw(st.floats()))
+        step_range.to = draw(st.floats())
+    elif field == "runId":
+        expression.runId = draw(st.text(max_size=20) | st.sampled_from(["ws/none/A-1", "x"]))
+        values = (expression.runId,)
+        names = ("run identifier",)
+    elif field == "customYFormula":
+        expression.customYFormula = draw(
+            st.text(max_size=10) | st.sampled_from(["${", "${a}${b}", "${a\\}", "m", "${}"])
+        )
+        values = (expression.customYFormula,)
+    elif field in ("lineage", "entityType"):
+        setattr(expression, field, draw(st.integers(-(2**31), 2**31 - 1)))
+    request = ProtoGetTimeseriesBucketsRequest(view=view)
+    count = draw(st.integers(0, 3)) if field == "expressions" else 1
+    request.expressions.extend([expression] * count)
+    data = request.SerializeToString()
+    if field == "bytes":
+        data = _mutate_bytes(draw, data)
+        names = ()
+    return data, names, values
+
+
+@FUZZ
+@given(case=bucket_cases())
+def test_bucket_requests(api: Api, case: tuple[bytes, tuple[str, ...], tuple[Any, ...]]) -> None:
+    body, names, values = case
+    answer = api.post(f"{LEADERBOARD}/proto/attributes/timeseries/buckets", body)
+    check(answer, api, *names, values=values)
+
+
+def test_steps_beyond_int64_are_bounded(api: Api) -> None:
+    """Found by this suite: an afterStep or step range beyond 2**63 reached SQLite as an integer
+    it cannot hold (OverflowError, 500); such bounds now cover every stored step."""
+    route = JSON_ROUTES["float_series"]
+    for change in (
+        (("requests", 0, "afterStep"), 2**64),
+        (("requests", 0, "afterStep"), -1e300),
+        (("stepRange", "to"), 1e300),
+        (("stepRange", "from"), -(2**70)),
+    ):
+        answer = api.post(route.path, _json_bytes(_with(route.body, *change)))
+        assert answer.status_code == 200, (change, answer.text[:300])
+    for low, high in ((0.0, 1e300), (-1e300, 1e300), (1e19, 1e20)):
+        request = ProtoGetTimeseriesBucketsRequest(
+            expressions=[ProtoCustomExpression(requestId="0", runId=RUN, customYFormula="${m}")],
+            view=ProtoView(maxBuckets=10),
+        )
+        setattr(request.view.pointFilters.stepRange, "from", low)
+        request.view.pointFilters.stepRange.to = high
+        answer = api.post(
+            f"{LEADERBOARD}/proto/attributes/timeseries/buckets", request.SerializeToString()
+        )
+        assert answer.status_code == 200, ((low, high), answer.text[:300])
+
+
+def test_buckets_of_a_range_without_points(api: Api) -> None:
+    """A step range holding none of the series' points is an empty answer, not an error."""
+    request = ProtoGetTimeseriesBucketsRequest(
+        expressions=[ProtoCustomExpression(requestId="0", runId=RUN, customYFormula="${m}")],
+        view=ProtoView(maxBuckets=10),
+    )
+    setattr(request.view.pointFilters.stepRange, "from", 1000.0)
+    request.view.pointFilters.stepRange.to = 2000.0
+    answer = api.post(
+        f"{LEADERBOARD}/proto/attributes/timeseries/buckets", request.SerializeToString()
+    )
+    assert answer.status_code == 200, answer.text[:300]
+
+
+@FUZZ
+@given(body=st.binary(max_size=300))
+def test_random_protobuf_bytes(api: Api, body: bytes) -> None:
+    for path in (
+        f"{LEADERBOARD}/proto/attributes/timeseries/buckets",
+        "/api/client/v1/ingest",
+    ):
+        check(api.post(path, body), api)
+    check(api.post("/api/client/v1/ingest/check", body, params={"projectIdentifier": PROJECT}), api)
+
+
+values_pb = st.one_of(
+    st.floats().map(lambda f: c.Value(float64=f)),
+    st.integers(-(2**63), 2**63 - 1).map(lambda i: c.Value(int64=i)),
+    st.text(max_size=10).map(lambda s: c.Value(string=s)),
+    st.integers(-(2**40), 2**40).map(lambda s: c.Value(timestamp=Timestamp(seconds=s))),
+    st.builds(
+        lambda p, n: c.Value(file_ref=c.FileRef(path=p, size_bytes=n, mime_type="x/y")),
+        st.text(max_size=10),
+        st.integers(-5, 2**40),
+    ),
+    st.just(c.Value()),
+)
+attribute_paths = st.sampled_from(["m", "s", "cfg/lr", "", "sys/id", "x" * 1100]) | st.text(
+    max_size=6
+)
+
+
+@st.composite
+def ingest_cases(draw: st.DrawFn) -> tuple[bytes, tuple[Any, ...]]:
+    """A RunOperation of the token's project with one part made wrong; a refusal of the whole
+    request names the project when the project is the bad part."""
+    project = draw(st.sampled_from([PROJECT, PROJECT, "ws/none", "elsewhere/proj", "bad", ""]))
+    op = RunOperation(project=project, run_id=draw(st.sampled_from(["seed", "fresh", "", "a/b"])))
+    kind = draw(st.sampled_from(["create", "update", "none"]))
+    if kind == "create":
+        op.create.CopyFrom(
+            c.Run(
+                run_id=op.run_id,
+                family=draw(st.text(max_size=3)),
+                creation_time=Timestamp(seconds=draw(st.integers(-(2**40), 2**40))),
+            )
+        )
+        if draw(st.booleans()):
+            op.create.fork_point.CopyFrom(
+                c.ForkPoint(
+                    parent_project=draw(st.sampled_from([PROJECT, "ws/other", "x"])),
+                    parent_run_id=draw(st.sampled_from(["seed", "", "x"])),
+                    step=c.Step(whole=draw(st.integers(0, 2**64 - 1))),
+                )
+            )
+    elif kind == "update":
+        snap = op.update
+        snap.step.CopyFrom(
+            c.Step(whole=draw(st.integers(0, 2**64 - 1)), micro=draw(st.integers(0, 2**64 - 1)))
+        )
+        snap.timestamp.CopyFrom(Timestamp(seconds=draw(st.integers(-(2**40), 2**40))))
+        for path, value in draw(st.dictionaries(attribute_paths, values_pb, max_size=3)).items():
+            getattr(snap, draw(st.sampled_from(["assign", "append"])))[path].CopyFrom(value)
+    data = op.SerializeToString()
+    mutated = _mutate_bytes(draw, data)
+    # the project is the identifiable bad value only while the operation is intact
+    return mutated, ((project,) if project != PROJECT and mutated == data else ())
+
+
+@FUZZ
+@given(case=ingest_cases())
+def test_ingest_operations(api: Api, case: tuple[bytes, tuple[Any, ...]]) -> None:
+    body, values = case
+    check(api.post("/api/client/v1/ingest", body), api, values=values)
+
+
+# -- blob routes -------------------------------------------------------------------------------
+
+SIGNED_PARAMS = ("X-Amz-Date", "X-Amz-Expires", "X-Amz-Signature", "uploadId", "partNumber")
+
+
+@pytest.fixture(scope="module")
+def signed(api: Api) -> dict[str, str]:
+    """A write URL and a read URL of one stored blob."""
+    files = []
+    for permission in ("write", "read"):
+        entry = {
+            "path": "fuzz/blob.bin",
+            "permission": permission,
+            "project_identifier": PROJECT,
+            "size": 4,
+        }
+        answer = api.post("/api/storagebridge/v1/signedUrl", _json_bytes({"files": [entry]}))
+        assert answer.status_code == 200, answer.text
+        files.append(answer.json()["files"][0]["url"])
+        if permission == "write":
+            put = api.http.put(files[0], content=b"blob")
+            assert put.status_code == 200, put.text
+    assert api.http.get(files[1]).content == b"blob"
+    return {"PUT": files[0], "GET": files[1]}
+
+
+storage_keys = st.sampled_from(
+    [
+        "",
+        "..",
+        "a/../b",
+        "./a",
+        "/abs",
+        "a\\b",
+        "a\nb",
+        "a\x00b",
+        "a\rb",
+        "k" * 1100,
+        "%00",
+        "a//b",
+        "fuzz/blob.bin/",
+        "😀",
+    ]
+) | st.text(max_size=20)
+
+
+@FUZZ
+@given(
+    method=st.sampled_from(["GET", "PUT"]),
+    data=st.data(),
+    value=st.none()
+    | st.text(max_size=30)
+    | st.sampled_from(
+        ["99991231T000000Z", "20200101T000000Z", "-1", "0", "999999999999", "NaN", "1e3", "x"]
+    ),
+    key=storage_keys,
+)
+def test_blob_urls(
+    api: Api,
+    signed: dict[str, str],
+    method: str,
+    data: st.DataObject,
+    value: str | None,
+    key: str,
+) -> None:
+    """A signed blob URL with one part changed (any of its parameters removed or replaced,
+    another key or project in the path): never a 5xx, and a refusal names the part."""
+    url = urlsplit(signed[method])
+    query = dict(parse_qsl(url.query, keep_blank_values=True))
+    part = data.draw(st.sampled_from(["path", "project", *sorted({*query, *SIGNED_PARAMS})]))
+    if part == "X-Amz-Signature" and value is not None:
+        # non-ASCII signatures: test_a_non_ascii_signature_is_refused (a known 500)
+        value = value.encode("ascii", "replace").decode()
+    path = url.path
+    before = dict(query)
+    names: tuple[str, ...] = (part,)
+    if part == "path":
+        path = f"{BLOB_ROUTE}/{PROJECT}/{quote(key, safe='/')}"
+        names = ("signature", "path", "key")
+    elif part == "project":
+        path = path.replace(f"/{PROJECT}/", "/ws/other/", 1)
+        names = ("signature",)
+    elif value is None:
+        query.pop(part, None)
+    else:
+        query[part] = value
+    if part in ("X-Amz-Date", "X-Amz-Expires"):
+        names = (part, "expire", "signature")
+    if part in ("uploadId", "partNumber", "X-Amz-Signature"):
+        names = (part, "signature")
+    if part not in ("path", "project", *SIGNED_PARAMS) or (query == before and path == url.path):
+        names = ()
+    if method == "PUT" and part in ("uploadId", "partNumber") and not value:
+        names = ()  # an empty optional parameter is no change
+    COVERED.add((method, BLOB_ROUTE + "/{workspace}/{project}/{path:path}"))
+    answer = api.http.request(
+        method, path, params=query, content=b"data" if method == "PUT" else None
+    )
+    if answer.status_code == 404 and answer.json()["message"] == "Not Found":
+        # the client removed dot segments (a/../b): no route matches; Starlette's own 404
+        names = ()
+    if answer.status_code == 409:
+        names = ()  # the one-use PUT URL was used (by the signed fixture): refused as such
+    check(answer, api, *names)
+    if answer.status_code < 400:
+        # only an unchanged URL may work (e.g. a value equal to the original, or a dropped
+        # optional parameter the URL did not carry)
+        assert path == url.path, answer.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="storage.py verify(): hmac.compare_digest raises TypeError on a non-ASCII "
+    "X-Amz-Signature, answered 500 (blobs helper's file)",
+)
+def test_a_non_ascii_signature_is_refused(api: Api, signed: dict[str, str]) -> None:
+    url = urlsplit(signed["GET"])
+    query = {**dict(parse_qsl(url.query, keep_blank_values=True)), "X-Amz-Signature": "\x80"}
+    answer = api.http.get(url.path, params=query)
+    check(answer, api, "signature")
+
+
+# -- authentication routes ---------------------------------------------------------------------
+
+
+@FUZZ
+@given(
+    token=st.text(max_size=60) | st.sampled_from(["", "x.y.z", "eyJhbGciOiJub25lIn0.e30."]),
+    form=st.dictionaries(
+        st.sampled_from(["grant_type", "refresh_token", "client_id", "x"]),
+        st.text(max_size=30) | st.sampled_from(["refresh_token", "x.y.z"]),
+    ),
+    raw=st.binary(max_size=40),
+)
+def test_token_routes(api: Api, token: str, form: dict[str, str], raw: bytes) -> None:
+    # what an HTTP header can carry at all
+    encoded_token = token.encode("ascii", "replace").decode("ascii").strip()
+    encoded_token = "".join(ch for ch in encoded_token if ch.isprintable()) or "x"
+    answer = api.http.get(
+        "/api/backend/v1/authorization/oauth-token",
+        headers={"X-Neptune-Api-Token": encoded_token},
+    )
+    COVERED.add(("GET", "/api/backend/v1/authorization/oauth-token"))
+    check(answer, api)
+    refresh = "/auth/realms/neptune/protocol/openid-connect/token"
+    COVERED.add(("POST", refresh))
+    answer = api.http.post(refresh, data=form)
+    grant = form.get("grant_type")
+    check(answer, api, *(() if grant == "refresh_token" else ("grant_type",)))
+    check(api.http.post(refresh, content=raw), api)
+    bearer = {"Authorization": f"Bearer {encoded_token}"}
+    check(api.http.get("/api/backend/v1/projects", headers=bearer), api)
+
+
+def test_config_routes(api: Api) -> None:
+    for path in (
+        "/api/backend/v1/clients/config",
+        "/auth/realms/neptune/.well-known/openid-configuration",
+    ):
+        check(api.get(path, params={"x": "\x00", "y": "😀"}), api)
+
+
+# -- bookkeeping --------------------------------------------------------------------------------
+
+
+def test_every_api_route_was_fuzzed() -> None:
+    """Run last: every route of ROUTES but the UI's was sent malformed input above."""
+    if not STATUSES:
+        pytest.skip("run together with the fuzz tests")
+    api_routes = {(m, p) for m, p, _ in ROUTES if p.startswith(("/api/", "/auth/"))}
+    assert api_routes - COVERED == set()
+    assert STATUSES[200] > 0 and sum(n for s, n in STATUSES.items() if 400 <= s < 500) > 0
