@@ -16,8 +16,8 @@ for one upload. Storage keys hold no control characters.
 
 Uploads stream to a temporary file in the blob directory while being hashed, are fsynced and
 renamed into place (store/blobs.py); a storage key, once written, keeps its content. Downloads
-are attachments with ``nosniff``, a sandboxing CSP and a Content-Type from a short safe list,
-so an uploaded page or SVG never runs on the server's origin.
+are attachments with ``nosniff``, a sandboxing CSP and a Content-Type from a short safe list
+(server/downloads.py), so an uploaded page or SVG never runs on the server's origin.
 
 Answers (wire-protocol.md §7.2): PUT → 200 with an ``ETag`` (MD5 hex in quotes); GET → the bytes,
 404 when nothing was uploaded, 400 when the URL expired or its date/expiry are malformed, 403 for
@@ -51,6 +51,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 
 from despina.server.auth import Principal, derive_key
+from despina.server.downloads import CONTROL_CHARACTERS, download_headers, served_type
 from despina.server.errors import ApiError, access_denied, bad_request
 from despina.server.settings import ServerSettings
 from despina.store.access import blob_record, find_api_key, find_project
@@ -74,12 +75,10 @@ from despina.store.sqlite import Store
 __all__ = [
     "BLOB_ROUTE",
     "MAX_EXPIRES_SECONDS",
-    "SAFE_DOWNLOAD_TYPES",
     "BlobStorage",
     "SignedTarget",
+    "WriteRunner",
     "check_storage_key",
-    "download_headers",
-    "served_type",
 ]
 
 logger = logging.getLogger("despina.server.storage")
@@ -96,36 +95,9 @@ MAX_PARTS = 10_000
 SIGNATURE_VERSION = "despina-blob-url-2"
 _WRITE_BUFFER = 1024 * 1024
 
-SAFE_DOWNLOAD_TYPES = frozenset(
-    {
-        "application/gzip",
-        "application/json",
-        "application/octet-stream",
-        "application/pdf",
-        "application/x-tar",
-        "application/zip",
-        "audio/mpeg",
-        "audio/ogg",
-        "audio/wav",
-        "image/avif",
-        "image/bmp",
-        "image/gif",
-        "image/jpeg",
-        "image/png",
-        "image/webp",
-        "text/csv",
-        "text/plain",
-        "video/mp4",
-        "video/webm",
-    }
-)
-"""Content types a download is served with as uploaded; anything else (HTML, SVG, XML,
-scripts…) is served as ``application/octet-stream``."""
-
 WriteRunner = Callable[..., Awaitable[Any]]
 """Runs a blocking function on a worker thread (``ServerLimits.run_write`` in the server)."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
 
 
@@ -138,7 +110,7 @@ def check_storage_key(path: object) -> str:
     """
     if not isinstance(path, str) or not path:
         raise bad_request(f"file path must be a non-empty string, got {path!r:.200}")
-    if _CONTROL.search(path):
+    if CONTROL_CHARACTERS.search(path):
         raise bad_request(
             f"file path {path[:200]!r} holds a control character (code below 0x20, or 0x7f); "
             "storage keys are printable text"
@@ -154,28 +126,6 @@ def check_storage_key(path: object) -> str:
     if len(encoded) > MAX_KEY_BYTES:
         raise bad_request(f"file path {path[:60]!r}… is over {MAX_KEY_BYTES} UTF-8 bytes")
     return path
-
-
-def served_type(mime_type: str) -> str:
-    """The Content-Type a download is sent with: the stored type if it is on
-    :data:`SAFE_DOWNLOAD_TYPES` (parameters dropped), else ``application/octet-stream``."""
-    base = mime_type.split(";", 1)[0].strip().lower()
-    return base if base in SAFE_DOWNLOAD_TYPES else "application/octet-stream"
-
-
-def download_headers(filename: str) -> dict[str, str]:
-    """Headers that make a download inert on the server's origin: an attachment (RFC 6266, the
-    name RFC 5987-encoded), never sniffed, sandboxed and without a script or a referrer."""
-    name = _CONTROL.sub("", filename.rsplit("/", 1)[-1]).strip() or "download"
-    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    encoded = quote(name, safe="", encoding="utf-8", errors="replace")
-    return {
-        "Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "private, no-cache",
-    }
 
 
 def _clean_mime(header: str | None) -> str:
@@ -308,10 +258,12 @@ class BlobStorage:
             raise bad_request(
                 f"the signed URL dated {date} expired after {lifetime} s; ask for a new URL"
             )
+        key_id = query.get("X-Amz-Credential", "")
+        if not key_id:  # a URL from before URLs were bound to their API key
+            raise bad_request("malformed signed URL: no X-Amz-Credential; ask for a new URL")
         expected = self.signature_of(method, project, path, query)
         if not hmac.compare_digest(expected, query.get("X-Amz-Signature", "")):
             raise access_denied("the signature of this URL does not match; ask for a new URL")
-        key_id = query.get("X-Amz-Credential", "")
         key = find_api_key(self.store, key_id)
         if key is None or not key.is_valid() or not Principal(key).reaches(project):
             why = (
