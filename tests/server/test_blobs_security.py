@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,7 @@ from despina.server.auth import load_server_key, mint_api_token
 from despina.server.settings import ServerSettings
 from despina.server.storage import BlobStorage
 from despina.store.access import revoke_api_key
-from despina.store.blobs import blob_path
+from despina.store.blobs import blob_path, put_blob
 from despina.store.sqlite import Store
 
 SIGN = "/api/storagebridge/v1/signedUrl"
@@ -442,3 +443,40 @@ def test_official_clients_upload_and_download_a_multipart_file(
     assert (
         hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
     )
+
+
+def test_blobs_are_fsynced_with_their_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored content, its fan-out directory and the blob directory reach stable storage before
+    put_blob returns (the server's uploads go through the same commit_blob)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    blobs_dir = tmp_path / "blobs"
+    sha, size = put_blob(blobs_dir, b"durable")
+    stored = blob_path(blobs_dir, sha)
+    assert size == 7 and stored.read_bytes() == b"durable"
+    assert any(".incoming-" in path for path in synced)  # the content, before its rename
+    assert str(stored.parent) in synced and str(blobs_dir) in synced
+
+
+def test_stray_incoming_files_are_swept(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "home")
+    try:
+        storage = BlobStorage(store, load_server_key(store.home), ServerSettings())
+        stray = store.blobs_dir / ".incoming-crashed"
+        stray.write_bytes(b"half")
+        fresh = store.blobs_dir / ".incoming-receiving"
+        fresh.write_bytes(b"half")
+        old = time.time() - storage.settings.abandoned_upload_seconds - 60
+        os.utime(stray, (old, old))
+        storage.sweep_abandoned_uploads()
+        assert not stray.exists() and fresh.exists()
+    finally:
+        store.close()

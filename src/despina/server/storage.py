@@ -678,6 +678,7 @@ class BlobStorage:
         prune_upload_records(
             self.store, now_ms=int(now * 1000), abandoned_before_ms=int(horizon * 1000)
         )
+        self._sweep_incoming(horizon)
         removed = 0
         try:
             folders = list(self.uploads_dir.iterdir())
@@ -695,6 +696,15 @@ class BlobStorage:
         if removed:
             logger.info("deleted %d abandoned multipart upload(s)", removed)
         return removed
+
+    def _sweep_incoming(self, horizon: float) -> None:
+        """Delete uploads a crash left half-received in the blob directory."""
+        for stray in self.store.blobs_dir.glob(".incoming-*"):
+            try:
+                if stray.stat().st_mtime < horizon:
+                    stray.unlink()
+            except FileNotFoundError:  # finished or swept meanwhile
+                continue
 
     def _maybe_sweep(self) -> None:
         """Sweep at most every ten minutes, on the upload path: no timer thread to manage."""
