@@ -213,3 +213,65 @@ def test_an_existing_database_keeps_its_mode(home: Path) -> None:
     (home / DB_FILE).chmod(0o640)
     Store.open(home).create_project("ws/p")
     assert _mode(home / DB_FILE) == 0o640
+
+
+class _TracedStore(Store):
+    """A store that logs every statement of every connection, in order, with its connection."""
+
+    def __init__(self, home: Path) -> None:
+        super().__init__(home)
+        self.log: list[tuple[int, str]] = []
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        key = id(conn)
+        conn.set_trace_callback(lambda sql: self.log.append((key, sql.strip())))
+        return conn
+
+
+def _commits(log: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    """``(safety level, first statement)`` of every committed write transaction, in order."""
+    level: dict[int, str] = {}
+    first: dict[int, str] = {}
+    out = []
+    for key, sql in log:
+        upper = sql.upper()
+        if upper.startswith("PRAGMA SYNCHRONOUS ="):
+            level[key] = upper.rsplit("=", 1)[1].strip()
+        elif upper == "BEGIN IMMEDIATE":
+            first[key] = ""
+        elif upper == "COMMIT" and key in first:
+            out.append((level.get(key, "NORMAL"), first.pop(key)))
+        elif key in first and not first[key]:
+            first[key] = sql
+    return out
+
+
+def test_ingest_is_acknowledged_only_after_a_durable_commit(home: Path) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from neptune_api.proto.neptune_pb.ingest.v1 import common_pb2 as c
+    from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
+
+    from despina.server.auth import Principal
+    from despina.server.ingest import IngestService
+    from despina.server.settings import ServerSettings
+    from despina.store.access import ApiKey
+
+    Store.open(home).create_project("ws/proj")
+    store = _TracedStore(home)
+    key = ApiKey("k", "", "k", "me", "ws", "proj", 0, None, None)
+    service = IngestService(store, ServerSettings())
+    create = RunOperation(project="ws/proj", run_id="r", create=c.Run(run_id="r", family="r"))
+    snapshot = c.UpdateRunSnapshot(step=c.Step(whole=1), timestamp=Timestamp(seconds=1))
+    snapshot.append["loss"].float64 = 0.5
+    update = RunOperation(
+        project="ws/proj", run_id="r", update_batch=c.UpdateRunSnapshots(snapshots=[snapshot])
+    )
+    for op in (create, update):
+        store.log.clear()
+        service.submit(Principal(key), op.SerializeToString())
+        commits = _commits(store.log)
+        assert len(commits) >= 2  # the operation's own writes, then its status
+        level, statement = commits[-1]
+        assert "ingest_requests" in statement
+        assert level == "FULL"  # the answer follows an fsync of the WAL

@@ -165,8 +165,12 @@ def save_request(
     body_sha256: str,
     status: StoredStatus,
 ) -> None:
-    """Record the final status of an applied operation."""
-    with store.write() as conn:
+    """Record the final status of an applied operation, durably.
+
+    It is the last write before the ingest answer, and a durable write: the status and everything
+    the operation committed before it are on stable storage when the client is acknowledged.
+    """
+    with store.write(durable=True) as conn:
         conn.execute(
             "INSERT OR REPLACE INTO ingest_requests (request_id, project_id, run_id, "
             "body_sha256, status, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
