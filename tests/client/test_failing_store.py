@@ -76,6 +76,7 @@ def test_a_locked_store_bounds_memory_and_loses_nothing(
     run._store.busy_timeout_ms = 100  # the flusher's connection (opened on its first write)
     run.log_metrics(dict.fromkeys(KEYS, 0.0), step=0)
     assert run.wait_for_processing(timeout=10)
+    lags_before = events.lags
 
     blocker = sqlite3.connect(home / "despina.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # every write of the run now fails as busy
@@ -106,7 +107,7 @@ def test_a_locked_store_bounds_memory_and_loses_nothing(
     assert len(failures) == 1 and "locked" in str(failures[0])
     waits = [w for w in events.warnings if isinstance(w, NeptuneScaleWarning)]
     assert len(waits) == 1 and "wait" in str(waits[0]) and "'locked'" in str(waits[0])
-    assert events.lags == 1
+    assert events.lags - lags_before == 1
 
     blocker.execute("ROLLBACK")  # the fault clears
     blocker.close()
@@ -134,9 +135,14 @@ def test_files_are_kept_while_the_blob_store_fails(home: Path, tmp_path: Path) -
     blobs.write_text("not a directory")  # every copy into the store fails with an OSError
 
     run.assign_files({"model/weights": source, "model/card": File(b"card", mime_type="text/plain")})
-    run.log_files({"samples": File(b"sample-1", mime_type="text/plain")}, step=1)
     run.log_metrics({"loss": 0.5}, step=1)
-    assert not run.wait_for_processing(timeout=1.5, verbose=False)  # the files are not stored
+    assert not run.wait_for_processing(timeout=1.0, verbose=False)  # the files are not stored
+    reader = sqlite3.connect(home / "despina.db")
+    loss = reader.execute("SELECT count FROM attributes WHERE path = 'loss'").fetchone()
+    reader.close()
+    assert loss == (1,)  # the rest of the flush is not held back by the files
+    run.log_files({"samples": File(b"sample-1", mime_type="text/plain")}, step=1)
+    assert not run.wait_for_processing(timeout=1.0, verbose=False)
     failures = [e for e in events.errors if "could not be copied" in str(e)]
     assert len(failures) == 1, events.errors  # once per episode, not per retry
     assert "model/weights" in str(failures[0])
@@ -165,3 +171,45 @@ def test_files_are_kept_while_the_blob_store_fails(home: Path, tmp_path: Path) -
     hashes = [row[0] for row in conn.execute("SELECT sha256 FROM blobs")]
     contents = sorted(blob_path(store.blobs_dir, sha).read_bytes() for sha in hashes)
     assert contents == sorted([b"weights " * 1000, b"card", b"sample-1"])
+
+
+def test_console_capture_under_a_locked_store_does_not_deadlock(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the flusher's own reports (no callbacks: they are logged to the captured stderr) must
+    # never wait for room it alone can make
+    monkeypatch.setattr(buffer_module, "MAX_BUFFERED_BYTES", 16 * 1024)
+    run = despina.Run(
+        project="ws/proj", run_id="console", source_tracking_config=None, runtime_namespace="rt"
+    )
+    assert run._store is not None
+    run._store.busy_timeout_ms = 100
+    blocker = sqlite3.connect(home / "despina.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    done = threading.Event()
+
+    def work() -> None:
+        for step in range(300):
+            print(f"line {step}")
+            run.log_metrics({"loss": float(step)}, step=step)
+        done.set()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    wait_until(lambda: run._buffer.waited >= 1)
+    time.sleep(1.0)  # failures are reported (to stderr, captured) while the worker waits
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    worker.join(30)
+    assert done.is_set()
+    assert run.wait_for_processing(timeout=30)
+    run.close()
+    conn = Store.open(home).connection()
+    rows = dict(
+        conn.execute(
+            "SELECT a.path, a.count FROM attributes a JOIN runs r ON r.id = a.run_id "
+            "WHERE r.run_id = 'console' AND a.path IN ('loss', 'rt/stdout')"
+        ).fetchall()
+    )
+    assert rows["loss"] == 300
+    assert rows["rt/stdout"] >= 300

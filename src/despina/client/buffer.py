@@ -97,7 +97,15 @@ class FileRequest:
 
 
 class FilesNotStored(OSError):
-    """Some files could not be copied into the store; they are kept and retried."""
+    """Some files could not be copied into the store; they are kept and retried.
+
+    ``signature`` is the underlying error alone: more files failing the same way is the same
+    episode, not a new failure to report.
+    """
+
+    def __init__(self, message: str, signature: str) -> None:
+        super().__init__(message)
+        self.signature = signature
 
 
 @dataclass(slots=True)
@@ -417,7 +425,7 @@ class Flusher(threading.Thread):
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
-        text = f"{type(exc).__name__}: {exc}"
+        text = getattr(exc, "signature", None) or f"{type(exc).__name__}: {exc}"
         if self.failures == 1 or text != self._last_failure:
             self.on_failure(exc)
         else:
@@ -460,7 +468,8 @@ class Flusher(threading.Thread):
             names = ", ".join(repr(f.path) for f in kept[:3])
             raise FilesNotStored(
                 f"{len(kept)} file(s) for {names} could not be copied into the store yet "
-                f"({self._file_error}); kept and retried"
+                f"({self._file_error}); kept and retried",
+                self._file_error,
             )
         if self.failures:
             logger.warning(
