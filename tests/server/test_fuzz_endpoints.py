@@ -19,6 +19,7 @@ import collections
 import contextlib
 import json
 import math
+import re
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -980,13 +981,136 @@ def test_config_routes(api: Api) -> None:
         check(api.get(path, params={"x": "\x00", "y": "😀"}), api)
 
 
+# -- the web UI's JSON routes and pages (a signed-in session) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def ui(api: Api) -> Iterator[tuple[httpx.Client, str]]:
+    """A signed-in browser session (cookie) and the seed run's id as the UI names it."""
+    with httpx.Client(base_url=api.server.url, timeout=60) as client:
+        form = client.get("/sign-in")
+        data = {"token": api.token, "next": "/projects"}
+        found = re.search(r'<input type="hidden" name="csrf" value="([^"]*)"', form.text)
+        if found:
+            data["csrf"] = found.group(1)
+        signed_in = client.post("/sign-in", data=data)
+        assert signed_in.status_code in (200, 302, 303), signed_in.text[:300]
+        runs = client.get(f"/p/{PROJECT}/runs.json", params={"view": "runs"})
+        assert runs.status_code == 200, runs.text[:300]
+        text = runs.text
+        found = re.search(r'"run_id":\s*"([^"]+)"', text)
+        assert found, text[:300]
+        yield client, found.group(1)
+
+
+UI_BAD_VALUES = st.sampled_from(
+    [
+        "",
+        "-1",
+        "0",
+        "1e999",
+        "nan",
+        "-inf",
+        "x",
+        "9" * 5000,
+        "\x00",
+        "😀",
+        "((",
+        "`a",
+        "(.*)*!",
+        "[",
+        "a" * 1001,
+        "ws/other",
+        "PROJ-999",
+        "../x",
+        "%00",
+        "sys/id",
+        " ",
+    ]
+) | st.text(max_size=15)
+
+
+def _ui_routes(run: str) -> dict[str, dict[str, str]]:
+    """Each UI JSON route with parameters it accepts."""
+    base = f"/p/{PROJECT}"
+    return {
+        "/projects.json": {},
+        f"{base}/runs.json": {
+            "view": "runs",
+            "limit": "10",
+            "page": "1",
+            "q": "`m`:floatSeries > 0",
+            "sort": "sys/creation_time",
+            "dir": "asc",
+            "col": "m",
+            "trashed": "0",
+        },
+        f"{base}/attributes.json": {},
+        f"{base}/charts.json": {"metric": "m", "run": run, "x": "step", "log": "1"},
+        f"{base}/chart.json": {
+            "metric": "m",
+            "run": run,
+            "from": "1",
+            "to": "20",
+            "buckets": "100",
+            "x": "step",
+        },
+        f"{base}/run.json": {"id": run},
+        f"{base}/models.json": {},
+    }
+
+
+@FUZZ
+@given(data=st.data(), value=UI_BAD_VALUES)
+def test_ui_json_one_bad_parameter(
+    api: Api, ui: tuple[httpx.Client, str], data: st.DataObject, value: str
+) -> None:
+    """A UI JSON route with one parameter changed (or an unknown one added): no 5xx, and a 4xx
+    names the parameter or its value; an NQL error carries its position."""
+    client, run = ui
+    routes = _ui_routes(run)
+    path = data.draw(st.sampled_from(sorted(routes)))
+    params = dict(routes[path])
+    name = data.draw(st.sampled_from(sorted({*params, "q", "metric", "limit", "zz"})))
+    params[name] = value
+    COVERED.add(("GET", path))
+    answer = client.get(path, params=params)
+    if name == "q" and answer.status_code == 400 and "position" in answer.json():
+        check(answer, api)
+        return
+    check(answer, api, name, values=(value,))
+
+
+@FUZZ
+@given(
+    page=st.sampled_from(["", "/charts", "/run", "/models"]),
+    params=st.dictionaries(
+        st.sampled_from(["q", "metric", "run", "id", "view", "sort", "page", "limit", "x"]),
+        UI_BAD_VALUES,
+        max_size=3,
+    ),
+)
+def test_ui_pages_any_parameters(
+    api: Api, ui: tuple[httpx.Client, str], page: str, params: dict[str, str]
+) -> None:
+    """The HTML pages with any parameters: never a 5xx."""
+    client, _ = ui
+    answer = client.get(f"/p/{PROJECT}{page}", params=params)
+    STATUSES[answer.status_code] += 1
+    assert answer.status_code < 500, (page, params, answer.text[:300])
+
+
 # -- bookkeeping --------------------------------------------------------------------------------
 
 
 def test_every_api_route_was_fuzzed() -> None:
-    """Run last: every route of ROUTES but the UI's was sent malformed input above."""
+    """Run last: every API route and every UI JSON route was sent malformed input above."""
     if not STATUSES:
         pytest.skip("run together with the fuzz tests")
     api_routes = {(m, p) for m, p, _ in ROUTES if p.startswith(("/api/", "/auth/"))}
     assert api_routes - COVERED == set()
+    ui_json = {(m, p.replace("{workspace}/{project}", PROJECT)) for m, p, _ in ROUTES}
+    ui_json = {(m, p) for m, p in ui_json if p.endswith(".json")}
+    assert ui_json - COVERED == set()
+    print(f"answers by status: {dict(sorted(STATUSES.items()))}")
     assert STATUSES[200] > 0 and sum(n for s, n in STATUSES.items() if 400 <= s < 500) > 0
