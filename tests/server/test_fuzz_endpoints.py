@@ -929,6 +929,15 @@ def test_blob_urls(
         assert path == url.path, answer.text
 
 
+@FUZZ
+@given(key=storage_keys, permission=st.sampled_from(["read", "write"]))
+def test_signed_urls_for_any_storage_key(api: Api, key: str, permission: str) -> None:
+    """Any storage key: a URL, or a 4xx naming the key (path) or its value."""
+    entry = {"path": key, "permission": permission, "project_identifier": PROJECT, "size": 1}
+    answer = api.post("/api/storagebridge/v1/signedUrl", _json_bytes({"files": [entry]}))
+    check(answer, api, "path", "key", values=(key,))
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="storage.py verify(): hmac.compare_digest raises TypeError on a non-ASCII "
