@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -68,8 +69,14 @@ def realm_url(base: str) -> str:
 def load_server_key(home: Path) -> bytes:
     """The server secret of this home, created (32 random bytes, mode 0600) on first use.
 
+    A new key is written whole and synced before it gets its name (a temporary file, fsync,
+    hard link to ``server.key``, fsync of the directory): a crash or power loss leaves either no
+    key or the whole key, never an empty one, and tokens signed with it stay valid after a
+    restart. The link never replaces a key another process created meanwhile; that one wins.
+
     Raises:
-        ConfigError: the key file exists but is unreadable or damaged.
+        ConfigError: the key file exists but is unreadable or damaged, or a new one cannot be
+            written.
     """
     path = home / KEY_FILE
     try:
@@ -77,13 +84,18 @@ def load_server_key(home: Path) -> bytes:
     except FileNotFoundError:
         secret = secrets.token_hex(32).encode()
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process won the race
-            data = path.read_bytes()
-        else:
-            with os.fdopen(fd, "wb") as out:
-                out.write(secret)
+            created = _create_durably(path, secret)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the server key {str(path)!r}: {exc.strerror}; check that the "
+                "store directory is writable and its disk healthy"
+            ) from exc
+        if created:
             return bytes.fromhex(secret.decode())
+        try:
+            data = path.read_bytes()  # another process won the race
+        except OSError as exc:
+            raise ConfigError(f"cannot read the server key {str(path)!r}: {exc.strerror}") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read the server key {str(path)!r}: {exc.strerror}") from exc
     try:
@@ -96,6 +108,43 @@ def load_server_key(home: Path) -> bytes:
             "(every access token and signed URL issued so far becomes invalid)"
         )
     return key
+
+
+def _create_durably(path: Path, content: bytes) -> bool:
+    """Create ``path`` (mode 0600) holding ``content``, on stable storage; ``False`` if it exists.
+
+    Raises:
+        OSError: the file could not be written or synced (``path`` is then not created, or holds
+            the whole content if only the directory's sync failed).
+    """
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.new")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, path)  # atomic, and never replaces a key created meanwhile
+        except FileExistsError:
+            return False
+        except OSError:
+            if path.exists():  # no hard links on this file system: rename unless someone was first
+                return False
+            os.rename(temp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
 
 
 def derive_key(server_key: bytes, purpose: str) -> bytes:
