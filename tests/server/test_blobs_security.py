@@ -173,6 +173,14 @@ def test_a_url_with_a_far_expiry_is_refused_even_when_validly_signed(
     assert answer.status_code == 400 and "X-Amz-Credential" in answer.json()["message"]
 
 
+def test_a_non_ascii_signature_is_refused(server: ServerProcess, headers: dict[str, str]) -> None:
+    url = _url(server, headers, "far/x.txt", permission="read")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    query["X-Amz-Signature"] = "\x80é"
+    answer = httpx.get(url.split("?")[0] + "?" + urlencode(query))
+    assert answer.status_code == 403 and "signature" in answer.json()["message"]
+
+
 def test_urls_stop_working_when_their_token_is_revoked(server: ServerProcess) -> None:
     api_token = mint(server.home, server.url, project="proj", workspace="ws")
     key_id = json.loads(base64.b64decode(api_token))["api_key"].split(".")[0]

@@ -262,7 +262,9 @@ class BlobStorage:
         if not key_id:  # a URL from before URLs were bound to their API key
             raise bad_request("malformed signed URL: no X-Amz-Credential; ask for a new URL")
         expected = self.signature_of(method, project, path, query)
-        if not hmac.compare_digest(expected, query.get("X-Amz-Signature", "")):
+        given = query.get("X-Amz-Signature", "")
+        # compare_digest takes ASCII strings only (TypeError otherwise)
+        if not given.isascii() or not hmac.compare_digest(expected, given):
             raise access_denied("the signature of this URL does not match; ask for a new URL")
         key = find_api_key(self.store, key_id)
         if key is None or not key.is_valid() or not Principal(key).reaches(project):
