@@ -159,8 +159,18 @@ class BatchReads:
         descending: bool,
         limit: int,
         types: Sequence[str] = POINT_SERIES_TYPES,
+        max_bytes: int | None = None,
     ) -> tuple[str, list[tuple[int, int, str]]] | None:
-        """``(type, [(step, ts, value)])`` of a string/histogram/file series along ``links``."""
+        """``(type, [(step, ts, value)])`` of a string/histogram/file series along ``links``
+        (``max_bytes``: see :func:`despina.query.points.point_series`)."""
         return point_series(
-            self.conn, links, path, lo, hi, descending=descending, limit=limit, types=types
+            self.conn,
+            links,
+            path,
+            lo,
+            hi,
+            descending=descending,
+            limit=limit,
+            types=types,
+            max_bytes=max_bytes,
         )

@@ -85,8 +85,13 @@ def step_bound(step: float, *, lower: bool, strict: bool = False) -> int:
     integer micro-step is taken as that micro-step, so bounds round-trip exactly. ``strict``
     excludes the step itself.
     """
-    scaled = step * MICRO
-    if not math.isfinite(scaled):
+    try:
+        scaled = float(step) * MICRO
+    except OverflowError:  # an int beyond the float range
+        scaled = math.inf if step > 0 else -math.inf
+    # beyond every storable step (and within SQLite's int64): also finite floats and ints
+    # such as 1e300 or 2**64 that a client may send as a bound
+    if not math.isfinite(scaled) or abs(scaled) >= 2**62:
         return -(2**62) if (scaled < 0) else 2**62
     nearest = round(scaled)
     if abs(scaled - nearest) < 1e-3:
@@ -503,13 +508,16 @@ def point_series(
     descending: bool,
     limit: int,
     types: Sequence[str] = POINT_SERIES_TYPES,
+    max_bytes: int | None = None,
 ) -> tuple[str, list[tuple[int, int, str]]] | None:
     """``(type, [(step, ts, value)])`` of a string/histogram/file series along ``links``
     (child first), up to ``limit`` points in the requested order, steps in ``[lo, hi]``
     (micro); None when the series does not exist for the run.
 
     The type is the first of ``types`` found walking from the child; ancestors holding the
-    path with another type contribute nothing."""
+    path with another type contribute nothing. With ``max_bytes``, reading stops after the
+    row that takes the values' total length past it (values hold up to a MiB each, so a page
+    is bounded by bytes as well as by rows)."""
     if not links:
         return None
     type_: str | None = None
@@ -533,17 +541,24 @@ def point_series(
     out: list[tuple[int, int, str]] = []
     # links run child → root: descending order reads the child first
     sequence = ids if descending else list(reversed(ids))
+    size = 0
     for link, attr_id in sequence:
-        if len(out) >= limit:
+        if len(out) >= limit or (max_bytes is not None and size > max_bytes):
             break
         upper = hi if link.upper_step is None else min(hi, link.upper_step)
         if upper < lo:
             continue
-        out.extend(
-            conn.execute(
-                f"SELECT step, ts, value FROM points WHERE attr_id = ? AND step BETWEEN ? AND ? "
-                f"ORDER BY step {order} LIMIT ?",
-                (attr_id, lo, upper, limit - len(out)),
-            )
+        rows = conn.execute(
+            f"SELECT step, ts, value FROM points WHERE attr_id = ? AND step BETWEEN ? AND ? "
+            f"ORDER BY step {order} LIMIT ?",
+            (attr_id, lo, upper, limit - len(out)),
         )
+        if max_bytes is None:
+            out.extend(rows)
+            continue
+        for row in rows:  # the cursor steps row by row: nothing past the budget is read
+            out.append(row)
+            size += len(row[2])
+            if size > max_bytes:
+                break
     return type_, out

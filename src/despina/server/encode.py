@@ -41,6 +41,7 @@ from despina.query.values import AttrValue
 __all__ = [
     "WIRE_TYPES",
     "attribute_dto",
+    "buckets_response",
     "file_ref_message",
     "float_series_flat_response",
     "float_series_response",
@@ -339,6 +340,23 @@ def float_series_response(entries: Sequence[tuple[str, FloatSeries | None]]) -> 
         single_len = len(head) + len(points)
         out.append(b"\x0a" + varint(single_len) + head)
         out.append(points)
+    return b"".join(out)
+
+
+def buckets_response(entries: Sequence[tuple[str, bytes]]) -> bytes:
+    """A serialized ``ProtoTimeseriesBucketsDTO`` of ``(requestId, buckets)`` entries, where
+    ``buckets`` is a serialized ``TimeseriesBuckets`` holding only its ``bucket`` field.
+
+    The same as building the message, byte for byte; a series named by many expressions is
+    serialized once and its bytes repeated.
+    """
+    out: list[bytes] = []
+    for request_id, buckets in entries:
+        rid = request_id.encode()
+        head = b"\x0a" + varint(len(rid)) + rid if rid else b""
+        out.append(b"\x0a" + varint(len(head) + len(buckets)))
+        out.append(head)
+        out.append(buckets)
     return b"".join(out)
 
 

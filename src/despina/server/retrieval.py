@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from google.protobuf.message import DecodeError
 from neptune_api.proto.neptune_pb.api.v1.model.attributes_pb2 import (
     ProtoNextPageDTO,
@@ -38,7 +39,6 @@ from neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
     ProtoSeriesValuesResponseDTO,
     ProtoSeriesValuesSearchAfterDTO,
     ProtoSeriesValuesSingleSeriesResponseDTO,
-    ProtoTimeseriesBucketsDTO,
     TimeseriesBucket,
     TimeseriesBuckets,
 )
@@ -62,6 +62,7 @@ from despina.server.auth import Principal
 from despina.server.encode import (
     WIRE_TYPES,
     attribute_dto,
+    buckets_response,
     file_ref_message,
     float_series_flat_response,
     histogram_message,
@@ -78,7 +79,17 @@ MAX_PAGE = 10_000
 MAX_SERIES = 10_000
 MAX_BUCKET_EXPRESSIONS = 1000
 MAX_BUCKETS = 10_000
+MAX_RESPONSE_BUCKETS = 1000 * 1002
+"""Buckets in one answer (expressions × (maxBuckets + 1)): neptune-query sends at most 1000
+expressions of maxBuckets = limit + 1 ≤ 1001, which this admits."""
 SERIES_PAGE_POINTS = 10_000
+MAX_RESPONSE_POINTS = 1_000_000
+SERIES_RESPONSE_POINTS = 200_000
+SERIES_RESPONSE_BYTES = 64 * 1024 * 1024
+"""Points and value bytes in one string/histogram/file series answer, over all its series:
+series past the budget come back unfinished with their token (the client pages on)."""
+"""Points in one float-series answer: what neptune-query asks for at most (it sends
+``perSeriesPointsLimit = 1_000_000 // series``). A series named many times counts each time."""
 MAX_STEP_MICRO = 2**62
 PYTHON_TYPES = {wire: name for name, wire in WIRE_TYPES.items()}
 KNOWN_WIRE_TYPES = set(PYTHON_TYPES) | {"experimentState", "complex", "gitRef"}
@@ -546,19 +557,33 @@ class RetrievalService:
         projects = self._run_projects(principal, {p[1] for p in parsed}, where)
         with self.queries.batch() as reads:
             runs = reads.resolve_runs([p[1] for p in parsed], projects)
-            wanted = []
+            # a series named many times in one request is read once (finding 3 of issue #12)
+            unique: dict[tuple[int, str, str, bool], int] = {}
+            which: list[int] = []
             present = []
             for i, (_, identifier, attribute, mode, preview, _) in enumerate(parsed):
                 run = runs.get(identifier)
                 if run is not None:
-                    wanted.append((run.pk, attribute, mode, preview))
+                    key = (run.pk, attribute, mode, preview)
+                    which.append(unique.setdefault(key, len(unique)))
                     present.append(i)
+            wanted = list(unique)
             afters = [parsed[i][5] for i in present]
             read_lo, read_hi = lo, hi
             if not any(w[3] for w in wanted):  # previews are kept relative to what is read
                 read_lo, read_hi = _after_bounds(lo, hi, afters, descending=descending)
             flat = reads.float_series_flat(wanted, read_lo, read_hi)
-        shaped = _shape_series(flat, afters, descending=descending, limit=limit)
+        index = np.asarray(which, dtype=np.int64)
+        starts, kept = _series_windows(flat, index, afters, descending=descending, limit=limit)
+        total = int(kept.sum())
+        if total > MAX_RESPONSE_POINTS:
+            raise bad_request(
+                f"{where}: this request would return {total} points in one response; at most "
+                f"{MAX_RESPONSE_POINTS}. Lower perSeriesPointsLimit ({limit}) to at most "
+                f"{max(1, MAX_RESPONSE_POINTS // max(1, len(present)))} for {len(present)} "
+                "series and page with afterStep"
+            )
+        shaped = _gather(flat, index, starts, kept, descending=descending)
         return Response(
             float_series_flat_response([parsed[i][0] for i in present], shaped),
             media_type=PROTOBUF,
@@ -586,6 +611,8 @@ class RetrievalService:
             parsed.append((request_id, identifier, attribute, mode, token))
         projects = self._run_projects(principal, [p[1] for p in parsed], where)
         result = ProtoSeriesValuesResponseDTO()
+        budget = (SERIES_RESPONSE_POINTS, SERIES_RESPONSE_BYTES)
+        points_left, bytes_left = budget
         with self.queries.batch() as reads:
             runs = reads.resolve_runs([p[1] for p in parsed], projects)
             modes: dict[str, set[int]] = {}
@@ -605,20 +632,29 @@ class RetrievalService:
                     else:
                         s_lo = max(s_lo, last + 1)
                 remaining = max(0, total_cap - sent)
-                page = min(SERIES_PAGE_POINTS, remaining)
+                # the response's budget: once spent, series come back empty and unfinished,
+                # and the client asks for them again with their token
+                page = min(SERIES_PAGE_POINTS, remaining, points_left)
                 found = reads.point_series(
                     links[mode].get(run.pk, []),
                     attribute,
                     s_lo,
                     s_hi,
                     descending=descending,
-                    limit=page + 1 if page else 0,
+                    limit=page + 1 if remaining else 0,
+                    max_bytes=bytes_left,
                 )
                 if found is None:
                     continue
                 type_, rows = found
-                more = len(rows) > page
-                rows = rows[:page]
+                keep = _within(rows, page, bytes_left, at_least_one=points_left == budget[0])
+                # reading stops at the row that spends the bytes: whether more follow is
+                # then unknown, and the series stays unfinished (the next page tells)
+                cut_by_bytes = sum(len(row[2]) for row in rows) > bytes_left
+                more = len(rows) > keep or cut_by_bytes
+                rows = rows[:keep]
+                points_left -= keep
+                bytes_left = max(0, bytes_left - sum(len(row[2]) for row in rows))
                 single = ProtoSeriesValuesSingleSeriesResponseDTO(requestId=request_id)
                 values = ProtoSeriesValuesDTO()
                 for step, ts, value in rows:
@@ -678,28 +714,39 @@ class RetrievalService:
                 mode = LINEAGE_OWN if expression.entityType == 1 else LINEAGE_EXPERIMENT
             preview = expression.includePreview if expression.HasField("includePreview") else False
             expressions.append((expression.requestId, expression.runId, path, mode, preview))
+        if len(expressions) * (n + 1) > MAX_RESPONSE_BUCKETS:
+            raise bad_request(
+                f"buckets: {len(expressions)} expressions of up to {n + 1} buckets each exceed "
+                f"{MAX_RESPONSE_BUCKETS} buckets in one response; send at most "
+                f"{max(1, MAX_RESPONSE_BUCKETS // (n + 1))} expressions per request with "
+                f"maxBuckets {n}"
+            )
         projects = self._run_projects(principal, [e[1] for e in expressions], "buckets")
         with self.queries.batch() as reads:
             runs = reads.resolve_runs([e[1] for e in expressions], projects)
-            wanted = []
-            present = []
+            unique: dict[tuple[int, str, str, bool], int] = {}  # a repeated series is read once
+            which: dict[str, int] = {}
             for request_id, run_identifier, path, mode, preview in expressions:
                 run = runs.get(run_identifier)
                 if run is not None:
-                    wanted.append((run.pk, path, mode, preview))
-                    present.append(request_id)
+                    which[request_id] = unique.setdefault(
+                        (run.pk, path, mode, preview), len(unique)
+                    )
+            wanted = list(unique)
             x_from = getattr(view, "from") if view.HasField("from") else None
             x_to = view.to if view.HasField("to") else None
             results = reads.buckets(wanted, lo, hi, n, x_from, x_to) if wanted else []
-        by_request = dict(zip(present, results, strict=True))
-        answer = ProtoTimeseriesBucketsDTO()
-        for request_id, *_ in expressions:
-            entry = TimeseriesBuckets(requestId=request_id)
-            stats = by_request.get(request_id)
-            if stats is not None:
-                entry.bucket.extend(_bucket_messages(stats))
-            answer.entries.append(entry)
-        return _protobuf(answer)
+        encoded = [
+            b"" if r is None else TimeseriesBuckets(bucket=_bucket_messages(r)).SerializeToString()
+            for r in results
+        ]
+        body = buckets_response(
+            [
+                (request_id, encoded[which[request_id]] if request_id in which else b"")
+                for request_id, *_ in expressions
+            ]
+        )
+        return Response(body, media_type=PROTOBUF)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -795,7 +842,7 @@ def _after_bounds(
 
     A continuation page (the client re-sends only the series that filled their page, each
     with an ``afterStep``) then reads only steps some series still needs, instead of whole
-    series that :func:`_shape_series` would cut down to nothing.
+    series that :func:`_series_windows` would cut down to nothing.
     """
     if not afters or any(after is None for after in afters):
         return lo, hi
@@ -806,12 +853,19 @@ def _after_bounds(
     return max(lo, bound), hi
 
 
-def _shape_series(
-    flat: FlatSeries, afters: list[float | None], *, descending: bool, limit: int
-) -> FlatSeries:
-    """Apply ``afterStep``, the order and the per-series limit to every series at once."""
-    starts = flat.starts.copy()
-    counts = flat.counts.copy()
+def _series_windows(
+    flat: FlatSeries,
+    which: npt.NDArray[np.int64],
+    afters: list[float | None],
+    *,
+    descending: bool,
+    limit: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Where the points of request ``i`` (series ``which[i]`` of ``flat``) start and how many
+    are kept after its ``afterStep``, the order and the per-series limit: nothing is copied,
+    so the size of the answer is known before it is built."""
+    starts = flat.starts[which]
+    counts = flat.counts[which]
     for i, after in enumerate(afters):
         if after is None or not counts[i]:
             continue
@@ -830,6 +884,19 @@ def _shape_series(
     kept = np.minimum(counts, limit)
     if descending:
         starts = starts + counts - kept  # the highest steps come first
+    return starts, kept
+
+
+def _gather(
+    flat: FlatSeries,
+    which: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    kept: npt.NDArray[np.int64],
+    *,
+    descending: bool,
+) -> FlatSeries:
+    """The points of :func:`_series_windows` as one :class:`FlatSeries`, one series per
+    request, in the requested order."""
     total = int(kept.sum())
     out_starts = np.zeros(len(kept), np.int64)
     if len(kept):
@@ -845,7 +912,7 @@ def _shape_series(
         None if flat.completion is None else flat.completion[source],
         out_starts,
         kept,
-        flat.exists,
+        flat.exists[which],
     )
 
 
@@ -869,6 +936,19 @@ def _series_token(after: dict[str, Any] | None, where: str) -> tuple[int, int | 
             f"{where}.searchAfter.token {token[:40]!r} is not a token this server issued"
         ) from None
     return max(0, sent), last
+
+
+def _within(
+    rows: list[tuple[int, int, str]], page: int, byte_budget: int, *, at_least_one: bool
+) -> int:
+    """How many of ``rows`` fit ``page`` points and ``byte_budget`` bytes of values (one at
+    least when ``at_least_one``, so every response makes progress)."""
+    size = 0
+    for kept, row in enumerate(rows[:page]):
+        size += len(row[2])
+        if size > byte_budget:
+            return max(kept, 1 if at_least_one else 0)
+    return min(len(rows), page)
 
 
 def _make_series_token(sent: int, last: int | None) -> str:
