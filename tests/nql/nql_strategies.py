@@ -16,8 +16,8 @@ bare_words = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="".join(WORD_STOP_CHARS)),
     min_size=1,
     max_size=8,
-).filter(lambda w: w.upper() not in KEYWORDS)
-"""Text that lexes as one bare word (not a keyword)."""
+).filter(lambda w: w.upper() not in KEYWORDS and not w.startswith("'"))
+"""Text that lexes as one bare word (not a keyword; a leading ' starts a string)."""
 
 type_names = st.one_of(
     st.sampled_from(["float", "int", "string", "floatSeries", "stringSet", "FLOAT", "file"]),

@@ -45,14 +45,15 @@ def kinds(text: str) -> list[tuple[TokenType, str]]:
         ("backbone : string", [(T.WORD, "backbone"), (T.COLON, ":"), (T.WORD, "string")]),
         ("sys/creation_time", [(T.WORD, "sys/creation_time")]),
         (
-            "-2h 50MB 0.85 True 9a113b 'x'",
+            "-2h 50MB 0.85 True 9a113b don't 'x'",
             [
                 (T.WORD, "-2h"),
                 (T.WORD, "50MB"),
                 (T.WORD, "0.85"),
                 (T.WORD, "True"),
                 (T.WORD, "9a113b"),
-                (T.WORD, "'x'"),
+                (T.WORD, "don't"),
+                (T.STRING, "x"),  # extension: single-quoted strings
             ],
         ),
         (

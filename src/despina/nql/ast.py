@@ -186,6 +186,7 @@ def _is_bare_word(text: str) -> bool:
         bool(text)
         and not any(ch in WORD_STOP_CHARS for ch in text)
         and text.upper() not in KEYWORDS
+        and not text.startswith("'")  # would lex as a single-quoted string (extension)
     )
 
 

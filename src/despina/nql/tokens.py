@@ -2,6 +2,11 @@
 
 Strings and backquoted names are unescaped here: ``Token.text`` holds the value, while
 ``start``/``end`` still delimit the source text (quotes included).
+
+**Extension**: a token starting with a single quote is a string too (``'sgd'`` ≡ ``"sgd"``, with
+``\'`` for a quote inside); the spec has only double-quoted strings, so ``'sgd'`` used to be the
+bare word of five characters and silently matched nothing. A quote inside a word (``don't``)
+still belongs to the word.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class TokenType(enum.Enum):
     LE = "<="
     TILDE = "=~"  # Extension: synonym of MATCHES
     NAME = "name"  # `backquoted`
-    STRING = "string"  # "double quoted"
+    STRING = "string"  # "double quoted" (or 'single quoted': extension)
     WORD = "word"
     AND = "AND"
     OR = "OR"
@@ -94,13 +99,14 @@ _TOKEN_RE = re.compile(
     r"""
     [ \t\r\n]*
     (?:
-      (?P<word>[^ \t\r\n()":`=!<>]+)
+      (?P<word>[^ \t\r\n()":`=!<>'][^ \t\r\n()":`=!<>]*)
     | (?P<op>==|=~|!=|>=|<=|=|>|<)
     | (?P<lparen>\()
     | (?P<rparen>\))
     | (?P<colon>:)
     | (?P<name>`(?:[^`\\]|\\.)*`)
     | (?P<string>"(?:[^"\\]|\\.)*")
+    | (?P<single>'(?:[^'\\]|\\.)*')
     | (?P<end>\Z)
     | (?P<bad>.)
     )
@@ -108,6 +114,7 @@ _TOKEN_RE = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _STRING_ESCAPE_RE = re.compile(r'\\(["\\])', re.DOTALL)
+_SINGLE_ESCAPE_RE = re.compile(r"""\\(['"\\])""", re.DOTALL)
 _NAME_ESCAPE_RE = re.compile(r"\\([`\\])", re.DOTALL)
 _PUNCT = {"lparen": TokenType.LPAREN, "rparen": TokenType.RPAREN, "colon": TokenType.COLON}
 
@@ -145,6 +152,11 @@ def tokenize(text: str) -> list[Token]:
             if "\\" in value:
                 value = _STRING_ESCAPE_RE.sub(r"\1", value)
             append(Token(TokenType.STRING, value, start, end, line, col))
+        elif group == "single":
+            value = text[start + 1 : end - 1]
+            if "\\" in value:
+                value = _SINGLE_ESCAPE_RE.sub(r"\1", value)
+            append(Token(TokenType.STRING, value, start, end, line, col))
         elif group == "name":
             value = text[start + 1 : end - 1]
             if "\\" in value:
@@ -157,7 +169,7 @@ def tokenize(text: str) -> list[Token]:
             _fail_at(text, start)
         else:
             append(Token(_PUNCT[group], text[start], start, end, line, col))
-        if multiline and group in ("string", "name"):  # quoted text may span lines
+        if multiline and group in ("string", "single", "name"):  # quoted text may span lines
             newlines = text.count("\n", start, end)
             if newlines:
                 line += newlines
@@ -168,7 +180,7 @@ def tokenize(text: str) -> list[Token]:
 def _fail_at(text: str, pos: int) -> NoReturn:
     """Raise the syntax error for the character at ``pos`` that starts no token."""
     ch = text[pos]
-    if ch == '"':
+    if ch in "\"'":
         reason = "unterminated string starting here, found end of query"
     elif ch == "`":
         reason = "unterminated backquoted name starting here, found end of query"
