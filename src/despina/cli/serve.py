@@ -60,7 +60,8 @@ D = ServerSettings()
     "--read-threads",
     type=click.IntRange(1),
     default=None,
-    help=f"Worker threads for reads.  [default: {D.read_threads}]",
+    help="Worker threads for reads; they share Python's interpreter lock with ingest, so "
+    f"fewer favour ingest under heavy reads.  [default: {D.read_threads}]",
 )
 @click.option(
     "--write-threads",

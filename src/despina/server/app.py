@@ -401,6 +401,11 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
 def create_app(store: Store, settings: ServerSettings | None = None) -> Starlette:
     """The ASGI application serving ``store``.
 
+    The application caps requests in progress, bounds body reads and keeps writes on their own
+    worker threads by itself; ``despina serve`` adds what only the server can do: uvicorn with
+    :func:`despina.server.limits.guarded_h11_protocol` (connection cap, header deadline) and a
+    store opened with ``busy_timeout_ms`` from ``settings.store_busy_seconds``.
+
     Raises:
         ConfigError: the server key in the store's home is damaged.
     """

@@ -50,8 +50,10 @@ class ServerSettings:
     """Reads (query API, web UI, downloads) in progress at most; beyond it: 429 + Retry-After."""
     max_write_requests: int = 64
     """Ingest, uploads, tokens and projects in progress at most; beyond it: 429 + Retry-After."""
-    read_threads: int = 16
-    """Worker threads for reads (query API, web UI, downloads)."""
+    read_threads: int = 8
+    """Worker threads for reads (query API, web UI, downloads). Reads busy in Python code
+    share the interpreter lock with ingest: with all of them busy, an ingest request takes up
+    to about ``read_threads + 1`` times its own CPU time, so fewer favour ingest."""
     write_threads: int = 8
     """Worker threads for ingest, uploads, tokens and projects: reads never take these."""
     write_queue_seconds: float = 10.0
