@@ -50,6 +50,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 
+from despina.errors import StoreError
 from despina.server.auth import Principal, derive_key
 from despina.server.downloads import CONTROL_CHARACTERS, download_headers, served_type
 from despina.server.errors import ApiError, access_denied, bad_request
@@ -532,7 +533,15 @@ class BlobStorage:
             if not stored:
                 if incoming is not None:
                     await run_in_threadpool(incoming.discard)
-                await run_write(release_signed_url, self.store, target.signature)
+                await run_in_threadpool(self._release, target)
+
+    def _release(self, target: SignedTarget) -> None:
+        """Let the client retry a failed upload through the same URL; if the store cannot say
+        so now, the URL stays claimed until it expires (the client asks for a new one)."""
+        try:
+            release_signed_url(self.store, target.signature)
+        except StoreError as exc:
+            logger.warning("could not release the upload URL of %r: %s", target.path, exc)
 
     def _store(self, target: SignedTarget, incoming: IncomingBlob, mime_type: str) -> None:
         """Put received content in place: a part beside its upload's other parts, a whole file
