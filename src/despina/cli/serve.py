@@ -204,9 +204,29 @@ def serve(
         "serving",
         extra={"fields": {"home": str(store.home), "url": f"http://{host}:{port}"}},
     )
+    _raise_open_files_limit(settings.max_connections + 256)
     config.load()  # import the protocol modules now, so that the freeze below covers them
     _tune_garbage_collection()
     uvicorn.Server(config).run()
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Raise the soft limit on open files to ``wanted`` (connections plus the store's files)
+    when the hard limit allows: the common default of 1024 is close to ``max_connections``."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        logging.getLogger("despina.server").warning(
+            "the open-files limit (%d) is low for max_connections; lower --max-connections "
+            "or raise 'ulimit -n'",
+            target,
+        )
 
 
 def _tune_garbage_collection() -> None:
