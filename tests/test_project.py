@@ -240,12 +240,12 @@ def test_cli_runs(project: despina.Project) -> None:
         cli, ["runs", "-p", PROJECT, "-q", "`sys/failed`:bool = True", "-c", "sys/custom_run_id,lr"]
     )
     assert result.exit_code == 0, result.output
-    assert "1 runs" in result.output and "0.1" in result.output
+    assert "1 run" in result.output and "0.1" in result.output
     result = runner.invoke(cli, ["runs", "-p", PROJECT, "-q", "`lr`:flot > 1"])
     assert result.exit_code == 1 and "did you mean 'float'" in result.output
     assert runner.invoke(cli, ["runs", "-p", PROJECT, "trash", "b"]).exit_code == 0
     result = runner.invoke(cli, ["runs", "-p", PROJECT, "--trashed", "only"])
-    assert "1 runs" in result.output
+    assert "1 run" in result.output and "1 runs" not in result.output
     assert runner.invoke(cli, ["runs", "-p", PROJECT, "delete", "b"]).exit_code == 0
     result = runner.invoke(cli, ["runs", "-p", PROJECT, "set-description", "a", "hello"])
     assert result.exit_code == 0

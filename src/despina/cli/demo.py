@@ -12,6 +12,7 @@ from despina.cli.info import print_store_summary
 from despina.demo import DEMO_PROJECT, STEPS, demo_plan, log_demo, log_demo_extras, metric_names
 from despina.store import Store
 from despina.store.admin import delete_project
+from despina.wording import counted
 
 __all__ = ["demo"]
 
@@ -36,8 +37,9 @@ def demo(home: str | None, fresh: bool) -> None:
         plan = demo_plan()
         total = sum(STEPS - (0 if r.fork_step is None else r.fork_step + 1) for r in plan)
         console.print(
-            f"Logging [bold]{DEMO_PROJECT}[/bold]: {len(plan)} runs in 3 experiments, "
-            f"{len(metric_names())} metrics, {total:,} steps in all, into {store.home}"
+            f"Logging [bold]{DEMO_PROJECT}[/bold]: {counted(len(plan), 'run')} in 3 experiments, "
+            f"{counted(len(metric_names()), 'metric')}, {counted(total, 'step')} in all, "
+            f"into {store.home}"
         )
         start = time.perf_counter()
         with Progress(

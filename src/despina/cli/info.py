@@ -15,10 +15,14 @@ __all__ = ["info", "print_store_summary"]
 def print_store_summary(store: Store, console: Console) -> None:
     """A table of projects (runs, experiments, attributes, points) and the bytes on disk."""
     table = Table(title=f"store at {store.home}")
-    for column in ("project", "runs", "experiments", "models", "attributes", "series", "points"):
-        table.add_column(column, justify="left" if column == "project" else "right")
+    rows = project_stats(store)
+    # Names are never cut (my-team/bird and my-team/birds must stay apart): a name too long
+    # for the terminal folds onto more lines, and so do numbers rather than losing digits.
+    table.add_column("project", overflow="fold", ratio=1)
+    for column in ("runs", "experiments", "models", "attributes", "series", "points"):
+        table.add_column(column, justify="right", overflow="fold")
     total_points = 0
-    for row in project_stats(store):
+    for row in rows:
         total_points += row.points
         table.add_row(
             row.project,

@@ -11,6 +11,7 @@ from rich.table import Table as RichTable
 
 from despina.errors import DespinaError
 from despina.project import Project
+from despina.wording import counted
 
 __all__ = ["runs"]
 
@@ -82,7 +83,7 @@ def runs(
         )
     except (DespinaError, ValueError) as exc:
         _fail(exc)
-    out = RichTable(title=f"{len(table)} runs")
+    out = RichTable(title=counted(len(table), "run"))
     for name in names:
         out.add_column(name)
     for row in table.to_rows():
@@ -100,7 +101,7 @@ def _project(ctx: click.Context) -> Project:
 def trash(ctx: click.Context, ids: tuple[str, ...]) -> None:
     """Move runs (by sys/id or run ID) to the trash."""
     try:
-        click.echo(f"trashed {_project(ctx).trash_runs(ids)} runs")
+        click.echo(f"trashed {counted(_project(ctx).trash_runs(ids), 'run')}")
     except (DespinaError, ValueError) as exc:
         _fail(exc)
 
@@ -111,7 +112,7 @@ def trash(ctx: click.Context, ids: tuple[str, ...]) -> None:
 def restore(ctx: click.Context, ids: tuple[str, ...]) -> None:
     """Take runs out of the trash."""
     try:
-        click.echo(f"restored {_project(ctx).restore_runs(ids)} runs")
+        click.echo(f"restored {counted(_project(ctx).restore_runs(ids), 'run')}")
     except (DespinaError, ValueError) as exc:
         _fail(exc)
 
@@ -122,7 +123,7 @@ def restore(ctx: click.Context, ids: tuple[str, ...]) -> None:
 def delete(ctx: click.Context, ids: tuple[str, ...]) -> None:
     """Delete trashed runs for good and free their space."""
     try:
-        click.echo(f"deleted {_project(ctx).delete_runs(ids)} runs")
+        click.echo(f"deleted {counted(_project(ctx).delete_runs(ids), 'run')}")
     except (DespinaError, ValueError) as exc:
         _fail(exc)
 

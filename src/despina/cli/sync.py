@@ -10,6 +10,7 @@ from rich.console import Console
 from despina.errors import DespinaError
 from despina.store.sqlite import Store
 from despina.sync import find_queues, sync_queue
+from despina.wording import counted
 
 __all__ = ["sync"]
 
@@ -43,8 +44,8 @@ def sync(path: Path, home: str | None, files_from: tuple[Path, ...]) -> None:
             failed += bool(errors or result.missing_files or result.refused_files)
             state = "queue removed" if result.deleted else "queue kept"
             console.print(
-                f"{result.project} / {result.run_id}: {result.operations} operations, "
-                f"{result.files} files; {state}"
+                f"{result.project} / {result.run_id}: {counted(result.operations, 'operation')}, "
+                f"{counted(result.files, 'file')}; {state}"
             )
             for issue in result.issues:
                 console.print(f"  {issue.severity}: {issue.code}: {issue.message}", markup=False)
