@@ -7,6 +7,8 @@ a synthetic slow read) uvicorn in a thread serving the same application and prot
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import sqlite3
 import threading
@@ -242,6 +244,15 @@ def test_invalid_refresh_tokens_do_not_take_the_write_lock(default: ServerProces
             )
             assert answer.status_code == 401, answer.text
             assert time.monotonic() - start < 2
+        payload = json.loads(base64.b64decode(token))  # a known key id, a wrong secret
+        payload["api_key"] = payload["api_key"].split(".")[0] + ".wrong-secret"
+        forged_api_token = base64.b64encode(json.dumps(payload).encode()).decode()
+        start = time.monotonic()
+        answer = httpx.get(
+            default.url + EXCHANGE, headers={"X-Neptune-Api-Token": forged_api_token}, timeout=3
+        )
+        assert answer.status_code == 401, answer.text
+        assert time.monotonic() - start < 2
     finally:
         holder.execute("ROLLBACK")
         holder.close()
