@@ -147,7 +147,11 @@ def check(answer: httpx.Response, api: Api, *names: Any, values: tuple[Any, ...]
         wanted += _shows(value)
     if wanted:
         lowered = message.lower()
-        assert any(w.lower() in lowered for w in wanted), f"{where}\nnames none of {wanted}"
+        # or a quoted part of the value ('../..' of the run identifier '../../etc/passwd')
+        quoted = [q for q in re.findall(r"'([^']{3,})'", message) if q not in ("ws/*",)]
+        parts = any(q in str(v) for q in quoted for v in values if isinstance(v, str))
+        found = parts or any(w.lower() in lowered for w in wanted)
+        assert found, f"{where}\nnames none of {wanted}"
 
 
 # -- JSON bodies: one field made wrong ---------------------------------------------------------
@@ -347,8 +351,9 @@ def mutated(draw: st.DrawFn, route: JsonRoute) -> tuple[dict[str, Any], tuple[st
         body["projectKey"] = "".join(ch for ch in body["projectKey"] if ch.isalnum())
     path = draw(st.sampled_from(route.fields))
     value = draw(st.just(MISSING) | BAD_VALUES)
-    # known bug, see test_a_size_beyond_the_float_range_is_refused
+    # known bugs: test_a_size_beyond_the_float_range_is_refused, test_numbers_beyond_the_float_range
     assume(not (route.path.endswith("/signedUrl") and _beyond_float(value)))
+    assume(not (route.path.startswith(LEADERBOARD) and _beyond_float(value)))
     return _with(body, path, value), _names_of(path), value
 
 
@@ -418,7 +423,8 @@ RAW_JSON = [
 RAW_FIELDS = [
     (key.encode(), value)
     for key in ("pagination", "nextPage", "perSeriesPointsLimit", "requests", "files", "name")
-    for value in (b"-" + b"9" * 400, b"1e999", b"[" * 500 + b"]" * 500)
+    # (integers beyond the float range: test_numbers_beyond_the_float_range)
+    for value in (b"-" + b"9" * 300, b"1e999", b"[" * 500 + b"]" * 500)
 ]
 UNPARSABLE_JSON = {
     "nested": b"[" * 100_000 + b"]" * 100_000,  # deeper than Python's recursion limit
@@ -496,6 +502,29 @@ def test_a_size_beyond_the_float_range_is_refused(api: Api) -> None:
     route = JSON_ROUTES["signed_url"]
     body = _with(route.body, ("files", 0, "size"), 10**400)
     check(api.post(route.path, _json_bytes(body)), api, "size")
+
+
+BIG = "1" + "0" * 400  # an integer beyond the float range, as JSON text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="retrieval.py _number: math.isfinite() raises OverflowError on a JSON integer beyond "
+    "the float range (also the afterStep fast path of _float_requests): answered 500",
+)
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("limit", '{"pagination": {"limit": %s}}'),
+        ("offset", '{"pagination": {"offset": %s}}'),
+        ("perSeriesPointsLimit", '{"perSeriesPointsLimit": %s}'),
+        ("from", '{"stepRange": {"from": %s}}'),
+    ],
+)
+def test_numbers_beyond_the_float_range(api: Api, name: str, body: str) -> None:
+    path = JSON_ROUTES["search" if name in ("limit", "offset") else "float_series"].path
+    answer = api.post(path, (body % BIG).encode(), params={"projectIdentifier": PROJECT})
+    check(answer, api, name)
 
 
 # -- query parameters --------------------------------------------------------------------------
@@ -889,9 +918,6 @@ def test_blob_urls(
     url = urlsplit(signed[method])
     query = dict(parse_qsl(url.query, keep_blank_values=True))
     part = data.draw(st.sampled_from(["path", "project", *sorted({*query, *SIGNED_PARAMS})]))
-    if part == "X-Amz-Signature" and value is not None:
-        # non-ASCII signatures: test_a_non_ascii_signature_is_refused (a known 500)
-        value = value.encode("ascii", "replace").decode()
     path = url.path
     before = dict(query)
     names: tuple[str, ...] = (part,)
@@ -938,11 +964,6 @@ def test_signed_urls_for_any_storage_key(api: Api, key: str, permission: str) ->
     check(answer, api, "path", "key", values=(key,))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage.py verify(): hmac.compare_digest raises TypeError on a non-ASCII "
-    "X-Amz-Signature, answered 500 (blobs helper's file)",
-)
 def test_a_non_ascii_signature_is_refused(api: Api, signed: dict[str, str]) -> None:
     url = urlsplit(signed["GET"])
     query = {**dict(parse_qsl(url.query, keep_blank_values=True)), "X-Amz-Signature": "\x80"}
