@@ -1091,7 +1091,7 @@ def _ui_routes(run: str) -> dict[str, dict[str, str]]:
 
 
 @FUZZ
-@given(data=st.data(), value=UI_BAD_VALUES)
+@given(data=st.data(), value=UI_BAD_VALUES | nql)
 def test_ui_json_one_bad_parameter(
     api: Api, ui: tuple[httpx.Client, str], data: st.DataObject, value: str
 ) -> None:
