@@ -1,51 +1,61 @@
-# Every target creates and uses .venv itself: a fresh clone needs nothing but python3 and make.
+# Every target creates and uses .venv itself: a fresh clone needs nothing but python3 and make
+# (no npm: the web UI's chart library is committed under src/despina/server/ui/static/vendor/).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# `make demo` installs only the package; `make test`, `bench`, `lint` and `fmt` add the test and
+# dev extras. Each install leaves a stamp named after pyproject.toml's checksum.
+DEMO_STAMP := $(VENV)/.installed-demo-$(PYPROJECT_SUM)
+DEV_STAMP := $(VENV)/.installed-dev-$(PYPROJECT_SUM)
 
-.PHONY: demo test bench lint fmt clean ui
+.PHONY: demo test bench lint fmt clean ui-update
 
-# The web UI's chart library comes from npm (package.json, pinned by package-lock.json); the built
-# files are copied into the package's static directory under their version.
+# The chart library (uPlot) is vendored: its built files and licence are committed with the
+# version in their names. `make ui-update` refreshes them from npm (package.json pins the
+# version, package-lock.json the tarball); nothing else needs npm.
 UI_VENDOR := src/despina/server/ui/static/vendor
-UI_STAMP := $(UI_VENDOR)/.installed-$(shell cat package-lock.json | cksum | cut -d' ' -f1)
 
-$(STAMP): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,dev]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
 
-$(UI_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(UI_VENDOR)
-	rm -f $(UI_VENDOR)/uPlot-* $(UI_VENDOR)/.installed-*
-	version=$$(node -p "require('./node_modules/uplot/package.json').version") && \
-	cp node_modules/uplot/dist/uPlot.iife.min.js $(UI_VENDOR)/uPlot-$$version.min.js && \
-	cp node_modules/uplot/dist/uPlot.min.css $(UI_VENDOR)/uPlot-$$version.min.css
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e .
+	rm -f $(VENV)/.installed-demo-*
 	touch $@
 
-ui: $(UI_STAMP)
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(DEMO_STAMP) $@
 
-demo: $(STAMP) $(UI_STAMP)
+ui-update:
+	npm ci --no-audit --no-fund --loglevel=error
+	version=$$(node -p "require('./node_modules/uplot/package.json').version") && \
+	rm -f $(UI_VENDOR)/uPlot-* && \
+	cp node_modules/uplot/dist/uPlot.iife.min.js $(UI_VENDOR)/uPlot-$$version.min.js && \
+	cp node_modules/uplot/dist/uPlot.min.css $(UI_VENDOR)/uPlot-$$version.min.css && \
+	cp node_modules/uplot/LICENSE $(UI_VENDOR)/uPlot-$$version.LICENSE && \
+	echo "vendored uPlot $$version: commit $(UI_VENDOR)"
+
+demo: $(DEMO_STAMP)
 	$(BIN)/despina demo
 
-test: $(STAMP) $(UI_STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP) $(UI_STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-fmt: $(STAMP)
+fmt: $(DEV_STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info node_modules $(UI_VENDOR)/uPlot-* $(UI_VENDOR)/.installed-*
+	rm -rf $(VENV) build *.egg-info src/*.egg-info node_modules

@@ -1,7 +1,7 @@
 """The web UI of ``despina serve``: runs tables with NQL search, charts and run pages.
 
-Server-rendered pages (Jinja templates) with a little JavaScript for the charts (uPlot, from
-npm), each with a ``.json`` twin; both call the same functions (``api.py``) over the query
+Server-rendered pages (Jinja templates) with a little JavaScript for the charts (uPlot, vendored
+under ``static/vendor``), each with a ``.json`` twin; both call the same functions (``api.py``) over the query
 service. Mounted by ``create_app`` through :data:`UI_ROUTES`.
 """
 

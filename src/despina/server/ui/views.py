@@ -110,7 +110,8 @@ def _templates() -> Environment:
 
 @cache
 def vendor_files() -> dict[str, str]:
-    """The chart library's files in ``static/vendor`` (installed by ``make ui`` from npm)."""
+    """The chart library's files in ``static/vendor`` (committed with the package, its version
+    in their names; ``make ui-update`` refreshes them from npm)."""
     found = {}
     folder = STATIC_DIR / "vendor"
     for path in sorted(folder.glob("uPlot-*.min.*")) if folder.is_dir() else []:
