@@ -101,8 +101,11 @@ class BatchReads:
         exact_names: list[str] | None,
         predicate: NamePredicate | None,
         types: set[str] | None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> list[tuple[str, str]]:
-        """Distinct ``(path, type)`` of the runs (or of every run of the projects), sorted."""
+        """Distinct ``(path, type)`` of the runs (or of every run of the projects), sorted;
+        with ``after``/``limit``, one keyset page of them."""
         return definitions(
             self.conn,
             project_ids=project_ids,
@@ -110,6 +113,8 @@ class BatchReads:
             exact_names=exact_names,
             predicate=predicate,
             types=types,
+            after=after,
+            limit=limit,
         )
 
     # -- series --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Values come back per run as :class:`AttrValue` (``sys/`` attributes included, re
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -166,11 +167,15 @@ def definitions(
     exact_names: list[str] | None,
     predicate: NamePredicate | None,
     types: set[str] | None,
+    after: tuple[str, str] | None = None,
+    limit: int | None = None,
 ) -> list[tuple[str, str]]:
-    """Distinct ``(path, type)`` of the runs (or of every run of the projects), sorted."""
-    found: set[tuple[str, str]] = set()
-    scope_sql: str
-    scope_params: list[object]
+    """Distinct ``(path, type)`` of the runs (or of every run of the projects), sorted.
+
+    ``after`` and ``limit`` read one page: the first ``limit`` entries after ``after``
+    (keyset paging). The statements then walk ``(path, type)`` in order and stop when the page
+    is full, so a page costs what it returns rather than the whole list.
+    """
     scopes: list[tuple[str, list[object]]] = []
     if run_pks is not None:
         for part in in_chunks(list(run_pks)):
@@ -183,35 +188,51 @@ def definitions(
                 list(project_ids),
             )
         )
+    keyset = "" if after is None else " AND (a.path, a.type) > (?, ?)"
+    keys: list[object] = [] if after is None else [after[0], after[1]]
+    order = "" if limit is None else " ORDER BY a.path, a.type"
+    streams: list[Iterable[tuple[str, str]]] = []
     for scope_sql, scope_params in scopes:
-        if exact_names is not None:
-            for names_part in in_chunks(exact_names):
-                rows = conn.execute(
-                    f"SELECT DISTINCT a.path, a.type FROM attributes a WHERE "
-                    f"a.path IN ({marks(len(names_part))}) AND {scope_sql} "
-                    "AND (a.count IS NULL OR a.count > 0)",
-                    (*names_part, *scope_params),
+        name_parts: list[list[str] | None] = (
+            [list(p) for p in in_chunks(exact_names)] if exact_names is not None else [None]
+        )
+        for names_part in name_parts:
+            names_sql = "" if names_part is None else f"a.path IN ({marks(len(names_part))}) AND "
+            streams.append(
+                conn.execute(
+                    f"SELECT DISTINCT a.path, a.type FROM attributes a WHERE {names_sql}"
+                    f"{scope_sql} AND (a.count IS NULL OR a.count > 0){keyset}{order}",
+                    (*(names_part or ()), *scope_params, *keys),
                 )
-                found.update((str(p), str(t)) for p, t in rows)
-        else:
-            rows = conn.execute(
-                f"SELECT DISTINCT a.path, a.type FROM attributes a WHERE {scope_sql} "
-                "AND (a.count IS NULL OR a.count > 0)",
-                scope_params,
             )
-            found.update((str(p), str(t)) for p, t in rows)
     # sys attributes: those with a value on at least one of the runs
     if scopes:
-        for path in present_sys(conn, project_ids, run_pks):
-            found.add((path, SYS_COLUMNS[path].type))
+        present = sorted((p, SYS_COLUMNS[p].type) for p in present_sys(conn, project_ids, run_pks))
+        streams.append([e for e in present if after is None or e > after])
     wanted = None if exact_names is None else set(exact_names)
-    return sorted(
-        (p, t)
-        for p, t in found
-        if (types is None or t in types)
-        and (wanted is None or p in wanted)
-        and (predicate is None or predicate(p))
-    )
+
+    def keep(entry: tuple[str, str]) -> bool:
+        p, t = entry
+        return (
+            (types is None or t in types)
+            and (wanted is None or p in wanted)
+            and (predicate is None or predicate(p))
+        )
+
+    if limit is None:
+        found = {(str(p), str(t)) for stream in streams for p, t in stream}
+        return sorted(e for e in found if keep(e))
+    out: list[tuple[str, str]] = []
+    previous: tuple[str, str] | None = None
+    for entry in heapq.merge(*streams):
+        if entry == previous:
+            continue
+        previous = entry
+        if keep(entry):
+            out.append(entry)
+            if len(out) >= limit:
+                break
+    return out
 
 
 def present_sys(

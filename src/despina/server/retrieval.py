@@ -47,7 +47,6 @@ from starlette.responses import JSONResponse, Response
 from despina.errors import NqlError
 from despina.query.bucket_stats import BucketStats
 from despina.query.catalog import (
-    RunRef,
     Sort,
     compile_name_filter,
     literal_names,
@@ -57,7 +56,6 @@ from despina.query.float_batch import FlatSeries
 from despina.query.lineage import LINEAGE_EXPERIMENT, LINEAGE_FULL, LINEAGE_OWN
 from despina.query.points import step_bound
 from despina.query.service import QueryService
-from despina.query.values import AttrValue
 from despina.server.auth import Principal
 from despina.server.encode import (
     WIRE_TYPES,
@@ -86,6 +84,9 @@ SERIES_PAGE_POINTS = 10_000
 MAX_RESPONSE_POINTS = 1_000_000
 SERIES_RESPONSE_POINTS = 200_000
 SERIES_RESPONSE_BYTES = 64 * 1024 * 1024
+VALUES_RESPONSE_BYTES = 32 * 1024 * 1024
+"""Bytes of attributes in one attribute-values answer (values hold up to 64 KiB each); past
+it the page ends early with a token, which the client follows."""
 """Points and value bytes in one string/histogram/file series answer, over all its series:
 series past the budget come back unfinished with their token (the client pages on)."""
 """Points in one float-series answer: what neptune-query asks for at most (it sends
@@ -167,24 +168,28 @@ def _strings(data: dict[str, Any], key: str, where: str) -> list[str] | None:
     return value
 
 
-def _offset_token(token: object, where: str) -> int:
+def _key_token(token: object, where: str, shape: tuple[type, ...]) -> list[Any] | None:
+    """The sort key a continuation token carries (keyset paging), checked against ``shape``."""
     if token in (None, ""):
-        return 0
+        return None
     if not isinstance(token, str):
         raise bad_request(f"{where}.nextPageToken must be a string, got {_show(token)}")
     try:
-        offset = int(base64.urlsafe_b64decode(token.encode() + b"==").decode())
+        key = json.loads(base64.urlsafe_b64decode(token.encode() + b"==").decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise bad_request(
-            f"{where}.nextPageToken {token[:40]!r} is not a token this server issued"
-        ) from None
-    if offset < 0:
-        raise bad_request(f"{where}.nextPageToken {token[:40]!r} is not valid")
-    return offset
+        key = None
+    if not (
+        isinstance(key, list)
+        and len(key) == len(shape)
+        and all(type(k) is t for k, t in zip(key, shape, strict=True))
+    ):
+        raise bad_request(f"{where}.nextPageToken {token[:40]!r} is not a token this server issued")
+    return key
 
 
-def _make_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+def _make_key_token(key: list[Any]) -> str:
+    text = json.dumps(key, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def _protobuf(message: Any) -> Response:
@@ -443,7 +448,8 @@ class RetrievalService:
         predicate, exact, nothing = _name_filter(data, where)
         page = _field(data, "nextPage", dict, where) or {}
         limit = _count(page, "limit", f"{where}.nextPage", MAX_PAGE, MAX_PAGE) or MAX_PAGE
-        offset = _offset_token(page.get("nextPageToken"), f"{where}.nextPage")
+        key = _key_token(page.get("nextPageToken"), f"{where}.nextPage", (str, str))
+        after = None if key is None else (key[0], key[1])
         projects: dict[str, ProjectInfo] = {}
         for name in project_names:
             principal.require(name)
@@ -459,35 +465,31 @@ class RetrievalService:
         entries: list[tuple[str, str]] = []
         if not nothing and projects:
             with self.queries.batch() as reads:
+                project_ids: list[int] | None = [p.id for p in projects.values()]
+                pks: list[int] | None = None
                 if run_ids is not None:
                     runs = reads.resolve_runs(run_ids, projects)
                     pks = sorted({r.pk for r in runs.values() if r.project.id in allowed})
-                    entries = (
-                        reads.definitions(
-                            project_ids=None,
-                            run_pks=pks,
-                            exact_names=exact,
-                            predicate=predicate,
-                            types=types,
-                        )
-                        if pks
-                        else []
-                    )
-                else:
+                    project_ids = None
+                if pks != []:
+                    # keyset paging: a page reads on from the last entry sent, one entry past
+                    # its end (which says that more follow)
                     entries = reads.definitions(
-                        project_ids=[p.id for p in projects.values()],
-                        run_pks=None,
+                        project_ids=project_ids,
+                        run_pks=pks,
                         exact_names=exact,
                         predicate=predicate,
                         types=types,
+                        after=after,
+                        limit=limit + 1,
                     )
-        chunk = entries[offset : offset + limit]
-        more = offset + limit < len(entries)
+        chunk = entries[:limit]
+        more = len(entries) > limit
         return JSONResponse(
             {
                 "entries": [{"name": n, "type": WIRE_TYPES[t]} for n, t in chunk],
                 "nextPage": {
-                    "nextPageToken": _make_token(offset + limit) if more else None,
+                    "nextPageToken": _make_key_token(list(chunk[-1])) if more else None,
                     "limit": limit,
                 },
             }
@@ -507,37 +509,56 @@ class RetrievalService:
         predicate, exact, nothing = _name_filter(data, where)
         page = _field(data, "nextPage", dict, where) or {}
         limit = _count(page, "limit", f"{where}.nextPage", MAX_PAGE, MAX_PAGE) or MAX_PAGE
-        offset = _offset_token(page.get("nextPageToken"), f"{where}.nextPage")
+        key = _key_token(page.get("nextPageToken"), f"{where}.nextPage", (int, int, str))
         projects = self._run_projects(principal, run_ids, where)
-        flat: list[tuple[RunRef, AttrValue]] = []
+        result = ProtoQueryAttributesResultDTO()
+        last: list[Any] | None = None  # [run index, run pk, path] of the last entry sent
+        more = False
         if run_ids and not nothing and names != []:
             with self.queries.batch() as reads:
                 runs = reads.resolve_runs(run_ids, projects)
                 ordered = list(dict.fromkeys(runs[i] for i in run_ids if i in runs))
-                pks = [r.pk for r in ordered]
-                values = reads.attribute_values(
-                    pks,
-                    names=names if names is not None else exact,
-                    predicate=predicate if names is None else None,
-                    types=types,
-                )
-            for run in ordered:
-                for value in sorted(values.get(run.pk, []), key=lambda v: v.path):
-                    flat.append((run, value))
-        chunk = flat[offset : offset + limit]
-        result = ProtoQueryAttributesResultDTO()
-        current: ProtoQueryAttributesExperimentResultDTO | None = None
-        current_pk = -1
-        for run, value in chunk:
-            if run.pk != current_pk:
-                current = result.entries.add(experimentId=run.uuid, experimentShortId=run.sys_id)
-                current_pk = run.pk
-            assert current is not None
-            current.attributes.append(attribute_dto(value))
-        more = offset + limit < len(flat)
-        result.nextPage.CopyFrom(
-            ProtoNextPageDTO(nextPageToken=_make_token(offset + limit) if more else "", limit=limit)
-        )
+                start, after_path = 0, None
+                if key is not None:  # keyset paging: go on after the last entry sent
+                    index, pk, after_path = key
+                    start = next((i for i, r in enumerate(ordered) if r.pk == pk), -1)
+                    if start < 0:  # that run is gone since: go on from where it stood
+                        start, after_path = max(0, index), None
+                count = size = 0
+                step = 16
+                i = start
+                while i < len(ordered) and not more:
+                    part = ordered[i : i + step]
+                    values = reads.attribute_values(
+                        [r.pk for r in part],
+                        names=names if names is not None else exact,
+                        predicate=predicate if names is None else None,
+                        types=types,
+                    )
+                    for position, run in enumerate(part, start=i):
+                        current: ProtoQueryAttributesExperimentResultDTO | None = None
+                        skip_to = after_path if position == start else None
+                        for value in sorted(values.get(run.pk, []), key=lambda v: v.path):
+                            if skip_to is not None and value.path <= skip_to:
+                                continue
+                            dto = attribute_dto(value)
+                            size += dto.ByteSize()
+                            if count >= limit or (count and size > VALUES_RESPONSE_BYTES):
+                                more = True
+                                break
+                            if current is None:
+                                current = result.entries.add(
+                                    experimentId=run.uuid, experimentShortId=run.sys_id
+                                )
+                            current.attributes.append(dto)
+                            count += 1
+                            last = [position, run.pk, value.path]
+                        if more:
+                            break
+                    i += len(part)
+                    step = min(step * 2, 1024)  # few reads for many small runs
+        token = _make_key_token(last) if more and last is not None else ""
+        result.nextPage.CopyFrom(ProtoNextPageDTO(nextPageToken=token, limit=limit))
         return _protobuf(result)
 
     # #14 float series
