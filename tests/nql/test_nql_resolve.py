@@ -416,9 +416,14 @@ SEMANTIC = [
     (
         '`s`:string MATCHES "a(b"',
         19,
-        'invalid regular expression "a(b": missing ), unterminated subpattern at position 1',
+        'invalid regular expression "a(b": missing ): a(b (RE2 syntax, see docs/nql.md)',
     ),
-    ('`s` MATCHES "*"', 12, 'invalid regular expression "*": nothing to repeat at position 0'),
+    (
+        '`s` MATCHES "*"',
+        12,
+        'invalid regular expression "*": no argument for repetition operator: * '
+        "(RE2 syntax, see docs/nql.md)",
+    ),
     ("last(`x`:float) > 1", 0, "aggregate last applies to floatSeries or stringSeries, not float"),
     (
         "average(`s`:stringSeries) > 1",

@@ -29,8 +29,6 @@ only the runs whose set holds the element. Reordering is exact because every fra
 
 from __future__ import annotations
 
-import functools
-import re
 import sqlite3
 from typing import Any
 
@@ -50,6 +48,7 @@ from despina.nql.resolve import (
 )
 from despina.store.schema import ATTRIBUTE_TYPES, SERIES_TYPES
 from despina.store.sysattrs import run_state_sql
+from despina.userregex import InvalidPattern, compile_user_regex
 
 __all__ = [
     "FILTER_INDEX",
@@ -151,18 +150,14 @@ def _branch_cost(branch: Branch) -> int:
     return 2
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def _regexp(pattern: object, text: object) -> int:
-    """``nql_regexp(pattern, text)``: 1 when ``re.search`` finds ``pattern`` in ``text``."""
+    """``nql_regexp(pattern, text)``: 1 when the user pattern occurs in ``text`` (RE2 search,
+    ``despina.userregex``: linear time, the GIL released while matching)."""
     if not isinstance(pattern, str) or not isinstance(text, str):
         return 0
     try:
-        return 1 if _compiled(pattern).search(text) else 0
-    except re.error:  # the resolver rejects bad patterns; stay total for hand-written SQL
+        return 1 if compile_user_regex(pattern).search(text) else 0
+    except InvalidPattern:  # the resolver rejects bad patterns; stay total for hand-written SQL
         return 0
 
 
@@ -186,9 +181,10 @@ _REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
 def _anchored_prefix(pattern: str) -> str:
     """The literal text every match of ``pattern`` starts with, when it starts with ``^``.
 
-    ``re.search`` without flags matches ``^`` only at the start of the text, so a match implies
-    the text starts with this prefix. Any ``|`` in the pattern could open an unanchored
-    alternative: no prefix then. A literal followed by a quantifier may be absent: it is cut.
+    Without the ``m`` flag RE2 matches ``^`` only at the start of the text (a flag can only
+    come later, inside ``(``, which ends the prefix), so a match implies the text starts with
+    this prefix. Any ``|`` in the pattern could open an unanchored alternative: no prefix then.
+    A literal followed by a quantifier may be absent: it is cut.
     """
     if not pattern.startswith("^") or "|" in pattern:
         return ""

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
+
+import re2
 
 from despina.nql import ast
 from despina.nql.resolve import (
@@ -134,5 +135,8 @@ def _cond(cond: Cond, value: Any, aggregates: Mapping[str, Any] | None) -> bool:
     if cond.op == "member":
         return cond.value in value
     if cond.op == "matches":
-        return isinstance(value, str) and re.search(cond.value, value) is not None
+        # RE2 through its public API, not the engine's path (despina.userregex and its literal
+        # shortcuts), so the differential tests check one against the other. The resolver has
+        # accepted the pattern already.
+        return isinstance(value, str) and re2.search(cond.value, value) is not None
     return _COMPARE[cond.op](value, cond.value)

@@ -17,7 +17,6 @@ Typed references raise :class:`NQLSemanticError` where untyped ones are just fal
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -34,6 +33,7 @@ from despina.nql.literals import (
 )
 from despina.nql.parser import parse
 from despina.store.sysattrs import SYS_COLUMNS, SysColumn
+from despina.userregex import InvalidPattern, compile_user_regex
 
 __all__ = [
     "NQL_TYPES",
@@ -478,13 +478,14 @@ class _Resolver:
         raise self.fail(f"unknown type {written!r}{hint}", start, end)
 
     def check_regex(self, node: ast.Predicate) -> None:
-        """A ``MATCHES`` pattern must compile, whatever the reference (§7.5)."""
+        """A ``MATCHES`` pattern must compile with RE2 within the length bound, whatever the
+        reference (§7.5); the error points at the pattern's literal."""
         if isinstance(node, ast.Matches):
             try:
-                re.compile(node.value.text)
-            except re.error as exc:
+                compile_user_regex(node.value.text)
+            except InvalidPattern as exc:
                 raise self.fail(
-                    f"invalid regular expression {_display(node.value)}: {exc}",
+                    f"invalid regular expression {_display(node.value)}: {exc.reason}",
                     node.value.start,
                     node.value.end,
                 ) from None

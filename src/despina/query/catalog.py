@@ -7,7 +7,6 @@ reads one consistent snapshot. Search semantics: spec/query-api.md §4 (sorting,
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from despina.query.lineage import in_chunks, marks
 from despina.store.access import ProjectInfo
 from despina.store.sysattrs import SYS_COLUMNS
+from despina.userregex import compile_user_regex
 
 __all__ = [
     "NamePredicate",
@@ -248,13 +248,14 @@ def literal_names(patterns: Sequence[str]) -> list[str] | None:
 
 def compile_name_filter(alternatives: list[tuple[list[str], list[str]]]) -> NamePredicate:
     """A predicate for ``mustMatchAny``: some alternative has all its must-match regexes
-    matching and none of its must-not-match regexes (unanchored search).
+    matching and none of its must-not-match regexes (unanchored RE2 search: linear time, see
+    ``despina.userregex``).
 
     Raises:
-        re.error: a regex does not compile.
+        InvalidPattern: a regex is too long or not valid RE2 syntax (the server answers 400).
     """
     compiled = [
-        ([re.compile(p) for p in must], [re.compile(p) for p in must_not])
+        ([compile_user_regex(p) for p in must], [compile_user_regex(p) for p in must_not])
         for must, must_not in alternatives
     ]
 

@@ -8,7 +8,6 @@ it takes a ``lookup`` callable that returns the project-wide types of attribute 
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from despina.query.filters import (
     parse_ers,
 )
 from despina.query.warnings import AttributeWarning
+from despina.userregex import InvalidPattern, UserRegex, compile_user_regex
 
 __all__ = [
     "EXPERIMENTS",
@@ -225,7 +225,7 @@ class Selector:
     """
 
     leaves: tuple[_Leaf, ...]
-    _compiled: dict[str, re.Pattern[str]] = field(default_factory=dict, repr=False)
+    _compiled: dict[str, UserRegex] = field(default_factory=dict, repr=False)
 
     @property
     def types(self) -> frozenset[str]:
@@ -242,14 +242,14 @@ class Selector:
         regex = self._compiled.get(pattern)
         if regex is None:
             try:
-                regex = re.compile(pattern)
-            except re.error as exc:
+                regex = compile_user_regex(pattern)
+            except InvalidPattern as exc:
                 raise NeptuneUnexpectedResponseError(
-                    f"invalid regular expression {pattern!r} in an attribute filter: {exc}; "
-                    r"escape special characters (e.g. '\.') or fix the pattern"
+                    f"invalid regular expression {pattern!r} in an attribute filter: "
+                    f"{exc.reason}; escape special characters (e.g. '\\.') or fix the pattern"
                 ) from None
             self._compiled[pattern] = regex
-        return regex.search(text) is not None
+        return regex.search(text)
 
     def accepts(self, path: str, type_: str) -> bool:
         """Whether attribute ``path`` of ``type_`` passes some leaf (§5.4)."""

@@ -13,7 +13,6 @@ the line. Forked runs are read through their lineage (inherited points up to eac
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,6 +27,7 @@ from despina.query.resolve import restrict_types
 from despina.query.service import Container, Snapshot
 from despina.server.ui import summaries as _summaries
 from despina.server.ui.tables import exact_selector
+from despina.userregex import InvalidPattern, compile_user_regex
 
 __all__ = [
     "MAX_BUCKETS",
@@ -102,11 +102,11 @@ def pick_metrics(available: Sequence[str], patterns: Sequence[str]) -> list[str]
             chosen[pattern] = None
             continue
         try:
-            regex = re.compile(pattern)
-        except re.error as exc:
+            regex = compile_user_regex(pattern)  # RE2: linear time, see despina.userregex
+        except InvalidPattern as exc:
             raise InvalidQuery(
                 f"metric pattern {pattern!r} is not a metric name nor a valid regular "
-                f"expression ({exc}); escape special characters, e.g. 'train\\.loss'"
+                f"expression ({exc.reason}); escape special characters, e.g. 'train\\.loss'"
             ) from None
         chosen.update((name, None) for name in available if regex.search(name))
     return list(chosen)
