@@ -16,6 +16,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from neptune_api.proto.neptune_pb.api.v1.model.leaderboard_entries_pb2 import (
+    ProtoLeaderboardEntriesSearchResultDTO,
+)
 from neptune_api.proto.neptune_pb.api.v1.model.requests_pb2 import (
     ProtoCustomExpression,
     ProtoGetTimeseriesBucketsRequest,
@@ -289,3 +292,25 @@ def test_buckets_response_bytes_match_the_message() -> None:
         [(r, TimeseriesBuckets(bucket=b).SerializeToString()) for r, b in parts]
     )
     assert encoded == expected.SerializeToString()
+
+
+def test_a_search_page_past_the_byte_budget_is_a_400(
+    service: RetrievalService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = json.dumps(
+        {
+            "attributeFilters": [{"path": p} for p in ["sys/id", "loss", "text"] * 3000],
+            "pagination": {"limit": 100},
+        }
+    ).encode()
+    query = {"projectIdentifier": PROJECT}
+    served = ProtoLeaderboardEntriesSearchResultDTO.FromString(
+        bytes(service.search(_principal(), body, query).body)
+    )
+    (entry,) = served.entries
+    assert sorted(a.name for a in entry.attributes) == ["loss", "sys/id", "text"]
+    monkeypatch.setattr(retrieval, "SEARCH_RESPONSE_BYTES", entry.ByteSize() - 1)
+    with pytest.raises(ApiError) as caught:
+        service.search(_principal(), body, query)
+    assert caught.value.status == 400
+    assert f"exceeds {entry.ByteSize() - 1} bytes" in str(caught.value)

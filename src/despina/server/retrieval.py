@@ -85,6 +85,10 @@ MAX_RESPONSE_POINTS = 1_000_000
 SERIES_RESPONSE_POINTS = 200_000
 SERIES_RESPONSE_BYTES = 64 * 1024 * 1024
 VALUES_RESPONSE_BYTES = 32 * 1024 * 1024
+SEARCH_RESPONSE_BYTES = 128 * 1024 * 1024
+"""Bytes in one search page. The client stops at a page shorter than its limit, so a page
+cannot end early: past this it is a 400 naming the limit."""
+SEARCH_RUNS_PER_READ = 500
 """Bytes of attributes in one attribute-values answer (values hold up to 64 KiB each); past
 it the page ends early with a token, which the client follows."""
 """Points and value bytes in one string/histogram/file series answer, over all its series:
@@ -380,23 +384,36 @@ class RetrievalService:
                 limit=limit,
             )
             runs = reads.runs_by_pk(pks, by_id)
-            values = reads.attribute_values(pks, names=projection) if projection and pks else {}
-        result = ProtoLeaderboardEntriesSearchResultDTO(matching_item_count=total)
-        for pk in pks:
-            run = runs.get(pk)
-            if run is None:
-                continue
-            result.entries.append(
-                ProtoAttributesDTO(
-                    experiment_id=run.uuid,
-                    type="run",
-                    project_id=run.project.uuid,
-                    organization_id=_organization_id(run.project.workspace),
-                    project_name=run.project.name,
-                    organization_name=run.project.workspace,
-                    attributes=[attribute_dto(v) for v in values.get(pk, [])],
-                )
-            )
+            result = ProtoLeaderboardEntriesSearchResultDTO(matching_item_count=total)
+            size = 0
+            # the page's attributes are read a slice of runs at a time, so a page past the
+            # byte budget is refused having held about the budget, not the whole page
+            for at in range(0, len(pks), SEARCH_RUNS_PER_READ):
+                part = pks[at : at + SEARCH_RUNS_PER_READ]
+                values = reads.attribute_values(part, names=projection) if projection else {}
+                for pk in part:
+                    run = runs.get(pk)
+                    if run is None:
+                        continue
+                    entry = ProtoAttributesDTO(
+                        experiment_id=run.uuid,
+                        type="run",
+                        project_id=run.project.uuid,
+                        organization_id=_organization_id(run.project.workspace),
+                        project_name=run.project.name,
+                        organization_name=run.project.workspace,
+                        attributes=[attribute_dto(v) for v in values.get(pk, [])],
+                    )
+                    size += entry.ByteSize()
+                    if size > SEARCH_RESPONSE_BYTES:
+                        raise bad_request(
+                            f"{where}: a page of {len(pks)} runs with "
+                            f"{len(set(projection))} attributes each exceeds "
+                            f"{SEARCH_RESPONSE_BYTES} bytes; ask for fewer runs per page "
+                            f"(pagination.limit {limit}; neptune-query: "
+                            "NEPTUNE_QUERY_EXPERIMENT_SYS_ATTRS_BATCH_SIZE) or fewer attributes"
+                        )
+                    result.entries.append(entry)
         return _protobuf(result)
 
     def _sort(self, data: dict[str, Any]) -> Sort:
