@@ -19,6 +19,7 @@ import collections
 import contextlib
 import json
 import math
+import os
 import re
 import string
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ from despina.server.app import ROUTES
 from despina.server.storage import BLOB_ROUTE
 
 RUN = f"CUSTOM/{PROJECT}/seed"
-EXAMPLES = 40
+EXAMPLES = int(os.environ.get("DESPINA_FUZZ_EXAMPLES", "40"))  # more for a deep run
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
