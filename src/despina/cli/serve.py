@@ -118,6 +118,12 @@ D = ServerSettings()
     help="Token requests (exchange, refresh) per second per client address; more are "
     f"answered 429 with Retry-After.  [default: {D.auth_rate:g}, in bursts of {D.auth_burst}]",
 )
+@click.option(
+    "--sign-in-link/--no-sign-in-link",
+    default=True,
+    show_default=True,
+    help="Print a one-time web UI sign-in link for the operator (every workspace) at start.",
+)
 @click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
 @click.option(
     "--log-level",
@@ -143,6 +149,7 @@ def serve(
     body_min_rate: int | None,
     keep_alive_timeout: float | None,
     auth_rate: float | None,
+    sign_in_link: bool,
     no_access_log: bool,
     log_level: str,
 ) -> None:
@@ -161,7 +168,7 @@ def serve(
     from despina.server.app import create_app
     from despina.server.limits import guarded_h11_protocol
     from despina.server.logs import configure_logging
-    from despina.server.ui import first_sign_in_link
+    from despina.server.ui import start_up_message
     from despina.store.sqlite import Store
 
     configure_logging(getattr(logging, log_level.upper()), access=not no_access_log)
@@ -185,9 +192,8 @@ def serve(
     store = Store.open(resolve_home(home), busy_timeout_ms=int(settings.store_busy_seconds * 1000))
     app = create_app(store, settings)
     link_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    sign_in = first_sign_in_link(app, settings.public_url or f"http://{link_host}:{port}")
-    if sign_in is not None:
-        click.echo(f"Open the web UI (this sign-in link works once, for an hour):\n  {sign_in}")
+    ui_url = settings.public_url or f"http://{link_host}:{port}"
+    click.echo(start_up_message(app, ui_url, link=sign_in_link))
     config = uvicorn.Config(
         app,
         host=host,

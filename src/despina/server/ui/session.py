@@ -1,13 +1,21 @@
 """Sign-in, sessions and CSRF tokens of the web UI.
 
-People sign in with an API token (the one ``despina token create`` prints, or the one-time link
-the server prints when it starts on a home without any token). A session is a row of the store
-(``despina.store.sessions``) named by a random id that only the browser's cookie holds (the
-store keeps its hash). Signing out revokes the row, so a copied cookie stops working; every
-request re-reads the session's keys, so revoking a key (``despina token revoke``) ends the
-sessions that use it at once. Signing in with a second token (another workspace) adds its key to
-the session under a new id; a page is readable when any of the session's keys reaches its
-project, exactly as the Neptune endpoints check a bearer token.
+People sign in with an API token (the one ``despina token create`` prints), or with the one-time
+link ``despina serve`` prints at every start. The link signs in as the server's **operator**: a
+stored key of scope ``*/*`` (every workspace, also those created later) whose secret is never
+shown, so it works for the web UI only (no Neptune client can use it), is listed by ``despina
+token list`` and ends every operator session when revoked (the next start makes a new one).
+
+Scripts read the ``.json`` twins without a session: ``Authorization: Bearer <token>`` with either
+the JWT access token of the Neptune API or the API token itself (what ``despina token create``
+prints, or its bare ``api_key``), checked exactly as the API checks them.
+
+A session is a row of the store (``despina.store.sessions``) named by a random id that only the
+browser's cookie holds (the store keeps its hash). Signing out revokes the row, so a copied cookie
+stops working; every request re-reads the session's keys, so revoking a key (``despina token
+revoke``) ends the sessions that use it at once. Signing in with a second token (another workspace)
+adds its key to the session under a new id; a page is readable when any of the session's keys
+reaches its project, exactly as the Neptune endpoints check a bearer token.
 
 Forms that change state (sign-in, sign-out) carry a CSRF token: an HMAC, under a key derived
 from the server secret, of a random value kept in a second cookie (``despina_csrf``). Another
@@ -26,8 +34,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from despina.errors import AuthError
-from despina.server.auth import Principal, decode_api_token, derive_key
-from despina.store.access import ApiKey, find_api_key, sha256_hex
+from despina.server.auth import Authenticator, Principal, decode_api_token, derive_key
+from despina.store.access import ApiKey, add_api_key, find_api_key, list_api_keys, sha256_hex
 from despina.store.sessions import create_session, find_session, revoke_session
 from despina.store.sqlite import Store
 
@@ -36,11 +44,14 @@ __all__ = [
     "CSRF_COOKIE",
     "CSRF_FIELD",
     "MAX_KEYS",
+    "OPERATOR_WORKSPACE",
     "SESSION_SECONDS",
     "Sessions",
     "SignInCodes",
     "Viewer",
+    "key_reaches",
     "new_csrf_binding",
+    "operator_key",
     "valid_csrf_binding",
 ]
 
@@ -53,6 +64,36 @@ SESSION_SECONDS = 14 * 24 * 3600
 """How long a session lasts after sign-in."""
 MAX_KEYS = 16
 """The most keys (tokens signed in with) one session holds."""
+OPERATOR_WORKSPACE = "*"
+"""The workspace of the operator's key: every workspace, for the web UI only (no workspace can
+be named ``*``, and the Neptune API's checks never match it)."""
+OPERATOR_KEY_NAME = "web UI operator (sign-in links of despina serve)"
+
+
+def key_reaches(key: ApiKey, project: str) -> bool:
+    """Whether ``key`` reaches ``workspace/project`` in the web UI: as the API decides, or any
+    project for the operator's key."""
+    return key.workspace == OPERATOR_WORKSPACE or Principal(key).reaches(project)
+
+
+def operator_key(store: Store, username: str) -> ApiKey:
+    """The operator's valid key, created (with a secret nobody is shown) when there is none."""
+    for key in list_api_keys(store):
+        if key.workspace == OPERATOR_WORKSPACE and key.is_valid():
+            return key
+    key = ApiKey(
+        key_id=secrets.token_hex(8),
+        secret_sha256=sha256_hex(secrets.token_urlsafe(32)),  # the secret is thrown away
+        name=OPERATOR_KEY_NAME,
+        username=username,
+        workspace=OPERATOR_WORKSPACE,
+        project=None,
+        created_ms=int(time.time() * 1000),
+        expires_ms=None,
+        revoked_ms=None,
+    )
+    add_api_key(store, key)
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +112,7 @@ class Viewer:
 
     def reaches(self, project: str) -> bool:
         """Whether some key of the session reaches ``workspace/project``."""
-        return any(p.reaches(project) for p in self.principals)
+        return any(key_reaches(p.key, project) for p in self.principals)
 
     def require(self, project: str) -> None:
         """Refuse (403) a project no key of the session reaches.
@@ -140,6 +181,24 @@ class Sessions:
         if not binding or not token:
             return False
         return hmac.compare_digest(self.csrf_token(binding), token)
+
+    def bearer(self, authorization: str, auth: Authenticator) -> Viewer:
+        """The viewer of an ``Authorization: Bearer`` header: a JWT access token (three dotted
+        parts), else an API token or bare ``api_key``.
+
+        Raises:
+            AuthError: not a bearer header, or a token the API would refuse (401).
+        """
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError(
+                "the Authorization header must be 'Bearer <token>': an API token from "
+                "'despina token create' or a JWT access token of the API"
+            )
+        if token.count(".") == 2:
+            return Viewer((auth.principal(f"Bearer {token}"),))
+        return Viewer((Principal(self.check_token(token)),))
 
     def check_token(self, token: str) -> ApiKey:
         """The key of a pasted API token.

@@ -177,10 +177,20 @@ def _secured(handler: Handler, policy: str = PAGE_CSP) -> Handler:
 
 
 def _viewer(request: Request) -> Viewer:
-    """The signed-in viewer (401 without a valid session)."""
-    viewer = ui_state(request.app).sessions.viewer(request.cookies.get(COOKIE))
+    """The viewer of a request: its ``Authorization: Bearer`` token when it has one (scripts:
+    a JWT access token or an API token), else its session (401 without either)."""
+    sessions = ui_state(request.app).sessions
+    authorization = request.headers.get("authorization")
+    viewer: Viewer | None
+    if authorization is not None:
+        viewer = sessions.bearer(authorization, request.app.state.despina.auth)
+    else:
+        viewer = sessions.viewer(request.cookies.get(COOKIE))
     if viewer is None:
-        raise AuthError("not signed in: sign in at /sign-in with an API token")
+        raise AuthError(
+            "not signed in: sign in at /sign-in with an API token, or send "
+            "'Authorization: Bearer <API token or access token>'"
+        )
     request.state.viewer = viewer
     return viewer
 
