@@ -86,7 +86,7 @@ class Store:
             _private_file(store.db_path)
         except OSError as exc:
             raise StoreError(
-                f"cannot create the store directory {str(store.home)!r}: {exc.strerror}; "
+                f"cannot create the store in {str(store.home)!r}: {exc.strerror}; "
                 "set DESPINA_HOME to a writable directory"
             ) from exc
         store._migrate()
