@@ -483,12 +483,11 @@ def test_complete_multipart_one_bad_field(api: Api, path: Any, value: Any) -> No
             ),
         )
         for route, owner in [
-            ("/api/storagebridge/v1/signedUrl", "app.py read_json"),
-            ("/api/backend/v1/projects", "app.py read_json"),
             (JSON_ROUTES["float_series"].path, "retrieval.py _json"),
             (JSON_ROUTES["definitions"].path, "retrieval.py _json"),
         ]
-    ],
+    ]
+    + ["/api/storagebridge/v1/signedUrl", "/api/backend/v1/projects"],
 )
 def test_unparsable_json_is_a_4xx(api: Api, path: str, body: str) -> None:
     check(api.post(path, UNPARSABLE_JSON[body]), api, "JSON")

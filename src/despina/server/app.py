@@ -9,7 +9,6 @@ run on their own worker threads, reads (query API, web UI) on the default ones: 
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +26,13 @@ from starlette.routing import Route
 from despina.config import parse_project
 from despina.errors import AuthError, ConfigError, StoreError
 from despina.server.auth import CLIENT_ID, Authenticator, Principal, load_server_key, realm_url
-from despina.server.errors import ApiError, access_denied, bad_request, install_error_handlers
+from despina.server.errors import (
+    ApiError,
+    access_denied,
+    bad_request,
+    install_error_handlers,
+    parse_json_body,
+)
 from despina.server.ingest import IngestService
 from despina.server.limits import LimitsMiddleware, ServerLimits
 from despina.server.logs import AccessLogMiddleware
@@ -98,10 +103,7 @@ async def read_json(request: Request) -> Any:
         ApiError: the body is too large (413) or not JSON (400).
     """
     body = await read_body(request, _state(request).settings.max_json_bytes)
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    return parse_json_body(body)
 
 
 async def principal_of(request: Request) -> Principal:

@@ -11,6 +11,7 @@ the store being unavailable, a bug — answer 5xx, which the clients retry.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "bad_request",
     "error_response",
     "install_error_handlers",
+    "parse_json_body",
 ]
 
 logger = logging.getLogger("despina.server")
@@ -59,6 +61,24 @@ class ApiError(DespinaError):
 def bad_request(message: str, **extra: Any) -> ApiError:
     """A 400 naming what was wrong with the request."""
     return ApiError(400, message, extra=extra)
+
+
+def parse_json_body(body: bytes) -> Any:
+    """A request body parsed as JSON; anything unparsable is a 400 that says why.
+
+    Besides malformed text, ``json.loads`` raises ``ValueError`` for an integer of more digits
+    than Python converts (4,300) and ``RecursionError`` for nesting deeper than the
+    interpreter's stack: both are the client's input, never a server fault.
+
+    Raises:
+        ApiError: 400, naming the problem.
+    """
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise bad_request("the request body is not valid JSON: it is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
 
 
 def access_denied(message: str, status: int = 403) -> ApiError:
