@@ -314,3 +314,102 @@ def test_a_search_page_past_the_byte_budget_is_a_400(
         service.search(_principal(), body, query)
     assert caught.value.status == 400
     assert f"exceeds {entry.ByteSize() - 1} bytes" in str(caught.value)
+
+
+# -- reading only the chunks a page needs --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory: pytest.TempPathFactory) -> tuple[RetrievalService, np.ndarray]:
+    """A series of 5,000 points in many chunks of uneven sizes, steps with gaps and fractions."""
+    home = Path(tmp_path_factory.mktemp("chunked")) / "home"
+    store = Store.open(home)
+    store.create_project("ws/chunks", key="CH")
+    run = create_run(store, RunSpec(project="ws/chunks", run_id="c1", creation_ms=T0))
+    rng = np.random.default_rng(7)
+    steps = np.cumsum(rng.integers(1, 3_000_000, 5000)).astype(np.int64)
+    writer = RunWriter(store, run.pk)
+    for part in np.array_split(np.arange(5000), 13):
+        writer.apply(
+            Batch(metrics={"m": MetricColumn(steps[part], part * 0.5, T0 + part.astype(np.int64))})
+        )
+    return RetrievalService(store, ServerSettings()), steps
+
+
+def _float_pages(
+    service: RetrievalService, body: dict[str, Any], limit: int
+) -> dict[str, list[float]]:
+    """All points per request, chaining afterStep the way neptune-query does."""
+    got: dict[str, list[float]] = {}
+    body = {**body, "perSeriesPointsLimit": limit}
+    for _ in range(10_000):
+        response = service.float_series(_principal(), json.dumps(body).encode(), {})
+        data = ProtoFloatSeriesValuesResponseDTO.FromString(bytes(response.body))
+        again = {}
+        for series in data.series:
+            values = series.series.values
+            got.setdefault(series.requestId, []).extend(v.step for v in values)
+            if len(values) == limit:
+                again[series.requestId] = values[-1].step
+        if not again:
+            return got
+        body["requests"] = [
+            {**r, "afterStep": again[r["requestId"]]}
+            for r in body["requests"]
+            if r["requestId"] in again
+        ]
+    raise AssertionError("paging did not end")
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+@pytest.mark.parametrize("limit", [1, 333, 1024, 4000])
+@pytest.mark.parametrize("bounds", [(None, None), (1000.5, 4000.0), (None, 77.0)])
+def test_reading_a_window_of_chunks_pages_every_point_once(
+    chunked: tuple[RetrievalService, np.ndarray],
+    order: str,
+    limit: int,
+    bounds: tuple[float | None, float | None],
+) -> None:
+    service, steps = chunked
+    micro = steps.tolist()
+    lo = -1 if bounds[0] is None else bounds[0] * 1e6
+    hi = 2**62 if bounds[1] is None else bounds[1] * 1e6
+    expected = [s / 1e6 for s in micro if lo <= s <= hi]
+    if order == "descending":
+        expected.reverse()
+    series = {
+        "holder": {"identifier": "ws/chunks/CH-1", "type": "experiment"},
+        "attribute": "m",
+        "lineage": "FULL",
+        "lineageEntityType": "EXPERIMENT",
+        "includePreview": False,
+    }
+    body = {
+        "requests": [{"requestId": r, "series": series} for r in ("a", "b")],
+        "stepRange": {"from": bounds[0], "to": bounds[1]},
+        "order": order,
+    }
+    got = _float_pages(service, body, limit)
+    assert got.get("a", []) == expected and got.get("b", []) == expected
+
+
+def test_a_tail_reads_only_its_chunks(service: RetrievalService, monkeypatch: Any) -> None:
+    """The last 100 points of a million-point series read a chunk or two, not 977."""
+    from despina.query import float_batch
+
+    read = float_batch._read_chunks_split
+    sizes: list[int] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        chunks = read(*args, **kwargs)
+        sizes.append(len(chunks.single_attr) + sum(len(c) for c in chunks.multi.values()))
+        return chunks
+
+    monkeypatch.setattr(float_batch, "_read_chunks_split", counting)
+    body = json.dumps(_float_body(3, 100)).encode()
+    data = ProtoFloatSeriesValuesResponseDTO.FromString(
+        bytes(service.float_series(_principal(), body, {}).body)
+    )
+    assert [len(s.series.values) for s in data.series] == [100, 100, 100]
+    assert data.series[0].series.values[-1].step == POINTS - 100
+    assert sizes and max(sizes) <= 2, sizes

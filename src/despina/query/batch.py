@@ -150,9 +150,22 @@ class BatchReads:
             for points in series
         ]
 
-    def float_series_flat(self, wanted: Sequence[SeriesWant], lo: int, hi: int) -> FlatSeries:
-        """:meth:`float_series` as one set of flat arrays (fast for thousands of series)."""
-        return float_series_flat(self.conn, wanted, lo, hi)
+    def float_series_flat(
+        self,
+        wanted: Sequence[SeriesWant],
+        lo: int,
+        hi: int,
+        *,
+        windows: Sequence[tuple[int, int]] | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> FlatSeries:
+        """:meth:`float_series` as one set of flat arrays (fast for thousands of series);
+        with ``windows`` and ``limit``, reading only what each window's first ``limit``
+        points need (:func:`despina.query.float_batch.float_series_flat`)."""
+        return float_series_flat(
+            self.conn, wanted, lo, hi, windows=windows, limit=limit, descending=descending
+        )
 
     def point_series(
         self,

@@ -8,6 +8,8 @@ hundred id ranges, so the cost per series is microseconds. Steps are micro-steps
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import operator
 import sqlite3
@@ -160,25 +162,48 @@ class _Chunks:
     multi: dict[int, list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]]]
 
 
+_SPLIT_COLUMNS = (
+    "c.id >> ?, c.n, c.step_first, c.step_last, c.ts_first, "
+    "CASE WHEN c.n > 1 THEN c.steps END, c.vals, CASE WHEN c.n > 1 THEN c.ts END"
+)
+
+
 def _read_chunks_split(
-    conn: sqlite3.Connection, attr_ids: Sequence[int], lo: int, hi: int
+    conn: sqlite3.Connection,
+    attr_ids: Sequence[int],
+    lo: int,
+    hi: int,
+    chunk_ids: Sequence[int] | None = None,
 ) -> _Chunks:
-    """Like :func:`_read_chunks`, keeping single-point chunks of single-chunk series apart."""
-    result = _Chunks([], [], [], [], {})
+    """Like :func:`_read_chunks`, keeping single-point chunks of single-chunk series apart;
+    with ``chunk_ids``, only those chunks."""
     rows: list[tuple[Any, ...]] = []
+    if chunk_ids is not None:
+        for ids_part in in_chunks(list(chunk_ids)):
+            rows.extend(
+                conn.execute(
+                    f"SELECT {_SPLIT_COLUMNS} FROM chunks c WHERE c.id IN ({marks(len(ids_part))})",
+                    (CHUNK_BITS, *ids_part),
+                )
+            )
+        return _split(rows)
     for part in in_chunks(_chunk_ranges(attr_ids), 200):
         values_sql = ", ".join("(?, ?)" for _ in part)
         params = [bound for pair in part for bound in pair]
         rows.extend(
             conn.execute(
                 f"WITH w(lo, hi) AS (VALUES {values_sql}) "
-                "SELECT c.id >> ?, c.n, c.step_first, c.step_last, c.ts_first, "
-                "CASE WHEN c.n > 1 THEN c.steps END, c.vals, CASE WHEN c.n > 1 THEN c.ts END "
+                f"SELECT {_SPLIT_COLUMNS} "
                 "FROM w JOIN chunks c ON c.id BETWEEN w.lo AND w.hi "
                 "WHERE c.step_last >= ? AND c.step_first <= ?",
                 (*params, CHUNK_BITS, lo, hi),
             )
         )
+    return _split(rows)
+
+
+def _split(rows: list[tuple[Any, ...]]) -> _Chunks:
+    result = _Chunks([], [], [], [], {})
     if not rows:
         return result
     attrs = [row[0] for row in rows]
@@ -201,6 +226,64 @@ def _read_chunks_split(
             )
     _in_step_order(result.multi)
     return result
+
+
+Window = tuple[int, int]
+"""``(lo, hi)`` micro-steps one request reads of its series."""
+
+
+def _needed_chunks(
+    conn: sqlite3.Connection,
+    attr_of: Sequence[int | None],
+    windows: Sequence[Window],
+    limit: int,
+    *,
+    descending: bool,
+) -> list[int]:
+    """The chunks holding, for each request ``i`` (series ``attr_of[i]``), its first ``limit``
+    points of ``windows[i]`` in the requested order: the tails of long series without their
+    bodies. Only chunk bounds are read here, never their points."""
+    attr_ids = sorted({a for a in attr_of if a is not None})
+    lo = min((w[0] for w in windows), default=0)
+    hi = max((w[1] for w in windows), default=-1)
+    bounds: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
+    for part in in_chunks(_chunk_ranges(attr_ids), 200):
+        values_sql = ", ".join("(?, ?)" for _ in part)
+        params = [bound for pair in part for bound in pair]
+        for chunk_id, n, first, last in conn.execute(
+            f"WITH w(lo, hi) AS (VALUES {values_sql}) "
+            "SELECT c.id, c.n, c.step_first, c.step_last "
+            "FROM w JOIN chunks c ON c.id BETWEEN w.lo AND w.hi "
+            "WHERE c.step_last >= ? AND c.step_first <= ?",
+            (*params, lo, hi),
+        ):
+            ids, counts, firsts, lasts = bounds.setdefault(chunk_id >> CHUNK_BITS, ([], [], [], []))
+            ids.append(chunk_id)
+            counts.append(n)
+            firsts.append(first)
+            lasts.append(last)
+    for ids, counts, firsts, lasts in bounds.values():  # a series' chunks do not overlap
+        if any(a > b for a, b in itertools.pairwise(firsts)):
+            order = sorted(range(len(ids)), key=firsts.__getitem__)
+            for column in (ids, counts, firsts, lasts):
+                column[:] = [column[k] for k in order]
+    needed: set[int] = set()
+    for attr_id, (w_lo, w_hi) in zip(attr_of, windows, strict=True):
+        found = bounds.get(attr_id) if attr_id is not None else None
+        if not found or w_lo > w_hi:
+            continue
+        ids, counts, firsts, lasts = found
+        if descending:
+            k, stop, move = bisect.bisect_right(firsts, w_hi) - 1, -1, -1
+        else:
+            k, stop, move = bisect.bisect_left(lasts, w_lo), len(ids), 1
+        sure = 0  # points certainly inside the window: whole chunks only
+        while k != stop and sure < limit and firsts[k] <= w_hi and lasts[k] >= w_lo:
+            needed.add(ids[k])
+            if w_lo <= firsts[k] and lasts[k] <= w_hi:
+                sure += counts[k]
+            k += move
+    return sorted(needed)
 
 
 def _assemble(
@@ -440,12 +523,21 @@ def float_series_flat(
     wanted: Sequence[tuple[int, str, str, bool]],
     lo: int,
     hi: int,
+    *,
+    windows: Sequence[Window] | None = None,
+    limit: int | None = None,
+    descending: bool = False,
 ) -> FlatSeries:
     """:func:`float_series_batch` as flat arrays, with a fast path for many small series.
 
     The fast path (no previews, no run of the request has inherited points) reads every
     single-point chunk of the request without a NumPy call per series: thousands of one-step
     series (a sweep of many runs) cost microseconds each.
+
+    With ``windows`` (per series, within ``[lo, hi]``) and ``limit``, only the first ``limit``
+    points of each window in the requested order are needed: the fast path then reads only
+    the chunks holding them (series may come back with more points than that, never with
+    fewer of those), so the tail of a long series costs its tail.
     """
     fast = not any(preview for *_, preview in wanted)
     if fast:
@@ -462,7 +554,11 @@ def float_series_flat(
         return FlatSeries.of(float_series_batch(conn, wanted, lo, hi))
     pairs = {(pk, path) for pk, path, _, _ in wanted}
     ids = _attribute_ids(conn, pairs, "float_series")
-    chunks = _read_chunks_split(conn, sorted(set(ids.values())), lo, hi)
+    chunk_ids = None
+    if windows is not None and limit is not None:
+        attr_of = [ids.get((pk, path)) for pk, path, _, _ in wanted]
+        chunk_ids = _needed_chunks(conn, attr_of, windows, limit, descending=descending)
+    chunks = _read_chunks_split(conn, sorted(set(ids.values())), lo, hi, chunk_ids)
     single_at = dict(zip(chunks.single_attr, range(len(chunks.single_attr)), strict=True))
     n = len(wanted)
     exists = np.zeros(n, np.bool_)

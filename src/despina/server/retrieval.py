@@ -596,21 +596,26 @@ class RetrievalService:
         with self.queries.batch() as reads:
             runs = reads.resolve_runs([p[1] for p in parsed], projects)
             # a series named many times in one request is read once (finding 3 of issue #12)
-            unique: dict[tuple[int, str, str, bool], int] = {}
+            unique: dict[tuple[int, str, str, bool, float | None], int] = {}
             which: list[int] = []
             present = []
-            for i, (_, identifier, attribute, mode, preview, _) in enumerate(parsed):
+            for i, (_, identifier, attribute, mode, preview, after) in enumerate(parsed):
                 run = runs.get(identifier)
                 if run is not None:
-                    key = (run.pk, attribute, mode, preview)
+                    key = (run.pk, attribute, mode, preview, after)
                     which.append(unique.setdefault(key, len(unique)))
                     present.append(i)
-            wanted = list(unique)
+            wanted = [key[:4] for key in unique]
             afters = [parsed[i][5] for i in present]
             read_lo, read_hi = lo, hi
             if not any(w[3] for w in wanted):  # previews are kept relative to what is read
                 read_lo, read_hi = _after_bounds(lo, hi, afters, descending=descending)
-            flat = reads.float_series_flat(wanted, read_lo, read_hi)
+            # only the first `limit` points of each series' window are read (its tail when
+            # descending), not whole series
+            windows = [_after_bounds(lo, hi, [key[4]], descending=descending) for key in unique]
+            flat = reads.float_series_flat(
+                wanted, read_lo, read_hi, windows=windows, limit=limit, descending=descending
+            )
         index = np.asarray(which, dtype=np.int64)
         starts, kept = _series_windows(flat, index, afters, descending=descending, limit=limit)
         total = int(kept.sum())
