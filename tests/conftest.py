@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# a real PostgreSQL cluster per session (fixtures postgres_cluster, postgres_url)
+pytest_plugins = ("postgres_cluster",)
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
