@@ -35,6 +35,7 @@ __all__ = [
     "Axis",
     "Chart",
     "Line",
+    "MetricPatternError",
     "chart",
     "float_series_names",
     "pick_metrics",
@@ -85,12 +86,25 @@ def float_series_names(snap: Snapshot, containers: Sequence[Container]) -> list[
     return sorted({path for path, _ in snap.definitions(list(containers), selector)})
 
 
+class MetricPatternError(InvalidQuery):
+    """A metric pattern that is neither a metric name nor a valid regular expression; the
+    charts page shows it in place, under the pattern."""
+
+    def __init__(self, pattern: str, reason: str) -> None:
+        super().__init__(
+            f"metric pattern {pattern!r} is not a metric name nor a valid regular "
+            f"expression ({reason}); escape special characters, e.g. 'train\\.loss'"
+        )
+        self.pattern = pattern
+        self.reason = reason
+
+
 def pick_metrics(available: Sequence[str], patterns: Sequence[str]) -> list[str]:
     """The metrics named by ``patterns``: each is an exact name, else a regular expression
     searched in the names; in the order of first appearance.
 
     Raises:
-        InvalidQuery: a pattern is neither a metric name nor a valid regular expression.
+        MetricPatternError: a pattern is neither a metric name nor a valid regular expression.
     """
     chosen: dict[str, None] = {}
     names = set(available)
@@ -104,10 +118,7 @@ def pick_metrics(available: Sequence[str], patterns: Sequence[str]) -> list[str]
         try:
             regex = compile_user_regex(pattern)  # RE2: linear time, see despina.userregex
         except InvalidPattern as exc:
-            raise InvalidQuery(
-                f"metric pattern {pattern!r} is not a metric name nor a valid regular "
-                f"expression ({exc.reason}); escape special characters, e.g. 'train\\.loss'"
-            ) from None
+            raise MetricPatternError(pattern, exc.reason) from None
         chosen.update((name, None) for name in available if regex.search(name))
     return list(chosen)
 

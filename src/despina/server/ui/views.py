@@ -29,7 +29,7 @@ from despina.query.service import QueryService
 from despina.server.auth import load_server_key
 from despina.server.errors import ApiError, bad_request, install_error_handlers
 from despina.server.ui import api
-from despina.server.ui.charts import MAX_BUCKETS, Axis
+from despina.server.ui.charts import MAX_BUCKETS, Axis, MetricPatternError
 from despina.server.ui.format import display
 from despina.server.ui.models import models_data
 from despina.server.ui.session import (
@@ -45,6 +45,7 @@ from despina.server.ui.session import (
 )
 from despina.server.ui.tables import DEFAULT_SORT, MAX_PAGE, RunsRequest
 from despina.store.access import find_project
+from despina.wording import counted
 
 __all__ = ["DOWNLOAD_CSP", "PAGE_CSP", "UI_ROUTES", "UiState", "ui_state"]
 
@@ -105,6 +106,7 @@ def _templates() -> Environment:
     env.globals["vendor"] = vendor_files
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["display"] = display
+    env.filters["counted"] = counted
     return env
 
 
@@ -570,11 +572,54 @@ async def _charts(request: Request) -> tuple[str, dict[str, Any]]:
     return project, data
 
 
+def _charts_despite(
+    service: QueryService, project: str, runs: list[str], patterns: list[str]
+) -> tuple[dict[str, Any], MetricPatternError | None]:
+    """The charts of the valid patterns, and the first bad pattern's error: a typo in one
+    pattern keeps the other charts on the page (the JSON twin answers 400 instead)."""
+    first: MetricPatternError | None = None
+    remaining = list(patterns)
+    while True:
+        try:
+            data = api.charts_data(service, project, runs, remaining)
+        except MetricPatternError as exc:
+            first = first or exc
+            remaining = [p for p in remaining if p != exc.pattern]
+            continue
+        if first is not None and not remaining:
+            data["metrics"], data["more_metrics"] = [], 0
+        data["patterns"] = [p for p in patterns if p.strip()]
+        return data, first
+
+
+def _pattern_error(patterns: list[str], error: MetricPatternError) -> dict[str, Any]:
+    """Where the bad pattern sits in the metric box's text (patterns joined by spaces)."""
+    text = " ".join(patterns)
+    start = 0
+    for pattern in patterns:
+        if pattern == error.pattern:
+            break
+        start += len(pattern) + 1
+    return {
+        "text": text,
+        "start": start,
+        "end": start + len(error.pattern),
+        "message": f"not a metric name nor a valid regular expression: {error.reason}",
+    }
+
+
 @_html
 async def charts_page(request: Request) -> Response:
-    project, data = await _charts(request)
+    project = _project(request)
+    service = ui_state(request.app).service
+    runs = _list(request, "run", MAX_CHART_RUNS)
+    patterns = _patterns(request)
+    data, error = await run_in_threadpool(_charts_despite, service, project, runs, patterns)
+    data["axis"] = _axis(request)
+    data["log"] = _flag(request, "log")
     config = {
         "chartUrl": f"/p/{project}/chart.json",
+        "chartsUrl": f"/p/{project}/charts.json",
         "runUrl": f"/p/{project}/run",
         "runs": data["runs"],
         "metrics": data["metrics"],
@@ -584,15 +629,28 @@ async def charts_page(request: Request) -> Response:
     return render(
         request,
         "charts.html",
+        400 if error else 200,
         project=project,
         data=data,
         config=config,
+        metric_error=_pattern_error(patterns, error) if error else None,
     )
 
 
 @_json
 async def charts_json(request: Request) -> Response:
-    _, data = await _charts(request)
+    try:
+        _, data = await _charts(request)
+    except MetricPatternError as exc:
+        where = _pattern_error(_patterns(request), exc)
+        raise bad_request(
+            str(exc),
+            title="Invalid metric pattern",
+            pattern=exc.pattern,
+            start=where["start"],
+            end=where["end"],
+            description=where["message"],
+        ) from None
     return _json_response(data)
 
 

@@ -20,6 +20,20 @@
     a.append(sw, run);
     legend.append(a);
   }
+  // A bad metric pattern is shown in place, under the box; the charts drawn stay.
+  const controls = document.getElementById("chart-controls");
+  const metricInput = document.getElementById("metric-input");
+  if (controls && metricInput && window.despinaErrors) {
+    window.despinaErrors.checkBeforeSubmit(controls, cfg.chartsUrl, (body) => {
+      const slot = document.getElementById("metric-error-slot");
+      const box = window.despinaErrors.errorBox("metric-error", metricInput.value.trim().split(/\s+/).join(" "),
+        body.start, body.end, body.description || body.message);
+      slot.replaceChildren(box);
+      metricInput.setAttribute("aria-invalid", "true");
+      metricInput.setAttribute("aria-describedby", "metric-error");
+      metricInput.focus();
+    });
+  }
   if (!window.uPlot) return;
 
   function fmt(v) {
@@ -38,13 +52,15 @@
     return timeAxis ? new Date(x * 1000).toISOString().replace("T", " ").replace("Z", "") : "step " + fmt(x);
   }
 
-  function request(metric, win) {
+  const plural = (n, word) => n.toLocaleString() + " " + word + (n === 1 ? "" : "s");
+
+  function request(metric, win, signal) {
     const p = new URLSearchParams();
     p.set("metric", metric);
     p.set("x", cfg.axis);
     for (const run of cfg.runs) p.append("run", run);
     if (win) { p.set("from", String(win[0])); p.set("to", String(win[1])); }
-    return fetch(cfg.chartUrl + "?" + p.toString(), { credentials: "same-origin" }).then((r) =>
+    return fetch(cfg.chartUrl + "?" + p.toString(), { credentials: "same-origin", signal }).then((r) =>
       r.json().then((body) => { if (!r.ok) throw new Error(body.message || r.statusText); return body; }));
   }
 
@@ -95,13 +111,27 @@
       this.reset.addEventListener("click", () => this.load(null));
       this.plot = null;
       this.lines = [];
+      this.seq = 0;            // the latest request; older answers are dropped
+      this.inflight = null;    // its AbortController
       this.load(null);
     }
 
+    // Zooming quickly sends several requests; the answers may come back in any order. Only the
+    // latest one is drawn: older ones are aborted, and dropped should they arrive anyway.
     load(win) {
+      const seq = ++this.seq;
+      if (this.inflight) this.inflight.abort();
+      const controller = typeof AbortController === "function" ? new AbortController() : null;
+      this.inflight = controller;
       this.state.textContent = "loading…";
       this.section.dataset.loading = "1";
-      request(this.metric, win).then((data) => this.draw(data, win)).catch((err) => {
+      request(this.metric, win, controller ? controller.signal : undefined).then((data) => {
+        if (seq !== this.seq) return;
+        this.inflight = null;
+        this.draw(data, win);
+      }).catch((err) => {
+        if (seq !== this.seq) return;
+        this.inflight = null;
         this.state.textContent = "error: " + err.message;
         delete this.section.dataset.loading;
       });
@@ -113,8 +143,8 @@
       const most = Math.max(0, ...this.lines.map((l) => l.x.length));
       const points = this.lines.reduce((n, l) => n + l.points, 0);
       this.state.textContent = (win ? "zoomed to " + fmtX(toPlot(win[0])) + " – " + fmtX(toPlot(win[1])) + " · " : "")
-        + this.lines.length + " runs · ≤" + most + " buckets per line · " + points.toLocaleString() + " points"
-        + (data.missing.length ? " · not in " + data.missing.length + " runs" : "");
+        + plural(this.lines.length, "run") + " · ≤" + plural(most, "bucket") + " per line · "
+        + plural(points, "point") + (data.missing.length ? " · not in " + plural(data.missing.length, "run") : "");
       this.reset.hidden = !win;
       this.section.dataset.window = win ? win.join(",") : "";
       this.section.dataset.buckets = String(most);
@@ -181,6 +211,7 @@
   }
 
   const charts = Array.from(document.querySelectorAll("section.chart"), (s) => new Chart(s));
+  window.despinaCharts = charts;  // for tests and the console
   let timer = null;
   window.addEventListener("resize", () => {
     clearTimeout(timer);

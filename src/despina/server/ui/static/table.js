@@ -10,10 +10,32 @@
   }
   const nql = document.getElementById("nql");
   const mirror = document.querySelector(".nql-mirror");
+  let original = nql ? nql.value : "";
   if (nql && mirror) {
-    const original = nql.value;
     nql.addEventListener("input", () => { mirror.hidden = nql.value !== original; });
     nql.addEventListener("scroll", () => { mirror.scrollLeft = nql.scrollLeft; });
+  }
+  // A bad query is shown in place, above the table, which keeps the rows it had.
+  const form = document.getElementById("nql-form");
+  if (form && nql && mirror && window.despinaErrors && document.getElementById("runs-table")) {
+    const twin = form.getAttribute("action").replace(/\/?$/, "/runs.json");
+    window.despinaErrors.checkBeforeSubmit(form, twin, (body) => {
+      const text = nql.value;
+      const message = (body.description || body.message)
+        + (body.line ? " (line " + body.line + ", column " + body.col + ")" : "");
+      const old = document.getElementById("nql-error");
+      const box = window.despinaErrors.errorBox("nql-error", text, body.start, body.end, message);
+      if (old) old.replaceWith(box); else form.after(box);
+      const bad = document.createElement("span");
+      bad.className = "nql-bad";
+      bad.textContent = text.slice(body.start, body.end) || " ";
+      mirror.replaceChildren(text.slice(0, body.start), bad, text.slice(body.end));
+      mirror.hidden = false;
+      original = text;
+      nql.setAttribute("aria-invalid", "true");
+      nql.setAttribute("aria-describedby", "nql-error");
+      nql.focus();
+    }, { limit: "1" });
   }
   const details = document.getElementById("columns");
   const list = document.getElementById("column-list");
