@@ -107,13 +107,21 @@ def _check_postgres_url(url: str, given: str) -> None:
     from psycopg.conninfo import conninfo_to_dict
 
     try:
-        conninfo_to_dict(url)
+        params = conninfo_to_dict(url)
     except ProgrammingError as exc:
         detail = str(exc).strip().replace(url, mask_url(url))
-        raise ConfigError(
-            f"malformed PostgreSQL URL {mask_url(given)!r}: {detail}; write it as "
-            "postgresql://user:password@host:port/database"
-        ) from exc
+        raise _malformed(given, detail) from exc
+    # libpq checks ports only when connecting; a typo here is better caught at once
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise _malformed(given, f"port {port!r} is not a number from 1 to 65535")
+
+
+def _malformed(given: str, detail: str) -> ConfigError:
+    return ConfigError(
+        f"malformed PostgreSQL URL {mask_url(given)!r}: {detail}; write it as "
+        "postgresql://user:password@host:port/database"
+    )
 
 
 _PASSWORD_PARAM_RE = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)

@@ -227,13 +227,14 @@ def _connect_error(url: str, exc: psycopg.Error) -> StoreError:
     port = str(params.get("port") or "5432")
     dbname = str(params.get("dbname") or params.get("user") or "")
     user = str(params.get("user") or "the current user")
+    as_user = f" -U {params['user']}" if params.get("user") else ""
     shown = mask_url(url)
     detail = _server_message(exc, url)
     lowered = detail.lower()
     if exc.sqlstate == "3D000" or ("database" in lowered and "does not exist" in lowered):
         return StoreError(
             f"database {dbname!r} does not exist on the PostgreSQL server of {shown!r}; "
-            f"create it (createdb -h {host} -p {port} {dbname}) or fix the database name "
+            f"create it (createdb -h {host} -p {port}{as_user} {dbname}) or fix the database name "
             "in the URL"
         )
     if (
