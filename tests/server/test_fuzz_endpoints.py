@@ -473,21 +473,11 @@ def test_complete_multipart_one_bad_field(api: Api, path: Any, value: Any) -> No
 @pytest.mark.parametrize(
     "path",
     [
-        pytest.param(
-            route,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=f"{owner}: json.loads raises RecursionError (nesting deeper than the "
-                "recursion limit) or ValueError (an int of over 4300 digits), which the JSON "
-                "reader does not catch: answered 500",
-            ),
-        )
-        for route, owner in [
-            (JSON_ROUTES["float_series"].path, "retrieval.py _json"),
-            (JSON_ROUTES["definitions"].path, "retrieval.py _json"),
-        ]
-    ]
-    + ["/api/storagebridge/v1/signedUrl", "/api/backend/v1/projects"],
+        JSON_ROUTES["float_series"].path,
+        JSON_ROUTES["definitions"].path,
+        "/api/storagebridge/v1/signedUrl",
+        "/api/backend/v1/projects",
+    ],
 )
 def test_unparsable_json_is_a_4xx(api: Api, path: str, body: str) -> None:
     check(api.post(path, UNPARSABLE_JSON[body]), api, "JSON")
@@ -507,11 +497,6 @@ def test_a_size_beyond_the_float_range_is_refused(api: Api) -> None:
 BIG = "1" + "0" * 400  # an integer beyond the float range, as JSON text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="retrieval.py _number: math.isfinite() raises OverflowError on a JSON integer beyond "
-    "the float range (also the afterStep fast path of _float_requests): answered 500",
-)
 @pytest.mark.parametrize(
     ("name", "body"),
     [

@@ -413,3 +413,12 @@ def test_a_tail_reads_only_its_chunks(service: RetrievalService, monkeypatch: An
     assert [len(s.series.values) for s in data.series] == [100, 100, 100]
     assert data.series[0].series.values[-1].step == POINTS - 100
     assert sizes and max(sizes) <= 2, sizes
+
+
+def test_an_after_step_beyond_the_float_range_is_a_400(service: RetrievalService) -> None:
+    body = json.dumps(_float_body(1, 10)).replace(
+        '"includePreview": false}', '"includePreview": false}, "afterStep": ' + "9" * 400
+    )
+    with pytest.raises(ApiError) as caught:
+        service.float_series(_principal(), body.encode(), {})
+    assert caught.value.status == 400 and "afterStep" in str(caught.value)

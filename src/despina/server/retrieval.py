@@ -65,7 +65,7 @@ from despina.server.encode import (
     float_series_flat_response,
     histogram_message,
 )
-from despina.server.errors import ApiError, access_denied, bad_request
+from despina.server.errors import ApiError, access_denied, bad_request, parse_json_body
 from despina.server.settings import ServerSettings
 from despina.store.access import ProjectInfo, find_project, list_project_infos
 from despina.store.sqlite import Store
@@ -105,10 +105,7 @@ _SYS_TABLE = ("sys/id", "sys/name", "sys/custom_run_id")
 
 
 def _json(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body) if body else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    data = parse_json_body(body) if body else {}
     if not isinstance(data, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(data).__name__}")
     return data
@@ -148,9 +145,17 @@ def _number(data: dict[str, Any], key: str, where: str) -> float | None:
     value = _field(data, key, (int, float), where)
     if value is None:
         return None
-    if not math.isfinite(value):
-        raise bad_request(f"{where}.{key} must be finite, got {value!r}")
+    if not _finite(value):
+        raise bad_request(f"{where}.{key} must be a finite number, got {_show(value)}")
     return float(value)
+
+
+def _finite(value: float) -> bool:
+    """Finite and within the float range (a JSON integer may hold hundreds of digits)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _count(data: dict[str, Any], key: str, where: str, default: int, maximum: int) -> int:
@@ -843,8 +848,10 @@ def _float_requests(requests: list[Any], where: str) -> list[FloatRequest]:
         ):
             append(_float_request_checked(request, f"{where}.requests[{i}]"))
             continue
-        if after is not None and not math.isfinite(after):
-            raise bad_request(f"{where}.requests[{i}].afterStep must be finite, got {after!r}")
+        if after is not None and not _finite(after):
+            raise bad_request(
+                f"{where}.requests[{i}].afterStep must be a finite number, got {_show(after)}"
+            )
         append((request_id, identifier, attribute, mode, preview, after))
     return out
 
