@@ -501,3 +501,19 @@ def test_errors_in_trees_built_in_code_point_into_the_rendered_text() -> None:
         resolve(tree, now_ms=NOW)
     assert info.value.query == '`metrics/m_0`:floatSeries > "-inf"'
     assert info.value.position == 28
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "`x`:int > " + "1" * 5000,
+        "`x`:float > " + "1" * 5000 + "kb",
+        '`sys/creation_time`:datetime > "-' + "1" * 5000 + 'd"',
+    ],
+)
+def test_literals_past_the_integer_conversion_limit_are_positioned_errors(text: str) -> None:
+    # Python refuses to convert more than 4,300 digits with a plain ValueError
+    with pytest.raises(NQLSemanticError) as info:
+        r(text)
+    assert "digits" in str(info.value)
+    assert info.value.start is not None

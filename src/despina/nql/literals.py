@@ -90,7 +90,7 @@ def coerce_number(text: str) -> int | float:
     elif _NUMBER_RE.fullmatch(body) is None:
         raise NotCoercible("expected a number such as 0.5, -3, 1e-3 or 50MB")
     if not any(ch in body for ch in ".eE"):
-        value: int | float = int(body) * multiplier
+        value: int | float = _integer(body) * multiplier
     elif multiplier != 1:
         exact = Decimal(body) * multiplier  # "1.5kb" is exactly 1500
         value = int(exact) if exact == exact.to_integral_value() else float(exact)
@@ -104,6 +104,14 @@ def coerce_number(text: str) -> int | float:
     if value in (float("inf"), float("-inf")):
         raise NotCoercible("the number is out of range")
     return value
+
+
+def _integer(digits: str) -> int:
+    """``int(digits)``, where more digits than Python converts (4,300) is out of range too."""
+    try:
+        return int(digits)
+    except ValueError:
+        raise NotCoercible(f"the number has {len(digits)} digits: out of range") from None
 
 
 def coerce_bool(text: str) -> bool:
@@ -135,7 +143,7 @@ def coerce_datetime(text: str, now_ms: int) -> int:
     body = text.strip()
     relative = _RELATIVE_RE.fullmatch(body)
     if relative is not None:
-        return _relative_ms(int(relative.group(1)), relative.group(2), now_ms)
+        return _relative_ms(_integer(relative.group(1)), relative.group(2), now_ms)
     m = _ISO_RE.fullmatch(body)
     if m is None:
         raise NotCoercible(
