@@ -451,8 +451,9 @@ async def sign_in_link(request: Request) -> Response:
             "sign_in.html",
             400,
             next="/projects",
-            error="This sign-in link was already used or has expired; paste an API token "
-            "instead ('despina token create --workspace WS' prints one).",
+            error="This sign-in link was already used or has expired (restarting 'despina "
+            "serve' prints a new one); or paste an API token ('despina token create "
+            "--workspace WS' prints one).",
         )
     return await _signed_in(request, keys, "/projects")
 
