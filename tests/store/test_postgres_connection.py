@@ -3,7 +3,9 @@ masked) and the fix, with nothing written."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 from typing import Any
 
 import psycopg
@@ -39,6 +41,37 @@ def test_unreachable_port_names_the_url_and_the_fix() -> None:
     assert "postgresql://me:***@127.0.0.1" in message
     assert "hunter2" not in message
     assert "check that the server is running" in message
+
+
+def test_a_port_that_is_not_postgres_is_an_unreachable_error() -> None:
+    """Something else answers on the port (here: a listener that replies like an HTTP server)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(StoreError) as caught:
+            PostgresDatabase.open(
+                f"postgresql://u@127.0.0.1:{port}/db?sslmode=disable",
+                PoolSettings(connect_timeout=2),
+            )
+    finally:
+        listener.close()
+        thread.join(5)
+    message = str(caught.value)
+    assert (
+        f"cannot reach PostgreSQL at 'postgresql://u@127.0.0.1:{port}/db?sslmode=disable'"
+        in message
+    )
+    assert "the port is PostgreSQL's" in message
 
 
 def test_missing_database_names_it_and_how_to_create_it(

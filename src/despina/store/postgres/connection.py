@@ -251,8 +251,8 @@ def _connect_error(url: str, exc: psycopg.Error) -> StoreError:
         )
     return StoreError(
         f"cannot reach PostgreSQL at {shown!r} (host {host}, port {port}): {detail}; check that "
-        "the server is running and accepts TCP connections there, or fix the host and port in "
-        "the URL"
+        "the server is running and accepts TCP connections there (and that the port is "
+        "PostgreSQL's), or fix the host and port in the URL"
     )
 
 
