@@ -1,0 +1,166 @@
+"""``python -m bench.peers``: run every contender, round-robin per round, then report.
+
+Options: ``--quick`` (tiny shapes, a smoke run), ``--rounds N``, ``--only KEY,KEY``,
+``--rebuild`` (rebuild the cached read data sets), ``--no-docs`` (print only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.peers import report
+from bench.peers.common import BUDGET_S, Sizes, offline_env
+from bench.peers.registry import PEERS
+
+DATA_VERSION = "despina-peers-bench-v1"
+TIMEOUT_S = 900.0
+
+
+def _available(key: str) -> str | None:
+    """Why ``key`` cannot run here, or None."""
+    import importlib.util
+
+    module = {"mlflow-sqlite": "mlflow", "mlflow-file": "mlflow", "neptune-scale": "neptune_scale"}
+    name = module.get(key, key)
+    return None if importlib.util.find_spec(name) else f"{PEERS[key].package} is not installed"
+
+
+def _worker(key: str, job: str, root: Path, sizes: Sizes, log: Path) -> dict[str, Any]:
+    out = root.parent / f"{root.name}-{job}.json"
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "bench.peers.worker", key, job, str(root), str(out)]
+    cmd.append(json.dumps(sizes.to_json()))
+    begin = time.perf_counter()
+    with log.open("a") as sink:
+        sink.write(f"\n=== {key} {job} {root}\n")
+        sink.flush()
+        proc = subprocess.run(
+            cmd,
+            env=offline_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"{key} {job} failed (exit {proc.returncode}); see {log}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["_wall"] = time.perf_counter() - begin
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--docs", default="docs")
+    args = parser.parse_args(argv)
+
+    console = Console(width=max(160, Console().width))
+    sizes = Sizes.quick() if args.quick else Sizes()
+    keys = [k for k in PEERS if not args.only or k == "despina" or k in args.only.split(",")]
+    missing = {k: why for k in keys if (why := _available(k))}
+    keys = [k for k in keys if k not in missing]
+    for key, why in missing.items():
+        console.print(f"[yellow]{PEERS[key].title}: {why}; left out[/yellow]")
+
+    base = Path(tempfile.gettempdir()) / DATA_VERSION / ("quick" if args.quick else "full")
+    log = base / "workers.log"
+    base.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    started = time.time()
+    load_before = os.getloadavg()
+    failures: dict[str, str] = {}
+    extras: dict[str, dict[str, Any]] = {k: {} for k in keys}
+
+    # The read data sets: written once per contender (untimed), kept between runs.
+    for key in keys:
+        if not PEERS[key].reads:
+            continue
+        data = base / "data" / key
+        if args.rebuild and data.exists():
+            shutil.rmtree(data)
+        if (data / ".complete").exists():
+            continue
+        shutil.rmtree(data, ignore_errors=True)
+        console.print(f"building the read data of {PEERS[key].title}…")
+        try:
+            setup = _worker(key, "setup", data, sizes, log)
+            (data / ".complete").write_text(json.dumps(setup))
+            extras[key].update(setup)
+        except Exception as exc:
+            failures[f"{key} setup"] = str(exc)
+
+    samples: dict[str, dict[str, list[float | None]]] = {k: {} for k in keys}
+    slow: set[tuple[str, str]] = set()
+    for rnd in range(args.rounds):
+        order = keys[rnd % len(keys) :] + keys[: rnd % len(keys)]
+        for job in ("write", "series", "table"):
+            for key in order:
+                peer = PEERS[key]
+                if job != "write" and (not peer.reads or not (base / "data" / key).exists()):
+                    continue
+                skipped = (key, job) in slow or f"{key} setup" in failures
+                if skipped and job != "write":
+                    continue
+                root = base / f"round{rnd}" / key if job == "write" else base / "data" / key
+                console.print(f"round {rnd + 1}/{args.rounds}: {peer.title} {job}")
+                try:
+                    result = _worker(key, job, root, sizes, log)
+                except Exception as exc:
+                    failures[f"{key} {job}"] = str(exc)
+                    continue
+                finally:
+                    if job == "write":
+                        shutil.rmtree(root, ignore_errors=True)
+                if result["_wall"] > BUDGET_S:
+                    slow.add((key, job))
+                for name, value in result.items():
+                    if name.startswith("_") or name.endswith("_rows") or name == "start_first":
+                        extras[key][name] = value
+                    else:
+                        samples[key].setdefault(name, [None] * args.rounds)[rnd] = value
+
+    finished = time.time()
+    results = report.Results(
+        sizes=sizes,
+        keys=keys,
+        samples=samples,
+        extras=extras,
+        missing=missing,
+        failures=failures,
+        slow=sorted(f"{k} {j}" for k, j in slow),
+        started=started,
+        finished=finished,
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        rounds=args.rounds,
+        argv=argv,
+    )
+    report.print_tables(console, results)
+    if not args.no_docs:
+        report.write_docs(Path(args.docs), results)
+        console.print(f"wrote {args.docs}/benchmarks.md and {args.docs}/benchmarks.png")
+    for what, why in failures.items():
+        console.print(f"[red]{what}: {why}[/red]")
+    console.print(f"(peers benchmark: {finished - started:.0f} s; worker output in {log})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

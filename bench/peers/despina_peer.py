@@ -1,0 +1,67 @@
+"""despina in-process: ``despina.Run`` into the embedded store, ``despina.query`` to read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.peers.base import SERIES_NAME, TABLE_PROJECT, Peer, table_metric, table_params
+
+QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
+
+
+class Despina(Peer):
+    key = "despina"
+    title = "despina"
+    package = "despina"
+    api = (
+        "`despina.Run(home=…, source_tracking_config=None, enable_console_log_capture=False)`, "
+        "`run.log_metrics(dict, step=)`, `run.close()`; reads: `despina.query.runs.fetch_metrics`, "
+        "`despina.query.runs.fetch_runs_table(runs=Filter.gt(…))`"
+    )
+
+    def prepare(self) -> None:
+        import despina
+        import despina.query
+
+        self._despina = despina
+
+    def open_run(self, store: Path, name: str) -> Any:
+        return self._despina.Run(
+            project=f"bench/{name}", run_id=name, experiment_name=name, home=store, **QUIET
+        )
+
+    def log(self, run: Any, payload: dict[str, float], step: int) -> None:
+        run.log_metrics(payload, step=step)
+
+    def close(self, run: Any) -> None:
+        run.close()  # returns when everything is durable
+
+    def write_table(self, store: Path, runs: int, params: int, metrics: int, steps: int) -> None:
+        for i in range(runs):
+            run = self._despina.Run(
+                project=f"bench/{TABLE_PROJECT}", run_id=f"run-{i:05d}", home=store, **QUIET
+            )
+            run.log_configs({f"params/{k}": v for k, v in table_params(i, params).items()})
+            for step in range(steps):
+                run.log_metrics(
+                    {f"metrics/m{j}": table_metric(i, j, step) for j in range(metrics)}, step=step
+                )
+            run.close()
+
+    def read_series(self, store: Path) -> Any:
+        from despina.query import runs, set_home
+
+        set_home(store)
+        return runs.fetch_metrics(project="bench/series", runs=["series"], attributes=[SERIES_NAME])
+
+    def read_table(self, store: Path) -> Any:
+        from despina.query import runs, set_home
+        from despina.query.filters import Attribute, Filter
+
+        set_home(store)
+        return runs.fetch_runs_table(
+            project=f"bench/{TABLE_PROJECT}",
+            runs=Filter.gt(Attribute("params/p00", "float"), 0.5),
+            attributes=r"^(params|metrics)/",
+        )
