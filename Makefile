@@ -48,6 +48,28 @@ test: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
 
+# The peers (MLflow, Aim, trackio, W&B, neptune-scale) get a venv of their own: they pin numpy,
+# pandas and protobuf versions that .venv must not take. The run happens in a network namespace
+# with only loopback where unshare allows it, so no peer can reach the network. ARGS is passed
+# on (e.g. ARGS=--quick).
+.PHONY: bench-peers
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-peers-$(PYPROJECT_SUM)
+
+$(PEERS_STAMP): pyproject.toml
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q -e '.[peers]'
+	rm -f $(PEERS_VENV)/.installed-*
+	touch $@
+
+bench-peers: $(PEERS_STAMP)
+	if unshare -rn true 2>/dev/null; then \
+		unshare -rn sh -c 'ip link set lo up; exec $(PEERS_VENV)/bin/python -m bench.peers $(ARGS)'; \
+	else \
+		$(PEERS_VENV)/bin/python -m bench.peers $(ARGS); \
+	fi
+
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
