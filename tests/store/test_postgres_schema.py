@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -124,6 +126,30 @@ def test_concurrent_openers_do_not_race(postgres_url: str) -> None:
     finally:
         for db in opened:
             db.close()
+
+
+def test_two_processes_opening_at_once_both_succeed(postgres_url: str) -> None:
+    """Two replicas starting together: separate processes, released at the same moment."""
+    code = (
+        "import sys, time\n"
+        "from despina.store.postgres import PostgresDatabase\n"
+        "while time.time() < float(sys.argv[2]): time.sleep(0.005)\n"
+        "PostgresDatabase.open(sys.argv[1]).close()\n"
+    )
+    start_at = str(time.time() + 2.0)  # after both interpreters have imported psycopg
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, postgres_url, start_at],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], results
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
 @pytest.fixture(scope="module")
