@@ -19,10 +19,11 @@ from neptune_api.proto.neptune_pb.api.v1.model.attributes_pb2 import (
 )
 
 from despina.query.batch import BatchReads
-from despina.server import retrieval
 from despina.server.auth import Principal
 from despina.server.errors import ApiError
 from despina.server.retrieval import RetrievalService
+from despina.server.retrieval import attributes as retrieval_attributes
+from despina.server.retrieval import fields as retrieval_fields
 from despina.server.settings import ServerSettings
 from despina.store.access import ApiKey
 from despina.store.batch import Assign, Batch, MetricColumn
@@ -122,7 +123,7 @@ def test_a_definitions_page_reads_about_its_size(
     service: RetrievalService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = 0
-    compile_filter = retrieval.compile_name_filter
+    compile_filter = retrieval_fields.compile_name_filter
 
     def counting(alternatives: Any) -> Any:
         predicate = compile_filter(alternatives)
@@ -134,7 +135,7 @@ def test_a_definitions_page_reads_about_its_size(
 
         return check
 
-    monkeypatch.setattr(retrieval, "compile_name_filter", counting)
+    monkeypatch.setattr(retrieval_fields, "compile_name_filter", counting)
     extra = {"attributeNameFilter": {"mustMatchAny": [{"mustMatchRegexes": ["/"]}]}}
     (whole,) = _definitions(service, 10_000, **extra)
     seen = 0
@@ -174,7 +175,7 @@ def test_values_page_on_a_byte_budget(
     service: RetrievalService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (whole,) = _values(service, 10_000)
-    monkeypatch.setattr(retrieval, "VALUES_RESPONSE_BYTES", 3000)
+    monkeypatch.setattr(retrieval_attributes, "VALUES_RESPONSE_BYTES", 3000)
     pages = _values(service, 10_000)
     assert len(pages) > 3
     assert [e for page in pages for e in page] == whole

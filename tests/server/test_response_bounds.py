@@ -34,11 +34,12 @@ from neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
 from neptune_query.internal.retrieval.series import _make_new_series_page_params
 from server_helpers import ServerProcess, mint
 
-from despina.server import retrieval
 from despina.server.auth import Principal
 from despina.server.encode import buckets_response
 from despina.server.errors import ApiError
 from despina.server.retrieval import RetrievalService
+from despina.server.retrieval import search as retrieval_search
+from despina.server.retrieval import series as retrieval_series
 from despina.server.settings import ServerSettings
 from despina.store.access import ApiKey
 from despina.store.batch import Batch, MetricColumn, PointAppend
@@ -262,14 +263,14 @@ def test_series_page_on_a_response_budget(
     whole, sizes = _fetch_series(service, attributes)
     assert len(sizes) == 1  # within the budget: one response
     expected = [(float(i), f"{i}:" + "x" * (i % 97)) for i in reversed(range(TEXT_POINTS))]
-    monkeypatch.setattr(retrieval, "SERIES_RESPONSE_POINTS", 250)
+    monkeypatch.setattr(retrieval_series, "SERIES_RESPONSE_POINTS", 250)
     paged, sizes = _fetch_series(service, attributes)
     assert max(sizes) <= 250 and len(sizes) > 1
     assert paged == whole
     assert set(paged) == {f"{i:03d}" for i in range(9)} - {"007"}
     assert all(points == expected for points in paged.values())
     # a byte budget smaller than one value still moves on by one point per response
-    monkeypatch.setattr(retrieval, "SERIES_RESPONSE_BYTES", 1)
+    monkeypatch.setattr(retrieval_series, "SERIES_RESPONSE_BYTES", 1)
     paged, sizes = _fetch_series(service, ["text", "text"])
     assert max(sizes) == 1 and paged == {k: expected for k in ("000", "001")}
 
@@ -309,7 +310,7 @@ def test_a_search_page_past_the_byte_budget_is_a_400(
     )
     (entry,) = served.entries
     assert sorted(a.name for a in entry.attributes) == ["loss", "sys/id", "text"]
-    monkeypatch.setattr(retrieval, "SEARCH_RESPONSE_BYTES", entry.ByteSize() - 1)
+    monkeypatch.setattr(retrieval_search, "SEARCH_RESPONSE_BYTES", entry.ByteSize() - 1)
     with pytest.raises(ApiError) as caught:
         service.search(_principal(), body, query)
     assert caught.value.status == 400
