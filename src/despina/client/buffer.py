@@ -50,6 +50,7 @@ __all__ = [
     "MAX_BUFFERED_BYTES",
     "FileRequest",
     "FilesNotStored",
+    "FlushPump",
     "Flusher",
     "LagMonitor",
     "LogBuffer",
@@ -364,8 +365,14 @@ def _to_float(key: str, value: Any, dropped: Callable[[str], None]) -> float | N
         return None
 
 
-class Flusher(threading.Thread):
-    """Moves the buffer into the store until stopped; pings the run while idle.
+class Flusher:
+    """Moves one run's buffer into the store until stopped; pings the run while idle.
+
+    Not a thread of its own: the process-wide :class:`FlushPump` thread calls :meth:`step`
+    every ``FLUSH_INTERVAL`` (or sooner when woken), and ``close()`` of a run may run the final
+    flush in its own thread (:meth:`finish_inline`). A lock keeps the two from flushing the same
+    run at once. Starting and closing a run therefore costs no thread start, no thread join and
+    no new SQLite connection (each thread keeps its connection to a store).
 
     A failed flush keeps everything it took (``_pending``) and is retried every
     ``FLUSH_INTERVAL``; ``on_failure`` hears of the first failure of an episode (and of a
@@ -381,47 +388,106 @@ class Flusher(threading.Thread):
         on_issues: Callable[[list[IngestIssue]], None],
         on_failure: Callable[[BaseException], None],
         dropped: Callable[[str], None],
+        before_flush: Callable[[bool], None] | None = None,
     ) -> None:
-        super().__init__(name="despina-flusher", daemon=True)
         self.buffer = buffer
         self.writer = writer
         self.blobs_dir = blobs_dir
         self.on_issues = on_issues
         self.on_failure = on_failure
         self.dropped = dropped
-        self.wake = threading.Event()
-        self.stopping = threading.Event()
+        self.before_flush = before_flush
+        """Called (with ``final``) before each flush: late data such as source tracking."""
+        self.stopping = False
         self.give_up_at: float | None = None
         self.progress = threading.Condition()
         self.done_sequence = 0
         self.failures = 0  # failed attempts in the current episode
+        self.due = time.monotonic() + FLUSH_INTERVAL  # next periodic flush (monotonic)
+        self.woken = False
+        self.finished = False
+        self._finished = threading.Event()
+        self._flushing = threading.Lock()
         self._last_failure: str | None = None
         self._file_error = ""
         self._last_write = time.monotonic()
         self._ping_every = min(PING_INTERVAL, ping_timeout_s() / 3)
         self._pending = _Taken()
         self._issues: list[IngestIssue] = []
-        buffer.consumer = self
-        buffer.wake_consumer = self.wake.set
+        self._pump: FlushPump | None = None
 
-    def run(self) -> None:
-        while True:
-            self.wake.wait(FLUSH_INTERVAL)
-            self.wake.clear()
-            stopping = self.stopping.is_set()
-            try:
-                self.flush_once()
-            except BaseException as exc:  # keep the thread alive: data stays buffered
-                self._failed(exc)
-                if stopping and (self.give_up_at is None or time.monotonic() >= self.give_up_at):
-                    return
-                if stopping:
-                    time.sleep(FLUSH_INTERVAL)
-                else:  # a close() meanwhile gets its own attempt at once
-                    self.stopping.wait(FLUSH_INTERVAL)
-                continue
-            if stopping:
+    def start(self) -> None:
+        """Hand the run to the process-wide pump (starting its thread on first use)."""
+        self._pump = FlushPump.get()
+        self.buffer.consumer = self._pump.thread
+        self.buffer.wake_consumer = self.wake
+        self._pump.add(self)
+
+    def wake(self) -> None:
+        """Flush as soon as possible (from any thread)."""
+        self.woken = True
+        if self._pump is not None:
+            self._pump.notify()
+
+    def is_alive(self) -> bool:
+        """Whether flushing goes on (not stopped and done, nor given up)."""
+        return not self.finished
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the run's final flush is done (or given up)."""
+        self._finished.wait(timeout)
+
+    def stop(self, give_up_at: float, *, wake: bool = True) -> None:
+        """Flush what is left, retrying a failing store until ``give_up_at``, then finish.
+
+        ``wake=False``: the caller runs the final flush itself (:meth:`finish_inline`).
+        """
+        self.give_up_at = give_up_at
+        self.stopping = True
+        if wake:
+            self.wake()
+
+    def step(self) -> None:
+        """One flush attempt (the pump's): due again in ``FLUSH_INTERVAL`` unless finished."""
+        with self._flushing:
+            if self.finished:
                 return
+            self.woken = False
+            self._attempt()
+
+    def finish_inline(self) -> None:
+        """The final flush in the calling thread (``close()`` without a timeout).
+
+        A failure leaves the retries to the pump; the caller then waits with :meth:`join`.
+        """
+        with self._flushing:
+            if not self.finished:
+                self._attempt()
+
+    def _attempt(self) -> None:
+        stopping = self.stopping
+        now = time.monotonic()
+        try:
+            if self.before_flush is not None:
+                self.before_flush(stopping)
+            self.flush_once()
+        except BaseException as exc:  # data stays in _pending for the retry
+            self._failed(exc)
+            if stopping and (self.give_up_at is None or time.monotonic() >= self.give_up_at):
+                self._finish()
+            else:
+                self.due = time.monotonic() + FLUSH_INTERVAL
+            return
+        if stopping:
+            self._finish()
+        else:
+            self.due = now + FLUSH_INTERVAL
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._finished.set()
+        with self.progress:
+            self.progress.notify_all()
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
@@ -527,17 +593,75 @@ class Flusher(threading.Thread):
     def wait_for(self, sequence: int, timeout: float | None) -> bool:
         """Wait until everything logged up to ``sequence`` is in the store."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self.wake.set()
+        self.wake()
         with self.progress:
             while self.done_sequence < sequence:
-                if not self.is_alive():
+                if self.finished:
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self.progress.wait(0.05 if remaining is None else min(0.05, remaining))
-                self.wake.set()
+                self.wake()
         return True
+
+
+class FlushPump:
+    """The one thread per process that flushes every open run on its schedule.
+
+    A thread per run cost a thread start and join and a new SQLite connection (a few ms) per
+    run, which is what a sweep of many short runs pays; this thread and its connections live
+    as long as the process. Runs are flushed one after the other: runs of one store share its
+    write lock anyway. After ``fork()`` the child starts its own pump.
+    """
+
+    _instance: FlushPump | None = None
+    _guard = threading.Lock()
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.cond = threading.Condition()
+        self.flushers: list[Flusher] = []
+        self.thread = threading.Thread(target=self._run, name="despina-flusher", daemon=True)
+
+    @classmethod
+    def get(cls) -> FlushPump:
+        """The pump of this process, started on first use."""
+        pump = cls._instance
+        if pump is not None and pump.pid == os.getpid():
+            return pump
+        with cls._guard:
+            pump = cls._instance
+            if pump is None or pump.pid != os.getpid():
+                pump = cls()
+                pump.thread.start()
+                cls._instance = pump
+            return pump
+
+    def add(self, flusher: Flusher) -> None:
+        with self.cond:
+            self.flushers.append(flusher)
+            self.cond.notify()
+
+    def notify(self) -> None:
+        with self.cond:
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                self.flushers = [f for f in self.flushers if not f.finished]
+                now = time.monotonic()
+                ready = [f for f in self.flushers if f.woken or f.due <= now]
+                if not ready:
+                    wait = min((f.due for f in self.flushers), default=now + 3600.0) - now
+                    self.cond.wait(max(wait, 0.001))
+                    continue
+            for flusher in ready:
+                try:
+                    flusher.step()
+                except BaseException:  # never lose the thread that flushes every run
+                    logger.exception("despina: flushing a run failed unexpectedly")
 
 
 class LagMonitor(threading.Thread):

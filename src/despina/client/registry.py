@@ -14,13 +14,13 @@ import os
 from typing import Any
 
 from despina.client.run import Callback, Run, _os_user
+from despina.client.stores import acquire_store, release_store
 from despina.store.registry import (
     change_stage,
     create_model,
     create_model_version,
     open_object,
 )
-from despina.store.sqlite import Store
 
 __all__ = ["Model", "ModelVersion", "init_model", "init_model_version"]
 
@@ -47,13 +47,17 @@ class Model(Run):
         if self._mode == "disabled":
             self._run_id = with_id or str(key)
             return
-        store = Store.open(home)
-        if with_id is not None:
-            created = open_object(store, self._project, with_id, "model")
-            self._run_id = with_id
-        else:
-            assert key is not None
-            self._run_id, created = create_model(store, self._project, key, _os_user())
+        store = acquire_store(home)
+        try:
+            if with_id is not None:
+                created = open_object(store, self._project, with_id, "model")
+                self._run_id = with_id
+            else:
+                assert key is not None
+                self._run_id, created = create_model(store, self._project, key, _os_user())
+        except BaseException:
+            release_store(store)
+            raise
         self._attach(store, created)
         if name is not None:
             self.log_configs({"name": name})
@@ -105,13 +109,19 @@ class ModelVersion(Run):
         if self._mode == "disabled":
             self._run_id = with_id or f"{model}-0"
             return
-        store = Store.open(home)
-        if with_id is not None:
-            created = open_object(store, self._project, with_id, "model_version")
-            self._run_id = with_id
-        else:
-            assert model is not None
-            self._run_id, created = create_model_version(store, self._project, model, _os_user())
+        store = acquire_store(home)
+        try:
+            if with_id is not None:
+                created = open_object(store, self._project, with_id, "model_version")
+                self._run_id = with_id
+            else:
+                assert model is not None
+                self._run_id, created = create_model_version(
+                    store, self._project, model, _os_user()
+                )
+        except BaseException:
+            release_store(store)
+            raise
         self._attach(store, created)
 
     @property

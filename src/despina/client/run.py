@@ -37,7 +37,8 @@ from despina.client.buffer import (
 )
 from despina.client.console import ConsoleCapture
 from despina.client.files import storage_key
-from despina.client.source import SourceTrackingConfig, source_configs
+from despina.client.source import GitLookup, SourceTrackingConfig, git_lookup
+from despina.client.stores import acquire_store, close_idle_stores, release_store
 from despina.client.values import (
     Reporter,
     check_path,
@@ -58,7 +59,7 @@ from despina.exceptions import (
     NeptuneUnexpectedError,
 )
 from despina.store.batch import NO_STEP, Assign, IngestIssue, ModifySet, PointAppend, PreviewPoint
-from despina.store.runs import CreatedRun, RunSpec, create_run
+from despina.store.runs import CreatedRun, RunSpec, create_run, mark_closed
 from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 from despina.types import File
@@ -100,6 +101,7 @@ class Run:
     _lag_monitor: LagMonitor | None
     _store: Store | None
     _flusher: Flusher | None
+    _source: tuple[GitLookup, SourceTrackingConfig] | None
 
     def __init__(
         self,
@@ -156,29 +158,33 @@ class Run:
         del api_token, log_directory, on_queue_full_callback  # server mode: see issue tracker
         if self._mode == "disabled":
             return  # stays "closed": arguments are still checked, nothing is stored
-        store = Store.open(home)
-        created = create_run(
-            store,
-            RunSpec(
-                project=self._project,
-                run_id=self._run_id,
-                experiment_name=experiment_name,
-                creation_ms=None if creation_time is None else datetime_ms(creation_time),
-                fork_run_id=fork_run_id,
-                fork_step=fork_micro,
-                inherit_configs=inherit_configs,
-                owner=_os_user(),
-                description=description or "",
-            ),
-        )
+        store = acquire_store(home)  # opened once per process, shared by its runs
+        try:
+            created = create_run(
+                store,
+                RunSpec(
+                    project=self._project,
+                    run_id=self._run_id,
+                    experiment_name=experiment_name,
+                    creation_ms=None if creation_time is None else datetime_ms(creation_time),
+                    fork_run_id=fork_run_id,
+                    fork_step=fork_micro,
+                    inherit_configs=inherit_configs,
+                    owner=_os_user(),
+                    description=description or "",
+                ),
+            )
+        except BaseException:
+            release_store(store)
+            raise
+        if source_tracking_config is not None:
+            # git runs once per process, in the background; logged when known (see source.py)
+            self._source = (git_lookup(source_tracking_config), source_tracking_config)
         self._attach(store, created)
         if self._lag is not None:
             self._lag_monitor = LagMonitor(self._buffer, *self._lag)
             self._lag_monitor.start()
-        if source_tracking_config is not None:
-            configs = source_configs(source_tracking_config)
-            if configs:
-                self.log_configs(configs)
+        self._log_source(wait=False)
         namespace = runtime_namespace or system_namespace or "runtime"
         if enable_console_log_capture:
             start = 0 if fork_micro is None else fork_micro + 1
@@ -216,6 +222,7 @@ class Run:
         self._lag_monitor = None
         self._store = None
         self._flusher = None
+        self._source = None
         self._buffer = LogBuffer(on_full=self._buffer_full)
 
     def _attach(self, store: Store, created: CreatedRun) -> None:
@@ -230,6 +237,7 @@ class Run:
             on_issues=self._deliver,
             on_failure=self._flush_failed,
             dropped=self._reporter.dropped,
+            before_flush=self._before_flush,
         )
         self._flusher.start()
         self._closed = False
@@ -307,7 +315,26 @@ class Run:
 
     def _wake(self) -> None:
         if self._flusher is not None:
-            self._flusher.wake.set()
+            self._flusher.wake()
+
+    def _before_flush(self, final: bool) -> None:
+        self._log_source(wait=final)
+
+    def _log_source(self, *, wait: bool) -> None:
+        """Queue the source-tracking configs once known (``wait``: until they are)."""
+        source = self._source
+        if source is None:
+            return
+        lookup, config = source
+        if not (lookup.done.is_set() or (wait and lookup.done.wait())):
+            return
+        with self._lock:
+            if self._source is None:  # queued by another thread meanwhile
+                return
+            self._source = None
+        ops = self._config_ops(lookup.configs(config), False, False)
+        if ops:  # queued even while closing: close() waits for it
+            self._buffer.add("ops", ops)
 
     def _checked_keys(
         self, keys: tuple[str, ...], data: dict[str, Any]
@@ -335,6 +362,13 @@ class Run:
         """
         if data is None:
             return
+        ops = self._config_ops(data, flatten, cast_unsupported)
+        if ops and not self._closed:
+            self._buffer.add("ops", ops)
+
+    def _config_ops(
+        self, data: Any, flatten: bool, cast_unsupported: bool
+    ) -> list[Assign | ModifySet]:
         flat = flatten_configs(data, flatten)
         ops: list[Assign | ModifySet] = []
         for path, value in flat.items():
@@ -343,8 +377,7 @@ class Run:
             typed = typed_config(path, value, cast_unsupported, self._reporter)
             if typed is not None:
                 ops.append(Assign(path, typed[0], typed[1]))
-        if ops and not self._closed:
-            self._buffer.add("ops", ops)
+        return ops
 
     def add_tags(
         self, tags: list[str] | set[str] | tuple[str, ...], group_tags: bool = False
@@ -513,6 +546,8 @@ class Run:
             return True
         if self._console is not None:
             self._console.flush()
+        if not self._closed:
+            self._log_source(wait=True)
         sequence = self._buffer.enqueued
         try:
             done = self._flusher.wait_for(sequence, timeout)
@@ -541,22 +576,27 @@ class Run:
             self._console.stop()
         if self._lag_monitor is not None:
             self._lag_monitor.stopping.set()
+        flusher = self._flusher
         # a failing store is retried until the timeout (or CLOSE_RETRY_SECONDS without one)
-        self._flusher.give_up_at = time.monotonic() + (
-            CLOSE_RETRY_SECONDS if timeout is None else timeout
-        )
-        self._flusher.stopping.set()
-        self._flusher.wake.set()
+        give_up_at = time.monotonic() + (CLOSE_RETRY_SECONDS if timeout is None else timeout)
         self._buffer.release()  # calls waiting for room: their data is queued already
-        self._flusher.join(timeout)
-        if self._flusher.is_alive():
+        if timeout is None:
+            # the final flush in this thread: no hand-off to the flusher thread and back
+            flusher.stop(give_up_at, wake=False)
+            flusher.finish_inline()
+            if flusher.is_alive():  # it failed: the flusher thread retries until give_up_at
+                flusher.wake()
+        else:
+            flusher.stop(give_up_at)
+        flusher.join(timeout)
+        if flusher.is_alive():
             logger.warning(
                 "despina: run %r closed before everything was stored (timeout %s s)",
                 self._run_id,
                 timeout,
             )
-            return
-        if self._flusher.unstored():  # the store kept failing until the flusher gave up
+            return  # the store stays acquired: the flusher thread still writes to it
+        if flusher.unstored():  # the store kept failing until the flusher gave up
             self._call(
                 "error",
                 NeptuneUnexpectedError(
@@ -564,14 +604,17 @@ class Run:
                     "logged since the last successful write is lost"
                 ),
             )
+        assert self._store is not None
         try:
-            self._writer.finish(failed=self._failed)
-            assert self._store is not None
-            self._store.sync()
-            # the last connection to a database folds the WAL back into it and removes it
-            self._store.close()
+            # one durable commit: the run marked closed, and with it everything stored before
+            # is on stable storage (the fsync of the WAL covers every earlier commit)
+            mark_closed(self._store, self._writer.run_pk, failed=self._failed)
         except Exception as exc:
             self._flush_failed(exc)
+        finally:
+            # the store stays open for the process's next run; the last close at exit folds
+            # the WAL back into the database and removes it
+            release_store(self._store)
 
     def terminate(self) -> None:
         """Stop without waiting for buffered data (safe inside callbacks)."""
@@ -669,3 +712,4 @@ def _close_open_runs() -> None:
             run.close()
         except Exception:
             logger.exception("despina: closing run %r at exit failed", run.run_id)
+    close_idle_stores()

@@ -1,15 +1,28 @@
-"""Source tracking: git facts about the code that is running, logged as configs (§8.2)."""
+"""Source tracking: git facts about the code that is running, logged as configs (§8.2).
+
+Asking git takes five subprocesses (tens of milliseconds), which a sweep of short runs would pay
+per run and which would hold up every ``Run()``. The facts are looked up once per process and
+repository directory, in a background thread started by the first run: the run logs them as
+soon as they are known, and its ``close()`` (or ``wait_for_processing()``) waits for them, so
+they are always stored. The code a process runs is the code it imported at start, so later
+runs of the process share the first lookup (a commit made meanwhile is not the running code).
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SourceTrackingConfig", "source_configs"]
+__all__ = ["GitLookup", "SourceTrackingConfig", "git_lookup", "source_configs"]
+
+GIT_TIMEOUT = 5.0
+"""Seconds each git call may take."""
 
 
 @dataclass(frozen=True)
@@ -27,41 +40,97 @@ class SourceTrackingConfig:
 def _git(cwd: Path, *args: str) -> str | None:
     try:
         done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def source_configs(config: SourceTrackingConfig) -> dict[str, Any]:
-    """Configs describing the git checkout we run from; empty outside a repository."""
-    cwd = Path(config.repository) if config.repository else Path.cwd()
+def _git_facts(cwd: Path) -> dict[str, Any]:
+    """The git facts of the checkout holding ``cwd``, without namespace; empty outside one."""
     top = _git(cwd, "rev-parse", "--show-toplevel")
     if top is None:
         return {}
     root = Path(top)
-    ns = config.namespace
     out: dict[str, Any] = {}
     log = _git(root, "log", "-1", "--format=%H%x00%s%x00%an%x00%ae%x00%cI")
     if log:
         commit, message, author, email, date = (log.split("\x00") + [""] * 5)[:5]
-        out[f"{ns}/commit/commit_id"] = commit
-        out[f"{ns}/commit/message"] = message
-        out[f"{ns}/commit/author_name"] = author
-        out[f"{ns}/commit/author_email"] = email
+        out["commit/commit_id"] = commit
+        out["commit/message"] = message
+        out["commit/author_name"] = author
+        out["commit/author_email"] = email
         if date:
-            out[f"{ns}/commit/commit_date"] = datetime.fromisoformat(date)
+            out["commit/commit_date"] = datetime.fromisoformat(date)
     branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
     if branch:
-        out[f"{ns}/branch"] = branch
+        out["branch"] = branch
     for line in (_git(root, "remote", "-v") or "").splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[-1] == "(fetch)":
-            out[f"{ns}/remote/{parts[0]}"] = parts[1]
+            out[f"remote/{parts[0]}"] = parts[1]
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
     if status is not None:
-        out[f"{ns}/dirty"] = bool(status)
+        out["dirty"] = bool(status)
+    return out
+
+
+class GitLookup:
+    """The git facts of one directory, looked up in a background thread."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.pid = os.getpid()
+        self.facts: dict[str, Any] = {}
+        self.done = threading.Event()
+        threading.Thread(target=self._run, name="despina-git", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.facts = _git_facts(self.cwd)
+        finally:
+            self.done.set()
+
+    def configs(self, config: SourceTrackingConfig) -> dict[str, Any]:
+        """The configs for ``config`` (call once :attr:`done` is set)."""
+        return _configs(self.facts, config)
+
+
+_lookups: dict[str, GitLookup] = {}
+_lookups_lock = threading.Lock()
+
+
+def git_lookup(config: SourceTrackingConfig) -> GitLookup:
+    """The lookup for ``config``'s directory, started on first use in this process."""
+    cwd = Path(config.repository) if config.repository else Path(os.getcwd())
+    key = os.path.abspath(cwd)
+    with _lookups_lock:
+        found = _lookups.get(key)
+        # a forked child has no thread of its parent: a lookup still running there never ends
+        if found is None or (found.pid != os.getpid() and not found.done.is_set()):
+            found = GitLookup(cwd)
+            _lookups[key] = found
+        return found
+
+
+def _configs(facts: dict[str, Any], config: SourceTrackingConfig) -> dict[str, Any]:
+    if not facts:
+        return {}
+    ns = config.namespace
+    out = {f"{ns}/{name}": value for name, value in facts.items()}
     if config.upload_run_command:
         out[f"{ns}/run_command"] = " ".join([sys.executable, *sys.argv])
     return out
+
+
+def source_configs(config: SourceTrackingConfig) -> dict[str, Any]:
+    """Configs describing the git checkout we run from; empty outside a repository."""
+    lookup = git_lookup(config)
+    lookup.done.wait()
+    return lookup.configs(config)

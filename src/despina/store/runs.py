@@ -20,7 +20,7 @@ from despina.store.series import (
 from despina.store.sqlite import Store
 from despina.store.sysattrs import SYS_STRING_SETS
 
-__all__ = ["CreatedRun", "RunSpec", "create_run"]
+__all__ = ["CreatedRun", "RunSpec", "create_run", "mark_closed"]
 
 NAME_LIMIT_BYTES = 730
 
@@ -101,6 +101,23 @@ def create_run(store: Store, spec: RunSpec) -> CreatedRun:
             )
             return CreatedRun(pk, project_id, [IngestIssue(code, message, None, WARNING)], True)
         return _insert_run(conn, project_id, spec, now)
+
+
+def mark_closed(store: Store, run_pk: int, *, failed: bool) -> None:
+    """Record that the logging process closed the run (and whether it failed), durably.
+
+    One commit under ``synchronous=FULL``: it fsyncs the WAL, so this commit and every earlier
+    one (the run's creation and everything flushed to it) survive a power loss once it returns.
+
+    Raises:
+        StoreError: the database stayed locked past the busy timeout or failed to write.
+    """
+    with store.write(durable=True) as conn:
+        conn.execute(
+            "UPDATE runs SET ping_ms = MAX(ping_ms, ?), closed = 1, failed = MAX(failed, ?) "
+            "WHERE id = ?",
+            (int(time.time() * 1000), 1 if failed else 0, run_pk),
+        )
 
 
 def _insert_run(conn: sqlite3.Connection, project_id: int, spec: RunSpec, now: int) -> CreatedRun:

@@ -96,12 +96,19 @@ class Store:
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (autocommit mode: transactions are explicit)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
         if conn is None:
             conn = self._connect()
-            self._local.conn = conn
+            local.conn = conn
+            local.busy_timeout_ms = self.busy_timeout_ms
             with self._lock:
                 self._connections.append(conn)
+        elif local.busy_timeout_ms != self.busy_timeout_ms:
+            # a store shared by a process's runs lives long: a changed timeout applies to the
+            # connections it already has, too
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            local.busy_timeout_ms = self.busy_timeout_ms
         return conn
 
     def _connect(self) -> sqlite3.Connection:
@@ -114,9 +121,12 @@ class Store:
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             # page size and incremental vacuum only take effect on a new file; the latter lets
-            # deleting runs give their space back to the file system
-            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            # deleting runs give their space back to the file system. Only set on a new file:
+            # on an existing one, setting auto_vacuum costs a write to the header (milliseconds
+            # for every connection opened)
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             # Filters over 100k runs touch a few hundred MB of index and table pages; a 256 MiB

@@ -1,0 +1,117 @@
+"""The stores runs log into, opened once per process and shared by its runs.
+
+Opening a store costs a directory check, a SQLite connection with its pragmas and a schema check
+(milliseconds); closing one folds the WAL back into the database (a checkpoint that syncs it).
+A sweep of thousands of short runs in one process paid both per run. Runs now share one
+:class:`~despina.store.sqlite.Store` per home directory, kept open between runs and closed at
+exit (when the WAL is folded in and removed, as before).
+
+A cached store is used again only while its database file is the same file (same device and
+inode): a home deleted and created again between runs gets a fresh, migrated store. At most
+``MAX_IDLE`` stores without an open run stay open; older ones are closed (their descriptors
+released). After ``fork()`` the child opens its own: SQLite connections must not cross a fork,
+so the parent's are kept referenced in the child but never used or closed there.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from despina.config import resolve_home
+from despina.store.sqlite import Store
+
+__all__ = ["MAX_IDLE", "acquire_store", "close_idle_stores", "release_store"]
+
+MAX_IDLE = 4
+"""Stores without an open run kept open (one per home directory)."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    store: Store
+    file_id: tuple[int, int]
+    users: int = 0
+
+
+_lock = threading.Lock()
+_entries: OrderedDict[str, _Entry] = OrderedDict()
+_pid = os.getpid()
+_inherited: list[_Entry] = []  # a forked child's copies of the parent's stores: never touched
+
+
+def _file_id(store: Store) -> tuple[int, int] | None:
+    try:
+        st = os.stat(store.db_path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def acquire_store(home: str | os.PathLike[str] | None) -> Store:
+    """The open store at ``home`` (see ``resolve_home``) for one more run; pair with
+    :func:`release_store`.
+
+    Raises:
+        StoreError: the directory cannot be created or the database cannot be opened.
+        SchemaTooNew: the database was written by a newer despina.
+    """
+    global _pid
+    key = os.path.abspath(resolve_home(home))
+    with _lock:
+        if _pid != os.getpid():  # forked: the parent's connections are not ours to use
+            _inherited.extend(_entries.values())
+            _entries.clear()
+            _pid = os.getpid()
+        entry = _entries.get(key)
+        if entry is not None and _file_id(entry.store) == entry.file_id:
+            entry.users += 1
+            _entries.move_to_end(key)
+            return entry.store
+        if entry is not None:  # the database was removed or replaced since
+            del _entries[key]
+            if entry.users == 0:
+                entry.store.close()
+        store = Store.open(key)
+        file_id = _file_id(store)
+        if file_id is None:  # cannot happen after a successful open; do not cache then
+            return store
+        _entries[key] = _Entry(store, file_id, users=1)
+        _close_excess_idle()
+        return store
+
+
+def release_store(store: Store) -> None:
+    """A run of ``store`` closed; the store stays open for the next run."""
+    with _lock:
+        for entry in _entries.values():
+            if entry.store is store:
+                entry.users = max(0, entry.users - 1)
+                break
+        else:  # not cached (replaced meanwhile): its last run closes it
+            store.close()
+            return
+        _close_excess_idle()
+
+
+def _close_excess_idle() -> None:
+    idle = [key for key, entry in _entries.items() if entry.users == 0]
+    for key in idle[: max(0, len(idle) - MAX_IDLE)]:  # least recently used first
+        _entries.pop(key).store.close()
+
+
+def close_idle_stores() -> None:
+    """Close every cached store without an open run (folds each WAL into its database)."""
+    with _lock:
+        if _pid != os.getpid():
+            return
+        for key in [key for key, entry in _entries.items() if entry.users == 0]:
+            with contextlib.suppress(Exception):
+                _entries.pop(key).store.close()
+
+
+atexit.register(close_idle_stores)
