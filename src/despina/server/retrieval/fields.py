@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from despina.query.lineage import LINEAGE_EXPERIMENT, LINEAGE_FULL, LINEAGE_OWN
 from despina.query.points import step_bound
 from despina.server.encode import WIRE_TYPES
 from despina.server.errors import bad_request, parse_json_body
+from despina.userregex import InvalidPattern
 
 __all__ = [
     "KNOWN_WIRE_TYPES",
@@ -153,23 +153,33 @@ def type_filter(data: dict[str, Any], where: str) -> set[str] | None:
 def name_filter(
     data: dict[str, Any], where: str
 ) -> tuple[Callable[[str], bool] | None, list[str] | None, bool]:
-    """``(predicate, exact names, matches nothing)`` of ``attributeNameFilter``."""
+    """``(predicate, exact names, matches nothing)`` of ``attributeNameFilter``.
+
+    Raises:
+        ApiError: a pattern RE2 refuses (400, naming its field, e.g.
+            ``definitions.attributeNameFilter.mustMatchAny[0].mustMatchRegexes[1]``).
+    """
     spec = field(data, "attributeNameFilter", dict, where)
     regex = field(data, "attributeNameRegex", str, where)
     alternatives: list[tuple[list[str], list[str]]] = []
+    sources: list[tuple[str, str]] = []  # (pattern, where it came from), for error messages
     if spec is not None and "mustMatchAny" in spec and spec["mustMatchAny"] is not None:
         items = spec["mustMatchAny"]
         if not isinstance(items, list):
             raise bad_request(f"{where}.attributeNameFilter.mustMatchAny must be a list")
         if not items:
             return None, None, True
-        for item in items:
+        for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise bad_request(f"{where}.attributeNameFilter.mustMatchAny must hold objects")
             must = strings(item, "mustMatchRegexes", f"{where}.attributeNameFilter") or []
             must_not = strings(item, "mustNotMatchRegexes", f"{where}.attributeNameFilter") or []
             alternatives.append((must, must_not))
+            at = f"{where}.attributeNameFilter.mustMatchAny[{i}]"
+            sources.extend((p, f"{at}.mustMatchRegexes[{j}]") for j, p in enumerate(must))
+            sources.extend((p, f"{at}.mustNotMatchRegexes[{j}]") for j, p in enumerate(must_not))
     if regex is not None:
+        sources.append((regex, f"{where}.attributeNameRegex"))
         alternatives = [([*must, regex], must_not) for must, must_not in alternatives] or [
             ([regex], [])
         ]
@@ -180,8 +190,9 @@ def name_filter(
         exact = literal_names(alternatives[0][0])
     try:
         predicate = compile_name_filter(alternatives)
-    except re.error as exc:
-        raise bad_request(f"{where}.attributeNameFilter has an invalid regex: {exc}") from None
+    except InvalidPattern as exc:  # RE2 syntax, length or size: name the field it came from
+        at = next((f for p, f in sources if p == exc.pattern), f"{where}.attributeNameFilter")
+        raise bad_request(f"{at}: {exc}") from None
     return predicate, exact, False
 
 
