@@ -1,0 +1,197 @@
+"""Many short runs in one process (issue #16): cheap to start and close, durable, nothing left.
+
+A run shares its process's open store and flusher thread, looks git up once per process in the
+background, and closes with one durable commit. These tests check what that must not change:
+what ``close()`` returned for is on stable storage and complete (git facts included), and a
+sweep of 1,000 runs leaves no threads and no file descriptors behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import despina
+from despina.client import source as source_module
+from despina.client import stores as stores_module
+from despina.store import Store
+
+QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
+
+
+def _git_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "A",
+        "GIT_AUTHOR_EMAIL": "a@x",
+        "GIT_COMMITTER_NAME": "A",
+        "GIT_COMMITTER_EMAIL": "a@x",
+        "HOME": str(tmp_path),
+    }
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "msg"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
+    return repo
+
+
+def _attrs(home: Path, run_id: str) -> dict[str, Any]:
+    conn = sqlite3.connect(home / "despina.db")
+    try:
+        rows = conn.execute(
+            "SELECT a.path, coalesce(a.text, a.num) FROM attributes a JOIN runs r "
+            "ON r.id = a.run_id WHERE r.run_id = ?",
+            (run_id,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return dict(rows)
+
+
+def test_run_does_not_wait_for_git_and_close_still_stores_its_facts(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _git_repo(tmp_path)
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(source_module, "_lookups", {})
+    release = threading.Event()
+    real = source_module._git_facts
+    calls: list[Path] = []
+
+    def slow_git(cwd: Path) -> dict[str, Any]:
+        calls.append(cwd)
+        release.wait(30)  # git stuck (a slow file system): Run() must not wait for it
+        return real(cwd)
+
+    monkeypatch.setattr(source_module, "_git_facts", slow_git)
+    made: list[despina.Run] = []
+    maker = threading.Thread(
+        target=lambda: made.append(
+            despina.Run(project="ws/p", run_id="r1", enable_console_log_capture=False)
+        )
+    )
+    maker.start()
+    maker.join(10)
+    assert made, "Run() waited for git"
+    made[0].log_configs({"lr": 0.1})
+    release.set()
+    made[0].close()  # waits for the lookup: the facts are stored with the run
+    got = _attrs(home, "r1")
+    assert got["source_code/commit/message"] == "msg"
+    assert got["source_code/branch"] == "main"
+    assert got["lr"] == 0.1
+    # later runs of the process reuse the lookup: git ran once
+    with despina.Run(project="ws/p", run_id="r2", enable_console_log_capture=False):
+        pass
+    assert _attrs(home, "r2")["source_code/branch"] == "main"
+    assert len(calls) == 1
+
+
+def test_wait_for_processing_includes_the_git_facts(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(_git_repo(tmp_path))
+    monkeypatch.setattr(source_module, "_lookups", {})
+    run = despina.Run(project="ws/p", run_id="w", enable_console_log_capture=False)
+    assert run.wait_for_processing()
+    assert _attrs(home, "w")["source_code/branch"] == "main"
+    run.close()
+
+
+def test_close_is_one_durable_commit_marking_the_run_closed(home: Path) -> None:
+    run = despina.Run(project="ws/p", run_id="quick", **QUIET)
+    run.log_configs({"lr": 0.5})
+    run.log_metrics({"loss": 1.0}, step=0)
+    assert run._store is not None
+    log: list[str] = []
+    run._store.connection().set_trace_callback(lambda sql: log.append(sql.strip().upper()))
+    run.close()
+    run._store.connection().set_trace_callback(None)
+    commits = [i for i, sql in enumerate(log) if sql == "COMMIT"]
+    durable = [i for i, sql in enumerate(log) if sql == "PRAGMA SYNCHRONOUS = FULL"]
+    # the last commit of close() is the durable one, and it is what marks the run closed
+    assert len(durable) == 1 and durable[0] < commits[-1]
+    last = log[durable[0] : commits[-1]]
+    assert any("CLOSED = 1" in sql for sql in last)
+    assert not any("USER_VERSION" in sql for sql in log)  # no separate sync commit
+    # another process sees the run closed with everything logged
+    script = textwrap.dedent(
+        """
+        import sqlite3, sys
+        conn = sqlite3.connect(sys.argv[1])
+        print(conn.execute("SELECT closed FROM runs WHERE run_id = 'quick'").fetchone()[0])
+        print(conn.execute("SELECT count(*) FROM attributes a JOIN runs r ON r.id = a.run_id "
+                           "WHERE r.run_id = 'quick' AND a.path IN ('lr', 'loss')").fetchone()[0])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(home / "despina.db")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    assert out == ["1", "2"]
+
+
+def test_run_closed_right_after_creation_has_its_sys_attributes(home: Path) -> None:
+    despina.Run(project="ws/p", run_id="empty", **QUIET).close()
+    from despina.query.runs import fetch_runs_table
+
+    table = fetch_runs_table(project="ws/p", attributes=r"^sys/")
+    row = table.loc["empty"]
+    assert row["sys/custom_run_id"] == "empty"
+    assert row["sys/id"] == "P-1"
+    assert row["sys/owner"]
+    assert row["sys/ping_time"] >= row["sys/creation_time"]
+    assert row["sys/tags"] == set()
+    assert not row["sys/failed"]
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_thousand_short_runs_leave_no_threads_or_descriptors(home: Path) -> None:
+    def one(i: int) -> None:
+        run = despina.Run(project="ws/sweep", **QUIET)
+        run.log_configs({"lr": i * 1e-4, "opt": "adam"})
+        run.log_metrics({"loss": 1.0 / (i + 1)}, step=0)
+        run.close()
+
+    one(0)  # the process-wide store and flusher thread exist from the first run on
+    threads, fds = len(threading.enumerate()), _fds()
+    for i in range(1, 1000):
+        one(i)
+    assert len(threading.enumerate()) == threads
+    assert [t.name for t in threading.enumerate()].count("despina-flusher") == 1
+    assert _fds() == fds
+    conn = Store.open(home).connection()
+    assert conn.execute("SELECT count(*), sum(closed) FROM runs").fetchone() == (1000, 1000)
+
+
+def test_a_store_deleted_between_runs_is_opened_again(home: Path) -> None:
+    despina.Run(project="ws/p", run_id="a", **QUIET).close()
+    shutil.rmtree(home)
+    with despina.Run(project="ws/p", run_id="b", **QUIET) as run:
+        run.log_configs({"x": 1})
+    assert _attrs(home, "b")["x"] == 1
+
+
+def test_idle_stores_kept_open_are_bounded(tmp_path: Path) -> None:
+    for i in range(stores_module.MAX_IDLE + 3):
+        despina.Run(project="ws/p", home=tmp_path / f"h{i}", **QUIET).close()
+    idle = [e for e in stores_module._entries.values() if e.users == 0]
+    assert len(idle) <= stores_module.MAX_IDLE
+    stores_module.close_idle_stores()
+    assert not stores_module._entries
