@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -220,6 +221,43 @@ def test_a_put_url_is_used_once(server: ServerProcess, headers: dict[str, str]) 
     again = httpx.put(url, content=b"abc")
     assert again.status_code == 409, again.text
     assert "already used" in again.json()["message"]
+
+
+def test_a_put_url_cannot_be_replayed_in_parallel(
+    server: ServerProcess, headers: dict[str, str]
+) -> None:
+    url = _url(server, headers, "parallel/a.bin", size=8)
+    release = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield b"1234"
+        release.wait(60)
+        yield b"5678"
+
+    def active_claims() -> int:
+        store = Store.open(server.home)
+        try:
+            row = store.connection().execute(
+                "SELECT count(*) FROM blob_url_uses WHERE state = 'active'"
+            )
+            return int(row.fetchone()[0])
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(
+            httpx.put, url, content=slow_body(), headers={"Content-Length": "8"}, timeout=60
+        )
+        deadline = time.monotonic() + 30
+        while active_claims() == 0 and time.monotonic() < deadline:  # the first holds the URL
+            time.sleep(0.05)
+        second = httpx.put(url, content=b"abcdefgh")
+        release.set()
+        assert first.result().status_code == 200
+    assert second.status_code == 409, second.text
+    assert "in progress" in second.json()["message"]
+    got = httpx.get(_url(server, headers, "parallel/a.bin", permission="read"))
+    assert got.content == b"12345678"
 
 
 def test_a_written_key_is_not_overwritten(server: ServerProcess, headers: dict[str, str]) -> None:
