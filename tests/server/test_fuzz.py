@@ -535,16 +535,13 @@ def test_multipart_upload(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def test_a_locked_store_is_answered_with_429_and_retry_after(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Writers kept out past the busy timeout get the spec's throttle, not a 5xx, and the same
     request succeeds once the lock is released."""
     import sqlite3
 
-    import despina.store.sqlite as store_module
-
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
-    store = Store.open(tmp_path_factory.mktemp("busy") / "home")
+    store = Store.open(tmp_path_factory.mktemp("busy") / "home", busy_timeout_ms=200)
     token, _ = mint_api_token(store, url="http://testserver", workspace="ws")
     body = {"organizationIdentifier": "ws", "name": "created", "visibility": "priv"}
     with TestClient(create_app(store)) as test_client:

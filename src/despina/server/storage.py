@@ -34,7 +34,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import re
 import secrets
 import shutil
@@ -336,10 +335,11 @@ class BlobStorage:
                 signed["url"] = self.sign(base_url, "GET", project, path, key_id=key_id)
             elif size is not None and size > self.settings.max_blob_bytes:
                 part_size = self.settings.multipart_part_bytes
-                parts = max(1, math.ceil(size / part_size))
+                # integer ceiling: a float division overflows on sizes past 1e308
+                parts = max(1, -(-size // part_size))
                 if parts > MAX_PARTS:
                     raise bad_request(
-                        f"file {path!r} of {size} bytes is too large: at most "
+                        f"size of {path!r} is {size} bytes, too large: at most "
                         f"{MAX_PARTS * part_size} bytes"
                     )
                 upload = MultipartUpload(
