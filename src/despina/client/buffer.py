@@ -78,6 +78,9 @@ _VALUE_BYTES = 32
 _ITEM_BYTES = 160
 _FILE_BYTES = 400
 
+IDLE_POLL_SECONDS = 10.0
+"""How long the flusher thread, with no run open, keeps waking every ``FLUSH_INTERVAL``."""
+
 PING_INTERVAL = 10.0
 """Longest time between liveness pings of an idle run (``sys/ping_time``, ``sys/state``);
 shorter when the ping timeout is short (a third of it)."""
@@ -622,6 +625,8 @@ class FlushPump:
         self.pid = os.getpid()
         self.cond = threading.Condition()
         self.flushers: list[Flusher] = []
+        self.sleeping_until = 0.0  # when the thread wakes by itself (monotonic)
+        self.idle_since: float | None = None
         self.thread = threading.Thread(target=self._run, name="despina-flusher", daemon=True)
 
     @classmethod
@@ -641,7 +646,10 @@ class FlushPump:
     def add(self, flusher: Flusher) -> None:
         with self.cond:
             self.flushers.append(flusher)
-            self.cond.notify()
+            # a run is first due in FLUSH_INTERVAL: the thread need not be woken (a thread
+            # switch per run start) unless it sleeps past that
+            if self.sleeping_until > flusher.due:
+                self.cond.notify()
 
     def notify(self) -> None:
         with self.cond:
@@ -654,9 +662,19 @@ class FlushPump:
                 now = time.monotonic()
                 ready = [f for f in self.flushers if f.woken or f.due <= now]
                 if not ready:
-                    wait = min((f.due for f in self.flushers), default=now + 3600.0) - now
-                    self.cond.wait(max(wait, 0.001))
+                    if self.flushers:
+                        self.idle_since = None
+                        until = min(f.due for f in self.flushers)
+                    else:
+                        # idle: look again every FLUSH_INTERVAL for a while (the next run of a
+                        # sweep then needs no wake-up), then sleep until a run arrives
+                        self.idle_since = self.idle_since or now
+                        idle_long = now - self.idle_since > IDLE_POLL_SECONDS
+                        until = now + (3600.0 if idle_long else FLUSH_INTERVAL)
+                    self.sleeping_until = until
+                    self.cond.wait(max(until - now, 0.001))
                     continue
+                self.sleeping_until = 0.0
             for flusher in ready:
                 try:
                     flusher.step()

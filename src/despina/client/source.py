@@ -52,14 +52,69 @@ def _git(cwd: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _git_many(cwd: Path, *commands: tuple[str, ...]) -> list[str | None]:
+    """Several git commands at once (each is mostly process start-up): their outputs."""
+    procs: list[subprocess.Popen[str] | None] = []
+    for args in commands:
+        try:
+            procs.append(
+                subprocess.Popen(
+                    ["git", *args],
+                    cwd=cwd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                )
+            )
+        except OSError:
+            procs.append(None)
+    out: list[str | None] = []
+    for proc in procs:
+        if proc is None:
+            out.append(None)
+            continue
+        try:
+            stdout, _ = proc.communicate(timeout=GIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            out.append(None)
+            continue
+        out.append(stdout.strip() if proc.returncode == 0 else None)
+    return out
+
+
+def _maybe_in_checkout(cwd: Path) -> bool:
+    """Whether ``cwd`` may be inside a git checkout (a ``.git`` above it, or git told where).
+
+    A few ``stat`` calls instead of starting git where there is certainly no checkout.
+    """
+    if any(name in os.environ for name in ("GIT_DIR", "GIT_WORK_TREE")):
+        return True
+    try:
+        here = cwd.resolve()
+    except OSError:
+        return True
+    return any((folder / ".git").exists() for folder in (here, *here.parents))
+
+
 def _git_facts(cwd: Path) -> dict[str, Any]:
     """The git facts of the checkout holding ``cwd``, without namespace; empty outside one."""
+    if not _maybe_in_checkout(cwd):
+        return {}
     top = _git(cwd, "rev-parse", "--show-toplevel")
     if top is None:
         return {}
     root = Path(top)
     out: dict[str, Any] = {}
-    log = _git(root, "log", "-1", "--format=%H%x00%s%x00%an%x00%ae%x00%cI")
+    log, branch, remotes, status = _git_many(
+        root,
+        ("log", "-1", "--format=%H%x00%s%x00%an%x00%ae%x00%cI"),
+        ("rev-parse", "--abbrev-ref", "HEAD"),
+        ("remote", "-v"),
+        ("status", "--porcelain", "--untracked-files=no"),
+    )
     if log:
         commit, message, author, email, date = (log.split("\x00") + [""] * 5)[:5]
         out["commit/commit_id"] = commit
@@ -68,14 +123,12 @@ def _git_facts(cwd: Path) -> dict[str, Any]:
         out["commit/author_email"] = email
         if date:
             out["commit/commit_date"] = datetime.fromisoformat(date)
-    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
     if branch:
         out["branch"] = branch
-    for line in (_git(root, "remote", "-v") or "").splitlines():
+    for line in (remotes or "").splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[-1] == "(fetch)":
             out[f"remote/{parts[0]}"] = parts[1]
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
     if status is not None:
         out["dirty"] = bool(status)
     return out
@@ -89,7 +142,10 @@ class GitLookup:
         self.pid = os.getpid()
         self.facts: dict[str, Any] = {}
         self.done = threading.Event()
-        threading.Thread(target=self._run, name="despina-git", daemon=True).start()
+        if _maybe_in_checkout(cwd):
+            threading.Thread(target=self._run, name="despina-git", daemon=True).start()
+        else:  # nothing to ask git: no thread, no subprocess
+            self.done.set()
 
     def _run(self) -> None:
         try:
