@@ -229,11 +229,130 @@ def read_speed(workdir: Path) -> list[Row]:
     ]
 
 
+_SWEEP = textwrap.dedent(
+    """
+    import json, statistics, sys, time
+    t0 = time.perf_counter()
+    import despina
+    imported = time.perf_counter() - t0
+    home, n = sys.argv[1], int(sys.argv[2])
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        run = despina.Run(project="bench/sweep", home=home)  # defaults: console, git
+        run.log_configs({"lr": 0.001 * i, "batch": 32, "optimizer": "adam"})
+        for step in range(3):
+            run.log_metrics({"loss": 1.0 / (step + 1), "acc": step * 0.1}, step=step)
+        run.close()  # durable when it returns
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"import": imported, "first": times[0],
+                      "median": statistics.median(times[1:] or times), "total": sum(times)}))
+    """
+)
+
+
+def _sweep(home: Path, runs: int, cwd: Path) -> dict[str, float]:
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", _SWEEP, str(home), str(runs)],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _sqlite_sweep(path: Path, runs: int) -> list[float]:
+    """The floor: the same rows with plain sqlite3 in the same transactions as a despina run
+    (create; the logged rows; the close under synchronous=FULL, one fsync of the WAL)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, run_id TEXT, closed INTEGER)")
+    conn.execute("CREATE TABLE attrs (run INTEGER, path TEXT, step REAL, num REAL, text TEXT)")
+    times = []
+    for i in range(runs):
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        pk = conn.execute(
+            "INSERT INTO runs (run_id, closed) VALUES (?, 0)", (f"run-{i}",)
+        ).lastrowid
+        conn.execute("COMMIT")
+        rows = [(pk, "lr", None, 0.001 * i, None), (pk, "batch", None, 32, None)]
+        rows.append((pk, "optimizer", None, None, "adam"))
+        for step in range(3):
+            rows += [(pk, "loss", step, 1.0 / (step + 1), None), (pk, "acc", step, 0.1, None)]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO attrs VALUES (?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE runs SET closed = 1 WHERE id = ?", (pk,))
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        times.append(time.perf_counter() - start)
+    conn.close()
+    return times
+
+
+def short_runs(workdir: Path) -> list[Row]:
+    """Run start + close, and a sweep of 1,000 short runs in one process (issue #16)."""
+    import statistics
+
+    runs = 1000
+    plain = workdir / "plain"  # not a git checkout: no source tracking to look up
+    plain.mkdir()
+    fresh = _sweep(workdir / "sweep-home", runs, plain)
+    again = _sweep(workdir / "sweep-home", runs, plain)  # a new process, an existing store
+    in_git = _sweep(workdir / "sweep-git", 50, Path(__file__).resolve().parent.parent)
+    floor = _sqlite_sweep(workdir / "plain.db", runs)
+    floor_median = statistics.median(floor)
+    ms = 1e3
+    return [
+        (
+            "run start + close, warm process, ms per run (median)",
+            fresh["median"] * ms,
+            f"Run(), log_configs (3), log_metrics (3 steps x 2), close() durable; defaults "
+            f"(console capture, source tracking); plain sqlite3 of the same rows and "
+            f"transactions: {floor_median * ms:.2f} ms",
+        ),
+        (
+            "run start + close, first run of a process, fresh store, ms",
+            fresh["first"] * ms,
+            f"creates and migrates the store; import despina {fresh['import'] * ms:.0f} ms "
+            "not counted",
+        ),
+        (
+            "run start + close, first run of a process, existing store, ms",
+            again["first"] * ms,
+            f"then {again['median'] * ms:.2f} ms per run (median)",
+        ),
+        (
+            "run start + close, first run in a git checkout, ms",
+            in_git["first"] * ms,
+            f"git looked up once per process, in the background; then "
+            f"{in_git['median'] * ms:.2f} ms per run (median)",
+        ),
+        (
+            f"{runs:,} short runs in one process, s",
+            fresh["total"],
+            f"plain sqlite3 of the same rows: {sum(floor):.2f} s "
+            f"(one fsync per run in both: close() is durable)",
+        ),
+    ]
+
+
 def run() -> list[Row]:
     workdir = Path(tempfile.mkdtemp(prefix="despina-bench-"))
     try:
         # the sustained run goes first, before neptune-scale's runs leave threads behind
-        rows = sustained_one_writer(workdir)
+        rows = short_runs(workdir)
+        rows += sustained_one_writer(workdir)
         rows += read_speed(workdir)
         rows += four_writers(workdir)
         rows += end_to_end(workdir)
