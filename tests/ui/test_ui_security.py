@@ -101,6 +101,37 @@ def test_file_downloads_are_sandboxed_attachments(client: httpx.Client) -> None:
     assert "sandbox" in _csp(answer)
 
 
+@pytest.mark.parametrize(
+    ("uploaded_type", "served"),
+    [
+        ("text/html", "application/octet-stream"),
+        ("image/svg+xml", "application/octet-stream"),
+        ("image/png", "image/png"),
+    ],
+)
+def test_file_downloads_keep_only_safe_types(
+    server: ServerProcess, client: httpx.Client, uploaded_type: str, served: str
+) -> None:
+    """An uploader chooses the stored type; the UI sends it only when it cannot run script."""
+    import despina
+    from despina.types import File
+
+    run_id = f"typed-{uploaded_type.replace('/', '-').replace('+', '-')}"
+    with despina.Run(
+        project="demo/despina",
+        run_id=run_id,
+        home=server.home,
+        enable_console_log_capture=False,
+        source_tracking_config=None,
+    ) as run:
+        run.assign_files({"page": File(b"<script>alert(1)</script>", mime_type=uploaded_type)})
+    answer = client.get(f"{PROJECT}/file", params={"id": run_id, "path": "page"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].split(";")[0] == served
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["content-disposition"].startswith("attachment")
+
+
 class _Scripts(HTMLParser):
     """Every ``<script>`` element and every inline event handler of a page."""
 
