@@ -13,7 +13,6 @@ the local disk, so there is nothing to sync later.
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import os
 import random
@@ -697,7 +696,6 @@ def _check_name(what: str, value: Any, allow_slash: bool) -> None:
         raise ValueError(f"{what} must be at most 730 UTF-8 bytes, got {len(value.encode())}")
 
 
-@functools.cache
 def _os_user() -> str:
     try:
         import getpass
