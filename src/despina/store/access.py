@@ -30,7 +30,6 @@ __all__ = [
     "list_api_keys",
     "list_project_infos",
     "prune_requests",
-    "register_blob",
     "request_statuses",
     "revoke_api_key",
     "save_refresh_token",
@@ -229,18 +228,6 @@ class BlobRecord:
     sha256: str
     size: int
     mime_type: str
-
-
-def register_blob(
-    store: Store, project_id: int, path: str, sha256: str, size: int, mime_type: str
-) -> None:
-    """Map a project's storage key to stored content (replacing an earlier upload)."""
-    with store.write() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO blobs (project_id, path, sha256, size, mime_type, created_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (project_id, path, sha256, size, mime_type, _now_ms()),
-        )
 
 
 def blob_record(store: Store, project_id: int, path: str) -> BlobRecord | None:
