@@ -559,7 +559,7 @@ class IngestService:
         self.settings = settings
         self._writers = _Writers(store)
         self._create_lock = threading.Lock()
-        self._last_prune = 0.0
+        self._last_prune: float | None = None  # monotonic time; None: prune on the first call
 
     def submit(self, principal: Principal, body: bytes) -> bytes:
         """Apply one serialized ``RunOperation``; returns the serialized ``SubmitResponse``.
@@ -669,7 +669,7 @@ class IngestService:
 
     def _maybe_prune(self) -> None:
         now = time.monotonic()
-        if now - self._last_prune < 3600:
+        if self._last_prune is not None and now - self._last_prune < 3600:
             return
         self._last_prune = now
         horizon = int(time.time() * 1000) - self.settings.status_retention_days * 86_400_000
