@@ -17,9 +17,9 @@ Usage::
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from despina.query.bucket_stats import BucketStats, bucket_series, common_x_range
+from despina.query.bucket_stats import BucketStats, bucket_many
 from despina.query.catalog import (
     NamePredicate,
     RunRef,
@@ -141,14 +141,20 @@ class BatchReads:
         """``count`` buckets of each float series (points within micro-steps ``[lo, hi]``) on
         their common x range (ends not given are the data's); None for a series that does not
         exist or has no point in range."""
-        series = float_series_batch(self.conn, wanted, lo, hi)
-        x_range = common_x_range(series, x_from, x_to)
-        return [
-            bucket_series(points, *x_range, count)
-            if points is not None and len(points) and x_range is not None
-            else None
-            for points in series
-        ]
+        return list(self.iter_buckets(wanted, lo, hi, count, x_from, x_to))
+
+    def iter_buckets(
+        self,
+        wanted: Sequence[SeriesWant],
+        lo: int,
+        hi: int,
+        count: int,
+        x_from: float | None,
+        x_to: float | None,
+    ) -> Iterator[BucketStats | None]:
+        """:meth:`buckets` one series at a time, reading a few series at once: consume it
+        inside the batch (:func:`despina.query.bucket_stats.bucket_many`)."""
+        return bucket_many(self.conn, wanted, lo, hi, count, x_from, x_to)
 
     def float_series_flat(
         self,

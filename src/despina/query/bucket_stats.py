@@ -3,23 +3,45 @@
 :mod:`despina.query.buckets` answers ``fetch_metric_buckets`` in-process from chunk statistics
 (first, last, min and max only); the server's buckets endpoint also reports finite, NaN and
 ±inf counts and the sum of every bucket, which need every point, so it buckets points already
-read by :func:`despina.query.float_batch.float_series_batch`. The bucket layout is the same:
+read by :func:`despina.query.float_batch.float_series_batch`, a few series at a time
+(:func:`bucket_many`). The bucket layout is the same:
 with ``n`` buckets on ``[x_from, x_to]``, bucket 0 is ``(-inf, x_from]``, bucket ``n`` is
 ``(x_to, +inf)`` and those between have width ``(x_to - x_from) / (n - 1)``.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from despina.query.float_batch import FloatSeries
+from despina.query.float_batch import (
+    ChunkBounds,
+    FloatSeries,
+    attribute_ids,
+    chunk_bounds,
+    chunk_steps,
+    float_series_batch,
+)
+from despina.query.lineage import lineage_links
 
-__all__ = ["BucketStats", "bucket_series", "common_x_range"]
+__all__ = [
+    "READ_POINTS",
+    "BucketStats",
+    "bucket_many",
+    "bucket_series",
+    "common_x_range",
+    "series_extents",
+]
+
+READ_POINTS = 1_000_000
+"""Points (by chunk counts) of the series :func:`bucket_many` reads at once: a request for a
+thousand long series holds a few of them at a time, never all (issue #12, finding 3)."""
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -67,6 +89,142 @@ def common_x_range(
     if x_from is None or x_to is None:
         return None
     return float(x_from), float(x_to)
+
+
+SeriesWant = tuple[int, str, str, bool]
+"""``(run row id, path, lineage mode, include previews)``, as in ``BatchReads``."""
+
+
+def bucket_many(
+    conn: sqlite3.Connection,
+    wanted: Sequence[SeriesWant],
+    lo: int,
+    hi: int,
+    count: int,
+    x_from: float | None,
+    x_to: float | None,
+) -> Iterator[BucketStats | None]:
+    """:func:`bucket_series` of each series in ``wanted`` (points within micro-steps
+    ``[lo, hi]``) on their common x range, in order; None for a series that does not exist or
+    has no point in range.
+
+    The same answers as reading every series and calling :func:`common_x_range`, without
+    holding them together: the range comes from chunk bounds (:func:`series_extents`), then
+    the series are read and bucketed a few at a time, about :data:`READ_POINTS` points each.
+    """
+    plan = _Plan(conn, wanted, lo, hi)
+    x_range: tuple[float, float] | None = None
+    if x_from is not None and x_to is not None:
+        x_range = (float(x_from), float(x_to))
+    else:
+        extents = [e for e in plan.extents() if e is not None]
+        if extents:
+            # the first and last steps as common_x_range takes them from the points
+            x_from = min(float(e[0]) for e in extents) / 1e6 if x_from is None else x_from
+            x_to = max(float(e[1]) for e in extents) / 1e6 if x_to is None else x_to
+            x_range = (float(x_from), float(x_to))
+    group: list[SeriesWant] = []
+    size = 0
+    for i, want in enumerate(wanted):
+        group.append(want)
+        size += plan.points(i)
+        if size >= READ_POINTS or i == len(wanted) - 1:
+            for points in float_series_batch(conn, group, lo, hi):
+                if points is None or not len(points) or x_range is None:
+                    yield None
+                else:
+                    yield bucket_series(points, *x_range, count)
+            group, size = [], 0
+
+
+def series_extents(
+    conn: sqlite3.Connection, wanted: Sequence[SeriesWant], lo: int, hi: int
+) -> list[tuple[int, int] | None]:
+    """``(first step, last step)`` of each series' points within ``[lo, hi]`` (lineage and
+    previews included): the first and last of the points :func:`float_series_batch` reads, in
+    its order; None when it has none.
+    Read from chunk bounds: only chunks cut by a bound or a fork step are decoded."""
+    return _Plan(conn, wanted, lo, hi).extents()
+
+
+class _Plan:
+    """The lineage, attribute ids and chunk bounds of a batch of series (no points)."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, wanted: Sequence[SeriesWant], lo: int, hi: int
+    ) -> None:
+        self.conn, self.wanted, self.lo, self.hi = conn, wanted, lo, hi
+        modes: dict[str, set[int]] = {}
+        for pk, _, mode, _ in wanted:
+            modes.setdefault(mode, set()).add(pk)
+        self.links = {mode: lineage_links(conn, pks, mode) for mode, pks in modes.items()}
+        pairs = {
+            (link.run_pk, path)
+            for pk, path, mode, _ in wanted
+            for link in self.links[mode].get(pk, [])
+        }
+        self.ids = attribute_ids(conn, pairs, "float_series")
+        self.bounds = chunk_bounds(conn, sorted(set(self.ids.values())), lo, hi)
+
+    def _parts(self, i: int) -> Iterator[tuple[ChunkBounds, int, int, int]]:
+        """``(chunk bounds, first index, last index, upper step)`` of the chunks each run of
+        series ``i``'s lineage contributes (ancestors first)."""
+        pk, path, mode, _ = self.wanted[i]
+        for link in reversed(self.links[mode].get(pk, [])):
+            attr_id = self.ids.get((link.run_pk, path))
+            found = self.bounds.get(attr_id) if attr_id is not None else None
+            upper = self.hi if link.upper_step is None else min(self.hi, link.upper_step)
+            if not found or upper < self.lo:
+                continue
+            _, _, firsts, lasts = found
+            k0 = bisect.bisect_left(lasts, self.lo)
+            k1 = bisect.bisect_right(firsts, upper) - 1
+            if k0 <= k1:
+                yield found, k0, k1, upper
+
+    def points(self, i: int) -> int:
+        """At most how many committed points series ``i`` has in range (by chunk counts)."""
+        return sum(sum(found[1][k0 : k1 + 1]) for found, k0, k1, _ in self._parts(i))
+
+    def extents(self) -> list[tuple[int, int] | None]:
+        out: list[tuple[int, int] | None] = []
+        for i, (pk, path, _, with_previews) in enumerate(self.wanted):
+            first: int | None = None
+            last: int | None = None
+            for found, k0, k1, upper in self._parts(i):
+                ids, _, firsts, lasts = found
+                a = self._edge(ids[k0], firsts[k0], lasts[k0], upper, first=True)
+                b = self._edge(ids[k1], firsts[k1], lasts[k1], upper, first=False)
+                if a is not None and b is not None:
+                    # as the points are joined: the first part's first, the last part's last
+                    first = a if first is None else first
+                    last = b
+            own = self.ids.get((pk, path))
+            if with_previews and own is not None:
+                # previews past the last committed step follow the committed points
+                low, high = self.conn.execute(
+                    "SELECT MIN(step), MAX(step) FROM previews "
+                    "WHERE attr_id = ? AND step BETWEEN ? AND ? AND step > ?",
+                    (own, self.lo, self.hi, -1 if last is None else last),
+                ).fetchone()
+                if high is not None:
+                    first = int(low) if first is None else first
+                    last = int(high)
+            out.append(None if first is None or last is None else (first, last))
+        return out
+
+    def _edge(
+        self, chunk_id: int, lo_step: int, hi_step: int, upper: int, *, first: bool
+    ) -> int | None:
+        """The first (or last) step of one chunk within ``[lo, upper]``: its bound when the
+        chunk lies inside, else from its decoded steps."""
+        if self.lo <= lo_step and hi_step <= upper:
+            return lo_step if first else hi_step
+        steps = chunk_steps(self.conn, chunk_id)
+        inside = steps[(steps >= self.lo) & (steps <= upper)]
+        if not len(inside):
+            return None
+        return int(inside[0] if first else inside[-1])
 
 
 def bucket_series(points: FloatSeries, x_from: float, x_to: float, n: int) -> BucketStats:

@@ -26,10 +26,14 @@ from despina.store.codec import decode_floats, decode_ints
 from despina.store.schema import CHUNK_BITS
 
 __all__ = [
+    "ChunkBounds",
     "FlatSeries",
     "FloatSeries",
     "PreviewRow",
+    "attribute_ids",
     "attrs_with_previews",
+    "chunk_bounds",
+    "chunk_steps",
     "float_series_batch",
     "float_series_flat",
     "read_previews",
@@ -68,7 +72,7 @@ class FloatSeries:
 _EMPTY = FloatSeries(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
 
 
-def _attribute_ids(
+def attribute_ids(
     conn: sqlite3.Connection, pairs: set[tuple[int, str]], type_: str
 ) -> dict[tuple[int, str], int]:
     """Attribute ids of ``(run pk, path)`` pairs of one type."""
@@ -232,21 +236,17 @@ Window = tuple[int, int]
 """``(lo, hi)`` micro-steps one request reads of its series."""
 
 
-def _needed_chunks(
-    conn: sqlite3.Connection,
-    attr_of: Sequence[int | None],
-    windows: Sequence[Window],
-    limit: int,
-    *,
-    descending: bool,
-) -> list[int]:
-    """The chunks holding, for each request ``i`` (series ``attr_of[i]``), its first ``limit``
-    points of ``windows[i]`` in the requested order: the tails of long series without their
-    bodies. Only chunk bounds are read here, never their points."""
-    attr_ids = sorted({a for a in attr_of if a is not None})
-    lo = min((w[0] for w in windows), default=0)
-    hi = max((w[1] for w in windows), default=-1)
-    bounds: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
+ChunkBounds = tuple[list[int], list[int], list[int], list[int]]
+"""The chunks of one series as columns ``(chunk ids, point counts, first steps, last steps)``,
+in step order (a series' chunks do not overlap, so both step columns are sorted)."""
+
+
+def chunk_bounds(
+    conn: sqlite3.Connection, attr_ids: Iterable[int], lo: int, hi: int
+) -> dict[int, ChunkBounds]:
+    """Per attribute id, the bounds of its chunks holding steps within ``[lo, hi]``: only the
+    chunk rows' bound columns are read, never their points."""
+    bounds: dict[int, ChunkBounds] = {}
     for part in in_chunks(_chunk_ranges(attr_ids), 200):
         values_sql = ", ".join("(?, ?)" for _ in part)
         params = [bound for pair in part for bound in pair]
@@ -262,11 +262,40 @@ def _needed_chunks(
             counts.append(n)
             firsts.append(first)
             lasts.append(last)
-    for ids, counts, firsts, lasts in bounds.values():  # a series' chunks do not overlap
+    for ids, counts, firsts, lasts in bounds.values():
         if any(a > b for a, b in itertools.pairwise(firsts)):
             order = sorted(range(len(ids)), key=firsts.__getitem__)
             for column in (ids, counts, firsts, lasts):
                 column[:] = [column[k] for k in order]
+    return bounds
+
+
+def chunk_steps(conn: sqlite3.Connection, chunk_id: int) -> Int64s:
+    """The steps of one chunk (its values and timestamps are not decoded)."""
+    row = conn.execute(
+        "SELECT n, step_first, steps FROM chunks WHERE id = ?", (chunk_id,)
+    ).fetchone()
+    if row is None:
+        return np.empty(0, np.int64)
+    n, first, steps = row
+    return np.array([first], np.int64) if n == 1 else decode_ints(steps, n)
+
+
+def _needed_chunks(
+    conn: sqlite3.Connection,
+    attr_of: Sequence[int | None],
+    windows: Sequence[Window],
+    limit: int,
+    *,
+    descending: bool,
+) -> list[int]:
+    """The chunks holding, for each request ``i`` (series ``attr_of[i]``), its first ``limit``
+    points of ``windows[i]`` in the requested order: the tails of long series without their
+    bodies. Only chunk bounds are read here, never their points."""
+    attr_ids = sorted({a for a in attr_of if a is not None})
+    lo = min((w[0] for w in windows), default=0)
+    hi = max((w[1] for w in windows), default=-1)
+    bounds = chunk_bounds(conn, attr_ids, lo, hi)
     needed: set[int] = set()
     for attr_id, (w_lo, w_hi) in zip(attr_of, windows, strict=True):
         found = bounds.get(attr_id) if attr_id is not None else None
@@ -390,7 +419,7 @@ def float_series_batch(
     for pk, path, mode, _ in wanted:
         for link in links_by_mode[mode].get(pk, []):
             pairs.add((link.run_pk, path))
-    ids = _attribute_ids(conn, pairs, "float_series")
+    ids = attribute_ids(conn, pairs, "float_series")
     chunks = _read_chunks(conn, sorted(set(ids.values())), lo, hi)
     preview_ids = sorted({ids[(pk, path)] for pk, path, _, p in wanted if p and (pk, path) in ids})
     previews = read_previews(conn, preview_ids, lo, hi) if preview_ids else {}
@@ -553,7 +582,7 @@ def float_series_flat(
     if not fast:
         return FlatSeries.of(float_series_batch(conn, wanted, lo, hi))
     pairs = {(pk, path) for pk, path, _, _ in wanted}
-    ids = _attribute_ids(conn, pairs, "float_series")
+    ids = attribute_ids(conn, pairs, "float_series")
     chunk_ids = None
     if windows is not None and limit is not None:
         attr_of = [ids.get((pk, path)) for pk, path, _, _ in wanted]

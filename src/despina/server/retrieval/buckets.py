@@ -92,11 +92,12 @@ def buckets(
         wanted = list(unique)
         x_from = getattr(view, "from") if view.HasField("from") else None
         x_to = view.to if view.HasField("to") else None
-        results = reads.buckets(wanted, lo, hi, n, x_from, x_to) if wanted else []
-    encoded = [
-        b"" if r is None else TimeseriesBuckets(bucket=_bucket_messages(r)).SerializeToString()
-        for r in results
-    ]
+        # each series is encoded as it is bucketed: neither its points nor its statistics
+        # are held past it
+        encoded = [
+            b"" if r is None else TimeseriesBuckets(bucket=_bucket_messages(r)).SerializeToString()
+            for r in (reads.iter_buckets(wanted, lo, hi, n, x_from, x_to) if wanted else ())
+        ]
     body = buckets_response(
         [
             (request_id, encoded[which[request_id]] if request_id in which else b"")
