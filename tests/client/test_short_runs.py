@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,37 @@ def test_idle_stores_kept_open_are_bounded(tmp_path: Path) -> None:
     assert len(idle) <= stores_module.MAX_IDLE
     stores_module.close_idle_stores()
     assert not stores_module._entries
+
+
+def test_a_run_closed_by_its_own_error_callback_is_stored_and_closed(home: Path) -> None:
+    # the callback runs on the process's flusher thread, in the middle of the run's flush
+    holder: dict[str, despina.Run] = {}
+    errors: list[BaseException] = []
+
+    def on_error(exc: BaseException, _: float | None) -> None:
+        errors.append(exc)
+        holder["run"].close()
+
+    def scenario() -> None:
+        run = despina.Run(project="ws/p", run_id="cb", on_error_callback=on_error, **QUIET)
+        holder["run"] = run
+        run.log_metrics({"m": 1.0}, step=2)
+        run.log_metrics({"m": 0.5}, step=1)  # not increasing: rejected by the store
+        run.log_configs({"after": 1})
+        run.wait_for_processing(timeout=30)
+
+    worker = threading.Thread(target=scenario)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "waiting for processing hung"
+    assert errors
+    # the close runs on in the callback meanwhile: it ends with the run marked closed
+    conn = sqlite3.connect(home / "despina.db")
+    try:
+        deadline = time.monotonic() + 30
+        while conn.execute("SELECT closed FROM runs WHERE run_id = 'cb'").fetchone() != (1,):
+            assert time.monotonic() < deadline, "closing from the callback hung"
+            time.sleep(0.01)
+    finally:
+        conn.close()
+    assert _attrs(home, "cb")["after"] == 1

@@ -410,7 +410,8 @@ class Flusher:
         self.woken = False
         self.finished = False
         self._finished = threading.Event()
-        self._flushing = threading.Lock()
+        # reentrant: a callback run by a flush (on the flusher thread) may close its own run
+        self._flushing = threading.RLock()
         self._last_failure: str | None = None
         self._file_error = ""
         self._last_write = time.monotonic()
@@ -465,9 +466,13 @@ class Flusher:
         """
         with self._flushing:
             if not self.finished:
-                self._attempt()
+                self._attempt(inline=True)
 
-    def _attempt(self) -> None:
+    def on_flusher_thread(self) -> bool:
+        """Whether the caller is the thread that flushes (a callback of a flush)."""
+        return self._pump is not None and threading.current_thread() is self._pump.thread
+
+    def _attempt(self, *, inline: bool = False) -> None:
         stopping = self.stopping
         now = time.monotonic()
         try:
@@ -475,6 +480,9 @@ class Flusher:
                 self.before_flush(stopping)
             self.flush_once()
         except BaseException as exc:  # data stays in _pending for the retry
+            if inline and not isinstance(exc, Exception):  # Ctrl-C in close(): the caller's
+                self.due = now  # the flusher thread takes over at once
+                raise
             self._failed(exc)
             if stopping and (self.give_up_at is None or time.monotonic() >= self.give_up_at):
                 self._finish()
@@ -596,6 +604,9 @@ class Flusher:
     def wait_for(self, sequence: int, timeout: float | None) -> bool:
         """Wait until everything logged up to ``sequence`` is in the store."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.on_flusher_thread():  # a callback of a flush: waiting here would wait forever
+            self.step()
+            return self.done_sequence >= sequence
         self.wake()
         with self.progress:
             while self.done_sequence < sequence:

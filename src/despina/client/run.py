@@ -583,12 +583,15 @@ class Run:
         if timeout is None:
             # the final flush in this thread: no hand-off to the flusher thread and back
             flusher.stop(give_up_at, wake=False)
-            flusher.finish_inline()
-            if flusher.is_alive():  # it failed: the flusher thread retries until give_up_at
-                flusher.wake()
+            try:
+                flusher.finish_inline()
+            finally:
+                if flusher.is_alive():  # it failed: the flusher thread retries until give_up_at
+                    flusher.wake()
         else:
             flusher.stop(give_up_at)
-        flusher.join(timeout)
+        # a callback of a flush closing its run cannot wait for the thread that runs it
+        flusher.join(0 if flusher.on_flusher_thread() else timeout)
         if flusher.is_alive():
             logger.warning(
                 "despina: run %r closed before everything was stored (timeout %s s)",
