@@ -37,21 +37,6 @@ class SourceTrackingConfig:
     upload_diff_upstream: bool = False
 
 
-def _git(cwd: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def _git_many(cwd: Path, *commands: tuple[str, ...]) -> list[str | None]:
     """Several git commands at once (each is mostly process start-up): their outputs."""
     procs: list[subprocess.Popen[str] | None] = []
@@ -103,18 +88,18 @@ def _git_facts(cwd: Path) -> dict[str, Any]:
     """The git facts of the checkout holding ``cwd``, without namespace; empty outside one."""
     if not _maybe_in_checkout(cwd):
         return {}
-    top = _git(cwd, "rev-parse", "--show-toplevel")
-    if top is None:
-        return {}
-    root = Path(top)
-    out: dict[str, Any] = {}
-    log, branch, remotes, status = _git_many(
-        root,
+    # all at once from ``cwd`` (git finds the checkout from any directory inside it)
+    top, log, branch, remotes, status = _git_many(
+        cwd,
+        ("rev-parse", "--show-toplevel"),
         ("log", "-1", "--format=%H%x00%s%x00%an%x00%ae%x00%cI"),
         ("rev-parse", "--abbrev-ref", "HEAD"),
         ("remote", "-v"),
         ("status", "--porcelain", "--untracked-files=no"),
     )
+    if top is None:
+        return {}
+    out: dict[str, Any] = {}
     if log:
         commit, message, author, email, date = (log.split("\x00") + [""] * 5)[:5]
         out["commit/commit_id"] = commit
