@@ -110,24 +110,46 @@ def _chunk_ranges(attr_ids: Iterable[int]) -> list[tuple[int, int]]:
     return ranges
 
 
+ChunkEntry = tuple[int, int, Int64s | int, Float64s | float, Int64s | int]
+
+
 def _read_chunks(
-    conn: sqlite3.Connection, attr_ids: Sequence[int], lo: int, hi: int
-) -> dict[int, list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]]]:
-    """Chunks of many series within ``[lo, hi]``: per attribute id, ``(first, last, steps,
-    values, timestamps)`` in order; single-point chunks come back as scalars."""
-    out: dict[int, list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]]] = {}
-    for part in in_chunks(_chunk_ranges(attr_ids), 200):
-        values_sql = ", ".join("(?, ?)" for _ in part)
-        params = [bound for pair in part for bound in pair]
-        rows = conn.execute(
-            f"WITH w(lo, hi) AS (VALUES {values_sql}) "
-            "SELECT c.id, c.n, c.step_first, c.step_last, c.ts_first, c.steps, c.vals, c.ts "
-            "FROM w JOIN chunks c ON c.id BETWEEN w.lo AND w.hi "
-            "WHERE c.step_last >= ? AND c.step_first <= ?",
-            (*params, lo, hi),
-        )
-        for chunk_id, n, first, last, ts_first, steps, vals, ts in rows:
+    conn: sqlite3.Connection,
+    attr_ids: Sequence[int],
+    lo: int,
+    hi: int,
+    chunk_ids: Sequence[int] | None = None,
+) -> dict[int, list[ChunkEntry]]:
+    """Chunks of many series within ``[lo, hi]`` (with ``chunk_ids``: only those chunks): per
+    attribute id, ``(first, last, steps, values, timestamps)`` in order; single-point chunks
+    come back as scalars."""
+    out: dict[int, list[ChunkEntry]] = {}
+    columns = "c.id, c.n, c.step_first, c.step_last, c.ts_first, c.steps, c.vals, c.ts"
+    queries: list[tuple[str, list[int]]] = []
+    if chunk_ids is not None:
+        for ids_part in in_chunks(list(chunk_ids)):
+            queries.append(
+                (
+                    f"SELECT {columns} FROM chunks c WHERE c.id IN ({marks(len(ids_part))})",
+                    list(ids_part),
+                )
+            )
+    else:
+        for part in in_chunks(_chunk_ranges(attr_ids), 200):
+            values_sql = ", ".join("(?, ?)" for _ in part)
+            params = [bound for pair in part for bound in pair]
+            queries.append(
+                (
+                    f"WITH w(lo, hi) AS (VALUES {values_sql}) SELECT {columns} "
+                    "FROM w JOIN chunks c ON c.id BETWEEN w.lo AND w.hi "
+                    "WHERE c.step_last >= ? AND c.step_first <= ?",
+                    [*params, lo, hi],
+                )
+            )
+    for sql, params in queries:
+        for chunk_id, n, first, last, ts_first, steps, vals, ts in conn.execute(sql, params):
             attr_id = chunk_id >> CHUNK_BITS
+            entry: ChunkEntry
             if n == 1:
                 entry = (first, last, first, _DOUBLE.unpack_from(vals)[0], ts_first)
             else:
@@ -315,6 +337,58 @@ def _needed_chunks(
     return sorted(needed)
 
 
+LineagePart = tuple[ChunkBounds, int]
+"""The chunk bounds of one run's series in a lineage and the highest step it contributes."""
+
+
+def _lineage_window_chunks(
+    parts: Sequence[LineagePart], window: Window, limit: int, *, descending: bool
+) -> list[int]:
+    """The chunks holding the first ``limit`` points of ``window`` (in the requested order)
+    of a series joined from ``parts`` (ancestors first, each up to its step): the parts are
+    walked in order (descending: from the run itself back), each within the window cut at its
+    step, until whole chunks inside make up ``limit`` points."""
+    w_lo, w_hi = window
+    needed: list[int] = []
+    sure = 0  # points certainly inside the window: whole chunks only
+    for (ids, counts, firsts, lasts), upper in reversed(parts) if descending else parts:
+        p_hi = min(w_hi, upper)
+        if w_lo > p_hi:
+            continue
+        if descending:
+            k, stop, move = bisect.bisect_right(firsts, p_hi) - 1, -1, -1
+        else:
+            k, stop, move = bisect.bisect_left(lasts, w_lo), len(ids), 1
+        while k != stop and sure < limit and firsts[k] <= p_hi and lasts[k] >= w_lo:
+            needed.append(ids[k])
+            if w_lo <= firsts[k] and lasts[k] <= p_hi:
+                sure += counts[k]
+            k += move
+        if sure >= limit:
+            break
+    return needed
+
+
+def _lineage_last_step(
+    conn: sqlite3.Connection, parts: Sequence[LineagePart], lo: int
+) -> int | None:
+    """The last committed step at or above ``lo`` of a series joined from ``parts``, as a full
+    read would end (its last non-empty part's last point), from chunk bounds: only a chunk
+    cut by a part's step is decoded."""
+    for (ids, _, firsts, lasts), upper in reversed(parts):
+        k0 = bisect.bisect_left(lasts, lo)
+        k1 = bisect.bisect_right(firsts, upper) - 1
+        if k0 > k1:
+            continue
+        if lo <= firsts[k1] and lasts[k1] <= upper:
+            return lasts[k1]
+        steps = chunk_steps(conn, ids[k1])
+        inside = steps[(steps >= lo) & (steps <= upper)]
+        if len(inside):
+            return int(inside[-1])
+    return None
+
+
 def _assemble(
     chunks: list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]],
     lo: int,
@@ -405,11 +479,21 @@ def float_series_batch(
     wanted: Sequence[tuple[int, str, str, bool]],
     lo: int,
     hi: int,
+    *,
+    windows: Sequence[Window] | None = None,
+    limit: int | None = None,
+    descending: bool = False,
 ) -> list[FloatSeries | None]:
     """Points of many float series ``(run pk, path, lineage mode, include previews)``.
 
     Steps are in micro-steps, within ``[lo, hi]``. None marks a series that does not exist for
     the run (not even through its lineage).
+
+    With ``windows`` (per series, within ``[lo, hi]``) and ``limit``, only the chunks holding
+    the first ``limit`` points of each window in the requested order are read, along the
+    lineage (the parent's points up to the fork step, then the run's own): a series may come
+    back with more points than those, never with fewer, and its previews are the same as a
+    full read's (they follow the last committed step, taken from chunk bounds).
     """
     modes: dict[str, set[int]] = {}
     for pk, _, mode, _ in wanted:
@@ -420,11 +504,28 @@ def float_series_batch(
         for link in links_by_mode[mode].get(pk, []):
             pairs.add((link.run_pk, path))
     ids = attribute_ids(conn, pairs, "float_series")
-    chunks = _read_chunks(conn, sorted(set(ids.values())), lo, hi)
+    last_committed: dict[int, int | None] = {}  # windowed reads: per series with previews
+    if windows is not None and limit is not None:
+        bounds = chunk_bounds(conn, sorted(set(ids.values())), lo, hi)
+        needed: set[int] = set()
+        for i, (pk, path, mode, with_previews) in enumerate(wanted):
+            lineage: list[LineagePart] = []
+            for link in reversed(links_by_mode[mode].get(pk, [])):  # ancestors first
+                attr_id = ids.get((link.run_pk, path))
+                extent = bounds.get(attr_id) if attr_id is not None else None
+                if extent:
+                    upper = hi if link.upper_step is None else min(hi, link.upper_step)
+                    lineage.append((extent, upper))
+            needed.update(_lineage_window_chunks(lineage, windows[i], limit, descending=descending))
+            if with_previews:
+                last_committed[i] = _lineage_last_step(conn, lineage, lo)
+        chunks = _read_chunks(conn, (), lo, hi, sorted(needed))
+    else:
+        chunks = _read_chunks(conn, sorted(set(ids.values())), lo, hi)
     preview_ids = sorted({ids[(pk, path)] for pk, path, _, p in wanted if p and (pk, path) in ids})
     previews = read_previews(conn, preview_ids, lo, hi) if preview_ids else {}
     out: list[FloatSeries | None] = []
-    for pk, path, mode, with_previews in wanted:
+    for i, (pk, path, mode, with_previews) in enumerate(wanted):
         links = links_by_mode[mode].get(pk, [])
         parts: list[FloatSeries] = []
         exists = False
@@ -459,8 +560,12 @@ def float_series_batch(
             preview = np.zeros(committed + len(extra or ()), np.bool_)
             completion = np.ones(committed + len(extra or ()), np.float32)
             if extra:
-                last_committed = int(result.steps[-1]) if committed else -1
-                extra = [p for p in extra if p[0] > last_committed]
+                if i in last_committed:  # a windowed read: what a full read would end at
+                    last = last_committed[i]
+                    after = -1 if last is None else last
+                else:
+                    after = int(result.steps[-1]) if committed else -1
+                extra = [p for p in extra if p[0] > after]
                 preview = preview[: committed + len(extra)]
                 completion = completion[: committed + len(extra)]
                 result = FloatSeries(
@@ -564,9 +669,10 @@ def float_series_flat(
     series (a sweep of many runs) cost microseconds each.
 
     With ``windows`` (per series, within ``[lo, hi]``) and ``limit``, only the first ``limit``
-    points of each window in the requested order are needed: the fast path then reads only
-    the chunks holding them (series may come back with more points than that, never with
-    fewer of those), so the tail of a long series costs its tail.
+    points of each window in the requested order are needed: only the chunks holding them are
+    read (series may come back with more points than that, never with fewer of those), so the
+    tail of a long series costs its tail; series with previews or inherited points too
+    (:func:`float_series_batch`).
     """
     fast = not any(preview for *_, preview in wanted)
     if fast:
@@ -579,8 +685,12 @@ def float_series_flat(
             ):
                 fast = False
                 break
-    if not fast:
-        return FlatSeries.of(float_series_batch(conn, wanted, lo, hi))
+    if not fast:  # previews or inherited points: windowed along each lineage
+        return FlatSeries.of(
+            float_series_batch(
+                conn, wanted, lo, hi, windows=windows, limit=limit, descending=descending
+            )
+        )
     pairs = {(pk, path) for pk, path, _, _ in wanted}
     ids = attribute_ids(conn, pairs, "float_series")
     chunk_ids = None
