@@ -25,6 +25,7 @@ from despina.server.ui.tables import (
     read_page,
 )
 from despina.store.access import list_project_infos
+from despina.store.runs_table import newest_run_attributes, project_run_counts, run_is_trashed
 from despina.store.sysattrs import SYS_COLUMNS, SYS_STRING_SETS
 
 __all__ = [
@@ -49,12 +50,7 @@ MAX_SPARKLINES = 300
 def projects_data(service: QueryService, reaches: Any) -> dict[str, Any]:
     """The projects ``reaches(name)`` allows, with their run counts."""
     store = service.store
-    counts = dict(
-        store.connection().execute(
-            "SELECT project_id, count(*) FROM runs WHERE kind = 'run' AND trashed = 0 "
-            "GROUP BY project_id"
-        )
-    )
+    counts = project_run_counts(store)
     projects = [
         {
             "name": info.full_name,
@@ -74,16 +70,7 @@ def default_columns(service: QueryService, project: str, kind: str) -> list[str]
     """Columns shown before the user picks any: a few ``sys/`` fields, up to three configs and
     up to four metrics (losses and accuracies first) of the newest run."""
     with service.snapshot(project) as snap:
-        row = snap.conn.execute(
-            "SELECT id FROM runs WHERE project_id = ? AND kind = 'run' AND trashed = 0 "
-            "ORDER BY creation_ms DESC LIMIT 1",
-            (snap.project_id,),
-        ).fetchone()
-        pairs = []
-        if row is not None:
-            pairs = snap.conn.execute(
-                "SELECT path, type FROM attributes WHERE run_id = ? ORDER BY path", (row[0],)
-            ).fetchall()
+        pairs = newest_run_attributes(snap)
     columns = (["sys/experiment/name"] if kind == "run" else []) + list(SYS_TABLE_COLUMNS)
     configs = [
         p for p, t in pairs if t in ("float", "int", "string", "bool") and not p.startswith("sys/")
@@ -244,11 +231,7 @@ def run_data(service: QueryService, project: str, run_id: str) -> dict[str, Any]
     container = _run_container(service, project, run_id)
     with service.snapshot(project) as snap:
         table = snap.table([container], restrict_types(AttributeFilter(), None))
-        trashed = bool(
-            snap.conn.execute("SELECT trashed FROM runs WHERE id = ?", (container.pk,)).fetchone()[
-                0
-            ]
-        )
+        trashed = run_is_trashed(snap, container.pk)
         floats = snap.series([container], restrict_types(AttributeFilter(), ["float_series"]))
         counts = {_path(floats, i): int(floats.count[i]) for i in range(len(floats))}
         spark_paths = sorted(counts)[:MAX_SPARKLINES]

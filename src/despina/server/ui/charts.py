@@ -182,7 +182,7 @@ def _from_blocks(
     buckets: int,
 ) -> tuple[list[Line], tuple[float, float] | None]:
     database = str(snap.service.store.db_path)
-    found = _summaries.lineage_blocks(snap.conn, database, series, _summaries.shared_cache())
+    found = _summaries.lineage_blocks(snap, database, series, _summaries.shared_cache())
     nonempty = [b for b in found if len(b)]
     if not nonempty:
         return [_line(label, *(np.empty(0),) * 4, 0) for label in labels], None

@@ -17,7 +17,6 @@ points and the drawn point is a real point; bucket edges are only as regular as 
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,7 +26,9 @@ import numpy.typing as npt
 
 from despina.errors import ConfigError
 from despina.query.points import SeriesSet, attr_chain, effective_links
-from despina.store.series import LineageLink, chunk_rowid_range, read_float_points
+from despina.store.chart_series import chunk_signature, own_float_points
+from despina.store.reads import ProjectReads
+from despina.store.series import LineageLink
 
 __all__ = [
     "BLOCK",
@@ -116,22 +117,16 @@ class SummaryCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def blocks(self, conn: sqlite3.Connection, database: str, attr_id: int) -> Blocks:
+    def blocks(self, reads: ProjectReads, database: str, attr_id: int) -> Blocks:
         """The blocks of the own points of series ``attr_id`` (summarised on first use)."""
-        lo, hi = chunk_rowid_range(attr_id)
-        row = conn.execute(
-            "SELECT count(*), coalesce(sum(n), 0), coalesce(max(step_last), -1) FROM chunks "
-            "WHERE id BETWEEN ? AND ?",
-            (lo, hi),
-        ).fetchone()
-        signature = (int(row[0]), int(row[1]), int(row[2]))
+        signature = chunk_signature(reads, attr_id)
         key = (database, attr_id)
         with self._lock:
             found = self._entries.get(key)
             if found is not None and found[0] == signature:
                 self._entries.move_to_end(key)
                 return found[1]
-        points = read_float_points(conn, attr_id)
+        points = own_float_points(reads, attr_id)
         blocks = summarise(points.steps / MICRO, points.values)
         with self._lock:
             old = self._entries.pop(key, None)
@@ -166,7 +161,7 @@ def shared_cache() -> SummaryCache:
 
 
 def lineage_blocks(
-    conn: sqlite3.Connection, database: str, series: SeriesSet, cache: SummaryCache
+    reads: ProjectReads, database: str, series: SeriesSet, cache: SummaryCache
 ) -> list[Blocks]:
     """Per series of ``series``, the blocks of its points through its full lineage.
 
@@ -174,6 +169,9 @@ def lineage_blocks(
     the fork step is summarised again from its points at or below it.
     """
     memo: dict[int, list[LineageLink]] = {}
+    # the query package's lineage helpers still take the connection (they move behind the
+    # store contract with the rest of despina.query)
+    conn = reads.conn
     out = []
     for i in range(len(series)):
         request = series.request(i)
@@ -181,7 +179,7 @@ def lineage_blocks(
         for link, attr_id in attr_chain(
             conn, request, effective_links(conn, request, "full", memo)
         ):
-            blocks = cache.blocks(conn, database, attr_id)
+            blocks = cache.blocks(reads, database, attr_id)
             if link.upper_step is None:
                 parts.append(blocks)
                 continue
@@ -190,7 +188,7 @@ def lineage_blocks(
             parts.append(blocks.take(slice(0, whole)))
             if whole < len(blocks) and blocks.first_x[whole] <= upper:
                 start = round(float(blocks.first_x[whole]) * MICRO)
-                points = read_float_points(conn, attr_id, start, link.upper_step)
+                points = own_float_points(reads, attr_id, start, link.upper_step)
                 parts.append(summarise(points.steps / MICRO, points.values, block=len(points) or 1))
         out.append(Blocks.concat(parts))
     return out

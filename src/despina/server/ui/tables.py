@@ -1,10 +1,10 @@
 """The runs table of the web UI: one page of runs at a time, sorted by any column.
 
 The query service's ``Snapshot.search`` answers whole result sets; a table of 100,000 runs must
-not load them all, so this module asks the store for a count and one page (``LIMIT``/``OFFSET``)
-with the same filter compiler and ``sys/`` columns, then reads the page's cells through
-``Snapshot.table``. Trashed runs are left out unless asked for; model-registry objects never
-appear.
+not load them all, so this module asks the store for a count and one page
+(``despina.store.runs_table``, with the same filter compiler and ``sys/`` columns), then reads
+the page's cells through ``Snapshot.table``. Trashed runs are left out unless asked for;
+model-registry objects never appear.
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from despina.errors import InvalidQuery
-from despina.nql import compile_query
 from despina.query.filters import AttributeFilter
 from despina.query.resolve import Selector, restrict_types
 from despina.query.service import Container, Snapshot
-from despina.store.sysattrs import SYS_COLUMNS, SYS_STRING_SETS
+from despina.store.runs_table import SORTABLE_TYPES, RunRow, find_runs, runs_page
 
 __all__ = [
     "DEFAULT_SORT",
     "MAX_PAGE",
+    "SORTABLE_TYPES",
     "Cell",
     "RunsPage",
     "RunsRequest",
@@ -40,10 +39,6 @@ MAX_PAGE = 500
 DEFAULT_SORT = "sys/creation_time"
 
 ViewKind = Literal["experiment", "run"]
-_NUMERIC = frozenset({"float", "int", "bool", "datetime", "float_series"})
-_TEXT = frozenset({"string", "string_series", "string_set"})
-SORTABLE_TYPES = _NUMERIC | _TEXT
-"""Types a column can be sorted by (files and histograms cannot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,40 +81,16 @@ def exact_selector(names: Sequence[str], types: Sequence[str] | None = None) -> 
     return restrict_types(AttributeFilter(name=list(names)), types)
 
 
-def _sort_type(snap: Snapshot, path: str) -> str | None:
-    """The type a column sorts by: its sys type, else the most common sortable stored type."""
-    column = SYS_COLUMNS.get(path)
-    if column is not None:
-        return column.type
-    if path in SYS_STRING_SETS:
-        return "string_set"
-    rows = snap.conn.execute(
-        "SELECT a.type, count(*) AS n FROM attributes a JOIN runs r ON r.id = a.run_id "
-        "WHERE a.path = ? AND r.project_id = ? GROUP BY a.type ORDER BY n DESC",
-        (path, snap.project_id),
-    ).fetchall()
-    for type_, _ in rows:
-        if type_ in SORTABLE_TYPES:
-            return str(type_)
-    if rows:
-        raise InvalidQuery(
-            f"column {path!r} has type {rows[0][0]}, which cannot be sorted; sort by a number, "
-            "string, date, tag set or series column"
-        )
-    return None
-
-
-def _sort_sql(path: str, type_: str | None) -> tuple[str, list[Any]]:
-    column = SYS_COLUMNS.get(path)
-    if column is not None:
-        return column.sql, []
-    if type_ is None:
-        return "NULL", []
-    value = "a.num" if type_ in _NUMERIC else "a.text"
-    return (
-        f"(SELECT {value} FROM attributes a WHERE a.run_id = r.id AND a.path = ? AND a.type = ? "
-        "AND (a.count IS NULL OR a.count > 0))",
-        [path, type_],
+def _container(snap: Snapshot, row: RunRow) -> Container:
+    return Container(
+        row.pk,
+        row.label,
+        snap.project,
+        row.experiment_name,
+        row.parent_pk,
+        row.fork_step,
+        row.creation_ms,
+        row.sort_key,
     )
 
 
@@ -130,42 +101,24 @@ def read_page(snap: Snapshot, request: RunsRequest, columns: Sequence[str]) -> R
         NqlError: the filter does not parse or resolve (with its position).
         InvalidQuery: the sort column cannot be sorted.
     """
-    where = ["r.project_id = ?", "r.kind = 'run'"]
-    params: list[Any] = [snap.project_id]
-    if not request.trashed:
-        where.append("r.trashed = 0")
-    if request.kind == "experiment":
-        where.append("r.is_head = 1 AND r.experiment_name IS NOT NULL")
-    if request.nql.strip():
-        fragment, nql_params = compile_query(request.nql, now_ms=snap.now_ms)
-        where.append(f"({fragment})")
-        params.extend(nql_params)
-    sql_where = " AND ".join(where)
-    source = "FROM runs r JOIN projects p ON p.id = r.project_id"
-    total = int(
-        snap.conn.execute(f"SELECT count(*) {source} WHERE {sql_where}", params).fetchone()[0]
+    found = runs_page(
+        snap,
+        kind=request.kind,
+        nql=request.nql,
+        sort=request.sort,
+        direction=request.direction,
+        offset=request.offset,
+        limit=request.limit,
+        trashed=request.trashed,
     )
-    sort_type = _sort_type(snap, request.sort)
-    key, key_params = _sort_sql(request.sort, sort_type)
-    order = "DESC" if request.direction == "desc" else "ASC"
-    label = "r.experiment_name" if request.kind == "experiment" else "r.run_id"
-    sql = (
-        f"SELECT r.id, {label}, r.experiment_name, r.parent_id, r.fork_step, r.creation_ms, "
-        f"r.trashed, r.run_id, {key} AS k {source} WHERE {sql_where} "
-        f"ORDER BY k IS NULL, k {order}, r.creation_ms {order}, r.id {order} LIMIT ? OFFSET ?"
-    )
-    rows = snap.conn.execute(sql, [*key_params, *params, request.limit, request.offset]).fetchall()
-    containers = [
-        Container(pk, str(label_), snap.project, exp, parent, fork, created, k)
-        for pk, label_, exp, parent, fork, created, _, _, k in rows
-    ]
+    containers = [_container(snap, row) for row in found.rows]
     page = RunsPage(
         request,
-        total,
-        sort_type,
+        found.total,
+        found.sort_type,
         containers,
-        [bool(row[6]) for row in rows],
-        [str(row[7]) for row in rows],
+        [row.trashed for row in found.rows],
+        [row.run_id for row in found.rows],
     )
     page.cells = read_cells(snap, containers, columns)
     return page
@@ -200,15 +153,4 @@ def _plain(value: Any) -> Any:
 def find_containers(snap: Snapshot, run_ids: Sequence[str]) -> list[Container]:
     """The runs with these ``sys/custom_run_id`` values (trashed ones too), in the given order;
     unknown ids are left out."""
-    found: dict[str, Container] = {}
-    ids = list(dict.fromkeys(run_ids))
-    for start in range(0, len(ids), 900):
-        batch = ids[start : start + 900]
-        marks = ",".join("?" * len(batch))
-        for pk, run_id, exp, parent, fork, created in snap.conn.execute(
-            "SELECT id, run_id, experiment_name, parent_id, fork_step, creation_ms FROM runs "
-            f"WHERE project_id = ? AND kind = 'run' AND run_id IN ({marks})",
-            [snap.project_id, *batch],
-        ):
-            found[run_id] = Container(pk, run_id, snap.project, exp, parent, fork, created)
-    return [found[i] for i in ids if i in found]
+    return [_container(snap, row) for row in find_runs(snap, run_ids)]
