@@ -36,6 +36,7 @@ from despina.store.access import (
     add_api_key,
     consume_refresh_token,
     find_api_key,
+    find_refresh_token,
     save_refresh_token,
     sha256_hex,
 )
@@ -318,14 +319,10 @@ class Authenticator:
         """The key id of a stored, unexpired refresh token (a read: no write lock)."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_CHARS:
             return None
-        with self.store.read() as conn:
-            row = conn.execute(
-                "SELECT key_id, expires_ms FROM refresh_tokens WHERE token_sha256 = ?",
-                (sha256_hex(refresh_token),),
-            ).fetchone()
-        if row is None or row[1] <= int(time.time() * 1000):
+        found = find_refresh_token(self.store, refresh_token)
+        if found is None or found[1] <= int(time.time() * 1000):
             return None
-        return str(row[0])
+        return found[0]
 
     def _issue(self, key: ApiKey, base_url: str) -> TokenPair:
         now = int(time.time())

@@ -25,6 +25,7 @@ __all__ = [
     "consume_refresh_token",
     "find_api_key",
     "find_project",
+    "find_refresh_token",
     "find_request",
     "find_run_pk",
     "list_api_keys",
@@ -135,6 +136,17 @@ def save_refresh_token(store: Store, token: str, key_id: str, expires_ms: int) -
             "VALUES (?, ?, ?)",
             (sha256_hex(token), key_id, expires_ms),
         )
+
+
+def find_refresh_token(store: Store, token: str) -> tuple[str, int] | None:
+    """``(key id, expiry in epoch ms)`` of a stored refresh token, expired or not; None if
+    unknown. A read: it never takes the store's write lock."""
+    with store.read() as conn:
+        row = conn.execute(
+            "SELECT key_id, expires_ms FROM refresh_tokens WHERE token_sha256 = ?",
+            (sha256_hex(token),),
+        ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
 
 
 def consume_refresh_token(store: Store, token: str) -> str | None:
