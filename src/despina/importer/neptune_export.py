@@ -36,10 +36,12 @@ from despina.importer.report import ImportReport, RunReport, SkippedRun
 from despina.store.imports import (
     RECORDED_PARENT,
     RECORDED_STEP,
+    existing_project_key,
     import_run,
     project_key,
     reserve_run_numbers,
     stored_run_ids,
+    stored_sys_id,
 )
 from despina.store.runs import NAME_LIMIT_BYTES
 from despina.store.sqlite import DB_FILE, Store
@@ -446,17 +448,9 @@ def _prepare_project(
     preferred = keys.most_common(1)[0][0] if keys else None
     if dry_run or store is None:
         if store is not None:
-            workspace, name = parse_project(target)
-            row = (
-                store.connection()
-                .execute(
-                    "SELECT project_key FROM projects WHERE workspace = ? AND name = ?",
-                    (workspace, name),
-                )
-                .fetchone()
-            )
-            if row is not None:
-                return str(row[0])
+            existing = existing_project_key(store, target)
+            if existing is not None:
+                return existing
         return preferred or ""
     key = project_key(store, target, preferred=preferred)
     numbers = [
@@ -564,7 +558,7 @@ def _import_one(
         entry.table = None
         rr.status = "exists"
         if store is not None:
-            rr.sys_id = _stored_sys_id(store, entry.target, entry.run_id)
+            rr.sys_id = stored_sys_id(store, entry.target, entry.run_id)
         return
     parent = None if parent_index is None else group[parent_index]
     fork_run_id, fork_step, recorded = _fork_of(entry, parent, orphan, broken, present)
@@ -611,17 +605,3 @@ def _import_one(
             f"{rr.sys_id!r}",
             "sys/id",
         )
-
-
-def _stored_sys_id(store: Store, project: str, run_id: str) -> str | None:
-    workspace, name = parse_project(project)
-    row = (
-        store.connection()
-        .execute(
-            "SELECT p.project_key || '-' || r.short_no FROM runs r JOIN projects p "
-            "ON p.id = r.project_id WHERE p.workspace = ? AND p.name = ? AND r.run_id = ?",
-            (workspace, name, run_id),
-        )
-        .fetchone()
-    )
-    return None if row is None else str(row[0])

@@ -50,10 +50,12 @@ __all__ = [
     "ImportOutcome",
     "ImportedRun",
     "PointSeries",
+    "existing_project_key",
     "import_run",
     "project_key",
     "reserve_run_numbers",
     "stored_run_ids",
+    "stored_sys_id",
 ]
 
 Int64s = npt.NDArray[np.int64]
@@ -185,6 +187,37 @@ def stored_run_ids(store: Store, project: str) -> set[str]:
         (workspace, name),
     )
     return {run_id for (run_id,) in rows}
+
+
+def existing_project_key(store: Store, project: str) -> str | None:
+    """The key (``sys/id`` prefix) of ``project``; None if the project does not exist (it is
+    not created)."""
+    workspace, name = parse_project(project)
+    row = (
+        store.connection()
+        .execute(
+            "SELECT project_key FROM projects WHERE workspace = ? AND name = ?",
+            (workspace, name),
+        )
+        .fetchone()
+    )
+    return None if row is None else str(row[0])
+
+
+def stored_sys_id(store: Store, project: str, run_id: str) -> str | None:
+    """The ``sys/id`` (project key and number) the store gave run ``run_id`` of ``project``;
+    None if there is no such run."""
+    workspace, name = parse_project(project)
+    row = (
+        store.connection()
+        .execute(
+            "SELECT p.project_key || '-' || r.short_no FROM runs r JOIN projects p "
+            "ON p.id = r.project_id WHERE p.workspace = ? AND p.name = ? AND r.run_id = ?",
+            (workspace, name, run_id),
+        )
+        .fetchone()
+    )
+    return None if row is None else str(row[0])
 
 
 def project_key(store: Store, project: str, *, preferred: str | None = None) -> str:
