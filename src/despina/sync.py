@@ -9,9 +9,8 @@ when nothing is left. Applying is idempotent: a queue synced twice changes nothi
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from despina.client.run import _os_user
 from despina.errors import ConfigError, StoreError
 from despina.store.batch import Batch, IngestIssue
 from despina.store.blobs import put_blob
+from despina.store.op_queues import OperationQueue
 from despina.store.runs import create_run
 from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
@@ -63,12 +63,6 @@ def find_queues(path: Path) -> list[Path]:
     )
 
 
-def _operations(conn: sqlite3.Connection) -> Iterator[tuple[int, int, bytes]]:
-    yield from conn.execute(
-        "SELECT sequence_id, operation_type, operation FROM run_operations ORDER BY sequence_id"
-    )
-
-
 def sync_queue(
     store: Store,
     queue: Path,
@@ -91,14 +85,8 @@ def sync_queue(
 
     from despina.server.ingest import _run_spec, decode_snapshots
 
-    conn = sqlite3.connect(queue, isolation_level=None)
-    try:
-        try:
-            project, run_id, version = conn.execute(
-                "SELECT project, run_id, version FROM metadata"
-            ).fetchone()
-        except (sqlite3.Error, TypeError) as exc:
-            raise ConfigError(f"{str(queue)!r} is not a run operations queue: {exc}") from None
+    with OperationQueue(queue) as ops:
+        project, run_id, version = ops.metadata()
         if version != "v5":
             raise ConfigError(
                 f"{str(queue)!r} has queue format {version!r}; despina reads format 'v5' "
@@ -121,7 +109,7 @@ def sync_queue(
                 result.issues.extend(writer.apply(batch))
             pending.clear()
 
-        for sequence, kind, blob in _operations(conn):
+        for sequence, kind, blob in ops.operations():
             if kind == CREATE_RUN:
                 flush()
                 op = RunOperation(project=project, run_id=run_id)
@@ -140,15 +128,10 @@ def sync_queue(
         result.operations = len(applied)
         if writer is not None:
             result.files, result.missing_files, result.refused_files = _copy_files(
-                store, conn, writer, queue.parent, files_from
+                store, ops, writer, queue.parent, files_from
             )
-        conn.executemany(
-            "DELETE FROM run_operations WHERE sequence_id = ?", [(s,) for s in applied]
-        )
-        left = conn.execute("SELECT count(*) FROM run_operations").fetchone()[0]
-        left += conn.execute("SELECT count(*) FROM file_upload_requests").fetchone()[0]
-    finally:
-        conn.close()
+        ops.delete_operations(applied)
+        left = ops.remaining()
     if left == 0:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{queue}{suffix}").unlink(missing_ok=True)
@@ -158,7 +141,7 @@ def sync_queue(
 
 def _copy_files(
     store: Store,
-    conn: sqlite3.Connection,
+    ops: OperationQueue,
     writer: RunWriter,
     queue_dir: Path,
     files_from: Sequence[Path],
@@ -172,9 +155,8 @@ def _copy_files(
     batch = Batch()
     own = queue_dir.resolve()
     allowed = [own, *(d.resolve() for d in files_from)]
-    for request_id, source, destination, mime, temporary in conn.execute(
-        "SELECT id, source_path, destination, mime_type, is_temporary FROM file_upload_requests"
-    ).fetchall():
+    for upload in ops.file_uploads():
+        source = upload.source_path
         # resolved first: a link inside the queue's directory may point anywhere
         path = (own / str(source)).resolve()
         if not any(path.is_relative_to(d) for d in allowed):
@@ -184,14 +166,14 @@ def _copy_files(
             missing.append(str(source))
             continue
         sha, size = put_blob(store.blobs_dir, path)
-        batch.blobs.append((destination, sha, size, mime))
-        done.append(request_id)
+        batch.blobs.append((upload.destination, sha, size, upload.mime_type))
+        done.append(upload.id)
         copied += 1
-        if temporary and path.is_relative_to(own):
+        if upload.is_temporary and path.is_relative_to(own):
             path.unlink(missing_ok=True)
     if batch.blobs:
         writer.apply(batch)
-        conn.executemany("DELETE FROM file_upload_requests WHERE id = ?", [(i,) for i in done])
+        ops.delete_file_uploads(done)
     return copied, missing, refused
 
 
