@@ -164,13 +164,15 @@ def _fds() -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 def test_a_thousand_short_runs_leave_no_threads_or_descriptors(home: Path) -> None:
-    def one(i: int) -> None:
+    def one(i: int, wait: bool = False) -> None:
         run = despina.Run(project="ws/sweep", **QUIET)
         run.log_configs({"lr": i * 1e-4, "opt": "adam"})
         run.log_metrics({"loss": 1.0 / (i + 1)}, step=0)
+        if wait:  # the flusher thread writes too: its connection exists from here on
+            assert run.wait_for_processing()
         run.close()
 
-    one(0)  # the process-wide store and flusher thread exist from the first run on
+    one(0, wait=True)  # the process-wide store and flusher thread exist from the first run on
     threads, fds = len(threading.enumerate()), _fds()
     for i in range(1, 1000):
         one(i)
