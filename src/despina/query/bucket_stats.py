@@ -11,7 +11,6 @@ with ``n`` buckets on ``[x_from, x_to]``, bucket 0 is ``(-inf, x_from]``, bucket
 
 from __future__ import annotations
 
-import bisect
 import math
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -21,12 +20,13 @@ import numpy as np
 import numpy.typing as npt
 
 from despina.query.float_batch import (
-    ChunkBounds,
     FloatSeries,
     attribute_ids,
     chunk_bounds,
-    chunk_steps,
     float_series_batch,
+    lineage_parts,
+    part_edge,
+    part_span,
 )
 from despina.query.lineage import lineage_links
 
@@ -153,52 +153,41 @@ class _Plan:
     def __init__(
         self, conn: sqlite3.Connection, wanted: Sequence[SeriesWant], lo: int, hi: int
     ) -> None:
-        self.conn, self.wanted, self.lo, self.hi = conn, wanted, lo, hi
+        self.conn, self.wanted, self.lo = conn, wanted, lo
         modes: dict[str, set[int]] = {}
         for pk, _, mode, _ in wanted:
             modes.setdefault(mode, set()).add(pk)
-        self.links = {mode: lineage_links(conn, pks, mode) for mode, pks in modes.items()}
+        links = {mode: lineage_links(conn, pks, mode) for mode, pks in modes.items()}
         pairs = {
-            (link.run_pk, path)
-            for pk, path, mode, _ in wanted
-            for link in self.links[mode].get(pk, [])
+            (link.run_pk, path) for pk, path, mode, _ in wanted for link in links[mode].get(pk, [])
         }
         self.ids = attribute_ids(conn, pairs, "float_series")
-        self.bounds = chunk_bounds(conn, sorted(set(self.ids.values())), lo, hi)
-
-    def _parts(self, i: int) -> Iterator[tuple[ChunkBounds, int, int, int]]:
-        """``(chunk bounds, first index, last index, upper step)`` of the chunks each run of
-        series ``i``'s lineage contributes (ancestors first)."""
-        pk, path, mode, _ = self.wanted[i]
-        for link in reversed(self.links[mode].get(pk, [])):
-            attr_id = self.ids.get((link.run_pk, path))
-            found = self.bounds.get(attr_id) if attr_id is not None else None
-            upper = self.hi if link.upper_step is None else min(self.hi, link.upper_step)
-            if not found or upper < self.lo:
-                continue
-            _, _, firsts, lasts = found
-            k0 = bisect.bisect_left(lasts, self.lo)
-            k1 = bisect.bisect_right(firsts, upper) - 1
-            if k0 <= k1:
-                yield found, k0, k1, upper
+        bounds = chunk_bounds(conn, sorted(set(self.ids.values())), lo, hi)
+        self.hi = hi
+        self.parts = [
+            lineage_parts(links[mode].get(pk, []), path, self.ids, bounds, hi)
+            for pk, path, mode, _ in wanted
+        ]
 
     def points(self, i: int) -> int:
         """At most how many committed points series ``i`` has in range (by chunk counts)."""
-        return sum(sum(found[1][k0 : k1 + 1]) for found, k0, k1, _ in self._parts(i))
+        total = 0
+        for part in self.parts[i]:
+            k0, k1 = part_span(part, self.lo)
+            total += sum(part[0][1][k0 : k1 + 1])
+        return total
 
     def extents(self) -> list[tuple[int, int] | None]:
         out: list[tuple[int, int] | None] = []
-        for i, (pk, path, _, with_previews) in enumerate(self.wanted):
+        for (pk, path, _, with_previews), parts in zip(self.wanted, self.parts, strict=True):
             first: int | None = None
             last: int | None = None
-            for found, k0, k1, upper in self._parts(i):
-                ids, _, firsts, lasts = found
-                a = self._edge(ids[k0], firsts[k0], lasts[k0], upper, first=True)
-                b = self._edge(ids[k1], firsts[k1], lasts[k1], upper, first=False)
-                if a is not None and b is not None:
+            for part in parts:
+                a = part_edge(self.conn, part, self.lo, first=True)
+                if a is not None:
                     # as the points are joined: the first part's first, the last part's last
                     first = a if first is None else first
-                    last = b
+                    last = part_edge(self.conn, part, self.lo, first=False)
             own = self.ids.get((pk, path))
             if with_previews and own is not None:
                 # previews past the last committed step follow the committed points
@@ -212,19 +201,6 @@ class _Plan:
                     last = int(high)
             out.append(None if first is None or last is None else (first, last))
         return out
-
-    def _edge(
-        self, chunk_id: int, lo_step: int, hi_step: int, upper: int, *, first: bool
-    ) -> int | None:
-        """The first (or last) step of one chunk within ``[lo, upper]``: its bound when the
-        chunk lies inside, else from its decoded steps."""
-        if self.lo <= lo_step and hi_step <= upper:
-            return lo_step if first else hi_step
-        steps = chunk_steps(self.conn, chunk_id)
-        inside = steps[(steps >= self.lo) & (steps <= upper)]
-        if not len(inside):
-            return None
-        return int(inside[0] if first else inside[-1])
 
 
 def bucket_series(points: FloatSeries, x_from: float, x_to: float, n: int) -> BucketStats:

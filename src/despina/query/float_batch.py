@@ -24,11 +24,13 @@ import numpy.typing as npt
 from despina.query.lineage import BATCH, LINEAGE_OWN, in_chunks, lineage_links, marks
 from despina.store.codec import decode_floats, decode_ints
 from despina.store.schema import CHUNK_BITS
+from despina.store.series import LineageLink
 
 __all__ = [
     "ChunkBounds",
     "FlatSeries",
     "FloatSeries",
+    "LineagePart",
     "PreviewRow",
     "attribute_ids",
     "attrs_with_previews",
@@ -36,6 +38,9 @@ __all__ = [
     "chunk_steps",
     "float_series_batch",
     "float_series_flat",
+    "lineage_parts",
+    "part_edge",
+    "part_span",
     "read_previews",
 ]
 
@@ -369,23 +374,58 @@ def _lineage_window_chunks(
     return needed
 
 
+def lineage_parts(
+    links: Sequence[LineageLink],
+    path: str,
+    ids: dict[tuple[int, str], int],
+    bounds: dict[int, ChunkBounds],
+    hi: int,
+) -> list[LineagePart]:
+    """The parts of ``path`` along ``links`` (a run first, then its ancestors) in the order a
+    read joins them (ancestors first), each with the step it stops at; runs without chunks in
+    range are left out."""
+    parts: list[LineagePart] = []
+    for link in reversed(links):
+        attr_id = ids.get((link.run_pk, path))
+        found = bounds.get(attr_id) if attr_id is not None else None
+        if found:
+            parts.append((found, hi if link.upper_step is None else min(hi, link.upper_step)))
+    return parts
+
+
+def part_span(part: LineagePart, lo: int) -> tuple[int, int]:
+    """The first and last index of the part's chunks that may hold steps in ``[lo, upper]``
+    (none when the first is past the last)."""
+    (_, _, firsts, lasts), upper = part
+    return bisect.bisect_left(lasts, lo), bisect.bisect_right(firsts, upper) - 1
+
+
+def part_edge(conn: sqlite3.Connection, part: LineagePart, lo: int, *, first: bool) -> int | None:
+    """The first (or last) step of a part within ``[lo, upper]``, None when it has none: a
+    chunk bound, unless that chunk is cut by ``lo`` or the part's step (then it is decoded)."""
+    (ids, _, firsts, lasts), upper = part
+    k0, k1 = part_span(part, lo)
+    if k0 > k1:
+        return None
+    k = k0 if first else k1
+    if lo <= firsts[k] and lasts[k] <= upper:
+        return firsts[k] if first else lasts[k]
+    steps = chunk_steps(conn, ids[k])
+    inside = steps[(steps >= lo) & (steps <= upper)]
+    if not len(inside):  # only when one chunk is cut at both ends: the part is then empty
+        return None
+    return int(inside[0] if first else inside[-1])
+
+
 def _lineage_last_step(
     conn: sqlite3.Connection, parts: Sequence[LineagePart], lo: int
 ) -> int | None:
     """The last committed step at or above ``lo`` of a series joined from ``parts``, as a full
-    read would end (its last non-empty part's last point), from chunk bounds: only a chunk
-    cut by a part's step is decoded."""
-    for (ids, _, firsts, lasts), upper in reversed(parts):
-        k0 = bisect.bisect_left(lasts, lo)
-        k1 = bisect.bisect_right(firsts, upper) - 1
-        if k0 > k1:
-            continue
-        if lo <= firsts[k1] and lasts[k1] <= upper:
-            return lasts[k1]
-        steps = chunk_steps(conn, ids[k1])
-        inside = steps[(steps >= lo) & (steps <= upper)]
-        if len(inside):
-            return int(inside[-1])
+    read ends (its last non-empty part's last point), from chunk bounds."""
+    for part in reversed(parts):
+        last = part_edge(conn, part, lo, first=False)
+        if last is not None:
+            return last
     return None
 
 
@@ -509,13 +549,7 @@ def float_series_batch(
         bounds = chunk_bounds(conn, sorted(set(ids.values())), lo, hi)
         needed: set[int] = set()
         for i, (pk, path, mode, with_previews) in enumerate(wanted):
-            lineage: list[LineagePart] = []
-            for link in reversed(links_by_mode[mode].get(pk, [])):  # ancestors first
-                attr_id = ids.get((link.run_pk, path))
-                extent = bounds.get(attr_id) if attr_id is not None else None
-                if extent:
-                    upper = hi if link.upper_step is None else min(hi, link.upper_step)
-                    lineage.append((extent, upper))
+            lineage = lineage_parts(links_by_mode[mode].get(pk, []), path, ids, bounds, hi)
             needed.update(_lineage_window_chunks(lineage, windows[i], limit, descending=descending))
             if with_previews:
                 last_committed[i] = _lineage_last_step(conn, lineage, lo)
