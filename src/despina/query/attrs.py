@@ -14,8 +14,10 @@ Small queries (few matched runs, no cache yet) read their rows directly.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,17 +27,38 @@ import pandas as pd
 
 from despina.store.schema import ATTRIBUTE_TYPES
 
-__all__ = ["TYPE_CODE", "AttrRows", "AttributeCache", "read_attr_rows"]
+__all__ = [
+    "READ_STATS",
+    "TYPE_CODE",
+    "AttrRows",
+    "AttributeCache",
+    "ReadSpec",
+    "ReadStats",
+    "read_attr_rows",
+    "read_columns",
+    "store_paths",
+]
 
 TYPE_CODE = {name: code for code, name in enumerate(ATTRIBUTE_TYPES)}
 """Attribute type name → the small integer code used in :attr:`AttrRows.type`."""
 
 _INT_CODES = np.array([TYPE_CODE["int"], TYPE_CODE["bool"], TYPE_CODE["datetime"]])
+_TEXT_CODES = np.array(
+    [
+        code
+        for name, code in TYPE_CODE.items()
+        if name not in ("float", "int", "bool", "datetime", "float_series")
+    ]
+)
+"""Types whose value is ``attributes.text`` (strings, sets, files, string/histogram/file
+series)."""
 _BATCH = 900  # run ids per ``IN (...)`` list
 CACHE_THRESHOLD = 64
 """Queries over more runs than this build (or use) the project's cache."""
 CACHE_MAX_ROWS = 5_000_000
-"""A project's cache is dropped rather than grown past this many rows (about 300 MB)."""
+"""The cache drops its least recently used entries past this many rows (about 300 MB)."""
+CACHE_MAX_ENTRIES = 16
+"""... and past this many (project, read spec) entries."""
 
 I64 = npt.NDArray[np.int64]
 
@@ -185,67 +208,333 @@ def read_attr_rows(conn: sqlite3.Connection, run_pks: list[int]) -> AttrRows:
     return AttrRows.concat(parts) if parts else _empty()
 
 
+# -- columnar reads ---------------------------------------------------------------------------
+#
+# Row-by-row fetching costs a Python object per cell (~5 µs per attribute row once converted).
+# Instead one statement groups the wanted rows by run and packs every column into one value
+# per run: paths and types as ``group_concat`` strings (decoded once per distinct layout; runs
+# usually share theirs), numbers through two aggregates whose step is a C-level ``append`` and
+# whose result is the packed array's bytes (``np.frombuffer``). Values stay exact: ``num``
+# arrives as Python numbers (NULL, i.e. NaN, as None), the few integers past 2**53 are read
+# again exactly. Text (strings, JSON) is the only column fetched as Python objects, and only
+# for the rows that have one.
+
+_SEP = "\x01"
+_SELECT_PATHS = """
+WITH RECURSIVE p(path) AS (
+    SELECT (SELECT min(path) FROM attributes)
+    UNION ALL
+    SELECT (SELECT min(path) FROM attributes WHERE path > p.path) FROM p WHERE p.path IS NOT NULL
+) SELECT path FROM p WHERE path IS NOT NULL
+"""
+_EXACT_LIMIT = 2.0**53
+"""Integers at or past this magnitude may not survive the trip through float64."""
+
+
+class _PackFloats:
+    """SQL aggregate ``despina_f8(x)``: the group's values as float64 bytes (NULL → NaN)."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.step = self.values.append  # a C call per row, no Python frame
+
+    def finalize(self) -> bytes:
+        return np.array(self.values, dtype=np.float64).tobytes()
+
+
+@dataclass
+class ReadStats:
+    """What the columnar reader read (tests check that a call reads only what it needs)."""
+
+    statements: int = 0
+    rows: int = 0
+
+
+READ_STATS = ReadStats()
+"""Process-wide counters of :func:`read_columns`: statements run and attribute rows read."""
+
+
+def store_paths(conn: sqlite3.Connection) -> list[str]:
+    """Every distinct attribute path in the store, one index seek per path (a superset of a
+    project's paths: callers combine it with a run filter)."""
+    READ_STATS.statements += 1
+    return [path for (path,) in conn.execute(_SELECT_PATHS)]
+
+
+def _ints(parts: list[str | None]) -> I64:
+    """Comma-separated integers (``group_concat`` of several groups) as one array."""
+    text = ",".join(p for p in parts if p)
+    return np.fromstring(text, dtype=np.int64, sep=",") if text else np.empty(0, np.int64)
+
+
+def _unpack(groups: list[Any], col: int, dtype: Any) -> npt.NDArray[Any]:
+    return np.frombuffer(b"".join(g[col] for g in groups), dtype=dtype)
+
+
+def read_columns(
+    conn: sqlite3.Connection,
+    run_pks: list[int],
+    *,
+    paths: list[str] | None = None,
+    types: list[str] | None = None,
+    values: bool = True,
+    text: bool = True,
+    series: bool = True,
+    skip_empty: bool = False,
+) -> AttrRows:
+    """The ``attributes`` rows of ``run_pks`` (only ``paths`` and ``types``, if given) as
+    columns.
+
+    Only the requested columns are read: ``values`` (``num_f``/``num_i``), ``text`` (``text``,
+    and ``last_step`` of rows with text), ``series`` (``attr_id``, ``count``, ``last_step``,
+    ``last_ts``); the others hold zeros (``count``: -1, which callers read as "not empty").
+    ``skip_empty`` leaves out series without committed points. Rows are grouped by run.
+    """
+    if not run_pks or (paths is not None and not paths):
+        return _empty()
+    conn.create_aggregate("despina_f8", 1, _PackFloats)  # type: ignore[arg-type]
+    one_type = types is not None and len(types) == 1  # then the type needs no column
+    columns = ["a.run_id", "count(*)", "group_concat(a.path, char(1))"]
+    columns.append("NULL" if one_type else "group_concat(a.type)")
+    if values:
+        columns.append("despina_f8(a.num)")
+    if series:
+        columns += [
+            "group_concat(a.id)",
+            "group_concat(ifnull(a.count, -1))",
+            "group_concat(ifnull(a.last_step, -1))",
+            "group_concat(ifnull(a.last_ts, 0))",
+        ]
+    where = "a.run_id IN (SELECT value FROM json_each(?))"
+    params: list[Any] = [json.dumps(run_pks)]
+    if paths is not None:
+        where += " AND a.path IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(paths))
+    if types is not None:
+        for name in types:
+            if name not in TYPE_CODE:  # inlined below: only our own fixed names may pass
+                raise ValueError(f"not an attribute type: {name!r}")
+        where += " AND a.type IN (" + ", ".join(f"'{name}'" for name in types) + ")"
+    if skip_empty:
+        where += " AND (a.count IS NULL OR a.count != 0)"
+    sql = f"SELECT {', '.join(columns)} FROM attributes a WHERE {where} GROUP BY a.run_id"
+    groups = conn.execute(sql, params).fetchall()
+    READ_STATS.statements += 1
+    if not groups:
+        return _empty()
+    sizes = np.fromiter((g[1] for g in groups), np.int64, len(groups))
+    n = int(sizes.sum())
+    READ_STATS.rows += n
+    path_codes: dict[str, int] = {}
+    layouts: dict[str, npt.NDArray[np.int32]] = {}
+    type_layouts: dict[str, npt.NDArray[np.int8]] = {}
+    path_parts, type_parts = [], []
+    for g in groups:
+        layout = layouts.get(g[2])
+        if layout is None:
+            names = g[2].split(_SEP)
+            if len(names) != g[1]:  # a path holding the separator: this read cannot split it
+                return _row_wise(conn, run_pks, paths, types, skip_empty)
+            layout = np.array([path_codes.setdefault(p, len(path_codes)) for p in names], np.int32)
+            layouts[g[2]] = layout
+        path_parts.append(layout)
+        if one_type:
+            continue
+        kinds = type_layouts.get(g[3])
+        if kinds is None:
+            kinds = np.array([TYPE_CODE.get(t, -1) for t in g[3].split(",")], np.int8)
+            type_layouts[g[3]] = kinds
+        type_parts.append(kinds)
+    run = np.repeat(np.fromiter((g[0] for g in groups), np.int64, len(groups)), sizes)
+    path = np.concatenate(path_parts)
+    if types is not None and one_type:
+        type_ = np.full(n, TYPE_CODE[types[0]], np.int8)
+    else:
+        type_ = np.concatenate(type_parts)
+    paths_found = tuple(path_codes)
+    num_f = np.full(n, np.nan)
+    num_i = np.zeros(n, np.int64)
+    col = 4
+    if values:
+        num_f = _unpack(groups, col, np.float64).copy()
+        int_typed = np.flatnonzero(np.isin(type_, _INT_CODES) & ~np.isnan(num_f))
+        num_i[int_typed] = num_f[int_typed].astype(np.int64)
+        large = int_typed[np.abs(num_f[int_typed]) >= _EXACT_LIMIT]
+        for at in large.tolist():  # rare: integers float64 cannot hold exactly
+            (exact,) = conn.execute(
+                "SELECT num FROM attributes WHERE run_id = ? AND path = ?",
+                (int(run[at]), paths_found[path[at]]),
+            ).fetchone()
+            num_i[at] = int(exact)
+        col += 1
+    zeros = np.zeros(n, np.int64)
+    attr_id, count, last_step, last_ts = zeros, np.full(n, -1, np.int64), zeros - 1, zeros
+    if series:
+        attr_id, count, last_step, last_ts = (_ints([g[col + i] for g in groups]) for i in range(4))
+    cells = np.full(n, None, dtype=object)
+    if text:
+        # text values, for the rows of text types only, in (run, path) order: the order of the
+        # (run_id, path) index both statements walk; the main rows are put in that order too
+        at = np.flatnonzero(np.isin(type_, _TEXT_CODES))
+        if len(at):
+            ranks = np.empty(len(paths_found), np.int64)
+            ranks[np.argsort(np.array(paths_found, dtype=object))] = np.arange(len(paths_found))
+            at = at[np.lexsort((ranks[path[at]], run[at]))]
+            text_types = ", ".join(f"'{t}'" for t in ATTRIBUTE_TYPES if TYPE_CODE[t] in _TEXT_CODES)
+            found = conn.execute(
+                "SELECT a.text, ifnull(a.last_step, -1) FROM attributes a "
+                f"WHERE {where} AND a.type IN ({text_types}) ORDER BY a.run_id, a.path",
+                params,
+            ).fetchall()
+            READ_STATS.statements += 1
+            if len(found) != len(at):  # one read transaction: the rows cannot differ
+                raise RuntimeError("the text rows of an attribute read did not line up")
+            cells[at] = [r[0] for r in found]
+            last_step = last_step.copy()
+            last_step[at] = np.fromiter((r[1] for r in found), np.int64, len(found))
+    return AttrRows(
+        attr_id,
+        run,
+        path,
+        type_,
+        num_f,
+        num_i,
+        cells,
+        count,
+        last_step,
+        last_ts,
+        paths_found,
+    )
+
+
+def _row_wise(
+    conn: sqlite3.Connection,
+    run_pks: list[int],
+    paths: list[str] | None,
+    types: list[str] | None,
+    skip_empty: bool,
+) -> AttrRows:
+    rows = read_attr_rows(conn, run_pks)
+    keep = np.ones(len(rows), bool)
+    if paths is not None and len(rows):
+        keep &= np.isin(np.asarray(rows.paths, dtype=object)[rows.path], paths)
+    if types is not None:
+        keep &= np.isin(rows.type, [TYPE_CODE[t] for t in types])
+    if skip_empty:
+        keep &= rows.count != 0
+    return rows.take(keep)
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """What a call reads: which paths and types (``None``: all) and which columns (see
+    :func:`read_columns`). Cache entries are kept per spec."""
+
+    paths: tuple[str, ...] | None = None
+    types: tuple[str, ...] | None = None
+    values: bool = True
+    text: bool = True
+    series: bool = True
+    skip_empty: bool = False
+
+    def read(self, conn: sqlite3.Connection, run_pks: list[int]) -> AttrRows:
+        """The rows of ``run_pks`` this spec asks for, read now."""
+        return read_columns(
+            conn,
+            run_pks,
+            paths=None if self.paths is None else list(self.paths),
+            types=None if self.types is None else list(self.types),
+            values=self.values,
+            text=self.text,
+            series=self.series,
+            skip_empty=self.skip_empty,
+        )
+
+
 @dataclass
 class _ProjectRows:
     revisions: dict[int, tuple[int, str]]
-    """Per run: ``(revision, uuid)``; the uuid tells a new run from a deleted one whose row
-    id SQLite reused."""
+    """Per run read: ``(revision, uuid)``; the uuid tells a new run from a deleted one whose
+    row id SQLite reused."""
     rows: AttrRows
 
 
 class AttributeCache:
-    """Per-project :class:`AttrRows` of the runs queried so far, refreshed by run revision;
-    safe to share between threads."""
+    """The rows earlier calls read, per (project, :class:`ReadSpec`), refreshed by run
+    revision; safe to share between threads.
+
+    A call never reads more than it needs to warm the cache: the first call of a kind reads
+    only its runs, paths and columns (and keeps them); a repeated call re-reads only the runs
+    written since. Entries are evicted least recently used past :data:`CACHE_MAX_ROWS` rows
+    or :data:`CACHE_MAX_ENTRIES` entries.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._projects: dict[int, _ProjectRows] = {}
+        self._entries: OrderedDict[tuple[int, ReadSpec], _ProjectRows] = OrderedDict()
 
-    def rows(self, conn: sqlite3.Connection, project_id: int, run_pks: list[int]) -> AttrRows:
-        """The attribute rows of ``run_pks`` (runs of ``project_id``) as of ``conn``'s snapshot.
-
-        Uses (and fills) the cache when the project has one or when many runs are asked for.
-        """
+    def rows(
+        self,
+        conn: sqlite3.Connection,
+        project_id: int,
+        run_pks: list[int],
+        spec: ReadSpec = ReadSpec(),
+    ) -> AttrRows:
+        """The rows of ``run_pks`` (runs of ``project_id``) that ``spec`` asks for, as of
+        ``conn``'s snapshot. Small queries without an entry are read and not kept."""
+        key = (project_id, spec)
         with self._lock:
-            cached = self._projects.get(project_id)
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
         if cached is None and len(run_pks) <= CACHE_THRESHOLD:
-            return read_attr_rows(conn, run_pks)
-        refreshed = self._refresh(conn, project_id, cached, run_pks)
+            return spec.read(conn, run_pks)
+        refreshed = self._refresh(conn, cached, run_pks, spec)
         with self._lock:
-            if len(refreshed.rows) <= CACHE_MAX_ROWS:
-                self._projects[project_id] = refreshed
-            else:
-                self._projects.pop(project_id, None)
+            self._entries[key] = refreshed
+            self._entries.move_to_end(key)
+            total = sum(len(e.rows) for e in self._entries.values())
+            while self._entries and (
+                total > CACHE_MAX_ROWS or len(self._entries) > CACHE_MAX_ENTRIES
+            ):
+                _, dropped = self._entries.popitem(last=False)
+                total -= len(dropped.rows)
+        if len(refreshed.revisions) == len(run_pks) and all(
+            pk in refreshed.revisions for pk in run_pks
+        ):
+            return refreshed.rows
         return refreshed.rows.for_runs(np.asarray(run_pks, dtype=np.int64))
 
     def _refresh(
         self,
         conn: sqlite3.Connection,
-        project_id: int,
         cached: _ProjectRows | None,
         run_pks: list[int],
+        spec: ReadSpec,
     ) -> _ProjectRows:
         current = {
             pk: (revision, uuid)
             for pk, revision, uuid in conn.execute(
-                "SELECT id, revision, uuid FROM runs WHERE project_id = ?", (project_id,)
+                "SELECT id, revision, uuid FROM runs WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(run_pks),),
             )
         }
         old = cached.revisions if cached is not None else {}
         stale = [pk for pk in run_pks if pk in current and old.get(pk) != current[pk]]
-        gone = [pk for pk in old if old[pk] != current.get(pk)]
+        gone = [pk for pk in run_pks if pk in old and old[pk] != current.get(pk)]
         if cached is not None and not stale and not gone:
             return cached
         rows = cached.rows if cached is not None else _empty()
         if gone and len(rows):
             rows = rows.take(~np.isin(rows.run, np.asarray(gone, dtype=np.int64)))
         if stale:
-            rows = AttrRows.concat([rows, read_attr_rows(conn, stale)])
-        revisions = {pk: key for pk, key in old.items() if current.get(pk) == key}
+            rows = AttrRows.concat([rows, spec.read(conn, stale)])
+        dropped = set(gone)
+        revisions = {pk: key for pk, key in old.items() if pk not in dropped}
         revisions.update((pk, current[pk]) for pk in stale)
         return _ProjectRows(revisions, rows)
 
     def clear(self) -> None:
-        """Forget every cached project."""
+        """Forget every cached entry."""
         with self._lock:
-            self._projects.clear()
+            self._entries.clear()

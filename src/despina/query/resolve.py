@@ -273,6 +273,33 @@ class Selector:
         """Whether ``path`` passes some leaf with some type."""
         return any(self.accepts(path, t) for t in self.types)
 
+    def accepts_every_name(self) -> bool:
+        """Whether some leaf takes any name (no name rule), so no path can be ruled out."""
+        return any(leaf.names is None and leaf.alternatives is None for leaf in self.leaves)
+
+    def wanted_paths(self, candidates: Iterable[str]) -> list[str]:
+        """The ``candidates`` that some leaf's name rule takes (types aside): the paths a read
+        must cover. Each pattern runs once per path, whatever the number of types."""
+        wanted = []
+        for path in candidates:
+            for leaf in self.leaves:
+                if not leaf.types:
+                    continue
+                if leaf.names is not None:
+                    if path in leaf.names:
+                        break
+                    continue
+                if leaf.alternatives is None or any(
+                    all(self._search(p, path) for p in positive)
+                    and not any(self._search(n, path) for n in negated)
+                    for positive, negated in leaf.alternatives
+                ):
+                    break
+            else:
+                continue
+            wanted.append(path)
+        return wanted
+
 
 def restrict_types(attributes: BaseAttributeFilter, allowed: Sequence[str] | None) -> Selector:
     """Narrow every leaf to the ``allowed`` types (§3.3); ``None`` allows all.

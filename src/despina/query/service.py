@@ -43,7 +43,14 @@ from despina.errors import ConfigError, ProjectNotFound
 from despina.nql import NQLError, compile_query, install_functions
 from despina.nql import ast as nql_ast
 from despina.query import buckets as _buckets
-from despina.query.attrs import TYPE_CODE, AttributeCache, AttrRows, sorted_unique
+from despina.query.attrs import (
+    TYPE_CODE,
+    AttributeCache,
+    AttrRows,
+    ReadSpec,
+    sorted_unique,
+    store_paths,
+)
 from despina.query.batch import BatchReads
 from despina.query.exceptions import NeptuneProjectInaccessible, NeptuneUnexpectedResponseError
 from despina.query.filters import Attribute, Filter
@@ -67,6 +74,8 @@ __all__ = ["Column", "Container", "QueryService", "Snapshot", "TableData"]
 
 ContainerKind = Literal["experiment", "run"]
 _NUMERIC_SORT = frozenset({"float", "int", "bool", "datetime", "float_series"})
+_TEXT_TYPES = frozenset(ATTRIBUTE_TYPES) - _NUMERIC_SORT
+"""Types whose table cell comes from ``attributes.text``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +258,41 @@ class Snapshot:
                 out[name] = found
         return out
 
-    def rows(self, containers: Sequence[Container]) -> AttrRows:
-        """The attribute rows of ``containers`` (user attributes, tags)."""
+    def rows(
+        self,
+        containers: Sequence[Container],
+        selector: Selector | None = None,
+        *,
+        types: Sequence[str] | None = None,
+        values: bool = True,
+        text: bool = True,
+        series: bool = True,
+        skip_empty: bool = False,
+    ) -> AttrRows:
+        """The attribute rows of ``containers`` (user attributes, tags) whose path passes
+        ``selector`` (all for ``None``) and whose type is in ``types``, with the columns asked
+        for (see :func:`despina.query.attrs.read_columns`)."""
+        spec = ReadSpec(
+            self._paths_for(selector),
+            None if types is None else tuple(sorted(types)),
+            values,
+            text,
+            series,
+            skip_empty,
+        )
         pks = [c.pk for c in containers]
-        return self.service.attributes.rows(self.conn, self.project_id, pks)
+        return self.service.attributes.rows(self.conn, self.project_id, pks, spec)
+
+    def _paths_for(self, selector: Selector | None) -> tuple[str, ...] | None:
+        """The paths a read must cover for ``selector`` (``None``: every path)."""
+        if selector is None or selector.accepts_every_name():
+            return None
+        exact = selector.exact_names()
+        if exact is not None:
+            return tuple(sorted(exact))
+        candidates = store_paths(self.conn)
+        wanted = selector.wanted_paths(candidates)
+        return None if len(wanted) == len(candidates) else tuple(wanted)
 
     def definitions(
         self,
@@ -274,9 +314,14 @@ class Snapshot:
                 )
             )
         else:
-            rows = self.rows(containers)
-            if not with_empty_series:
-                rows = rows.take(rows.count != 0)
+            rows = self.rows(
+                containers,
+                selector,
+                values=False,
+                text=False,
+                series=False,
+                skip_empty=not with_empty_series,
+            )
             pairs = sorted_unique(rows.path.astype(np.int64) * 16 + rows.type)
             found.update(
                 (rows.paths[int(code) // 16], ATTRIBUTE_TYPES[int(code) % 16]) for code in pairs
@@ -310,8 +355,12 @@ class Snapshot:
         """The cells of every (path, type) of ``containers`` that passes ``selector``; series
         give their last committed value (§7.1)."""
         containers = list(containers)
-        rows = self.rows(containers)
-        kept = np.flatnonzero(rows.count != 0)  # series without committed points are absent
+        text = any(t in _TEXT_TYPES for t in selector.types)
+        # series without committed points are absent
+        rows = self.rows(
+            containers, selector, values=True, text=text, series=False, skip_empty=True
+        )
+        kept = np.arange(len(rows))
         row_of = np.zeros(len(rows), np.int64)
         row_of[kept] = _positions([c.pk for c in containers], rows.run[kept])
         keys = rows.path[kept].astype(np.int64) * 16 + rows.type[kept]
@@ -349,8 +398,17 @@ class Snapshot:
     ) -> SeriesSet:
         """The series attributes of ``containers`` that pass ``selector`` (in no particular
         order). ``with_empty`` keeps series without committed points."""
-        rows = self.rows(containers)
-        series_codes = [TYPE_CODE[t] for t in SERIES_TYPES if t in selector.types]
+        series_types = [t for t in SERIES_TYPES if t in selector.types]
+        rows = self.rows(
+            containers,
+            selector,
+            types=series_types,
+            values=True,
+            text=False,
+            series=True,
+            skip_empty=not with_empty,
+        )
+        series_codes = [TYPE_CODE[t] for t in series_types]
         mask = np.isin(rows.type, series_codes)
         if not with_empty:
             mask &= rows.count != 0
