@@ -381,10 +381,13 @@ def read_columns(
             ranks[np.argsort(np.array(paths_found, dtype=object))] = np.arange(len(paths_found))
             at = at[np.lexsort((ranks[path[at]], run[at]))]
             text_types = ", ".join(f"'{t}'" for t in ATTRIBUTE_TYPES if TYPE_CODE[t] in _TEXT_CODES)
+            # only the paths that hold text: (run_id, path) index seeks, not a walk of each run
+            text_paths = [paths_found[c] for c in np.unique(path[at]).tolist()]
             found = conn.execute(
                 "SELECT a.text, ifnull(a.last_step, -1) FROM attributes a "
-                f"WHERE {where} AND a.type IN ({text_types}) ORDER BY a.run_id, a.path",
-                params,
+                f"WHERE {where} AND a.path IN (SELECT value FROM json_each(?)) "
+                f"AND a.type IN ({text_types}) ORDER BY a.run_id, a.path",
+                [*params, json.dumps(text_paths)],
             ).fetchall()
             READ_STATS.statements += 1
             if len(found) != len(at):  # one read transaction: the rows cannot differ
