@@ -173,3 +173,17 @@ def _assert_same_rows(
         for name in columns or tuple(cells):
             assert cells[name] == right[key][name], (key, name)
         assert cells["type"] == right[key]["type"], key
+
+
+def test_many_store_paths_fall_back_to_every_path(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the path limit a regex selection reads all paths of its runs, same table."""
+    call = {"project": PROJECT, "runs": ["r0003", "r0004"], "attributes": r"^params/p0[0-4]$"}
+    expected = runs.fetch_runs_table(**call)
+    QueryService.for_home(fresh).attributes.clear()
+    monkeypatch.setattr(attrs, "STORE_PATHS_LIMIT", 3)
+    before = READ_STATS.rows
+    found = runs.fetch_runs_table(**call)
+    assert READ_STATS.rows - before == 2 * (PARAMS + METRICS)
+    assert found.equals(expected)

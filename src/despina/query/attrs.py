@@ -254,11 +254,18 @@ READ_STATS = ReadStats()
 """Process-wide counters of :func:`read_columns`: statements run and attribute rows read."""
 
 
-def store_paths(conn: sqlite3.Connection) -> list[str]:
+STORE_PATHS_LIMIT = 20_000
+"""Past this many distinct paths in the store, a call reads every path of its runs rather than
+listing them all first (one index seek each) to name the ones it wants."""
+
+
+def store_paths(conn: sqlite3.Connection) -> list[str] | None:
     """Every distinct attribute path in the store, one index seek per path (a superset of a
-    project's paths: callers combine it with a run filter)."""
+    project's paths: callers combine it with a run filter); ``None`` past
+    :data:`STORE_PATHS_LIMIT` paths."""
     READ_STATS.statements += 1
-    return [path for (path,) in conn.execute(_SELECT_PATHS)]
+    found = [path for (path,) in conn.execute(f"{_SELECT_PATHS} LIMIT ?", (STORE_PATHS_LIMIT + 1,))]
+    return None if len(found) > STORE_PATHS_LIMIT else found
 
 
 def _ints(parts: list[str | None]) -> I64:
@@ -290,7 +297,7 @@ def read_columns(
     ``last_ts``); the others hold zeros (``count``: -1, which callers read as "not empty").
     ``skip_empty`` leaves out series without committed points. Rows are grouped by run.
     """
-    if not run_pks or (paths is not None and not paths):
+    if not run_pks or (paths is not None and not paths) or (types is not None and not types):
         return _empty()
     conn.create_aggregate("despina_f8", 1, _PackFloats)  # type: ignore[arg-type]
     one_type = types is not None and len(types) == 1  # then the type needs no column

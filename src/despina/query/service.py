@@ -291,6 +291,8 @@ class Snapshot:
         if exact is not None:
             return tuple(sorted(exact))
         candidates = store_paths(self.conn)
+        if candidates is None:
+            return None
         wanted = selector.wanted_paths(candidates)
         return None if len(wanted) == len(candidates) else tuple(wanted)
 
