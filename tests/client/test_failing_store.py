@@ -147,8 +147,8 @@ def test_files_are_kept_while_the_blob_store_fails(home: Path, tmp_path: Path) -
     assert len(failures) == 1, events.errors  # once per episode, not per retry
     assert "model/weights" in str(failures[0])
 
-    blobs.unlink()  # the fault clears
-    blobs.mkdir()
+    blobs.unlink()  # the fault clears (a retry may create the directory before this test does)
+    blobs.mkdir(exist_ok=True)
     assert run.wait_for_processing(timeout=20)
     run.close()
 
