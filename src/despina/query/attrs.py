@@ -499,7 +499,7 @@ class AttributeCache:
                 self._entries.move_to_end(key)
         if cached is None and len(run_pks) <= CACHE_THRESHOLD:
             return spec.read(conn, run_pks)
-        refreshed = self._refresh(conn, cached, run_pks, spec)
+        refreshed, covered = self._refresh(conn, cached, run_pks, spec)
         with self._lock:
             self._entries[key] = refreshed
             self._entries.move_to_end(key)
@@ -509,9 +509,7 @@ class AttributeCache:
             ):
                 _, dropped = self._entries.popitem(last=False)
                 total -= len(dropped.rows)
-        if len(refreshed.revisions) == len(run_pks) and all(
-            pk in refreshed.revisions for pk in run_pks
-        ):
+        if covered:  # the entry holds exactly these runs
             return refreshed.rows
         return refreshed.rows.for_runs(np.asarray(run_pks, dtype=np.int64))
 
@@ -521,7 +519,9 @@ class AttributeCache:
         cached: _ProjectRows | None,
         run_pks: list[int],
         spec: ReadSpec,
-    ) -> _ProjectRows:
+    ) -> tuple[_ProjectRows, bool]:
+        """The entry brought up to date for ``run_pks`` (distinct), and whether it holds
+        exactly those runs."""
         current = {
             pk: (revision, uuid)
             for pk, revision, uuid in conn.execute(
@@ -530,10 +530,16 @@ class AttributeCache:
             )
         }
         old = cached.revisions if cached is not None else {}
-        stale = [pk for pk in run_pks if pk in current and old.get(pk) != current[pk]]
-        gone = [pk for pk in run_pks if pk in old and old[pk] != current.get(pk)]
+        stale, gone = [], []
+        for pk in run_pks:
+            now, was = current.get(pk), old.get(pk)
+            if now != was:
+                if now is not None:
+                    stale.append(pk)
+                if was is not None:
+                    gone.append(pk)
         if cached is not None and not stale and not gone:
-            return cached
+            return cached, len(old) == len(current) == len(run_pks)
         rows = cached.rows if cached is not None else _empty()
         if gone and len(rows):
             rows = rows.take(~np.isin(rows.run, np.asarray(gone, dtype=np.int64)))
@@ -542,7 +548,7 @@ class AttributeCache:
         dropped = set(gone)
         revisions = {pk: key for pk, key in old.items() if pk not in dropped}
         revisions.update((pk, current[pk]) for pk in stale)
-        return _ProjectRows(revisions, rows)
+        return _ProjectRows(revisions, rows), len(revisions) == len(current) == len(run_pks)
 
     def clear(self) -> None:
         """Forget every cached entry."""
