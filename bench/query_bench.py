@@ -4,8 +4,10 @@ targets and Neptune's anchors.
 Data is written straight through the store's writer (``create_run`` + ``RunWriter`` with NumPy
 ``MetricColumn``s) into stores under the temporary directory (``despina-query-bench-v1``), kept
 between runs because writing them takes minutes; ``DESPINA_BENCH_REBUILD=1`` rebuilds them.
-Each figure is measured in one process as the first call (cold: the query service's attribute
-cache is empty) and the best of the following calls (warm).
+Each figure is measured in one process as the first call (cold: nothing read yet; the call reads
+only its runs, paths and columns, which the following calls reuse) and the best of the following
+calls (warm). ``python -m bench.query_bench first`` runs only issue 16's four first-call rows,
+each as the first call in a fresh process beside warm.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def _rows(name: str, target: float, anchor: str, cold: float, warm: float, shape
             warm,
             f"target ≤{target} s: {verdict}; CPU {_LAST_CPU:.3f} s; {anchor}; {shape}",
         ),
-        (f"{name} (cold, first call)", cold, "includes filling the attribute cache"),
+        (f"{name} (cold, first call)", cold, "in this process: reads what the call needs"),
     ]
 
 
