@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from despina.client.artifacts import artifact_value
 from despina.client.buffer import (
@@ -62,7 +62,7 @@ from despina.store.batch import NO_STEP, Assign, IngestIssue, ModifySet, PointAp
 from despina.store.runs import CreatedRun, RunSpec, create_run, mark_closed
 from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
-from despina.types import File
+from despina.types import File, as_file
 
 __all__ = ["Run"]
 
@@ -474,7 +474,8 @@ class Run:
         for path, item in files.items():
             if not check_path(path, self._reporter):
                 continue
-            spec = item if isinstance(item, File) else File(source=item)
+            # a neptune_scale.types.File is accepted too (code moved from neptune-scale)
+            spec = as_file(item) or File(source=cast("str | Path | bytes", item))
             source: Path | bytes
             if isinstance(spec.source, bytes):
                 source = spec.source

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from despina.exceptions import NeptuneUnableToLogData
-from despina.types import Histogram
+from despina.types import as_histogram
 
 __all__ = [
     "MAX_PATH_BYTES",
@@ -187,13 +187,14 @@ def typed_config(path: str, value: Any, cast_unsupported: bool, reporter: Report
 
 def histogram_json(path: str, histogram: Any, reporter: Reporter) -> str | None:
     """The stored JSON of a histogram, or ``None`` (reported) when it breaks a rule."""
-    if not isinstance(histogram, Histogram):
+    ours = as_histogram(histogram)  # a neptune_scale.types.Histogram is accepted too
+    if ours is None:
         reporter.dropped(f"{path!r}: expected a despina.types.Histogram, got {histogram!r:.80}")
         return None
     try:
-        edges = histogram.edges_as_list()
-        counts = histogram.counts_as_list()
-        densities = histogram.densities_as_list()
+        edges = ours.edges_as_list()
+        counts = ours.counts_as_list()
+        densities = ours.densities_as_list()
     except (TypeError, ValueError) as exc:
         reporter.dropped(f"histogram {path!r} has non-numeric edges or values: {exc}")
         return None
