@@ -6,7 +6,7 @@ one function here in a worker thread and render the answer as HTML or JSON.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,15 @@ from despina.query.service import Container, QueryService
 from despina.server.ui import charts as _charts
 from despina.server.ui.format import display, iso_time, json_safe, json_value
 from despina.server.ui.tables import (
+    Cell,
     RunsRequest,
     exact_selector,
     find_containers,
+    read_cells,
     read_page,
 )
 from despina.store.access import list_project_infos
+from despina.store.run_states import run_states
 from despina.store.runs_table import newest_run_attributes, project_run_counts, run_is_trashed
 from despina.store.sysattrs import SYS_COLUMNS, SYS_STRING_SETS
 
@@ -32,9 +35,11 @@ __all__ = [
     "Download",
     "attributes_data",
     "chart_data",
+    "chart_tail_data",
     "charts_data",
     "default_columns",
     "download",
+    "live_rows_data",
     "projects_data",
     "run_data",
     "runs_data",
@@ -96,6 +101,7 @@ def runs_data(
     """
     with service.snapshot(project) as snap:
         page = read_page(snap, request, columns)
+        states = run_states(snap, [c.pk for c in page.rows])
     rows = []
     for container, run_id, trashed, cells in zip(
         page.rows, page.run_ids, page.trashed, page.cells, strict=True
@@ -107,14 +113,8 @@ def runs_data(
                 "experiment": container.experiment_name,
                 "trashed": trashed,
                 "forked": container.parent_pk is not None,
-                "cells": {
-                    path: {
-                        "type": cell.type,
-                        "value": json_value(cell.type, cell.value),
-                        "text": display(cell.type, cell.value),
-                    }
-                    for path, cell in cells.items()
-                },
+                "state": states.get(container.pk, "finished"),
+                "cells": _cells(cells),
             }
         )
     return {
@@ -128,6 +128,34 @@ def runs_data(
         "trashed": request.trashed,
         "columns": list(columns),
         "rows": rows,
+    }
+
+
+def _cells(cells: dict[str, Cell]) -> dict[str, dict[str, Any]]:
+    return {
+        path: {
+            "type": cell.type,
+            "value": json_value(cell.type, cell.value),
+            "text": display(cell.type, cell.value),
+        }
+        for path, cell in cells.items()
+    }
+
+
+def live_rows_data(
+    service: QueryService, project: str, run_ids: Sequence[str], columns: Sequence[str]
+) -> dict[str, Any]:
+    """What a live runs table refreshes: the state and the cells of ``columns`` of the runs
+    ``run_ids`` (the table asks for its running rows only); unknown runs are left out."""
+    with service.snapshot(project) as snap:
+        containers = find_containers(snap, run_ids)
+        states = run_states(snap, [c.pk for c in containers])
+        cells = read_cells(snap, containers, columns)
+    return {
+        "rows": [
+            {"run_id": c.label, "state": states.get(c.pk, "finished"), "cells": _cells(found)}
+            for c, found in zip(containers, cells, strict=True)
+        ],
     }
 
 
@@ -159,6 +187,7 @@ def charts_data(
     with service.snapshot(project) as snap:
         containers = find_containers(snap, run_ids)
         available = _charts.float_series_names(snap, containers)
+        states = run_states(snap, [c.pk for c in containers])
     if any(p.strip() for p in patterns):
         metrics = _charts.pick_metrics(available, patterns)
     else:
@@ -167,6 +196,7 @@ def charts_data(
     return {
         "project": project,
         "runs": [c.label for c in containers],
+        "states": {c.label: states.get(c.pk, "finished") for c in containers},
         "unknown_runs": [r for r in run_ids if r not in known],
         "patterns": [p for p in patterns if p.strip()],
         "metrics": metrics[: _charts.MAX_CHARTS],
@@ -193,6 +223,16 @@ def chart_data(
     with service.snapshot(project) as snap:
         containers = find_containers(snap, run_ids)
         found = _charts.chart(snap, containers, metric, axis=axis, window=window, buckets=buckets)
+        states = run_states(snap, [c.pk for c in containers])
+    return _chart_json(found, containers, states, run_ids)
+
+
+def _chart_json(
+    found: _charts.Chart,
+    containers: Sequence[Container],
+    states: Mapping[int, str],
+    run_ids: Sequence[str],
+) -> dict[str, Any]:
     return {
         "metric": found.metric,
         "axis": found.axis,
@@ -202,6 +242,7 @@ def chart_data(
             {
                 "run": line.run,
                 "points": line.points,
+                "last_step": line.last_step,
                 "x": line.x,
                 "y": line.y,
                 "low": line.low,
@@ -209,9 +250,40 @@ def chart_data(
             }
             for line in found.lines
         ],
+        "states": {c.label: states.get(c.pk, "finished") for c in containers},
         "missing": found.missing,
         "unknown_runs": [r for r in run_ids if r not in {c.label for c in containers}],
     }
+
+
+def chart_tail_data(
+    service: QueryService,
+    project: str,
+    run_ids: Sequence[str],
+    metric: str,
+    after: Sequence[float | None],
+    *,
+    axis: _charts.Axis,
+    width: float | None,
+) -> dict[str, Any]:
+    """The points of one chart's runs after the steps the browser has (see
+    :func:`despina.server.ui.charts.tail`), and the runs' states, read together: the answer
+    that says a run finished also carries its last points.
+
+    Raises:
+        InvalidQuery: not one ``after`` per run, or a bad width.
+    """
+    if len(after) != len(run_ids):
+        raise InvalidQuery(
+            f"give one after= step per run: got {len(after)} for {len(run_ids)} runs"
+        )
+    wanted = dict(zip(run_ids, after, strict=True))
+    with service.snapshot(project) as snap:
+        containers = find_containers(snap, run_ids)
+        steps = [wanted[c.label] for c in containers]
+        found = _charts.tail(snap, containers, metric, steps, axis=axis, width=width)
+        states = run_states(snap, [c.pk for c in containers])
+    return _chart_json(found, containers, states, run_ids)
 
 
 def _run_container(service: QueryService, project: str, run_id: str) -> Container:

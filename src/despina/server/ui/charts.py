@@ -39,6 +39,7 @@ __all__ = [
     "chart",
     "float_series_names",
     "pick_metrics",
+    "tail",
 ]
 
 MAX_BUCKETS = 1000
@@ -55,7 +56,8 @@ class Line:
     """One run's line: per bucket the drawn point (``x``, ``y``) and the band (``low``, ``high``).
 
     ``x`` is the step, or the timestamp in epoch milliseconds on the time axis. ``points`` is
-    how many points the buckets summarise.
+    how many points the buckets summarise; ``last_step`` the step of the run's last point of
+    the metric (what a live update asks to continue after), None without points.
     """
 
     run: str
@@ -64,6 +66,7 @@ class Line:
     low: list[float | None]
     high: list[float | None]
     points: int = 0
+    last_step: float | None = None
 
 
 @dataclass
@@ -160,8 +163,79 @@ def chart(
         result.lines, result.x_range = _from_service(snap, series, labels, buckets)
     else:
         result.lines, result.x_range = _from_points(snap, series, labels, axis, window, buckets)
+    last = {label: int(series.last_step[i]) for i, label in enumerate(labels)}
+    for line in result.lines:
+        micro = last.get(line.run, -1)
+        line.last_step = micro / _summaries.MICRO if micro >= 0 and line.points else None
     order = {c.label: i for i, c in enumerate(containers)}
     result.lines.sort(key=lambda line: order.get(line.run, len(order)))
+    return result
+
+
+def tail(
+    snap: Snapshot,
+    containers: Sequence[Container],
+    metric: str,
+    after: Sequence[float | None],
+    *,
+    axis: Axis = "step",
+    width: float | None = None,
+) -> Chart:
+    """The points of ``metric`` logged after step ``after[i]`` by ``containers[i]`` (None:
+    all of them): what a live chart appends to the lines it has.
+
+    With ``width`` (the chart's bucket width, in steps or ms on the time axis) the new points
+    are bucketed like the chart's own buckets, at most :data:`MAX_BUCKETS` per line; without
+    it, up to ``MAX_BUCKETS`` points are sent as they are (else bucketed to that many).
+    Only the chunks after the smallest ``after`` are read.
+
+    Raises:
+        InvalidQuery: ``after`` does not give one step per container, or ``width`` is not a
+            positive finite number.
+    """
+    if len(after) != len(containers):
+        raise InvalidQuery(
+            f"give one after= step per run: got {len(after)} for {len(containers)} runs"
+        )
+    if width is not None and not (math.isfinite(width) and width > 0):
+        raise InvalidQuery(f"width must be a positive number, got {width}")
+    result = Chart(metric, axis, None, None)
+    series = snap.series(list(containers), exact_selector([metric], ["float_series"]))
+    if not len(series):
+        result.missing = [c.label for c in containers]
+        return result
+    bounds = [float(a) for a in after if a is not None]
+    start = min(bounds) if len(bounds) == len(after) else None
+    batch = snap.float_series(series, mode="full", step_range=StepRange(start, None))
+    have = set()
+    for i in range(len(series)):
+        c = int(series.container[i])
+        label = containers[c].label
+        have.add(label)
+        at = slice(int(batch.offsets[i]), int(batch.offsets[i + 1]))
+        steps, y = batch.steps[at], batch.values[at]
+        x = steps if axis == "step" else batch.timestamps[at].astype(np.float64)
+        if after[c] is not None:
+            keep = steps > float(after[c])  # type: ignore[arg-type]
+            steps, x, y = steps[keep], x[keep], y[keep]
+        if axis == "time":
+            order = np.argsort(x, kind="stable")
+            x, y = x[order], y[order]
+        last_step = float(steps.max()) if len(steps) else after[c]
+        if not len(x):
+            line = _line(label, x, y, y, y, 0)
+        else:
+            lo, hi = float(x[0]), float(x[-1])
+            needed = len(x) if width is None else int((hi - lo) // width) + 1
+            if needed > MAX_BUCKETS:
+                line = _bucketed(label, x, y, lo, hi, MAX_BUCKETS)
+            elif width is not None and needed < len(x):
+                line = _bucketed(label, x, y, lo, lo + needed * width, needed)
+            else:  # no more points than buckets: the points themselves
+                line = _line(label, x, y, y, y, len(x))
+        line.last_step = last_step
+        result.lines.append(line)
+    result.missing = [c.label for c in containers if c.label not in have]
     return result
 
 

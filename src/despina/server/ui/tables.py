@@ -30,6 +30,7 @@ __all__ = [
     "RunsRequest",
     "exact_selector",
     "find_containers",
+    "read_cells",
     "read_page",
 ]
 

@@ -31,6 +31,7 @@ from despina.server.downloads import download_headers, served_type
 from despina.server.errors import ApiError, bad_request, install_error_handlers
 from despina.server.ui import api
 from despina.server.ui.charts import MAX_BUCKETS, Axis, MetricPatternError
+from despina.server.ui.compare import compare_data
 from despina.server.ui.format import display
 from despina.server.ui.models import models_data
 from despina.server.ui.session import (
@@ -55,6 +56,7 @@ STATIC_DIR = HERE / "static"
 MAX_COLUMNS = 200
 MAX_CHART_RUNS = 100
 MAX_FORM_BYTES = 64 * 1024
+MAX_COMPARE_IDS = 1000
 Handler = Callable[[Request], Awaitable[Response]]
 
 PAGE_CSP = (
@@ -624,6 +626,8 @@ async def charts_page(request: Request) -> Response:
         "chartsUrl": f"/p/{project}/charts.json",
         "runUrl": f"/p/{project}/run",
         "runs": data["runs"],
+        "states": data["states"],
+        "tailUrl": f"/p/{project}/chart-tail.json",
         "metrics": data["metrics"],
         "axis": data["axis"],
         "log": data["log"],
@@ -676,6 +680,60 @@ async def chart_json(request: Request) -> Response:
             service, project, runs, metric, axis=_axis(request), window=window, buckets=buckets
         )
     )
+    return _json_response(data)
+
+
+def _after(request: Request) -> list[float | None]:
+    """The ``after=`` steps of a live update, one per ``run=`` (blank: from the first point)."""
+    steps: list[float | None] = []
+    for raw in request.query_params.getlist("after"):
+        if raw == "":
+            steps.append(None)
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise bad_request(f"after must be a step number, got {raw!r:.40}") from None
+        if not math.isfinite(value):
+            raise bad_request(f"after must be a finite step, got {raw!r:.40}")
+        steps.append(value)
+    return steps
+
+
+@_json
+async def chart_tail_json(request: Request) -> Response:
+    """A live chart's update: the points of ``metric`` each run logged after its ``after``
+    step (bucketed by ``width``, the chart's bucket width), and the runs' states."""
+    project = _project(request)
+    service = ui_state(request.app).service
+    runs = _list(request, "run", MAX_CHART_RUNS)
+    metric = request.query_params.get("metric", "")
+    if not metric:
+        raise bad_request("give the metric to chart: ?metric=<float series path>")
+    if not runs:
+        raise bad_request("give at least one run: ?run=<run id>&after=<last step>&...")
+    after = _after(request)
+    if len(after) != len(runs):
+        raise bad_request(f"give one after= per run= (got {len(after)} for {len(runs)} runs)")
+    width = _float(request, "width")
+    if width is not None and width <= 0:
+        raise bad_request(f"width must be a positive number, got {width}")
+    data = await run_in_threadpool(
+        lambda: api.chart_tail_data(
+            service, project, runs, metric, after, axis=_axis(request), width=width
+        )
+    )
+    return _json_response(data)
+
+
+@_json
+async def runs_live_json(request: Request) -> Response:
+    """A live runs table's update: the state and cells (``col=``) of the runs ``run=``."""
+    project = _project(request)
+    service = ui_state(request.app).service
+    runs = _list(request, "run", MAX_PAGE)
+    columns = list(dict.fromkeys(_list(request, "col", MAX_COLUMNS)))
+    data = await run_in_threadpool(api.live_rows_data, service, project, runs, columns)
     return _json_response(data)
 
 
@@ -735,6 +793,38 @@ async def file_download(request: Request) -> Response:
         media_type=served_type(found.mime_type),
         headers=download_headers(found.filename),
     )
+
+
+# -- compare ---------------------------------------------------------------------------------
+
+
+async def _compare(request: Request) -> tuple[str, dict[str, Any]]:
+    """The runs of ``?id=`` (``?run=`` too: the runs table's selection boxes) side by side."""
+    project = _project(request)
+    run_ids = _list(request, "id", MAX_COMPARE_IDS) + _list(request, "run", MAX_COMPARE_IDS)
+    service = ui_state(request.app).service
+    return project, await run_in_threadpool(compare_data, service, project, run_ids)
+
+
+@_html
+async def compare_page(request: Request) -> Response:
+    picked = _list(request, "run", MAX_COMPARE_IDS)
+    if picked and not _list(request, "id", MAX_COMPARE_IDS):
+        # the runs table's form sends its boxes as run= (and its metric field): a clean URL
+        _project(request)
+        target = f"{request.url.path}?{urlencode([('id', r) for r in picked])}"
+        return RedirectResponse(target, 303)
+    project, data = await _compare(request)
+    payload = {"rows": [{"differs": r["differs"]} for r in data["rows"]]}
+    return render(request, "compare.html", project=project, data=data, payload=payload)
+
+
+@_json
+async def compare_json(request: Request) -> Response:
+    _, data = await _compare(request)
+    if not data["runs"] and not data["unknown_runs"]:
+        raise bad_request("give the runs to compare: ?id=<run id>&id=<run id>...")
+    return _json_response(data)
 
 
 # -- model registry --------------------------------------------------------------------------
@@ -800,8 +890,12 @@ _ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/p/{workspace}/{project}/charts", charts_page),
     ("GET", "/p/{workspace}/{project}/charts.json", charts_json),
     ("GET", "/p/{workspace}/{project}/chart.json", chart_json),
+    ("GET", "/p/{workspace}/{project}/chart-tail.json", chart_tail_json),
+    ("GET", "/p/{workspace}/{project}/runs-live.json", runs_live_json),
     ("GET", "/p/{workspace}/{project}/run", run_page),
     ("GET", "/p/{workspace}/{project}/run.json", run_json),
+    ("GET", "/p/{workspace}/{project}/compare", compare_page),
+    ("GET", "/p/{workspace}/{project}/compare.json", compare_json),
     ("GET", "/p/{workspace}/{project}/models", models_page),
     ("GET", "/p/{workspace}/{project}/models.json", models_json),
     ("GET", "/ui/static/{name:path}", static),
