@@ -124,3 +124,106 @@ def test_polls_need_a_session(server: ServerProcess) -> None:
     with httpx.Client(base_url=server.url) as anonymous:
         for path in ("chart-tail.json", "runs-live.json"):
             assert anonymous.get(f"{PROJECT}/{path}", params={"run": "x"}).status_code == 401
+
+
+SECTION = "document.querySelector(\"section.chart[data-metric='train/loss']\")"
+FINISHED_RUN = "kittiwake-lr0.001-s1"
+
+
+@pytest.fixture(scope="module")
+def context(browser: Any, server: ServerProcess, tokens: Tokens) -> Iterator[Any]:
+    """A signed-in browser context, its tabs kept to the server under test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    tab.goto(server.url + "/sign-in")
+    tab.fill("textarea[name=token]", tokens.workspace)
+    tab.click("form[action='/sign-in'] button[type=submit]")
+    tab.wait_for_url(server.url + "/projects")
+    tab.close()
+    yield context
+    context.close()
+
+
+def _tab(context: Any, server: ServerProcess) -> tuple[Any, list[str], list[str]]:
+    tab = context.new_page()
+    errors = watch_errors(tab)
+    tab.route(
+        lambda url: not url.startswith(server.url),
+        lambda route: (errors.append(f"external request {route.request.url}"), route.abort()),
+    )
+    requests: list[str] = []
+    tab.on("request", lambda request: requests.append(request.url))
+    return tab, errors, requests
+
+
+def test_charts_and_table_follow_a_running_run(context: Any, server: ServerProcess) -> None:
+    run = _run(server, "live-browser")
+    try:
+        _log(run, range(50))
+        charts, chart_errors, chart_requests = _tab(context, server)
+        charts.goto(
+            f"{server.url}{PROJECT}/charts?run=live-browser&run={FINISHED_RUN}&metric=train/loss"
+        )
+        charts.wait_for_function(f"() => {SECTION}.dataset.points")
+        assert charts.get_attribute(
+            "section.chart[data-metric='train/loss']", "data-points"
+        ) == str(50 + 400)
+        legend = charts.locator("#run-legend a")
+        assert legend.evaluate_all("links => links.map(a => a.dataset.state)") == [
+            "running",
+            "finished",
+        ]
+        assert (
+            charts.locator("#run-legend a[data-state=running] .live-label").text_content() == "live"
+        )
+        assert "1 live" in charts.locator("section.chart .state").first.text_content()
+        charts.evaluate("() => { window.notReloaded = true; }")
+
+        table, table_errors, table_requests = _tab(context, server)
+        table.goto(f"{server.url}{PROJECT}?view=runs&col=train/loss")
+        row = table.locator("tr[data-run='live-browser']")
+        assert row.locator("td.run-state").text_content() == "running"
+        assert table.locator(f"tr[data-run='{FINISHED_RUN}'] td.run-state").text_content() == (
+            "finished"
+        )
+        assert row.locator("td").nth(3).get_attribute("title") == str(1.0 / 50)
+        table.evaluate("() => { window.notReloaded = true; }")
+
+        _log(run, range(50, 120))
+        # the chart appends the 70 new points; the table row shows the new last value
+        charts.wait_for_function(f"() => {SECTION}.dataset.points === '{120 + 400}'")
+        table.wait_for_function(
+            "() => document.querySelector(\"tr[data-run='live-browser'] td:nth-child(4)\")"
+            f".title === '{1.0 / 120}'"
+        )
+        line = charts.evaluate(
+            "() => window.despinaCharts[0].lines.find(l => l.run === 'live-browser')"
+        )
+        assert line["x"] == list(range(120)) and line["last_step"] == 119
+        assert charts.evaluate("() => window.notReloaded") is True
+        assert table.evaluate("() => window.notReloaded") is True
+        # only new points were fetched: no full chart reload, and each poll is small
+        assert not [u for u in chart_requests if "/chart.json" in u and "charts?" not in u][1:]
+        polls = charts.evaluate(
+            "() => performance.getEntriesByType('resource')"
+            ".filter(e => e.name.includes('/chart-tail.json'))"
+            ".map(e => ({url: e.name, bytes: e.encodedBodySize}))"
+        )
+        assert polls and all("run=live-browser" in p["url"] for p in polls)
+        assert all(FINISHED_RUN not in p["url"] for p in polls)  # finished runs are not asked
+        assert max(p["bytes"] for p in polls) < 10_000
+        assert any("/runs-live.json" in u for u in table_requests)
+    finally:
+        run.close()
+    # closing: the table says finished, the legend drops its live mark, polling stops
+    table.wait_for_function(
+        "() => document.querySelector(\"tr[data-run='live-browser'] td.run-state\")"
+        ".textContent === 'finished'"
+    )
+    charts.wait_for_selector("#run-legend a[data-state=finished] >> text=live-browser")
+    assert charts.locator(".live-label").count() == 0
+    settled = len(chart_requests), len(table_requests)
+    charts.wait_for_timeout(4_000)
+    assert (len(chart_requests), len(table_requests)) == settled
+    assert chart_errors == [] and table_errors == []

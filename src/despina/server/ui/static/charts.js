@@ -11,7 +11,28 @@
   const toPlot = (x) => (timeAxis ? x / 1000 : x);   // uPlot time scales are in seconds
   const toServer = (x) => (timeAxis ? x * 1000 : x);
 
+  // Run states (running / finished / failed); running runs are marked "live" in the legend and
+  // their charts follow them (see the poller at the end).
+  const states = Object.assign({}, cfg.states || {});
+  const isRunning = (run) => states[run] === "running";
   const legend = document.getElementById("run-legend");
+  const legendLinks = new Map();
+  function markLegend(run) {
+    const a = legendLinks.get(run);
+    if (!a) return;
+    a.dataset.state = states[run] || "finished";
+    const mark = a.querySelector(".live-label");
+    if (isRunning(run) && !mark) {
+      const label = document.createElement("span");
+      label.className = "live-label"; label.title = "running: this chart updates as it logs";
+      const dot = document.createElement("span");
+      dot.className = "live-dot";
+      label.append(dot, "live");
+      a.append(label);
+    } else if (!isRunning(run) && mark) {
+      mark.remove();
+    }
+  }
   for (const run of cfg.runs) {
     const a = document.createElement("a");
     a.href = cfg.runUrl + "?id=" + encodeURIComponent(run);
@@ -19,6 +40,8 @@
     sw.className = "swatch"; sw.style.background = colour(run);
     a.append(sw, run);
     legend.append(a);
+    legendLinks.set(run, a);
+    markLegend(run);
   }
   // A bad metric pattern is shown in place, under the box; the charts drawn stay.
   const controls = document.getElementById("chart-controls");
@@ -61,6 +84,16 @@
     for (const run of cfg.runs) p.append("run", run);
     if (win) { p.set("from", String(win[0])); p.set("to", String(win[1])); }
     return fetch(cfg.chartUrl + "?" + p.toString(), { credentials: "same-origin", signal }).then((r) =>
+      r.json().then((body) => { if (!r.ok) throw new Error(body.message || r.statusText); return body; }));
+  }
+
+  function requestTail(metric, runs, after, width) {
+    const p = new URLSearchParams();
+    p.set("metric", metric);
+    p.set("x", cfg.axis);
+    runs.forEach((run, i) => { p.append("run", run); p.append("after", after[i] == null ? "" : String(after[i])); });
+    if (width > 0) p.set("width", String(width));
+    return fetch(cfg.tailUrl + "?" + p.toString(), { credentials: "same-origin" }).then((r) =>
       r.json().then((body) => { if (!r.ok) throw new Error(body.message || r.statusText); return body; }));
   }
 
@@ -111,6 +144,9 @@
       this.reset.addEventListener("click", () => this.load(null));
       this.plot = null;
       this.lines = [];
+      this.win = null;         // the zoom window (no live updates while zoomed)
+      this.width = 0;          // the width of a bucket, for the live points
+      this.tailing = false;    // a live update in flight
       this.seq = 0;            // the latest request; older answers are dropped
       this.inflight = null;    // its AbortController
       this.load(null);
@@ -137,17 +173,75 @@
       });
     }
 
-    draw(data, win) {
-      this.lines = data.lines.filter((l) => l.x.length);
-      const cols = columns({ lines: this.lines });
+    // Points logged since the last answer, for the running runs of this chart: appended to
+    // their lines (bucketed by the chart's bucket width) without redrawing the chart anew.
+    follow() {
+      const runs = cfg.runs.filter(isRunning);
+      if (!runs.length || this.win || this.inflight || this.tailing) return;
+      const byRun = new Map(this.lines.map((l) => [l.run, l]));
+      const after = runs.map((run) => (byRun.has(run) ? byRun.get(run).last_step : null));
+      const seq = this.seq;
+      this.tailing = true;
+      requestTail(this.metric, runs, after, this.width).then((data) => {
+        this.tailing = false;
+        for (const [run, state] of Object.entries(data.states || {})) {
+          if (states[run] !== state) { states[run] = state; markLegend(run); }
+        }
+        if (seq !== this.seq || this.win) return;  // a zoom or reload began meanwhile
+        let added = 0;
+        for (const fresh of data.lines) {
+          const line = byRun.get(fresh.run);
+          if (line && line.last_step != null && fresh.last_step != null && fresh.last_step <= line.last_step) continue;
+          if (!fresh.x.length) continue;
+          added += fresh.x.length;
+          if (line) {
+            line.x = line.x.concat(fresh.x); line.y = line.y.concat(fresh.y);
+            line.low = line.low.concat(fresh.low); line.high = line.high.concat(fresh.high);
+            line.points += fresh.points; line.last_step = fresh.last_step;
+          } else {
+            this.lines.push(fresh);
+            this.lines.sort((a, b) => cfg.runs.indexOf(a.run) - cfg.runs.indexOf(b.run));
+            this.missing = this.missing.filter((r) => r !== fresh.run);
+          }
+        }
+        this.section.dataset.polls = String(Number(this.section.dataset.polls || 0) + 1);
+        if (!added) { this.describe(); return; }
+        // lines twice the bucket budget long: re-bucket the whole range from the server
+        if (this.lines.some((l) => l.x.length > 2 * 1000)) { this.load(null); return; }
+        if (this.plot && this.plot.series.length === 1 + 3 * this.lines.length) {
+          this.plot.setData(columns({ lines: this.lines }));
+          this.describe();
+        } else {
+          this.draw({ lines: this.lines, missing: this.missing, range: this.range }, null);
+        }
+      }).catch(() => { this.tailing = false; });  // retried at the next tick
+    }
+
+    describe() {
+      const win = this.win;
       const most = Math.max(0, ...this.lines.map((l) => l.x.length));
       const points = this.lines.reduce((n, l) => n + l.points, 0);
+      const live = this.lines.filter((l) => isRunning(l.run)).length;
       this.state.textContent = (win ? "zoomed to " + fmtX(toPlot(win[0])) + " – " + fmtX(toPlot(win[1])) + " · " : "")
         + plural(this.lines.length, "run") + " · ≤" + plural(most, "bucket") + " per line · "
-        + plural(points, "point") + (data.missing.length ? " · not in " + plural(data.missing.length, "run") : "");
+        + plural(points, "point") + (this.missing.length ? " · not in " + plural(this.missing.length, "run") : "")
+        + (live ? " · " + live + " live" + (win ? " (paused while zoomed)" : "") : "");
+      this.section.dataset.buckets = String(most);
+      this.section.dataset.points = String(points);
+      if (live) this.section.dataset.live = String(live); else delete this.section.dataset.live;
+    }
+
+    draw(data, win) {
+      this.lines = data.lines.filter((l) => l.x.length);
+      this.missing = data.missing || [];
+      this.win = win;
+      this.range = data.range;
+      // the server's buckets are equal-width over the range: new points get that width
+      this.width = !win && data.range && data.range[1] > data.range[0] ? (data.range[1] - data.range[0]) / 1000 : 0;
+      const cols = columns({ lines: this.lines });
+      this.describe();
       this.reset.hidden = !win;
       this.section.dataset.window = win ? win.join(",") : "";
-      this.section.dataset.buckets = String(most);
       delete this.section.dataset.loading;
       if (this.plot) { this.plot.destroy(); this.plot = null; }
       if (!this.lines.length) { this.plotEl.textContent = "no data"; return; }
@@ -212,6 +306,22 @@
 
   const charts = Array.from(document.querySelectorAll("section.chart"), (s) => new Chart(s));
   window.despinaCharts = charts;  // for tests and the console
+
+  // Live: while a shown run is running, every few seconds each chart asks for the points its
+  // running runs logged since its last step (GET, small answers); nothing is asked once no
+  // shown run runs, nor while the tab is hidden.
+  const POLL_MS = cfg.pollMs || 3000;
+  let poller = null;
+  function tick() {
+    poller = null;
+    if (!cfg.runs.some(isRunning)) return;  // stop: nothing runs
+    if (document.visibilityState !== "hidden") for (const c of charts) c.follow();
+    poller = setTimeout(tick, POLL_MS);
+  }
+  if (cfg.runs.some(isRunning)) poller = setTimeout(tick, POLL_MS);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && poller === null && cfg.runs.some(isRunning)) tick();
+  });
   let timer = null;
   window.addEventListener("resize", () => {
     clearTimeout(timer);

@@ -72,4 +72,69 @@
       });
     });
   }
+
+  // Live rows: while a row's run is running, its state and cells are refreshed every few
+  // seconds (GET only, only the running rows are asked for); polling stops when none runs and
+  // pauses while the tab is hidden.
+  const configEl = document.getElementById("table-config");
+  const table = document.getElementById("runs-table");
+  if (configEl && table) {
+    const config = JSON.parse(configEl.textContent);
+    const POLL_MS = 3000;
+    const FIRST = 3;  // cells before the columns: pick, label, state
+    let pending = false;
+    let timer = null;
+    const running = () => Array.from(table.querySelectorAll("tbody tr[data-run]"))
+      .filter((tr) => tr.querySelector("td.run-state").dataset.state === "running");
+    const setCell = (td, cell) => {
+      if (cell.type === "string_set") {
+        td.replaceChildren(...cell.value.map((t) => {
+          const span = document.createElement("span");
+          span.className = "tag"; span.textContent = t; return span;
+        }));
+      } else if (cell.type === "file" || cell.type === "file_series") {
+        return;  // a link to the file: kept
+      } else {
+        td.textContent = cell.text;
+        td.title = cell.type === "string" ? cell.text : String(cell.value);
+      }
+      td.classList.remove("empty");
+    };
+    const apply = (rows) => {
+      const byRun = new Map(rows.map((r) => [r.run_id, r]));
+      for (const tr of table.querySelectorAll("tbody tr[data-run]")) {
+        const row = byRun.get(tr.dataset.run);
+        if (!row) continue;
+        const state = tr.querySelector("td.run-state");
+        state.dataset.state = row.state;
+        state.className = "run-state s-" + row.state;
+        state.textContent = row.state;
+        config.columns.forEach((column, i) => {
+          const cell = row.cells[column];
+          const td = tr.cells[FIRST + i];
+          if (cell && td) setCell(td, cell);
+        });
+      }
+    };
+    const poll = () => {
+      timer = null;
+      const live = running();
+      if (!live.length) return;  // nothing runs: stop
+      if (document.visibilityState === "hidden" || pending) { schedule(); return; }
+      const p = new URLSearchParams();
+      for (const tr of live) p.append("run", tr.dataset.run);
+      for (const c of config.columns) p.append("col", c);
+      pending = true;
+      fetch(config.liveUrl + "?" + p.toString(), { credentials: "same-origin" })
+        .then((r) => (r.ok ? r.json() : Promise.reject(new Error(r.statusText))))
+        .then((data) => apply(data.rows))
+        .catch(() => {})  // a failed poll is retried at the next tick
+        .finally(() => { pending = false; schedule(); });
+    };
+    const schedule = () => { if (timer === null && running().length) timer = setTimeout(poll, POLL_MS); };
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && timer === null) poll();
+    });
+    schedule();
+  }
 })();
