@@ -7,7 +7,9 @@ meanwhile (``runs.revision`` moved), the cached state is dropped and re-read.
 
 Rules (wire-protocol.md §5.3–§5.5): a path keeps its first type (the stored one, or the one a
 batch logged first: ``Batch.first_types``); committed steps strictly increase
-per series; a forked run's own points come after the fork step; timestamps never decrease;
+per series, except that a file series keeps a file at any step it does not hold yet (as Neptune
+does; its last value stays the one at its last step); a forked run's own points come after the
+fork step; timestamps never decrease;
 a point identical to a stored one is a duplicate (warning, ignored); previews come after the last
 committed step and are replaced by later previews or committed points. A rejected item is
 dropped; everything else in the batch is applied.
@@ -797,6 +799,7 @@ class RunWriter:
     ) -> int:
         rows: list[tuple[int, int, int, str]] = []
         touched: dict[int, tuple[_PointSeries, str]] = {}
+        backfilled: dict[tuple[int, int], str] = {}  # file-series points below the last step
         size = 0
         fork = self._fork_step
         for point in points:
@@ -832,12 +835,43 @@ class RunWriter:
                 stored = conn.execute(
                     "SELECT value FROM points WHERE attr_id = ? AND step = ?", (attr_id, step)
                 ).fetchone()
+                pending = backfilled.get((attr_id, step))
+                if pending is not None:
+                    stored = (pending,)
                 if stored is not None and stored[0] == point.value:
                     issues.add(
                         "SERIES_POINT_DUPLICATE",
                         f"point at step {_step_text(step)} of {point.path!r} was already stored",
                         point.path,
                         WARNING,
+                    )
+                elif point.type == "file_series" and stored is None:
+                    # Neptune keeps every file of a file series whatever the step order (3, 2, 1
+                    # keeps three files); the series' last value stays the one at its last step.
+                    if point.timestamp < state.last_ts:
+                        issues.add(
+                            "SERIES_TIMESTAMP_DECREASING",
+                            f"timestamp of step {_step_text(step)} of {point.path!r} is older "
+                            "than the series' last point",
+                            point.path,
+                        )
+                        continue
+                    state.count += 1
+                    state.last_ts = point.timestamp
+                    backfilled[(attr_id, step)] = point.value
+                    rows.append((attr_id, step, point.timestamp, point.value))
+                    if attr_id not in touched:  # the series' last value stays as stored
+                        text = conn.execute(
+                            "SELECT text FROM attributes WHERE id = ?", (attr_id,)
+                        ).fetchone()
+                        touched[attr_id] = (state, text[0])
+                    size += 16 + len(point.value)
+                elif point.type == "file_series":
+                    issues.add(
+                        "SERIES_STEP_NON_INCREASING",
+                        f"file series {point.path!r} already holds a different file at step "
+                        f"{_step_text(step)}; log each file at its own step",
+                        point.path,
                     )
                 else:
                     issues.add(
