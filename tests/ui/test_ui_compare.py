@@ -209,3 +209,9 @@ def test_compare_in_the_browser(browser: Any, server: ServerProcess, tokens: Tok
         assert errors == []
     finally:
         context.close()
+
+
+def test_charts_page_links_to_compare(client: httpx.Client) -> None:
+    page = client.get(f"{PROJECT}/charts", params=[("run", FORK), ("run", PARENT)])
+    assert page.status_code == 200
+    assert f'href="{PROJECT}/compare?id={FORK}&amp;id={PARENT}"' in page.text
