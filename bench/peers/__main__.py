@@ -36,8 +36,10 @@ def _available(key: str) -> str | None:
     return None if importlib.util.find_spec(name) else f"{PEERS[key].package} is not installed"
 
 
-def _worker(key: str, job: str, root: Path, sizes: Sizes, log: Path) -> dict[str, Any]:
-    out = root.parent / f"{root.name}-{job}.json"
+def _worker(
+    key: str, job: str, root: Path, sizes: Sizes, log: Path, tag: str = ""
+) -> dict[str, Any]:
+    out = root.parent / f"{root.name}-{job}{tag}.json"
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "bench.peers.worker", key, job, str(root), str(out)]
     cmd.append(json.dumps(sizes.to_json()))
@@ -69,9 +71,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--docs", default="docs")
+    parser.add_argument("--from-json", help="re-render the report of a saved run")
     args = parser.parse_args(argv)
 
     console = Console(width=max(160, Console().width))
+    if args.from_json:
+        saved = report.Results.load(Path(args.from_json))
+        report.print_tables(console, saved)
+        if not args.no_docs:
+            report.write_docs(Path(args.docs), saved)
+        return 0
     sizes = Sizes.quick() if args.quick else Sizes()
     keys = [k for k in PEERS if not args.only or k == "despina" or k in args.only.split(",")]
     missing = {k: why for k in keys if (why := _available(k))}
@@ -115,20 +124,19 @@ def main(argv: list[str]) -> int:
                 peer = PEERS[key]
                 if job != "write" and (not peer.reads or not (base / "data" / key).exists()):
                     continue
-                skipped = (key, job) in slow or f"{key} setup" in failures
-                if skipped and job != "write":
+                if (key, job) in slow or (job != "write" and f"{key} setup" in failures):
                     continue
                 root = base / f"round{rnd}" / key if job == "write" else base / "data" / key
                 console.print(f"round {rnd + 1}/{args.rounds}: {peer.title} {job}")
                 try:
-                    result = _worker(key, job, root, sizes, log)
+                    result = _worker(key, job, root, sizes, log, tag=f"-round{rnd}")
                 except Exception as exc:
                     failures[f"{key} {job}"] = str(exc)
                     continue
                 finally:
                     if job == "write":
                         shutil.rmtree(root, ignore_errors=True)
-                if result["_wall"] > BUDGET_S:
+                if result["_wall"] > BUDGET_S[job]:
                     slow.add((key, job))
                 for name, value in result.items():
                     if name.startswith("_") or name.endswith("_rows") or name == "start_first":
@@ -152,6 +160,9 @@ def main(argv: list[str]) -> int:
         rounds=args.rounds,
         argv=argv,
     )
+    saved = base / f"results-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(started))}.json"
+    results.save(saved)
+    console.print(f"results saved to {saved} (re-render: --from-json {saved})")
     report.print_tables(console, results)
     if not args.no_docs:
         report.write_docs(Path(args.docs), results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import subprocess
@@ -70,6 +71,18 @@ class Results:
     load_after: tuple[float, float, float]
     rounds: int
     argv: list[str] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        data = {**self.__dict__, "sizes": self.sizes.to_json()}
+        path.write_text(json.dumps(data, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> Results:
+        data = json.loads(path.read_text())
+        data["sizes"] = Sizes(**data["sizes"])
+        data["load_before"] = tuple(data["load_before"])
+        data["load_after"] = tuple(data["load_after"])
+        return cls(**data)
 
     def values(self, key: str, name: str) -> list[float]:
         return [v for v in self.samples.get(key, {}).get(name, []) if v is not None]
@@ -221,7 +234,8 @@ def plot(path: Path, results: Results) -> None:
             if got is None or (name.startswith(("series", "table")) and not PEERS[key].reads):
                 mids.append(np.nan), lows.append(0.0), highs.append(0.0)
                 continue
-            mids.append(got[0]), lows.append(got[0] - got[1]), highs.append(got[2] - got[0])
+            low, high = max(0.0, got[0] - got[1]), max(0.0, got[2] - got[0])
+            mids.append(got[0]), lows.append(low), highs.append(high)
         ax.bar(  # bars grow from 1× up (despina ahead) or down (the peer ahead)
             x + (i - (len(peers) - 1) / 2) * width,
             np.array(mids) - 1,
