@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -22,6 +23,8 @@ FORK = "kittiwake-fork0-at200"
 PARENT = "kittiwake-lr0.0003-s0"
 MANY_RUNS = 25
 LOSSES = [3.0, 1.0, 2.0]
+ODD = "/p/demo/odd"
+HOSTILE = "evil<!--<script>'&\"-run"
 
 
 def _log_many(home: Path) -> None:
@@ -44,6 +47,21 @@ def _log_many(home: Path) -> None:
                 run.log_metrics({"train/loss": loss + i}, step=step)
 
 
+def _log_odd(home: Path) -> None:
+    """``demo/odd``: a run whose ID and config look like HTML, beside a plain one."""
+    import despina
+
+    for run_id, note in [(HOSTILE, "x</script><!--<script>"), ("plain", "fine")]:
+        with despina.Run(
+            project="demo/odd",
+            run_id=run_id,
+            home=home,
+            enable_console_log_capture=False,
+            source_tracking_config=None,
+        ) as run:
+            run.log_configs({"notes/text": note, "parameters/model": "mlp"})
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The small demo, plus ``demo/many`` (more runs than the page compares) and projects the
@@ -51,6 +69,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("ui-compare") / "home"
     log_small_demo(home)
     _log_many(home)
+    _log_odd(home)
     store = Store.open(home)
     store.create_project("demo/other")
     store.create_project("elsewhere/proj")
@@ -215,3 +234,33 @@ def test_charts_page_links_to_compare(client: httpx.Client) -> None:
     page = client.get(f"{PROJECT}/charts", params=[("run", FORK), ("run", PARENT)])
     assert page.status_code == 200
     assert f'href="{PROJECT}/compare?id={FORK}&amp;id={PARENT}"' in page.text
+
+
+def test_html_like_names_stay_text(
+    browser: Any, client: httpx.Client, server: ServerProcess, tokens: Tokens
+) -> None:
+    params = [("id", HOSTILE), ("id", "plain")]
+    data = client.get(f"{ODD}/compare.json", params=params).json()
+    assert data["runs"][0]["url"] == f"{ODD}/run?id={quote(HOSTILE, safe='')}"
+    page = client.get(f"{ODD}/compare", params=params)
+    assert page.status_code == 200 and "<!--<script>" not in page.text
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    errors = watch_errors(tab)
+    try:
+        tab.goto(server.url + "/sign-in")
+        tab.fill("textarea[name=token]", tokens.workspace)
+        tab.click("form[action='/sign-in'] button[type=submit]")
+        tab.wait_for_url("**/projects")
+        tab.goto(f"{server.url}{ODD}/compare?{urlencode(params)}")
+        notes = tab.locator("#compare-table tr[data-path='notes/text'] td").all_text_contents()
+        assert notes == ["x</script><!--<script>", "fine"]
+        tab.check("#only-differences")
+        assert not tab.locator("#compare-table tr[data-path='parameters/model']").is_visible()
+        tab.locator("#compare-table th.run a").first.click()
+        tab.wait_for_url("**/run?id=*")
+        assert HOSTILE in tab.text_content("h1.run-title")
+        assert errors == []
+    finally:
+        context.close()
