@@ -4,8 +4,11 @@ or sends what it sends, against a real server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 from server_helpers import ServerProcess, Tokens, run_logging_script
 
@@ -25,8 +28,19 @@ with Run(run_id="files-backwards", enable_console_log_capture=False, source_trac
     for step in (3, 2, 1):
         run.log_files({"files/series": File(f"file at {step}".encode(), mime_type="text/plain")},
                       step=step)
+    print("LINK", run.get_run_url())
 print("ERRORS", repr(errors))
 """
+
+
+@pytest.fixture(scope="module")
+def backwards(tokens: Tokens, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The lines the logging script printed, by their first word (LINK, ERRORS)."""
+    result = run_logging_script(
+        FILE_SERIES_BACKWARDS, tmp_path_factory.mktemp("backwards"), tokens.project
+    )
+    lines = (line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    return {word: rest for word, rest in lines if word in ("LINK", "ERRORS")}
 
 
 def series_points(home: Path, run_id: str, path: str) -> list[tuple[int, str]]:
@@ -39,11 +53,39 @@ def series_points(home: Path, run_id: str, path: str) -> list[tuple[int, str]]:
 
 
 def test_file_series_keeps_every_file_of_decreasing_steps(
-    server: ServerProcess, tokens: Tokens, tmp_path: Path
+    server: ServerProcess, backwards: dict[str, str]
 ) -> None:
-    result = run_logging_script(FILE_SERIES_BACKWARDS, tmp_path, tokens.project)
-    errors_line = next(line for line in result.stdout.splitlines() if line.startswith("ERRORS"))
-    print(errors_line)
     points = series_points(server.home, "files-backwards", "files/series")
     assert [step for step, _ in points] == [1_000_000, 2_000_000, 3_000_000]
-    assert errors_line == "ERRORS []"
+    assert backwards["ERRORS"] == "[]"
+
+
+def test_the_printed_run_link_opens_the_run_page(
+    server: ServerProcess, tokens: Tokens, backwards: dict[str, str]
+) -> None:
+    link = backwards["LINK"]
+    assert link == f"{server.url}/ws/proj/-/run/?customId=files-backwards"
+    with httpx.Client(follow_redirects=False, timeout=30) as browser:
+        # not signed in: the sign-in page, coming back to the link afterwards
+        first = browser.get(link)
+        assert first.status_code == 303, first.text
+        assert first.headers["location"] == "/sign-in?" + urlencode(
+            {"next": "/ws/proj/-/run/?customId=files-backwards"}
+        )
+        form = browser.get(server.url + "/sign-in")
+        found = re.search(r'name="csrf" value="([^"]*)"', form.text)
+        data = {"token": tokens.project, "next": "/projects"}
+        if found:
+            data["csrf"] = found.group(1)
+        assert browser.post(server.url + "/sign-in", data=data).status_code == 303
+        # signed in: the run's page
+        answer = browser.get(link)
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == "/p/ws/proj/run?id=files-backwards"
+        page = browser.get(server.url + answer.headers["location"])
+        assert page.status_code == 200 and "files-backwards" in page.text
+        # another project's link: refused as every page of it is
+        other = browser.get(f"{server.url}/ws/other/-/run/?customId=files-backwards")
+        assert other.status_code == 403
+        missing = browser.get(f"{server.url}/ws/proj/-/run/")
+        assert missing.status_code == 400 and "customId" in missing.text

@@ -776,6 +776,16 @@ async def run_json(request: Request) -> Response:
     return _json_response(data)
 
 
+@_html
+async def neptune_run_link(request: Request) -> Response:
+    """The run link neptune-scale prints (``/WS/PROJECT/-/run/?customId=RUN``): the run's page."""
+    project = _project(request)  # sign-in and access checks as for every page
+    run_id = request.query_params.get("customId", "")
+    if not run_id:
+        raise bad_request("give the run: ?customId=<run id>")
+    return RedirectResponse(f"/p/{project}/run?{urlencode({'id': run_id})}", 303)
+
+
 async def file_download(request: Request) -> Response:
     project = _project(request)
     run_id = _run_id(request)
@@ -899,6 +909,7 @@ _ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/p/{workspace}/{project}/models", models_page),
     ("GET", "/p/{workspace}/{project}/models.json", models_json),
     ("GET", "/ui/static/{name:path}", static),
+    ("GET", "/{workspace}/{project}/-/run/", neptune_run_link),
 ]
 
 UI_ROUTES: list[tuple[str, str, Handler]] = [
