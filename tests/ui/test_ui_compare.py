@@ -110,6 +110,7 @@ def test_compare_json_puts_runs_side_by_side(client: httpx.Client) -> None:
     assert [c["value"] for c in lr["cells"]] == [0.0001, 0.0003] and lr["differs"]
     assert [c["text"] for c in rows["data/dataset"]["cells"]] == ["birds-200", "birds-200"]
     assert not rows["data/dataset"]["differs"]
+    assert lr["highlight"] == [True, True] and rows["data/dataset"]["highlight"] == [False] * 2
     tags = rows["sys/tags"]
     assert tags["cells"][1]["value"] == ["baseline", "demo", "kittiwake"] and tags["differs"]
     # metrics: last, min and max rows for each float series, agreeing with the run page
@@ -147,6 +148,10 @@ def test_more_than_twenty_runs_show_the_first_twenty(client: httpx.Client) -> No
     assert data["truncated"] and data["selected"] == MANY_RUNS and data["limit"] == 20
     assert [r["run_id"] for r in data["runs"]] == [f"petrel-{i:02d}" for i in range(20)]
     assert "25 runs selected: comparing the first 20" in data["message"]
+    # only the odd one out is highlighted: the run whose lr differs from the other 19
+    lr = _rows(data)["parameters/lr"]
+    assert lr["differs"] and [i for i, odd in enumerate(lr["highlight"]) if odd] == [1]
+    assert not any(_rows(data)["parameters/model"]["highlight"])
     page = client.get(f"{MANY}/compare", params=ids)
     assert page.status_code == 200
     assert "25 runs selected: comparing the first 20" in page.text
@@ -217,7 +222,7 @@ def test_compare_in_the_browser(browser: Any, server: ServerProcess, tokens: Tok
         page.check("#only-differences")
         assert not dataset.is_visible() and lr.is_visible()
         assert page.locator("#compare-table tbody tr:visible").count() == total - same
-        assert page.url.endswith("#only-differences")
+        assert page.url.endswith("#differences")
         page.reload()  # the choice is kept in the URL
         assert page.is_checked("#only-differences") and not dataset.is_visible()
         page.uncheck("#only-differences")

@@ -4,11 +4,13 @@ Rows are the runs' tags (``sys/tags``, ``sys/group_tags``), their configs (singl
 for every float series, its last value and its min and max over finite values (the aggregates
 the store keeps per series, read without touching points). Columns are the runs, in the order
 asked for. A row ``differs`` when its runs do not all hold the same value (a missing value
-differs from any present one).
+differs from any present one); its ``highlight`` marks the cells off the row's most common
+value (all of them when no value is the most common alone).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +31,7 @@ MAX_COMPARE_RUNS = 20
 
 _CONFIG_TYPES = ("float", "int", "string", "bool", "datetime")
 _AGGREGATES = ("last", "min", "max")
+_NO_VALUE = object()
 
 
 def _cell(type_: str, value: Any) -> dict[str, Any] | None:
@@ -41,6 +44,10 @@ def _row(
     path: str, kind: str, type_: str, cells: list[dict[str, Any] | None], aggregate: str | None
 ) -> dict[str, Any]:
     keys = [None if c is None else repr(c["value"]) for c in cells]
+    counts = Counter(keys)
+    top = counts.most_common(2)
+    # the odd cells: those off the row's most common value (every cell on a tie)
+    common = top[0][0] if len(top) == 1 or top[0][1] > top[1][1] else _NO_VALUE
     return {
         "path": path,
         "kind": kind,
@@ -48,7 +55,8 @@ def _row(
         "aggregate": aggregate,
         "label": path if aggregate is None else f"{path} ({aggregate})",
         "cells": cells,
-        "differs": len(set(keys)) > 1,
+        "differs": len(counts) > 1,
+        "highlight": [len(counts) > 1 and k != common for k in keys],
     }
 
 

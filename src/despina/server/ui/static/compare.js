@@ -1,6 +1,6 @@
 // Compare page: the "only differences" toggle hides the rows whose runs all hold the same value
 // (the server marks each row; the flags also travel in the #compare-data JSON block). The
-// choice is kept in the URL (#only-differences) so a shared link shows the same rows.
+// choice is kept in the URL (#differences) so a shared link shows the same rows.
 (() => {
   "use strict";
   const toggle = document.getElementById("only-differences");
@@ -15,12 +15,12 @@
       row.hidden = toggle.checked && !differs;
     });
     table.classList.toggle("only-differences", toggle.checked);
-    const hash = toggle.checked ? "#only-differences" : "";
+    const hash = toggle.checked ? "#differences" : "";
     if (window.location.hash !== hash) {
       history.replaceState(null, "", window.location.pathname + window.location.search + hash);
     }
   };
-  toggle.checked = window.location.hash === "#only-differences";
+  toggle.checked = window.location.hash === "#differences";
   toggle.addEventListener("change", apply);
   apply();
 })();
