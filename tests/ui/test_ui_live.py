@@ -227,3 +227,33 @@ def test_charts_and_table_follow_a_running_run(context: Any, server: ServerProce
     charts.wait_for_timeout(4_000)
     assert (len(chart_requests), len(table_requests)) == settled
     assert chart_errors == [] and table_errors == []
+
+
+HIDE = """() => {
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+SHOW = """() => {
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'visible'});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def test_a_hidden_tab_does_not_poll(context: Any, server: ServerProcess) -> None:
+    run = _run(server, "live-hidden")
+    try:
+        _log(run, range(10))
+        charts, errors, requests = _tab(context, server)
+        charts.goto(f"{server.url}{PROJECT}/charts?run=live-hidden&metric=train/loss")
+        charts.wait_for_function(f"() => {SECTION}.dataset.points === '10'")
+        charts.evaluate(HIDE)
+        hidden_at = len(requests)
+        _log(run, range(10, 20))
+        charts.wait_for_timeout(4_000)  # more than one poll interval
+        assert requests[hidden_at:] == []
+        assert charts.get_attribute("section.chart", "data-points") == "10"
+        charts.evaluate(SHOW)  # visible again: polls at once
+        charts.wait_for_function(f"() => {SECTION}.dataset.points === '20'")
+        assert errors == []
+    finally:
+        run.close()
