@@ -144,6 +144,7 @@
       this.reset.addEventListener("click", () => this.load(null));
       this.plot = null;
       this.lines = [];
+      this.missing = [];
       this.win = null;         // the zoom window (no live updates while zoomed)
       this.width = 0;          // the width of a bucket, for the live points
       this.tailing = false;    // a live update in flight
