@@ -217,8 +217,57 @@ def bench_charts(home: Path) -> list[Row]:
             f"cold {cold * 1000:.0f} ms; the same lines from all 50M points",
         )
     )
+    rows.append(_live_poll(service, charts, metrics))
     service.store.close()
     return rows
+
+
+def _live_poll(service: Any, charts: list[dict[str, Any]], metrics: list[str]) -> Row:
+    """One live update of the ten charts while ``run-00`` runs: it logs 1,000 more steps of
+    every metric, and each chart asks (``chart-tail.json``) for the points after its last step,
+    bucketed by the chart's bucket width. Bytes are the JSON bodies as the server sends them."""
+    import json
+
+    from despina.server.ui.api import chart_tail_data
+    from despina.server.ui.tables import find_containers
+    from despina.store.batch import Batch, MetricColumn
+    from despina.store.writer import RunWriter
+
+    width = {c["metric"]: (c["range"][1] - c["range"][0]) / 1000 for c in charts}
+    last = {
+        c["metric"]: next(x["last_step"] for x in c["lines"] if x["run"] == "run-00")
+        for c in charts
+    }
+    with service.snapshot(CHART_PROJECT) as snap:
+        pk = find_containers(snap, ["run-00"])[0].pk
+    new = np.arange(100_000, 101_000, dtype=np.int64)
+    RunWriter(service.store, pk).apply(
+        Batch(
+            metrics={
+                m: MetricColumn(new * 1_000_000, np.linspace(0.1, 0.2, len(new)), T0 + new * 100)
+                for m in metrics
+            }
+        )
+    )
+    start = time.perf_counter()
+    answers = [
+        chart_tail_data(
+            service, CHART_PROJECT, ["run-00"], m, [last[m]], axis="step", width=width[m]
+        )
+        for m in metrics
+    ]
+    took = time.perf_counter() - start
+    size = sum(
+        len(json.dumps(a, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
+        for a in answers
+    )
+    verdict = "ok" if size <= 50_000 else "OVER"
+    return (
+        "  live update, one running run: bytes of one poll of the ten charts (KB)",
+        size / 1000,
+        f"target ≤50 KB [{verdict}]; 1,000 new steps × 10 metrics, "
+        f"{len(answers[0]['lines'][0]['x'])} buckets per line; {took * 1000:.0f} ms server",
+    )
 
 
 def run() -> list[Row]:
