@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from server_helpers import ServerProcess, Tokens, run_logging_script
+from server_helpers import ServerProcess, Tokens, mint, run_logging_script
 
 from despina.store.sqlite import Store
 
@@ -89,3 +89,63 @@ def test_the_printed_run_link_opens_the_run_page(
         assert other.status_code == 403
         missing = browser.get(f"{server.url}/ws/proj/-/run/")
         assert missing.status_code == 400 and "customId" in missing.text
+
+
+LONG_RUNS = ("long-0", "long-1", "long-2")
+LONG_METRICS = 4_000
+
+
+def long_path(i: int) -> str:
+    """A 1,024-character attribute path (the longest the clients allow)."""
+    head = f"metrics/{i:05d}/"
+    return head + "x" * (1024 - len(head))
+
+
+def test_float_series_of_long_paths_as_the_client_batches_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nq = pytest.importorskip("neptune_query")
+    nq_runs = pytest.importorskip("neptune_query.runs")
+    home = tmp_path / "home"
+    monkeypatch.setenv("DESPINA_HOME", str(home))
+    # the client sends up to 10,000 series per request; by default it also caps a request's
+    # path bytes at 220,000, which a user may raise: then 10,000 series of 1,024-character
+    # paths go in one request (about 12 MB of JSON)
+    monkeypatch.setenv("NEPTUNE_QUERY_MAX_REQUEST_SIZE", str(10**9))
+    import despina
+
+    for run_id in LONG_RUNS:
+        with despina.Run(
+            project="ws/proj",
+            run_id=run_id,
+            enable_console_log_capture=False,
+            source_tracking_config=None,
+        ) as run:
+            run.log_metrics({long_path(i): float(i) for i in range(LONG_METRICS)}, step=1)
+            run.log_metrics({long_path(i): float(i) + 0.5 for i in range(LONG_METRICS)}, step=2)
+    server = ServerProcess(home)
+    server.start()
+    try:
+        token = mint(server.home, server.url, project="proj", workspace="ws")
+        nq.set_api_token(token)
+        frame = nq_runs.fetch_metrics(
+            project="ws/proj",
+            runs=list(LONG_RUNS),
+            attributes=r"^metrics/",
+        )
+        # still bounded: a body past the series limit is refused before it is parsed
+        access = httpx.get(
+            server.url + "/api/backend/v1/authorization/oauth-token",
+            headers={"X-Neptune-Api-Token": token},
+        ).json()["accessToken"]
+        huge = httpx.post(
+            server.url + "/api/leaderboard/v1/proto/attributes/series/float",
+            content=b" " * (33 * 1024 * 1024),
+            headers={"Authorization": f"Bearer {access}", "Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert huge.status_code == 413, huge.text
+    finally:
+        server.stop()
+    assert frame.shape == (len(LONG_RUNS) * 2, LONG_METRICS)
+    assert frame[long_path(7)].tolist() == [7.0, 7.5] * len(LONG_RUNS)

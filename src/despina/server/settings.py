@@ -26,7 +26,13 @@ class ServerSettings:
     max_ingest_bytes: int = 32 * MIB
     """Largest accepted ingest body (clients send at most 16 MiB)."""
     max_json_bytes: int = 8 * MIB
-    """Largest accepted JSON or protobuf retrieval body."""
+    """Largest accepted JSON or protobuf retrieval body (series requests: the next field)."""
+    max_series_request_bytes: int = 32 * MIB
+    """Largest accepted series retrieval body (float, string, histogram and file series).
+
+    neptune-query sends up to 10,000 series in one request, each naming a path of up to 1,024
+    UTF-8 bytes: about 12 MB of JSON with the longest ASCII paths; 32 MiB leaves room for paths
+    whose characters JSON escapes. The answer stays bounded by its point count."""
     max_blob_bytes: int = 64 * MIB
     """Largest single-part upload; bigger files are offered a multipart upload."""
     multipart_part_bytes: int = 16 * MIB
