@@ -202,6 +202,9 @@ def test_charts_and_table_follow_a_running_run(context: Any, server: ServerProce
         )
         assert line["x"] == list(range(120)) and line["last_step"] == 119
         assert charts.evaluate("() => window.notReloaded") is True
+        # the y axis keeps its tick labels through live updates
+        ticks = charts.evaluate("() => window.despinaCharts[0].plot.axes[1]._values")
+        assert ticks and all(float(t) >= 0 for t in ticks)
         assert table.evaluate("() => window.notReloaded") is True
         # only new points were fetched: no full chart reload, and each poll is small
         assert not [u for u in chart_requests if "/chart.json" in u and "charts?" not in u][1:]

@@ -313,15 +313,15 @@
   // shown run runs, nor while the tab is hidden.
   const POLL_MS = cfg.pollMs || 3000;
   let poller = null;
-  function tick() {
+  function pollCharts() {
     poller = null;
     if (!cfg.runs.some(isRunning)) return;  // stop: nothing runs
     if (document.visibilityState !== "hidden") for (const c of charts) c.follow();
-    poller = setTimeout(tick, POLL_MS);
+    poller = setTimeout(pollCharts, POLL_MS);
   }
-  if (cfg.runs.some(isRunning)) poller = setTimeout(tick, POLL_MS);
+  if (cfg.runs.some(isRunning)) poller = setTimeout(pollCharts, POLL_MS);
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && poller === null && cfg.runs.some(isRunning)) tick();
+    if (document.visibilityState === "visible" && poller === null && cfg.runs.some(isRunning)) pollCharts();
   });
   let timer = null;
   window.addEventListener("resize", () => {
