@@ -660,16 +660,25 @@ async def charts_json(request: Request) -> Response:
     return _json_response(data)
 
 
-@_json
-async def chart_json(request: Request) -> Response:
-    project = _project(request)
-    service = ui_state(request.app).service
+def _chart_request(request: Request, runs_hint: str) -> tuple[str, QueryService, list[str], str]:
+    """The project, query service, ``run=`` list and ``metric=`` of a chart request.
+
+    Raises:
+        ApiError: 400 without a metric or a run (``runs_hint`` shows how to give them).
+    """
+    project = _project(request)  # access first: a project out of reach is a 403, not a 400
     runs = _list(request, "run", MAX_CHART_RUNS)
     metric = request.query_params.get("metric", "")
     if not metric:
         raise bad_request("give the metric to chart: ?metric=<float series path>")
     if not runs:
-        raise bad_request("give at least one run: ?run=<run id>&run=...")
+        raise bad_request(f"give at least one run: {runs_hint}")
+    return project, ui_state(request.app).service, runs, metric
+
+
+@_json
+async def chart_json(request: Request) -> Response:
+    project, service, runs, metric = _chart_request(request, "?run=<run id>&run=...")
     low, high = _float(request, "from"), _float(request, "to")
     if (low is None) != (high is None):
         raise bad_request("give both from and to (a zoom window), or neither")
@@ -704,14 +713,7 @@ def _after(request: Request) -> list[float | None]:
 async def chart_tail_json(request: Request) -> Response:
     """A live chart's update: the points of ``metric`` each run logged after its ``after``
     step (bucketed by ``width``, the chart's bucket width), and the runs' states."""
-    project = _project(request)
-    service = ui_state(request.app).service
-    runs = _list(request, "run", MAX_CHART_RUNS)
-    metric = request.query_params.get("metric", "")
-    if not metric:
-        raise bad_request("give the metric to chart: ?metric=<float series path>")
-    if not runs:
-        raise bad_request("give at least one run: ?run=<run id>&after=<last step>&...")
+    project, service, runs, metric = _chart_request(request, "?run=<run id>&after=<last step>&...")
     after = _after(request)
     if len(after) != len(runs):
         raise bad_request(f"give one after= per run= (got {len(after)} for {len(runs)} runs)")
