@@ -1012,6 +1012,15 @@ def _ui_routes(run: str) -> dict[str, dict[str, str]]:
             "buckets": "100",
             "x": "step",
         },
+        f"{base}/chart-tail.json": {
+            "metric": "m",
+            "run": run,
+            "after": "5",
+            "width": "2",
+            "x": "step",
+        },
+        f"{base}/runs-live.json": {"run": run, "col": "m"},
+        f"{base}/compare.json": {"id": run},
         f"{base}/run.json": {"id": run},
         f"{base}/models.json": {},
     }
@@ -1040,9 +1049,11 @@ def test_ui_json_one_bad_parameter(
 
 @FUZZ
 @given(
-    page=st.sampled_from(["", "/charts", "/run", "/models"]),
+    page=st.sampled_from(["", "/charts", "/run", "/models", "/compare"]),
     params=st.dictionaries(
-        st.sampled_from(["q", "metric", "run", "id", "view", "sort", "page", "limit", "x"]),
+        st.sampled_from(
+            ["q", "metric", "run", "id", "view", "sort", "page", "limit", "x", "after", "width"]
+        ),
         UI_BAD_VALUES,
         max_size=3,
     ),
