@@ -1047,6 +1047,25 @@ def test_ui_json_one_bad_parameter(
     check(answer, api, name, values=(value,))
 
 
+@pytest.mark.parametrize("path", sorted(_ui_routes("RUN")))
+@pytest.mark.parametrize("bad", ["-1", "\x00", "1e999"])
+def test_ui_json_each_route_every_parameter(
+    api: Api, ui: tuple[httpx.Client, str], path: str, bad: str
+) -> None:
+    """Each UI JSON route with each of its parameters made wrong in turn, so that every route
+    is reached however the drawn examples above fell."""
+    client, run = ui
+    route = path.replace("RUN", run)
+    params = {k: v.replace("RUN", run) for k, v in _ui_routes(run)[route].items()}
+    COVERED.add(("GET", route))
+    for name in [*params, "zz"]:
+        answer = client.get(route, params={**params, name: bad})
+        if name == "q" and answer.status_code == 400 and "position" in answer.json():
+            check(answer, api)
+            continue
+        check(answer, api, name, values=(bad,))
+
+
 @FUZZ
 @given(
     page=st.sampled_from(["", "/charts", "/run", "/models", "/compare"]),

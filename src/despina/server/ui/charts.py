@@ -148,7 +148,8 @@ def chart(
         math.isfinite(window[0]) and math.isfinite(window[1]) and window[0] < window[1]
     ):
         raise InvalidQuery(
-            f"the window must be two finite numbers, the first below the second; got {window}"
+            "the zoom window from..to must be two finite numbers with from below to; got "
+            f"from={window[0]:g}, to={window[1]:g}"
         )
     series = snap.series(list(containers), exact_selector([metric], ["float_series"]))
     labels = [containers[int(c)].label for c in series.container.tolist()]
