@@ -285,22 +285,9 @@ def test_console_capture(home: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_source_tracking_inside_git(
-    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    home: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subprocess
-
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    env = {
-        "GIT_AUTHOR_NAME": "A",
-        "GIT_AUTHOR_EMAIL": "a@x",
-        "GIT_COMMITTER_NAME": "A",
-        "GIT_COMMITTER_EMAIL": "a@x",
-        "HOME": str(tmp_path),
-    }
-    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "msg"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
-    monkeypatch.chdir(repo)
+    monkeypatch.chdir(git_repo)
     with despina.Run(project="ws/p", run_id="r", enable_console_log_capture=False):
         pass
     got = attrs(home, "r")

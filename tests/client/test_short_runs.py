@@ -29,22 +29,6 @@ from despina.store import Store
 QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
 
 
-def _git_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "A",
-        "GIT_AUTHOR_EMAIL": "a@x",
-        "GIT_COMMITTER_NAME": "A",
-        "GIT_COMMITTER_EMAIL": "a@x",
-        "HOME": str(tmp_path),
-    }
-    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "msg"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
-    return repo
-
-
 def _attrs(home: Path, run_id: str) -> dict[str, Any]:
     conn = sqlite3.connect(home / "despina.db")
     try:
@@ -59,9 +43,9 @@ def _attrs(home: Path, run_id: str) -> dict[str, Any]:
 
 
 def test_run_does_not_wait_for_git_and_close_still_stores_its_facts(
-    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    home: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = _git_repo(tmp_path)
+    repo = git_repo
     monkeypatch.chdir(repo)
     monkeypatch.setattr(source_module, "_lookups", {})
     release = threading.Event()
@@ -98,9 +82,9 @@ def test_run_does_not_wait_for_git_and_close_still_stores_its_facts(
 
 
 def test_wait_for_processing_includes_the_git_facts(
-    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    home: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(_git_repo(tmp_path))
+    monkeypatch.chdir(git_repo)
     monkeypatch.setattr(source_module, "_lookups", {})
     run = despina.Run(project="ws/p", run_id="w", enable_console_log_capture=False)
     assert run.wait_for_processing()
