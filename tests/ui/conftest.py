@@ -8,22 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ui_helpers import CHROMIUM_ARGS, ServerProcess, Tokens, chromium_path, log_small_demo, mint
-
-from despina.store.sqlite import Store
+from ui_helpers import CHROMIUM_ARGS, ServerProcess, Tokens, chromium_path, mint, serve_demo
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server over the small demo (no token in the home: it prints a sign-in link)."""
-    home = tmp_path_factory.mktemp("ui") / "home"
-    log_small_demo(home)
-    store = Store.open(home)
-    store.create_project("demo/other")
-    store.create_project("elsewhere/proj")
-    store.close()
-    proc = ServerProcess(home)
-    proc.start()
+    proc = serve_demo(tmp_path_factory.mktemp("ui") / "home")
     yield proc
     proc.stop()
 

@@ -11,9 +11,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
-from ui_helpers import ServerProcess, Tokens, log_small_demo, sign_in, watch_errors
-
-from despina.store.sqlite import Store
+from ui_helpers import ServerProcess, Tokens, serve_demo, sign_in, watch_errors
 
 pytestmark = pytest.mark.slow
 
@@ -67,15 +65,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The small demo, plus ``demo/many`` (more runs than the page compares) and projects the
     narrow tokens reach."""
     home = tmp_path_factory.mktemp("ui-compare") / "home"
-    log_small_demo(home)
     _log_many(home)
     _log_odd(home)
-    store = Store.open(home)
-    store.create_project("demo/other")
-    store.create_project("elsewhere/proj")
-    store.close()
-    proc = ServerProcess(home)
-    proc.start()
+    proc = serve_demo(home)
     yield proc
     proc.stop()
 

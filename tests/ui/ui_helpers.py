@@ -16,6 +16,7 @@ import httpx
 
 import serving
 from despina.demo import DEMO_PROJECT, demo_plan, log_demo, log_demo_extras
+from despina.store.sqlite import Store
 from serving import mint
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "csrf_field",
     "log_small_demo",
     "mint",
+    "serve_demo",
     "sign_in",
     "small_plan",
     "watch_errors",
@@ -86,6 +88,19 @@ def log_small_demo(home: Path) -> None:
                 step=step,
             )
         run.assign_files({"artifacts/notes": b"learning rate 1e-3 looks best\n"})
+
+
+def serve_demo(home: Path) -> ServerProcess:
+    """A started server over ``home`` after :func:`log_small_demo`, with the projects the
+    narrow tokens reach (``demo/other``, ``elsewhere/proj``) created empty."""
+    log_small_demo(home)
+    store = Store.open(home)
+    store.create_project("demo/other")
+    store.create_project("elsewhere/proj")
+    store.close()
+    proc = ServerProcess(home)
+    proc.start()
+    return proc
 
 
 @dataclass
