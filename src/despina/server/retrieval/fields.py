@@ -34,6 +34,7 @@ __all__ = [
     "order",
     "protobuf",
     "series_request",
+    "series_requests",
     "show",
     "step_range",
     "strings",
@@ -229,6 +230,18 @@ def order(data: dict[str, Any], where: str, default: str) -> bool:
     if value not in ("ascending", "descending"):
         raise bad_request(f"{where}.order must be 'ascending' or 'descending', got {value!r}")
     return value == "descending"
+
+
+def series_requests(data: dict[str, Any], where: str) -> list[Any]:
+    """The ``requests`` list of a series read, at most :data:`MAX_SERIES` of them.
+
+    Raises:
+        ApiError: 400 when it is not a list or holds more than :data:`MAX_SERIES`.
+    """
+    requests = field(data, "requests", list, where) or []
+    if len(requests) > MAX_SERIES:
+        raise bad_request(f"{where}: {len(requests)} series in one request; at most {MAX_SERIES}")
+    return requests
 
 
 def series_request(request: Any, at: str) -> tuple[str, dict[str, Any], str, str, str]:

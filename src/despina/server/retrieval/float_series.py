@@ -17,7 +17,6 @@ from despina.server.encode import float_series_flat_response
 from despina.server.errors import bad_request
 from despina.server.retrieval.base import RetrievalBase
 from despina.server.retrieval.fields import (
-    MAX_SERIES,
     PROTOBUF,
     count,
     field,
@@ -26,6 +25,7 @@ from despina.server.retrieval.fields import (
     number,
     order,
     series_request,
+    series_requests,
     show,
     step_range,
 )
@@ -54,9 +54,7 @@ def float_series(
 ) -> Response:
     where = "floatSeries"
     data = json_body(body)
-    requests = field(data, "requests", list, where) or []
-    if len(requests) > MAX_SERIES:
-        raise bad_request(f"{where}: {len(requests)} series in one request; at most {MAX_SERIES}")
+    requests = series_requests(data, where)
     limit = count(data, "perSeriesPointsLimit", where, 1_000_000, 1_000_000)
     descending = order(data, where, "ascending")
     lo, hi = step_range(data, where)

@@ -15,16 +15,15 @@ from starlette.responses import Response
 
 from despina.server.auth import Principal
 from despina.server.encode import file_ref_message, histogram_message
-from despina.server.errors import bad_request
 from despina.server.retrieval.base import RetrievalBase
 from despina.server.retrieval.fields import (
-    MAX_SERIES,
     count,
     field,
     json_body,
     order,
     protobuf,
     series_request,
+    series_requests,
     step_range,
 )
 from despina.server.retrieval.tokens import make_series_token, series_token
@@ -44,9 +43,7 @@ def series(
 ) -> Response:
     where = "series"
     data = json_body(body)
-    requests = field(data, "requests", list, where) or []
-    if len(requests) > MAX_SERIES:
-        raise bad_request(f"{where}: {len(requests)} series in one request; at most {MAX_SERIES}")
+    requests = series_requests(data, where)
     descending = order(data, where, "ascending")
     lo, hi = step_range(data, where)
     total_cap = count(data, "perSeriesPointsLimit", where, 2**62, 2**62)
