@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
+from google.protobuf.message import DecodeError, Message
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,7 +30,10 @@ __all__ = [
     "error_response",
     "install_error_handlers",
     "parse_json_body",
+    "parse_protobuf_body",
 ]
+
+M = TypeVar("M", bound=Message)
 
 logger = logging.getLogger("despina.server")
 _RETRY = {"Retry-After": "1"}
@@ -79,6 +83,20 @@ def parse_json_body(body: bytes) -> Any:
         raise bad_request("the request body is not valid JSON: it is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from None
+
+
+def parse_protobuf_body(message_class: type[M], body: bytes) -> M:
+    """A request body parsed as ``message_class``; bytes that are not one are a 400.
+
+    Raises:
+        ApiError: 400, naming the message type and the decoder's complaint.
+    """
+    message = message_class()
+    try:
+        message.ParseFromString(body)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise bad_request(f"the body is not a serialized {message_class.__name__}: {exc}") from None
+    return message
 
 
 def access_denied(message: str, status: int = 403) -> ApiError:

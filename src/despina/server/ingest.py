@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from google.protobuf.message import DecodeError
 from neptune_api.proto.google_rpc.code_pb2 import Code
 from neptune_api.proto.neptune_pb.ingest.v1 import common_pb2
 from neptune_api.proto.neptune_pb.ingest.v1.ingest_pb2 import IngestCode
@@ -40,7 +39,7 @@ from neptune_api.proto.neptune_pb.ingest.v1.pub.request_status_pb2 import Reques
 from despina.config import parse_project
 from despina.errors import ConfigError
 from despina.server.auth import Principal
-from despina.server.errors import bad_request
+from despina.server.errors import bad_request, parse_protobuf_body
 from despina.server.settings import ServerSettings
 from despina.server.wire import FloatBlock, float_blocks, snapshot_spans
 from despina.store.access import (
@@ -568,11 +567,7 @@ class IngestService:
             ApiError: the body is not a ``RunOperation`` (400).
             AuthError: the token may not write to the operation's project (403).
         """
-        op = RunOperation()
-        try:
-            op.ParseFromString(body)
-        except (DecodeError, ValueError, RuntimeError) as exc:
-            raise bad_request(f"the body is not a serialized RunOperation: {exc}") from None
+        op = parse_protobuf_body(RunOperation, body)
         kind = op.WhichOneof("operation")
         request_id = str(uuid.uuid4())
         digest = sha256_hex(body)
@@ -682,11 +677,7 @@ class IngestService:
             ApiError: the body is not a ``RequestIdList`` or lists over 1000 ids (400).
             AuthError: the token may not reach the project (403).
         """
-        ids = RequestIdList()
-        try:
-            ids.ParseFromString(body)
-        except (DecodeError, ValueError, RuntimeError) as exc:
-            raise bad_request(f"the body is not a serialized RequestIdList: {exc}") from None
+        ids = parse_protobuf_body(RequestIdList, body)
         if len(ids.ids) > MAX_STATUS_IDS:
             raise bad_request(
                 f"{len(ids.ids)} request ids in one status check; at most {MAX_STATUS_IDS}"

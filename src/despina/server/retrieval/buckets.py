@@ -3,7 +3,6 @@ charts, at most :data:`MAX_RESPONSE_BUCKETS` buckets in one answer."""
 
 from __future__ import annotations
 
-from google.protobuf.message import DecodeError
 from neptune_api.proto.neptune_pb.api.v1.model.requests_pb2 import (
     ProtoGetTimeseriesBucketsRequest,
 )
@@ -19,7 +18,7 @@ from despina.query.lineage import LINEAGE_EXPERIMENT, LINEAGE_FULL, LINEAGE_OWN
 from despina.query.points import step_bound
 from despina.server.auth import Principal
 from despina.server.encode import buckets_response
-from despina.server.errors import bad_request
+from despina.server.errors import bad_request, parse_protobuf_body
 from despina.server.retrieval.base import RetrievalBase
 from despina.server.retrieval.fields import MAX_STEP_MICRO, PROTOBUF
 
@@ -35,11 +34,7 @@ expressions of maxBuckets = limit + 1 ≤ 1001, which this admits."""
 def buckets(
     service: RetrievalBase, principal: Principal, body: bytes, query: dict[str, str]
 ) -> Response:
-    request = ProtoGetTimeseriesBucketsRequest()
-    try:
-        request.ParseFromString(body)
-    except (DecodeError, ValueError, RuntimeError) as exc:
-        raise bad_request(f"the body is not a ProtoGetTimeseriesBucketsRequest: {exc}") from None
+    request = parse_protobuf_body(ProtoGetTimeseriesBucketsRequest, body)
     if len(request.expressions) > MAX_BUCKET_EXPRESSIONS:
         raise bad_request(
             f"{len(request.expressions)} expressions in one request; at most "
