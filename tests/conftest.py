@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,55 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     ):
         monkeypatch.delenv(name, raising=False)
     yield home
+
+
+BACKEND_ENV = "DESPINA_TEST_STORE"
+"""``postgresql`` runs the tests over PostgreSQL: each test gets a new database (a copy of one
+migrated once per session) named by ``DESPINA_STORE``, so every ``Store.open`` lands there."""
+
+
+@pytest.fixture(autouse=True)
+def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The store backend of this test: ``sqlite`` (the default) or ``postgresql``."""
+    if os.environ.get(BACKEND_ENV, "sqlite") != "postgresql":
+        yield "sqlite"
+        return
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("checks the embedded store itself")
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = _suite_database(cluster)
+    monkeypatch.setenv("DESPINA_STORE", url)
+    opened: list[Any] = []
+    from despina.store.postgres.store import PostgresStore
+
+    original = PostgresStore.open_url.__func__  # type: ignore[attr-defined]
+
+    def recording_open(cls: type, *args: Any, **kwargs: Any) -> Any:
+        store = original(cls, *args, **kwargs)
+        opened.append(store)
+        return store
+
+    monkeypatch.setattr(PostgresStore, "open_url", classmethod(recording_open))
+    yield "postgresql"
+    for store in opened:
+        store.close()
+    cluster.drop_database(url)
+
+
+def _suite_database(cluster: Any) -> str:
+    """A new database holding the current schema (copied from a template migrated once)."""
+    template = getattr(cluster, "_suite_template", None)
+    if template is None:
+        from despina.store.postgres.connection import PostgresDatabase
+
+        template = cluster.create_database("suite_template")
+        PostgresDatabase.open(template).close()
+        cluster._suite_template = template
+    name = template.rsplit("/", 1)[-1]
+    url = cluster.create_database("suite")
+    cluster.execute(f'DROP DATABASE "{url.rsplit("/", 1)[-1]}"')
+    cluster.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[-1]}" TEMPLATE "{name}"')
+    return url
 
 
 @pytest.fixture

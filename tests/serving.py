@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from despina.server.auth import mint_api_token
-from despina.store.sqlite import Store
+from despina.store import Store
 
 __all__ = ["ServerProcess", "free_port", "mint"]
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import despina
 from despina.cli import cli
-from despina.store.sqlite import Store
+from despina.store import Store
 
 NAMES = [
     "my-team/bird",

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 from despina.config import resolve_project
 from despina.errors import InvalidQuery
 from despina.nql import compile_query, install_functions
-from despina.store import lifecycle
-from despina.store.sqlite import Store
+from despina.store import Store, lifecycle
 from despina.store.sysattrs import SYS_COLUMNS
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from despina.errors import ConfigError, StoreError
-from despina.store.sqlite import Store
+from despina.store import Store
 
 __all__ = ["create_project", "list_projects"]
 

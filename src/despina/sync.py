@@ -16,11 +16,11 @@ from pathlib import Path
 
 from despina.client.run import _os_user
 from despina.errors import ConfigError, StoreError
+from despina.store import Store
 from despina.store.batch import Batch, IngestIssue
 from despina.store.blobs import put_blob
 from despina.store.op_queues import OperationQueue
 from despina.store.runs import create_run
-from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 
 __all__ = ["SyncResult", "find_queues", "sync_queue"]

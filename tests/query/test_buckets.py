@@ -16,9 +16,9 @@ import despina.query as nq
 from despina.query import api
 from despina.query.resolve import resolve_attributes, restrict_types
 from despina.query.warnings import ExperimentalWarning
+from despina.store import Store
 from despina.store.batch import Batch, MetricColumn, PreviewPoint
 from despina.store.runs import RunSpec, create_run
-from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 
 nan, inf = math.nan, math.inf

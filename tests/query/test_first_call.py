@@ -16,9 +16,9 @@ from despina.query import attrs, runs
 from despina.query.attrs import READ_STATS, read_attr_rows, read_columns
 from despina.query.filters import Attribute, Filter
 from despina.query.service import QueryService
+from despina.store import Store
 from despina.store.batch import Assign, Batch, MetricColumn
 from despina.store.runs import RunSpec, create_run
-from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 
 RUNS = 2_000

@@ -10,8 +10,8 @@ import pytest
 import despina
 import despina.query as nq
 from despina.query import attrs, runs
+from despina.store import Store
 from despina.store.admin import delete_runs
-from despina.store.sqlite import Store
 
 QUIET = {"enable_console_log_capture": False, "source_tracking_config": None}
 

@@ -14,7 +14,7 @@ from server_helpers import (
     mint,
 )
 
-from despina.store.sqlite import Store
+from despina.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,9 @@ from despina.server.app import create_app
 from despina.server.auth import load_server_key, mint_api_token
 from despina.server.settings import ServerSettings
 from despina.server.storage import BlobStorage
+from despina.store import Store
 from despina.store.access import revoke_api_key
 from despina.store.blobs import blob_path, put_blob
-from despina.store.sqlite import Store
 
 SIGN = "/api/storagebridge/v1/signedUrl"
 COMPLETE = "/api/storagebridge/v1/s3/completeMultipartUpload"

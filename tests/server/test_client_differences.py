@@ -12,7 +12,7 @@ import httpx
 import pytest
 from server_helpers import ServerProcess, Tokens, mint, run_logging_script
 
-from despina.store.sqlite import Store
+from despina.store import Store
 
 pytestmark = pytest.mark.slow
 

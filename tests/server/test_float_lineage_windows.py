@@ -21,10 +21,10 @@ from despina.query.batch import BatchReads
 from despina.server.auth import Principal
 from despina.server.retrieval import RetrievalService
 from despina.server.settings import ServerSettings
+from despina.store import Store
 from despina.store.access import ApiKey
 from despina.store.batch import Batch, MetricColumn, PreviewPoint
 from despina.store.runs import RunSpec, create_run
-from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 
 PROJECT = "ws/lineagewin"

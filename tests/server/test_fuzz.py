@@ -29,7 +29,7 @@ with warnings.catch_warnings():
 
 from despina.server.app import create_app
 from despina.server.auth import mint_api_token
-from despina.store.sqlite import Store
+from despina.store import Store
 
 PROJECT = "ws/fuzz"
 RUN = f"{PROJECT}/FUZZ-1"

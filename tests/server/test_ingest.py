@@ -17,7 +17,7 @@ from neptune_api.proto.neptune_pb.ingest.v1.pub.client_pb2 import (
 from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 from server_helpers import PROJECT, ServerProcess, Tokens
 
-from despina.store.sqlite import Store
+from despina.store import Store
 
 
 class Client:

@@ -9,8 +9,8 @@ import pytest
 from despina.server import ingest as ingest_module
 from despina.server.ingest import IngestService
 from despina.server.settings import ServerSettings
+from despina.store import Store
 from despina.store.access import StoredStatus, save_request
-from despina.store.sqlite import Store
 
 
 def test_old_statuses_are_pruned_soon_after_the_machine_boots(

@@ -22,8 +22,8 @@ from neptune_api.proto.neptune_pb.ingest.v1 import common_pb2 as c
 from server_helpers import ServerProcess, Tokens, run_logging_script
 from test_ingest import Client, create, update
 
+from despina.store import Store
 from despina.store.series import read_float_points
-from despina.store.sqlite import Store
 
 pytestmark = pytest.mark.slow
 

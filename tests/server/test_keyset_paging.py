@@ -25,10 +25,10 @@ from despina.server.retrieval import RetrievalService
 from despina.server.retrieval import attributes as retrieval_attributes
 from despina.server.retrieval import fields as retrieval_fields
 from despina.server.settings import ServerSettings
+from despina.store import Store
 from despina.store.access import ApiKey
 from despina.store.batch import Assign, Batch, MetricColumn
 from despina.store.runs import RunSpec, create_run
-from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 
 PROJECT = "ws/keyset"

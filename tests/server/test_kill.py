@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from server_helpers import PROJECT, ServerProcess, mint
 
+from despina.store import Store
 from despina.store.series import read_float_points
-from despina.store.sqlite import Store
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ from despina.errors import ConfigError
 from despina.server.app import create_app
 from despina.server.limits import RateLimiter, guarded_h11_protocol
 from despina.server.settings import ServerSettings
-from despina.store.sqlite import Store
+from despina.store import Store
 
 CONFIG = "/api/backend/v1/clients/config"
 INGEST = "/api/client/v1/ingest"

@@ -41,10 +41,10 @@ from despina.server.retrieval import RetrievalService
 from despina.server.retrieval import search as retrieval_search
 from despina.server.retrieval import series as retrieval_series
 from despina.server.settings import ServerSettings
+from despina.store import Store
 from despina.store.access import ApiKey
 from despina.store.batch import Batch, MetricColumn, PointAppend
 from despina.store.runs import RunSpec, create_run
-from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 
 PROJECT = "ws/big"

@@ -21,9 +21,9 @@ from despina.query.float_batch import FloatSeries
 from despina.server.encode import float_series_response
 from despina.server.ingest import FAST_MIN_POINTS, decode_snapshots, decode_update_batch
 from despina.server.wire import snapshot_spans
+from despina.store import Store
 from despina.store.runs import RunSpec, create_run
 from despina.store.series import read_float_points
-from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 
 KEYS = ["a", "b/c", "ü", "x" * 130]

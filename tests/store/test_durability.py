@@ -19,7 +19,7 @@ import pytest
 
 import despina
 from despina.store import Store
-from despina.store.sqlite import DB_FILE
+from despina.store.sqlite import DB_FILE, SqliteStore
 
 # a plain sqlite3 reader, as any tool (or `despina serve` stopping) would open the store
 READ_AND_CLOSE = textwrap.dedent(
@@ -215,7 +215,7 @@ def test_an_existing_database_keeps_its_mode(home: Path) -> None:
     assert _mode(home / DB_FILE) == 0o640
 
 
-class _TracedStore(Store):
+class _TracedStore(SqliteStore):
     """A store that logs every statement of every connection, in order, with its connection."""
 
     def __init__(self, home: Path) -> None:

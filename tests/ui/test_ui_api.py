@@ -17,8 +17,8 @@ from ui_helpers import (
     sign_in,
 )
 
+from despina.store import Store
 from despina.store.access import list_api_keys, revoke_api_key
-from despina.store.sqlite import Store
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ui_helpers import ServerProcess, watch_errors
 
-from despina.store.sqlite import Store
+from despina.store import Store
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from ui_helpers import HISTOGRAM_RUN, ServerProcess, Tokens, csrf_field, mint, sign_in
 
+from despina.store import Store
 from despina.store.access import list_api_keys, revoke_api_key
-from despina.store.sqlite import Store
 
 pytestmark = pytest.mark.slow
 

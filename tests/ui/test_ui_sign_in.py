@@ -21,8 +21,8 @@ import httpx
 import pytest
 from ui_helpers import ServerProcess, mint
 
+from despina.store import Store
 from despina.store.access import list_api_keys, revoke_api_key
-from despina.store.sqlite import Store
 
 LINK = re.compile(r"(http://\S+/sign-in/link\?code=\S+)")
 

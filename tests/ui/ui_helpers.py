@@ -16,7 +16,7 @@ import httpx
 
 import serving
 from despina.demo import DEMO_PROJECT, demo_plan, log_demo, log_demo_extras
-from despina.store.sqlite import Store
+from despina.store import Store
 from serving import mint
 
 __all__ = [

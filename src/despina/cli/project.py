@@ -33,8 +33,8 @@ def project() -> None:
 )
 def create(name: str, key: str | None, description: str, visibility: str, home: str | None) -> None:
     """Create project NAME (workspace/project)."""
+    from despina.store import Store
     from despina.store.access import find_project
-    from despina.store.sqlite import Store
 
     store = Store.open(resolve_home(home))
     try:
@@ -57,8 +57,8 @@ def create(name: str, key: str | None, description: str, visibility: str, home: 
 )
 def list_projects(home: str | None) -> None:
     """List the projects of the store."""
+    from despina.store import Store
     from despina.store.access import list_project_infos
-    from despina.store.sqlite import Store
 
     store = Store.open(resolve_home(home))
     try:

@@ -169,7 +169,7 @@ def serve(
     from despina.server.limits import guarded_h11_protocol
     from despina.server.logs import configure_logging
     from despina.server.ui import start_up_message
-    from despina.store.sqlite import Store
+    from despina.store import Store
 
     configure_logging(getattr(logging, log_level.upper()), access=not no_access_log)
     settings = ServerSettings.from_env(

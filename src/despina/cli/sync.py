@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from despina.errors import DespinaError
-from despina.store.sqlite import Store
+from despina.store import Store
 from despina.sync import find_queues, sync_queue
 from despina.wording import counted
 

@@ -63,7 +63,7 @@ def create(
 ) -> None:
     """Mint an API token; it is printed once, as the last line."""
     from despina.server.auth import mint_api_token
-    from despina.store.sqlite import Store
+    from despina.store import Store
 
     if (project is None) == (workspace is None):
         raise click.UsageError("give exactly one of --project ws/proj and --workspace ws")
@@ -111,8 +111,8 @@ def create(
 @_home_option
 def list_tokens(home: str | None) -> None:
     """List API keys (never their secrets)."""
+    from despina.store import Store
     from despina.store.access import list_api_keys
-    from despina.store.sqlite import Store
 
     store = Store.open(resolve_home(home))
     try:
@@ -145,8 +145,8 @@ def list_tokens(home: str | None) -> None:
 @_home_option
 def revoke(key_id: str, home: str | None) -> None:
     """Revoke the key KEY_ID (see 'despina token list'); it stops working at once."""
+    from despina.store import Store
     from despina.store.access import revoke_api_key
-    from despina.store.sqlite import Store
 
     store = Store.open(resolve_home(home))
     try:

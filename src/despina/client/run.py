@@ -58,9 +58,9 @@ from despina.exceptions import (
     NeptuneScaleWarning,
     NeptuneUnexpectedError,
 )
+from despina.store import Store
 from despina.store.batch import NO_STEP, Assign, IngestIssue, ModifySet, PointAppend, PreviewPoint
 from despina.store.runs import CreatedRun, RunSpec, create_run, mark_closed
-from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 from despina.types import File, as_file
 

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from despina.config import resolve_home
-from despina.store.sqlite import Store
+from despina.store import Store
 
 __all__ = ["MAX_IDLE", "acquire_store", "close_idle_stores", "release_store"]
 

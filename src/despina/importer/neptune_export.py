@@ -33,6 +33,7 @@ from despina.importer.loader import RunPlan, load_run
 from despina.importer.order import order_runs
 from despina.importer.reader import ExportFormatError, RunHeader, read_header, read_run
 from despina.importer.report import ImportReport, RunReport, SkippedRun
+from despina.store import Store
 from despina.store.imports import (
     RECORDED_PARENT,
     RECORDED_STEP,
@@ -44,7 +45,7 @@ from despina.store.imports import (
     stored_sys_id,
 )
 from despina.store.runs import NAME_LIMIT_BYTES
-from despina.store.sqlite import DB_FILE, Store
+from despina.store.sqlite import DB_FILE
 
 __all__ = ["ImportProgress", "import_neptune_export"]
 

@@ -65,9 +65,10 @@ from despina.query.points import (
 )
 from despina.query.resolve import Selector
 from despina.query.values import present_sys, sys_rows
+from despina.store import Store
 from despina.store.blobs import blob_path
 from despina.store.schema import ATTRIBUTE_TYPES, SERIES_TYPES
-from despina.store.sqlite import DB_FILE, Store
+from despina.store.sqlite import DB_FILE
 from despina.store.sysattrs import SYS_COLUMNS
 
 __all__ = ["Column", "Container", "QueryService", "Snapshot", "TableData"]

@@ -40,8 +40,8 @@ from despina.server.retrieval import RetrievalService
 from despina.server.settings import ServerSettings
 from despina.server.storage import BLOB_ROUTE, BlobStorage
 from despina.server.ui import UI_ROUTES
+from despina.store import Store
 from despina.store.access import ProjectInfo, find_project, list_project_infos
-from despina.store.sqlite import Store
 
 __all__ = ["ROUTES", "ServerState", "create_app"]
 

@@ -31,6 +31,7 @@ import jwt
 
 from despina.config import parse_project
 from despina.errors import AuthError, ConfigError
+from despina.store import Store
 from despina.store.access import (
     ApiKey,
     add_api_key,
@@ -40,7 +41,6 @@ from despina.store.access import (
     save_refresh_token,
     sha256_hex,
 )
-from despina.store.sqlite import Store
 
 __all__ = [
     "CLIENT_ID",

@@ -42,6 +42,7 @@ from despina.server.auth import Principal
 from despina.server.errors import bad_request, parse_protobuf_body
 from despina.server.settings import ServerSettings
 from despina.server.wire import FloatBlock, float_blocks, snapshot_spans
+from despina.store import Store
 from despina.store.access import (
     StoredStatus,
     find_project,
@@ -64,7 +65,6 @@ from despina.store.batch import (
     PreviewPoint,
 )
 from despina.store.runs import RunSpec, create_run
-from despina.store.sqlite import Store
 from despina.store.writer import RunWriter
 
 __all__ = [

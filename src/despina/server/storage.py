@@ -54,6 +54,7 @@ from despina.server.auth import Principal, derive_key
 from despina.server.downloads import CONTROL_CHARACTERS, download_headers, served_type
 from despina.server.errors import ApiError, access_denied, bad_request
 from despina.server.settings import ServerSettings
+from despina.store import Store
 from despina.store.access import blob_record, find_api_key, find_project
 from despina.store.blobs import (
     IncomingBlob,
@@ -70,7 +71,6 @@ from despina.store.blobs import (
     register_blob_key,
     release_signed_url,
 )
-from despina.store.sqlite import Store
 
 __all__ = [
     "BLOB_ROUTE",

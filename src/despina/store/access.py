@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from despina.store.sqlite import Store
+from despina.store import Store
 
 __all__ = [
     "ApiKey",

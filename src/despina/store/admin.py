@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from despina.config import parse_project
+from despina.store import Store
 from despina.store.schema import CHUNK_BITS, SERIES_TYPES
 from despina.store.series import (
     FLOAT_AGGREGATES_UPDATE,
@@ -14,7 +15,6 @@ from despina.store.series import (
     read_float_lineage,
     read_points_lineage,
 )
-from despina.store.sqlite import Store
 
 __all__ = ["delete_project", "delete_runs"]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from despina.store.sqlite import Store
+from despina.store import Store
 
 __all__ = [
     "VERIFY_EXISTING_MAX_BYTES",

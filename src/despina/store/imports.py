@@ -32,13 +32,13 @@ import numpy as np
 import numpy.typing as npt
 
 from despina.config import parse_project
+from despina.store import Store
 from despina.store.admin import delete_runs
 from despina.store.batch import WARNING, Assign, IngestIssue, MetricColumn
 from despina.store.codec import _ARITH, encode_floats, encode_ints
 from despina.store.runs import RunSpec, _check_spec, _inherit
 from despina.store.schema import CHUNK_BITS
 from despina.store.series import FLOAT_AGGREGATES_UPDATE, POINT_AGGREGATES_UPDATE
-from despina.store.sqlite import Store
 from despina.store.sysattrs import SYS_STRING_SETS
 from despina.store.writer import CHUNK_POINTS, MAX_STEP_MICRO
 

@@ -11,9 +11,9 @@ import sqlite3
 from collections.abc import Iterable
 
 from despina.errors import InvalidQuery, RunNotFound
+from despina.store import Store
 from despina.store.admin import delete_runs
 from despina.store.blobs import blob_path
-from despina.store.sqlite import Store
 
 __all__ = ["delete_trashed_runs", "find_runs", "restore_runs", "set_description", "trash_runs"]
 

@@ -14,8 +14,8 @@ import time
 import uuid
 
 from despina.errors import ConfigError, RunNotFound
+from despina.store import Store
 from despina.store.runs import CreatedRun
-from despina.store.sqlite import Store
 from despina.store.sysattrs import SYS_STRING_SETS
 
 __all__ = ["STAGES", "change_stage", "create_model", "create_model_version", "open_object"]

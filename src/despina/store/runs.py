@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from despina.store import Store
 from despina.store.batch import WARNING, IngestIssue
 from despina.store.series import (
     float_aggregates,
@@ -17,7 +18,6 @@ from despina.store.series import (
     read_float_lineage,
     read_points_lineage,
 )
-from despina.store.sqlite import Store
 from despina.store.sysattrs import SYS_STRING_SETS
 
 __all__ = ["CreatedRun", "RunSpec", "create_run", "mark_closed"]

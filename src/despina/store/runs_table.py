@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from despina.errors import InvalidQuery, RunNotFound
 from despina.nql import compile_query
+from despina.store import Store
 from despina.store.reads import ProjectReads
-from despina.store.sqlite import Store
 from despina.store.sysattrs import SYS_COLUMNS, SYS_STRING_SETS
 
 __all__ = [

@@ -271,7 +271,17 @@ CREATE TABLE ui_sessions (
 CREATE INDEX ui_sessions_by_expiry ON ui_sessions (expires_ms);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
+# Secrets every server process over the store shares (the signing key): in the store, so that
+# the servers of a PostgreSQL store are interchangeable and the embedded store works the same way.
+_V8 = """
+CREATE TABLE server_secrets (
+    name TEXT PRIMARY KEY,                -- e.g. 'server_key'
+    value BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

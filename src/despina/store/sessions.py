@@ -15,8 +15,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from despina.store import Store
 from despina.store.access import sha256_hex
-from despina.store.sqlite import Store
 
 __all__ = [
     "MAX_SESSION_ID_LENGTH",

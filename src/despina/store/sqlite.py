@@ -16,6 +16,7 @@ process holds on it, and another process could then delete the WAL under a live 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -26,9 +27,10 @@ from pathlib import Path
 
 from despina.config import parse_project, resolve_home
 from despina.errors import ProjectNotFound, SchemaTooNew, StoreBusy, StoreError
+from despina.store.contract import Store
 from despina.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["DB_FILE", "Store"]
+__all__ = ["DB_FILE", "SqliteStore"]
 
 DB_FILE = "despina.db"
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -40,15 +42,18 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
-class Store:
+class SqliteStore(Store):
     """Where projects, runs and everything logged to them live, on local disk.
 
     Construction is cheap and touches nothing; :meth:`open` creates the directory, connects and
     migrates. The object is safe to share between threads (one connection per thread).
     """
 
+    dialect = "sqlite"
+
     def __init__(self, home: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.home = home
+        self.display = str(home)
         self.db_path = home / DB_FILE
         self.blobs_dir = home / "blobs"
         self.busy_timeout_ms = busy_timeout_ms
@@ -57,13 +62,14 @@ class Store:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(
+    def open_directory(
         cls,
         home: str | os.PathLike[str] | None = None,
         *,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
-    ) -> Store:
-        """Open (creating and migrating when needed) the store at ``home`` (see ``resolve_home``).
+    ) -> SqliteStore:
+        """Open (creating and migrating when needed) the store in directory ``home`` (see
+        ``resolve_home``); :meth:`Store.open` picks this for a directory or ``sqlite://`` URL.
 
         ``busy_timeout_ms`` is how long a statement waits for another connection's lock before
         failing with :class:`StoreBusy`.
@@ -350,6 +356,38 @@ class Store:
         """Names of every project in the store, sorted."""
         rows = self.connection().execute("SELECT workspace, name FROM projects")
         return sorted(f"{w}/{n}" for w, n in rows)
+
+    # -- state shared by server processes ------------------------------------------------------
+
+    def server_secret(self, name: str, make: bytes) -> bytes:
+        with self.write(durable=True) as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO server_secrets (name, value, created_ms) VALUES (?, ?, ?)",
+                (name, make, int(time.time() * 1000)),
+            )
+            row = conn.execute(
+                "SELECT value FROM server_secrets WHERE name = ?", (name,)
+            ).fetchone()
+        return bytes(row[0])
+
+    @contextlib.contextmanager
+    def job_lease(self, name: str) -> Iterator[bool]:
+        # an exclusive lock on a file of its own: released when the holder closes it or dies
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+        path = self.home / f".job-{safe}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
 
 def _private_dir(path: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from despina.store.sqlite import DB_FILE, Store
+from despina.store import Store
+from despina.store.sqlite import DB_FILE
 
 __all__ = ["ProjectStats", "disk_bytes", "project_stats"]
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from despina.store import Store
 from despina.store.batch import (
     NO_STEP,
     WARNING,
@@ -47,7 +48,6 @@ from despina.store.series import (
     FloatPoints,
     read_float_points,
 )
-from despina.store.sqlite import Store
 
 __all__ = ["CHUNK_POINTS", "MAX_STEP_MICRO", "RunWriter"]
 

@@ -9,8 +9,8 @@ from despina.query.service import QueryService
 from despina.server.auth import Principal
 from despina.server.errors import access_denied, bad_request
 from despina.server.settings import ServerSettings
+from despina.store import Store
 from despina.store.access import ProjectInfo, find_project
-from despina.store.sqlite import Store
 
 __all__ = ["RetrievalBase"]
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 from despina.errors import AuthError
 from despina.server.auth import Authenticator, Principal, decode_api_token, derive_key
+from despina.store import Store
 from despina.store.access import ApiKey, add_api_key, find_api_key, list_api_keys, sha256_hex
 from despina.store.sessions import create_session, find_session, revoke_session
-from despina.store.sqlite import Store
 
 __all__ = [
     "COOKIE",

@@ -10,8 +10,8 @@ Migrations run in one transaction under ``pg_advisory_lock(MIGRATE_LOCK)``: repl
 starting at once wait for each other, and the second finds the schema current. PostgreSQL's DDL is
 transactional, so a migration that fails leaves the database as it was.
 
-Every connection binds a Python NaN as NULL (``float`` and float arrays, text and binary
-formats), as SQLite does: "NULL means NaN" holds whatever code writes a float.
+Every connection binds a Python NaN as NULL, as SQLite does: "NULL means NaN" holds whatever
+code writes a float (see :func:`configure_connection`).
 
 Writes: :meth:`PostgresDatabase.write` is one transaction. A ``durable=False`` write commits with
 ``synchronous_commit = off``: it survives a killed despina process (the server has it) but not a
@@ -23,14 +23,16 @@ before it.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.abc import Buffer
+from psycopg.adapt import Dumper, Loader
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.types.numeric import FloatBinaryDumper, FloatDumper
+from psycopg.types.numeric import NumericBinaryLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from despina.errors import ConfigError, SchemaTooNew, StoreError
@@ -76,20 +78,62 @@ class PoolSettings:
         return kwargs
 
 
-class _NanAsNullDumper(FloatDumper):
+class _ExactFloatDumper(Dumper):
+    """A float as its shortest exact decimal, typed ``numeric`` (NaN: NULL).
+
+    ``numeric`` because ``attributes.num`` is: PostgreSQL's float8 -> numeric cast keeps only 15
+    digits. An integral float keeps a fraction part (``2.0``) so that it reads back as a float.
+    Into a ``double precision`` column or comparison the decimal converts back exactly.
+    """
+
+    oid = psycopg.adapters.types["numeric"].oid
+
     def dump(self, obj: float) -> Buffer | None:
-        return None if obj != obj else super().dump(obj)
+        if obj != obj:
+            return None
+        if obj in (math.inf, -math.inf):
+            return b"Infinity" if obj > 0 else b"-Infinity"
+        if obj == int(obj):
+            return b"%.1f" % obj
+        return repr(obj).encode()
 
 
-class _NanAsNullBinaryDumper(FloatBinaryDumper):
-    def dump(self, obj: float) -> Buffer | None:
-        return None if obj != obj else super().dump(obj)
+class _BoolAsIntDumper(Dumper):
+    """A bool as 0/1: the store's flags are integers, as in SQLite."""
+
+    oid = psycopg.adapters.types["int8"].oid
+
+    def dump(self, obj: bool) -> Buffer | None:
+        return b"1" if obj else b"0"
+
+
+class _NumericLoader(Loader):
+    """``numeric`` as an int when it has no fraction part, else a float (see the dumper)."""
+
+    def load(self, data: Buffer) -> Any:
+        text = bytes(data)
+        if b"." in text or b"I" in text or b"N" in text or b"e" in text:
+            return float(text)
+        return int(text)
+
+
+class _NumericBinaryLoader(NumericBinaryLoader):
+    def load(self, data: Buffer) -> Any:
+        value = super().load(data)
+        if value.is_nan():
+            return math.nan
+        if value.is_infinite() or value.as_tuple().exponent < 0:  # type: ignore[operator]
+            return float(value)
+        return int(value)
 
 
 def configure_connection(conn: psycopg.Connection[Any]) -> None:
-    """Adapt a new connection: a Python NaN binds as NULL (also inside float arrays)."""
-    conn.adapters.register_dumper(float, _NanAsNullDumper)
-    conn.adapters.register_dumper(float, _NanAsNullBinaryDumper)
+    """Adapt a new connection to the store's conventions: a Python float binds exactly (NaN as
+    NULL), a bool as 0/1, and a ``numeric`` reads back as an int or a float."""
+    conn.adapters.register_dumper(float, _ExactFloatDumper)
+    conn.adapters.register_dumper(bool, _BoolAsIntDumper)
+    conn.adapters.register_loader("numeric", _NumericLoader)
+    conn.adapters.register_loader("numeric", _NumericBinaryLoader)
 
 
 class PostgresDatabase:

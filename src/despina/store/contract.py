@@ -1,0 +1,202 @@
+"""The store contract: what every other package may ask of a store, whichever database holds it.
+
+Two implementations stand behind it today, chosen by a store URL (``DESPINA_STORE``,
+``--store``, or the ``store=`` argument of the in-process API; see :mod:`despina.store.urls`):
+
+* :class:`despina.store.sqlite.SqliteStore`: the embedded store, one SQLite file in WAL mode in a
+  directory (the default, ``~/.despina``);
+* :class:`despina.store.postgres.store.PostgresStore`: a PostgreSQL database shared by any number
+  of processes and ``despina serve`` replicas.
+
+The contract has two layers, as optuna's ``BaseStorage`` has one: this class (opening, closing,
+transactions, durability, projects, the blob store, server secrets and background-job leases),
+and the store's operation modules (``despina.store.writer`` for the ingest rules,
+``runs``/``lifecycle``/``registry`` for run and model lifecycle, ``access``/``sessions`` for
+tokens and sign-in state, ``blobs`` for file bookkeeping, ``runs_table``/``reads`` and the query
+service's reads), each written once over :meth:`Store.read` / :meth:`Store.write` in the SQL both
+databases understand (SQLite's spelling; :mod:`despina.store.postgres.dialect` translates it).
+Nothing outside ``despina.store`` (and the query service, being moved behind it) runs SQL.
+
+A connection handed out by :meth:`read`, :meth:`write` or :meth:`connection` behaves like a
+``sqlite3.Connection`` in autocommit mode: ``execute(sql, params)`` returns a cursor with
+``fetchone``, ``fetchall``, iteration, ``lastrowid`` and ``rowcount``; ``executemany``
+runs a statement per parameter row. Floats that are NaN are stored as NULL on both databases (a
+NULL float cell where the type requires a value means NaN).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["Dialect", "Store"]
+
+Dialect = Literal["sqlite", "postgresql"]
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+class Store(abc.ABC):
+    """A store: projects, runs and everything logged to them, plus the server's shared state.
+
+    Attributes:
+        dialect: ``"sqlite"`` or ``"postgresql"``: which SQL the store speaks, for the few
+            statements that must differ (see :mod:`despina.store.postgres.dialect`).
+        home: a local directory of this process's own files (queues, caches, logs). For the
+            embedded store it also holds the database; a PostgreSQL store never keeps shared
+            state there.
+        blobs_dir: where file contents are kept when the blob store is a directory.
+        display: where the store is, fit for messages (a directory, or a URL with its password
+            masked).
+
+    Implementations are safe to share between threads (each thread gets its own connection).
+    """
+
+    dialect: Dialect
+    home: Path
+    blobs_dir: Path
+    display: str
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        url: str | os.PathLike[str] | None = None,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> Store:
+        """Open (creating and migrating when needed) the store at ``url``, else ``home``.
+
+        Where the store is, first found wins: ``url``; the ``DESPINA_STORE`` environment
+        variable; ``home``; ``DESPINA_HOME``; ``~/.despina``. A store URL is a directory,
+        ``sqlite:///path`` or ``postgresql://user@host:port/database``. With a PostgreSQL
+        store, ``home`` (or ``DESPINA_HOME``, ``~/.despina``) still names this process's local
+        directory.
+
+        ``busy_timeout_ms`` is how long a statement waits for another connection's lock before
+        failing with :class:`despina.errors.StoreBusy` (the embedded store; PostgreSQL writers to
+        different runs do not wait on each other).
+
+        Raises:
+            ConfigError: the URL is malformed or names a file.
+            StoreError: the store cannot be created or reached; the message names the URL and
+                the fix. Nothing was written.
+            SchemaTooNew: the store was written by a newer despina; nothing was written.
+        """
+        from despina.store.opening import open_store
+
+        return open_store(home, url=url, busy_timeout_ms=busy_timeout_ms)
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close every connection this object opened. The object may be used again after."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The schema version of the database (0 for an empty one)."""
+
+    # -- connections and transactions -----------------------------------------------------
+
+    @abc.abstractmethod
+    def connection(self) -> Any:
+        """This thread's connection, in autocommit mode (see the module docstring)."""
+
+    @abc.abstractmethod
+    def write(self, *, durable: bool = False) -> contextlib.AbstractContextManager[Any]:
+        """A write transaction: committed when the block exits, rolled back on an error.
+
+        A ``durable`` write is on stable storage when the block exits, and so is everything
+        committed before it. Without it a commit survives a killed process but not a power loss
+        (or a crash of the database server). Acknowledge to someone else only what a durable
+        write (or :meth:`sync`) covers.
+
+        Raises:
+            StoreBusy: another writer held the lock past the busy timeout (embedded store).
+            StoreError: the database failed to write.
+        """
+
+    @abc.abstractmethod
+    def read(self) -> contextlib.AbstractContextManager[Any]:
+        """A read transaction: every statement inside sees the same snapshot."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Put everything committed so far on stable storage."""
+
+    def checkpoint(self) -> bool:
+        """Fold a write-ahead log into the database where the store keeps one (SQLite).
+
+        Returns ``False`` when the log could not be folded in completely now.
+        """
+        return True
+
+    # -- projects ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def project_id(self, name: str, *, create: bool = False) -> int:
+        """The id of project ``workspace/project``, creating it when ``create`` is set.
+
+        Raises:
+            ConfigError: the name is not ``workspace/project``.
+            ProjectNotFound: the project does not exist and ``create`` is not set.
+        """
+
+    @abc.abstractmethod
+    def create_project(
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        description: str = "",
+        visibility: str = "priv",
+        exist_ok: bool = False,
+    ) -> int:
+        """Create project ``workspace/project`` and return its id.
+
+        The project key (the prefix of ``sys/id``) defaults to the upper-cased letters and digits
+        of the project name, made unique within the workspace.
+
+        Raises:
+            ConfigError: the name is not ``workspace/project``.
+            StoreError: the project exists and ``exist_ok`` is not set.
+        """
+
+    @abc.abstractmethod
+    def list_projects(self) -> list[str]:
+        """Names of every project in the store (``workspace/project``), sorted."""
+
+    # -- state shared by server replicas -----------------------------------------------------
+
+    @abc.abstractmethod
+    def server_secret(self, name: str, make: bytes) -> bytes:
+        """The secret ``name`` (e.g. the server's signing key), storing ``make`` if there is none.
+
+        Every replica of a server over one store gets the same bytes: the first to store a
+        secret wins, and the others read it.
+        """
+
+    @abc.abstractmethod
+    def job_lease(self, name: str) -> contextlib.AbstractContextManager[bool]:
+        """Hold the lease of background job ``name`` for the block, if no one else holds it.
+
+        The block receives ``True`` when this process holds the lease (run the job) and
+        ``False`` when another process or replica does (skip it this time). A lease held by a
+        killed process is released with it.
+        """
+
+    # -- conveniences --------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.display!r})"
+
+
+@contextlib.contextmanager
+def no_lease() -> Iterator[bool]:
+    """A lease that is always granted (a store used by one process)."""
+    yield True

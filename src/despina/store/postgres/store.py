@@ -1,0 +1,327 @@
+"""The PostgreSQL store: the store contract over a PostgreSQL 15+ database.
+
+Each thread borrows one connection from the process's pool and keeps it (as the embedded store
+keeps one SQLite connection per thread), so that a thread's reads inside its own write see the
+write. The connection speaks the store's shared SQL: :class:`PgConnection` translates each
+statement once (:mod:`despina.store.postgres.dialect`) and binds a list given as JSON text as an
+array.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from despina.config import parse_project, resolve_home
+from despina.errors import ProjectNotFound, StoreBusy, StoreError
+from despina.store.contract import Store
+from despina.store.postgres.connection import PoolSettings, PostgresDatabase
+from despina.store.postgres.dialect import Translated, translate
+from despina.store.postgres.schema import advisory_key
+
+__all__ = ["PgConnection", "PgCursor", "PostgresStore"]
+
+
+class PgCursor:
+    """The result of one statement, read like a ``sqlite3.Cursor``."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], lastrowid: int | None = None) -> None:
+        self._cursor = cursor
+        self.lastrowid = lastrowid
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall() if self._cursor.description else []
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        return self._cursor.fetchmany(size) if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._cursor.description:
+            yield from self._cursor
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+class PgConnection:
+    """One PostgreSQL connection that runs the store's shared SQL (autocommit mode)."""
+
+    def __init__(self, raw: psycopg.Connection[Any], display: str) -> None:
+        self.raw = raw
+        self.display = display
+        self.in_transaction = False
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
+        plan = translate(sql)
+        bound = _bind(plan, params)
+        cursor = self.raw.cursor(binary=plan.binary)
+        try:
+            cursor.execute(plan.sql.encode() if not bound else plan.sql, bound or None)
+        except psycopg.errors.LockNotAvailable as exc:
+            raise StoreBusy(f"the store at {self.display!r} is busy: {exc}") from exc
+        lastrowid = None
+        if plan.returns_id:
+            row = cursor.fetchone()
+            lastrowid = int(row[0]) if row else None
+        return PgCursor(cursor, lastrowid)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
+        plan = translate(sql)
+        if plan.returns_id:
+            plan = Translated(plan.sql.removesuffix(" RETURNING id"), plan.json_lists)
+        cursor = self.raw.cursor()
+        batch = [_bind(plan, row) for row in rows]
+        if batch:
+            cursor.executemany(plan.sql, batch)
+        return PgCursor(cursor)
+
+    def executescript(self, script: str) -> None:
+        self.raw.execute(script.encode())
+
+
+def _bind(plan: Translated, params: Sequence[Any] | dict[str, Any]) -> Any:
+    if not plan.json_lists or isinstance(params, dict):
+        return params
+    bound = list(params)
+    for index in plan.json_lists:
+        value = bound[index]
+        if isinstance(value, (str, bytes)):
+            bound[index] = json.loads(value)
+    return bound
+
+
+class _Borrowed:
+    """A thread's pooled connection; given back to the pool when the thread ends."""
+
+    def __init__(self, store: PostgresStore, conn: PgConnection) -> None:
+        self.store = store
+        self.conn = conn
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.store._give_back(self.conn)
+
+
+class PostgresStore(Store):
+    """The store in a PostgreSQL database (see the module docstring)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, database: PostgresDatabase, home: Path) -> None:
+        self.database = database
+        self.url = database.url
+        self.display = database.display_url
+        self.home = home
+        self.blobs_dir = home / "blobs"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._borrowed: list[PgConnection] = []
+
+    @classmethod
+    def open_url(
+        cls,
+        url: str,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        settings: PoolSettings | None = None,
+    ) -> PostgresStore:
+        """Connect to, and migrate, the database at ``url`` (see :meth:`Store.open`)."""
+        settings = settings or PoolSettings(min_size=1, max_size=64)
+        database = PostgresDatabase.open(url, settings)
+        return cls(database, resolve_home(home))
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def connection(self) -> PgConnection:
+        borrowed: _Borrowed | None = getattr(self._local, "borrowed", None)
+        if borrowed is None or borrowed.conn.raw.closed:
+            raw = self.database.pool.getconn()
+            conn = PgConnection(raw, self.display)
+            with self._lock:
+                self._borrowed.append(conn)
+            borrowed = self._local.borrowed = _Borrowed(self, conn)
+        return borrowed.conn
+
+    def _give_back(self, conn: PgConnection) -> None:
+        with self._lock:
+            if conn not in self._borrowed:
+                return
+            self._borrowed.remove(conn)
+        with contextlib.suppress(Exception):
+            self.database.pool.putconn(conn.raw)
+
+    def close(self) -> None:
+        with self._lock:
+            borrowed, self._borrowed = self._borrowed, []
+        for conn in borrowed:
+            with contextlib.suppress(Exception):
+                self.database.pool.putconn(conn.raw)
+        self._local = threading.local()
+        self.database.close()
+
+    @contextlib.contextmanager
+    def write(self, *, durable: bool = False) -> Iterator[PgConnection]:
+        conn = self.connection()
+        raw = conn.raw
+        if conn.in_transaction:
+            raise StoreError("a write transaction cannot start inside another transaction")
+        try:
+            raw.execute(b"BEGIN")
+            if not durable:
+                raw.execute(b"SET LOCAL synchronous_commit = off")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot start a write to {self.display!r}: {exc}") from exc
+        conn.in_transaction = True
+        try:
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    raw.execute(b"ROLLBACK")
+                raise
+            try:
+                raw.execute(b"COMMIT")
+            except psycopg.Error as exc:
+                with contextlib.suppress(psycopg.Error):
+                    raw.execute(b"ROLLBACK")
+                raise StoreError(f"cannot commit to {self.display!r}: {exc}") from exc
+        finally:
+            conn.in_transaction = False
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[PgConnection]:
+        conn = self.connection()
+        if conn.in_transaction:  # a read inside this thread's write sees the write
+            yield conn
+            return
+        conn.raw.execute(b"BEGIN ISOLATION LEVEL REPEATABLE READ")
+        conn.in_transaction = True
+        try:
+            yield conn
+        finally:
+            conn.in_transaction = False
+            with contextlib.suppress(psycopg.Error):
+                conn.raw.execute(b"COMMIT")
+
+    def sync(self) -> None:
+        # a commit under synchronous_commit=on waits for the WAL up to it, which covers every
+        # earlier commit, even those made with synchronous_commit=off
+        with self.write(durable=True) as conn:
+            conn.raw.execute(b"SELECT txid_current()")
+
+    def schema_version(self) -> int:
+        return self.database.schema_version()
+
+    # -- projects -----------------------------------------------------------------------------
+
+    def project_id(self, name: str, *, create: bool = False) -> int:
+        workspace, project = parse_project(name)
+        conn = self.connection()
+        row = conn.execute(
+            "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            known = [f"{w}/{n}" for w, n in conn.execute("SELECT workspace, name FROM projects")]
+            hint = f"; projects in this store: {', '.join(sorted(known))}" if known else ""
+            raise ProjectNotFound(f"no project {name!r} in the store at {self.display!r}{hint}")
+        return self.create_project(name, exist_ok=True)
+
+    def create_project(
+        self,
+        name: str,
+        *,
+        key: str | None = None,
+        description: str = "",
+        visibility: str = "priv",
+        exist_ok: bool = False,
+    ) -> int:
+        workspace, project = parse_project(name)
+        with self.write() as conn:
+            # one creator at a time per workspace: keys stay unique within it
+            conn.raw.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (advisory_key(f"workspace:{workspace}"),)
+            )
+            row = conn.execute(
+                "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
+            ).fetchone()
+            if row is not None:
+                if exist_ok:
+                    return int(row[0])
+                raise StoreError(f"project {name!r} already exists")
+            taken = {
+                k
+                for (k,) in conn.execute(
+                    "SELECT project_key FROM projects WHERE workspace = ?", (workspace,)
+                )
+            }
+            base = key or "".join(ch for ch in project.upper() if ch.isalnum())[:10] or "PROJ"
+            chosen, n = base, 2
+            while chosen in taken:
+                chosen, n = f"{base}{n}", n + 1
+            cursor = conn.execute(
+                "INSERT INTO projects (workspace, name, project_key, uuid, description, "
+                "visibility, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    workspace,
+                    project,
+                    chosen,
+                    str(uuid.uuid4()),
+                    description,
+                    visibility,
+                    int(time.time() * 1000),
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def list_projects(self) -> list[str]:
+        rows = self.connection().execute("SELECT workspace, name FROM projects")
+        return sorted(f"{w}/{n}" for w, n in rows)
+
+    # -- shared state --------------------------------------------------------------------------
+
+    def server_secret(self, name: str, make: bytes) -> bytes:
+        with self.write(durable=True) as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO server_secrets (name, value, created_ms) VALUES (?, ?, ?)",
+                (name, make, int(time.time() * 1000)),
+            )
+            row = conn.execute(
+                "SELECT value FROM server_secrets WHERE name = ?", (name,)
+            ).fetchone()
+        return bytes(row[0])
+
+    @contextlib.contextmanager
+    def job_lease(self, name: str) -> Iterator[bool]:
+        # a session lock on a connection of its own: held until released or the process dies
+        with self.database.connection() as raw:
+            key = advisory_key(f"job:{name}")
+            row = raw.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            held = bool(row and row[0])
+            try:
+                yield held
+            finally:
+                if held:
+                    with contextlib.suppress(psycopg.Error):
+                        raw.execute("SELECT pg_advisory_unlock(%s)", (key,))
