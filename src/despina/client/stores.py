@@ -22,8 +22,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from despina.config import resolve_home
 from despina.store import Store
+from despina.store.opening import open_address, resolve_store
 
 __all__ = ["MAX_IDLE", "acquire_store", "close_idle_stores", "release_store"]
 
@@ -45,8 +45,11 @@ _inherited: list[_Entry] = []  # a forked child's copies of the parent's stores:
 
 
 def _file_id(store: Store) -> tuple[int, int] | None:
+    db_path = getattr(store, "db_path", None)
+    if db_path is None:  # a database server's store: nothing on this disk to watch
+        return (0, 0)
     try:
-        st = os.stat(store.db_path)
+        st = os.stat(db_path)
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
@@ -61,7 +64,8 @@ def acquire_store(home: str | os.PathLike[str] | None) -> Store:
         SchemaTooNew: the database was written by a newer despina.
     """
     global _pid
-    key = os.path.abspath(resolve_home(home))
+    address = resolve_store(home)
+    key = address.key
     with _lock:
         if _pid != os.getpid():  # forked: the parent's connections are not ours to use
             _inherited.extend(_entries.values())
@@ -76,7 +80,7 @@ def acquire_store(home: str | os.PathLike[str] | None) -> Store:
             del _entries[key]
             if entry.users == 0:
                 entry.store.close()
-        store = Store.open(key)
+        store = open_address(address)
         file_id = _file_id(store)
         if file_id is None:  # cannot happen after a successful open; do not cache then
             return store

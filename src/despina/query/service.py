@@ -38,7 +38,6 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
-from despina.config import resolve_home
 from despina.errors import ConfigError, ProjectNotFound
 from despina.nql import NQLError, compile_query, install_functions
 from despina.nql import ast as nql_ast
@@ -67,6 +66,7 @@ from despina.query.resolve import Selector
 from despina.query.values import present_sys, sys_rows
 from despina.store import Store
 from despina.store.blobs import blob_path
+from despina.store.opening import open_address, resolve_store
 from despina.store.schema import ATTRIBUTE_TYPES, SERIES_TYPES
 from despina.store.sqlite import DB_FILE
 from despina.store.sysattrs import SYS_COLUMNS
@@ -122,7 +122,7 @@ class TableData:
 class QueryService:
     """Reads of one store; cheap to keep for the life of the process (see :meth:`for_home`)."""
 
-    _instances: ClassVar[dict[Path, QueryService]] = {}
+    _instances: ClassVar[dict[str, QueryService]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, store: Store) -> None:
@@ -136,16 +136,16 @@ class QueryService:
         Raises:
             NeptuneProjectInaccessible: there is no store at that location.
         """
-        path = resolve_home(home).resolve()
+        address = resolve_store(home)
         with cls._instances_lock:
-            service = cls._instances.get(path)
+            service = cls._instances.get(address.key)
             if service is None:
-                if not (path / DB_FILE).exists():
+                if address.location.kind == "sqlite" and not (Path(address.key) / DB_FILE).exists():
                     raise NeptuneProjectInaccessible(
-                        f"There is no despina store at {str(path)!r}; set DESPINA_HOME or call "
+                        f"There is no despina store at {address.key!r}; set DESPINA_HOME or call "
                         "despina.query.set_home() to point at the directory runs were logged to."
                     )
-                service = cls._instances[path] = cls(Store.open(path))
+                service = cls._instances[address.key] = cls(open_address(address))
             return service
 
     @contextlib.contextmanager
