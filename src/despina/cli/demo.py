@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from despina.cli.info import print_store_summary
+from despina.cli.locations import store_options
 from despina.demo import DEMO_PROJECT, STEPS, demo_plan, log_demo, log_demo_extras, metric_names
 from despina.store import Store
 from despina.store.admin import delete_project
@@ -18,6 +19,7 @@ __all__ = ["demo"]
 
 
 @click.command()
+@store_options
 @click.option("--home", type=click.Path(file_okay=False), help="Store directory (DESPINA_HOME).")
 @click.option("--fresh", is_flag=True, help="Delete the demo project first and log it again.")
 def demo(home: str | None, fresh: bool) -> None:

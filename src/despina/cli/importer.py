@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from despina.cli.locations import store_options
 from despina.config import resolve_home
 from despina.errors import ConfigError, StoreError
 
@@ -124,6 +125,7 @@ def _print_report(console: Console, report: ImportReport) -> None:
 
 
 @import_.command("neptune-export")
+@store_options
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--data-path",

@@ -6,6 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from despina.cli.locations import store_options
 from despina.store import Store
 from despina.store.stats import disk_bytes, project_stats
 
@@ -14,7 +15,8 @@ __all__ = ["info", "print_store_summary"]
 
 def print_store_summary(store: Store, console: Console) -> None:
     """A table of projects (runs, experiments, attributes, points) and the bytes on disk."""
-    table = Table(title=f"store at {store.home}")
+    where = "PostgreSQL store" if store.dialect == "postgresql" else "store"
+    table = Table(title=f"{where} at {store.display}")
     rows = project_stats(store)
     # Names are never cut (my-team/bird and my-team/birds must stay apart): a name too long
     # for the terminal folds onto more lines, and so do numbers rather than losing digits.
@@ -46,6 +48,7 @@ def print_store_summary(store: Store, console: Console) -> None:
 
 
 @click.command()
+@store_options
 @click.option("--home", type=click.Path(file_okay=False), help="Store directory (DESPINA_HOME).")
 def info(home: str | None) -> None:
     """Show the store's location, its projects and their size."""

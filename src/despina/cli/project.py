@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from despina.cli.locations import store_options
 from despina.config import resolve_home
 from despina.errors import ConfigError, StoreError
 
@@ -16,6 +17,7 @@ def project() -> None:
 
 
 @project.command("create")
+@store_options
 @click.argument("name")
 @click.option("--key", default=None, help="Project key, the prefix of sys/id (e.g. CV).")
 @click.option("--description", default="", help="Free text.")
@@ -49,6 +51,7 @@ def create(name: str, key: str | None, description: str, visibility: str, home: 
 
 
 @project.command("list")
+@store_options
 @click.option(
     "--home",
     type=click.Path(file_okay=False),

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from despina.cli.locations import store_options
 from despina.errors import DespinaError
 from despina.project import Project
 from despina.wording import counted
@@ -35,6 +36,7 @@ def _fail(exc: Exception) -> None:
 
 
 @click.group(invoke_without_command=True)
+@store_options
 @_PROJECT
 @click.option("--query", "-q", default=None, help="NQL filter, e.g. '`sys/failed`:bool = True'.")
 @click.option(

@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from despina.cli.locations import store_options
 from despina.config import resolve_home
 from despina.server.settings import ServerSettings
 
@@ -17,6 +18,7 @@ D = ServerSettings()
 
 
 @click.command()
+@store_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option(

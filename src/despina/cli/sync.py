@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from despina.cli.locations import store_options
 from despina.errors import DespinaError
 from despina.store import Store
 from despina.sync import find_queues, sync_queue
@@ -16,6 +17,7 @@ __all__ = ["sync"]
 
 
 @click.command()
+@store_options
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--home", type=click.Path(file_okay=False), help="Store directory (DESPINA_HOME).")
 @click.option(

@@ -8,6 +8,7 @@ import time
 
 import click
 
+from despina.cli.locations import store_options
 from despina.config import parse_project, resolve_home
 from despina.errors import ConfigError
 
@@ -37,6 +38,7 @@ def token() -> None:
 
 
 @token.command("create")
+@store_options
 @click.option("--project", default=None, help="The one project the token reaches (ws/proj).")
 @click.option(
     "--workspace",
@@ -108,6 +110,7 @@ def create(
 
 
 @token.command("list")
+@store_options
 @_home_option
 def list_tokens(home: str | None) -> None:
     """List API keys (never their secrets)."""
@@ -141,6 +144,7 @@ def list_tokens(home: str | None) -> None:
 
 
 @token.command("revoke")
+@store_options
 @click.argument("key_id")
 @_home_option
 def revoke(key_id: str, home: str | None) -> None:
