@@ -58,15 +58,22 @@ class Table:
 class Project:
     """A project of the embedded store (``workspace/project``)."""
 
-    def __init__(self, project: str | None = None, *, home: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        project: str | None = None,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        store: str | os.PathLike[str] | None = None,
+    ):
         self.name = resolve_project(project)
         self._home = home
+        self._store_url = store
         self._opened: Store | None = None
 
     def _store(self) -> Store:
         """The store, opened on first use and kept for the life of this object."""
         if self._opened is None:
-            self._opened = Store.open(self._home)
+            self._opened = Store.open(self._home, url=self._store_url)
         return self._opened
 
     # -- tables ------------------------------------------------------------------------------
@@ -194,10 +201,14 @@ class Project:
 
 
 def init_project(
-    project: str | None = None, *, home: str | os.PathLike[str] | None = None
+    project: str | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
 ) -> Project:
-    """The project ``project`` (default ``DESPINA_PROJECT``, then ``NEPTUNE_PROJECT``)."""
-    return Project(project, home=home)
+    """The project ``project`` (default ``DESPINA_PROJECT``, then ``NEPTUNE_PROJECT``) in the
+    store at ``store`` (a store URL; default ``DESPINA_STORE``, then ``home``)."""
+    return Project(project, home=home, store=store)
 
 
 def _names(ids: str | Iterable[str]) -> list[str]:

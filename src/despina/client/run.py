@@ -88,8 +88,9 @@ class Run:
     """A training run: log configs, tags, metrics, string series, histograms and files.
 
     All arguments are keyword-only and mirror ``neptune_scale.Run``. Extensions: ``description``
-    (``sys/description``) and ``home`` (the store directory; default ``DESPINA_HOME`` or
-    ``~/.despina``).
+    (``sys/description``), ``home`` (the store directory; default ``DESPINA_HOME`` or
+    ``~/.despina``) and ``store`` (a store URL: a directory, ``sqlite:///path`` or
+    ``postgresql://user@host:port/db``; default ``DESPINA_STORE``; wins over ``home``).
 
     Raises:
         NeptuneProjectNotProvided: no project argument and no ``DESPINA_PROJECT`` /
@@ -128,6 +129,7 @@ class Run:
         inherit_configs: bool = True,
         description: str | None = None,
         home: str | os.PathLike[str] | None = None,
+        store: str | None = None,
         **kwargs: Any,
     ) -> None:
         system_namespace = kwargs.pop("system_namespace", None)
@@ -158,10 +160,10 @@ class Run:
         del api_token, log_directory, on_queue_full_callback  # server mode: see issue tracker
         if self._mode == "disabled":
             return  # stays "closed": arguments are still checked, nothing is stored
-        store = acquire_store(home)  # opened once per process, shared by its runs
+        opened = acquire_store(home, url=store)  # opened once per process, shared by its runs
         try:
             created = create_run(
-                store,
+                opened,
                 RunSpec(
                     project=self._project,
                     run_id=self._run_id,
@@ -175,12 +177,12 @@ class Run:
                 ),
             )
         except BaseException:
-            release_store(store)
+            release_store(opened)
             raise
         if source_tracking_config is not None:
             # git runs once per process, in the background; logged when known (see source.py)
             self._source = (git_lookup(source_tracking_config), source_tracking_config)
-        self._attach(store, created)
+        self._attach(opened, created)
         if self._lag is not None:
             self._lag_monitor = LagMonitor(self._buffer, *self._lag)
             self._lag_monitor.start()

@@ -55,7 +55,9 @@ def _file_id(store: Store) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def acquire_store(home: str | os.PathLike[str] | None) -> Store:
+def acquire_store(
+    home: str | os.PathLike[str] | None, *, url: str | os.PathLike[str] | None = None
+) -> Store:
     """The open store at ``home`` (see ``resolve_home``) for one more run; pair with
     :func:`release_store`.
 
@@ -64,7 +66,7 @@ def acquire_store(home: str | os.PathLike[str] | None) -> Store:
         SchemaTooNew: the database was written by a newer despina.
     """
     global _pid
-    address = resolve_store(home)
+    address = resolve_store(home, url=url)
     key = address.key
     with _lock:
         if _pid != os.getpid():  # forked: the parent's connections are not ours to use

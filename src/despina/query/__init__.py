@@ -12,9 +12,9 @@ extension :func:`set_home` points queries at another store directory, e.g. in te
     nq.set_home(tmp_path)
     nq.fetch_metrics(project="ws/proj", experiments=["exp-a"], attributes=r"^loss")
 
-Extensions beyond ``neptune_query``: :func:`set_home`, ``Filter`` / ``AttributeFilter`` /
-``Attribute`` at package level, ``Filter.nql(text)``, and ``include_min_max`` of
-:func:`fetch_metric_buckets`.
+Extensions beyond ``neptune_query``: :func:`set_home`, :func:`set_store` (a store URL),
+``Filter`` / ``AttributeFilter`` / ``Attribute`` at package level, ``Filter.nql(text)``, and
+``include_min_max`` of :func:`fetch_metric_buckets`.
 
 Behaviour the reference does not pin down (spec "Unverified"), as despina implements it:
 
@@ -43,7 +43,7 @@ import pandas as pd
 
 from despina.query import api as _api
 from despina.query import filters, types
-from despina.query.api import get_home, set_api_token, set_home
+from despina.query.api import get_home, set_api_token, set_home, set_store
 from despina.query.filters import Attribute, AttributeFilter, Filter
 from despina.query.resolve import EXPERIMENTS as _EXPERIMENTS
 from despina.query.warnings import ExperimentalWarning as _ExperimentalWarning
@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 # Extensions, importable but not part of ``__all__``.
-_EXTENSIONS = (Attribute, AttributeFilter, Filter, filters, types, get_home, set_home)
+_EXTENSIONS = (Attribute, AttributeFilter, Filter, filters, types, get_home, set_home, set_store)
 
 _DEFAULT_SORT = Attribute("sys/creation_time", type="datetime")
 

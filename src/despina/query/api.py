@@ -42,6 +42,7 @@ from despina.query.resolve import (
 )
 from despina.query.service import Container, QueryService, Snapshot
 from despina.query.types import File
+from despina.store.urls import parse_store_url
 
 __all__ = [
     "Context",
@@ -54,6 +55,7 @@ __all__ = [
     "open_snapshot",
     "set_api_token",
     "set_home",
+    "set_store",
 ]
 
 
@@ -68,6 +70,7 @@ class Context:
 _lock = threading.Lock()
 _context = Context(default_project(), os.environ.get("NEPTUNE_API_TOKEN") or None)
 _home: pathlib.Path | None = None
+_store_url: str | None = None
 
 
 def set_home(home: str | os.PathLike[str] | None) -> None:
@@ -79,6 +82,22 @@ def set_home(home: str | os.PathLike[str] | None) -> None:
     global _home
     with _lock:
         _home = None if home is None else pathlib.Path(home)
+
+
+def set_store(url: str | os.PathLike[str] | None) -> None:
+    """Extension: read the store at ``url`` (a directory, ``sqlite:///path`` or
+    ``postgresql://user@host:port/db``) instead of ``DESPINA_STORE`` / the home directory.
+
+    ``None`` goes back to the environment.
+
+    Raises:
+        ConfigError: the URL is malformed (nothing is opened until the first query).
+    """
+    global _store_url
+    if url is not None:
+        parse_store_url(url)
+    with _lock:
+        _store_url = None if url is None else str(url)
 
 
 def get_home() -> pathlib.Path | None:
@@ -114,7 +133,7 @@ def project_of(project: str | None) -> str:
 
 def open_snapshot(project: str) -> Any:
     """A read snapshot of ``project`` in the configured store (a context manager)."""
-    return QueryService.for_home(_home).snapshot(project)
+    return QueryService.for_home(_home, url=_store_url).snapshot(project)
 
 
 def _search(snap: Snapshot, kind: Kind, filter_: Filter | None, **sort: Any) -> list[Container]:

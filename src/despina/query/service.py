@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -130,13 +131,15 @@ class QueryService:
         self.attributes = AttributeCache()
 
     @classmethod
-    def for_home(cls, home: str | Path | None = None) -> QueryService:
+    def for_home(
+        cls, home: str | Path | None = None, *, url: str | os.PathLike[str] | None = None
+    ) -> QueryService:
         """The shared service of the store at ``home`` (``DESPINA_HOME``, ``~/.despina``).
 
         Raises:
             NeptuneProjectInaccessible: there is no store at that location.
         """
-        address = resolve_store(home)
+        address = resolve_store(home, url=url)
         with cls._instances_lock:
             service = cls._instances.get(address.key)
             if service is None:
