@@ -72,7 +72,10 @@ class ClusterUnavailable(RuntimeError):
 class PostgresCluster:
     """A running throw-away PostgreSQL cluster on 127.0.0.1."""
 
-    def __init__(self, bindir: Path, root: Path, port: int, run_as: str | None) -> None:
+    def __init__(
+        self, bindir: Path, root: Path, port: int, run_as: str | None, *, fsync: bool = False
+    ) -> None:
+        self.fsync = fsync
         self.bindir = bindir
         self.root = root
         self.data = root / "data"
@@ -87,8 +90,10 @@ class PostgresCluster:
     # -- life cycle ----------------------------------------------------------------------------
 
     @classmethod
-    def start(cls) -> PostgresCluster:
+    def start(cls, *, fsync: bool = False) -> PostgresCluster:
         """initdb a new cluster in a temporary directory and start it.
+
+        Tests run without fsync (the cluster is thrown away); benchmarks of writes ask for it.
 
         Raises:
             ClusterUnavailable: no PostgreSQL 15+ binaries, no way to drop root, or the server
@@ -115,7 +120,7 @@ class PostgresCluster:
         try:
             if run_as is not None:
                 os.chown(root, account.pw_uid, account.pw_gid)
-            cluster = cls(bindir, root, 0, run_as)
+            cluster = cls(bindir, root, 0, run_as, fsync=fsync)
             cluster._initdb()
             last = ""
             for _ in range(3):  # the free port may be taken between choosing and binding it
@@ -184,8 +189,8 @@ class PostgresCluster:
 
     def _pg_ctl_start(self) -> None:
         options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c full_page_writes=off "
-            "-c max_connections=200"
+            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=200"
+            + ("" if self.fsync else " -c fsync=off -c full_page_writes=off")
         )
         self._run(
             str(self.bindir / "pg_ctl"),

@@ -322,3 +322,51 @@ def test_deleting_a_parent_leaves_forks_with_their_own_history(store: Store) -> 
     assert (last, count, fmin, fmax, fsum) == (5.0, 2, 3.0, 5.0, 8.0)
     depths = dict(store.connection().execute("SELECT run_id, depth FROM runs").fetchall())
     assert depths == {"child": 0, "gc": 1}
+
+
+def _chunk_sizes(store: Store, writer: RunWriter, path: str) -> list[int]:
+    conn = store.connection()
+    (attr_id,) = conn.execute(
+        "SELECT id FROM attributes WHERE run_id = ? AND path = ?", (writer.run_pk, path)
+    ).fetchone()
+    lo = attr_id << 24
+    return [
+        n
+        for (n,) in conn.execute(
+            "SELECT n FROM chunks WHERE id BETWEEN ? AND ? ORDER BY id", (lo, lo + (1 << 24) - 1)
+        )
+    ]
+
+
+def test_flushes_append_pieces_and_merge_them_into_full_chunks(store: Store) -> None:
+    """A flush writes only its new points; pieces merge into full chunks, stored points are
+    read back the same, and the rows of a series stay few."""
+    from despina.store.writer import MAX_PIECES
+
+    writer = new_run(store)
+    expected: list[float] = []
+    for flush in range(300):  # 7 points per flush: 2,100 points
+        steps = [float(flush * 7 + i) for i in range(7)]
+        values = [s * 0.5 for s in steps]
+        expected += values
+        writer.apply(metrics("m", steps, values))
+        sizes = _chunk_sizes(store, writer, "m")
+        full = [n for n in sizes if n == CHUNK_POINTS]
+        short = sizes[len(full) :]
+        assert sizes[: len(full)] == full  # full chunks first, then the pieces
+        assert all(n < CHUNK_POINTS for n in short) and len(short) <= MAX_PIECES
+        assert sum(sizes) == len(expected)
+    assert points(store, writer, "m") == ([float(i) for i in range(2100)], expected)
+
+
+def test_a_new_writer_continues_after_the_pieces(store: Store) -> None:
+    writer = new_run(store)
+    writer.apply(metrics("m", [0, 1, 2], [0.0, 1.0, 2.0]))
+    writer.apply(metrics("m", [3, 4], [3.0, 4.0]))
+    assert _chunk_sizes(store, writer, "m") == [3, 2]
+    again = RunWriter(store, writer.run_pk)  # another process, or after a restart
+    again.apply(metrics("m", [5], [5.0]))
+    again.apply(metrics("m", [4, 6], [9.0, 6.0]))  # step 4 is not after the last step: dropped
+    assert _chunk_sizes(store, again, "m") == [3, 2, 1, 1]
+    assert points(store, again, "m") == ([0, 1, 2, 3, 4, 5, 6], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert attr(store, again.run_pk, "m")[3] == 7  # count

@@ -205,6 +205,13 @@ ALTER TABLE chunks
     ALTER COLUMN steps SET STORAGE EXTERNAL,
     ALTER COLUMN vals SET STORAGE EXTERNAL,
     ALTER COLUMN ts SET STORAGE EXTERNAL;
+-- a flush appends short rows (pieces) that a later flush merges into a full chunk and deletes
+-- (store/writer.py): vacuum often so that their space is reused rather than the table growing
+ALTER TABLE chunks SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.05,
+    autovacuum_vacuum_cost_delay = 0
+);
 CREATE TRIGGER chunks_run BEFORE INSERT ON chunks
     FOR EACH ROW EXECUTE FUNCTION despina_run_of_chunk();
 
