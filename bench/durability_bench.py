@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from despina.store.sqlite import Store
+from despina.store import Store
 
 Row = tuple[str, float, str]
 

@@ -30,12 +30,33 @@ COLUMNS = r"^(cfg|m)/"
 """The table's 100 attributes: 90 configs (60 float, 15 int, 15 string) and 10 float series."""
 
 
-def _writer(home: Path, project: str, run_id: str, experiment: str | None, created: int) -> Any:
+_STORES: dict[str, Any] = {}
+
+
+def _open(home: Path | str) -> Any:
+    """The store at ``home`` (a directory or a store URL), opened once per process."""
+    from despina.store import Store
+
+    key = str(home)
+    if key not in _STORES:
+        _STORES[key] = Store.open(url=key)
+    return _STORES[key]
+
+
+def _use(home: Path | str) -> None:
+    """Point ``despina.query`` at the store at ``home``."""
+    from despina.query import set_store
+
+    set_store(str(home))
+
+
+def _writer(
+    home: Path | str, project: str, run_id: str, experiment: str | None, created: int
+) -> Any:
     from despina.store.runs import RunSpec, create_run
-    from despina.store.sqlite import Store
     from despina.store.writer import RunWriter
 
-    store = Store.open(home)
+    store = _open(home)
     made = create_run(
         store,
         RunSpec(project=project, run_id=run_id, experiment_name=experiment, creation_ms=created),
@@ -83,14 +104,14 @@ def _rows(name: str, target: float, anchor: str, cold: float, warm: float, shape
     ]
 
 
-def bench_one_long_metric(home: Path, build: bool = True) -> list[Row]:
+def bench_one_long_metric(home: Path | str, build: bool = True) -> list[Row]:
     import despina.query as nq
     from despina.store.batch import Batch
 
     if build:
         writer = _writer(home, "bench/long", "long-1", "long", T0)
         writer.apply(Batch(metrics={"loss": _column(1_000_000, 1)}))
-    nq.set_home(home)
+    _use(home)
     cold, warm, frame = _timed(
         lambda: nq.fetch_metrics(project="bench/long", experiments=["long"], attributes=["loss"])
     )
@@ -104,7 +125,7 @@ def bench_one_long_metric(home: Path, build: bool = True) -> list[Row]:
     )
 
 
-def bench_wide_single_step(home: Path, build: bool = True) -> list[Row]:
+def bench_wide_single_step(home: Path | str, build: bool = True) -> list[Row]:
     from despina.query import runs
     from despina.store.batch import Batch, MetricColumn
 
@@ -117,9 +138,7 @@ def bench_wide_single_step(home: Path, build: bool = True) -> list[Row]:
             for j, name in enumerate(names)
         }
         writer.apply(Batch(metrics=metrics))
-    from despina.query import set_home
-
-    set_home(home)
+    _use(home)
     cold, warm, frame = _timed(
         lambda: runs.fetch_metrics(project="bench/wide", runs=".*", attributes="^metrics/")
     )
@@ -133,14 +152,14 @@ def bench_wide_single_step(home: Path, build: bool = True) -> list[Row]:
     )
 
 
-def bench_many_series(home: Path, build: bool = True) -> list[Row]:
+def bench_many_series(home: Path | str, build: bool = True) -> list[Row]:
     import despina.query as nq
     from despina.store.batch import Batch
 
     for i in range(100 if build else 0):
         writer = _writer(home, "bench/frame", f"run-{i:03d}", f"exp-{i:03d}", T0 + i)
         writer.apply(Batch(metrics={f"m/s{j}": _column(5000, i * 10 + j) for j in range(5)}))
-    nq.set_home(home)
+    _use(home)
     cold, warm, frame = _timed(
         lambda: nq.fetch_metrics(project="bench/frame", experiments=".*", attributes="^m/")
     )
@@ -154,11 +173,11 @@ def bench_many_series(home: Path, build: bool = True) -> list[Row]:
     )
 
 
-def bench_buckets(home: Path, build: bool = True) -> list[Row]:
+def bench_buckets(home: Path | str, build: bool = True) -> list[Row]:
     import despina.query as nq
     from despina.query.warnings import ExperimentalWarning
 
-    nq.set_home(home)
+    _use(home)
     warnings.simplefilter("ignore", ExperimentalWarning)
     cold, warm, frame = _timed(
         lambda: nq.fetch_metric_buckets(
@@ -175,7 +194,7 @@ def bench_buckets(home: Path, build: bool = True) -> list[Row]:
     )
 
 
-def bench_table(home: Path, build: bool = True) -> list[Row]:
+def bench_table(home: Path | str, build: bool = True) -> list[Row]:
     from despina.query import runs
     from despina.query.filters import Attribute, Filter
     from despina.store.batch import Assign, Batch, MetricColumn
@@ -202,9 +221,7 @@ def bench_table(home: Path, build: bool = True) -> list[Row]:
         & Filter.eq(Attribute("cfg/opt", "string"), "adam")
         & Filter.lt(Attribute("m/s0", "float_series"), 0.95)
     )
-    from despina.query import set_home
-
-    set_home(home)
+    _use(home)
     cold, warm, frame = _timed(
         lambda: runs.fetch_runs_table(project="bench/table", runs=where, attributes=COLUMNS)
     )
@@ -246,7 +263,7 @@ import despina.query
 from despina.query import runs
 from despina.query.filters import Attribute, Filter
 imported = time.perf_counter()
-despina.query.set_home(sys.argv[1])
+despina.query.set_store(sys.argv[1])
 call = lambda: {call}
 cpu = time.process_time()
 result = call()
@@ -256,7 +273,7 @@ print(json.dumps({{"import": imported - start, "first": first - imported, "cpu":
 """
 
 
-def _fresh_call(home: Path, call: str, rounds: int = 3) -> tuple[float, float, float]:
+def _fresh_call(home: Path | str, call: str, rounds: int = 3) -> tuple[float, float, float]:
     """(best first-call seconds, its CPU seconds, best import seconds) over ``rounds`` fresh
     processes."""
     import json
@@ -286,7 +303,7 @@ def _warm_call(home: Path, call: str, rounds: int = 3) -> tuple[float, float]:
     from despina.query import runs
     from despina.query.filters import Attribute, Filter
 
-    despina.query.set_home(home)
+    despina.query.set_store(str(home))
     scope = {"despina": despina, "runs": runs, "Attribute": Attribute, "Filter": Filter}
     function = eval(f"lambda: {call}", scope)  # the bench's own constant text
     function()

@@ -58,8 +58,8 @@ def _writer(store: Any, project: str, run_id: str, experiment: str | None, creat
 
 def build_table(home: Path, runs: int = 10_000) -> list[str]:
     """``runs`` runs with 10 configs and 10 five-step metrics each; returns the 20 columns."""
+    from despina.store import Store
     from despina.store.batch import Assign, Batch, MetricColumn
-    from despina.store.sqlite import Store
 
     store = Store.open(home)
     rng = np.random.default_rng(8)
@@ -85,8 +85,8 @@ def build_table(home: Path, runs: int = 10_000) -> list[str]:
 
 def build_charts(home: Path, runs: int = 50, metrics: int = 10, steps: int = 100_000) -> None:
     """``runs`` runs of ``metrics`` metrics over ``steps`` steps, with a spike now and then."""
+    from despina.store import Store
     from despina.store.batch import Batch, MetricColumn
-    from despina.store.sqlite import Store
 
     store = Store.open(home)
     rng = np.random.default_rng(9)
@@ -109,7 +109,7 @@ def bench_table(home: Path) -> list[Row]:
     from despina.query.service import QueryService
     from despina.server.ui.api import runs_data
     from despina.server.ui.tables import RunsRequest
-    from despina.store.sqlite import Store
+    from despina.store import Store
 
     columns = build_table(home)
     service = QueryService(Store.open(home))
@@ -166,7 +166,7 @@ def bench_charts(home: Path) -> list[Row]:
     from despina.server.ui import charts as ui_charts
     from despina.server.ui.api import chart_data
     from despina.server.ui.tables import exact_selector, find_containers
-    from despina.store.sqlite import Store
+    from despina.store import Store
 
     build_charts(home)
     service = QueryService(Store.open(home))
