@@ -14,7 +14,7 @@ import traceback
 from rich.console import Console
 from rich.table import Table
 
-MODULES = ["logging", "nql", "query", "server", "durability", "ui", "import", "store"]
+MODULES = ["logging", "nql", "query", "server", "durability", "ui", "import", "store", "backends"]
 
 
 def main(argv: list[str]) -> int:
