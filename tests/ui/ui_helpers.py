@@ -32,6 +32,7 @@ __all__ = [
     "mint",
     "serve_demo",
     "sign_in",
+    "sign_in_tab",
     "small_plan",
     "watch_errors",
 ]
@@ -143,6 +144,14 @@ def sign_in(client: httpx.Client, token: str, target: str = "/projects") -> http
     if csrf is not None:
         data["csrf"] = csrf
     return client.post("/sign-in", data=data)
+
+
+def sign_in_tab(tab: Any, server: ServerProcess, token: str) -> None:
+    """Sign a Playwright tab in with ``token`` through the sign-in form."""
+    tab.goto(server.url + "/sign-in")
+    tab.fill("textarea[name=token]", token)
+    tab.click("form[action='/sign-in'] button[type=submit]")
+    tab.wait_for_url(server.url + "/projects")
 
 
 def watch_errors(tab: Any) -> list[str]:

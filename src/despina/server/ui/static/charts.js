@@ -1,6 +1,9 @@
 // Charts page: one uPlot chart per metric, one line per run, drawn from server buckets.
 // Each bucket gives the drawn point and its min-max band, so spikes stay visible. Dragging
-// selects a window that the server re-buckets; double-click (or "reset zoom") goes back.
+// selects a window that the server re-buckets, in every chart at once; double-click (or "reset
+// zoom") goes back. Hover is synced across charts. Smoothing (an exponential moving average of
+// the drawn points) happens here, in the browser; the raw line stays, faint. The axis options
+// (log x, y range, smoothing) live in the page's URL, so a view can be shared as a link.
 (() => {
   "use strict";
   const cfg = JSON.parse(document.getElementById("chart-config").textContent);
@@ -10,6 +13,16 @@
   const timeAxis = cfg.axis === "time";
   const toPlot = (x) => (timeAxis ? x / 1000 : x);   // uPlot time scales are in seconds
   const toServer = (x) => (timeAxis ? x * 1000 : x);
+  const params = new URLSearchParams(window.location.search);
+  const number = (name) => {
+    const v = params.get(name);
+    if (v == null || v.trim() === "") return null;
+    const f = Number(v);
+    return Number.isFinite(f) ? f : null;
+  };
+  let smoothing = Math.min(0.99, Math.max(0, number("smooth") || 0));
+  const logX = params.get("logx") === "1" && !timeAxis;
+  const yRange = [number("ymin"), number("ymax")];
 
   // Run states (running / finished / failed); running runs are marked "live" in the legend and
   // their charts follow them (see the poller at the end).
@@ -97,11 +110,28 @@
       r.json().then((body) => { if (!r.ok) throw new Error(body.message || r.statusText); return body; }));
   }
 
+  // Exponential moving average with TensorBoard's debiasing (the first points are not pulled
+  // towards zero); missing points stay missing and do not reset the average.
+  function smooth(ys, weight) {
+    const out = new Array(ys.length);
+    let last = 0, n = 0;
+    for (let i = 0; i < ys.length; i++) {
+      const v = ys[i];
+      if (v == null || !Number.isFinite(v)) { out[i] = v; continue; }
+      last = last * weight + (1 - weight) * v;
+      n++;
+      out[i] = last / (1 - Math.pow(weight, n));
+    }
+    return out;
+  }
+  // uPlot series per line: the line, its band's low and high, and with smoothing the smoothed line
+  const perLine = () => (smoothing > 0 ? 4 : 3);
+
   // uPlot wants one shared x array: the union of every line's x, with nulls where a line has
   // no point (lines are drawn across the gaps).
   function columns(data) {
     const xs = new Set();
-    for (const line of data.lines) for (const x of line.x) xs.add(x);
+    for (const line of data.lines) for (const x of line.x) if (!logX || x > 0) xs.add(x);
     const x = Float64Array.from(xs).sort();
     const at = new Map();
     x.forEach((v, i) => at.set(v, i));
@@ -113,12 +143,26 @@
       const hi = new Array(x.length).fill(null);
       line.x.forEach((v, i) => {
         const j = at.get(v);
+        if (j === undefined) return;
         y[j] = clean(line.y[i]); lo[j] = clean(line.low[i]); hi[j] = clean(line.high[i]);
       });
       cols.push(y, lo, hi);
+      if (smoothing > 0) cols.push(smooth(y, smoothing).map(clean));
     }
     return cols;
   }
+
+  function download(name, blob) {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+  const fileName = (metric, ext) => metric.replace(/[^A-Za-z0-9._-]+/g, "_") + "." + ext;
+  const csvCell = (v) => (v == null ? "" : /[",\n]/.test(String(v)) ? '"' + String(v).replace(/"/g, '""') + '"' : String(v));
 
   function nearest(data, seriesIdx, idx) {
     const ys = data[seriesIdx];
@@ -141,7 +185,9 @@
       this.readout = section.querySelector(".readout");
       this.state = section.querySelector(".state");
       this.reset = section.querySelector(".reset");
-      this.reset.addEventListener("click", () => this.load(null));
+      this.reset.addEventListener("click", () => zoomAll(null));
+      section.querySelector(".export-png").addEventListener("click", () => this.exportPng());
+      section.querySelector(".export-csv").addEventListener("click", () => this.exportCsv());
       this.plot = null;
       this.lines = [];
       this.missing = [];
@@ -209,7 +255,7 @@
         if (!added) { this.describe(); return; }
         // lines twice the bucket budget long: re-bucket the whole range from the server
         if (this.lines.some((l) => l.x.length > 2 * 1000)) { this.load(null); return; }
-        if (this.plot && this.plot.series.length === 1 + 3 * this.lines.length) {
+        if (this.plot && this.plot.series.length === 1 + perLine() * this.lines.length) {
           this.plot.setData(columns({ lines: this.lines }));
           this.describe();
         } else {
@@ -249,24 +295,32 @@
       this.plotEl.textContent = "";
       const series = [{ label: cfg.axis }];
       const bands = [];
+      const per = perLine();
       this.lines.forEach((line, i) => {
         const c = colour(line.run);
-        series.push({ label: line.run, stroke: c, width: 1.5, spanGaps: true, points: { show: false } });
+        // with smoothing the raw line stays, faint, under the smoothed one
+        series.push({ label: line.run, stroke: smoothing > 0 ? c + "59" : c, width: smoothing > 0 ? 1 : 1.5, spanGaps: true, points: { show: false } });
         series.push({ label: line.run + " min", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
         series.push({ label: line.run + " max", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
-        bands.push({ series: [3 + 3 * i, 2 + 3 * i], fill: c + "33" });
+        if (smoothing > 0) series.push({ label: line.run + " smoothed", stroke: c, width: 1.75, spanGaps: true, points: { show: false } });
+        bands.push({ series: [3 + per * i, 2 + per * i], fill: c + (smoothing > 0 ? "1f" : "33") });
       });
+      const yScale = { distr: cfg.log ? 3 : 1 };
+      if (yRange[0] != null || yRange[1] != null) {
+        yScale.range = (u, dataMin, dataMax) => [yRange[0] != null ? yRange[0] : dataMin, yRange[1] != null ? yRange[1] : dataMax];
+      }
       const chart = this;
       const opts = {
         width: Math.max(300, this.plotEl.clientWidth),
         height: 240,
         legend: { show: false },
-        scales: { x: { time: timeAxis }, y: { distr: cfg.log ? 3 : 1 } },
+        scales: { x: { time: timeAxis, distr: logX ? 3 : 1 }, y: yScale },
         axes: [{ stroke: "#667085", grid: { stroke: "#eef0f3" } },
           { stroke: "#667085", grid: { stroke: "#eef0f3" }, size: 60, values: (u, splits) => splits.map(tick) }],
         series,
         bands,
         cursor: {
+          sync: { key: "despina-charts" },  // hover one chart: every chart shows the same x
           drag: { x: true, y: false, setScale: false },
           dataIdx: (u, seriesIdx, closestIdx) => nearest(u.data, seriesIdx, closestIdx),
         },
@@ -276,25 +330,27 @@
             const lo = u.posToVal(u.select.left, "x");
             const hi = u.posToVal(u.select.left + u.select.width, "x");
             u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
-            if (hi > lo) chart.load([toServer(lo), toServer(hi)]);
+            if (hi > lo) zoomAll([toServer(lo), toServer(hi)]);
           }],
           setCursor: [(u) => chart.show(u)],
         },
       };
       this.plot = new uPlot(opts, cols, this.plotEl);
-      this.plot.over.addEventListener("dblclick", () => { if (win) this.load(null); });
+      this.plot.over.addEventListener("dblclick", () => { if (win) zoomAll(null); });
       if (win) this.plot.setScale("x", { min: toPlot(win[0]), max: toPlot(win[1]) });
     }
 
     show(u) {
       const parts = [];
       if (u.cursor.idx == null) { this.readout.textContent = ""; return; }
+      const per = perLine();
       this.lines.forEach((line, i) => {
-        const s = 1 + 3 * i;
+        const s = 1 + per * i;
         const idx = u.cursor.idxs ? u.cursor.idxs[s] : u.cursor.idx;
         if (idx == null || u.data[s][idx] == null) return;
         const lo = u.data[s + 1][idx], hi = u.data[s + 2][idx];
-        const span = lo != null && hi != null && lo !== hi ? " [" + fmt(lo) + " … " + fmt(hi) + "]" : "";
+        const smoothed = per === 4 && u.data[s + 3][idx] != null ? " (smoothed " + fmt(u.data[s + 3][idx]) + ")" : "";
+        const span = (lo != null && hi != null && lo !== hi ? " [" + fmt(lo) + " … " + fmt(hi) + "]" : "") + smoothed;
         const el = document.createElement("span");
         const sw = document.createElement("span");
         sw.className = "swatch"; sw.style.background = colour(line.run);
@@ -303,10 +359,65 @@
       });
       this.readout.replaceChildren(...parts);
     }
+
+    redraw() {
+      if (this.lines.length) this.draw({ lines: this.lines, missing: this.missing, range: this.range }, this.win);
+    }
+
+    // The chart as drawn (axes and lines), on white, with its metric name above.
+    exportPng() {
+      if (!this.plot) return;
+      const src = this.plot.ctx.canvas;
+      const title = 28 * (window.devicePixelRatio || 1);
+      const out = document.createElement("canvas");
+      out.width = src.width; out.height = src.height + title;
+      const ctx = out.getContext("2d");
+      ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, out.width, out.height);
+      ctx.fillStyle = "#101828"; ctx.font = Math.round(title * 0.55) + "px sans-serif";
+      ctx.fillText(this.metric, 8, title * 0.7);
+      ctx.drawImage(src, 0, title);
+      out.toBlob((blob) => { if (blob) download(fileName(this.metric, "png"), blob); }, "image/png");
+    }
+
+    // The drawn points: one row per run and bucket (x is the bucket's last step or time).
+    exportCsv() {
+      const head = ["run", timeAxis ? "time_ms" : "step", "value", "min", "max"];
+      if (smoothing > 0) head.push("smoothed");
+      const rows = [head.join(",")];
+      for (const line of this.lines) {
+        const sm = smoothing > 0 ? smooth(line.y, smoothing) : null;
+        line.x.forEach((x, i) => {
+          const row = [line.run, x, line.y[i], line.low[i], line.high[i]];
+          if (sm) row.push(sm[i]);
+          rows.push(row.map(csvCell).join(","));
+        });
+      }
+      download(fileName(this.metric, "csv"), new Blob([rows.join("\n") + "\n"], { type: "text/csv" }));
+    }
   }
 
-  const charts = Array.from(document.querySelectorAll("section.chart"), (s) => new Chart(s));
+  // One zoom for every chart: the x range is the same question asked of every metric.
+  function zoomAll(win) {
+    for (const c of charts) c.load(win);
+  }
+
+  const charts = [];
+  for (const s of document.querySelectorAll("section.chart")) charts.push(new Chart(s));
   window.despinaCharts = charts;  // for tests and the console
+
+  // Smoothing applies at once; the URL keeps it (shared links and reloads show the same view).
+  const slider = document.getElementById("smoothing");
+  const shown = document.getElementById("smoothing-value");
+  if (slider) {
+    slider.addEventListener("input", () => {
+      smoothing = Math.min(0.99, Math.max(0, Number(slider.value) || 0));
+      if (shown) shown.textContent = slider.value;
+      const url = new URL(window.location.href);
+      if (smoothing > 0) url.searchParams.set("smooth", String(smoothing)); else url.searchParams.delete("smooth");
+      window.history.replaceState(null, "", url.toString());
+      for (const c of charts) c.redraw();
+    });
+  }
 
   // Live: while a shown run is running, every few seconds each chart asks for the points its
   // running runs logged since its last step (GET, small answers); nothing is asked once no

@@ -1,0 +1,127 @@
+"""Chart tools in headless Chromium against a real ``despina serve``: smoothing done in the
+browser (the raw line stays, faint), hover and zoom synced across charts, log x and a fixed y
+range from the URL, and exports of a chart as PNG and of its points as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ui_helpers import ServerProcess, Tokens, sign_in_tab, watch_errors
+
+pytestmark = pytest.mark.slow
+
+FORK = "kittiwake-fork0-at200"
+PARENT = "kittiwake-lr0.0003-s0"
+CHARTS = f"/p/demo/despina/charts?run={FORK}&run={PARENT}&metric=train/loss+%5Eval/loss%24"
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, server: ServerProcess, tokens: Tokens) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    watch_errors(tab)
+    sign_in_tab(tab, server, tokens.workspace)
+    yield tab
+    context.close()
+
+
+def _drawn(page: Any, metric: str) -> None:
+    page.wait_for_function(
+        f"() => document.querySelector(\"section.chart[data-metric='{metric}']\").dataset.buckets"
+    )
+
+
+def _series(page: Any, index: int) -> list[str]:
+    return page.evaluate(f"() => window.despinaCharts[{index}].plot.series.map(s => s.label)")
+
+
+def test_smoothing_draws_a_smoothed_line_over_the_faint_raw_one(
+    page: Any, server: ServerProcess
+) -> None:
+    page.goto(server.url + CHARTS)
+    _drawn(page, "train/loss")
+    assert len(_series(page, 0)) == 1 + 3 * 2  # x, then line + band low/high per run
+    page.fill("#smoothing", "0.9")
+    page.dispatch_event("#smoothing", "input")
+    page.wait_for_function("() => window.despinaCharts[0].plot.series.length === 9")
+    labels = _series(page, 0)
+    assert f"{FORK} smoothed" in labels and f"{PARENT} smoothed" in labels
+    assert "smooth=0.9" in page.url  # the URL keeps the view
+    raw, smoothed = page.evaluate(
+        "() => { const d = window.despinaCharts[0].plot.data;"
+        " const f = (a) => a.filter(v => v != null); return [f(d[1]), f(d[4])]; }"
+    )
+    assert len(raw) == len(smoothed) > 10
+    assert smoothed[0] == pytest.approx(raw[0])  # debiased: the first point is not pulled to 0
+    # smoother than the raw line: smaller steps between neighbours
+    rough = sum(abs(a - b) for a, b in itertools.pairwise(raw))
+    calm = sum(abs(a - b) for a, b in itertools.pairwise(smoothed))
+    assert calm < rough
+    page.reload()
+    _drawn(page, "train/loss")
+    assert len(_series(page, 0)) == 9 and page.input_value("#smoothing") == "0.9"
+    assert not page.errors
+
+
+def test_hover_and_zoom_are_synced_across_charts(page: Any, server: ServerProcess) -> None:
+    page.goto(server.url + CHARTS)
+    _drawn(page, "train/loss")
+    _drawn(page, "val/loss")
+    area = page.locator("section.chart[data-metric='train/loss'] .u-over").bounding_box()
+    page.mouse.move(area["x"] + area["width"] * 0.4, area["y"] + area["height"] / 2)
+    other = page.locator("section.chart[data-metric='val/loss'] .readout").text_content()
+    assert "@ step" in other  # the other chart shows its values at the same x
+    with page.expect_response(lambda r: "val%2Floss" in r.url and "from=" in r.url):
+        page.mouse.move(area["x"] + area["width"] * 0.30, area["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(area["x"] + area["width"] * 0.45, area["y"] + 40, steps=5)
+        page.mouse.up()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('section.chart')].every(s => s.dataset.window)"
+    )
+    windows = page.locator("section.chart").evaluate_all("s => s.map(e => e.dataset.window)")
+    assert windows[0] == windows[1]
+    page.locator("section.chart[data-metric='val/loss'] .reset").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('section.chart')].every(s => s.dataset.window === '')"
+    )
+    assert not page.errors
+
+
+def test_log_x_and_y_range_come_from_the_url(page: Any, server: ServerProcess) -> None:
+    page.goto(server.url + CHARTS + "&logx=1&ymin=0&ymax=5")
+    _drawn(page, "train/loss")
+    scales = page.evaluate(
+        "() => { const p = window.despinaCharts[0].plot;"
+        " return [p.scales.x.distr, p.scales.y.min, p.scales.y.max]; }"
+    )
+    assert scales == [3, 0, 5]
+    assert page.is_checked("#log-x") and page.input_value("#y-max") == "5"
+    assert not page.errors
+
+
+def test_exports(page: Any, server: ServerProcess) -> None:
+    page.goto(server.url + CHARTS + "&smooth=0.5")
+    _drawn(page, "train/loss")
+    chart = page.locator("section.chart[data-metric='train/loss']")
+    with page.expect_download() as got:
+        chart.locator(".export-csv").click()
+    assert got.value.suggested_filename == "train_loss.csv"
+    with open(got.value.path(), encoding="utf-8") as exported:
+        rows = list(csv.DictReader(io.StringIO(exported.read())))
+    assert set(rows[0]) == {"run", "step", "value", "min", "max", "smoothed"}
+    assert {r["run"] for r in rows} == {FORK, PARENT}
+    drawn = page.evaluate("() => window.despinaCharts[0].lines.map(l => l.x.length)")
+    assert len(rows) == sum(drawn)
+    with page.expect_download() as got:
+        chart.locator(".export-png").click()
+    assert got.value.suggested_filename == "train_loss.png"
+    with open(got.value.path(), "rb") as image:
+        assert image.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not page.errors
