@@ -55,6 +55,8 @@ HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 MAX_COLUMNS = 200
 MAX_CHART_RUNS = 100
+MAX_SELECTED_RUNS = 10_000
+"""Runs a charts page accepts; it draws the first ``MAX_CHART_RUNS`` and says so."""
 MAX_FORM_BYTES = 64 * 1024
 MAX_COMPARE_IDS = 1000
 Handler = Callable[[Request], Awaitable[Response]]
@@ -107,6 +109,7 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["vendor"] = vendor_files
+    env.globals["max_chart_runs"] = MAX_CHART_RUNS
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["display"] = display
     env.filters["counted"] = counted
@@ -616,9 +619,13 @@ def _pattern_error(patterns: list[str], error: MetricPatternError) -> dict[str, 
 async def charts_page(request: Request) -> Response:
     project = _project(request)
     service = ui_state(request.app).service
-    runs = _list(request, "run", MAX_CHART_RUNS)
+    chosen = _list(request, "run", MAX_SELECTED_RUNS)
+    runs = chosen[:MAX_CHART_RUNS]
+    # the browser sends the first runs of a bigger selection and how many were selected
+    selected = max(len(chosen), _int(request, "selected", 0, 0, 10**9))
     patterns = _patterns(request)
     data, error = await run_in_threadpool(_charts_despite, service, project, runs, patterns)
+    data["selected"] = selected
     data["axis"] = _axis(request)
     data["log"] = _flag(request, "log")
     config = {

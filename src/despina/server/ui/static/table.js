@@ -1,12 +1,103 @@
-// Runs table: select all, the column chooser (attributes loaded on first open), and the NQL
+// Runs table: the selection, the column chooser (attributes loaded on first open), and the NQL
 // error underline that stops matching once the query is edited.
 (() => {
   "use strict";
+  // The selection holds across pages, sorts and filters: it is kept per project in the
+  // browser's storage, in the order runs were selected. "Chart" and "Compare" send the whole
+  // selection, not only this page's boxes; charts draw the first runs of a bigger selection
+  // and say so.
   const all = document.getElementById("pick-all");
-  if (all) {
-    all.addEventListener("change", () => {
-      document.querySelectorAll('#runs-table input[name="run"]').forEach((box) => { box.checked = all.checked; });
+  const bar = document.getElementById("selection");
+  const chartForm = document.getElementById("chart-form");
+  if (bar && chartForm) {
+    const key = "despina:selection:" + bar.dataset.project;
+    const limit = Number(bar.dataset.limit) || 100;
+    const total = Number(bar.dataset.total) || 0;
+    const load = () => {
+      try { const v = JSON.parse(window.localStorage.getItem(key) || "[]"); return Array.isArray(v) ? v.map(String) : []; } catch (e) { return []; }
+    };
+    let selected = load();
+    const boxes = () => Array.from(document.querySelectorAll('#runs-table input[name="run"]'));
+    const count = document.getElementById("selection-count");
+    const note = document.getElementById("selection-note");
+    const render = () => {
+      const chosen = new Set(selected);
+      const here = boxes();
+      for (const box of here) box.checked = chosen.has(box.value);
+      if (all) all.checked = here.length > 0 && here.every((b) => b.checked);
+      count.textContent = selected.length.toLocaleString() + (selected.length === 1 ? " run" : " runs") + " selected";
+      bar.dataset.selected = String(selected.length);
+      if (selected.length > limit) {
+        note.textContent = "charts show the first " + limit + " selected runs; compare shows the first 20";
+        note.className = "warning";
+      } else {
+        note.textContent = "the selection stays across pages, sorts and filters";
+        note.className = "hint";
+      }
+    };
+    const save = () => {
+      try { window.localStorage.setItem(key, JSON.stringify(selected)); } catch (e) { /* private mode: this page only */ }
+      render();
+    };
+    const add = (ids) => { const have = new Set(selected); for (const id of ids) if (!have.has(id)) { selected.push(id); have.add(id); } };
+    const remove = (ids) => { const gone = new Set(ids); selected = selected.filter((id) => !gone.has(id)); };
+    for (const box of boxes()) {
+      box.removeAttribute("form");  // the whole selection is sent on submit, not the boxes
+      box.addEventListener("change", () => { if (box.checked) add([box.value]); else remove([box.value]); save(); });
+    }
+    if (all) {
+      all.addEventListener("change", () => {
+        const ids = boxes().map((b) => b.value);
+        if (all.checked) add(ids); else remove(ids);
+        save();
+      });
+    }
+    document.getElementById("selection-clear").addEventListener("click", () => { selected = []; save(); });
+    // The runs matching this page's query, in its sort order, a page of the twin at a time.
+    const twin = () => {
+      const url = new URL(window.location.href);
+      url.pathname = url.pathname.replace(/\/?$/, "/runs.json");
+      for (const name of ["page", "offset", "limit", "col"]) url.searchParams.delete(name);
+      return url;
+    };
+    const matching = async (n) => {
+      const ids = [];
+      while (ids.length < n) {
+        const url = twin();
+        url.searchParams.set("offset", String(ids.length));
+        url.searchParams.set("limit", String(Math.min(500, n - ids.length)));
+        const r = await fetch(url.toString(), { credentials: "same-origin" });
+        if (!r.ok) throw new Error(r.statusText);
+        const body = await r.json();
+        if (!body.rows.length) break;
+        for (const row of body.rows) ids.push(row.run_id);
+      }
+      return ids;
+    };
+    const pick = (n) => {
+      count.textContent = "selecting…";
+      matching(n).then((ids) => { selected = ids; save(); })
+        .catch((err) => { render(); note.textContent = "could not select: " + err.message; note.className = "warning"; });
+    };
+    document.getElementById("select-first").addEventListener("click", () => {
+      pick(Math.max(1, Number(document.getElementById("select-first-n").value) || 1));
     });
+    document.getElementById("select-matching").addEventListener("click", () => pick(total));
+    chartForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const submitter = event.submitter;
+      const action = (submitter && submitter.getAttribute("formaction")) || chartForm.getAttribute("action");
+      const url = new URL(action, window.location.href);
+      const compare = /\/compare$/.test(url.pathname);
+      const metric = chartForm.querySelector('input[name="metric"]');
+      if (!compare && metric && metric.value.trim()) url.searchParams.set("metric", metric.value);
+      const sent = selected.slice(0, compare ? 20 : limit);
+      for (const id of sent) url.searchParams.append(compare ? "id" : "run", id);
+      if (!compare && selected.length > sent.length) url.searchParams.set("selected", String(selected.length));
+      window.location.assign(url.toString());
+    });
+    window.addEventListener("storage", (event) => { if (event.key === key) { selected = load(); render(); } });
+    render();
   }
   const nql = document.getElementById("nql");
   const mirror = document.querySelector(".nql-mirror");
