@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "project": ("despina.cli.project", "project"),
     "runs": ("despina.cli.runs", "runs"),
     "serve": ("despina.cli.serve", "serve"),
+    "store": ("despina.cli.store", "store"),
     "sync": ("despina.cli.sync", "sync"),
     "token": ("despina.cli.token", "token"),
 }

@@ -1,0 +1,440 @@
+"""``despina store copy``: a whole store into another (embedded <-> PostgreSQL), resumable,
+idempotent, into a non-empty destination with conflicts reported."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from pandas.testing import assert_frame_equal
+
+import despina
+import despina.query as nq
+from despina.cli import cli
+from despina.errors import ConfigError, SchemaTooNew, StoreError
+from despina.query import runs as nq_runs
+from despina.query.filters import Filter
+from despina.store import Store
+from despina.store.copy import copy_store
+from despina.store.schema import CHUNK_BITS
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "query"))
+import query_data as data
+
+QUIET = data.QUIET
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedded store with three projects: every attribute type, forks, previews, files,
+    histograms, a model with versions and API keys (one revoked)."""
+    home = tmp_path_factory.mktemp("copy-source")
+    with mock.patch.dict(os.environ, {"DESPINA_STORE": ""}):
+        os.environ.pop("DESPINA_STORE")
+        data.log_example(home)
+        data.log_seed(home)
+        data.log_rich(home)
+        _log_models(home)
+        _log_long(home)
+        _add_keys(home)
+    return home
+
+
+def _log_long(home: Path) -> None:
+    """Series over several full chunks plus pieces (short rows of later flushes)."""
+    run = despina.Run(project="ws/long", run_id="long", home=home, **QUIET)
+    for step in range(5000):
+        run.log_metrics({"a": step * 0.5, "b": 1.0 / (step + 1)}, step=step)
+        if step % 1500 == 1499:
+            run.wait_for_processing()
+    run.close()
+
+
+def _log_models(home: Path) -> None:
+    model = despina.init_model(key="NET", project="ws/proj", home=home)
+    model.log_configs({"spec/layers": 4})
+    model.close()
+    version = despina.init_model_version(model="PROJ-NET", project="ws/proj", home=home)
+    version.log_configs({"val/acc": 0.75})
+    version.change_stage("staging")
+    version.close()
+
+
+def _add_keys(home: Path) -> None:
+    from despina.store.access import ApiKey, add_api_key, revoke_api_key, save_refresh_token
+
+    store = Store.open(url=str(home))
+    try:
+        for n in range(3):
+            add_api_key(
+                store,
+                ApiKey(f"{n:016x}", f"{n:064x}", f"key {n}", "ada", "ws", None, 1, None, None),
+            )
+        revoke_api_key(store, f"{1:016x}")
+        save_refresh_token(store, "refresh-me", f"{0:016x}", 2**62)
+    finally:
+        store.close()
+
+
+@pytest.fixture(autouse=True)
+def no_store_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests name their stores; the suite's DESPINA_STORE must not pick one for them."""
+    monkeypatch.delenv("DESPINA_STORE", raising=False)
+    monkeypatch.delenv("DESPINA_BLOBS", raising=False)
+    yield
+    nq.set_store(None)
+
+
+# -- what a store holds, by natural keys ------------------------------------------------------
+
+
+def dump(url: str | Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every copied table, ids replaced by the names they stand for."""
+    store = Store.open(url=str(url))
+    try:
+        with store.read() as conn:
+            projects = {
+                r[0]: f"{r[1]}/{r[2]}"
+                for r in conn.execute("SELECT id, workspace, name FROM projects")
+            }
+            runs = {
+                r[0]: (projects[r[1]], r[2])
+                for r in conn.execute("SELECT id, project_id, run_id FROM runs")
+            }
+            attrs = {
+                r[0]: (*runs[r[1]], r[2])
+                for r in conn.execute("SELECT id, run_id, path FROM attributes")
+            }
+            out: dict[str, list[tuple[Any, ...]]] = {}
+            out["projects"] = _rows(
+                conn,
+                "SELECT workspace, name, project_key, uuid, description, visibility, created_ms, "
+                "next_run_no FROM projects",
+            )
+            out["runs"] = [
+                (
+                    runs[r[0]],
+                    *r[1:-2],
+                    runs.get(r[-2]),
+                    runs.get(r[-1]),
+                )
+                for r in conn.execute(
+                    "SELECT id, short_no, uuid, family, experiment_name, is_head, owner, "
+                    "description, creation_ms, modification_ms, ping_ms, closed, failed, "
+                    "trashed, archived, fork_step, depth, size_bytes, revision, kind, "
+                    "object_id, stage, parent_id, model_pk FROM runs"
+                )
+            ]
+            out["attributes"] = [
+                (attrs[r[0]], *r[1:])
+                for r in conn.execute(
+                    "SELECT id, type, num, text, count, last_step, last_ts, fmin, fmax, fsum, "
+                    "fsumsq, fcount FROM attributes"
+                )
+            ]
+            out["chunks"] = [
+                (
+                    attrs[r[0] >> CHUNK_BITS],
+                    r[0] & ((1 << CHUNK_BITS) - 1),
+                    *r[1:-3],
+                    *(bytes(b) for b in r[-3:]),
+                )
+                for r in conn.execute(
+                    "SELECT id, n, step_first, step_last, ts_first, ts_last, vmin, vmax, steps, "
+                    "vals, ts FROM chunks"
+                )
+            ]
+            out["previews"] = [
+                (attrs[r[0]], *r[1:])
+                for r in conn.execute("SELECT attr_id, step, ts, value, completion FROM previews")
+            ]
+            out["points"] = [
+                (attrs[r[0]], *r[1:])
+                for r in conn.execute("SELECT attr_id, step, ts, value FROM points")
+            ]
+            out["set_members"] = [
+                (attrs[r[1]], r[0]) for r in conn.execute("SELECT value, attr_id FROM set_members")
+            ]
+            out["blobs"] = [
+                (projects[r[0]], *r[1:])
+                for r in conn.execute(
+                    "SELECT project_id, path, sha256, size, mime_type, created_ms FROM blobs"
+                )
+            ]
+            out["api_keys"] = _rows(
+                conn,
+                "SELECT key_id, secret_sha256, name, username, workspace, project, created_ms, "
+                "expires_ms, revoked_ms FROM api_keys",
+            )
+            out["refresh_tokens"] = _rows(
+                conn, "SELECT token_sha256, key_id, expires_ms FROM refresh_tokens"
+            )
+    finally:
+        store.close()
+    return {name: sorted(rows, key=repr) for name, rows in out.items()}
+
+
+def _rows(conn: Any, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute(sql)]
+
+
+# -- the query API on both sides ----------------------------------------------------------------
+
+
+def frames(where: str | Path, tmp: Path) -> dict[str, Any]:
+    """What the query API answers over one store: metrics, tables with NQL, string series,
+    histograms, files (and their contents), forks."""
+    nq.set_store(where)
+    out: dict[str, Any] = {}
+    out["metrics"] = nq.fetch_metrics(
+        project="ws/rich",
+        experiments=["alpha", "beta"],
+        attributes=r"^m/",
+        include_time="absolute",
+        include_point_previews=True,
+    )
+    out["metrics_no_lineage"] = nq.fetch_metrics(
+        project="ws/seed", experiments=r"kittiwake", attributes="loss", lineage_to_the_root=False
+    )
+    out["runs_metrics"] = nq_runs.fetch_metrics(
+        project="ws/proj", runs=["r1", "r2", "r3"], attributes=r".*"
+    )
+    out["table"] = nq.fetch_experiments_table(
+        project="ws/rich", attributes=r".*", type_suffix_in_column_names=True
+    )
+    out["runs_table_nql"] = nq_runs.fetch_runs_table(
+        project="ws/rich",
+        runs=Filter.nql('`m/loss`:float_series > 0.1 AND `sys/tags`:string_set CONTAINS "t2"')
+        if hasattr(Filter, "nql")
+        else None,
+        attributes=r"^(cfg|sys/(id|custom_run_id|name|forking))",
+        type_suffix_in_column_names=True,
+    )
+    out["runs_table_proj"] = nq_runs.fetch_runs_table(
+        project="ws/proj",
+        attributes=r"^(cfg|sys/(id|name|custom_run_id|forking))",
+        type_suffix_in_column_names=True,
+    )
+    out["strings"] = nq.fetch_series(
+        project="ws/rich",
+        experiments=["alpha", "beta"],
+        attributes=r"^log/",
+        include_time="absolute",
+    )
+    out["histograms"] = nq_runs.fetch_series(project="ws/rich", runs=["a1"], attributes=r"^h/")
+    files = nq_runs.fetch_series(project="ws/rich", runs=["a1"], attributes=r"^f/series")
+    out["file_series"] = files
+    table = nq_runs.fetch_runs_table(project="ws/rich", runs=["a1"], attributes=["f/file"])
+    out["file_table"] = table
+    target = tmp / f"files-{abs(hash(str(where)))}"
+    downloaded = nq_runs.download_files(files=table, destination=target)
+    out["file_bytes"] = sorted(
+        (p.relative_to(target).as_posix(), p.read_bytes()) for p in target.rglob("*") if p.is_file()
+    )
+    out["downloaded_rows"] = len(downloaded)
+    nq.set_store(None)
+    return out
+
+
+def assert_same_frames(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        if isinstance(a[name], pd.DataFrame):
+            assert_frame_equal(a[name], b[name], obj=name)
+        else:
+            assert a[name] == b[name], name
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+
+def test_sqlite_to_postgres_and_back_gives_the_same_answers(
+    source: Path, postgres_url: str, tmp_path: Path
+) -> None:
+    report = copy_store(source, postgres_url)
+    assert report.conflicts == []
+    assert report.runs_copied == report.runs > 10
+    assert report.projects_created == 4
+    assert report.points > 10_000
+    assert report.files > 0 and report.file_bytes > 0
+    assert report.api_keys == 3 and report.refresh_tokens == 1
+
+    back = tmp_path / "back"
+    again = copy_store(postgres_url, back)
+    assert again.conflicts == [] and again.runs_copied == report.runs
+
+    expected = dump(source)
+    assert dump(postgres_url) == expected
+    assert dump(back) == expected
+
+    answers = frames(source, tmp_path)
+    assert answers["downloaded_rows"] == 1 and answers["file_bytes"]
+    assert_same_frames(answers, frames(back, tmp_path))
+    assert_same_frames(answers, frames(postgres_url, tmp_path))
+
+
+def test_a_second_copy_changes_nothing(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    first = copy_store(source, target)
+    assert first.changed
+    before = dump(target)
+    second = copy_store(source, target)
+    assert not second.changed
+    assert second.runs_copied == 0 and second.runs_present == first.runs_copied
+    assert second.files == 0 and second.file_contents == 0 and second.files_present == first.files
+    assert dump(target) == before
+    result = CliRunner().invoke(cli, ["store", "copy", "--quiet", str(source), str(target)])
+    assert result.exit_code == 0, result.output
+    assert "nothing to copy" in result.output
+    assert dump(target) == before
+
+
+def test_embedded_to_embedded_through_the_command(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    result = CliRunner().invoke(cli, ["store", "copy", str(source), f"sqlite://{target}"])
+    assert result.exit_code == 0, result.output
+    assert "runs:" in result.output and "0 conflicts" in result.output
+    assert "points/s" in result.output
+    assert dump(target) == dump(source)
+
+
+CLI = "import sys; from despina.cli import cli; cli(sys.argv[1:])"
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from despina.store import copy as copy_module
+
+    original = copy_module._Copier._copy_chunks
+    calls = 0
+
+    def killing(self, *args):
+        # die inside the third run's transaction, after some of its rows were written
+        global calls
+        calls += 1
+        points = original(self, *args)
+        if calls == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return points
+
+    copy_module._Copier._copy_chunks = killing
+    copy_module.copy_store(sys.argv[1], sys.argv[2])
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_a_killed_copy_resumes_to_the_same_result(
+    source: Path, postgres_url: str, postgres_cluster: Any, tmp_path: Path, kind: str
+) -> None:
+    if kind == "postgresql":
+        killed, clean = postgres_url, postgres_cluster.create_database("copyclean")
+    else:
+        killed, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
+    env = {k: v for k, v in os.environ.items() if k not in ("DESPINA_STORE", "DESPINA_BLOBS")}
+    done = subprocess.run(
+        [sys.executable, "-c", KILLER, str(source), killed], env=env, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == -signal.SIGKILL
+    partial = dump(killed)
+    assert 0 < len(partial["runs"]) < len(dump(source)["runs"])
+    # the run being copied when the process died left nothing behind: each run is whole
+    with_rows = {a[0][:2] for a in partial["attributes"]}
+    assert with_rows == {r[0] for r in partial["runs"]}
+
+    resumed = subprocess.run(
+        [sys.executable, "-c", CLI, "store", "copy", "--quiet", str(source), killed],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already there" in resumed.stdout
+    copy_store(source, clean)
+    assert dump(killed) == dump(clean) == dump(source)
+
+
+def test_a_conflicting_run_is_reported_and_left_alone(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "busy"
+    # the destination already has its own r1 in ws/proj (another uuid), and a project of its own
+    run = despina.Run(project="ws/proj", run_id="r1", store=str(target), **QUIET)
+    run.log_metrics({"loss": 42.0}, step=0)
+    run.close()
+    other = despina.Run(project="ws/other", run_id="x", store=str(target), **QUIET)
+    other.close()
+    theirs = [r for r in dump(target)["runs"] if r[0] == ("ws/proj", "r1")]
+
+    report = copy_store(source, target)
+    names = sorted((c.kind, c.name) for c in report.conflicts)
+    # r2 forks from r1: copying it over another r1 would graft it onto the wrong history
+    assert names == [("run", "ws/proj/r1"), ("run", "ws/proj/r2")]
+    assert "uuid" in report.conflicts[0].reason or "uuid" in report.conflicts[1].reason
+    assert "conflict" in "\n".join(report.lines())
+    after = dump(target)
+    assert [r for r in after["runs"] if r[0] == ("ws/proj", "r1")] == theirs
+    assert ("ws/other", "x") in {r[0] for r in after["runs"]}
+    # r3 was copied; its sys/id number was taken by the destination's r1, so it got the next one
+    r3 = next(r for r in after["runs"] if r[0] == ("ws/proj", "r3"))
+    numbers = [r[1] for r in after["runs"] if r[0][0] == "ws/proj" and r[-4] == "run"]
+    assert len(numbers) == len(set(numbers))
+    assert r3[1] >= 2
+    again = copy_store(source, target)
+    assert not again.changed and len(again.conflicts) == 2
+
+
+def test_runs_keep_their_heads_when_merged(source: Path, tmp_path: Path) -> None:
+    """A destination head of the same experiment that is newer stays the head."""
+    target = tmp_path / "heads"
+    from datetime import UTC, datetime
+
+    newer = despina.Run(
+        project="ws/proj",
+        run_id="z9",
+        experiment_name="exp-b",
+        store=str(target),
+        creation_time=datetime(2030, 1, 1, tzinfo=UTC),
+        **QUIET,
+    )
+    newer.close()
+    copy_store(source, target)
+    heads = {r[0][1] for r in dump(target)["runs"] if r[4] == "exp-b" and r[5] == 1}
+    assert heads == {"z9"}
+
+
+def test_bad_input_is_refused_with_the_fix(source: Path, tmp_path: Path, postgres_url: str) -> None:
+    with pytest.raises(ConfigError, match="unsupported store URL"):
+        copy_store("ftp://host/x", tmp_path / "d")
+    missing = tmp_path / "missing"
+    with pytest.raises(StoreError, match="does not exist"):
+        copy_store(missing, tmp_path / "d")
+    assert not missing.exists()  # no empty source store was created
+    with pytest.raises(StoreError, match="holds no despina store"):
+        copy_store(postgres_url, tmp_path / "d")  # an empty database is not a store
+    with pytest.raises(ConfigError, match="same store"):
+        copy_store(source, f"sqlite://{source}")
+    copy_store(source, postgres_url)
+    with pytest.raises(ConfigError, match="same store"):
+        copy_store(postgres_url, postgres_url.replace("127.0.0.1", "localhost"))
+    newer = tmp_path / "newer"
+    Store.open(url=str(newer)).close()
+    import sqlite3
+
+    with sqlite3.connect(newer / "despina.db") as db:
+        db.execute("UPDATE schema_version SET version = 999")
+    with pytest.raises(SchemaTooNew):
+        copy_store(source, newer)
+    result = CliRunner().invoke(cli, ["store", "copy", str(missing), str(tmp_path / "d")])
+    assert result.exit_code != 0 and "does not exist" in result.output
