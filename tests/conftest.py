@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-# a real PostgreSQL cluster per session (fixtures postgres_cluster, postgres_url)
-pytest_plugins = ("postgres_cluster",)
+# a real PostgreSQL cluster per session (fixtures postgres_cluster, postgres_url); a local S3
+# emulator per session (fixtures s3_emulator, s3_blobs)
+pytest_plugins = ("postgres_cluster", "s3_emulator")
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +20,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     home = tmp_path / "despina-home"
     monkeypatch.setenv("DESPINA_HOME", str(home))
     for name in (
+        "DESPINA_BLOBS",
         "DESPINA_PROJECT",
         "NEPTUNE_PROJECT",
         "NEPTUNE_API_TOKEN",

@@ -31,7 +31,10 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from despina.store.blobs.contract import BlobStore
 
 __all__ = ["Dialect", "Store"]
 
@@ -49,7 +52,10 @@ class Store(abc.ABC):
         home: a local directory of this process's own files (queues, caches, logs). For the
             embedded store it also holds the database; a PostgreSQL store never keeps shared
             state there.
-        blobs_dir: where file contents are kept when the blob store is a directory.
+        blobs: the store's blob store (:class:`despina.store.blobs.BlobStore`): where file
+            contents are, chosen at open (``blobs=``, ``DESPINA_BLOBS``, else the directory
+            ``<home>/blobs``). Every reader and writer of file contents goes through it.
+        blobs_dir: the directory ``<home>/blobs`` (the default blob store's place).
         display: where the store is, fit for messages (a directory, or a URL with its password
             masked).
 
@@ -58,6 +64,7 @@ class Store(abc.ABC):
 
     dialect: Dialect
     home: Path
+    blobs: BlobStore
     blobs_dir: Path
     display: str
 
@@ -69,6 +76,7 @@ class Store(abc.ABC):
         home: str | os.PathLike[str] | None = None,
         *,
         url: str | os.PathLike[str] | None = None,
+        blobs: str | os.PathLike[str] | None = None,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> Store:
         """Open (creating and migrating when needed) the store at ``url``, else ``home``.
@@ -79,19 +87,26 @@ class Store(abc.ABC):
         store, ``home`` (or ``DESPINA_HOME``, ``~/.despina``) still names this process's local
         directory.
 
+        Where file contents go, first found wins: ``blobs``; ``DESPINA_BLOBS``; the directory
+        ``<home>/blobs``. A blob URL is a directory or ``s3://bucket/prefix`` (see
+        :mod:`despina.store.blobs.opening`). The default directory suits the embedded store; a
+        PostgreSQL store shared by several machines needs a blob store they all reach (S3, or
+        a directory every machine mounts).
+
         ``busy_timeout_ms`` is how long a statement waits for another connection's lock before
         failing with :class:`despina.errors.StoreBusy` (the embedded store; PostgreSQL writers to
         different runs do not wait on each other).
 
         Raises:
             ConfigError: the URL is malformed or names a file.
-            StoreError: the store cannot be created or reached; the message names the URL and
-                the fix. Nothing was written.
+            StoreError: the store or its blob store (a missing bucket, an unreachable
+                endpoint) cannot be created or reached; the message names the URL and the fix.
+                Nothing was written.
             SchemaTooNew: the store was written by a newer despina; nothing was written.
         """
         from despina.store.opening import open_store
 
-        return open_store(home, url=url, busy_timeout_ms=busy_timeout_ms)
+        return open_store(home, url=url, blobs=blobs, busy_timeout_ms=busy_timeout_ms)
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -51,20 +51,37 @@ def open_store(
     home: str | os.PathLike[str] | None = None,
     *,
     url: str | os.PathLike[str] | None = None,
+    blobs: str | os.PathLike[str] | None = None,
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
 ) -> Store:
     """Open the store :func:`resolve_store` finds (see :meth:`Store.open`)."""
     address = resolve_store(home, url=url)
-    return open_address(address, busy_timeout_ms=busy_timeout_ms)
+    return open_address(address, blobs=blobs, busy_timeout_ms=busy_timeout_ms)
 
 
-def open_address(address: StoreAddress, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Store:
-    """Open a resolved store."""
+def open_address(
+    address: StoreAddress,
+    *,
+    blobs: str | os.PathLike[str] | None = None,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+) -> Store:
+    """Open a resolved store, with its blob store (``blobs``, else ``DESPINA_BLOBS``, else
+    ``<home>/blobs``). The blob store is checked first: when it cannot be reached nothing is
+    written."""
+    from despina.store.blobs.opening import open_blob_store
+
+    blob_store = open_blob_store(
+        blobs, default=address.home / "blobs", uploads_dir=address.home / "uploads"
+    )
+    store: Store
     if address.location.kind == "sqlite":
         from despina.store.sqlite import SqliteStore
 
-        return SqliteStore.open_directory(Path(address.key), busy_timeout_ms=busy_timeout_ms)
-    from despina.store.postgres.store import PostgresStore
+        store = SqliteStore.open_directory(Path(address.key), busy_timeout_ms=busy_timeout_ms)
+    else:
+        from despina.store.postgres.store import PostgresStore
 
-    assert address.location.url is not None
-    return PostgresStore.open_url(address.location.url, home=address.home)
+        assert address.location.url is not None
+        store = PostgresStore.open_url(address.location.url, home=address.home)
+    store.blobs = blob_store
+    return store

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from despina.config import parse_project, resolve_home
 from despina.errors import ProjectNotFound, SchemaTooNew, StoreBusy, StoreError
+from despina.store.blobs.contract import BlobStore
+from despina.store.blobs.directory import DirectoryBlobStore
 from despina.store.contract import Store
 from despina.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -56,6 +58,8 @@ class SqliteStore(Store):
         self.display = str(home)
         self.db_path = home / DB_FILE
         self.blobs_dir = home / "blobs"
+        # the default; Store.open puts the blob store chosen by blobs= / DESPINA_BLOBS here
+        self.blobs: BlobStore = DirectoryBlobStore(self.blobs_dir, uploads_dir=home / "uploads")
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []

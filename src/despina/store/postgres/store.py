@@ -23,6 +23,8 @@ import psycopg
 
 from despina.config import parse_project, resolve_home
 from despina.errors import ProjectNotFound, StoreBusy, StoreError
+from despina.store.blobs.contract import BlobStore
+from despina.store.blobs.directory import DirectoryBlobStore
 from despina.store.contract import Store
 from despina.store.postgres.connection import PoolSettings, PostgresDatabase
 from despina.store.postgres.dialect import Translated, translate
@@ -133,6 +135,8 @@ class PostgresStore(Store):
         self.display = database.display_url
         self.home = home
         self.blobs_dir = home / "blobs"
+        # the default; Store.open puts the blob store chosen by blobs= / DESPINA_BLOBS here
+        self.blobs: BlobStore = DirectoryBlobStore(self.blobs_dir, uploads_dir=home / "uploads")
         self._local = threading.local()
         self._lock = threading.Lock()
         self._borrowed: list[PgConnection] = []
