@@ -125,3 +125,37 @@ def test_exports(page: Any, server: ServerProcess) -> None:
     with open(got.value.path(), "rb") as image:
         assert image.read(8) == b"\x89PNG\r\n\x1a\n"
     assert not page.errors
+
+
+def test_grouping_draws_one_mean_line_per_group(page: Any, server: ServerProcess) -> None:
+    table = page.request.get(
+        server.url + "/p/demo/despina/runs.json?view=runs&limit=50&col=parameters/lr"
+    ).json()
+    lrs = {row["run_id"]: row["cells"]["parameters/lr"]["text"] for row in table["rows"]}
+    runs = sorted(lrs)
+    groups = {lrs[r] for r in runs}
+    assert 1 < len(groups) < len(runs)  # some runs share a learning rate
+    query = "&".join(f"run={r}" for r in runs)
+    page.goto(server.url + f"/p/demo/despina/charts?metric=train/loss&{query}&group=parameters/lr")
+    _drawn(page, "train/loss")
+    legend = page.locator("#group-legend > span").all_text_contents()
+    assert len(legend) == len(groups)
+    for value in groups:
+        members = sum(1 for r in runs if lrs[r] == value)
+        noun = "run" if members == 1 else "runs"
+        assert f"parameters/lr = {value} ({members} {noun})" in legend
+    labels = _series(page, 0)
+    assert len(labels) == 1 + 3 * len(groups)
+    assert all(label.startswith("parameters/lr = ") for label in labels[1:])
+    assert f"in {len(groups)} groups" in page.text_content(
+        "section.chart[data-metric='train/loss'] .state"
+    )
+    # the group line is the mean of its runs; with ± std the band is symmetric around it
+    page.goto(page.url + "&band=std")
+    _drawn(page, "train/loss")
+    mean, low, high = page.evaluate(
+        "() => { const d = window.despinaCharts[0].plot.data;"
+        " const i = d[1].findIndex(v => v != null); return [d[1][i], d[2][i], d[3][i]]; }"
+    )
+    assert high - mean == pytest.approx(mean - low)
+    assert not page.errors

@@ -176,10 +176,18 @@ def _containers(service: QueryService, project: str, run_ids: Sequence[str]) -> 
 
 
 def charts_data(
-    service: QueryService, project: str, run_ids: Sequence[str], patterns: Sequence[str]
+    service: QueryService,
+    project: str,
+    run_ids: Sequence[str],
+    patterns: Sequence[str],
+    group: str | None = None,
 ) -> dict[str, Any]:
     """The runs and metrics a charts page draws: metrics named by ``patterns`` (names or
     regular expressions; default: the losses, else the first few) among the runs' series.
+
+    With ``group`` (an attribute path, e.g. a config or ``sys/tags``), ``groups`` maps each run
+    to its value of that attribute as text (``""`` when the run has none): the page draws one
+    line per group.
 
     Raises:
         InvalidQuery: a bad regular expression.
@@ -188,6 +196,7 @@ def charts_data(
         containers = find_containers(snap, run_ids)
         available = _charts.float_series_names(snap, containers)
         states = run_states(snap, [c.pk for c in containers])
+        values = read_cells(snap, containers, [group]) if group else None
     if any(p.strip() for p in patterns):
         metrics = _charts.pick_metrics(available, patterns)
     else:
@@ -202,6 +211,15 @@ def charts_data(
         "metrics": metrics[: _charts.MAX_CHARTS],
         "more_metrics": max(0, len(metrics) - _charts.MAX_CHARTS),
         "available": available,
+        "group": group or "",
+        "groups": (
+            {}
+            if values is None or group is None
+            else {
+                c.label: display(found[group].type, found[group].value) if group in found else ""
+                for c, found in zip(containers, values, strict=True)
+            }
+        ),
     }
 
 

@@ -573,14 +573,28 @@ async def _charts(request: Request) -> tuple[str, dict[str, Any]]:
     project = _project(request)
     service = ui_state(request.app).service
     runs = _list(request, "run", MAX_CHART_RUNS)
-    data = await run_in_threadpool(api.charts_data, service, project, runs, _patterns(request))
+    data = await run_in_threadpool(
+        api.charts_data, service, project, runs, _patterns(request), _group(request)
+    )
     data["axis"] = _axis(request)
     data["log"] = _flag(request, "log")
     return project, data
 
 
+def _group(request: Request) -> str | None:
+    """The ``group=`` attribute path that groups a chart's runs, if any."""
+    group = request.query_params.get("group", "").strip()
+    if len(group) > 1024:
+        raise bad_request("the group attribute path is longer than 1024 characters")
+    return group or None
+
+
 def _charts_despite(
-    service: QueryService, project: str, runs: list[str], patterns: list[str]
+    service: QueryService,
+    project: str,
+    runs: list[str],
+    patterns: list[str],
+    group: str | None = None,
 ) -> tuple[dict[str, Any], MetricPatternError | None]:
     """The charts of the valid patterns, and the first bad pattern's error: a typo in one
     pattern keeps the other charts on the page (the JSON twin answers 400 instead)."""
@@ -588,7 +602,7 @@ def _charts_despite(
     remaining = list(patterns)
     while True:
         try:
-            data = api.charts_data(service, project, runs, remaining)
+            data = api.charts_data(service, project, runs, remaining, group)
         except MetricPatternError as exc:
             first = first or exc
             remaining = [p for p in remaining if p != exc.pattern]
@@ -624,8 +638,12 @@ async def charts_page(request: Request) -> Response:
     # the browser sends the first runs of a bigger selection and how many were selected
     selected = max(len(chosen), _int(request, "selected", 0, 0, 10**9))
     patterns = _patterns(request)
-    data, error = await run_in_threadpool(_charts_despite, service, project, runs, patterns)
+    group = _group(request)
+    data, error = await run_in_threadpool(
+        _charts_despite, service, project, runs, patterns, group
+    )
     data["selected"] = selected
+    data["band"] = _choice(request, "band", ("minmax", "std"), "minmax")
     data["axis"] = _axis(request)
     data["log"] = _flag(request, "log")
     config = {
@@ -638,6 +656,9 @@ async def charts_page(request: Request) -> Response:
         "metrics": data["metrics"],
         "axis": data["axis"],
         "log": data["log"],
+        "group": data["group"],
+        "groups": data["groups"],
+        "band": data["band"],
     }
     return render(
         request,

@@ -9,10 +9,19 @@
   const cfg = JSON.parse(document.getElementById("chart-config").textContent);
   const palette = ["#2f6fdf", "#e8590c", "#2b8a3e", "#c2255c", "#7048e8", "#0b7285",
     "#a61e4d", "#5c940d", "#d9480f", "#364fc7", "#862e9c", "#087f5b"];
-  const colour = (run) => palette[Math.max(0, cfg.runs.indexOf(run)) % palette.length];
+  // Grouping (?group=<attribute path>): one line per value of the attribute, the mean of its
+  // runs with a band (min-max of the runs, or ± one standard deviation); runs take their
+  // group's colour.
+  const grouping = Boolean(cfg.group);
+  const groupOf = (run) => (cfg.groups && Object.prototype.hasOwnProperty.call(cfg.groups, run) ? cfg.groups[run] : "");
+  const groupKeys = grouping ? Array.from(new Set(cfg.runs.map(groupOf))) : [];
+  const groupName = (key) => cfg.group + " = " + (key === "" ? "(none)" : key);
+  const colour = (run) => palette[Math.max(0, grouping ? groupKeys.indexOf(groupOf(run)) : cfg.runs.indexOf(run)) % palette.length];
+  const lineColour = (line) => (line.group !== undefined ? palette[Math.max(0, groupKeys.indexOf(line.group)) % palette.length] : colour(line.run));
   const timeAxis = cfg.axis === "time";
   const toPlot = (x) => (timeAxis ? x / 1000 : x);   // uPlot time scales are in seconds
   const toServer = (x) => (timeAxis ? x * 1000 : x);
+  const plural = (n, word) => n.toLocaleString() + " " + word + (n === 1 ? "" : "s");
   const params = new URLSearchParams(window.location.search);
   const number = (name) => {
     const v = params.get(name);
@@ -45,6 +54,20 @@
     } else if (!isRunning(run) && mark) {
       mark.remove();
     }
+  }
+  if (grouping) {
+    const groups = document.createElement("div");
+    groups.className = "legend-groups"; groups.id = "group-legend";
+    for (const key of groupKeys) {
+      const span = document.createElement("span");
+      const sw = document.createElement("span");
+      sw.className = "swatch"; sw.style.background = palette[groupKeys.indexOf(key) % palette.length];
+      const members = cfg.runs.filter((r) => groupOf(r) === key).length;
+      span.append(sw, groupName(key) + " (" + plural(members, "run") + ")");
+      span.dataset.group = key;
+      groups.append(span);
+    }
+    legend.before(groups);
   }
   for (const run of cfg.runs) {
     const a = document.createElement("a");
@@ -88,7 +111,6 @@
     return timeAxis ? new Date(x * 1000).toISOString().replace("T", " ").replace("Z", "") : "step " + fmt(x);
   }
 
-  const plural = (n, word) => n.toLocaleString() + " " + word + (n === 1 ? "" : "s");
 
   function request(metric, win, signal) {
     const p = new URLSearchParams();
@@ -124,6 +146,59 @@
     }
     return out;
   }
+  // One line per group: the x range of the runs' buckets is cut into as many bins as the
+  // longest line has buckets; each run gives one value per bin (the mean of its buckets there,
+  // so a run with more buckets does not weigh more), and the group line is the mean over its
+  // runs, with their min and max or ± one standard deviation.
+  function groupLines(lines) {
+    let lo = Infinity, hi = -Infinity, most = 1;
+    for (const l of lines) {
+      most = Math.max(most, l.x.length);
+      for (const x of l.x) { if (x < lo) lo = x; if (x > hi) hi = x; }
+    }
+    if (!(hi >= lo)) return [];
+    const bins = Math.min(1000, most);
+    const width = hi > lo ? (hi - lo) / bins : 1;
+    const binOf = (x) => Math.min(bins - 1, Math.floor((x - lo) / width));
+    const out = [];
+    for (const key of groupKeys) {
+      const members = lines.filter((l) => groupOf(l.run) === key);
+      if (!members.length) continue;
+      const sum = new Float64Array(bins), sq = new Float64Array(bins), n = new Int32Array(bins);
+      const min = new Float64Array(bins).fill(Infinity), max = new Float64Array(bins).fill(-Infinity);
+      const xs = new Float64Array(bins).fill(-Infinity);
+      for (const l of members) {
+        const rs = new Float64Array(bins), rn = new Int32Array(bins), rx = new Float64Array(bins).fill(-Infinity);
+        l.x.forEach((x, i) => {
+          const y = l.y[i];
+          if (y == null || !Number.isFinite(y)) return;
+          const b = binOf(x);
+          rs[b] += y; rn[b]++; if (x > rx[b]) rx[b] = x;
+        });
+        for (let b = 0; b < bins; b++) {
+          if (!rn[b]) continue;
+          const v = rs[b] / rn[b];
+          sum[b] += v; sq[b] += v * v; n[b]++;
+          if (v < min[b]) min[b] = v;
+          if (v > max[b]) max[b] = v;
+          if (rx[b] > xs[b]) xs[b] = rx[b];
+        }
+      }
+      const line = { run: groupName(key) + " (" + plural(members.length, "run") + ")", group: key, members: members.length,
+        x: [], y: [], low: [], high: [], points: members.reduce((t, l) => t + l.points, 0), last_step: null };
+      for (let b = 0; b < bins; b++) {
+        if (!n[b]) continue;
+        const mean = sum[b] / n[b];
+        const std = Math.sqrt(Math.max(0, sq[b] / n[b] - mean * mean));
+        line.x.push(xs[b]); line.y.push(mean);
+        line.low.push(cfg.band === "std" ? mean - std : min[b]);
+        line.high.push(cfg.band === "std" ? mean + std : max[b]);
+      }
+      out.push(line);
+    }
+    return out;
+  }
+
   // uPlot series per line: the line, its band's low and high, and with smoothing the smoothed line
   const perLine = () => (smoothing > 0 ? 4 : 3);
 
@@ -156,10 +231,11 @@
     const a = document.createElement("a");
     a.href = URL.createObjectURL(blob);
     a.download = name;
+    a.hidden = true;
     document.body.append(a);
     a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    // the browser reads the blob after this handler returns: keep both a while
+    setTimeout(() => { a.remove(); URL.revokeObjectURL(a.href); }, 60000);
   }
   const fileName = (metric, ext) => metric.replace(/[^A-Za-z0-9._-]+/g, "_") + "." + ext;
   const csvCell = (v) => (v == null ? "" : /[",\n]/.test(String(v)) ? '"' + String(v).replace(/"/g, '""') + '"' : String(v));
@@ -190,6 +266,7 @@
       section.querySelector(".export-csv").addEventListener("click", () => this.exportCsv());
       this.plot = null;
       this.lines = [];
+      this.drawn = [];
       this.missing = [];
       this.win = null;         // the zoom window (no live updates while zoomed)
       this.width = 0;          // the width of a bucket, for the live points
@@ -255,8 +332,10 @@
         if (!added) { this.describe(); return; }
         // lines twice the bucket budget long: re-bucket the whole range from the server
         if (this.lines.some((l) => l.x.length > 2 * 1000)) { this.load(null); return; }
-        if (this.plot && this.plot.series.length === 1 + perLine() * this.lines.length) {
-          this.plot.setData(columns({ lines: this.lines }));
+        const drawn = this.shown();
+        if (this.plot && this.plot.series.length === 1 + perLine() * drawn.length) {
+          this.drawn = drawn;
+          this.plot.setData(columns({ lines: drawn }));
           this.describe();
         } else {
           this.draw({ lines: this.lines, missing: this.missing, range: this.range }, null);
@@ -270,7 +349,8 @@
       const points = this.lines.reduce((n, l) => n + l.points, 0);
       const live = this.lines.filter((l) => isRunning(l.run)).length;
       this.state.textContent = (win ? "zoomed to " + fmtX(toPlot(win[0])) + " – " + fmtX(toPlot(win[1])) + " · " : "")
-        + plural(this.lines.length, "run") + " · ≤" + plural(most, "bucket") + " per line · "
+        + plural(this.lines.length, "run") + (grouping ? " in " + plural(this.drawn.length, "group") : "")
+        + " · ≤" + plural(most, "bucket") + " per line · "
         + plural(points, "point") + (this.missing.length ? " · not in " + plural(this.missing.length, "run") : "")
         + (live ? " · " + live + " live" + (win ? " (paused while zoomed)" : "") : "");
       this.section.dataset.buckets = String(most);
@@ -285,19 +365,20 @@
       this.range = data.range;
       // the server's buckets are equal-width over the range: new points get that width
       this.width = !win && data.range && data.range[1] > data.range[0] ? (data.range[1] - data.range[0]) / 1000 : 0;
-      const cols = columns({ lines: this.lines });
+      this.drawn = this.shown();
+      const cols = columns({ lines: this.drawn });
       this.describe();
       this.reset.hidden = !win;
       this.section.dataset.window = win ? win.join(",") : "";
       delete this.section.dataset.loading;
       if (this.plot) { this.plot.destroy(); this.plot = null; }
-      if (!this.lines.length) { this.plotEl.textContent = "no data"; return; }
+      if (!this.drawn.length) { this.plotEl.textContent = "no data"; return; }
       this.plotEl.textContent = "";
       const series = [{ label: cfg.axis }];
       const bands = [];
       const per = perLine();
-      this.lines.forEach((line, i) => {
-        const c = colour(line.run);
+      this.drawn.forEach((line, i) => {
+        const c = lineColour(line);
         // with smoothing the raw line stays, faint, under the smoothed one
         series.push({ label: line.run, stroke: smoothing > 0 ? c + "59" : c, width: smoothing > 0 ? 1 : 1.5, spanGaps: true, points: { show: false } });
         series.push({ label: line.run + " min", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
@@ -344,7 +425,7 @@
       const parts = [];
       if (u.cursor.idx == null) { this.readout.textContent = ""; return; }
       const per = perLine();
-      this.lines.forEach((line, i) => {
+      this.drawn.forEach((line, i) => {
         const s = 1 + per * i;
         const idx = u.cursor.idxs ? u.cursor.idxs[s] : u.cursor.idx;
         if (idx == null || u.data[s][idx] == null) return;
@@ -353,11 +434,16 @@
         const span = (lo != null && hi != null && lo !== hi ? " [" + fmt(lo) + " … " + fmt(hi) + "]" : "") + smoothed;
         const el = document.createElement("span");
         const sw = document.createElement("span");
-        sw.className = "swatch"; sw.style.background = colour(line.run);
+        sw.className = "swatch"; sw.style.background = lineColour(line);
         el.append(sw, line.run + ": " + fmt(u.data[s][idx]) + " @ " + fmtX(u.data[0][idx]) + span);
         parts.push(el);
       });
       this.readout.replaceChildren(...parts);
+    }
+
+    // What is drawn: the runs' lines, or one line per group.
+    shown() {
+      return grouping ? groupLines(this.lines) : this.lines;
     }
 
     redraw() {
@@ -384,7 +470,7 @@
       const head = ["run", timeAxis ? "time_ms" : "step", "value", "min", "max"];
       if (smoothing > 0) head.push("smoothed");
       const rows = [head.join(",")];
-      for (const line of this.lines) {
+      for (const line of this.drawn || []) {
         const sm = smoothing > 0 ? smooth(line.y, smoothing) : null;
         line.x.forEach((x, i) => {
           const row = [line.run, x, line.y[i], line.low[i], line.high[i]];
