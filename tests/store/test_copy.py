@@ -314,9 +314,10 @@ CLI = "import sys; from despina.cli import cli; cli(sys.argv[1:])"
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from despina.store import copy as copy_module
+    from despina.store.copy import copier as copy_module
+    from despina.store.copy import copy_store
 
-    original = copy_module._Copier._copy_chunks
+    original = copy_module.Copier._copy_chunks
     calls = 0
 
     def killing(self, *args):
@@ -328,8 +329,8 @@ KILLER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return points
 
-    copy_module._Copier._copy_chunks = killing
-    copy_module.copy_store(sys.argv[1], sys.argv[2])
+    copy_module.Copier._copy_chunks = killing
+    copy_store(sys.argv[1], sys.argv[2])
     """
 )
 

@@ -1,63 +1,22 @@
-"""Copy a whole store into another: ``despina store copy SRC DEST``.
+"""The copy itself: projects, files, runs (one destination transaction each), API keys.
 
-Every project, run (with its attributes, float-series chunks, previews, string/histogram/file
-points, fork parent, model and model versions), file (bookkeeping and contents), API key and
-refresh token of the source is copied into the destination, between any two stores the contract
-opens: embedded -> PostgreSQL (a laptop into the team database), PostgreSQL -> embedded,
-embedded -> embedded, PostgreSQL -> PostgreSQL. Reads and writes go through
-:meth:`Store.read` / :meth:`Store.write` in the store's shared SQL (both schemas have the same
-tables and columns; PostgreSQL fills its ``run_id`` columns by trigger).
-
-How runs are matched and copied:
-
-* Projects are matched by ``workspace/name``; a project missing in the destination is created
-  with the source's key (suffixed when another project of the workspace has it), uuid,
-  description and visibility.
-* Runs (and models, model versions) are matched by project and custom run id (``sys/custom_run_id``,
-  a model's ``sys/id``). A run already there with the same uuid is left alone ("already there";
-  the copy never updates a run, so a run logged to after an earlier copy is reported as changed
-  since). A run there with another uuid is a *conflict*: reported and skipped, never overwritten,
-  and so are the runs forked from it or versions of such a model.
-* Ids are the destination's own: attributes get new ids, and a chunk keeps its number under its
-  new attribute (``attr_id << 24 | chunk_no`` in both stores). ``sys/id`` numbers are kept unless
-  the destination project already uses one, then the project's next number is given.
-* Each run is copied in one destination transaction (read from one source snapshot): an
-  interrupted copy leaves whole runs or none, and running the same command again finishes the
-  job. Parents and models are copied before the runs that refer to them.
-* File contents are copied to the destination's blob store before the bookkeeping rows that
-  name them (content-addressed: a content already there is not copied again). A storage key the
-  destination maps to other content is a file conflict and keeps the destination's content.
-* API keys are copied when missing; a key revoked in the source is revoked in the destination
-  too; a key id the destination holds with another secret is a conflict. Refresh tokens of
-  copied keys follow. Server secrets, UI sessions, ingest request statuses and upload
-  bookkeeping belong to the serving deployment and are not copied.
-
-Only what is missing is written: a second copy finds everything there and writes nothing.
+See :mod:`despina.store.copy` for what is copied and how runs are matched.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from despina.errors import ConfigError, StoreError
 from despina.store.contract import Store
-from despina.store.copy_blobs import BlobSide, blob_side
+from despina.store.copy.blobs import BlobSide
+from despina.store.copy.report import CopyConflict, CopyProgress, CopyReport
 from despina.store.schema import CHUNK_BITS
-from despina.store.urls import StoreLocation, mask_url, parse_store_url
 
-__all__ = [
-    "CopyConflict",
-    "CopyProgress",
-    "CopyReport",
-    "copy_between",
-    "copy_store",
-    "open_source",
-]
+__all__ = ["Copier"]
 
 _CHUNK_MASK = (1 << CHUNK_BITS) - 1
 _BATCH = 500
@@ -74,250 +33,6 @@ _CHUNK_COLUMNS = "id, n, step_first, step_last, ts_first, ts_last, vmin, vmax, s
 _KEY_COLUMNS = (
     "key_id, secret_sha256, name, username, workspace, project, created_ms, expires_ms, revoked_ms"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CopyConflict:
-    """Something the destination holds differently, left as the destination has it."""
-
-    kind: str  # "run", "file" or "api_key"
-    name: str  # workspace/project/run_id, workspace/project:path, or the key id
-    reason: str
-
-
-@dataclass
-class CopyReport:
-    """What a copy did. ``changed`` is false when the destination already held everything."""
-
-    source: str
-    destination: str
-    projects: int = 0
-    projects_created: int = 0
-    runs: int = 0
-    runs_copied: int = 0
-    runs_present: int = 0
-    runs_changed_since: int = 0
-    points: int = 0
-    previews: int = 0
-    attributes: int = 0
-    files: int = 0
-    files_present: int = 0
-    file_contents: int = 0
-    file_bytes: int = 0
-    files_missing: int = 0
-    api_keys: int = 0
-    refresh_tokens: int = 0
-    conflicts: list[CopyConflict] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def changed(self) -> bool:
-        return bool(
-            self.projects_created
-            or self.runs_copied
-            or self.files
-            or self.file_contents
-            or self.api_keys
-            or self.refresh_tokens
-        )
-
-    @property
-    def points_per_second(self) -> float:
-        return self.points / self.seconds if self.seconds > 0 else 0.0
-
-    def lines(self) -> list[str]:
-        """The report as text lines (the CLI prints them)."""
-        out = [f"copied {self.source} -> {self.destination} in {self.seconds:.1f} s"]
-        if not self.changed:
-            out.append(
-                f"nothing to copy: the destination already holds all {self.runs:,} runs of "
-                f"{self.projects:,} projects"
-            )
-        out.append(f"projects: {self.projects:,} ({self.projects_created:,} created)")
-        runs = (
-            f"runs: {self.runs_copied:,} copied, {self.runs_present:,} already there, "
-            f"{sum(c.kind == 'run' for c in self.conflicts):,} conflicts"
-        )
-        if self.runs_changed_since:
-            runs += f" ({self.runs_changed_since:,} already there changed in the source since)"
-        out.append(runs)
-        rate = f" ({self.points_per_second:,.0f} points/s)" if self.points else ""
-        out.append(f"points: {self.points:,} copied{rate}, previews {self.previews:,}")
-        out.append(
-            f"files: {self.files:,} copied, {self.files_present:,} already there; "
-            f"{self.file_contents:,} contents, {self.file_bytes:,} bytes"
-        )
-        if self.files_missing:
-            out.append(f"files without content in the source: {self.files_missing:,}")
-        if self.api_keys or self.refresh_tokens:
-            out.append(
-                f"API keys: {self.api_keys:,} copied or revoked, refresh tokens "
-                f"{self.refresh_tokens:,}"
-            )
-        for conflict in self.conflicts:
-            out.append(f"conflict: {conflict.kind} {conflict.name}: {conflict.reason}")
-        return out
-
-
-class CopyProgress(Protocol):
-    """Told how much there is to copy, then after each run how far the copy got."""
-
-    def begin(self, runs: int, points: int) -> None: ...
-
-    def advance(self, runs: int, points: int) -> None: ...
-
-
-class _NoProgress:
-    def begin(self, runs: int, points: int) -> None:
-        pass
-
-    def advance(self, runs: int, points: int) -> None:
-        pass
-
-
-# -- opening ----------------------------------------------------------------------------------
-
-
-def open_source(value: str | os.PathLike[str]) -> Store:
-    """Open an existing store to copy from; never creates one.
-
-    Raises:
-        ConfigError: the URL is malformed.
-        StoreError: there is no despina store there (or the server cannot be reached).
-        SchemaTooNew: the source was written by a newer despina.
-    """
-    location = parse_store_url(value)
-    if location.kind == "sqlite":
-        assert location.path is not None
-        from despina.store.sqlite import DB_FILE, SqliteStore
-
-        db = location.path / DB_FILE
-        if not location.path.is_dir() or not db.is_file() or db.stat().st_size == 0:
-            what = "does not exist" if not location.path.exists() else "holds no despina store"
-            raise StoreError(
-                f"the source store {location.display!r} {what} (no {DB_FILE} there); give the "
-                "directory of an existing store (e.g. ~/.despina) or a postgresql:// URL"
-            )
-        return SqliteStore.open_directory(location.path)
-    assert location.url is not None
-    _check_postgres_source(location.url)
-    return Store.open(url=location.url)
-
-
-def _check_postgres_source(url: str) -> None:
-    """Refuse a database that holds no despina schema (opening it would create one)."""
-    from despina.store.postgres.connection import PoolSettings, _connect, _schema_version
-
-    with _connect(url, PoolSettings()) as conn:
-        version = _schema_version(conn)
-    if version == 0:
-        raise StoreError(
-            f"the source database {mask_url(url)!r} holds no despina store; give the URL of a "
-            "database despina has written to"
-        )
-
-
-def _same_location(a: StoreLocation, b: StoreLocation) -> bool:
-    if a.kind != b.kind:
-        return False
-    if a.kind == "sqlite":
-        assert a.path is not None and b.path is not None
-        if a.path.exists() and b.path.exists():
-            return os.path.samefile(a.path, b.path)
-        return os.path.realpath(a.path) == os.path.realpath(b.path)
-    from psycopg.conninfo import conninfo_to_dict
-
-    assert a.url is not None and b.url is not None
-    pa, pb = conninfo_to_dict(a.url), conninfo_to_dict(b.url)
-
-    def where(params: dict[str, Any]) -> tuple[str, str, str]:
-        user = str(params.get("user") or os.environ.get("PGUSER") or "")
-        host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
-        host = "localhost" if host in ("127.0.0.1", "::1") or host.startswith("/") else host
-        port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
-        return host, port, str(params.get("dbname") or user)
-
-    return where(pa) == where(pb)
-
-
-def _database_identity(store: Store) -> tuple[Any, ...] | None:
-    """What tells two PostgreSQL databases apart however they were addressed."""
-    if store.dialect != "postgresql":
-        return None
-    conn = store.connection()
-    row = conn.execute(
-        "SELECT current_database(), pg_postmaster_start_time()::text, "
-        "current_setting('data_directory', true)"
-    ).fetchone()
-    return tuple(row)
-
-
-def _refuse_same(source: str, destination: str) -> ConfigError:
-    return ConfigError(
-        f"the source {source!r} and the destination {destination!r} are the same store; "
-        "give another destination"
-    )
-
-
-def copy_store(
-    source: str | os.PathLike[str],
-    destination: str | os.PathLike[str],
-    *,
-    blobs: str | os.PathLike[str] | None = None,
-    source_blobs: str | os.PathLike[str] | None = None,
-    progress: CopyProgress | None = None,
-) -> CopyReport:
-    """Copy everything in the store at ``source`` into the store at ``destination``.
-
-    ``source`` and ``destination`` are store URLs (a directory, ``sqlite:///dir`` or
-    ``postgresql://...``). The destination is created (and migrated) when needed; the source
-    must exist. File contents go to ``blobs`` (the destination's blob store; default: the one
-    the destination opens with) and are read from ``source_blobs`` (default: the source's).
-
-    Raises:
-        ConfigError: a URL is malformed, or both name the same store.
-        StoreError: the source does not exist, a store cannot be reached or written.
-        SchemaTooNew: either store was written by a newer despina.
-    """
-    src_location = parse_store_url(source)
-    dst_location = parse_store_url(destination)
-    if _same_location(src_location, dst_location):
-        raise _refuse_same(src_location.display, dst_location.display)
-    src = open_source(source)
-    try:
-        dst = Store.open(url=dst_location.url or dst_location.path)
-        try:
-            identity = _database_identity(src)
-            if identity is not None and identity == _database_identity(dst):
-                raise _refuse_same(src_location.display, dst_location.display)
-            return copy_between(src, dst, blobs=blobs, source_blobs=source_blobs, progress=progress)
-        finally:
-            dst.close()
-    finally:
-        src.close()
-
-
-def copy_between(
-    src: Store,
-    dst: Store,
-    *,
-    blobs: str | os.PathLike[str] | None = None,
-    source_blobs: str | os.PathLike[str] | None = None,
-    progress: CopyProgress | None = None,
-) -> CopyReport:
-    """Copy everything in the open store ``src`` into the open store ``dst`` (see
-    :func:`copy_store`)."""
-    copier = _Copier(
-        src,
-        dst,
-        blob_side(src, source_blobs),
-        blob_side(dst, blobs, environment=True),
-        progress or _NoProgress(),
-    )
-    return copier.run()
-
-
-# -- the copy ---------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -342,9 +57,16 @@ class _DestProject:
     short_nos: set[int]
 
 
-class _Copier:
+class Copier:
+    """Copies everything of ``src`` that ``dst`` lacks (see :mod:`despina.store.copy`)."""
+
     def __init__(
-        self, src: Store, dst: Store, src_blobs: BlobSide, dst_blobs: BlobSide, progress: Any
+        self,
+        src: Store,
+        dst: Store,
+        src_blobs: BlobSide,
+        dst_blobs: BlobSide,
+        progress: CopyProgress,
     ) -> None:
         self.src = src
         self.dst = dst
@@ -589,12 +311,9 @@ class _Copier:
         rows = sconn.execute(
             f"SELECT id, {_ATTR_COLUMNS} FROM attributes WHERE run_id = ?", (src_pk,)
         ).fetchall()
-        for batch in _batches(rows, _BATCH):
-            dconn.executemany(
-                f"INSERT INTO attributes (run_id, {_ATTR_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(dst_pk, *row[1:]) for row in batch],
-            )
+        _insert(
+            dconn, f"attributes (run_id, {_ATTR_COLUMNS})", [(dst_pk, *row[1:]) for row in rows]
+        )
         new_ids = {
             str(path): int(pk)
             for pk, path in dconn.execute(
@@ -619,11 +338,7 @@ class _Copier:
                     new = (attr_map[old >> CHUNK_BITS] << CHUNK_BITS) | (old & _CHUNK_MASK)
                     out.append((new, *row[1:]))
                     points += int(row[1])
-                dconn.executemany(
-                    f"INSERT INTO chunks ({_CHUNK_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    out,
-                )
+                _insert(dconn, f"chunks ({_CHUNK_COLUMNS})", out)
         return points
 
     def _copy_previews(
@@ -637,9 +352,9 @@ class _Copier:
                 (lo, hi),
             )
             while rows := cursor.fetchmany(_BATCH):
-                dconn.executemany(
-                    "INSERT INTO previews (attr_id, step, ts, value, completion) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                _insert(
+                    dconn,
+                    "previews (attr_id, step, ts, value, completion)",
                     [(attr_map[int(r[0])], *r[1:]) for r in rows],
                 )
                 count += len(rows)
@@ -657,8 +372,9 @@ class _Copier:
                 (lo, hi),
             )
             while rows := cursor.fetchmany(_BATCH):
-                dconn.executemany(
-                    "INSERT INTO points (attr_id, step, ts, value) VALUES (?, ?, ?, ?)",
+                _insert(
+                    dconn,
+                    "points (attr_id, step, ts, value)",
                     [(attr_map[int(r[0])], *r[1:]) for r in rows],
                 )
                 count += len(rows)
@@ -690,6 +406,7 @@ class _Copier:
                 missing.append(row)
             elif found == sha:
                 self.report.files_present += 1
+                self._copy_content(sha, int(row[2]))  # content a source lacked before
             else:
                 self.report.conflicts.append(
                     CopyConflict(
@@ -715,13 +432,14 @@ class _Copier:
     def _copy_content(self, sha: str, size: int) -> None:
         if self.dst_blobs.has(sha, size):
             return
-        with contextlib.ExitStack() as stack:
-            try:
-                stream = stack.enter_context(self.src_blobs.open(sha))
-            except FileNotFoundError:
-                self.report.files_missing += 1
-                return
-            self.dst_blobs.put(sha, size, stream)
+        try:
+            with self.src_blobs.open(sha) as stream:
+                self.dst_blobs.put(sha, stream)
+        except FileNotFoundError:
+            # the bookkeeping row is copied all the same: the destination then lacks the
+            # content as the source does, and a copy from a repaired source adds it
+            self.report.files_missing += 1
+            return
         self.report.file_contents += 1
         self.report.file_bytes += size
 
@@ -787,8 +505,6 @@ class _Copier:
 
 
 def _json_list(values: list[str]) -> str:
-    import json
-
     return json.dumps(values)
 
 
@@ -801,6 +517,13 @@ def _id_ranges(ids: Sequence[int]) -> list[tuple[int, int]]:
         else:
             ranges.append((value, value))
     return ranges
+
+
+def _insert(conn: Any, target: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``INSERT INTO <target> VALUES (?, ...)`` for each row (PostgreSQL pipelines them)."""
+    if rows:
+        marks = ", ".join("?" * len(rows[0]))
+        conn.executemany(f"INSERT INTO {target} VALUES ({marks})", rows)
 
 
 def _batches(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
