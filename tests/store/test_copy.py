@@ -439,3 +439,83 @@ def test_bad_input_is_refused_with_the_fix(source: Path, tmp_path: Path, postgre
         copy_store(source, newer)
     result = CliRunner().invoke(cli, ["store", "copy", str(missing), str(tmp_path / "d")])
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_file_contents_go_to_the_destination_blob_store(
+    source: Path, tmp_path: Path, postgres_url: str, s3_blobs: str
+) -> None:
+    """Embedded -> PostgreSQL with the contents in S3, then back to an embedded store whose
+    contents come from that bucket (--source-blobs)."""
+    result = CliRunner().invoke(
+        cli, ["store", "copy", "--quiet", str(source), postgres_url, "--blobs", s3_blobs]
+    )
+    assert result.exit_code == 0, result.output
+    from despina.store.blobs import open_blob_store
+
+    bucket = open_blob_store(s3_blobs, default=tmp_path / "unused")
+    wanted = {row[2] for row in dump(source)["blobs"]}
+    assert wanted and wanted <= set(bucket.keys())
+    back = tmp_path / "back"
+    report = copy_store(postgres_url, back, source_blobs=s3_blobs)
+    assert report.file_contents == len(wanted) and report.files_missing == 0
+    for sha in wanted:
+        assert (back / "blobs" / sha[:2] / sha).read_bytes() == bucket.read(sha)
+
+
+def test_missing_contents_are_counted_and_copied_once_repaired(
+    source: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    copy_store(source, broken)
+    shas = sorted({row[2] for row in dump(broken)["blobs"]})
+    lost = broken / "blobs" / shas[0][:2] / shas[0]
+    kept = lost.read_bytes()
+    lost.unlink()
+    target = tmp_path / "target"
+    report = copy_store(broken, target)
+    assert report.files_missing == 1 and not (target / "blobs" / shas[0][:2] / shas[0]).exists()
+    lost.write_bytes(kept)  # the source is repaired: the next copy brings the content
+    again = copy_store(broken, target)
+    assert again.file_contents == 1 and again.files == 0 and again.files_missing == 0
+    assert (target / "blobs" / shas[0][:2] / shas[0]).read_bytes() == kept
+
+
+def test_api_keys_keep_their_state(source: Path, tmp_path: Path) -> None:
+    from despina.store.access import ApiKey, add_api_key, find_api_key
+
+    target = tmp_path / "keys"
+    store = Store.open(url=str(target))
+    try:
+        # key 1 is revoked in the source only; key 2's id is taken by another secret
+        add_api_key(store, ApiKey(f"{1:016x}", f"{1:064x}", "k1", "ada", "ws", None, 1, None, None))
+        add_api_key(store, ApiKey(f"{2:016x}", "f" * 64, "other", "bob", "ws", None, 1, None, None))
+    finally:
+        store.close()
+    report = copy_store(source, target)
+    assert [(c.kind, c.name) for c in report.conflicts] == [("api_key", f"{2:016x}")]
+    store = Store.open(url=str(target))
+    try:
+        revoked = find_api_key(store, f"{1:016x}")
+        assert revoked is not None and revoked.revoked_ms is not None
+        other = find_api_key(store, f"{2:016x}")
+        assert other is not None and other.secret_sha256 == "f" * 64
+        assert find_api_key(store, f"{0:016x}") is not None
+    finally:
+        store.close()
+    assert not copy_store(source, target).changed
+
+
+def test_progress_is_told_every_run_and_point(source: Path, tmp_path: Path) -> None:
+    seen: list[tuple[str, int, int]] = []
+
+    class Recorder:
+        def begin(self, runs: int, points: int) -> None:
+            seen.append(("begin", runs, points))
+
+        def advance(self, runs: int, points: int) -> None:
+            seen.append(("advance", runs, points))
+
+    report = copy_store(source, tmp_path / "p", progress=Recorder())
+    assert seen[0] == ("begin", report.runs, report.points)
+    assert sum(s[1] for s in seen[1:]) == report.runs
+    assert sum(s[2] for s in seen[1:]) == report.points
