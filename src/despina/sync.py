@@ -18,7 +18,6 @@ from despina.client.run import _os_user
 from despina.errors import ConfigError, StoreError
 from despina.store import Store
 from despina.store.batch import Batch, IngestIssue
-from despina.store.blobs import put_blob
 from despina.store.op_queues import OperationQueue
 from despina.store.runs import create_run
 from despina.store.writer import RunWriter
@@ -165,7 +164,7 @@ def _copy_files(
         if not path.is_file():
             missing.append(str(source))
             continue
-        sha, size = put_blob(store.blobs_dir, path)
+        sha, size = store.blobs.put(path)
         batch.blobs.append((upload.destination, sha, size, upload.mime_type))
         done.append(upload.id)
         copied += 1

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from despina.errors import StoreError
 from despina.store.batch import (
     Assign,
     Batch,
@@ -41,7 +42,7 @@ from despina.store.batch import (
     PointAppend,
     PreviewPoint,
 )
-from despina.store.blobs import put_blob
+from despina.store.blobs import BlobStore
 from despina.store.sysattrs import ping_timeout_s
 from despina.store.writer import RunWriter
 
@@ -387,7 +388,7 @@ class Flusher:
         self,
         buffer: LogBuffer,
         writer: RunWriter,
-        blobs_dir: Path,
+        blobs: BlobStore,
         on_issues: Callable[[list[IngestIssue]], None],
         on_failure: Callable[[BaseException], None],
         dropped: Callable[[str], None],
@@ -395,7 +396,7 @@ class Flusher:
     ) -> None:
         self.buffer = buffer
         self.writer = writer
-        self.blobs_dir = blobs_dir
+        self.blobs = blobs
         self.on_issues = on_issues
         self.on_failure = on_failure
         self.dropped = dropped
@@ -573,8 +574,8 @@ class Flusher:
         for request in taken.files:
             if request.stored is None:
                 try:
-                    request.stored = put_blob(self.blobs_dir, request.source)
-                except OSError as exc:
+                    request.stored = self.blobs.put(request.source)
+                except (OSError, StoreError) as exc:
                     if _unreadable(request.source):
                         self.dropped(
                             f"file {str(request.source)!r} for {request.path!r} can no longer "

@@ -235,7 +235,7 @@ class Run:
         self._flusher = Flusher(
             self._buffer,
             self._writer,
-            store.blobs_dir,
+            store.blobs,
             on_issues=self._deliver,
             on_failure=self._flush_failed,
             dropped=self._reporter.dropped,

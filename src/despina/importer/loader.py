@@ -26,7 +26,7 @@ from despina.importer.columns import decimal_micro, dictionary_codes, fixed_widt
 from despina.importer.reader import row_value
 from despina.importer.report import RunReport
 from despina.store.batch import Assign
-from despina.store.blobs import put_blob
+from despina.store.blobs import BlobStore
 from despina.store.imports import RUN_COLUMNS, FloatBlock, ImportedRun, PointSeries
 from despina.store.writer import MAX_STEP_MICRO
 
@@ -66,8 +66,9 @@ class RunPlan:
     fork_step: int | None
     recorded_fork: tuple[str, float | None] | None
     files_root: Path | None
-    blobs_dir: Path | None
-    """Where file contents are copied; None (dry run): files are only checked."""
+    blobs: BlobStore | None
+    """Where file contents are copied (the store's blob store); None (dry run): files are
+    only checked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,10 +482,10 @@ def _store_file(
     mime = mime or mimetypes.guess_type(source.name)[0] or OCTET_STREAM
     key = storage_key(state.plan.run_id, path, step, source.name)
     try:
-        if state.plan.blobs_dir is None:
+        if state.plan.blobs is None:
             size = source.stat().st_size
         else:
-            sha, size = put_blob(state.plan.blobs_dir, source)
+            sha, size = state.plan.blobs.put(source)
             state.blobs.append((key, sha, size, mime))
     except OSError as exc:
         state.report.add(

@@ -574,7 +574,7 @@ def _import_one(
         fork_step=fork_step,
         recorded_fork=recorded,
         files_root=_files_root(files_path, data_path, entry.header.files.project_dir),
-        blobs_dir=None if dry_run or store is None else store.blobs_dir,
+        blobs=None if dry_run or store is None else store.blobs,
     )
     try:
         if entry.table is not None:

@@ -11,15 +11,18 @@ from typing import Any
 
 import pandas as pd
 
+from despina.errors import StoreError
 from despina.query import frames
 from despina.query.api import check_file_labels, open_snapshot, resolve_files
 from despina.query.exceptions import NeptuneFileDownloadError
 from despina.query.resolve import Kind
 from despina.query.types import File
+from despina.store.blobs import BlobStore
 
 __all__ = ["download_files", "target_path"]
 
 _ATTEMPTS = 3
+_BLOCK = 1024 * 1024
 
 
 def _sanitize(part: str, max_length: int = 255) -> str:
@@ -58,17 +61,25 @@ def _ensure_writable(destination: pathlib.Path) -> None:
         raise PermissionError(f"No write access to the directory: {destination}")
 
 
-def _copy(source: pathlib.Path, target: pathlib.Path) -> None:
-    error: OSError | None = None
+def _copy(blobs: BlobStore, sha256: str, target: pathlib.Path) -> None:
+    """Copy the blob to ``target``, streamed a block at a time (S3 included); a local blob is
+    copied by the file system."""
+    error: Exception | None = None
     for _ in range(_ATTEMPTS):
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            local = blobs.local_path(sha256)
+            if local is not None:
+                shutil.copyfile(local, target)
+                return
+            with blobs.open(sha256) as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out, _BLOCK)
             return
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             error = exc
     raise NeptuneFileDownloadError(
-        f"Failed to copy {str(source)!r} to {str(target)!r} after {_ATTEMPTS} attempts: {error}"
+        f"Failed to copy blob {sha256} from {blobs.url} to {str(target)!r} after {_ATTEMPTS} "
+        f"attempts: {error}"
     )
 
 
@@ -91,12 +102,13 @@ def download_files(*, files: Any, destination: Any, kind: Kind) -> pd.DataFrame:
         by_project.setdefault(file.project_identifier, []).append(file)
     for project, group in by_project.items():
         with open_snapshot(project) as snap:
+            blobs = snap.service.store.blobs
             sources = [(file, snap.blob(file.path)) for file in group]
         for file, source in sources:
             if source is None:
                 results[file] = None
                 continue
             target = target_path(target_dir, file)
-            _copy(source, target)
+            _copy(blobs, source[0], target)
             results[file] = str(target)
     return frames.files_frame(list(results.items()), label=kind.name)

@@ -66,7 +66,6 @@ from despina.query.points import (
 from despina.query.resolve import Selector
 from despina.query.values import present_sys, sys_rows
 from despina.store import Store
-from despina.store.blobs import blob_path
 from despina.store.opening import open_address, resolve_store
 from despina.store.schema import ATTRIBUTE_TYPES, SERIES_TYPES
 from despina.store.sqlite import DB_FILE
@@ -500,17 +499,16 @@ class Snapshot:
 
     # -- files -------------------------------------------------------------------------------
 
-    def blob(self, storage_key: str) -> Path | None:
-        """Where the content stored under ``storage_key`` lives, or ``None`` when it is not in
-        the store."""
+    def blob(self, storage_key: str) -> tuple[str, int] | None:
+        """The key in the store's blob store (``store.blobs``) and the size of the content
+        stored under ``storage_key``, or ``None`` when it is not in the store."""
         row = self.conn.execute(
-            "SELECT sha256 FROM blobs WHERE project_id = ? AND path = ?",
+            "SELECT sha256, size FROM blobs WHERE project_id = ? AND path = ?",
             (self.project_id, storage_key),
         ).fetchone()
-        if row is None:
+        if row is None or not self.service.store.blobs.exists(row[0]):
             return None
-        found = blob_path(self.service.store.blobs_dir, row[0])
-        return found if found.exists() else None
+        return str(row[0]), int(row[1])
 
 
 def _positions(pks: list[int], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

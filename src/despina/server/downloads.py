@@ -10,9 +10,22 @@ from :data:`SAFE_DOWNLOAD_TYPES` only: anything else goes out as ``application/o
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from urllib.parse import quote
 
-__all__ = ["CONTROL_CHARACTERS", "SAFE_DOWNLOAD_TYPES", "download_headers", "served_type"]
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from despina.store.blobs import BlobStore
+
+__all__ = [
+    "CONTROL_CHARACTERS",
+    "SAFE_DOWNLOAD_TYPES",
+    "blob_response",
+    "download_headers",
+    "served_type",
+]
+
+_READ_BLOCK = 1024 * 1024
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 """C0 control characters and DEL: never in a storage key or a header value."""
@@ -64,3 +77,30 @@ def download_headers(filename: str) -> dict[str, str]:
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "private, no-cache",
     }
+
+
+def blob_response(
+    blobs: BlobStore, sha256: str, size: int, mime_type: str, filename: str
+) -> Response:
+    """A download of the blob ``sha256`` (``size`` bytes): the file itself when the blob store
+    is a local directory (sendfile, ranges), else its content streamed a block at a time.
+
+    Raises:
+        BlobNotFound: the content is not in the blob store (a directory store says so here,
+            others when the body is read; call from a worker thread).
+    """
+    headers = download_headers(filename)
+    local = blobs.local_path(sha256)
+    if local is not None:
+        return FileResponse(local, media_type=served_type(mime_type), headers=headers)
+    stream = blobs.open(sha256)
+
+    def blocks() -> Iterator[bytes]:  # iterated on worker threads by Starlette
+        try:
+            while block := stream.read(_READ_BLOCK):
+                yield block
+        finally:
+            stream.close()
+
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(blocks(), media_type=served_type(mime_type), headers=headers)

@@ -14,8 +14,11 @@ A URL is refused once its API key is revoked or expired, lives at most an hour
 (:data:`MAX_EXPIRES_SECONDS`), and a write URL carries the size the client declared and is good
 for one upload. Storage keys hold no control characters.
 
-Uploads stream to a temporary file in the blob directory while being hashed, are fsynced and
-renamed into place (store/blobs.py); a storage key, once written, keeps its content. Downloads
+Uploads stream into the store's blob store (``store.blobs``: a directory, or S3-compatible object
+storage) while being hashed, and appear under their content hash only once complete
+(store/blobs/); a storage key, once written, keeps its content. The parts of a multipart upload
+are kept in the blob store too, so any server replica may receive a part or complete the upload.
+Downloads
 are attachments with ``nosniff``, a sandboxing CSP and a Content-Type from a short safe list
 (server/downloads.py), so an uploaded page or SVG never runs on the server's origin.
 
@@ -36,36 +39,32 @@ import json
 import logging
 import re
 import secrets
-import shutil
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from despina.errors import StoreError
 from despina.server.auth import Principal, derive_key
-from despina.server.downloads import CONTROL_CHARACTERS, download_headers, served_type
+from despina.server.downloads import CONTROL_CHARACTERS, blob_response
 from despina.server.errors import ApiError, access_denied, bad_request
 from despina.server.settings import ServerSettings
 from despina.store import Store
-from despina.store.access import blob_record, find_api_key, find_project
+from despina.store.access import BlobRecord, blob_record, find_api_key, find_project
 from despina.store.blobs import (
-    IncomingBlob,
+    BlobNotFound,
+    Incoming,
     MultipartUpload,
     add_multipart_upload,
-    blob_path,
     claim_signed_url,
-    commit_blob,
     find_multipart_upload,
     finish_signed_url,
-    fsync_directory,
     mark_multipart_completed,
     prune_upload_records,
     register_blob_key,
@@ -164,7 +163,8 @@ class BlobStorage:
         self.settings = settings
         self._key = derive_key(server_key, "blob-url")
         self.lifetime = max(1, min(settings.signed_url_seconds, MAX_EXPIRES_SECONDS))
-        self.uploads_dir = store.home / "uploads"
+        # where a directory blob store keeps multipart parts (None for object storage)
+        self.uploads_dir = getattr(store.blobs, "uploads_dir", None)
         self._last_sweep = 0.0
 
     # -- signing -----------------------------------------------------------------------------
@@ -390,10 +390,7 @@ class BlobStorage:
         query = dict(request.query_params)
         if request.method != "PUT":
             target = await run_in_threadpool(self.verify, "GET", project, params["path"], query)
-            file, mime_type = await run_in_threadpool(self.locate, target)
-            return FileResponse(
-                file, media_type=served_type(mime_type), headers=download_headers(target.path)
-            )
+            return await run_in_threadpool(self._download, target)
         target = await run_write(self.verify, "PUT", project, params["path"], query)
         etag = await self._receive(request, target, run_write)
         return Response(status_code=200, headers={"ETag": etag})
@@ -404,8 +401,8 @@ class BlobStorage:
             raise ApiError(404, f"project {project!r} does not exist")
         return info.id
 
-    def locate(self, target: SignedTarget) -> tuple[Path, str]:
-        """The file and MIME type behind a read URL.
+    def locate(self, target: SignedTarget) -> BlobRecord:
+        """The stored content (hash, size, MIME type) behind a read URL.
 
         Raises:
             ApiError: nothing was uploaded under the key (404).
@@ -414,10 +411,18 @@ class BlobStorage:
         record = blob_record(self.store, project_id, target.path)
         if record is None:
             raise ApiError(404, f"no file was uploaded under {target.path!r}")
-        file = blob_path(self.store.blobs_dir, record.sha256)
-        if not file.is_file():
-            raise ApiError(404, f"the content of {target.path!r} is missing from the store")
-        return file, record.mime_type
+        return record
+
+    def _download(self, target: SignedTarget) -> Response:
+        record = self.locate(target)
+        try:
+            return blob_response(
+                self.store.blobs, record.sha256, record.size, record.mime_type, target.path
+            )
+        except BlobNotFound:
+            raise ApiError(
+                404, f"the content of {target.path!r} is missing from the store"
+            ) from None
 
     def _limit(self, target: SignedTarget) -> int:
         if target.upload_id:
@@ -487,14 +492,11 @@ class BlobStorage:
         mime_type = _clean_mime(request.headers.get("content-type"))
         cap = self._limit(target)
         limit = cap if target.size is None else min(target.size, cap)
-        directory = (
-            self.uploads_dir / target.upload_id if target.upload_id else self.store.blobs_dir
-        )
         await run_write(self._claim, target)
-        incoming: IncomingBlob | None = None
+        incoming: Incoming | None = None
         stored = False
         try:
-            incoming = await run_in_threadpool(IncomingBlob, directory)
+            incoming = await run_in_threadpool(self.store.blobs.incoming)
             pending: list[bytes] = []
             buffered = received = 0
             try:
@@ -543,37 +545,24 @@ class BlobStorage:
         except StoreError as exc:
             logger.warning("could not release the upload URL of %r: %s", target.path, exc)
 
-    def _store(self, target: SignedTarget, incoming: IncomingBlob, mime_type: str) -> None:
-        """Put received content in place: a part beside its upload's other parts, a whole file
-        under its content address and storage key."""
+    def _store(self, target: SignedTarget, incoming: Incoming, mime_type: str) -> None:
+        """Put received content in place: a part beside its upload's other parts (its MD5
+        kept with it: completion checks the client's ETags against it), a whole file under its
+        content address and storage key."""
         self._maybe_sweep()
         if target.upload_id:
-            folder = incoming.path.parent
-            mime_file = folder / "mime-type"
-            if not mime_file.exists():
-                mime_file.write_text(mime_type)
-            # The part's MD5 is in its name: completion checks the client's ETags against it.
-            incoming.path.replace(folder / f"{target.part_number:05d}-{incoming.md5}")
-            fsync_directory(folder)
+            self.store.blobs.put_part(target.upload_id, target.part_number, incoming, mime_type)
         else:
-            self._store_whole(
-                target.project,
-                target.path,
-                incoming.path,
-                incoming.sha256,
-                incoming.size,
-                mime_type,
-            )
+            self._store_whole(target.project, target.path, incoming, mime_type)
         finish_signed_url(self.store, target.signature)
 
-    def _store_whole(
-        self, project: str, path: str, source: Path, sha256: str, size: int, mime_type: str
-    ) -> None:
+    def _store_whole(self, project: str, path: str, incoming: Incoming, mime_type: str) -> None:
         project_id = self._project_id(project)
+        sha256, size = incoming.sha256, incoming.size
         existing = blob_record(self.store, project_id, path)
         if existing is not None and existing.sha256 != sha256:
             raise _key_taken(path)
-        commit_blob(self.store.blobs_dir, source, sha256, size)
+        self.store.blobs.commit(incoming)
         if register_blob_key(self.store, project_id, path, sha256, size, mime_type) != sha256:
             raise _key_taken(path)
 
@@ -616,42 +605,37 @@ class BlobStorage:
             if record is not None and record.sha256 == upload.completed_sha256:
                 return
             raise ApiError(409, f"multipart upload {upload_id} was already completed")
-        folder = self.uploads_dir / upload_id
-        found = {}
-        for file in folder.glob("[0-9]*-*") if folder.is_dir() else ():
-            digits, _, md5 = file.name.partition("-")
-            found[int(digits)] = (file, md5)
+        blobs = self.store.blobs
+        found = blobs.parts(upload_id)
         missing = [n for n in range(1, upload.parts + 1) if n not in found]
         if missing:
             raise bad_request(
                 f"upload {upload_id} has no part(s) {', '.join(map(str, missing[:10]))}"
             )
         for number, etag in enumerate(etags, start=1):
-            if etag != found[number][1]:
+            if etag != found[number]:
                 raise bad_request(
                     f"the ETag {etag!r} given for part {number} of upload {upload_id} is not "
-                    f"the one answered for it ({found[number][1]!r})"
+                    f"the one answered for it ({found[number]!r})"
                 )
-        incoming = IncomingBlob(self.store.blobs_dir)
         try:
-            for number in range(1, upload.parts + 1):
-                with found[number][0].open("rb") as source:
-                    incoming.copy_from(source)
-            incoming.finish()
+            incoming, mime_type = blobs.join_parts(upload_id, upload.parts)
+        except BlobNotFound as exc:  # swept or dropped since the listing
+            raise bad_request(f"{exc}; upload the file again") from None
+        sha256 = incoming.sha256
+        try:
             if incoming.size != upload.size:  # parts are size-bound: only a damaged disk
                 raise ApiError(
                     500,
                     f"the parts of upload {upload_id} hold {incoming.size} bytes, not "
                     f"{upload.size}; upload the file again",
                 )
-            mime_file = folder / "mime-type"
-            mime_type = mime_file.read_text() if mime_file.is_file() else "application/octet-stream"
-            self._store_whole(project, path, incoming.path, incoming.sha256, upload.size, mime_type)
+            self._store_whole(project, path, incoming, mime_type)
         except BaseException:
             incoming.discard()
             raise
-        mark_multipart_completed(self.store, upload_id, incoming.sha256)
-        shutil.rmtree(folder, ignore_errors=True)
+        mark_multipart_completed(self.store, upload_id, sha256)
+        blobs.drop_upload(upload_id)
 
     @staticmethod
     def _check_parts(upload: MultipartUpload, parts: object) -> list[str]:
@@ -689,33 +673,11 @@ class BlobStorage:
         prune_upload_records(
             self.store, now_ms=int(now * 1000), abandoned_before_ms=int(horizon * 1000)
         )
-        self._sweep_incoming(horizon)
-        removed = 0
-        try:
-            folders = list(self.uploads_dir.iterdir())
-        except FileNotFoundError:
-            return 0
-        for folder in folders:
-            try:
-                # A part written into the folder (a rename) updates the folder's mtime.
-                if not folder.is_dir() or folder.stat().st_mtime >= horizon:
-                    continue
-            except FileNotFoundError:  # completed meanwhile
-                continue
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
+        # also content a crash left half-received
+        removed = self.store.blobs.sweep(horizon)
         if removed:
             logger.info("deleted %d abandoned multipart upload(s)", removed)
         return removed
-
-    def _sweep_incoming(self, horizon: float) -> None:
-        """Delete uploads a crash left half-received in the blob directory."""
-        for stray in self.store.blobs_dir.glob(".incoming-*"):
-            try:
-                if stray.stat().st_mtime < horizon:
-                    stray.unlink()
-            except FileNotFoundError:  # finished or swept meanwhile
-                continue
 
     def _maybe_sweep(self) -> None:
         """Sweep at most every ten minutes, on the upload path: no timer thread to manage."""

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from despina.errors import InvalidQuery, RunNotFound
 from despina.store import Store
 from despina.store.admin import delete_runs
-from despina.store.blobs import blob_path
 
 __all__ = ["delete_trashed_runs", "find_runs", "restore_runs", "set_description", "trash_runs"]
 
@@ -102,7 +101,7 @@ def delete_trashed_runs(store: Store, project: str, ids: Iterable[str]) -> int:
         deleted = delete_runs(conn, sorted(pks))
         shas = _drop_blob_rows(conn, project_id, orphaned)
     for sha in shas:  # contents no other project or run refers to
-        blob_path(store.blobs_dir, sha).unlink(missing_ok=True)
+        store.blobs.delete(sha)
     store.connection().execute("PRAGMA incremental_vacuum")
     return deleted
 

@@ -67,7 +67,7 @@ def project_stats(store: Store) -> list[ProjectStats]:
 def disk_bytes(store: Store) -> dict[str, int]:
     """Bytes used by the database, its write-ahead log and the file blobs."""
     wal = store.home / (DB_FILE + "-wal")
-    blobs = sum(p.stat().st_size for p in store.blobs_dir.rglob("*") if p.is_file())
+    blobs = store.blobs.total_bytes()
     return {
         "database": store.db_path.stat().st_size if store.db_path.exists() else 0,
         "wal": wal.stat().st_size if wal.exists() else 0,

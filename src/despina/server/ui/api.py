@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from despina.errors import InvalidQuery, RunNotFound
@@ -27,6 +26,7 @@ from despina.server.ui.tables import (
     read_page,
 )
 from despina.store.access import list_project_infos
+from despina.store.blobs import BlobStore
 from despina.store.run_states import run_states
 from despina.store.runs_table import newest_run_attributes, project_run_counts, run_is_trashed
 from despina.store.sysattrs import SYS_COLUMNS, SYS_STRING_SETS
@@ -418,9 +418,11 @@ def _json(text: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Download:
-    """A stored file to send: where it is, its name and type."""
+    """A stored file to send: its content in the store's blob store, its name and type."""
 
-    path: Path
+    blobs: BlobStore
+    sha256: str
+    size: int
     filename: str
     mime_type: str
 
@@ -443,6 +445,7 @@ def download(service: QueryService, project: str, run_id: str, attribute: str) -
             )
         meta = values[0]
         location = snap.blob(str(meta.get("path", "")))
+        blobs = snap.service.store.blobs
     if location is None:
         raise RunNotFound(
             f"the content of {attribute!r} of run {run_id!r} is not in the store (it may still "
@@ -450,4 +453,5 @@ def download(service: QueryService, project: str, run_id: str, attribute: str) -
         )
     key = str(meta.get("path", ""))
     name = key.rsplit("/", 1)[-1] or attribute.rsplit("/", 1)[-1]
-    return Download(location, name, str(meta.get("mime_type") or "application/octet-stream"))
+    mime_type = str(meta.get("mime_type") or "application/octet-stream")
+    return Download(blobs, location[0], location[1], name, mime_type)

@@ -27,7 +27,7 @@ from despina.errors import AuthError, DespinaError, NqlError
 from despina.query.exceptions import NeptuneError, NeptuneProjectInaccessible
 from despina.query.service import QueryService
 from despina.server.auth import load_server_key
-from despina.server.downloads import download_headers, served_type
+from despina.server.downloads import blob_response
 from despina.server.errors import ApiError, bad_request, install_error_handlers
 from despina.server.ui import api
 from despina.server.ui.charts import MAX_BUCKETS, Axis, MetricPatternError
@@ -825,14 +825,12 @@ async def file_download(request: Request) -> Response:
     service = ui_state(request.app).service
     try:
         found = await run_in_threadpool(api.download, service, project, run_id, attribute)
-    except LookupError as exc:
+        # the uploader chose the stored type: sent only if it cannot run script on this origin
+        return await run_in_threadpool(
+            blob_response, found.blobs, found.sha256, found.size, found.mime_type, found.filename
+        )
+    except LookupError as exc:  # BlobNotFound too: the content went missing
         raise ApiError(404, str(exc)) from None
-    # the uploader chose the stored type: send it only if it cannot run script on this origin
-    return FileResponse(
-        found.path,
-        media_type=served_type(found.mime_type),
-        headers=download_headers(found.filename),
-    )
 
 
 # -- compare ---------------------------------------------------------------------------------
