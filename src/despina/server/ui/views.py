@@ -10,6 +10,7 @@ synchronous SQLite).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
@@ -23,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from despina.errors import AuthError, DespinaError, NqlError
+from despina.errors import AuthError, DespinaError, InvalidQuery, NqlError, RunNotFound
 from despina.query.exceptions import NeptuneError, NeptuneProjectInaccessible
 from despina.query.service import QueryService
 from despina.server.auth import load_server_key
@@ -46,7 +47,10 @@ from despina.server.ui.session import (
     valid_csrf_binding,
 )
 from despina.server.ui.tables import DEFAULT_SORT, MAX_PAGE, RunsRequest
+from despina.store import Store
 from despina.store.access import find_project
+from despina.store.lifecycle import restore_runs, set_description, trash_runs
+from despina.store.run_edits import edit_tags
 from despina.wording import counted
 
 __all__ = ["DOWNLOAD_CSP", "PAGE_CSP", "UI_ROUTES", "UiState", "ui_state"]
@@ -374,6 +378,11 @@ def _safe_next(target: str | None) -> str:
 
 async def _form(request: Request) -> dict[str, str]:
     """A posted form (URL-encoded, at most 64 KiB): the first value of each field."""
+    return {name: values[0] for name, values in (await _form_fields(request)).items()}
+
+
+async def _form_fields(request: Request) -> dict[str, list[str]]:
+    """A posted form (URL-encoded, at most 64 KiB): every value of each field."""
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -383,7 +392,7 @@ async def _form(request: Request) -> dict[str, str]:
         fields = parse_qs(body.decode(), keep_blank_values=True)
     except UnicodeDecodeError:
         raise bad_request("the form must be UTF-8") from None
-    return {name: values[0] for name, values in fields.items()}
+    return fields
 
 
 def _csrf_ok(request: Request, form: dict[str, str]) -> bool:
@@ -639,9 +648,7 @@ async def charts_page(request: Request) -> Response:
     selected = max(len(chosen), _int(request, "selected", 0, 0, 10**9))
     patterns = _patterns(request)
     group = _group(request)
-    data, error = await run_in_threadpool(
-        _charts_despite, service, project, runs, patterns, group
-    )
+    data, error = await run_in_threadpool(_charts_despite, service, project, runs, patterns, group)
     data["selected"] = selected
     data["band"] = _choice(request, "band", ("minmax", "std"), "minmax")
     data["axis"] = _axis(request)
@@ -782,6 +789,77 @@ async def _run(request: Request) -> tuple[str, dict[str, Any]]:
     run_id = _run_id(request)
     service = ui_state(request.app).service
     return project, await run_in_threadpool(api.run_data, service, project, run_id)
+
+
+# -- managing runs (forms with the CSRF token; the same reach as the API's) -----------------------
+
+EDIT_ACTIONS = ("trash", "restore", "description", "tags")
+
+
+def _words(text: str) -> list[str]:
+    """Tags typed in a box: separated by commas or new lines, trimmed, empty ones dropped."""
+    return [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
+
+
+def _apply_edit(store: Store, project: str, runs: list[str], form: dict[str, str]) -> int:
+    """Carry out one edit; returns how many runs it changed."""
+    action = form.get("action", "")
+    if action not in EDIT_ACTIONS:
+        raise bad_request(f"action must be one of {', '.join(EDIT_ACTIONS)}, got {action!r:.40}")
+    try:
+        if action == "trash":
+            return trash_runs(store, project, runs)
+        if action == "restore":
+            return restore_runs(store, project, runs)
+        if len(runs) != 1:
+            raise bad_request(f"{action} edits one run at a time, got {len(runs)}")
+        if action == "description":
+            text = form.get("description", "")
+            if len(text.encode()) > 64 * 1024:
+                raise bad_request("the description is over 64 KiB")
+            set_description(store, project, runs[0], text)
+            return 1
+        path = form.get("path", "sys/tags")
+        issues = edit_tags(
+            store,
+            project,
+            runs[0],
+            path,
+            _words(form.get("add", "")),
+            _words(form.get("remove", "")),
+        )
+        if issues:
+            raise bad_request("; ".join(issue.message for issue in issues))
+        return 1
+    except RunNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    except InvalidQuery as exc:
+        raise bad_request(str(exc)) from None
+
+
+@_html
+async def runs_edit(request: Request) -> Response:
+    """Trash, restore, describe or tag runs (``run=`` fields; one for a description or tags),
+    then back to ``next`` (a page of this server) or the first run's page."""
+    project = _project(request)
+    fields = await _form_fields(request)
+    form = {name: values[0] for name, values in fields.items()}
+    if not _csrf_ok(request, form):
+        return _error_page(request, 403, CSRF_REFUSED.replace("sign-in page", "page"))
+    runs = [r for r in fields.get("run", []) if r]
+    if not runs:
+        raise bad_request("give the runs to change: run=<run id>")
+    if len(runs) > MAX_SELECTED_RUNS:
+        raise bad_request(f"at most {MAX_SELECTED_RUNS:,} runs at once, got {len(runs):,}")
+    store = request.app.state.despina.store
+    changed = await run_in_threadpool(_apply_edit, store, project, runs, form)
+    fallback = f"/p/{project}/run?{urlencode({'id': runs[0]})}"
+    target = _safe_next(form.get("next")) if form.get("next") else fallback
+    # the page says what was done (a fixed message per action: nothing from the form is shown)
+    target = re.sub(r"[?&](done|changed)=[^&]*", "", target)
+    sep = "&" if "?" in target else "?"
+    done = urlencode({"done": form["action"], "changed": changed})
+    return RedirectResponse(f"{target}{sep}{done}", 303)
 
 
 @_html
@@ -932,6 +1010,7 @@ _ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/p/{workspace}/{project}/runs-live.json", runs_live_json),
     ("GET", "/p/{workspace}/{project}/run", run_page),
     ("GET", "/p/{workspace}/{project}/run.json", run_json),
+    ("POST", "/p/{workspace}/{project}/runs/edit", runs_edit),
     ("GET", "/p/{workspace}/{project}/compare", compare_page),
     ("GET", "/p/{workspace}/{project}/compare.json", compare_json),
     ("GET", "/p/{workspace}/{project}/models", models_page),

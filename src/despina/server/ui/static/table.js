@@ -96,6 +96,23 @@
       if (!compare && selected.length > sent.length) url.searchParams.set("selected", String(selected.length));
       window.location.assign(url.toString());
     });
+    // Trash or restore the selection: a form posted with this page's CSRF token; the server
+    // checks the session's reach as for any change, then comes back to this page.
+    const editForm = document.getElementById("edit-form");
+    for (const button of document.querySelectorAll("#trash-selected, #restore-selected")) {
+      button.addEventListener("click", () => {
+        if (!selected.length || !editForm) { note.textContent = "select runs first"; note.className = "warning"; return; }
+        editForm.querySelector('input[name="action"]').value = button.dataset.action;
+        editForm.querySelectorAll('input[name="run"]').forEach((i) => i.remove());
+        for (const id of selected) {
+          const input = document.createElement("input");
+          input.type = "hidden"; input.name = "run"; input.value = id;
+          editForm.append(input);
+        }
+        if (button.dataset.action === "trash") { selected = []; save(); }  // gone from the table
+        editForm.submit();
+      });
+    }
     window.addEventListener("storage", (event) => { if (event.key === key) { selected = load(); render(); } });
     render();
   }
