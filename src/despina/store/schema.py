@@ -281,7 +281,22 @@ CREATE TABLE server_secrets (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
+# Saved views of the web UI (store/saved_views.py): a runs table or a charts page as its URL's
+# query string, named per project and shared by everyone who reaches the project.
+_V9 = """
+CREATE TABLE saved_views (
+    project_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,                   -- 'runs' (the runs table) or 'charts'
+    query TEXT NOT NULL,                  -- the page's URL query string
+    owner TEXT NOT NULL,                  -- who saved it last
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (project_id, name)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

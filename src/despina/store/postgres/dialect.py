@@ -46,7 +46,7 @@ CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
     "blob_uploads": ("upload_id",),
     "ui_sessions": ("session_sha256",),
     "server_secrets": ("name",),
-    "views": ("project_id", "name"),
+    "saved_views": ("project_id", "name"),
 }
 """The conflict target of ``INSERT OR REPLACE`` per table (its primary or unique key)."""
 

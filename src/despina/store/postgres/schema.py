@@ -49,8 +49,8 @@ include its distribution column, so distributing would turn ``attributes``' prim
 ``(run_id, id)`` and move ``runs``' ``UNIQUE (project_id, run_id)`` into a lookup table.
 
 The version numbers here are this backend's own: version 1 holds everything the embedded store's
-versions 1-7 hold. ``MIGRATIONS[i]`` brings a database from version ``i`` to ``i + 1``; append new
-steps, never edit or renumber old ones.
+versions 1-8 hold, version 2 its version 9. ``MIGRATIONS[i]`` brings a database from version
+``i`` to ``i + 1``; append new steps, never edit or renumber old ones.
 """
 
 from __future__ import annotations
@@ -348,7 +348,21 @@ CREATE TABLE server_secrets (
 );
 """
 
-MIGRATIONS: list[str] = [_V1]
+# the embedded store's v9: saved views of the web UI
+_V2 = """
+CREATE TABLE saved_views (
+    project_id bigint NOT NULL,
+    name text NOT NULL,
+    kind text NOT NULL,
+    query text NOT NULL,
+    owner text NOT NULL,
+    created_ms bigint NOT NULL,
+    updated_ms bigint NOT NULL,
+    PRIMARY KEY (project_id, name)
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``. Each
 step runs as one script in the migrating transaction (PostgreSQL's DDL is transactional)."""
 
