@@ -199,7 +199,7 @@ def test_a_missing_bucket_is_a_clear_error_and_nothing_is_written(
     s3_blobs: str, tmp_path: Path
 ) -> None:
     missing = "s3://no-such-bucket-here/blobs"
-    with pytest.raises(StoreError, match="no-such-bucket-here.*does not exist.*create it"):
+    with pytest.raises(StoreError, match=r"no-such-bucket-here.*does not exist.*create it"):
         Store.open(tmp_path / "home", blobs=missing)
     assert not (tmp_path / "home").exists()
 
@@ -220,5 +220,5 @@ def test_missing_credentials_are_a_clear_error(
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    with pytest.raises(StoreError, match="no credentials.*AWS_ACCESS_KEY_ID"):
+    with pytest.raises(StoreError, match=r"no credentials.*AWS_ACCESS_KEY_ID"):
         Store.open(tmp_path / "home", blobs=s3_blobs)

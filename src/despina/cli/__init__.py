@@ -50,5 +50,16 @@ def cli(verbose: bool) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``despina`` console script."""
-    cli()
+    """Entry point of the ``despina`` console script.
+
+    A store or blob store that cannot be opened (a wrong URL, a missing bucket, an unreachable
+    database) ends the command with its message, which names the URL and the fix, and status 1
+    rather than a traceback.
+    """
+    from despina.errors import ConfigError, StoreError
+
+    try:
+        cli()
+    except (ConfigError, StoreError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1) from None

@@ -34,8 +34,15 @@ def _set_store(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 
 def _set_blobs(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        os.environ["DESPINA_BLOBS"] = value
+    if value is None:
+        return
+    from despina.store.blobs.opening import parse_blobs_url
+
+    try:
+        parse_blobs_url(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    os.environ["DESPINA_BLOBS"] = value
 
 
 def store_options(function: F) -> F:
