@@ -1003,7 +1003,13 @@ def _ui_routes(run: str) -> dict[str, dict[str, str]]:
             "trashed": "0",
         },
         f"{base}/attributes.json": {},
-        f"{base}/charts.json": {"metric": "m", "run": run, "x": "step", "log": "1"},
+        f"{base}/charts.json": {
+            "metric": "m",
+            "run": run,
+            "x": "step",
+            "log": "1",
+            "group": "m",
+        },
         f"{base}/chart.json": {
             "metric": "m",
             "run": run,
@@ -1023,6 +1029,7 @@ def _ui_routes(run: str) -> dict[str, dict[str, str]]:
         f"{base}/compare.json": {"id": run},
         f"{base}/run.json": {"id": run},
         f"{base}/models.json": {},
+        f"{base}/views.json": {},
     }
 
 

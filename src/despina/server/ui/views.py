@@ -51,6 +51,7 @@ from despina.store import Store
 from despina.store.access import find_project
 from despina.store.lifecycle import restore_runs, set_description, trash_runs
 from despina.store.run_edits import edit_tags
+from despina.store.saved_views import VIEW_KINDS, delete_view, list_views, save_view
 from despina.wording import counted
 
 __all__ = ["DOWNLOAD_CSP", "PAGE_CSP", "UI_ROUTES", "UiState", "ui_state"]
@@ -97,7 +98,7 @@ def ui_state(app: Starlette) -> UiState:
         server = app.state.despina
         state = UiState(
             QueryService(server.store),
-            Sessions(server.store, load_server_key(server.store.home)),
+            Sessions(server.store, load_server_key(server.store)),
             SignInCodes(),
         )
         app.state.despina_ui = state
@@ -559,6 +560,7 @@ async def runs_page(request: Request) -> Response:
         view=data["view"],
         nql_error=None,
         url=lambda **changes: _table_url(request, **changes),
+        **await _views_context(request, project),
     )
 
 
@@ -675,6 +677,7 @@ async def charts_page(request: Request) -> Response:
         data=data,
         config=config,
         metric_error=_pattern_error(patterns, error) if error else None,
+        **await _views_context(request, project),
     )
 
 
@@ -862,6 +865,65 @@ async def runs_edit(request: Request) -> Response:
     return RedirectResponse(f"{target}{sep}{done}", 303)
 
 
+# -- saved views ----------------------------------------------------------------------------
+
+_NOT_SAVED = re.compile(r"(^|&)(done|changed|saved)=[^&]*")
+
+
+async def _views_context(request: Request, project: str) -> dict[str, Any]:
+    """What a page needs for its views menu: the project's views and this page's settings."""
+    store = request.app.state.despina.store
+    views = await run_in_threadpool(list_views, store, project)
+    return {"saved_views": views, "page_query": _NOT_SAVED.sub("", request.url.query).lstrip("&")}
+
+
+@_html
+async def views_edit(request: Request) -> Response:
+    """Save this page's settings as a named view of the project, or delete a view."""
+    project = _project(request)
+    form = await _form(request)
+    if not _csrf_ok(request, form):
+        return _error_page(request, 403, CSRF_REFUSED.replace("sign-in page", "page"))
+    store = request.app.state.despina.store
+    action, name, kind = form.get("action"), form.get("name", ""), form.get("kind", "runs")
+    if kind not in VIEW_KINDS:
+        raise bad_request(f"kind must be one of {', '.join(VIEW_KINDS)}, got {kind!r:.40}")
+    base = f"/p/{project}" + ("/charts" if kind == "charts" else "")
+    if action == "delete":
+        await run_in_threadpool(delete_view, store, project, name)
+        return RedirectResponse(base, 303)
+    if action != "save":
+        raise bad_request(f"action must be save or delete, got {action!r:.40}")
+    query = _NOT_SAVED.sub("", form.get("query", "")).lstrip("&?")
+    owner = _viewer(request).username
+    try:
+        await run_in_threadpool(save_view, store, project, name, kind, query, owner)
+    except InvalidQuery as exc:
+        raise bad_request(str(exc)) from None
+    sep = "&" if query else ""
+    return RedirectResponse(f"{base}?{query}{sep}{urlencode({'saved': name.strip()})}", 303)
+
+
+@_json
+async def views_json(request: Request) -> Response:
+    project = _project(request)
+    views = await run_in_threadpool(list_views, request.app.state.despina.store, project)
+    return _json_response(
+        {
+            "views": [
+                {
+                    "name": v.name,
+                    "kind": v.kind,
+                    "query": v.query,
+                    "owner": v.owner,
+                    "updated": v.updated_ms,
+                }
+                for v in views
+            ]
+        }
+    )
+
+
 @_html
 async def run_page(request: Request) -> Response:
     project, data = await _run(request)
@@ -1011,6 +1073,8 @@ _ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/p/{workspace}/{project}/run", run_page),
     ("GET", "/p/{workspace}/{project}/run.json", run_json),
     ("POST", "/p/{workspace}/{project}/runs/edit", runs_edit),
+    ("POST", "/p/{workspace}/{project}/views", views_edit),
+    ("GET", "/p/{workspace}/{project}/views.json", views_json),
     ("GET", "/p/{workspace}/{project}/compare", compare_page),
     ("GET", "/p/{workspace}/{project}/compare.json", compare_json),
     ("GET", "/p/{workspace}/{project}/models", models_page),
