@@ -158,7 +158,7 @@ def test_a_url_with_a_far_expiry_is_refused_even_when_validly_signed(
     query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     store = Store.open(server.home)
     try:
-        storage = BlobStorage(store, load_server_key(server.home), ServerSettings())
+        storage = BlobStorage(store, load_server_key(store), ServerSettings())
         for date, expires in (("99991231T000000Z", "3600"), (query["X-Amz-Date"], "31536000")):
             forged = dict(query, **{"X-Amz-Date": date, "X-Amz-Expires": expires})
             forged["X-Amz-Signature"] = storage.signature_of("GET", PROJECT, "far/x.txt", forged)
@@ -515,7 +515,7 @@ def test_blobs_are_fsynced_with_their_directories(
 def test_stray_incoming_files_are_swept(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "home")
     try:
-        storage = BlobStorage(store, load_server_key(store.home), ServerSettings())
+        storage = BlobStorage(store, load_server_key(store), ServerSettings())
         stray = store.blobs_dir / ".incoming-crashed"
         stray.write_bytes(b"half")
         fresh = store.blobs_dir / ".incoming-receiving"

@@ -417,10 +417,11 @@ def create_app(store: Store, settings: ServerSettings | None = None) -> Starlett
     store opened with ``busy_timeout_ms`` from ``settings.store_busy_seconds``.
 
     Raises:
-        ConfigError: the server key in the store's home is damaged.
+        ConfigError: the server secret in the store is damaged.
+        StoreError: the store cannot be read or written.
     """
     settings = settings or ServerSettings()
-    server_key = load_server_key(store.home)
+    server_key = load_server_key(store)
     state = ServerState(
         store=store,
         settings=settings,

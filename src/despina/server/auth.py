@@ -9,19 +9,18 @@
 * Every authenticated request carries ``Authorization: Bearer <jwt>``; the signature and ``exp``
   are checked, and the key must still be valid (revocation takes effect at once).
 
-The server secret lives in ``<home>/server.key`` (created on first use, mode 0600); it signs
-access tokens and blob URLs.
+The server secret lives in the store (``server_secrets``, shared by every replica; see
+:func:`load_server_key`); keys derived from it sign access tokens, blob URLs and UI forms.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
-import os
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from despina.store.access import (
 __all__ = [
     "CLIENT_ID",
     "KEY_FILE",
+    "SERVER_SECRET",
     "Authenticator",
     "Principal",
     "TokenPair",
@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 KEY_FILE = "server.key"
+"""Where an embedded store kept the server secret before the store held it (adopted once)."""
+SERVER_SECRET = "server_key"
+"""The name of the server secret in the store's ``server_secrets``."""
 CLIENT_ID = "neptune-client"
 REALM_PATH = "/auth/realms/neptune"
 JWT_LEEWAY_SECONDS = 60
@@ -62,90 +65,60 @@ MAX_REFRESH_TOKEN_CHARS = 256
 """Refresh tokens despina issues have 43 characters; a longer one is refused unread."""
 
 
+logger = logging.getLogger("despina.server")
+
+
 def realm_url(base: str) -> str:
     """The OpenID issuer for a base URL: ``<base>/auth/realms/neptune``."""
     return base.rstrip("/") + REALM_PATH
 
 
-def load_server_key(home: Path) -> bytes:
-    """The server secret of this home, created (32 random bytes, mode 0600) on first use.
+def load_server_key(store: Store) -> bytes:
+    """The server secret of ``store``: the same bytes in every process and replica over it.
 
-    A new key is written whole and synced before it gets its name (a temporary file, fsync,
-    hard link to ``server.key``, fsync of the directory): a crash or power loss leaves either no
-    key or the whole key, never an empty one, and tokens signed with it stay valid after a
-    restart. The link never replaces a key another process created meanwhile; that one wins.
+    The secret is kept in the store (:meth:`Store.server_secret` ``"server_key"``): the first
+    process to ask creates it (32 random bytes), every other one reads it, so an access token,
+    a signed URL or a UI cookie issued by one replica is valid on all of them.
+
+    An embedded store that a version before the shared secret served kept it in
+    ``<home>/server.key``: that key is adopted into the store on first use, so the tokens and
+    URLs it signed stay valid; from then on the store's copy is used and the file is not read
+    for anything else (deleting it changes nothing). A damaged or unreadable file is reported in
+    the log and left out (the store's key, or a new one, is used: as if the file were deleted).
 
     Raises:
-        ConfigError: the key file exists but is unreadable or damaged, or a new one cannot be
-            written.
+        StoreError: the store cannot be read or written.
     """
+    adopted = _key_file(store.home) if store.dialect == "sqlite" else None
+    key = store.server_secret(SERVER_SECRET, make=adopted or secrets.token_bytes(32))
+    if len(key) < 16:  # never written so by despina: a hand-edited row
+        raise ConfigError(
+            f"the server secret {SERVER_SECRET!r} in {store.display!r} is {len(key)} bytes long; "
+            "delete that row of server_secrets to create a new one (every access token and "
+            "signed URL issued so far becomes invalid)"
+        )
+    return key
+
+
+def _key_file(home: Path) -> bytes | None:
+    """The key of ``<home>/server.key`` (the embedded store's place before the store kept it);
+    ``None`` when there is no such file, or it is damaged or unreadable (logged)."""
     path = home / KEY_FILE
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        secret = secrets.token_hex(32).encode()
-        try:
-            created = _create_durably(path, secret)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot write the server key {str(path)!r}: {exc.strerror}; check that the "
-                "store directory is writable and its disk healthy"
-            ) from exc
-        if created:
-            return bytes.fromhex(secret.decode())
-        try:
-            data = path.read_bytes()  # another process won the race
-        except OSError as exc:
-            raise ConfigError(f"cannot read the server key {str(path)!r}: {exc.strerror}") from exc
+        return None
     except OSError as exc:
-        raise ConfigError(f"cannot read the server key {str(path)!r}: {exc.strerror}") from exc
+        logger.warning("the old server key %s is unreadable (%s); left out", path, exc.strerror)
+        return None
     try:
         key = bytes.fromhex(data.decode().strip())
     except (UnicodeDecodeError, ValueError):
         key = b""
     if len(key) < 16:
-        raise ConfigError(
-            f"the server key {str(path)!r} is damaged; delete it to create a new one "
-            "(every access token and signed URL issued so far becomes invalid)"
-        )
+        logger.warning("the old server key %s is damaged; left out", path)
+        return None
     return key
-
-
-def _create_durably(path: Path, content: bytes) -> bool:
-    """Create ``path`` (mode 0600) holding ``content``, on stable storage; ``False`` if it exists.
-
-    Raises:
-        OSError: the file could not be written or synced (``path`` is then not created, or holds
-            the whole content if only the directory's sync failed).
-    """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.new")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # whatever the umask
-            view = memoryview(content)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temp, path)  # atomic, and never replaces a key created meanwhile
-        except FileExistsError:
-            return False
-        except OSError:
-            if path.exists():  # no hard links on this file system: rename unless someone was first
-                return False
-            os.rename(temp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
 
 
 def derive_key(server_key: bytes, purpose: str) -> bytes:
