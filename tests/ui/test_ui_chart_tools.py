@@ -159,3 +159,29 @@ def test_grouping_draws_one_mean_line_per_group(page: Any, server: ServerProcess
     )
     assert high - mean == pytest.approx(mean - low)
     assert not page.errors
+
+
+def test_several_metrics_in_one_chart_and_namespaces(page: Any, server: ServerProcess) -> None:
+    page.goto(server.url + CHARTS)  # train/loss and val/loss: two namespaces
+    _drawn(page, "train/loss")
+    headings = page.locator("#charts h2.namespace").all_text_contents()
+    assert headings == ["train", "val"]
+    page.check("#together")
+    page.click("#chart-controls button[type=submit]")
+    page.wait_for_url("**together=1**")
+    assert page.locator("section.chart").count() == 1
+    _drawn(page, "train/loss")
+    labels = _series(page, 0)
+    for run in (FORK, PARENT):
+        assert f"{run} · train/loss" in labels and f"{run} · val/loss" in labels
+    colours = page.evaluate(
+        "() => window.despinaCharts[0].plot.series.filter((s, i) => i % 3 === 1)"
+        ".map(s => s.stroke())"
+    )
+    assert len(set(colours)) == 4  # each (run, metric) its own colour
+    with page.expect_download() as got:
+        page.locator("section.chart .export-csv").click()
+    with open(got.value.path(), encoding="utf-8") as exported:
+        rows = list(csv.DictReader(io.StringIO(exported.read())))
+    assert {r["metric"] for r in rows} == {"train/loss", "val/loss"}
+    assert not page.errors

@@ -201,6 +201,11 @@ def charts_data(
         metrics = _charts.pick_metrics(available, patterns)
     else:
         metrics = [m for m in available if "loss" in m.lower()][:6] or available[:4]
+    # charts are grouped by namespace (``train/``, ``val/``), namespaces in order of appearance
+    first_seen: dict[str, int] = {}
+    for name in metrics:
+        first_seen.setdefault(name.rpartition("/")[0], len(first_seen))
+    metrics.sort(key=lambda name: first_seen[name.rpartition("/")[0]])
     known = {c.label for c in containers}
     return {
         "project": project,

@@ -653,6 +653,7 @@ async def charts_page(request: Request) -> Response:
     data, error = await run_in_threadpool(_charts_despite, service, project, runs, patterns, group)
     data["selected"] = selected
     data["band"] = _choice(request, "band", ("minmax", "std"), "minmax")
+    data["together"] = _flag(request, "together")
     data["axis"] = _axis(request)
     data["log"] = _flag(request, "log")
     config = {
@@ -668,6 +669,7 @@ async def charts_page(request: Request) -> Response:
         "group": data["group"],
         "groups": data["groups"],
         "band": data["band"],
+        "together": data["together"],
     }
     return render(
         request,

@@ -17,7 +17,13 @@
   const groupKeys = grouping ? Array.from(new Set(cfg.runs.map(groupOf))) : [];
   const groupName = (key) => cfg.group + " = " + (key === "" ? "(none)" : key);
   const colour = (run) => palette[Math.max(0, grouping ? groupKeys.indexOf(groupOf(run)) : cfg.runs.indexOf(run)) % palette.length];
-  const lineColour = (line) => (line.group !== undefined ? palette[Math.max(0, groupKeys.indexOf(line.group)) % palette.length] : colour(line.run));
+  // With several metrics in one chart each (run or group, metric) pair gets its own colour.
+  const lineColour = (line) => {
+    const base = line.group !== undefined ? Math.max(0, groupKeys.indexOf(line.group)) : Math.max(0, cfg.runs.indexOf(line.run));
+    return palette[(base * (cfg.together ? cfg.metrics.length : 1) + (line.metricIndex || 0)) % palette.length];
+  };
+  const lineKey = (line) => line.run + "\u0000" + (line.metric || "");
+  const lineName = (line) => (line.metric !== undefined && cfg.together ? line.run + " · " + line.metric : line.run);
   const timeAxis = cfg.axis === "time";
   const toPlot = (x) => (timeAxis ? x / 1000 : x);   // uPlot time scales are in seconds
   const toServer = (x) => (timeAxis ? x * 1000 : x);
@@ -257,6 +263,8 @@
     constructor(section) {
       this.section = section;
       this.metric = section.dataset.metric;
+      // one chart may draw several metrics (?together=1): one request per metric, lines merged
+      this.metrics = section.dataset.metrics ? JSON.parse(section.dataset.metrics) : [this.metric];
       this.plotEl = section.querySelector(".plot");
       this.readout = section.querySelector(".readout");
       this.state = section.querySelector(".state");
@@ -285,10 +293,11 @@
       this.inflight = controller;
       this.state.textContent = "loading…";
       this.section.dataset.loading = "1";
-      request(this.metric, win, controller ? controller.signal : undefined).then((data) => {
+      const signal = controller ? controller.signal : undefined;
+      Promise.all(this.metrics.map((m) => request(m, win, signal))).then((answers) => {
         if (seq !== this.seq) return;
         this.inflight = null;
-        this.draw(data, win);
+        this.draw(this.merge(answers), win);
       }).catch((err) => {
         if (seq !== this.seq) return;
         this.inflight = null;
@@ -297,16 +306,31 @@
       });
     }
 
+    // The answers of the chart's metrics as one: each line knows its metric.
+    merge(answers) {
+      if (answers.length === 1) return answers[0];
+      const merged = { lines: [], missing: [], range: null };
+      answers.forEach((data, i) => {
+        for (const line of data.lines) { line.metric = this.metrics[i]; line.metricIndex = i; merged.lines.push(line); }
+        for (const run of data.missing || []) if (!merged.missing.includes(run)) merged.missing.push(run);
+        if (data.range) merged.range = merged.range ? [Math.min(merged.range[0], data.range[0]), Math.max(merged.range[1], data.range[1])] : data.range.slice();
+      });
+      return merged;
+    }
+
     // Points logged since the last answer, for the running runs of this chart: appended to
     // their lines (bucketed by the chart's bucket width) without redrawing the chart anew.
     follow() {
       const runs = cfg.runs.filter(isRunning);
       if (!runs.length || this.win || this.inflight || this.tailing) return;
-      const byRun = new Map(this.lines.map((l) => [l.run, l]));
-      const after = runs.map((run) => (byRun.has(run) ? byRun.get(run).last_step : null));
+      const byRun = new Map(this.lines.map((l) => [lineKey(l), l]));
       const seq = this.seq;
       this.tailing = true;
-      requestTail(this.metric, runs, after, this.width).then((data) => {
+      Promise.all(this.metrics.map((m, i) => {
+        const key = (run) => run + "\u0000" + (this.metrics.length > 1 ? m : "");
+        const after = runs.map((run) => (byRun.has(key(run)) ? byRun.get(key(run)).last_step : null));
+        return requestTail(m, runs, after, this.width);
+      })).then((answers) => ({ lines: this.merge(answers).lines, states: answers[0].states })).then((data) => {
         this.tailing = false;
         for (const [run, state] of Object.entries(data.states || {})) {
           if (states[run] !== state) { states[run] = state; markLegend(run); }
@@ -314,7 +338,7 @@
         if (seq !== this.seq || this.win) return;  // a zoom or reload began meanwhile
         let added = 0;
         for (const fresh of data.lines) {
-          const line = byRun.get(fresh.run);
+          const line = byRun.get(lineKey(fresh));
           if (line && line.last_step != null && fresh.last_step != null && fresh.last_step <= line.last_step) continue;
           if (!fresh.x.length) continue;
           added += fresh.x.length;
@@ -324,7 +348,7 @@
             line.points += fresh.points; line.last_step = fresh.last_step;
           } else {
             this.lines.push(fresh);
-            this.lines.sort((a, b) => cfg.runs.indexOf(a.run) - cfg.runs.indexOf(b.run));
+            this.lines.sort((a, b) => (a.metricIndex || 0) - (b.metricIndex || 0) || cfg.runs.indexOf(a.run) - cfg.runs.indexOf(b.run));
             this.missing = this.missing.filter((r) => r !== fresh.run);
           }
         }
@@ -380,10 +404,11 @@
       this.drawn.forEach((line, i) => {
         const c = lineColour(line);
         // with smoothing the raw line stays, faint, under the smoothed one
-        series.push({ label: line.run, stroke: smoothing > 0 ? c + "59" : c, width: smoothing > 0 ? 1 : 1.5, spanGaps: true, points: { show: false } });
-        series.push({ label: line.run + " min", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
-        series.push({ label: line.run + " max", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
-        if (smoothing > 0) series.push({ label: line.run + " smoothed", stroke: c, width: 1.75, spanGaps: true, points: { show: false } });
+        const name = lineName(line);
+        series.push({ label: name, stroke: smoothing > 0 ? c + "59" : c, width: smoothing > 0 ? 1 : 1.5, spanGaps: true, points: { show: false } });
+        series.push({ label: name + " min", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
+        series.push({ label: name + " max", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
+        if (smoothing > 0) series.push({ label: name + " smoothed", stroke: c, width: 1.75, spanGaps: true, points: { show: false } });
         bands.push({ series: [3 + per * i, 2 + per * i], fill: c + (smoothing > 0 ? "1f" : "33") });
       });
       const yScale = { distr: cfg.log ? 3 : 1 };
@@ -435,7 +460,7 @@
         const el = document.createElement("span");
         const sw = document.createElement("span");
         sw.className = "swatch"; sw.style.background = lineColour(line);
-        el.append(sw, line.run + ": " + fmt(u.data[s][idx]) + " @ " + fmtX(u.data[0][idx]) + span);
+        el.append(sw, lineName(line) + ": " + fmt(u.data[s][idx]) + " @ " + fmtX(u.data[0][idx]) + span);
         parts.push(el);
       });
       this.readout.replaceChildren(...parts);
@@ -443,7 +468,12 @@
 
     // What is drawn: the runs' lines, or one line per group.
     shown() {
-      return grouping ? groupLines(this.lines) : this.lines;
+      if (!grouping) return this.lines;
+      if (this.metrics.length === 1) return groupLines(this.lines);
+      // one group line per (group, metric)
+      return this.metrics.flatMap((m, i) => groupLines(this.lines.filter((l) => l.metric === m)).map((g) => {
+        g.metric = m; g.metricIndex = i; return g;
+      }));
     }
 
     redraw() {
@@ -460,25 +490,25 @@
       const ctx = out.getContext("2d");
       ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, out.width, out.height);
       ctx.fillStyle = "#101828"; ctx.font = Math.round(title * 0.55) + "px sans-serif";
-      ctx.fillText(this.metric, 8, title * 0.7);
+      ctx.fillText(this.metrics.join(", "), 8, title * 0.7);
       ctx.drawImage(src, 0, title);
-      out.toBlob((blob) => { if (blob) download(fileName(this.metric, "png"), blob); }, "image/png");
+      out.toBlob((blob) => { if (blob) download(fileName(this.metrics.join("+"), "png"), blob); }, "image/png");
     }
 
     // The drawn points: one row per run and bucket (x is the bucket's last step or time).
     exportCsv() {
-      const head = ["run", timeAxis ? "time_ms" : "step", "value", "min", "max"];
+      const head = ["run", ...(this.metrics.length > 1 ? ["metric"] : []), timeAxis ? "time_ms" : "step", "value", "min", "max"];
       if (smoothing > 0) head.push("smoothed");
       const rows = [head.join(",")];
       for (const line of this.drawn || []) {
         const sm = smoothing > 0 ? smooth(line.y, smoothing) : null;
         line.x.forEach((x, i) => {
-          const row = [line.run, x, line.y[i], line.low[i], line.high[i]];
+          const row = [line.run, ...(this.metrics.length > 1 ? [line.metric] : []), x, line.y[i], line.low[i], line.high[i]];
           if (sm) row.push(sm[i]);
           rows.push(row.map(csvCell).join(","));
         });
       }
-      download(fileName(this.metric, "csv"), new Blob([rows.join("\n") + "\n"], { type: "text/csv" }));
+      download(fileName(this.metrics.join("+"), "csv"), new Blob([rows.join("\n") + "\n"], { type: "text/csv" }));
     }
   }
 
