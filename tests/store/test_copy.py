@@ -83,6 +83,10 @@ def _add_keys(home: Path) -> None:
             )
         revoke_api_key(store, f"{1:016x}")
         save_refresh_token(store, "refresh-me", f"{0:016x}", 2**62)
+        from despina.store.saved_views import save_view
+
+        save_view(store, "ws/rich", "losses", "charts", "attributes=m%2Floss", "ada")
+        save_view(store, "ws/proj", "heads", "runs", "query=cfg%2Flr+%3E+0", "ada")
     finally:
         store.close()
 
@@ -170,6 +174,13 @@ def dump(url: str | Path) -> dict[str, list[tuple[Any, ...]]]:
                 (projects[r[0]], *r[1:])
                 for r in conn.execute(
                     "SELECT project_id, path, sha256, size, mime_type, created_ms FROM blobs"
+                )
+            ]
+            out["saved_views"] = [
+                (projects[r[0]], *r[1:])
+                for r in conn.execute(
+                    "SELECT project_id, name, kind, query, owner, created_ms, updated_ms "
+                    "FROM saved_views"
                 )
             ]
             out["api_keys"] = _rows(
@@ -268,7 +279,7 @@ def test_sqlite_to_postgres_and_back_gives_the_same_answers(
     assert report.projects_created == 4
     assert report.points > 10_000
     assert report.files > 0 and report.file_bytes > 0
-    assert report.api_keys == 3 and report.refresh_tokens == 1
+    assert report.api_keys == 3 and report.refresh_tokens == 1 and report.views == 2
 
     back = tmp_path / "back"
     again = copy_store(postgres_url, back)
@@ -519,3 +530,45 @@ def test_progress_is_told_every_run_and_point(source: Path, tmp_path: Path) -> N
     assert seen[0] == ("begin", report.runs, report.points)
     assert sum(s[1] for s in seen[1:]) == report.runs
     assert sum(s[2] for s in seen[1:]) == report.points
+
+
+def test_small_pages_copy_the_same(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are read a page at a time (keyset pagination): pages of two rows lose nothing."""
+    from despina.store.copy import copier
+
+    monkeypatch.setattr(copier, "_BATCH", 2)
+    monkeypatch.setattr(copier, "_CHUNK_BATCH", 2)
+    target = tmp_path / "paged"
+    copy_store(source, target)
+    assert dump(target) == dump(source)
+
+
+def test_every_table_is_copied_or_left_on_purpose(tmp_path: Path, postgres_url: str) -> None:
+    """A table added to either schema must be added to the copy (or to the tables it leaves)."""
+    from despina.store.copy.copier import COPIED_TABLES, LEFT_TABLES
+
+    known = set(COPIED_TABLES) | set(LEFT_TABLES)
+    embedded = Store.open(url=str(tmp_path / "fresh"))
+    try:
+        names = {
+            r[0]
+            for r in embedded.connection().execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
+    finally:
+        embedded.close()
+    assert names == known
+    database = Store.open(url=postgres_url)
+    try:
+        names = {
+            r[0]
+            for r in database.connection().execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        }
+    finally:
+        database.close()
+    assert names == known

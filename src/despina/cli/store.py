@@ -54,13 +54,15 @@ class _Bar:
     "--blobs",
     metavar="URL",
     default=None,
-    help="Where the destination keeps file contents (default: the destination's own).",
+    help="Where the destination keeps file contents: a directory or s3://bucket/prefix "
+    "(default: DESPINA_BLOBS, else the destination's own directory).",
 )
 @click.option(
     "--source-blobs",
     metavar="URL",
     default=None,
-    help="Where the source keeps file contents (default: the source's own).",
+    help="Where the source's file contents are: a directory or s3://bucket/prefix "
+    "(default: the source's own directory; DESPINA_BLOBS is not used for it).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar; print the report only.")
 def copy(

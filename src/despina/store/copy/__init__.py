@@ -1,8 +1,8 @@
 """Copy a whole store into another: ``despina store copy SRC DEST``.
 
 Every project, run (with its attributes, float-series chunks, previews, string/histogram/file
-points, fork parent, model and model versions), file (bookkeeping and contents), API key and
-refresh token of the source is copied into the destination, between any two stores the contract
+points, fork parent, model and model versions), file (bookkeeping and contents), saved view,
+API key and refresh token of the source is copied into the destination, between any two stores the contract
 opens: embedded -> PostgreSQL (a laptop into the team database), PostgreSQL -> embedded,
 embedded -> embedded, PostgreSQL -> PostgreSQL. Reads and writes go through
 :meth:`Store.read` / :meth:`Store.write` in the store's shared SQL (both schemas have the same
@@ -27,6 +27,8 @@ How runs are matched and copied:
 * File contents are copied to the destination's blob store before the bookkeeping rows that
   name them (content-addressed: a content already there is not copied again). A storage key the
   destination maps to other content is a file conflict and keeps the destination's content.
+* Saved views of the web UI are copied per project when missing (matched by name; one with
+  another query under the same name is a conflict and keeps the destination's).
 * API keys are copied when missing; a key revoked in the source is revoked in the destination
   too; a key id the destination holds with another secret is a conflict. Refresh tokens of
   copied keys follow. Server secrets, UI sessions, ingest request statuses and upload

@@ -16,10 +16,37 @@ from despina.store.copy.blobs import BlobSide
 from despina.store.copy.report import CopyConflict, CopyProgress, CopyReport
 from despina.store.schema import CHUNK_BITS
 
-__all__ = ["Copier"]
+__all__ = ["COPIED_TABLES", "LEFT_TABLES", "Copier"]
+
+COPIED_TABLES = frozenset(
+    {
+        "projects",
+        "runs",
+        "attributes",
+        "chunks",
+        "previews",
+        "points",
+        "set_members",  # kept by triggers on attributes, in both stores
+        "blobs",
+        "api_keys",
+        "refresh_tokens",
+        "saved_views",
+    }
+)
+"""Tables whose rows a copy brings over (a new table must be added here or to LEFT_TABLES)."""
+
+LEFT_TABLES = {
+    "schema_version": "each store has its own",
+    "server_secrets": "the serving deployment's signing key",
+    "ui_sessions": "sign-ins to the serving deployment",
+    "ingest_requests": "statuses of requests to the serving deployment",
+    "blob_url_uses": "upload URLs the serving deployment handed out",
+    "blob_uploads": "multipart uploads in progress on the serving deployment",
+}
+"""Tables a copy leaves alone, and why: state of the deployment serving a store."""
 
 _CHUNK_MASK = (1 << CHUNK_BITS) - 1
-_BATCH = 500
+_BATCH = 1000
 _CHUNK_BATCH = 64  # chunk rows carry up to ~24 KB of arrays each
 
 _RUN_COLUMNS = (
@@ -30,6 +57,7 @@ _RUN_COLUMNS = (
 _RUN_FIELDS = tuple(c.strip() for c in _RUN_COLUMNS.split(","))
 _ATTR_COLUMNS = "path, type, num, text, count, last_step, last_ts, fmin, fmax, fsum, fsumsq, fcount"
 _CHUNK_COLUMNS = "id, n, step_first, step_last, ts_first, ts_last, vmin, vmax, steps, vals, ts"
+_VIEW_COLUMNS = "name, kind, query, owner, created_ms, updated_ms"
 _KEY_COLUMNS = (
     "key_id, secret_sha256, name, username, workspace, project, created_ms, expires_ms, revoked_ms"
 )
@@ -86,6 +114,7 @@ class Copier:
         self.progress.begin(len(runs), sum(r.points for r in runs))
         for project_id in sorted(self.projects):
             self._copy_files(project_id)
+            self._copy_views(project_id)
         for run in runs:
             self._copy_run(run)
             self.progress.advance(1, run.points)
@@ -327,11 +356,14 @@ class Copier:
     ) -> int:
         points = 0
         for lo, hi in ranges:
-            cursor = sconn.execute(
-                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id BETWEEN ? AND ?",
-                (lo << CHUNK_BITS, (hi << CHUNK_BITS) | _CHUNK_MASK),
-            )
-            while rows := cursor.fetchmany(_CHUNK_BATCH):
+            # a page at a time (keyset on the id): a PostgreSQL cursor holds its whole result
+            first, last = lo << CHUNK_BITS, (hi << CHUNK_BITS) | _CHUNK_MASK
+            while True:
+                rows = sconn.execute(
+                    f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id BETWEEN ? AND ? "
+                    "ORDER BY id LIMIT ?",
+                    (first, last, _CHUNK_BATCH),
+                ).fetchall()
                 out = []
                 for row in rows:
                     old = int(row[0])
@@ -339,46 +371,22 @@ class Copier:
                     out.append((new, *row[1:]))
                     points += int(row[1])
                 _insert(dconn, f"chunks ({_CHUNK_COLUMNS})", out)
+                if len(rows) < _CHUNK_BATCH:
+                    break
+                first = int(rows[-1][0]) + 1
         return points
 
     def _copy_previews(
         self, sconn: Any, dconn: Any, ranges: list[tuple[int, int]], attr_map: dict[int, int]
     ) -> int:
-        count = 0
-        for lo, hi in ranges:
-            cursor = sconn.execute(
-                "SELECT attr_id, step, ts, value, completion FROM previews "
-                "WHERE attr_id BETWEEN ? AND ?",
-                (lo, hi),
-            )
-            while rows := cursor.fetchmany(_BATCH):
-                _insert(
-                    dconn,
-                    "previews (attr_id, step, ts, value, completion)",
-                    [(attr_map[int(r[0])], *r[1:]) for r in rows],
-                )
-                count += len(rows)
-        return count
+        return _copy_by_series(
+            sconn, dconn, "previews", "attr_id, step, ts, value, completion", ranges, attr_map
+        )
 
     def _copy_points(
         self, sconn: Any, dconn: Any, ranges: list[tuple[int, int]], attr_map: dict[int, int]
     ) -> int:
-        count = 0
-        for lo, hi in ranges:
-            # in the order they were stored: readers of file series keep that order
-            cursor = sconn.execute(
-                "SELECT attr_id, step, ts, value FROM points WHERE attr_id BETWEEN ? AND ? "
-                "ORDER BY id",
-                (lo, hi),
-            )
-            while rows := cursor.fetchmany(_BATCH):
-                _insert(
-                    dconn,
-                    "points (attr_id, step, ts, value)",
-                    [(attr_map[int(r[0])], *r[1:]) for r in rows],
-                )
-                count += len(rows)
-        return count
+        return _copy_by_series(sconn, dconn, "points", "attr_id, step, ts, value", ranges, attr_map)
 
     # -- files ----------------------------------------------------------------------------
 
@@ -443,6 +451,47 @@ class Copier:
         self.report.file_contents += 1
         self.report.file_bytes += size
 
+    # -- saved views -----------------------------------------------------------------------
+
+    def _copy_views(self, src_project: int) -> None:
+        """The project's saved views of the web UI, matched by name; one the destination has
+        under the same name with another query is a conflict and keeps the destination's."""
+        project = self.projects[src_project]
+        with self.src.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_VIEW_COLUMNS} FROM saved_views WHERE project_id = ? ORDER BY name",
+                (src_project,),
+            ).fetchall()
+        if not rows:
+            return
+        there = {
+            str(name): (str(kind), str(query))
+            for name, kind, query in self.dst.connection().execute(
+                "SELECT name, kind, query FROM saved_views WHERE project_id = ?", (project.pk,)
+            )
+        }
+        missing = []
+        for row in rows:
+            found = there.get(str(row[0]))
+            if found is None:
+                missing.append(row)
+            elif found != (str(row[1]), str(row[2])):
+                self.report.conflicts.append(
+                    CopyConflict(
+                        "view",
+                        f"{project.name}:{row[0]}",
+                        "the destination has another saved view with this name; kept",
+                    )
+                )
+        if missing:
+            with self.dst.write() as conn:
+                for row in missing:
+                    self.report.views += conn.execute(
+                        f"INSERT OR IGNORE INTO saved_views (project_id, {_VIEW_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (project.pk, *row),
+                    ).rowcount
+
     # -- API keys -------------------------------------------------------------------------
 
     def _copy_api_keys(self) -> None:
@@ -502,6 +551,36 @@ class Copier:
                             "expires_ms) VALUES (?, ?, ?)",
                             token,
                         ).rowcount
+
+
+def _copy_by_series(
+    sconn: Any,
+    dconn: Any,
+    table: str,
+    columns: str,
+    ranges: list[tuple[int, int]],
+    attr_map: dict[int, int],
+) -> int:
+    """Copy the rows of ``table`` (keyed by ``(attr_id, step)``, the first two ``columns``) of
+    the attributes in ``ranges``, a page at a time in key order."""
+    count = 0
+    for lo, hi in ranges:
+        after: tuple[int, int] | None = None
+        while True:
+            if after is None:
+                where, params = "attr_id BETWEEN ? AND ?", [lo, hi]
+            else:
+                where, params = "(attr_id, step) > (?, ?) AND attr_id <= ?", [*after, hi]
+            rows = sconn.execute(
+                f"SELECT {columns} FROM {table} WHERE {where} ORDER BY attr_id, step LIMIT ?",
+                [*params, _BATCH],
+            ).fetchall()
+            _insert(dconn, f"{table} ({columns})", [(attr_map[int(r[0])], *r[1:]) for r in rows])
+            count += len(rows)
+            if len(rows) < _BATCH:
+                break
+            after = (int(rows[-1][0]), int(rows[-1][1]))
+    return count
 
 
 def _json_list(values: list[str]) -> str:

@@ -12,8 +12,8 @@ __all__ = ["CopyConflict", "CopyProgress", "CopyReport", "NoProgress"]
 class CopyConflict:
     """Something the destination holds differently, left as the destination has it."""
 
-    kind: str  # "run", "file" or "api_key"
-    name: str  # workspace/project/run_id, workspace/project:path, or the key id
+    kind: str  # "run", "file", "view" or "api_key"
+    name: str  # workspace/project/run_id, workspace/project:path or :view, or the key id
     reason: str
 
 
@@ -37,6 +37,7 @@ class CopyReport:
     file_contents: int = 0
     file_bytes: int = 0
     files_missing: int = 0
+    views: int = 0
     api_keys: int = 0
     refresh_tokens: int = 0
     conflicts: list[CopyConflict] = field(default_factory=list)
@@ -49,6 +50,7 @@ class CopyReport:
             or self.runs_copied
             or self.files
             or self.file_contents
+            or self.views
             or self.api_keys
             or self.refresh_tokens
         )
@@ -81,6 +83,8 @@ class CopyReport:
         )
         if self.files_missing:
             out.append(f"files without content in the source: {self.files_missing:,}")
+        if self.views:
+            out.append(f"saved views: {self.views:,} copied")
         if self.api_keys or self.refresh_tokens:
             out.append(
                 f"API keys: {self.api_keys:,} copied or revoked, refresh tokens "
