@@ -34,6 +34,7 @@ from despina.server.errors import (
     parse_json_body,
 )
 from despina.server.ingest import IngestService
+from despina.server.jobs import JOB_PRUNE_STATUSES, JOB_SWEEP_UPLOADS, Housekeeping, Job
 from despina.server.limits import LimitsMiddleware, ServerLimits
 from despina.server.logs import AccessLogMiddleware
 from despina.server.retrieval import RetrievalService
@@ -62,6 +63,7 @@ class ServerState:
     storage: BlobStorage
     retrieval: RetrievalService
     limits: ServerLimits
+    jobs: Housekeeping
 
 
 def _state(request: Request) -> ServerState:
@@ -422,6 +424,8 @@ def create_app(store: Store, settings: ServerSettings | None = None) -> Starlett
     """
     settings = settings or ServerSettings()
     server_key = load_server_key(store)
+    ingest = IngestService(store, settings)
+    storage = BlobStorage(store, server_key, settings)
     state = ServerState(
         store=store,
         settings=settings,
@@ -431,20 +435,29 @@ def create_app(store: Store, settings: ServerSettings | None = None) -> Starlett
             access_seconds=settings.access_token_seconds,
             refresh_seconds=settings.refresh_token_seconds,
         ),
-        ingest=IngestService(store, settings),
-        storage=BlobStorage(store, server_key, settings),
+        ingest=ingest,
+        storage=storage,
         retrieval=RetrievalService(store, settings),
         limits=ServerLimits(settings),
+        # each runs on one replica at a time (a lease in the store); see despina.server.jobs
+        jobs=Housekeeping(
+            store,
+            [
+                Job(JOB_PRUNE_STATUSES, 3600, ingest.prune_statuses),
+                Job(JOB_SWEEP_UPLOADS, 600, storage.sweep_abandoned_uploads),
+            ],
+        ),
     )
     routes = [Route(path, handler, methods=[method]) for method, path, handler in ROUTES]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.limits.configure_reads()
-        await run_in_threadpool(state.storage.sweep_abandoned_uploads)
+        state.jobs.start()
         logger.info("despina server ready", extra={"fields": {"home": str(store.home)}})
         yield
         logger.info("despina server stopping")
+        await run_in_threadpool(state.jobs.stop)
         store.close()
 
     app = Starlette(

@@ -558,7 +558,6 @@ class IngestService:
         self.settings = settings
         self._writers = _Writers(store)
         self._create_lock = threading.Lock()
-        self._last_prune: float | None = None  # monotonic time; None: prune on the first call
 
     def submit(self, principal: Principal, body: bytes) -> bytes:
         """Apply one serialized ``RunOperation``; returns the serialized ``SubmitResponse``.
@@ -611,7 +610,6 @@ class IngestService:
         else:
             items, issues = self._update(project.id, op, body)
         self._save(request_id, project.id, op.run_id, digest, items, issues)
-        self._maybe_prune()
         return _submit_response(request_id)
 
     def _create(self, op: RunOperation, principal: Principal) -> tuple[int, list[IngestIssue]]:
@@ -662,13 +660,13 @@ class IngestService:
             if issue.severity != WARNING:
                 logger.info("ingest %s %s: %s %s", run_id, request_id, issue.code, issue.message)
 
-    def _maybe_prune(self) -> None:
-        now = time.monotonic()
-        if self._last_prune is not None and now - self._last_prune < 3600:
-            return
-        self._last_prune = now
+    def prune_statuses(self) -> int:
+        """Forget request statuses older than ``status_retention_days``; returns how many.
+
+        A background job (:mod:`despina.server.jobs`): one replica at a time runs it.
+        """
         horizon = int(time.time() * 1000) - self.settings.status_retention_days * 86_400_000
-        prune_requests(self.store, horizon)
+        return prune_requests(self.store, horizon)
 
     def check(self, principal: Principal, project_name: str, body: bytes) -> bytes:
         """Statuses of the request ids in a serialized ``RequestIdList``, in request order.

@@ -165,7 +165,6 @@ class BlobStorage:
         self.lifetime = max(1, min(settings.signed_url_seconds, MAX_EXPIRES_SECONDS))
         # where a directory blob store keeps multipart parts (None for object storage)
         self.uploads_dir = getattr(store.blobs, "uploads_dir", None)
-        self._last_sweep = 0.0
 
     # -- signing -----------------------------------------------------------------------------
 
@@ -549,7 +548,6 @@ class BlobStorage:
         """Put received content in place: a part beside its upload's other parts (its MD5
         kept with it: completion checks the client's ETags against it), a whole file under its
         content address and storage key."""
-        self._maybe_sweep()
         if target.upload_id:
             self.store.blobs.put_part(target.upload_id, target.part_number, incoming, mime_type)
         else:
@@ -666,9 +664,10 @@ class BlobStorage:
     def sweep_abandoned_uploads(self, *, now: float | None = None) -> int:
         """Delete multipart uploads whose parts stopped arriving more than
         ``abandoned_upload_seconds`` ago and were never completed; returns how many.
-        Records of expired write URLs and of old multipart uploads go too."""
+        Records of expired write URLs and of old multipart uploads go too.
+
+        A background job (:mod:`despina.server.jobs`): one replica at a time runs it."""
         now = time.time() if now is None else now
-        self._last_sweep = now
         horizon = now - self.settings.abandoned_upload_seconds
         prune_upload_records(
             self.store, now_ms=int(now * 1000), abandoned_before_ms=int(horizon * 1000)
@@ -678,11 +677,6 @@ class BlobStorage:
         if removed:
             logger.info("deleted %d abandoned multipart upload(s)", removed)
         return removed
-
-    def _maybe_sweep(self) -> None:
-        """Sweep at most every ten minutes, on the upload path: no timer thread to manage."""
-        if time.time() - self._last_sweep >= 600:
-            self.sweep_abandoned_uploads()
 
 
 def _key_taken(path: str) -> ApiError:
