@@ -14,7 +14,18 @@ import traceback
 from rich.console import Console
 from rich.table import Table
 
-MODULES = ["logging", "nql", "query", "server", "durability", "ui", "import", "store", "backends"]
+MODULES = [
+    "logging",
+    "nql",
+    "query",
+    "server",
+    "durability",
+    "ui",
+    "import",
+    "store",
+    "backends",
+    "copy",
+]
 
 
 def main(argv: list[str]) -> int:
