@@ -1,7 +1,8 @@
 """Store copy benchmark (issue 13, item 5): points/s of ``despina store copy`` between backends.
 
 The source: RUNS runs × SERIES float series × STEPS steps logged with ``despina.Run`` into an
-embedded store, plus a string series per run. Copied embedded -> PostgreSQL (a laptop into the
+embedded store, plus a string series per run; and SMALL_RUNS small runs, for the cost of a run
+(one transaction each). Copied embedded -> PostgreSQL (a laptop into the
 team database), PostgreSQL -> embedded and embedded -> embedded, each into a new store, then
 once more into the same PostgreSQL database (the idempotent second run: nothing to copy). The
 baseline is the raw read of the source's chunk rows in the same process (the floor any copy
@@ -21,6 +22,7 @@ Row = tuple[str, float, str]
 RUNS = 40
 SERIES = 50
 STEPS = 5_000
+SMALL_RUNS = 500
 QUIET = {"enable_console_log_capture": False, "source_tracking_config": None}
 
 
@@ -36,6 +38,17 @@ def _log_source(home: Path) -> int:
                 run.log_string_series({"log/line": f"step {step}"}, step=step)
         run.close()
     return RUNS * SERIES * STEPS + RUNS * (STEPS // 500)
+
+
+def _log_small(home: Path) -> None:
+    import despina
+
+    for r in range(SMALL_RUNS):
+        run = despina.Run(project="bench/small", run_id=f"small-{r}", store=str(home), **QUIET)
+        run.log_configs({f"params/p{j}": j * 0.5 for j in range(10)})
+        for step in range(100):
+            run.log_metrics({f"m/{j}": step + j for j in range(5)}, step=step)
+        run.close()
 
 
 def _raw_read(home: Path) -> float:
@@ -76,6 +89,17 @@ def run() -> list[Row]:
             back = copy_store(url, work / "back")
             rows.append(("copy PostgreSQL -> embedded (points/s)", back.points_per_second, ""))
             rows.append(("  seconds", back.seconds, ""))
+            small = work / "small"
+            _log_small(small)
+        with postgres_database("copysmall") as url:
+            many = copy_store(small, url)
+            rows.append(
+                (
+                    "copy embedded -> PostgreSQL, small runs (runs/s)",
+                    many.runs / many.seconds,
+                    f"{SMALL_RUNS} runs of 10 configs + 5 x 100 points",
+                ),
+            )
         local = copy_store(source, work / "local")
         rows.append(("copy embedded -> embedded (points/s)", local.points_per_second, ""))
         rows.append(("  seconds", local.seconds, ""))
