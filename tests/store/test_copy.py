@@ -578,3 +578,23 @@ def test_every_table_is_copied_or_left_on_purpose(tmp_path: Path, postgres_url: 
     finally:
         database.close()
     assert names == known
+
+
+def test_postgres_to_postgres(source: Path, postgres_url: str, postgres_cluster: Any) -> None:
+    other = postgres_cluster.create_database("copyother")
+    copy_store(source, postgres_url)
+    report = copy_store(postgres_url, other)
+    assert report.runs_copied == report.runs and report.conflicts == []
+    assert dump(other) == dump(postgres_url) == dump(source)
+    # the same database however it is named is refused, by what the server says it is
+    from despina.store.copy import _database_identity
+
+    stores = [Store.open(url=url) for url in (postgres_url, postgres_url + "?connect_timeout=5")]
+    stores.append(Store.open(url=other))
+    try:
+        first, again, third = (_database_identity(s) for s in stores)
+        assert first is not None and first == again and first != third
+    finally:
+        for store in stores:
+            store.close()
+    postgres_cluster.drop_database(other)
