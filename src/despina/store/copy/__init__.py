@@ -18,6 +18,9 @@ How runs are matched and copied:
   the copy never updates a run, so a run logged to after an earlier copy is reported as changed
   since). A run there with another uuid is a *conflict*: reported and skipped, never overwritten,
   and so are the runs forked from it or versions of such a model.
+* An experiment keeps one head: a copied head run stays the head unless the destination has a
+  newer head of the same experiment (then the copy is not the head), and an older destination
+  head gives way.
 * Ids are the destination's own: attributes get new ids, and a chunk keeps its number under its
   new attribute (``attr_id << 24 | chunk_no`` in both stores). ``sys/id`` numbers are kept unless
   the destination project already uses one, then the project's next number is given.
