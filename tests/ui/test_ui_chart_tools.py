@@ -185,3 +185,36 @@ def test_several_metrics_in_one_chart_and_namespaces(page: Any, server: ServerPr
         rows = list(csv.DictReader(io.StringIO(exported.read())))
     assert {r["metric"] for r in rows} == {"train/loss", "val/loss"}
     assert not page.errors
+
+
+def test_nan_and_infinities_are_marked(page: Any, server: ServerProcess) -> None:
+    import despina
+
+    run = despina.Run(
+        project="demo/despina",
+        run_id="non-finite",
+        home=server.home,
+        enable_console_log_capture=False,
+        source_tracking_config=None,
+    )
+    values = {10: float("nan"), 20: float("inf"), 30: float("-inf")}
+    for step in range(50):
+        run.log_metrics({"train/odd": values.get(step, step / 10)}, step=step)
+    run.close()
+    answer = page.request.get(
+        server.url + "/p/demo/despina/chart.json?run=non-finite&metric=train/odd"
+    ).json()
+    (line,) = answer["lines"]
+    assert line["marks"] == [[10, "nan"], [20, "+inf"], [30, "-inf"]]
+    drawn = dict(zip(line["x"], line["y"], strict=True))
+    assert all(drawn.get(step) is None for step in values)  # not drawable: marked instead
+    zoomed = page.request.get(
+        server.url + "/p/demo/despina/chart.json?run=non-finite&metric=train/odd&from=15&to=40"
+    ).json()
+    assert zoomed["lines"][0]["marks"] == [[20, "+inf"], [30, "-inf"]]
+    page.goto(server.url + "/p/demo/despina/charts?run=non-finite&metric=train/odd")
+    _drawn(page, "train/odd")
+    chart = page.locator("section.chart[data-metric='train/odd']")
+    assert chart.get_attribute("data-marks") == "3"
+    assert "NaN/inf marked" in chart.locator(".state").text_content()
+    assert not page.errors

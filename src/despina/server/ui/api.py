@@ -270,6 +270,7 @@ def _chart_json(
                 "y": line.y,
                 "low": line.low,
                 "high": line.high,
+                "marks": line.marks,
             }
             for line in found.lines
         ],

@@ -12,6 +12,7 @@ the line. Forked runs are read through their lineage (inherited points up to eac
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from despina.query.resolve import restrict_types
 from despina.query.service import Container, Snapshot
 from despina.server.ui import summaries as _summaries
 from despina.server.ui.tables import exact_selector
+from despina.store.chart_marks import nonfinite_counts
 from despina.userregex import InvalidPattern, compile_user_regex
 
 __all__ = [
@@ -67,6 +69,10 @@ class Line:
     high: list[float | None]
     points: int = 0
     last_step: float | None = None
+    marks: list[tuple[float, str]] = field(default_factory=list)
+    """Where the line has NaN or infinite values (which it cannot draw): ``(x, kind)`` with
+    kind ``"nan"``, ``"+inf"`` or ``"-inf"``, one per bucket and kind, at the bucket's last
+    such point."""
 
 
 @dataclass
@@ -164,6 +170,7 @@ def chart(
         result.lines, result.x_range = _from_service(snap, series, labels, buckets)
     else:
         result.lines, result.x_range = _from_points(snap, series, labels, axis, window, buckets)
+    _mark_nonfinite(snap, series, labels, result, axis, buckets)
     last = {label: int(series.last_step[i]) for i, label in enumerate(labels)}
     for line in result.lines:
         micro = last.get(line.run, -1)
@@ -238,6 +245,59 @@ def tail(
         result.lines.append(line)
     result.missing = [c.label for c in containers if c.label not in have]
     return result
+
+
+MAX_MARKS = 1000
+"""The most non-finite markers one line carries (one per bucket and kind)."""
+
+
+def _mark_nonfinite(
+    snap: Snapshot, series: SeriesSet, labels: list[str], result: Chart, axis: Axis, buckets: int
+) -> None:
+    """Mark where lines have NaN or ±inf values: only the series whose attribute counts say
+    they have some are read, point by point, within the chart's x range."""
+    if result.x_range is None:
+        return
+    counts = nonfinite_counts(snap, series.attr_id.tolist())
+    flagged = [i for i in range(len(series)) if int(series.attr_id[i]) in counts]
+    if not flagged:
+        return
+    lo, hi = result.x_range
+    step_range = StepRange(lo, hi) if axis == "step" else StepRange()
+    subset = _subset(series, np.asarray(flagged, dtype=np.int64))
+    batch = snap.float_series(subset, mode="full", step_range=step_range)
+    by_label = {line.run: line for line in result.lines}
+    width = (hi - lo) / buckets if hi > lo else 1.0
+    for j, i in enumerate(flagged):
+        line = by_label.get(labels[i])
+        if line is None:
+            continue
+        at = slice(int(batch.offsets[j]), int(batch.offsets[j + 1]))
+        y = batch.values[at]
+        bad = ~np.isfinite(y)
+        if not bad.any():
+            continue
+        x = batch.steps[at] if axis == "step" else batch.timestamps[at].astype(np.float64)
+        x, y = x[bad], y[bad]
+        keep = (x >= lo) & (x <= hi)
+        x, y = x[keep], y[keep]
+        kinds = np.where(np.isnan(y), 0, np.where(y > 0, 1, 2))
+        index = np.clip(((x - lo) / width).astype(np.int64), 0, buckets - 1)
+        seen: dict[tuple[int, int], float] = {}
+        for bucket, kind, where in zip(index.tolist(), kinds.tolist(), x.tolist(), strict=True):
+            seen[(bucket, kind)] = where  # the last such point of the bucket
+        names = ("nan", "+inf", "-inf")
+        line.marks = [(where, names[kind]) for (_, kind), where in sorted(seen.items())][:MAX_MARKS]
+
+
+def _subset(series: SeriesSet, index: npt.NDArray[np.int64]) -> SeriesSet:
+    """The series at ``index`` of ``series``."""
+    columns = {
+        f.name: getattr(series, f.name)[index]
+        for f in dataclasses.fields(series)
+        if isinstance(getattr(series, f.name), np.ndarray)
+    }
+    return dataclasses.replace(series, **columns)
 
 
 def _summaries_pay(series: SeriesSet, window: tuple[float, float] | None, buckets: int) -> bool:

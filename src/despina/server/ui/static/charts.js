@@ -372,11 +372,14 @@
       const most = Math.max(0, ...this.lines.map((l) => l.x.length));
       const points = this.lines.reduce((n, l) => n + l.points, 0);
       const live = this.lines.filter((l) => isRunning(l.run)).length;
+      const marked = this.lines.reduce((n, l) => n + (l.marks ? l.marks.length : 0), 0);
       this.state.textContent = (win ? "zoomed to " + fmtX(toPlot(win[0])) + " – " + fmtX(toPlot(win[1])) + " · " : "")
         + plural(this.lines.length, "run") + (grouping ? " in " + plural(this.drawn.length, "group") : "")
         + " · ≤" + plural(most, "bucket") + " per line · "
         + plural(points, "point") + (this.missing.length ? " · not in " + plural(this.missing.length, "run") : "")
-        + (live ? " · " + live + " live" + (win ? " (paused while zoomed)" : "") : "");
+        + (live ? " · " + live + " live" + (win ? " (paused while zoomed)" : "") : "")
+        + (marked && !grouping ? " · NaN/inf marked (▲ +inf, ▼ -inf, ○ NaN)" : "");
+      this.section.dataset.marks = String(marked);
       this.section.dataset.buckets = String(most);
       this.section.dataset.points = String(points);
       if (live) this.section.dataset.live = String(live); else delete this.section.dataset.live;
@@ -439,6 +442,7 @@
             if (hi > lo) zoomAll([toServer(lo), toServer(hi)]);
           }],
           setCursor: [(u) => chart.show(u)],
+          draw: [(u) => chart.drawMarks(u)],
         },
       };
       this.plot = new uPlot(opts, cols, this.plotEl);
@@ -464,6 +468,35 @@
         parts.push(el);
       });
       this.readout.replaceChildren(...parts);
+    }
+
+    // NaN and ±inf cannot be drawn as points: each is marked where it is, in the line's
+    // colour (▲ at the top for +inf, ▼ at the bottom for -inf, ○ above the x axis for NaN).
+    drawMarks(u) {
+      const ctx = u.ctx;
+      const ratio = window.devicePixelRatio || 1;
+      const { left, top, width, height } = u.bbox;
+      const size = 4 * ratio;
+      for (const line of this.drawn) {
+        if (!line.marks || !line.marks.length) continue;
+        ctx.save();
+        ctx.fillStyle = ctx.strokeStyle = lineColour(line);
+        ctx.lineWidth = 1.5 * ratio;
+        for (const [x, kind] of line.marks) {
+          const px = u.valToPos(toPlot(x), "x", true);
+          if (!(px >= left && px <= left + width)) continue;
+          ctx.beginPath();
+          if (kind === "+inf") {
+            ctx.moveTo(px, top); ctx.lineTo(px - size, top + 1.7 * size); ctx.lineTo(px + size, top + 1.7 * size); ctx.fill();
+          } else if (kind === "-inf") {
+            const bottom = top + height;
+            ctx.moveTo(px, bottom); ctx.lineTo(px - size, bottom - 1.7 * size); ctx.lineTo(px + size, bottom - 1.7 * size); ctx.fill();
+          } else {
+            ctx.arc(px, top + height - 3 * size, size, 0, 2 * Math.PI); ctx.stroke();
+          }
+        }
+        ctx.restore();
+      }
     }
 
     // What is drawn: the runs' lines, or one line per group.
