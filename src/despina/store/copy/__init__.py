@@ -2,9 +2,9 @@
 
 Every project, run (with its attributes, float-series chunks, previews, string/histogram/file
 points, fork parent, model and model versions), file (bookkeeping and contents), saved view,
-API key and refresh token of the source is copied into the destination, between any two stores the contract
-opens: embedded -> PostgreSQL (a laptop into the team database), PostgreSQL -> embedded,
-embedded -> embedded, PostgreSQL -> PostgreSQL. Reads and writes go through
+API key and refresh token of the source is copied into the destination, between any two stores
+the contract opens: embedded -> PostgreSQL (a laptop into the team database), PostgreSQL ->
+embedded, embedded -> embedded, PostgreSQL -> PostgreSQL. Reads and writes go through
 :meth:`Store.read` / :meth:`Store.write` in the store's shared SQL (both schemas have the same
 tables and columns; PostgreSQL fills its ``run_id`` columns by trigger).
 

@@ -137,6 +137,15 @@ class Copier:
             dst_pk = self._project_pk(workspace, name)
             if dst_pk is None:
                 with self.dst.write() as conn:
+                    if self.dst.dialect == "postgresql":
+                        # as PostgresStore.create_project: one creator at a time per workspace,
+                        # so that project keys stay unique within it
+                        from despina.store.postgres.schema import advisory_key
+
+                        conn.execute(
+                            "SELECT pg_advisory_xact_lock(?)",
+                            (advisory_key(f"workspace:{workspace}"),),
+                        )
                     taken = {
                         k
                         for (k,) in conn.execute(
