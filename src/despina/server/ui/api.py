@@ -12,7 +12,7 @@ from typing import Any
 
 from despina.errors import InvalidQuery, RunNotFound
 from despina.query.filters import AttributeFilter
-from despina.query.points import SeriesSet
+from despina.query.points import SeriesSet, StepRange
 from despina.query.resolve import restrict_types
 from despina.query.service import Container, QueryService
 from despina.server.ui import charts as _charts
@@ -361,6 +361,13 @@ def run_data(service: QueryService, project: str, run_id: str) -> dict[str, Any]
                 {"step": s, "time": iso_time(t), "histogram": json_safe(_json(v))}
                 for s, t, v in zip(rows.steps, rows.timestamps, rows.values, strict=True)
             ]
+        galleries: dict[str, list[dict[str, Any]]] = {}
+        file_series = snap.series([container], restrict_types(AttributeFilter(), ["file_series"]))
+        for i, rows in enumerate(snap.point_series(file_series, tail_limit=GALLERY_TAIL)):
+            galleries[_path(file_series, i)] = [
+                {"step": s, "time": iso_time(t), **_file_meta(_json(v))}
+                for s, t, v in zip(rows.steps, rows.timestamps, rows.values, strict=True)
+            ]
     sys_fields: list[dict[str, Any]] = []
     configs: list[dict[str, Any]] = []
     tags: dict[str, list[str]] = {}
@@ -388,6 +395,7 @@ def run_data(service: QueryService, project: str, run_id: str) -> dict[str, Any]
             if isinstance(value, dict):
                 entry["size"] = value.get("size_bytes")
                 entry["mime_type"] = value.get("mime_type")
+                entry["image"] = entry["mime_type"] in IMAGE_TYPES
             files.append(entry)
         elif column.type in ("string_series", "histogram_series"):
             continue
@@ -406,6 +414,26 @@ def run_data(service: QueryService, project: str, run_id: str) -> dict[str, Any]
         "string_series": tails,
         "histograms": hists,
         "files": sorted(files, key=lambda e: e["path"]),
+        "galleries": galleries,
+    }
+
+
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+"""Image types the run page shows inline (never SVG: it can carry script)."""
+GALLERY_TAIL = 24
+"""The most recent files of a file series shown in its gallery."""
+
+
+def _file_meta(value: Any) -> dict[str, Any]:
+    """What a page shows of a stored file reference: its name, size, type, whether inline."""
+    meta = value if isinstance(value, dict) else {}
+    mime = str(meta.get("mime_type") or "")
+    key = str(meta.get("path") or "")
+    return {
+        "name": key.rsplit("/", 1)[-1],
+        "size": meta.get("size_bytes"),
+        "mime_type": mime,
+        "image": mime in IMAGE_TYPES,
     }
 
 
@@ -433,21 +461,36 @@ class Download:
     mime_type: str
 
 
-def download(service: QueryService, project: str, run_id: str, attribute: str) -> Download:
-    """The file of a run's ``file`` attribute (or the last file of a ``file_series``).
+def download(
+    service: QueryService,
+    project: str,
+    run_id: str,
+    attribute: str,
+    step: float | None = None,
+) -> Download:
+    """The file of a run's ``file`` attribute, or of a ``file_series`` at ``step`` (default:
+    its last file).
 
     Raises:
         RunNotFound: no such run.
-        InvalidQuery: the run has no file attribute ``attribute``.
+        InvalidQuery: the run has no file attribute ``attribute``, or no file at ``step``.
         LookupError: the content is missing from the store (404).
     """
     container = _run_container(service, project, run_id)
     with service.snapshot(project) as snap:
-        table = snap.table([container], exact_selector([attribute], ["file", "file_series"]))
-        values = [c.values[0] for c in table.columns if len(c.rows)]
+        if step is None:
+            table = snap.table([container], exact_selector([attribute], ["file", "file_series"]))
+            values = [c.values[0] for c in table.columns if len(c.rows)]
+        else:
+            series = snap.series([container], exact_selector([attribute], ["file_series"]))
+            rows = snap.point_series(series, step_range=StepRange(step, step))
+            values = [_json(v) for r in rows for s, v in zip(r.steps, r.values, strict=True)
+                      if s == step]
         if not values or not isinstance(values[0], dict):
+            at = "" if step is None else f" at step {step:g}"
             raise InvalidQuery(
-                f"run {run_id!r} has no file attribute {attribute!r}; the run page lists its files"
+                f"run {run_id!r} has no file attribute {attribute!r}{at}; the run page lists "
+                "its files"
             )
         meta = values[0]
         location = snap.blob(str(meta.get("path", "")))

@@ -965,8 +965,9 @@ async def file_download(request: Request) -> Response:
     if not attribute:
         raise bad_request("give the file attribute: ?path=<attribute path>")
     service = ui_state(request.app).service
+    step = _float(request, "step")
     try:
-        found = await run_in_threadpool(api.download, service, project, run_id, attribute)
+        found = await run_in_threadpool(api.download, service, project, run_id, attribute, step)
         # the uploader chose the stored type: sent only if it cannot run script on this origin
         return await run_in_threadpool(
             blob_response, found.blobs, found.sha256, found.size, found.mime_type, found.filename
