@@ -414,7 +414,8 @@ def test_a_conflicting_run_is_reported_and_left_alone(source: Path, tmp_path: Pa
 
 
 def test_runs_keep_their_heads_when_merged(source: Path, tmp_path: Path) -> None:
-    """A destination head of the same experiment that is newer stays the head."""
+    """A destination head of the same experiment that is newer stays the head; an older one
+    gives way."""
     target = tmp_path / "heads"
     from datetime import UTC, datetime
 
@@ -427,9 +428,19 @@ def test_runs_keep_their_heads_when_merged(source: Path, tmp_path: Path) -> None
         **QUIET,
     )
     newer.close()
+    older = despina.Run(
+        project="ws/proj",
+        run_id="z0",
+        experiment_name="exp-a",
+        store=str(target),
+        creation_time=datetime(2000, 1, 1, tzinfo=UTC),
+        **QUIET,
+    )
+    older.close()
     copy_store(source, target)
-    heads = {r[0][1] for r in dump(target)["runs"] if r[4] == "exp-b" and r[5] == 1}
-    assert heads == {"z9"}
+    runs = dump(target)["runs"]
+    assert {r[0][1] for r in runs if r[4] == "exp-b" and r[5] == 1} == {"z9"}
+    assert {r[0][1] for r in runs if r[4] == "exp-a" and r[5] == 1} == {"r2"}
 
 
 def test_bad_input_is_refused_with_the_fix(source: Path, tmp_path: Path, postgres_url: str) -> None:

@@ -305,8 +305,9 @@ class Copier:
             ).fetchone()
             short_no = max(int(short_no), max(project.short_nos) + 1)
             values["short_no"] = short_no
+        demote: list[int] = []
         if values["is_head"] and values["experiment_name"] is not None:
-            values["is_head"] = self._take_head(
+            values["is_head"], demote = self._head(
                 dconn, project.pk, values["experiment_name"], int(values["creation_ms"])
             )
         cursor = dconn.execute(
@@ -320,6 +321,8 @@ class Copier:
             "SELECT id FROM runs WHERE project_id = ? AND run_id = ?", (project.pk, run.run_id)
         ).fetchone()
         pk = int(pk)
+        for other in demote:
+            dconn.execute("UPDATE runs SET is_head = 0 WHERE id = ?", (other,))
         if values["kind"] == "run":
             dconn.execute(
                 "UPDATE projects SET next_run_no = ? WHERE id = ? AND next_run_no <= ?",
@@ -332,18 +335,19 @@ class Copier:
         points += self._copy_points(sconn, dconn, ranges, attr_map)
         return pk, short_no, points, previews, len(attr_map)
 
-    def _take_head(self, dconn: Any, project_pk: int, experiment: str, creation_ms: int) -> int:
-        """Whether the copied run stays its experiment's head: the newest head wins."""
+    def _head(
+        self, dconn: Any, project_pk: int, experiment: str, creation_ms: int
+    ) -> tuple[int, list[int]]:
+        """Whether a copied head run stays its experiment's head (the newest head wins), and
+        the destination's heads that give way to it."""
         heads = dconn.execute(
             "SELECT id, creation_ms FROM runs WHERE project_id = ? AND experiment_name = ? "
             "AND is_head = 1",
             (project_pk, experiment),
         ).fetchall()
         if any(int(created) > creation_ms for _, created in heads):
-            return 0
-        for pk, _ in heads:
-            dconn.execute("UPDATE runs SET is_head = 0 WHERE id = ?", (pk,))
-        return 1
+            return 0, []
+        return 1, [int(pk) for pk, _ in heads]
 
     def _copy_attributes(self, sconn: Any, dconn: Any, src_pk: int, dst_pk: int) -> dict[int, int]:
         rows = sconn.execute(
