@@ -114,3 +114,22 @@ def test_histograms_use_their_bin_edges(page: Any, server: ServerProcess) -> Non
     )
     assert int(section.get_attribute("data-bins") or 0) == len(xs) - 1
     assert not page.errors
+
+
+def test_the_models_page_links_files_for_download(page: Any, server: ServerProcess) -> None:
+    data = page.request.get(server.url + f"{PROJECT}/models.json").json()
+    assert data["file_paths"] == ["weights"]
+    (model,) = data["models"]
+    page.goto(server.url + f"{PROJECT}/models")
+    links = page.locator("table.versions a[download]")
+    assert links.count() == len(model["versions"]) > 0
+    for version in model["versions"]:
+        sys_id = version["sys"]["sys/id"]
+        href = f"/p/demo/despina/file?object={sys_id}&path=weights"
+        assert page.locator(f"table.versions a[href='{href}']").count() == 1
+        answer = page.request.get(server.url + href)
+        assert answer.status == 200
+        assert answer.body().startswith(b"weights of version ")
+    missing = page.request.get(server.url + f"{PROJECT}/file?object=NOPE-1&path=weights")
+    assert missing.status == 404 and "NOPE-1" in missing.text()
+    assert not page.errors

@@ -22,6 +22,7 @@ from despina.server.ui.tables import (
     RunsRequest,
     exact_selector,
     find_containers,
+    find_object_container,
     read_cells,
     read_page,
 )
@@ -467,16 +468,25 @@ def download(
     run_id: str,
     attribute: str,
     step: float | None = None,
+    kind: str = "run",
 ) -> Download:
     """The file of a run's ``file`` attribute, or of a ``file_series`` at ``step`` (default:
-    its last file).
+    its last file). With ``kind="object"``, ``run_id`` is the ``sys/id`` of a model or model
+    version.
 
     Raises:
         RunNotFound: no such run.
         InvalidQuery: the run has no file attribute ``attribute``, or no file at ``step``.
         LookupError: the content is missing from the store (404).
     """
-    container = _run_container(service, project, run_id)
+    if kind == "object":
+        with service.snapshot(project) as snap:
+            found = find_object_container(snap, run_id)
+        if found is None:
+            raise RunNotFound(f"no model or model version {run_id!r} in project {project!r}")
+        container = found
+    else:
+        container = _run_container(service, project, run_id)
     with service.snapshot(project) as snap:
         if step is None:
             table = snap.table([container], exact_selector([attribute], ["file", "file_series"]))
@@ -484,8 +494,9 @@ def download(
         else:
             series = snap.series([container], exact_selector([attribute], ["file_series"]))
             rows = snap.point_series(series, step_range=StepRange(step, step))
-            values = [_json(v) for r in rows for s, v in zip(r.steps, r.values, strict=True)
-                      if s == step]
+            values = [
+                _json(v) for r in rows for s, v in zip(r.steps, r.values, strict=True) if s == step
+            ]
         if not values or not isinstance(values[0], dict):
             at = "" if step is None else f" at step {step:g}"
             raise InvalidQuery(

@@ -13,7 +13,9 @@ from typing import Any
 import pandas as pd
 
 from despina.project import Project
+from despina.query.service import QueryService
 from despina.server.ui.format import json_safe
+from despina.store.objects import file_paths_of_objects
 
 __all__ = ["models_data"]
 
@@ -33,9 +35,16 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return {key: _cell(value) for key, value in row.items()}
 
 
-def models_data(home: Path, project: str) -> dict[str, Any]:
-    """Models (newest first), each with its versions (newest first) and their attributes."""
+def models_data(home: Path, project: str, service: QueryService | None = None) -> dict[str, Any]:
+    """Models (newest first), each with its versions (newest first) and their attributes.
+
+    ``file_paths`` lists the attributes that hold files, which the page links for download.
+    """
     registry = Project(project, home=home)
+    file_paths: set[str] = set()
+    if service is not None:
+        with service.snapshot(project) as snap:
+            file_paths = file_paths_of_objects(snap)
     models = []
     for row in registry.fetch_models_table().to_rows():
         model = _plain(row)
@@ -59,4 +68,4 @@ def models_data(home: Path, project: str) -> dict[str, Any]:
                 ],
             }
         )
-    return json_safe({"project": project, "models": models})
+    return json_safe({"project": project, "models": models, "file_paths": sorted(file_paths)})

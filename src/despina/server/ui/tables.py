@@ -19,6 +19,7 @@ import numpy as np
 from despina.query.filters import AttributeFilter
 from despina.query.resolve import Selector, restrict_types
 from despina.query.service import Container, Snapshot
+from despina.store.objects import find_object
 from despina.store.runs_table import SORTABLE_TYPES, RunRow, find_runs, runs_page
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "RunsRequest",
     "exact_selector",
     "find_containers",
+    "find_object_container",
     "read_cells",
     "read_page",
 ]
@@ -155,3 +157,9 @@ def find_containers(snap: Snapshot, run_ids: Sequence[str]) -> list[Container]:
     """The runs with these ``sys/custom_run_id`` values (trashed ones too), in the given order;
     unknown ids are left out."""
     return [_container(snap, row) for row in find_runs(snap, run_ids)]
+
+
+def find_object_container(snap: Snapshot, object_id: str) -> Container | None:
+    """The model or model version with ``sys/id`` ``object_id``, read like a run."""
+    row = find_object(snap, object_id)
+    return None if row is None else _container(snap, row)

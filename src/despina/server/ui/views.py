@@ -960,14 +960,19 @@ async def neptune_run_link(request: Request) -> Response:
 
 async def file_download(request: Request) -> Response:
     project = _project(request)
-    run_id = _run_id(request)
+    # a run (?id=<run id>) or a model-registry object (?object=<sys/id>)
+    target = request.query_params.get("object", "")
+    kind = "object" if target else "run"
+    run_id = target or _run_id(request)
     attribute = request.query_params.get("path", "")
     if not attribute:
         raise bad_request("give the file attribute: ?path=<attribute path>")
     service = ui_state(request.app).service
     step = _float(request, "step")
     try:
-        found = await run_in_threadpool(api.download, service, project, run_id, attribute, step)
+        found = await run_in_threadpool(
+            api.download, service, project, run_id, attribute, step, kind
+        )
         # the uploader chose the stored type: sent only if it cannot run script on this origin
         return await run_in_threadpool(
             blob_response, found.blobs, found.sha256, found.size, found.mime_type, found.filename
@@ -1014,7 +1019,8 @@ async def compare_json(request: Request) -> Response:
 async def _models(request: Request) -> tuple[str, dict[str, Any]]:
     project = _project(request)
     home = request.app.state.despina.store.home
-    return project, await run_in_threadpool(models_data, home, project)
+    service = ui_state(request.app).service
+    return project, await run_in_threadpool(models_data, home, project, service)
 
 
 @_html
