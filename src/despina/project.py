@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from despina.config import resolve_project
 from despina.errors import InvalidQuery
 from despina.nql import compile_query, install_functions
 from despina.store import Store, lifecycle
+from despina.store.sql import attribute_reads, table_reads
 from despina.store.sysattrs import SYS_COLUMNS
 
 if TYPE_CHECKING:
@@ -144,32 +144,24 @@ class Project:
             columns = [columns]
         store = self._store()
         project_id = store.project_id(self.name)
-        now = int(time.time() * 1000)
-        where = ["r.project_id = ?", "r.kind = ?"]
-        params: list[Any] = [project_id, kind]
-        if trashed is not None:
-            where.append("r.trashed = ?")
-            params.append(1 if trashed else 0)
-        if model_id is not None:
-            where.append(
-                "r.model_pk = (SELECT m.id FROM runs m WHERE m.object_id = ? "
-                "AND m.project_id = r.project_id AND m.kind = 'model')"
-            )
-            params.append(model_id)
+        if not isinstance(sort_by, str) or not sort_by:
+            raise InvalidQuery(f"sort_by must be an attribute path, got {sort_by!r}")
+        where = None
         if query and query.strip():
-            fragment, query_params = compile_query(query, now_ms=now)
-            where.append(f"({fragment})")
-            params.extend(query_params)
-        order, order_params = _order_by(sort_by, ascending)
-        sql = (
-            "SELECT r.id FROM runs r JOIN projects p ON p.id = r.project_id "
-            f"WHERE {' AND '.join(where)} ORDER BY {order}"
-        )
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            where = compile_query(query, now_ms=int(time.time() * 1000))
         with store.read() as conn:
             install_functions(conn)
-            pks = [pk for (pk,) in conn.execute(sql, [*params, *order_params])]
+            pks = table_reads.object_pks(
+                conn,
+                project_id,
+                kind=kind,  # type: ignore[arg-type]
+                trashed=trashed,
+                model_id=model_id,
+                where=where,
+                sort_by=sort_by,
+                ascending=ascending,
+                limit=limit,
+            )
             rows, found = _values(conn, pks, columns)
         names = list(columns) if columns is not None else sorted(found)
         return Table(rows, names)
@@ -215,18 +207,8 @@ def _names(ids: str | Iterable[str]) -> list[str]:
     return [ids] if isinstance(ids, str) else list(ids)
 
 
-def _order_by(sort_by: str, ascending: bool) -> tuple[str, list[Any]]:
-    direction = "ASC" if ascending else "DESC"
-    if not isinstance(sort_by, str) or not sort_by:
-        raise InvalidQuery(f"sort_by must be an attribute path, got {sort_by!r}")
-    if sort_by in SYS_COLUMNS:
-        return f"{SYS_COLUMNS[sort_by].sql} {direction}, r.id {direction}", []
-    key = "(SELECT COALESCE(a.num, a.text) FROM attributes a WHERE a.run_id = r.id AND a.path = ?)"
-    return f"{key} IS NULL, {key} {direction}, r.id {direction}", [sort_by, sort_by]
-
-
 def _values(
-    conn: sqlite3.Connection, pks: list[int], columns: Sequence[str] | None
+    conn: Any, pks: list[int], columns: Sequence[str] | None
 ) -> tuple[list[dict[str, Any]], set[str]]:
     """Cells of the runs ``pks`` (in order) for ``columns`` (None: every attribute)."""
     import pandas as pd
@@ -236,34 +218,23 @@ def _values(
     rows: dict[int, dict[str, Any]] = {pk: {} for pk in pks}
     wanted = set(columns) if columns is not None else None
     sys_paths = [p for p in SYS_COLUMNS if wanted is None or p in wanted]
-    marks = ",".join("?" * len(pks))
     found: set[str] = set()
     if sys_paths:
-        exprs = ", ".join(SYS_COLUMNS[p].sql for p in sys_paths)
-        for pk, *values in conn.execute(
-            f"SELECT r.id, {exprs} FROM runs r JOIN projects p ON p.id = r.project_id "
-            f"WHERE r.id IN ({marks})",
-            pks,
-        ):
+        for pk, values in attribute_reads.sys_attribute_rows(conn, pks, sys_paths).items():
             for path, value in zip(sys_paths, values, strict=True):
                 if value is not None:
                     rows[pk][path] = _sys_cell(SYS_COLUMNS[path].type, value, pd)
                     found.add(path)
-    attr_sql = (
-        f"SELECT run_id, path, type, num, text, count FROM attributes WHERE run_id IN ({marks})"
-    )
-    attr_params: list[Any] = list(pks)
+    user: list[str] | None = None
     if wanted is not None:
         user = [p for p in wanted if p not in SYS_COLUMNS]
         if not user:
             return [rows[pk] for pk in pks], found
-        attr_sql += f" AND path IN ({','.join('?' * len(user))})"
-        attr_params += user
-    for pk, path, type_, num, text, count in conn.execute(attr_sql, attr_params):
-        cell = _cell(type_, num, text, count, pd)
+    for row in attribute_reads.attribute_rows(conn, pks, user):
+        cell = _cell(row.type, row.num, row.text, row.point_count, pd)
         if cell is not _MISSING:
-            rows[pk][path] = cell
-            found.add(path)
+            rows[row.run_pk][row.path] = cell
+            found.add(row.path)
     return [rows[pk] for pk in pks], found
 
 

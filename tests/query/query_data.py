@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 import despina
 
@@ -11,6 +16,39 @@ T0 = datetime(2025, 1, 1, 0, 1, 40, tzinfo=UTC)
 """Points of the §16.1 example are timestamped T0 + step seconds."""
 
 QUIET = {"enable_console_log_capture": False, "source_tracking_config": None}
+
+
+@contextlib.contextmanager
+def shared_store(request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
+    """Where the data of a module- or session-scoped fixture lives: ``directory`` (the embedded
+    store), or with ``DESPINA_TEST_STORE=postgresql`` a database of its own that outlives the
+    per-test databases (dropped at the end). Log into it inside :func:`logging_into`; queries
+    name it with ``despina.query.set_store``."""
+    if os.environ.get("DESPINA_TEST_STORE", "sqlite") != "postgresql":
+        yield str(directory)
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.create_database("query")
+    try:
+        yield url
+    finally:
+        from despina.query.service import QueryService
+
+        with QueryService._instances_lock:
+            for key, service in list(QueryService._instances.items()):
+                if getattr(service.store, "url", None) == url:
+                    service.store.close()
+                    del QueryService._instances[key]
+        cluster.drop_database(url)
+
+
+@contextlib.contextmanager
+def logging_into(location: str) -> Iterator[None]:
+    """``despina.Run(home=...)`` logs to ``location`` (a store URL) inside the block."""
+    with pytest.MonkeyPatch.context() as patch:
+        if "://" in location:
+            patch.setenv("DESPINA_STORE", location)
+        yield
 
 
 def at(step: float) -> datetime:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import query_data as data
 from pandas.testing import assert_frame_equal
 
 import despina.query as nq
@@ -62,9 +62,17 @@ def _write(
 
 
 @pytest.fixture(scope="module")
-def bucket_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("buckets")
-    store = Store.open(home)
+def bucket_home(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with data.shared_store(request, tmp_path_factory.mktemp("buckets")) as location:
+        _build(Store.open(url=location))
+        nq.set_store(location)
+        yield location
+        nq.set_store(None)
+
+
+def _build(store: Store) -> None:
     steps10 = [float(s) for s in range(10)]
     _write(store, "ws/a", "exp-1", {"loss": (steps10, [10.0 * s for s in steps10])})
     _write(store, "ws/b", "exp-1", {"loss": ([5.0], [1.0])})
@@ -122,8 +130,6 @@ def bucket_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             "regular": ([float(i) for i in range(3000)], rng.normal(size=3000).tolist()),
         },
     )
-    nq.set_home(home)
-    yield home
 
 
 def _buckets(project: str, y: str, limit: int, **options: object) -> pd.DataFrame:
@@ -146,7 +152,7 @@ def _frame(
     )
 
 
-def test_example_a(bucket_home: Path) -> None:
+def test_example_a(bucket_home: str) -> None:
     got = _buckets("ws/a", "loss", 3)
     expected = _frame(
         [
@@ -159,7 +165,7 @@ def test_example_a(bucket_home: Path) -> None:
     assert_frame_equal(got, expected)
 
 
-def test_example_b_single_point(bucket_home: Path) -> None:
+def test_example_b_single_point(bucket_home: str) -> None:
     got = _buckets("ws/b", "loss", 10)
     expected = _frame(
         [(pd.Interval(5.0, 5.0, closed="both"), [5.0, 1.0])],
@@ -168,14 +174,14 @@ def test_example_b_single_point(bucket_home: Path) -> None:
     assert_frame_equal(got, expected)
 
 
-def test_example_c_merge_gives_interval_dtype(bucket_home: Path) -> None:
+def test_example_c_merge_gives_interval_dtype(bucket_home: str) -> None:
     got = _buckets("ws/c", "loss", 1)
     assert str(got.index.dtype) == "interval[float64, both]"
     assert list(got.index) == [pd.Interval(0.0, 10.0, closed="both")]
     assert got.iloc[0].tolist() == [0.0, 1.0]
 
 
-def test_example_d_two_experiments(bucket_home: Path) -> None:
+def test_example_d_two_experiments(bucket_home: str) -> None:
     got = _buckets("ws/d", "loss|acc", 4)
     expected = _frame(
         [
@@ -196,14 +202,14 @@ def test_example_d_two_experiments(bucket_home: Path) -> None:
     assert_frame_equal(got, expected)
 
 
-def test_example_g_relabel(bucket_home: Path) -> None:
+def test_example_g_relabel(bucket_home: str) -> None:
     got = _buckets("ws/c", "loss", 4)
     assert list(got.index) == [pd.Interval(0.0, 2.5, closed="both"), pd.Interval(7.5, 10.0)]
     assert got.index.dtype == object
     assert got[("exp-1", "loss", "x")].tolist() == [0.0, 10.0]
 
 
-def test_example_k(bucket_home: Path) -> None:
+def test_example_k(bucket_home: str) -> None:
     got = _buckets("ws/k", "loss", 1000)
     assert list(got.index) == [
         pd.Interval(0.0, 0.0020000000000000018, closed="both"),
@@ -284,17 +290,17 @@ def _check(project: str, names: list[str], limit: int, lineage: bool) -> None:
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 7, 50, 1000])
 @pytest.mark.parametrize("lineage", [True, False])
-def test_pruning_matches_brute_force(bucket_home: Path, limit: int, lineage: bool) -> None:
+def test_pruning_matches_brute_force(bucket_home: str, limit: int, lineage: bool) -> None:
     _check("ws/big", ["m", "short"], limit, lineage)
 
 
 @pytest.mark.parametrize("limit", [1, 9, 1000])
-def test_huge_and_irregular_steps(bucket_home: Path, limit: int) -> None:
+def test_huge_and_irregular_steps(bucket_home: str, limit: int) -> None:
     _check("ws/huge", ["m", "irregular"], limit, True)  # too large for integer edges
     _check("ws/odd", ["irregular", "regular"], limit, True)  # delta-coded chunk steps
 
 
-def test_pruning_skips_chunks(bucket_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pruning_skips_chunks(bucket_home: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from despina.query import buckets
 
     read: list[int] = []
@@ -311,7 +317,7 @@ def test_pruning_skips_chunks(bucket_home: Path, monkeypatch: pytest.MonkeyPatch
     assert 0 < len(read) < total / 2
 
 
-def test_previews_take_part(bucket_home: Path) -> None:
+def test_previews_take_part(bucket_home: str) -> None:
     without = _buckets("ws/big", "^m$", 10)
     with_previews = _buckets("ws/big", "^m$", 10, include_point_previews=True)
     assert without.index[-1].right == 27_999.0
@@ -319,7 +325,7 @@ def test_previews_take_part(bucket_home: Path) -> None:
     assert with_previews[("big", "m", "y")].iloc[-1] == 42.0
 
 
-def test_min_max_extension(bucket_home: Path) -> None:
+def test_min_max_extension(bucket_home: str) -> None:
     got = _buckets("ws/d", "loss", 4, include_min_max=True)
     assert list(got.columns.get_level_values("bucket")[:4]) == ["x", "y", "min", "max"]
     first = got.iloc[0]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import query_data as data
 
 import despina.query as nq
 from despina.query import attrs, runs
@@ -19,6 +20,7 @@ from despina.query.service import QueryService
 from despina.store import Store
 from despina.store.batch import Assign, Batch, MetricColumn
 from despina.store.runs import RunSpec, create_run
+from despina.store.sql import attribute_columns
 from despina.store.writer import RunWriter
 
 RUNS = 2_000
@@ -32,10 +34,15 @@ def _p00(i: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """2,000 runs × (20 params + 5 one-step metrics), written straight through the writer."""
-    home = tmp_path_factory.mktemp("first-call")
-    store = Store.open(home)
+def home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """2,000 runs × (20 params + 5 one-step metrics), written straight through the writer; the
+    store's location."""
+    with data.shared_store(request, tmp_path_factory.mktemp("first-call")) as location:
+        _build(Store.open(url=location))
+        yield location
+
+
+def _build(store: Store) -> None:
     one = np.array([0], np.int64)
     for i in range(RUNS):
         made = create_run(store, RunSpec(project=PROJECT, run_id=f"r{i:04d}", creation_ms=i))
@@ -46,30 +53,35 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             for j in range(METRICS)
         }
         RunWriter(store, made.pk).apply(Batch(ops=ops, metrics=metrics))
-    yield home
 
 
 @pytest.fixture()
-def fresh(home: Path) -> Iterator[Path]:
+def fresh(home: str) -> Iterator[str]:
     """A process that has not queried yet: no cached rows, the store's own connection."""
-    service = QueryService.for_home(home)
+    service = QueryService.for_home(url=home)
     service.attributes.clear()
-    nq.set_home(home)
+    nq.set_store(home)
     yield home
-    nq.set_home(None)
+    nq.set_store(None)
 
 
-def _traced(home: Path) -> list[str]:
+def _traced(home: str) -> list[str] | None:
+    """The statements the store's connection runs from now on (the embedded store only)."""
+    store = QueryService.for_home(url=home).store
+    if store.dialect != "sqlite":
+        return None
     statements: list[str] = []
-    QueryService.for_home(home).store.connection().set_trace_callback(statements.append)
+    store.connection().set_trace_callback(statements.append)
     return statements
 
 
-def _untrace(home: Path) -> None:
-    QueryService.for_home(home).store.connection().set_trace_callback(None)
+def _untrace(home: str) -> None:
+    store = QueryService.for_home(url=home).store
+    if store.dialect == "sqlite":
+        store.connection().set_trace_callback(None)
 
 
-def test_filtered_table_reads_only_the_matched_runs_selected_paths(fresh: Path) -> None:
+def test_filtered_table_reads_only_the_matched_runs_selected_paths(fresh: str) -> None:
     matched = sum(_p00(i) > 0.5 for i in range(RUNS))
     statements = _traced(fresh)
     before = READ_STATS.rows
@@ -83,14 +95,15 @@ def test_filtered_table_reads_only_the_matched_runs_selected_paths(fresh: Path) 
         _untrace(fresh)
     assert table.shape == (matched, 2)
     # every statement that reads attribute rows in bulk names the runs and the paths it wants
-    reads = [s for s in statements if re.search(r"FROM attributes a WHERE a.run_id IN", s)]
-    assert reads, statements
-    for sql in reads:
-        assert "a.path IN" in sql, sql
+    if statements is not None:
+        reads = [s for s in statements if re.search(r"FROM attributes a WHERE a.run_id IN", s)]
+        assert reads, statements
+        for sql in reads:
+            assert "a.path IN" in sql, sql
     assert READ_STATS.rows - before == matched * 2  # not matched × 25, not 2,000 × 25
 
 
-def test_regex_columns_read_only_the_paths_they_match(fresh: Path) -> None:
+def test_regex_columns_read_only_the_paths_they_match(fresh: str) -> None:
     before = READ_STATS.rows
     table = runs.fetch_runs_table(
         project=PROJECT, runs=["r0001", "r0002"], attributes=r"^params/p0[0-4]$"
@@ -99,7 +112,7 @@ def test_regex_columns_read_only_the_paths_they_match(fresh: Path) -> None:
     assert READ_STATS.rows - before == 2 * 5
 
 
-def test_first_fetch_metrics_reads_only_float_series_rows(fresh: Path) -> None:
+def test_first_fetch_metrics_reads_only_float_series_rows(fresh: str) -> None:
     before = READ_STATS.rows
     frame = runs.fetch_metrics(project=PROJECT, runs=".*", attributes="^metrics/m[01]$")
     assert frame.shape == (RUNS, 2)
@@ -107,7 +120,7 @@ def test_first_fetch_metrics_reads_only_float_series_rows(fresh: Path) -> None:
     assert frame.loc[("r0014", 0.0), "metrics/m1"] == 14 / 7 + 1
 
 
-def test_repeated_call_reads_nothing_again(fresh: Path) -> None:
+def test_repeated_call_reads_nothing_again(fresh: str) -> None:
     call = {"project": PROJECT, "runs": ".*", "attributes": r"^params/p0[0-2]$"}
     first = runs.fetch_runs_table(**call)
     after_first = READ_STATS.rows
@@ -119,7 +132,7 @@ def test_repeated_call_reads_nothing_again(fresh: Path) -> None:
 def test_columnar_read_equals_the_row_wise_read(tmp_path: Path) -> None:
     """Every column, bit for bit: NaN, ±inf, -0.0, subnormals, integers past 2**53, text
     with the separators, a path holding the layout separator (row-wise fallback)."""
-    store = Store.open(tmp_path)
+    store = Store.open(tmp_path)  # DESPINA_STORE (PostgreSQL) wins when set
     floats = [math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, 0.1, 1 / 3, 1.7976931348623157e308]
     floats += [8.954980282160279e-297, 1.4447524204172303e265]
     pks = []
@@ -146,6 +159,9 @@ def test_columnar_read_equals_the_row_wise_read(tmp_path: Path) -> None:
             _assert_same_rows(expected, found)
             numeric = read_columns(conn, chosen, text=False, series=False)
             _assert_same_rows(expected, numeric, columns=("num_f", "num_i"))
+            texts = read_columns(conn, chosen, values=False, series=False, types=["string"])
+            strings = expected.take(expected.type == attrs.TYPE_CODE["string"])
+            _assert_same_rows(strings, texts, columns=("text",))
 
 
 def _assert_same_rows(
@@ -176,16 +192,16 @@ def _assert_same_rows(
 
 
 def test_many_store_paths_fall_back_to_every_path(
-    fresh: Path, monkeypatch: pytest.MonkeyPatch
+    fresh: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past the path limit a regex selection reads all paths of its runs, same table."""
     call = {"project": PROJECT, "runs": ["r0003", "r0004"], "attributes": r"^params/p0[0-4]$"}
     expected = runs.fetch_runs_table(**call)
-    QueryService.for_home(fresh).attributes.clear()
-    monkeypatch.setattr(attrs, "STORE_PATHS_LIMIT", 3)
+    QueryService.for_home(url=fresh).attributes.clear()
+    monkeypatch.setattr(attribute_columns, "STORE_PATHS_LIMIT", 3)
     before = READ_STATS.rows
     found = runs.fetch_runs_table(**call)
-    store = QueryService.for_home(fresh).store
+    store = QueryService.for_home(url=fresh).store
     with store.read() as conn:
         (every,) = conn.execute(
             "SELECT count(*) FROM attributes a JOIN runs r ON r.id = a.run_id "

@@ -7,13 +7,12 @@ reads one consistent snapshot. Search semantics: spec/query-api.md §4 (sorting,
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from despina.query.lineage import in_chunks, marks
 from despina.store.access import ProjectInfo
-from despina.store.sysattrs import SYS_COLUMNS
+from despina.store.sql import table_reads
 from despina.userregex import compile_user_regex
 
 __all__ = [
@@ -43,12 +42,6 @@ class RunRef:
     experiment_name: str | None
 
 
-_RUN_COLUMNS = (
-    f"r.id, r.run_id, {SYS_COLUMNS['sys/id'].sql}, r.uuid, r.experiment_name, r.project_id"
-)
-_RUNS_FROM = "runs r JOIN projects p ON p.id = r.project_id"
-
-
 def parse_run_identifier(identifier: str) -> tuple[str, str, bool] | None:
     """``(project, id, is_custom)`` of ``ws/p/<sys id>`` or ``CUSTOM/ws/p/<run id>``.
 
@@ -63,7 +56,7 @@ def parse_run_identifier(identifier: str) -> tuple[str, str, bool] | None:
 
 
 def resolve_runs(
-    conn: sqlite3.Connection,
+    conn: Any,
     identifiers: Iterable[str],
     projects: dict[str, ProjectInfo],
 ) -> dict[str, RunRef]:
@@ -84,18 +77,14 @@ def resolve_runs(
     found: dict[str, RunRef] = {}
     for project, (shorts, customs) in by_project.items():
         info = projects[project]
-        for column, wanted in (("short_no", shorts), ("run_id", customs)):
-            keys = list(wanted)
-            for part in in_chunks(keys):
-                rows = conn.execute(
-                    f"SELECT {_RUN_COLUMNS}, r.short_no FROM {_RUNS_FROM} WHERE r.project_id = ? "
-                    f"AND r.kind = 'run' AND r.{column} IN ({marks(len(part))})",
-                    (info.id, *part),
-                )
-                for pk, run_id, sys_id, uuid, experiment, _, short_no in rows:
-                    ref = RunRef(pk, info, run_id, sys_id, uuid, experiment)
-                    for identifier in wanted[short_no if column == "short_no" else run_id]:
-                        found[identifier] = ref
+        for row in table_reads.runs_by_keys(conn, info.id, "short_no", list(shorts)):
+            ref = RunRef(row.pk, info, row.run_id, row.sys_id, row.uuid, row.experiment_name)
+            for identifier in shorts[row.short_no]:
+                found[identifier] = ref
+        for row in table_reads.runs_by_keys(conn, info.id, "run_id", list(customs)):
+            ref = RunRef(row.pk, info, row.run_id, row.sys_id, row.uuid, row.experiment_name)
+            for identifier in customs[row.run_id]:
+                found[identifier] = ref
     return found
 
 
@@ -109,54 +98,8 @@ class Sort:
     descending: bool = True
 
 
-_NUMERIC_TYPES = ("float", "int", "bool", "datetime")
-_SORT_AGGREGATES = {
-    "last": "a.num",
-    "min": "a.fmin",
-    "max": "a.fmax",
-    "average": "(a.fsum / a.fcount)",
-    "variance": "MAX(0.0, a.fsumsq / a.fcount - (a.fsum / a.fcount) * (a.fsum / a.fcount))",
-}
-
-
-def _sort_sql(sort: Sort) -> tuple[str, str, list[object]]:
-    """(join, key expression, parameters) ordering runs by ``sort``."""
-    column = SYS_COLUMNS.get(sort.name)
-    if column is not None:
-        return "", column.sql, []
-    wire = sort.type
-    if wire in ("float", "int"):
-        types: tuple[str, ...] = ("float", "int")
-        key = "a.num"
-    elif wire in ("bool", "datetime"):
-        types = (wire,)
-        key = "a.num"
-    elif wire == "floatSeries":
-        types = ("float_series",)
-        key = _SORT_AGGREGATES.get(sort.aggregation, "a.num")
-    elif wire in ("stringSeries",):
-        types = ("string_series",)
-        key = "a.text"
-    elif wire == "stringSet":
-        types = ("string_set",)
-        key = "a.text"
-    elif wire in (None, "string"):
-        types = ("string",)
-        key = "a.text"
-    else:
-        types = ()
-        key = "NULL"
-    if not types:
-        return "", "NULL", []
-    join = (
-        "LEFT JOIN attributes a ON a.run_id = r.id AND a.path = ? "
-        f"AND a.type IN ({', '.join(repr(t) for t in types)})"
-    )
-    return join, key, [sort.name]
-
-
 def search_runs(
-    conn: sqlite3.Connection,
+    conn: Any,
     project_ids: Sequence[int],
     where: tuple[str, list[object]] | None,
     *,
@@ -169,46 +112,31 @@ def search_runs(
 
     Runs without the sort attribute come last in both directions; ties go by creation order.
     """
-    if not project_ids:
-        return 0, []
-    clauses = [
-        f"r.project_id IN ({marks(len(project_ids))})",
-        "r.kind = 'run'",
-        "r.trashed = 0",
-    ]
-    params: list[object] = list(project_ids)
-    if leaders_only:
-        clauses.append("r.is_head = 1")
-    if where is not None:
-        clauses.append(f"({where[0]})")
-        params.extend(where[1])
-    condition = " AND ".join(clauses)
-    base = "FROM runs r JOIN projects p ON p.id = r.project_id"
-    (total,) = conn.execute(f"SELECT COUNT(*) {base} WHERE {condition}", params).fetchone()
-    if total == 0 or limit <= 0 or offset >= total:
-        return int(total), []
-    join, key, join_params = _sort_sql(sort)
-    direction = "DESC" if sort.descending else "ASC"
-    rows = conn.execute(
-        f"SELECT r.id {base} {join} WHERE {condition} "
-        f"ORDER BY ({key}) IS NULL, ({key}) {direction}, r.creation_ms, r.id LIMIT ? OFFSET ?",
-        [*join_params, *params, limit, offset],
+    return table_reads.search_run_page(
+        conn,
+        project_ids,
+        where,
+        leaders_only=leaders_only,
+        sort_name=sort.name,
+        sort_type=sort.type,
+        aggregation=sort.aggregation,
+        descending=sort.descending,
+        offset=offset,
+        limit=limit,
     )
-    return int(total), [int(row[0]) for row in rows]
 
 
 def runs_by_pk(
-    conn: sqlite3.Connection, pks: Sequence[int], projects: dict[int, ProjectInfo]
+    conn: Any, pks: Sequence[int], projects: dict[int, ProjectInfo]
 ) -> dict[int, RunRef]:
     """Runs by row id (their projects must be in ``projects``, keyed by project id)."""
     found: dict[int, RunRef] = {}
-    for part in in_chunks(list(pks)):
-        for pk, run_id, sys_id, uuid, experiment, project_id in conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.id IN ({marks(len(part))})", part
-        ):
-            info = projects.get(project_id)
-            if info is not None:
-                found[pk] = RunRef(pk, info, run_id, sys_id, uuid, experiment)
+    for row in table_reads.runs_by_pks(conn, list(pks)):
+        info = projects.get(row.project_id)
+        if info is not None:
+            found[row.pk] = RunRef(
+                row.pk, info, row.run_id, row.sys_id, row.uuid, row.experiment_name
+            )
     return found
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -68,6 +67,7 @@ from despina.query.values import present_sys, sys_rows
 from despina.store import Store
 from despina.store.opening import open_address, resolve_store
 from despina.store.schema import ATTRIBUTE_TYPES, SERIES_TYPES
+from despina.store.sql import attribute_reads, table_reads
 from despina.store.sqlite import DB_FILE
 from despina.store.sysattrs import SYS_COLUMNS
 
@@ -181,9 +181,7 @@ class QueryService:
 class Snapshot:
     """The reads of one project inside one read transaction."""
 
-    def __init__(
-        self, service: QueryService, conn: sqlite3.Connection, project: str, project_id: int
-    ) -> None:
+    def __init__(self, service: QueryService, conn: Any, project: str, project_id: int) -> None:
         self.service = service
         self.conn = conn
         self.project = project
@@ -207,30 +205,30 @@ class Snapshot:
         order. ``sort_by=None`` sorts by ``sys/creation_time``.
         """
         # models and trashed runs never appear in the query API (as with Neptune's)
-        where = ["r.project_id = ?", "r.kind = 'run'", "r.trashed = 0"]
-        params: list[Any] = [self.project_id]
-        if kind == "experiment":
-            where.append("r.is_head = 1 AND r.experiment_name IS NOT NULL")
-        if nql is not None:
-            fragment, nql_params = self._compile(nql)
-            where.append(f"({fragment})")
-            params.extend(nql_params)
-        key, key_params = _sort_sql(sort_by or Attribute("sys/creation_time", "datetime"))
-        order = "DESC" if direction == "desc" else "ASC"
-        label = "r.experiment_name" if kind == "experiment" else "r.run_id"
-        sql = (
-            f"SELECT r.id, {label}, r.experiment_name, r.parent_id, r.fork_step, r.creation_ms, "
-            f"{key} AS k "
-            f"FROM runs r JOIN projects p ON p.id = r.project_id WHERE {' AND '.join(where)} "
-            f"ORDER BY k IS NULL, k {order}, r.creation_ms, r.id"
+        where = None if nql is None else self._compile(nql)
+        sort = sort_by or Attribute("sys/creation_time", "datetime")
+        found = table_reads.search_containers(
+            self.conn,
+            self.project_id,
+            experiments=kind == "experiment",
+            where=where,
+            sort_name=sort.name,
+            sort_type=sort.type,
+            descending=direction == "desc",
+            limit=limit,
         )
-        params = [*key_params, *params]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
         return [
-            Container(pk, label_, self.project, exp, parent, fork, created, k)
-            for pk, label_, exp, parent, fork, created, k in self.conn.execute(sql, params)
+            Container(
+                row.pk,
+                row.label,
+                self.project,
+                row.experiment_name,
+                row.parent_pk,
+                row.fork_step,
+                row.creation_ms,
+                row.sort_key,
+            )
+            for row in found
         ]
 
     def _compile(self, nql: Filter | str | nql_ast.Node) -> tuple[str, list[Any]]:
@@ -246,19 +244,11 @@ class Snapshot:
 
     def attribute_types(self, names: Iterable[str]) -> dict[str, set[str]]:
         """The types each name has anywhere in the project (for type inference, §6)."""
-        out: dict[str, set[str]] = {}
+        names = list(names)
+        out = attribute_reads.attribute_types(self.conn, self.project_id, names)
         for name in names:
-            rows = self.conn.execute(
-                "SELECT DISTINCT a.type FROM attributes a JOIN runs r ON r.id = a.run_id "
-                "WHERE a.path = ? AND r.project_id = ? "
-                "AND (a.count IS NULL OR a.count > 0)",
-                (name, self.project_id),
-            ).fetchall()
-            found = {t for (t,) in rows}
             if name in SYS_COLUMNS:
-                found.add(SYS_COLUMNS[name].type)
-            if found:
-                out[name] = found
+                out.setdefault(name, set()).add(SYS_COLUMNS[name].type)
         return out
 
     def rows(
@@ -308,14 +298,11 @@ class Snapshot:
     ) -> list[tuple[str, str]]:
         """Distinct ``(path, type)`` of the containers' attributes (all runs of the project for
         ``None``) that pass ``selector``, ``sys/`` attributes included, sorted."""
-        empty = "" if with_empty_series else " AND (a.count IS NULL OR a.count != 0)"
         found: set[tuple[str, str]] = set()
         if containers is None:
             found.update(
-                self.conn.execute(
-                    "SELECT DISTINCT a.path, a.type FROM attributes a JOIN runs r "
-                    f"ON r.id = a.run_id WHERE r.project_id = ?{empty}",
-                    (self.project_id,),
+                attribute_reads.project_definitions(
+                    self.conn, self.project_id, with_empty_series=with_empty_series
                 )
             )
         else:
@@ -502,13 +489,10 @@ class Snapshot:
     def blob(self, storage_key: str) -> tuple[str, int] | None:
         """The key in the store's blob store (``store.blobs``) and the size of the content
         stored under ``storage_key``, or ``None`` when it is not in the store."""
-        row = self.conn.execute(
-            "SELECT sha256, size FROM blobs WHERE project_id = ? AND path = ?",
-            (self.project_id, storage_key),
-        ).fetchone()
-        if row is None or not self.service.store.blobs.exists(row[0]):
+        entry = table_reads.blob_entry(self.conn, self.project_id, storage_key)
+        if entry is None or not self.service.store.blobs.exists(entry[0]):
             return None
-        return str(row[0]), int(row[1])
+        return entry
 
 
 def _positions(pks: list[int], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -518,19 +502,6 @@ def _positions(pks: list[int], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.
         return np.empty(0, np.int64)
     sorter = np.argsort(keys, kind="stable")
     return sorter[np.searchsorted(keys, wanted, sorter=sorter)].astype(np.int64)
-
-
-def _sort_sql(attribute: Attribute) -> tuple[str, list[Any]]:
-    sys_column = SYS_COLUMNS.get(attribute.name)
-    if sys_column is not None:
-        return sys_column.sql, []
-    type_ = attribute.type or "string"
-    column = "a.num" if type_ in _NUMERIC_SORT else "a.text"
-    return (
-        f"(SELECT {column} FROM attributes a WHERE a.run_id = r.id AND a.path = ? "
-        "AND a.type = ? AND (a.count IS NULL OR a.count > 0))",
-        [attribute.name, type_],
-    )
 
 
 def _column(

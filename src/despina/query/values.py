@@ -7,14 +7,15 @@ Values come back per run as :class:`AttrValue` (``sys/`` attributes included, re
 from __future__ import annotations
 
 import heapq
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from despina.query.catalog import NamePredicate
 from despina.query.float_batch import attrs_with_previews
-from despina.query.lineage import BATCH, in_chunks, marks
 from despina.store.schema import SERIES_TYPES
+from despina.store.sql import attribute_reads
+from despina.store.sql.attribute_reads import present_sys
 from despina.store.sysattrs import SYS_COLUMNS
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "sys_values",
 ]
 
-_RUNS_FROM = "runs r JOIN projects p ON p.id = r.project_id"
+_EXACT_NAMES_LIMIT = 1600
+"""Up to this many exact names, a read names them to the store; past it, it reads every row of
+its runs and filters here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +50,12 @@ class AttrValue:
     has_preview: bool = False
 
 
-def sys_rows(
-    conn: sqlite3.Connection, pks: Sequence[int], paths: Sequence[str]
-) -> dict[int, tuple[object, ...]]:
+def sys_rows(conn: Any, pks: Sequence[int], paths: Sequence[str]) -> dict[int, tuple[object, ...]]:
     """Per run row id, the values of the ``sys/`` attributes ``paths`` (None: no value)."""
-    out: dict[int, tuple[object, ...]] = {}
-    if not paths:
-        return out
-    select = ", ".join(SYS_COLUMNS[p].sql for p in paths)
-    for part in in_chunks(list(pks)):
-        for row in conn.execute(
-            f"SELECT r.id, {select} FROM {_RUNS_FROM} WHERE r.id IN ({marks(len(part))})", part
-        ):
-            out[int(row[0])] = row[1:]
-    return out
+    return attribute_reads.sys_attribute_rows(conn, pks, paths)
 
 
-def sys_values(
-    conn: sqlite3.Connection, pks: Sequence[int], paths: Sequence[str]
-) -> dict[int, list[AttrValue]]:
+def sys_values(conn: Any, pks: Sequence[int], paths: Sequence[str]) -> dict[int, list[AttrValue]]:
     """Per run row id, its ``sys/`` attributes among ``paths`` that have a value."""
     columns = [SYS_COLUMNS[p] for p in paths]
     out: dict[int, list[AttrValue]] = {}
@@ -82,7 +72,7 @@ def sys_values(
 
 
 def attribute_values(
-    conn: sqlite3.Connection,
+    conn: Any,
     pks: Sequence[int],
     *,
     names: Iterable[str] | None = None,
@@ -104,63 +94,42 @@ def attribute_values(
 
     sys_paths = [c.path for c in SYS_COLUMNS.values() if keep(c.path, c.type)]
     out = sys_values(conn, pks, sys_paths)
-    columns = (
-        "a.run_id, a.path, a.type, a.num, a.text, a.count, a.last_step, a.fmin, a.fmax, a.fsum, "
-        "a.fsumsq, a.fcount, a.id"
-    )
-    exact = wanted is not None and len(wanted) <= 4 * BATCH
-    for part in in_chunks(list(pks)):
-        if exact:
-            assert wanted is not None
-            rows: list[tuple[object, ...]] = []
-            names_list = sorted(wanted)
-            for names_part in in_chunks(names_list):
-                rows.extend(
-                    conn.execute(
-                        f"SELECT {columns} FROM attributes a WHERE a.run_id IN "
-                        f"({marks(len(part))}) AND a.path IN ({marks(len(names_part))})",
-                        (*part, *names_part),
-                    )
-                )
-        else:
-            rows = conn.execute(
-                f"SELECT {columns} FROM attributes a WHERE a.run_id IN ({marks(len(part))})",
-                part,
-            ).fetchall()
-        float_ids: list[int] = []
-        pending: list[tuple[int, tuple[object, ...]]] = []
-        for row in rows:
-            path, type_ = str(row[1]), str(row[2])
-            if type_ in SERIES_TYPES and not row[5]:
-                continue
-            if not keep(path, type_):
-                continue
-            pending.append((int(row[0]), row))  # type: ignore[call-overload]
-            if type_ == "float_series":
-                float_ids.append(int(row[12]))  # type: ignore[call-overload]
-        previews = attrs_with_previews(conn, float_ids)
-        for run_pk, row in pending:
-            out.setdefault(run_pk, []).append(
-                AttrValue(
-                    str(row[1]),
-                    str(row[2]),
-                    row[3],
-                    None if row[4] is None else str(row[4]),
-                    row[5],  # type: ignore[arg-type]
-                    row[6],  # type: ignore[arg-type]
-                    row[7],  # type: ignore[arg-type]
-                    row[8],  # type: ignore[arg-type]
-                    row[9],  # type: ignore[arg-type]
-                    row[10],  # type: ignore[arg-type]
-                    row[11],  # type: ignore[arg-type]
-                    int(row[12]) in previews,  # type: ignore[call-overload]
-                )
+    exact = wanted is not None and len(wanted) <= _EXACT_NAMES_LIMIT
+    paths = sorted(wanted) if exact and wanted is not None else None
+    rows = attribute_reads.attribute_rows(conn, pks, paths)  # no rows for no paths
+    float_ids: list[int] = []
+    pending: list[attribute_reads.AttributeRow] = []
+    for row in rows:
+        if row.type in SERIES_TYPES and not row.point_count:
+            continue
+        if not keep(row.path, row.type):
+            continue
+        pending.append(row)
+        if row.type == "float_series":
+            float_ids.append(row.attr_id)
+    previews = attrs_with_previews(conn, float_ids)
+    for row in pending:
+        out.setdefault(row.run_pk, []).append(
+            AttrValue(
+                row.path,
+                row.type,
+                row.num,
+                row.text,
+                row.point_count,
+                row.last_step,
+                row.fmin,
+                row.fmax,
+                row.fsum,
+                row.fsumsq,
+                row.fcount,
+                row.attr_id in previews,
             )
+        )
     return out
 
 
 def definitions(
-    conn: sqlite3.Connection,
+    conn: Any,
     *,
     project_ids: Sequence[int] | None,
     run_pks: Sequence[int] | None,
@@ -176,37 +145,16 @@ def definitions(
     (keyset paging). The statements then walk ``(path, type)`` in order and stop when the page
     is full, so a page costs what it returns rather than the whole list.
     """
-    scopes: list[tuple[str, list[object]]] = []
-    if run_pks is not None:
-        for part in in_chunks(list(run_pks)):
-            scopes.append((f"a.run_id IN ({marks(len(part))})", list(part)))
-    elif project_ids:
-        scopes.append(
-            (
-                f"a.run_id IN (SELECT id FROM runs WHERE project_id IN "
-                f"({marks(len(project_ids))}) AND kind = 'run' AND trashed = 0)",
-                list(project_ids),
-            )
-        )
-    keyset = "" if after is None else " AND (a.path, a.type) > (?, ?)"
-    keys: list[object] = [] if after is None else [after[0], after[1]]
-    order = "" if limit is None else " ORDER BY a.path, a.type"
-    streams: list[Iterable[tuple[str, str]]] = []
-    for scope_sql, scope_params in scopes:
-        name_parts: list[list[str] | None] = (
-            [list(p) for p in in_chunks(exact_names)] if exact_names is not None else [None]
-        )
-        for names_part in name_parts:
-            names_sql = "" if names_part is None else f"a.path IN ({marks(len(names_part))}) AND "
-            streams.append(
-                conn.execute(
-                    f"SELECT DISTINCT a.path, a.type FROM attributes a WHERE {names_sql}"
-                    f"{scope_sql} AND (a.count IS NULL OR a.count > 0){keyset}{order}",
-                    (*(names_part or ()), *scope_params, *keys),
-                )
-            )
+    streams = attribute_reads.definition_streams(
+        conn,
+        project_ids=project_ids,
+        run_pks=run_pks,
+        exact_names=exact_names,
+        after=after,
+        ordered=limit is not None,
+    )
     # sys attributes: those with a value on at least one of the runs
-    if scopes:
+    if run_pks is not None or project_ids:
         present = sorted((p, SYS_COLUMNS[p].type) for p in present_sys(conn, project_ids, run_pks))
         streams.append([e for e in present if after is None or e > after])
     wanted = None if exact_names is None else set(exact_names)
@@ -233,31 +181,3 @@ def definitions(
             if len(out) >= limit:
                 break
     return out
-
-
-def present_sys(
-    conn: sqlite3.Connection,
-    project_ids: Sequence[int] | None,
-    run_pks: Sequence[int] | None,
-    *,
-    live_only: bool = True,
-) -> set[str]:
-    """The sys attributes that have a value on at least one of the runs (``run_pks``, else
-    every run of the projects: with ``live_only``, only runs that are neither models nor
-    trashed). One statement of ``EXISTS`` per batch: each column stops at its first hit."""
-    scopes: list[tuple[str, list[object]]] = []
-    if run_pks is not None:
-        scopes = [(f"r.id IN ({marks(len(p))})", list(p)) for p in in_chunks(list(run_pks))]
-    elif project_ids:
-        live = " AND r.kind = 'run' AND r.trashed = 0" if live_only else ""
-        scopes = [(f"r.project_id IN ({marks(len(project_ids))}){live}", list(project_ids))]
-    columns = list(SYS_COLUMNS.values())
-    present: set[str] = set()
-    for sql, params in scopes:
-        select = ", ".join(
-            f"EXISTS (SELECT 1 FROM {_RUNS_FROM} WHERE {sql} AND ({c.sql}) IS NOT NULL)"
-            for c in columns
-        )
-        row = conn.execute(f"SELECT {select}", params * len(columns)).fetchone()
-        present.update(c.path for c, flag in zip(columns, row, strict=True) if flag)
-    return present
