@@ -49,6 +49,9 @@ def _bearer(client: TestClient, token: str) -> dict[str, str]:
 def replicas(s3_blobs: str, tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, Store]]:
     """Two in-process servers over one store and one S3 blob store, with 10-byte single
     uploads and 4-byte parts."""
+    # the server keeps its key file in its home (which a PostgreSQL store with S3 blobs never
+    # creates by itself)
+    (tmp_path / "home").mkdir()
     store_a = Store.open(tmp_path / "home", blobs=s3_blobs)
     store_a.create_project(PROJECT)
     store_b = Store.open(tmp_path / "home", blobs=s3_blobs)
@@ -149,6 +152,7 @@ def test_abandoned_parts_are_swept_from_the_bucket(
 def s3_server(s3_blobs: str, tmp_path: Path) -> Iterator[ServerProcess]:
     """``despina serve --blobs s3://...`` over a fresh home with project ws/proj."""
     home = tmp_path / "server" / "home"
+    home.mkdir(parents=True)  # the server's key and log live there, whatever the store
     store = Store.open(home, blobs=s3_blobs)
     store.create_project(PROJECT)
     store.close()

@@ -194,7 +194,6 @@ def test_store_open_picks_the_blob_store(
     store.close()
 
 
-@pytest.mark.sqlite_only  # checks that no embedded store directory was created
 def test_a_missing_bucket_is_a_clear_error_and_nothing_is_written(
     s3_blobs: str, tmp_path: Path
 ) -> None:

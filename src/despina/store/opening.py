@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from despina.config import resolve_home
+from despina.errors import StoreError
 from despina.store.contract import BUSY_TIMEOUT_MS, Store
 from despina.store.urls import StoreLocation, parse_store_url
 
@@ -68,6 +69,7 @@ def open_address(
     """Open a resolved store, with its blob store (``blobs``, else ``DESPINA_BLOBS``, else
     ``<home>/blobs``). The blob store is checked first: when it cannot be reached nothing is
     written."""
+    from despina.store.blobs.directory import DirectoryBlobStore
     from despina.store.blobs.opening import open_blob_store
 
     blob_store = open_blob_store(
@@ -83,5 +85,16 @@ def open_address(
 
         assert address.location.url is not None
         store = PostgresStore.open_url(address.location.url, home=address.home)
+    if isinstance(blob_store, DirectoryBlobStore):
+        # created once the database opened (nothing is written when it cannot be), private
+        # to the user as the embedded store's directories are
+        try:
+            blob_store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            store.close()
+            raise StoreError(
+                f"cannot create the blob directory {blob_store.url!r}: {exc.strerror}; set "
+                "DESPINA_BLOBS (--blobs) to a writable directory or s3://bucket/prefix"
+            ) from exc
     store.blobs = blob_store
     return store
