@@ -218,3 +218,55 @@ def test_nan_and_infinities_are_marked(page: Any, server: ServerProcess) -> None
     assert chart.get_attribute("data-marks") == "3"
     assert "NaN/inf marked" in chart.locator(".state").text_content()
     assert not page.errors
+
+
+def test_relative_time_and_another_metric_as_x(page: Any, server: ServerProcess) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import despina
+
+    start = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    run = despina.Run(
+        project="demo/despina",
+        run_id="x-axes",
+        creation_time=start,
+        home=server.home,
+        enable_console_log_capture=False,
+        source_tracking_config=None,
+    )
+    for step in range(1, 21):
+        run.log_metrics(
+            {"train/xloss": 1.0 / step, "train/tokens": step * 512.0},
+            step=step,
+            timestamp=start + timedelta(seconds=30 + step),
+        )
+    run.close()
+    base = server.url + "/p/demo/despina/chart.json?run=x-axes&metric=train/xloss"
+    relative = page.request.get(base + "&x=relative").json()["lines"][0]
+    assert relative["x"][:3] == [31_000, 32_000, 33_000]  # ms since the run was created
+    tokens = page.request.get(base + "&x=metric&xmetric=train/tokens").json()
+    assert tokens["lines"][0]["x"][:3] == [512.0, 1024.0, 1536.0]
+    assert tokens["lines"][0]["y"][:3] == [1.0, 0.5, pytest.approx(1 / 3)]
+    zoomed = page.request.get(base + "&x=metric&xmetric=train/tokens&from=2000&to=4000").json()
+    assert zoomed["lines"][0]["x"] == [2048.0, 2560.0, 3072.0, 3584.0]
+    missing = page.request.get(base + "&x=metric")
+    assert missing.status == 400 and "xmetric" in missing.text()
+    tail = page.request.get(
+        server.url + "/p/demo/despina/chart-tail.json?run=x-axes&metric=train/xloss&after=3"
+        "&x=metric&xmetric=train/tokens"
+    )
+    assert tail.status == 400
+    page.goto(server.url + "/p/demo/despina/charts?run=x-axes&metric=train/xloss&x=relative")
+    _drawn(page, "train/xloss")
+    area = page.locator("section.chart .u-over").bounding_box()
+    page.mouse.move(area["x"] + area["width"] * 0.5, area["y"] + area["height"] / 2)
+    assert "s in" in page.text_content("section.chart .readout")  # e.g. "41s in"
+    page.goto(
+        server.url
+        + "/p/demo/despina/charts?run=x-axes&metric=train/xloss&x=metric&xmetric=train/tokens"
+    )
+    _drawn(page, "train/xloss")
+    area = page.locator("section.chart .u-over").bounding_box()
+    page.mouse.move(area["x"] + area["width"] * 0.5, area["y"] + area["height"] / 2)
+    assert "train/tokens" in page.text_content("section.chart .readout")
+    assert not page.errors

@@ -238,15 +238,24 @@ def chart_data(
     axis: _charts.Axis,
     window: tuple[float, float] | None,
     buckets: int,
+    x_metric: str | None = None,
 ) -> dict[str, Any]:
     """The lines of one chart (see :func:`despina.server.ui.charts.chart`).
 
     Raises:
-        InvalidQuery: a bad window or bucket count.
+        InvalidQuery: a bad window or bucket count, or the metric axis without ``x_metric``.
     """
     with service.snapshot(project) as snap:
         containers = find_containers(snap, run_ids)
-        found = _charts.chart(snap, containers, metric, axis=axis, window=window, buckets=buckets)
+        found = _charts.chart(
+            snap,
+            containers,
+            metric,
+            axis=axis,
+            window=window,
+            buckets=buckets,
+            x_metric=x_metric,
+        )
         states = run_states(snap, [c.pk for c in containers])
     return _chart_json(found, containers, states, run_ids)
 

@@ -49,7 +49,9 @@ MAX_BUCKETS = 1000
 MAX_CHARTS = 60
 """The most charts one page draws."""
 
-Axis = Literal["step", "time"]
+Axis = Literal["step", "time", "relative", "metric"]
+"""The x axis: the step; the point's time (epoch ms); the time since the run was created (ms);
+or another metric's value at the same step (``x_metric``, e.g. tokens seen or epoch)."""
 F64 = npt.NDArray[np.float64]
 
 
@@ -140,14 +142,20 @@ def chart(
     axis: Axis = "step",
     window: tuple[float, float] | None = None,
     buckets: int = MAX_BUCKETS,
+    x_metric: str | None = None,
 ) -> Chart:
     """The chart of ``metric`` for ``containers`` (in their order).
 
-    ``window`` limits the x axis (steps, or epoch ms on the time axis) and re-buckets it.
+    ``window`` limits the x axis (in its units) and re-buckets it. On the ``metric`` axis a
+    point is drawn at ``x_metric``'s value at the same step; steps where ``x_metric`` has no
+    value (or a non-finite one) are left out.
 
     Raises:
-        InvalidQuery: ``buckets`` is out of 2..1000 or the window is empty or reversed.
+        InvalidQuery: ``buckets`` is out of 2..1000, the window is empty or reversed, or the
+            ``metric`` axis has no ``x_metric``.
     """
+    if axis == "metric" and not x_metric:
+        raise InvalidQuery("the metric x axis needs the metric to put on it: ?xmetric=<path>")
     if not 2 <= buckets <= MAX_BUCKETS:
         raise InvalidQuery(f"buckets must be between 2 and {MAX_BUCKETS}, got {buckets}")
     if window is not None and not (
@@ -169,8 +177,9 @@ def chart(
     elif axis == "step" and window is None:
         result.lines, result.x_range = _from_service(snap, series, labels, buckets)
     else:
-        result.lines, result.x_range = _from_points(snap, series, labels, axis, window, buckets)
-    _mark_nonfinite(snap, series, labels, result, axis, buckets)
+        xs = _x_values(snap, containers, series, axis, window, x_metric)
+        result.lines, result.x_range = _from_points(series, labels, xs, window, buckets)
+    _mark_nonfinite(snap, containers, series, labels, result, axis, buckets)
     last = {label: int(series.last_step[i]) for i, label in enumerate(labels)}
     for line in result.lines:
         micro = last.get(line.run, -1)
@@ -207,6 +216,11 @@ def tail(
         )
     if width is not None and not (math.isfinite(width) and width > 0):
         raise InvalidQuery(f"width must be a positive number, got {width}")
+    if axis == "metric":
+        raise InvalidQuery(
+            "live updates follow the step and time axes; a chart against another metric "
+            "is redrawn whole (reload it)"
+        )
     result = Chart(metric, axis, None, None)
     series = snap.series(list(containers), exact_selector([metric], ["float_series"]))
     if not len(series):
@@ -223,10 +237,12 @@ def tail(
         at = slice(int(batch.offsets[i]), int(batch.offsets[i + 1]))
         steps, y = batch.steps[at], batch.values[at]
         x = steps if axis == "step" else batch.timestamps[at].astype(np.float64)
+        if axis == "relative":
+            x = x - float(containers[c].creation_ms)
         if after[c] is not None:
             keep = steps > float(after[c])  # type: ignore[arg-type]
             steps, x, y = steps[keep], x[keep], y[keep]
-        if axis == "time":
+        if axis in ("time", "relative"):
             order = np.argsort(x, kind="stable")
             x, y = x[order], y[order]
         last_step = float(steps.max()) if len(steps) else after[c]
@@ -252,11 +268,18 @@ MAX_MARKS = 1000
 
 
 def _mark_nonfinite(
-    snap: Snapshot, series: SeriesSet, labels: list[str], result: Chart, axis: Axis, buckets: int
+    snap: Snapshot,
+    containers: Sequence[Container],
+    series: SeriesSet,
+    labels: list[str],
+    result: Chart,
+    axis: Axis,
+    buckets: int,
 ) -> None:
     """Mark where lines have NaN or ±inf values: only the series whose attribute counts say
-    they have some are read, point by point, within the chart's x range."""
-    if result.x_range is None:
+    they have some are read, point by point, within the chart's x range (not on the metric
+    axis, where a point's x is another metric's value)."""
+    if result.x_range is None or axis == "metric":
         return
     counts = nonfinite_counts(snap, series.attr_id.tolist())
     flagged = [i for i in range(len(series)) if int(series.attr_id[i]) in counts]
@@ -278,6 +301,8 @@ def _mark_nonfinite(
         if not bad.any():
             continue
         x = batch.steps[at] if axis == "step" else batch.timestamps[at].astype(np.float64)
+        if axis == "relative":
+            x = x - float(containers[int(subset.container[j])].creation_ms)
         x, y = x[bad], y[bad]
         keep = (x >= lo) & (x <= hi)
         x, y = x[keep], y[keep]
@@ -350,30 +375,63 @@ def _from_service(
     return lines, found.x_range
 
 
-def _from_points(
+def _x_values(
     snap: Snapshot,
+    containers: Sequence[Container],
     series: SeriesSet,
-    labels: list[str],
     axis: Axis,
     window: tuple[float, float] | None,
-    buckets: int,
-) -> tuple[list[Line], tuple[float, float] | None]:
+    x_metric: str | None,
+) -> list[tuple[F64, F64]]:
+    """Per series, its points as ``(x, y)`` on the axis, in x order (within ``window`` on the
+    time axes: the step axis' window is applied when reading)."""
     step_range = StepRange(*window) if axis == "step" and window is not None else StepRange()
     batch = snap.float_series(series, mode="full", step_range=step_range)
-    xs, ys = [], []
-    for i in range(len(labels)):
+    by_container: dict[int, tuple[F64, F64]] = {}
+    if axis == "metric" and x_metric:
+        other = snap.series(list(containers), exact_selector([x_metric], ["float_series"]))
+        found = snap.float_series(other, mode="full")
+        for i in range(len(other)):
+            at = slice(int(found.offsets[i]), int(found.offsets[i + 1]))
+            by_container[int(other.container[i])] = (found.steps[at], found.values[at])
+    out = []
+    for i in range(len(series)):
         at = slice(int(batch.offsets[i]), int(batch.offsets[i + 1]))
-        x = batch.steps[at] if axis == "step" else batch.timestamps[at].astype(np.float64)
         y = batch.values[at]
-        if axis == "time":
+        if axis == "step":
+            x = batch.steps[at]
+        elif axis == "metric":
+            steps = batch.steps[at]
+            x_steps, x_values = by_container.get(
+                int(series.container[i]), (np.empty(0), np.empty(0))
+            )
+            where = np.clip(np.searchsorted(x_steps, steps), 0, max(len(x_steps) - 1, 0))
+            same = (x_steps[where] == steps) if len(x_steps) else np.zeros(len(steps), bool)
+            x = np.where(same, x_values[where] if len(x_steps) else 0.0, np.nan)
+            keep = np.isfinite(x)
+            x, y = x[keep], y[keep]
+        else:
+            x = batch.timestamps[at].astype(np.float64)
+            if axis == "relative":
+                x = x - float(containers[int(series.container[i])].creation_ms)
+        if axis != "step":
             order = np.argsort(x, kind="stable")
             x, y = x[order], y[order]
             if window is not None:
                 keep = (x >= window[0]) & (x <= window[1])
                 x, y = x[keep], y[keep]
-        xs.append(x)
-        ys.append(y)
-    nonempty = [x for x in xs if len(x)]
+        out.append((x, y))
+    return out
+
+
+def _from_points(
+    series: SeriesSet,
+    labels: list[str],
+    xs: list[tuple[F64, F64]],
+    window: tuple[float, float] | None,
+    buckets: int,
+) -> tuple[list[Line], tuple[float, float] | None]:
+    nonempty = [x for x, _ in xs if len(x)]
     if window is not None:
         lo, hi = window
     elif nonempty:
@@ -381,7 +439,7 @@ def _from_points(
     else:
         return [_line(label, *(np.empty(0),) * 4, 0) for label in labels], None
     lines = [
-        _bucketed(label, x, y, lo, hi, buckets) for label, x, y in zip(labels, xs, ys, strict=True)
+        _bucketed(label, x, y, lo, hi, buckets) for label, (x, y) in zip(labels, xs, strict=True)
     ]
     return lines, (lo, hi)
 

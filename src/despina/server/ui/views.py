@@ -359,8 +359,20 @@ def _columns(request: Request, service: QueryService, project: str, kind: str) -
     return api.default_columns(service, project, kind)
 
 
+AXES: tuple[Axis, ...] = ("step", "time", "relative", "metric")
+
+
 def _axis(request: Request) -> Axis:
-    return "time" if _choice(request, "x", ("step", "time"), "step") == "time" else "step"
+    chosen = _choice(request, "x", AXES, "step")
+    return next(axis for axis in AXES if axis == chosen)
+
+
+def _x_metric(request: Request) -> str | None:
+    """The metric on the x axis (``?x=metric&xmetric=<path>``)."""
+    name = request.query_params.get("xmetric", "").strip()
+    if len(name) > 1024:
+        raise bad_request("xmetric is longer than 1024 characters")
+    return name or None
 
 
 def _patterns(request: Request) -> list[str]:
@@ -670,6 +682,7 @@ async def charts_page(request: Request) -> Response:
         "groups": data["groups"],
         "band": data["band"],
         "together": data["together"],
+        "xmetric": _x_metric(request) or "",
     }
     return render(
         request,
@@ -726,7 +739,14 @@ async def chart_json(request: Request) -> Response:
     buckets = _int(request, "buckets", MAX_BUCKETS, 2, MAX_BUCKETS)
     data = await run_in_threadpool(
         lambda: api.chart_data(
-            service, project, runs, metric, axis=_axis(request), window=window, buckets=buckets
+            service,
+            project,
+            runs,
+            metric,
+            axis=_axis(request),
+            window=window,
+            buckets=buckets,
+            x_metric=_x_metric(request),
         )
     )
     return _json_response(data)

@@ -24,9 +24,14 @@
   };
   const lineKey = (line) => line.run + "\u0000" + (line.metric || "");
   const lineName = (line) => (line.metric !== undefined && cfg.together ? line.run + " · " + line.metric : line.run);
+  // x axes: the step; the time (epoch ms); the time since the run was created (ms); or another
+  // metric's value at the same step (cfg.xmetric)
   const timeAxis = cfg.axis === "time";
-  const toPlot = (x) => (timeAxis ? x / 1000 : x);   // uPlot time scales are in seconds
-  const toServer = (x) => (timeAxis ? x * 1000 : x);
+  const relativeAxis = cfg.axis === "relative";
+  const metricAxis = cfg.axis === "metric";
+  const inSeconds = timeAxis || relativeAxis;
+  const toPlot = (x) => (inSeconds ? x / 1000 : x);   // uPlot time scales are in seconds
+  const toServer = (x) => (inSeconds ? x * 1000 : x);
   const plural = (n, word) => n.toLocaleString() + " " + word + (n === 1 ? "" : "s");
   const params = new URLSearchParams(window.location.search);
   const number = (name) => {
@@ -37,6 +42,14 @@
   };
   let smoothing = Math.min(0.99, Math.max(0, number("smooth") || 0));
   const logX = params.get("logx") === "1" && !timeAxis;
+  const duration = (seconds) => {
+    const sign = seconds < 0 ? "-" : "";
+    let s = Math.abs(seconds);
+    const h = Math.floor(s / 3600); s -= h * 3600;
+    const m = Math.floor(s / 60); s -= m * 60;
+    const sec = (Math.round(s * 10) / 10).toFixed(s % 1 ? 1 : 0);
+    return sign + (h ? h + "h " + String(m).padStart(2, "0") + "m " : m ? m + "m " : "") + sec + "s";
+  };
   const yRange = [number("ymin"), number("ymax")];
 
   // Run states (running / finished / failed); running runs are marked "live" in the legend and
@@ -114,7 +127,10 @@
     return String(+v.toPrecision(4));
   }
   function fmtX(x) {
-    return timeAxis ? new Date(x * 1000).toISOString().replace("T", " ").replace("Z", "") : "step " + fmt(x);
+    if (timeAxis) return new Date(x * 1000).toISOString().replace("T", " ").replace("Z", "");
+    if (relativeAxis) return duration(x) + " in";
+    if (metricAxis) return cfg.xmetric + " " + fmt(x);
+    return "step " + fmt(x);
   }
 
 
@@ -122,6 +138,7 @@
     const p = new URLSearchParams();
     p.set("metric", metric);
     p.set("x", cfg.axis);
+    if (metricAxis) p.set("xmetric", cfg.xmetric);
     for (const run of cfg.runs) p.append("run", run);
     if (win) { p.set("from", String(win[0])); p.set("to", String(win[1])); }
     return fetch(cfg.chartUrl + "?" + p.toString(), { credentials: "same-origin", signal }).then((r) =>
@@ -322,7 +339,7 @@
     // their lines (bucketed by the chart's bucket width) without redrawing the chart anew.
     follow() {
       const runs = cfg.runs.filter(isRunning);
-      if (!runs.length || this.win || this.inflight || this.tailing) return;
+      if (metricAxis || !runs.length || this.win || this.inflight || this.tailing) return;
       const byRun = new Map(this.lines.map((l) => [lineKey(l), l]));
       const seq = this.seq;
       this.tailing = true;
@@ -424,7 +441,7 @@
         height: 240,
         legend: { show: false },
         scales: { x: { time: timeAxis, distr: logX ? 3 : 1 }, y: yScale },
-        axes: [{ stroke: "#667085", grid: { stroke: "#eef0f3" } },
+        axes: [{ stroke: "#667085", grid: { stroke: "#eef0f3" }, ...(relativeAxis ? { values: (u, splits) => splits.map(duration) } : {}) },
           { stroke: "#667085", grid: { stroke: "#eef0f3" }, size: 60, values: (u, splits) => splits.map(tick) }],
         series,
         bands,
@@ -530,7 +547,8 @@
 
     // The drawn points: one row per run and bucket (x is the bucket's last step or time).
     exportCsv() {
-      const head = ["run", ...(this.metrics.length > 1 ? ["metric"] : []), timeAxis ? "time_ms" : "step", "value", "min", "max"];
+      const xName = timeAxis ? "time_ms" : relativeAxis ? "since_start_ms" : metricAxis ? cfg.xmetric : "step";
+      const head = ["run", ...(this.metrics.length > 1 ? ["metric"] : []), xName, "value", "min", "max"];
       if (smoothing > 0) head.push("smoothed");
       const rows = [head.join(",")];
       for (const line of this.drawn || []) {
