@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from neptune_api.proto.google_rpc.code_pb2 import Code
@@ -49,6 +50,7 @@ from despina.store.access import (
     find_request,
     find_run_pk,
     prune_requests,
+    record_request,
     request_statuses,
     save_request,
     sha256_hex,
@@ -526,6 +528,14 @@ def _run_spec(op: RunOperation, owner: str) -> RunSpec:
 # -- the service ---------------------------------------------------------------------------------
 
 
+class _AlreadyApplied(Exception):
+    """The operation was applied meanwhile (another replica got it too): answer its id."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(request_id)
+        self.request_id = request_id
+
+
 class _Writers:
     """Run writers by run row id (least recently used dropped), each with its own lock."""
 
@@ -608,7 +618,13 @@ class IngestService:
         if kind == "create":
             items, issues = self._create(op, principal)
         else:
-            items, issues = self._update(project.id, op, body)
+            try:
+                items, issues, recorded = self._update(project.id, op, body, request_id, digest)
+            except _AlreadyApplied as applied:  # by another replica, while this one waited
+                return _submit_response(applied.request_id)
+            if recorded:
+                self._log(op.run_id, request_id, issues)
+                return _submit_response(request_id)
         self._save(request_id, project.id, op.run_id, digest, items, issues)
         return _submit_response(request_id)
 
@@ -626,24 +642,59 @@ class IngestService:
         return 1, list(created.issues)
 
     def _update(
-        self, project_id: int, op: RunOperation, body: bytes
-    ) -> tuple[int, list[IngestIssue]]:
+        self, project_id: int, op: RunOperation, body: bytes, request_id: str, digest: str
+    ) -> tuple[int, list[IngestIssue], bool]:
+        """Apply an update; returns ``(items, issues, recorded)``.
+
+        The status is recorded in the transaction of the last batch (``recorded``): a replica
+        killed after that commit left both the points and the status, one killed before it
+        neither (a resend applies the rest; points already stored are duplicates). The first
+        batch checks, under the run's lock, that no replica applied the same body meanwhile.
+
+        Raises:
+            _AlreadyApplied: another replica (or thread) applied the same operation first.
+        """
         run_id = op.run_id
         run_pk = find_run_pk(self.store, project_id, run_id)
         if run_pk is None:
-            return 1, _fatal(
-                "RUN_NOT_FOUND", f"run {run_id!r} does not exist; send its create operation first"
+            return (
+                1,
+                _fatal(
+                    "RUN_NOT_FOUND",
+                    f"run {run_id!r} does not exist; send its create operation first",
+                ),
+                False,
             )
         now = int(time.time() * 1000)
         if op.WhichOneof("operation") == "update":
             batches, items, issues = decode_snapshots([op.update], now)
         else:
             batches, items, issues = decode_update_batch(body, op, now)
+        if not batches:
+            return items, issues, False
+
+        def guard(conn: Any) -> None:
+            earlier = find_request(self.store, project_id, run_id, digest)
+            if earlier is not None:
+                raise _AlreadyApplied(earlier)
+
+        def record(conn: Any, found: list[IngestIssue]) -> None:
+            status = _status(items, [*issues, *found])
+            record_request(conn, request_id, project_id, run_id, digest, status)
+
         writer, lock = self._writers.get(run_pk)
         with lock:
-            for batch in batches:
-                issues.extend(writer.apply(batch))
-        return items, issues
+            for i, batch in enumerate(batches):
+                last = i == len(batches) - 1
+                issues.extend(
+                    writer.apply(
+                        batch,
+                        durable=last,  # the acknowledgement covers every batch before it
+                        guard=guard if i == 0 else None,
+                        before_commit=record if last else None,
+                    )
+                )
+        return items, issues, True
 
     def _save(
         self,
@@ -656,6 +707,10 @@ class IngestService:
     ) -> None:
         status = _status(items, issues)
         save_request(self.store, request_id, project_id, run_id, digest, status)
+        self._log(run_id, request_id, issues)
+
+    @staticmethod
+    def _log(run_id: str, request_id: str, issues: list[IngestIssue]) -> None:
         for issue in issues:
             if issue.severity != WARNING:
                 logger.info("ingest %s %s: %s %s", run_id, request_id, issue.code, issue.message)

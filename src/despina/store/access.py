@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from despina.store import Store
 
@@ -31,6 +32,7 @@ __all__ = [
     "list_api_keys",
     "list_project_infos",
     "prune_requests",
+    "record_request",
     "request_statuses",
     "revoke_api_key",
     "save_refresh_token",
@@ -182,11 +184,25 @@ def save_request(
     the operation committed before it are on stable storage when the client is acknowledged.
     """
     with store.write(durable=True) as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO ingest_requests (request_id, project_id, run_id, "
-            "body_sha256, status, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (request_id, project_id, run_id, body_sha256, json.dumps(status), _now_ms()),
-        )
+        record_request(conn, request_id, project_id, run_id, body_sha256, status)
+
+
+def record_request(
+    conn: Any,
+    request_id: str,
+    project_id: int,
+    run_id: str,
+    body_sha256: str,
+    status: StoredStatus,
+) -> None:
+    """Record the final status of an operation inside the caller's write transaction (``conn``
+    of :meth:`Store.write`): committed together with what the operation wrote, so a resend
+    after a crash finds either both or neither."""
+    conn.execute(
+        "INSERT OR REPLACE INTO ingest_requests (request_id, project_id, run_id, "
+        "body_sha256, status, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+        (request_id, project_id, run_id, body_sha256, json.dumps(status), _now_ms()),
+    )
 
 
 def find_request(store: Store, project_id: int, run_id: str, body_sha256: str) -> str | None:

@@ -80,6 +80,10 @@ def create_run(store: Store, spec: RunSpec) -> CreatedRun:
     project_id = store.project_id(spec.project, create=True)
     now = int(time.time() * 1000)
     with store.write() as conn:
+        if store.dialect == "postgresql":
+            # creations in a project take turns (they all update its next_run_no anyway): two
+            # replicas given the same new run see it once, not a duplicate key
+            conn.execute("SELECT id FROM projects WHERE id = ? FOR UPDATE", (project_id,))
         existing = conn.execute(
             "SELECT r.id, r.experiment_name, pr.run_id, r.fork_step FROM runs r "
             "LEFT JOIN runs pr ON pr.id = r.parent_id WHERE r.project_id = ? AND r.run_id = ?",

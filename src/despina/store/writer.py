@@ -22,7 +22,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,14 +224,30 @@ class RunWriter:
 
     # -- entry points ------------------------------------------------------------------------
 
-    def apply(self, batch: Batch) -> list[IngestIssue]:
-        """Apply ``batch`` in one transaction and return the items that were rejected."""
+    def apply(
+        self,
+        batch: Batch,
+        *,
+        durable: bool = False,
+        guard: Callable[[Any], None] | None = None,
+        before_commit: Callable[[Any, list[IngestIssue]], None] | None = None,
+    ) -> list[IngestIssue]:
+        """Apply ``batch`` in one transaction and return the items that were rejected.
+
+        The transaction holds the run's lock from its start (every writer of the run, in any
+        process or server replica, waits for it), so what it reads of the run is what it
+        writes over. ``guard(conn)`` runs first under that lock and may raise to write
+        nothing; ``before_commit(conn, issues)`` runs last, inside the transaction, to record
+        what the batch did atomically with it (e.g. the ingest request's status).
+        """
         issues = _Issues()
         now = int(time.time() * 1000)
         self._first_types = batch.first_types
         try:
-            with self.store.write() as conn:
+            with self.store.write(durable=durable) as conn:
                 self._sync_cache(conn)
+                if guard is not None:
+                    guard(conn)
                 size = 0
                 for op in batch.ops:
                     if isinstance(op, Assign):
@@ -258,10 +274,13 @@ class RunWriter:
                     (now, ping, size, self.run_pk),
                 )
                 self._revision += 1
+                result = issues.result()
+                if before_commit is not None:
+                    before_commit(conn, result)
         except BaseException:
             self._forget()  # memory may be ahead of what was rolled back
             raise
-        return issues.result()
+        return result
 
     def ping(self) -> None:
         """Record that the logging process is alive (``sys/ping_time``)."""
@@ -289,9 +308,12 @@ class RunWriter:
         self._points.clear()
 
     def _sync_cache(self, conn: sqlite3.Connection) -> None:
-        row = conn.execute(
-            "SELECT revision, fork_step, project_id FROM runs WHERE id = ?", (self.run_pk,)
-        ).fetchone()
+        sql = "SELECT revision, fork_step, project_id FROM runs WHERE id = ?"
+        if self.store.dialect == "postgresql":
+            # the run's row lock: writers of one run (other replicas) take turns; SQLite's
+            # BEGIN IMMEDIATE already serializes every writer
+            sql += " FOR UPDATE"
+        row = conn.execute(sql, (self.run_pk,)).fetchone()
         if row is None:
             raise LookupError(f"run {self.run_pk} vanished from the store")
         if row[0] == self._revision:
