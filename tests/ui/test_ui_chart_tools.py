@@ -270,3 +270,41 @@ def test_relative_time_and_another_metric_as_x(page: Any, server: ServerProcess)
     page.mouse.move(area["x"] + area["width"] * 0.5, area["y"] + area["height"] / 2)
     assert "train/tokens" in page.text_content("section.chart .readout")
     assert not page.errors
+
+
+def test_many_runs_share_one_short_x_array(page: Any, server: ServerProcess) -> None:
+    """30 runs whose buckets all fall on different steps: the chart's x array stays at most the
+    grid's length (not the union of every run's x), and the readout shows each run's own x."""
+    import despina
+
+    runs = [f"offset-{i:02d}" for i in range(30)]
+    for i, run_id in enumerate(runs):
+        run = despina.Run(
+            project="demo/despina",
+            run_id=run_id,
+            home=server.home,
+            enable_console_log_capture=False,
+            source_tracking_config=None,
+        )
+        for k in range(3000):
+            run.log_metrics({"train/shifted": float(i + k % 7)}, step=k * 31 + i)
+        run.close()
+    query = "&".join(f"run={r}" for r in runs)
+    page.goto(server.url + f"/p/demo/despina/charts?metric=train/shifted&{query}")
+    _drawn(page, "train/shifted")
+    length, lines = page.evaluate(
+        "() => { const c = window.despinaCharts[0];"
+        " return [c.plot.data[0].length, c.lines.reduce((n, l) => n + l.x.length, 0)]; }"
+    )
+    assert lines > 20_000 and length <= 2001
+    area = page.locator("section.chart .u-over").bounding_box()
+    page.mouse.move(area["x"] + area["width"] * 0.5, area["y"] + area["height"] / 2)
+    readout = page.text_content("section.chart .readout")
+    steps = [
+        int(float(part.split("@ step ")[1].split()[0])) for part in readout.split("offset-")[1:]
+    ]
+    assert steps and all(
+        step % 31 == int(name[:2])
+        for step, name in zip(steps, readout.split("offset-")[1:], strict=True)
+    )
+    assert not page.errors

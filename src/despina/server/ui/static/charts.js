@@ -225,26 +225,54 @@
   // uPlot series per line: the line, its band's low and high, and with smoothing the smoothed line
   const perLine = () => (smoothing > 0 ? 4 : 3);
 
-  // uPlot wants one shared x array: the union of every line's x, with nulls where a line has
-  // no point (lines are drawn across the gaps).
+  // uPlot wants one shared x array, with nulls where a line has no point (lines are drawn
+  // across the gaps). Each bucket's x is a real point of its run, so the x of different runs
+  // rarely coincide: their union grows with every line (100 runs × 1,000 buckets gave 100,000
+  // x values × 300 columns). When the union is much longer than the longest line, x snaps to
+  // a grid of GRID cells over the range (the end of each cell; a cell is narrower than a
+  // bucket), so every line shares at most GRID x values. The readout keeps each point's own x.
+  const GRID = 2000;
   function columns(data) {
+    let most = 0;
     const xs = new Set();
-    for (const line of data.lines) for (const x of line.x) if (!logX || x > 0) xs.add(x);
+    for (const line of data.lines) {
+      most = Math.max(most, line.x.length);
+      for (const x of line.x) if (!logX || x > 0) xs.add(x);
+    }
+    let snap = (v) => v;
+    if (xs.size > 2 * most && xs.size > GRID) {
+      let lo = Infinity, hi = -Infinity;
+      for (const v of xs) { if (v < lo) lo = v; if (v > hi) hi = v; }
+      if (logX) {
+        const a = Math.log(lo), w = (Math.log(hi) - a) / GRID || 1;
+        snap = (v) => Math.exp(a + Math.min(GRID, Math.ceil((Math.log(v) - a) / w)) * w);
+      } else {
+        const w = (hi - lo) / GRID || 1;
+        snap = (v) => lo + Math.min(GRID, Math.ceil((v - lo) / w)) * w;
+      }
+      xs.clear();
+      for (const line of data.lines) for (const x of line.x) if (!logX || x > 0) xs.add(snap(x));
+    }
     const x = Float64Array.from(xs).sort();
     const at = new Map();
     x.forEach((v, i) => at.set(v, i));
     const cols = [Array.from(x, toPlot)];
+    cols.realX = [];
     const clean = (v) => (v == null || (cfg.log && v <= 0) ? null : v);
     for (const line of data.lines) {
       const y = new Array(x.length).fill(null);
       const lo = new Array(x.length).fill(null);
       const hi = new Array(x.length).fill(null);
+      const real = new Map();
       line.x.forEach((v, i) => {
-        const j = at.get(v);
+        if (logX && !(v > 0)) return;
+        const j = at.get(snap(v));
         if (j === undefined) return;
         y[j] = clean(line.y[i]); lo[j] = clean(line.low[i]); hi[j] = clean(line.high[i]);
+        real.set(j, v);
       });
       cols.push(y, lo, hi);
+      cols.realX.push(real);
       if (smoothing > 0) cols.push(smooth(y, smoothing).map(clean));
     }
     return cols;
@@ -376,7 +404,9 @@
         const drawn = this.shown();
         if (this.plot && this.plot.series.length === 1 + perLine() * drawn.length) {
           this.drawn = drawn;
-          this.plot.setData(columns({ lines: drawn }));
+          const cols = columns({ lines: drawn });
+          this.realX = cols.realX;
+          this.plot.setData(cols);
           this.describe();
         } else {
           this.draw({ lines: this.lines, missing: this.missing, range: this.range }, null);
@@ -411,6 +441,7 @@
       this.width = !win && data.range && data.range[1] > data.range[0] ? (data.range[1] - data.range[0]) / 1000 : 0;
       this.drawn = this.shown();
       const cols = columns({ lines: this.drawn });
+      this.realX = cols.realX;
       this.describe();
       this.reset.hidden = !win;
       this.section.dataset.window = win ? win.join(",") : "";
@@ -481,7 +512,8 @@
         const el = document.createElement("span");
         const sw = document.createElement("span");
         sw.className = "swatch"; sw.style.background = lineColour(line);
-        el.append(sw, lineName(line) + ": " + fmt(u.data[s][idx]) + " @ " + fmtX(u.data[0][idx]) + span);
+        const own = this.realX && this.realX[i] ? this.realX[i].get(idx) : undefined;
+        el.append(sw, lineName(line) + ": " + fmt(u.data[s][idx]) + " @ " + fmtX(own !== undefined ? toPlot(own) : u.data[0][idx]) + span);
         parts.push(el);
       });
       this.readout.replaceChildren(...parts);
