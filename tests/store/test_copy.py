@@ -502,6 +502,15 @@ def test_bad_input_is_refused_with_the_fix(source: Path, tmp_path: Path, postgre
         db.execute("UPDATE schema_version SET version = 999")
     with pytest.raises(SchemaTooNew):
         copy_store(source, newer)
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_version SET version = 999")
+        before = conn.execute("SELECT count(*) FROM runs").fetchone()
+    with pytest.raises(SchemaTooNew, match="newer despina"):
+        copy_store(source, postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == before
     result = CliRunner().invoke(cli, ["store", "copy", str(missing), str(tmp_path / "d")])
     assert result.exit_code != 0 and "does not exist" in result.output
 
