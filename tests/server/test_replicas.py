@@ -264,12 +264,12 @@ def test_the_same_operation_sent_to_both_replicas_at_once_is_applied_once(
         assert answer.status_code == 200, answer.text
         return SubmitResponse.FromString(answer.content).request_id
 
-    batches = 20
+    batches, size = 10, 1000  # big enough that the two transactions overlap
     with ThreadPoolExecutor(4) as pool:
         ids = list(pool.map(send, targets, [create.SerializeToString()] * 2))
         assert ids[0] == ids[1] or all(ids)
         for n in range(batches):
-            body = _batch(1 + n * 50, 50)
+            body = _batch(1 + n * size, size)
             barrier = threading.Barrier(2)
 
             def racing(
@@ -280,7 +280,8 @@ def test_the_same_operation_sent_to_both_replicas_at_once_is_applied_once(
                 barrier.wait(10)
                 return send(target, body)
 
-            list(pool.map(racing, targets))
+            answered = list(pool.map(racing, targets))
+            assert answered[0] == answered[1]  # one application, one request id
     store = Store.open(replicas.a.home, url=replicas.store_url)
     try:
         with store.read() as conn:
@@ -295,7 +296,7 @@ def test_the_same_operation_sent_to_both_replicas_at_once_is_applied_once(
             ).fetchall()
     finally:
         store.close()
-    total = batches * 50
+    total = batches * size
     assert int(count) == total
     assert lines == [(s * 1_000_000, f"line {s}") for s in range(1, total + 1)]
     nq.set_api_token(addressed_to(token, replicas.b.url))
