@@ -19,10 +19,13 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     """Point DESPINA_HOME at a fresh directory and clear project/token variables."""
     home = tmp_path / "despina-home"
     monkeypatch.setenv("DESPINA_HOME", str(home))
-    # --blobs sets DESPINA_BLOBS in-process (cli/locations.py): set-then-delete, so that the
-    # variable is restored (to absent) after a test that ran a command with --blobs
+    # --store and --blobs set DESPINA_STORE / DESPINA_BLOBS in-process (cli/locations.py):
+    # set-then-delete, so that both are restored (to absent) after a test that ran a command
+    # with them (store_backend sets DESPINA_STORE again over PostgreSQL)
+    monkeypatch.setenv("DESPINA_STORE", "")
     monkeypatch.setenv("DESPINA_BLOBS", "")
     for name in (
+        "DESPINA_STORE",
         "DESPINA_BLOBS",
         "DESPINA_PROJECT",
         "NEPTUNE_PROJECT",
