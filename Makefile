@@ -9,7 +9,7 @@ PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_STAMP := $(VENV)/.installed-demo-$(PYPROJECT_SUM)
 DEV_STAMP := $(VENV)/.installed-dev-$(PYPROJECT_SUM)
 
-.PHONY: demo test bench lint fmt clean ui-update
+.PHONY: demo test bench lint fmt clean ui-update screenshots
 
 # The chart library (uPlot) is vendored: its built files and licence are committed with the
 # version in their names. `make ui-update` refreshes them from npm (package.json pins the
@@ -81,3 +81,7 @@ fmt: $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info node_modules
+
+# The README's screenshots of the web UI (needs Chromium: apt-get install chromium)
+screenshots: $(DEV_STAMP)
+	$(BIN)/python docs/screenshots/capture.py
