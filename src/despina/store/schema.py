@@ -296,7 +296,17 @@ CREATE TABLE saved_views (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
+# One-time sign-in links of the web UI (store/sessions.py): in the store, so that a link printed
+# by one server replica works on every replica behind the same URL.
+_V10 = """
+CREATE TABLE sign_in_codes (
+    code_sha256 TEXT PRIMARY KEY,         -- the link's code is never stored
+    key_ids TEXT NOT NULL,                -- JSON list of the API key ids it signs in with
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -362,7 +362,16 @@ CREATE TABLE saved_views (
 );
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+# the embedded store's v10: one-time sign-in links of the web UI, valid on every replica
+_V3 = """
+CREATE TABLE sign_in_codes (
+    code_sha256 text PRIMARY KEY,
+    key_ids text NOT NULL,                -- JSON list of API key ids
+    expires_ms bigint NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``. Each
 step runs as one script in the migrating transaction (PostgreSQL's DDL is transactional)."""
 
