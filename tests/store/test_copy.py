@@ -316,6 +316,7 @@ def test_sqlite_to_postgres_and_back_gives_the_same_answers(
     assert report.points > 10_000
     assert report.files > 0 and report.file_bytes > 0
     assert report.api_keys == 3 and report.refresh_tokens == 1 and report.views == 2
+    assert any("--blobs" in note for note in report.notes)  # contents stayed on this machine
 
     back = tmp_path / "back"
     again = copy_store(postgres_url, back)
@@ -524,6 +525,7 @@ def test_file_contents_go_to_the_destination_blob_store(
         cli, ["store", "copy", "--quiet", str(source), postgres_url, "--blobs", s3_blobs]
     )
     assert result.exit_code == 0, result.output
+    assert "note:" not in result.output
     from despina.store.blobs import open_blob_store
 
     bucket = open_blob_store(s3_blobs, default=tmp_path / "unused")

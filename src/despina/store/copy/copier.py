@@ -39,6 +39,7 @@ LEFT_TABLES = {
     "schema_version": "each store has its own",
     "server_secrets": "the serving deployment's signing key",
     "ui_sessions": "sign-ins to the serving deployment",
+    "sign_in_codes": "one-time sign-in links of the serving deployment",
     "ingest_requests": "statuses of requests to the serving deployment",
     "blob_url_uses": "upload URLs the serving deployment handed out",
     "blob_uploads": "multipart uploads in progress on the serving deployment",
@@ -119,6 +120,16 @@ class Copier:
             self._copy_run(run)
             self.progress.advance(1, run.points)
         self._copy_api_keys()
+        if (
+            self.dst.dialect == "postgresql"
+            and self.report.file_contents
+            and "://" not in self.dst_blobs.display
+        ):
+            self.report.notes.append(
+                f"file contents went to the directory {self.dst_blobs.display} on this machine; "
+                "servers on other machines will not find them there: copy again with --blobs "
+                "s3://bucket/prefix (or a directory every server mounts)"
+            )
         if self.report.changed:
             self.dst.sync()
         self.report.seconds = time.perf_counter() - started

@@ -41,6 +41,7 @@ class CopyReport:
     api_keys: int = 0
     refresh_tokens: int = 0
     conflicts: list[CopyConflict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -90,6 +91,7 @@ class CopyReport:
                 f"API keys: {self.api_keys:,} copied or revoked, refresh tokens "
                 f"{self.refresh_tokens:,}"
             )
+        out.extend(f"note: {note}" for note in self.notes)
         for conflict in self.conflicts:
             out.append(f"conflict: {conflict.kind} {conflict.name}: {conflict.reason}")
         return out
