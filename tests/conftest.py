@@ -51,7 +51,11 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     if request.node.get_closest_marker("sqlite_only"):
         pytest.skip("checks the embedded store itself")
     cluster = request.getfixturevalue("postgres_cluster")
-    url = _suite_database(cluster)
+    # a test using a module's shared fixtures (a server, its data) works in their database
+    shared = (
+        request.getfixturevalue("module_store") if "module_store" in request.fixturenames else None
+    )
+    url = shared or _suite_database(cluster)
     monkeypatch.setenv("DESPINA_STORE", url)
     opened: list[Any] = []
     from despina.store.postgres.store import PostgresStore
@@ -67,6 +71,29 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     yield "postgresql"
     for store in opened:
         store.close()
+    if shared is None:
+        cluster.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def module_store(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The store of a module's shared fixtures (servers and the data they serve) and of the
+    tests that use them: list it among a module-scoped fixture's arguments when the fixture
+    opens a store or starts a server.
+
+    On the embedded store: ``None`` (each fixture's home directory is its store). Over
+    PostgreSQL: one database for the module, named by ``DESPINA_STORE`` from the fixtures' set-up
+    to the module's end, so that the stores they open, the ``despina serve`` processes they start
+    (which inherit the variable) and the tests using them (``store_backend``) all meet there.
+    """
+    if os.environ.get(BACKEND_ENV, "sqlite") != "postgresql":
+        yield None
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = _suite_database(cluster)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DESPINA_STORE", url)
+        yield url
     cluster.drop_database(url)
 
 

@@ -18,7 +18,9 @@ from despina.store import Store
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """A running server over a fresh home with projects ws/proj, ws/other, elsewhere/proj."""
     home = tmp_path_factory.mktemp("server") / "home"
     store = Store.open(home)

@@ -88,7 +88,7 @@ PKS: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def home(module_store: str | None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("bucketreads") / "home"
     store = Store.open(home)
     store.create_project(PROJECT, key="BR")

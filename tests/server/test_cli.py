@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from server_helpers import ServerProcess
 
 from despina.cli import cli
+from despina.store import Store
 
 
 def _run(*args: str) -> str:
@@ -19,7 +20,19 @@ def _run(*args: str) -> str:
     return result.output
 
 
-def test_token_and_project_commands(tmp_path: Path) -> None:
+def _stored_bytes(backend: str, home: Path) -> str:
+    """Everything the store holds about API keys: the embedded store's whole file, or the rows
+    of PostgreSQL's ``api_keys`` table."""
+    if backend == "sqlite":
+        return (home / "despina.db").read_bytes().decode("latin-1")
+    store = Store.open(home)
+    try:
+        return repr(store.connection().execute("SELECT * FROM api_keys").fetchall())
+    finally:
+        store.close()
+
+
+def test_token_and_project_commands(tmp_path: Path, store_backend: str) -> None:
     home = str(tmp_path / "home")
     assert "created project ws/p1" in _run("project", "create", "ws/p1", "--home", home)
     _run("project", "create", "ws/p2", "--key", "TWO", "--home", home)
@@ -52,9 +65,7 @@ def test_token_and_project_commands(tmp_path: Path) -> None:
 
     table = _run("token", "list", "--home", home)
     assert key_id in table and "ws/p1" in table and "alice" in table and "ws/*" in table
-    assert secret not in table and secret not in (
-        tmp_path / "home" / "despina.db"
-    ).read_bytes().decode("latin-1")
+    assert secret not in table and secret not in _stored_bytes(store_backend, tmp_path / "home")
     assert f"revoked {key_id}" in _run("token", "revoke", key_id, "--home", home)
     assert "revoked" in _run("token", "list", "--home", home)
     missing = CliRunner().invoke(cli, ["token", "revoke", "nope", "--home", home])

@@ -63,7 +63,7 @@ def _write(
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
+def service(module_store: str | None, tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
     store = Store.open(tmp_path_factory.mktemp("lineagewin") / "home")
     store.create_project(PROJECT, key="LW")
     # four levels, each forked inside a chunk of its parent (chunks hold 1,024 points)

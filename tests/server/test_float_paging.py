@@ -40,7 +40,7 @@ SERIES = {
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
+def service(module_store: str | None, tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
     store = Store.open(Path(tmp_path_factory.mktemp("paging")) / "home")
     store.create_project(PROJECT, key="PG")
     made = create_run(store, RunSpec(project=PROJECT, run_id="r1", creation_ms=T0))

@@ -53,7 +53,9 @@ JSON_ROUTES = [
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
+def client(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
     store = Store.open(tmp_path_factory.mktemp("fuzz") / "home")
     store.create_project(PROJECT, key="FUZZ")
     token, _ = mint_api_token(store, url="http://testserver", workspace="ws")

@@ -37,7 +37,7 @@ T0 = 1_700_000_000_000
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
+def service(module_store: str | None, tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
     store = Store.open(Path(tmp_path_factory.mktemp("keyset")) / "home")
     store.create_project(PROJECT, key="KS")
     for r in range(RUNS):

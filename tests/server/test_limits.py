@@ -54,13 +54,15 @@ TIGHT = (
 def _home(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     home = tmp_path_factory.mktemp(name) / "home"
     store = Store.open(home)
-    store.create_project(PROJECT)
+    store.create_project(PROJECT, exist_ok=True)  # over PostgreSQL both servers share one database
     store.close()
     return home
 
 
 @pytest.fixture(scope="module")
-def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def tight(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """A server with the small limits of :data:`TIGHT`."""
     proc = ServerProcess(_home(tmp_path_factory, "tight"), extra_args=TIGHT)
     proc.start()
@@ -69,7 +71,9 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def default(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def default(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """A server with the default limits."""
     proc = ServerProcess(_home(tmp_path_factory, "default"))
     proc.start()

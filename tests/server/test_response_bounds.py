@@ -57,6 +57,9 @@ GIB = 1 << 30
 
 def _fill(home: Path) -> None:
     store = Store.open(home)
+    if PROJECT in store.list_projects():  # filled already: over PostgreSQL the
+        store.close()  # module's fixtures share one database
+        return
     store.create_project(PROJECT, key="BIG")
     run = create_run(store, RunSpec(project=PROJECT, run_id="r1", creation_ms=T0))
     steps = np.arange(POINTS, dtype=np.int64) * 1_000_000
@@ -125,7 +128,9 @@ def _series_body(attributes: list[str]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+def big_server(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, str]]:
     home = tmp_path_factory.mktemp("bounds") / "home"
     _fill(home)
     server = ServerProcess(home)
@@ -220,7 +225,7 @@ def test_buckets_bound_expressions_times_buckets(big_server: tuple[ServerProcess
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
+def service(module_store: str | None, tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
     home = Path(tmp_path_factory.mktemp("bounds-in-process")) / "home"
     _fill(home)
     return RetrievalService(Store.open(home), ServerSettings())
@@ -321,7 +326,9 @@ def test_a_search_page_past_the_byte_budget_is_a_400(
 
 
 @pytest.fixture(scope="module")
-def chunked(tmp_path_factory: pytest.TempPathFactory) -> tuple[RetrievalService, np.ndarray]:
+def chunked(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[RetrievalService, np.ndarray]:
     """A series of 5,000 points in many chunks of uneven sizes, steps with gaps and fractions."""
     home = Path(tmp_path_factory.mktemp("chunked")) / "home"
     store = Store.open(home)

@@ -23,7 +23,7 @@ PROJECT = "ws/requests"
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
+def service(module_store: str | None, tmp_path_factory: pytest.TempPathFactory) -> RetrievalService:
     store = Store.open(Path(tmp_path_factory.mktemp("requests")) / "home")
     store.create_project(PROJECT, key="RQ")
     made = create_run(store, RunSpec(project=PROJECT, run_id="r0", creation_ms=1_700_000_000_000))

@@ -4,6 +4,7 @@ and the hand-written float-series encoding parses with the generated classes."""
 from __future__ import annotations
 
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,9 @@ def test_fast_reader_stores_the_same(tmp_path_factory: Any, body: bytes) -> None
     results = []
     for fast in (False, True):
         store = Store.open(Path(tmp_path_factory.mktemp("wire")) / "home")
-        store.create_project("ws/p")
-        pk = create_run(store, RunSpec(project="ws/p", run_id="r")).pk
+        # over PostgreSQL every store of this test is the test's database: a run of its own
+        store.create_project("ws/p", exist_ok=True)
+        pk = create_run(store, RunSpec(project="ws/p", run_id=f"r-{uuid.uuid4().hex}")).pk
         writer = RunWriter(store, pk)
         decoded = (
             decode_update_batch(body, op, 1234)

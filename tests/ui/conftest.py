@@ -12,7 +12,9 @@ from ui_helpers import CHROMIUM_ARGS, ServerProcess, Tokens, chromium_path, mint
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """A server over the small demo (no token in the home: it prints a sign-in link)."""
     proc = serve_demo(tmp_path_factory.mktemp("ui") / "home")
     yield proc

@@ -61,7 +61,9 @@ def _log_odd(home: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """The small demo, plus ``demo/many`` (more runs than the page compares) and projects the
     narrow tokens reach."""
     home = tmp_path_factory.mktemp("ui-compare") / "home"

@@ -53,7 +53,9 @@ def _log(home: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+def hostile(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, str]]:
     home = tmp_path_factory.mktemp("hostile") / "home"
     _log(home)
     proc = ServerProcess(home)

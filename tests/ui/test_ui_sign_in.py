@@ -126,7 +126,9 @@ def test_no_sign_in_link_prints_where_to_sign_in(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def team(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("bearer") / "home"
     for name in ("my-team/birds", "my-team/cats", "rivals/secret"):
         create_project(home, name)
