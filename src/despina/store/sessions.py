@@ -5,6 +5,9 @@ the store keeps its SHA-256, so a copy of the database signs nobody in. Signing 
 row, so a copied cookie stops working at once; a session also stops when it expires, and
 (checked by the UI on every request) when every API key it was signed in with is revoked or
 expired. Expired rows are deleted whenever a session is created.
+
+One-time sign-in codes (the links ``despina serve`` prints) are rows too, so that a link printed
+by one server replica signs in through any other; redeeming deletes the row.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ __all__ = [
     "UiSession",
     "create_session",
     "find_session",
+    "issue_sign_in_code",
+    "redeem_sign_in_code",
     "revoke_session",
 ]
 
@@ -123,3 +128,50 @@ def revoke_session(store: Store, session_id: str) -> bool:
             (_now_ms(), sha256_hex(session_id)),
         )
         return cursor.rowcount > 0
+
+
+# -- one-time sign-in codes -------------------------------------------------------------------
+
+
+def issue_sign_in_code(store: Store, key_ids: Sequence[str], lifetime_s: int) -> str:
+    """Store a new one-time code signing in with ``key_ids`` for ``lifetime_s`` and return it.
+
+    The store keeps the code's SHA-256 only. Only the newest code works: issuing one deletes
+    the others (a server's start prints a new link; the links printed before, by this or any
+    other replica, stop working). A code issued by one replica is redeemed by any other.
+    """
+    code = secrets.token_urlsafe(24)
+    now = _now_ms()
+    with store.write() as conn:
+        conn.execute("DELETE FROM sign_in_codes")
+        conn.execute(
+            "INSERT INTO sign_in_codes (code_sha256, key_ids, expires_ms) VALUES (?, ?, ?)",
+            (sha256_hex(code), json.dumps(list(key_ids)), now + lifetime_s * 1000),
+        )
+    return code
+
+
+def redeem_sign_in_code(store: Store, code: str) -> list[str] | None:
+    """The key ids of a live code, which stops working (on every replica at once); ``None``
+    when the code is unknown, used or expired."""
+    if not code or len(code) > MAX_SESSION_ID_LENGTH:
+        return None
+    digest = sha256_hex(code)
+    if (
+        store.connection()
+        .execute(  # no write transaction for unknown codes
+            "SELECT 1 FROM sign_in_codes WHERE code_sha256 = ?", (digest,)
+        )
+        .fetchone()
+        is None
+    ):
+        return None
+    with store.write() as conn:
+        row = conn.execute(
+            "DELETE FROM sign_in_codes WHERE code_sha256 = ? RETURNING key_ids, expires_ms",
+            (digest,),
+        ).fetchone()
+    if row is None or int(row[1]) <= _now_ms():
+        return None
+    keys = json.loads(row[0])
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []

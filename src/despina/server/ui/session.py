@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +36,13 @@ from despina.errors import AuthError
 from despina.server.auth import Authenticator, Principal, decode_api_token, derive_key
 from despina.store import Store
 from despina.store.access import ApiKey, add_api_key, find_api_key, list_api_keys, sha256_hex
-from despina.store.sessions import create_session, find_session, revoke_session
+from despina.store.sessions import (
+    create_session,
+    find_session,
+    issue_sign_in_code,
+    redeem_sign_in_code,
+    revoke_session,
+)
 
 __all__ = [
     "COOKIE",
@@ -234,29 +239,18 @@ def valid_csrf_binding(value: str | None) -> str | None:
 
 
 class SignInCodes:
-    """One-time sign-in codes (printed as links at start-up); each works once, for an hour."""
+    """One-time sign-in codes (printed as links at start-up); each works once, for an hour, on
+    every server replica over the store (the store keeps them), until a newer one is issued."""
 
     LIFETIME_S = 3600
 
-    def __init__(self) -> None:
-        self._codes: dict[str, tuple[float, list[str]]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def issue(self, key_ids: Sequence[str]) -> str:
         """A new code signing in with ``key_ids``."""
-        code = secrets.token_urlsafe(24)
-        with self._lock:
-            self._codes[hashlib.sha256(code.encode()).hexdigest()] = (
-                time.time() + self.LIFETIME_S,
-                list(key_ids),
-            )
-        return code
+        return issue_sign_in_code(self.store, key_ids, self.LIFETIME_S)
 
     def redeem(self, code: str) -> list[str] | None:
         """The key ids of a code, which stops working; ``None`` when unknown, used or expired."""
-        digest = hashlib.sha256(code.encode()).hexdigest()
-        with self._lock:
-            found = self._codes.pop(digest, None)
-        if found is None or found[0] < time.time():
-            return None
-        return found[1]
+        return redeem_sign_in_code(self.store, code)

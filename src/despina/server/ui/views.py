@@ -99,7 +99,7 @@ def ui_state(app: Starlette) -> UiState:
         state = UiState(
             QueryService(server.store),
             Sessions(server.store, load_server_key(server.store)),
-            SignInCodes(),
+            SignInCodes(server.store),
         )
         app.state.despina_ui = state
     return state
