@@ -21,6 +21,7 @@ from despina.errors import InvalidQuery, RunNotFound
 from despina.nql import compile_query
 from despina.store import Store
 from despina.store.reads import ProjectReads
+from despina.store.series_columns import aggregate_sql, parse_series_column
 from despina.store.sysattrs import SYS_COLUMNS, SYS_STRING_SETS
 
 __all__ = [
@@ -130,6 +131,14 @@ def sort_type(reads: ProjectReads, path: str) -> str | None:
         return column.type
     if path in SYS_STRING_SETS:
         return "string_set"
+    spec = parse_series_column(path)
+    if spec is not None:  # min(path), max(path), mean(path): a float series' aggregate
+        found = reads.conn.execute(
+            "SELECT 1 FROM attributes a JOIN runs r ON r.id = a.run_id WHERE a.path = ? "
+            "AND a.type = 'float_series' AND r.project_id = ? LIMIT 1",
+            (spec[1], reads.project_id),
+        ).fetchone()
+        return "float" if found is not None else None
     rows = reads.conn.execute(
         "SELECT a.type, count(*) AS n FROM attributes a JOIN runs r ON r.id = a.run_id "
         "WHERE a.path = ? AND r.project_id = ? GROUP BY a.type ORDER BY n DESC",
@@ -152,6 +161,13 @@ def _sort_sql(path: str, type_: str | None) -> tuple[str, list[Any]]:
         return column.sql, []
     if type_ is None:
         return "NULL", []
+    spec = parse_series_column(path)
+    if spec is not None:
+        return (
+            f"(SELECT {aggregate_sql(spec[0])} FROM attributes a WHERE a.run_id = r.id "
+            "AND a.path = ? AND a.type = 'float_series')",
+            [spec[1]],
+        )
     value = "a.num" if type_ in _NUMERIC else "a.text"
     return (
         f"(SELECT {value} FROM attributes a WHERE a.run_id = r.id AND a.path = ? AND a.type = ? "

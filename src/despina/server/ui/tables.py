@@ -21,6 +21,7 @@ from despina.query.resolve import Selector, restrict_types
 from despina.query.service import Container, Snapshot
 from despina.store.objects import find_object
 from despina.store.runs_table import SORTABLE_TYPES, RunRow, find_runs, runs_page
+from despina.store.series_columns import parse_series_column, series_aggregates
 
 __all__ = [
     "DEFAULT_SORT",
@@ -130,11 +131,27 @@ def read_page(snap: Snapshot, request: RunsRequest, columns: Sequence[str]) -> R
 def read_cells(
     snap: Snapshot, containers: list[Container], columns: Sequence[str]
 ) -> list[dict[str, Cell]]:
-    """Per container, the cells of ``columns`` it has (a column of two types: the first)."""
+    """Per container, the cells of ``columns`` it has (a column of two types: the first).
+
+    A column ``min(path)``, ``max(path)`` or ``mean(path)`` is that aggregate of the float
+    series ``path`` (a ``float`` cell), from the aggregates the store keeps.
+    """
     cells: list[dict[str, Cell]] = [{} for _ in containers]
     if not containers or not columns:
         return cells
-    table = snap.table(containers, exact_selector(columns))
+    plain = []
+    for column in columns:
+        spec = parse_series_column(column)
+        if spec is None:
+            plain.append(column)
+            continue
+        values = series_aggregates(snap, [c.pk for c in containers], spec[1], spec[0])
+        for row, container in enumerate(containers):
+            if container.pk in values:
+                cells[row][column] = Cell("float", values[container.pk])
+    if not plain:
+        return cells
+    table = snap.table(containers, exact_selector(plain))
     for column in table.columns:
         for i, (row, value) in enumerate(zip(column.rows.tolist(), column.values, strict=True)):
             if column.path in cells[row]:

@@ -157,8 +157,27 @@
         .then((r) => (r.ok ? r.json() : Promise.reject(new Error(r.statusText))))
         .then((data) => {
           const chosen = new Set(Array.from(list.querySelectorAll("input")).map((i) => i.value));
+          // a float series can also be shown as its min, max or mean (kept by the store)
+          const addAggregates = (label, path) => {
+            for (const agg of ["min", "max", "mean"]) {
+              const spec = agg + "(" + path + ")";
+              if (chosen.has(spec)) continue;
+              chosen.add(spec);
+              const extra = document.createElement("input");
+              extra.type = "checkbox"; extra.name = "col"; extra.value = spec;
+              extra.title = spec;
+              const small = document.createElement("span");
+              small.className = "agg";
+              small.append(extra, agg);
+              label.append(small);
+            }
+          };
           for (const attr of data.attributes) {
-            if (chosen.has(attr.path)) continue;
+            if (chosen.has(attr.path)) {
+              const shown = Array.from(list.querySelectorAll("input")).find((i) => i.value === attr.path);
+              if (attr.type === "float_series" && shown && shown.closest("label")) addAggregates(shown.closest("label"), attr.path);
+              continue;
+            }
             chosen.add(attr.path);
             const label = document.createElement("label");
             const box = document.createElement("input");
@@ -166,6 +185,7 @@
             const type = document.createElement("span");
             type.className = "type"; type.textContent = " " + attr.type;
             label.append(box, " " + attr.path, type);
+            if (attr.type === "float_series") addAggregates(label, attr.path);
             list.append(label);
           }
         })
