@@ -23,6 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from despina.store import Store
+from despina.store.blobs.opening import BLOBS_ENV
 from despina.store.opening import open_address, resolve_store
 
 __all__ = ["MAX_IDLE", "acquire_store", "close_idle_stores", "release_store"]
@@ -67,7 +68,8 @@ def acquire_store(
     """
     global _pid
     address = resolve_store(home, url=url)
-    key = address.key
+    # a store opened with other file contents (DESPINA_BLOBS changed) is another entry
+    key = f"{address.key}\n{os.environ.get(BLOBS_ENV, '')}"
     with _lock:
         if _pid != os.getpid():  # forked: the parent's connections are not ours to use
             _inherited.extend(_entries.values())
