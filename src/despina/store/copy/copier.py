@@ -40,7 +40,6 @@ LEFT_TABLES = {
     "server_secrets": "the serving deployment's signing key",
     "ui_sessions": "sign-ins to the serving deployment",
     "sign_in_codes": "one-time sign-in links of the serving deployment",
-    "sign_in_codes": "one-time sign-in links of the serving deployment",
     "ingest_requests": "statuses of requests to the serving deployment",
     "blob_url_uses": "upload URLs the serving deployment handed out",
     "blob_uploads": "multipart uploads in progress on the serving deployment",
