@@ -54,8 +54,9 @@ def delete_runs(conn: sqlite3.Connection, run_pks: list[int]) -> int:
 
 def _with_descendants(conn: sqlite3.Connection, root: int) -> list[int]:
     rows = conn.execute(
-        "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT r.id FROM runs r JOIN tree "
-        "ON r.parent_id = tree.id) SELECT id FROM tree",
+        # typed: PostgreSQL gives a bare parameter the type smallint here
+        "WITH RECURSIVE tree(id) AS (SELECT CAST(? AS BIGINT) UNION SELECT r.id FROM runs r "
+        "JOIN tree ON r.parent_id = tree.id) SELECT id FROM tree",
         (root,),
     )
     return [pk for (pk,) in rows]

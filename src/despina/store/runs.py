@@ -9,6 +9,7 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from despina.store import Store
 from despina.store.batch import WARNING, IngestIssue
@@ -80,15 +81,15 @@ def create_run(store: Store, spec: RunSpec) -> CreatedRun:
     project_id = store.project_id(spec.project, create=True)
     now = int(time.time() * 1000)
     with store.write() as conn:
-        if store.dialect == "postgresql":
-            # creations in a project take turns (they all update its next_run_no anyway): two
-            # replicas given the same new run see it once, not a duplicate key
-            conn.execute("SELECT id FROM projects WHERE id = ? FOR UPDATE", (project_id,))
-        existing = conn.execute(
-            "SELECT r.id, r.experiment_name, pr.run_id, r.fork_step FROM runs r "
-            "LEFT JOIN runs pr ON pr.id = r.parent_id WHERE r.project_id = ? AND r.run_id = ?",
-            (project_id, spec.run_id),
-        ).fetchone()
+        existing = _existing(conn, project_id, spec.run_id)
+        if existing is None and store.dialect == "postgresql":
+            # creations of new runs in a project take turns (they all update its next_run_no
+            # anyway): two processes or replicas given the same new run id end with one run,
+            # not a duplicate key. A resumed run is not looked up under this lock, so that
+            # resuming a run whose writer holds its row lock never holds up other creations.
+            # NO KEY UPDATE: inserts referencing the project (runs, blobs) need not wait.
+            conn.execute("SELECT id FROM projects WHERE id = ? FOR NO KEY UPDATE", (project_id,))
+            existing = _existing(conn, project_id, spec.run_id)
         if existing is not None:
             pk, experiment, parent, fork_step = existing
             conn.execute("UPDATE runs SET closed = 0, ping_ms = ? WHERE id = ?", (now, pk))
@@ -105,6 +106,16 @@ def create_run(store: Store, spec: RunSpec) -> CreatedRun:
             )
             return CreatedRun(pk, project_id, [IngestIssue(code, message, None, WARNING)], True)
         return _insert_run(conn, project_id, spec, now)
+
+
+def _existing(conn: sqlite3.Connection, project_id: int, run_id: str) -> tuple[Any, ...] | None:
+    """The run's pk, experiment, parent run id and fork step, if it exists."""
+    row = conn.execute(
+        "SELECT r.id, r.experiment_name, pr.run_id, r.fork_step FROM runs r "
+        "LEFT JOIN runs pr ON pr.id = r.parent_id WHERE r.project_id = ? AND r.run_id = ?",
+        (project_id, run_id),
+    ).fetchone()
+    return None if row is None else tuple(row)
 
 
 def mark_closed(store: Store, run_pk: int, *, failed: bool) -> None:

@@ -310,9 +310,11 @@ class RunWriter:
     def _sync_cache(self, conn: sqlite3.Connection) -> None:
         sql = "SELECT revision, fork_step, project_id FROM runs WHERE id = ?"
         if self.store.dialect == "postgresql":
-            # the run's row lock: writers of one run (other replicas) take turns; SQLite's
-            # BEGIN IMMEDIATE already serializes every writer
-            sql += " FOR UPDATE"
+            # the run's row lock: writers of one run (other processes, other replicas) take
+            # turns, writers of other runs never wait; SQLite's BEGIN IMMEDIATE already
+            # serializes every writer. NO KEY UPDATE (what the UPDATE of runs below takes
+            # anyway) leaves inserts that merely reference the run (forks) free to proceed.
+            sql += " FOR NO KEY UPDATE"
         row = conn.execute(sql, (self.run_pk,)).fetchone()
         if row is None:
             raise LookupError(f"run {self.run_pk} vanished from the store")
