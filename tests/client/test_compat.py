@@ -65,11 +65,12 @@ def test_legacy_dict_style(home: Path) -> None:
                 run[bad]
     conn = Store.open(home).connection()
     pk = _pk(home, "r")
-    got = dict(
-        conn.execute(
-            "SELECT path, COALESCE(num, text) FROM attributes WHERE run_id = ?", (pk,)
-        ).fetchall()
-    )
+    got = {
+        path: text if num is None else num
+        for path, num, text in conn.execute(
+            "SELECT path, num, text FROM attributes WHERE run_id = ?", (pk,)
+        )
+    }
     assert got["params/lr"] == 0.1 and got["params/model/depth"] == 3
     assert got["sys/tags"] == '["b", "single"]'
     points = read_float_lineage(conn, lineage(conn, pk), "train/loss")

@@ -66,6 +66,7 @@ def held_records(run: despina.Run) -> int:
     return queued + len(flusher._pending.records)
 
 
+@pytest.mark.sqlite_only  # a SQLite lock held by another connection makes the store fail
 def test_a_locked_store_bounds_memory_and_loses_nothing(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,10 +138,10 @@ def test_files_are_kept_while_the_blob_store_fails(home: Path, tmp_path: Path) -
     run.assign_files({"model/weights": source, "model/card": File(b"card", mime_type="text/plain")})
     run.log_metrics({"loss": 0.5}, step=1)
     assert not run.wait_for_processing(timeout=1.0, verbose=False)  # the files are not stored
-    reader = sqlite3.connect(home / "despina.db")
-    loss = reader.execute("SELECT count FROM attributes WHERE path = 'loss'").fetchone()
-    reader.close()
-    assert loss == (1,)  # the rest of the flush is not held back by the files
+    assert run._store is not None
+    with run._store.read() as reader:  # a connection of this thread, not the flusher's
+        loss = reader.execute("SELECT count FROM attributes WHERE path = 'loss'").fetchone()
+    assert tuple(loss) == (1,)  # the rest of the flush is not held back by the files
     run.log_files({"samples": File(b"sample-1", mime_type="text/plain")}, step=1)
     assert not run.wait_for_processing(timeout=1.0, verbose=False)
     failures = [e for e in events.errors if "could not be copied" in str(e)]
@@ -173,6 +174,7 @@ def test_files_are_kept_while_the_blob_store_fails(home: Path, tmp_path: Path) -
     assert contents == sorted([b"weights " * 1000, b"card", b"sample-1"])
 
 
+@pytest.mark.sqlite_only  # a SQLite lock held by another connection makes the store fail
 def test_console_capture_under_a_locked_store_does_not_deadlock(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

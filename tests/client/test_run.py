@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -306,12 +307,22 @@ def test_async_lag_callback_fires_once_while_the_store_is_locked(home: Path) -> 
         run_id="r", async_lag_threshold=0.3, on_async_lag_callback=lambda: fired.append(1)
     )
     run.wait_for_processing()
-    blocker = sqlite3.connect(home / "despina.db", isolation_level=None, check_same_thread=False)
-    blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    url = os.environ.get("DESPINA_STORE", "")
+    if url.startswith("postgresql"):
+        import psycopg
+
+        # another process writing to the run holds its row lock: the run's writes wait
+        blocker: Any = psycopg.connect(url)
+        blocker.execute("SELECT id FROM runs WHERE run_id = 'r' FOR UPDATE")
+    else:
+        blocker = sqlite3.connect(
+            home / "despina.db", isolation_level=None, check_same_thread=False
+        )
+        blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
     run.log_metrics({"m": 1.0}, step=1)
     time.sleep(3.0)
     assert fired == [1]  # once per episode, not once per check
-    threading.Thread(target=lambda: blocker.execute("ROLLBACK")).start()
+    threading.Thread(target=lambda: blocker.rollback()).start()
     assert run.wait_for_processing(timeout=30)
     run.close()
     assert series(home, "r", "m")[1] == [1.0]  # nothing was lost while the store was locked

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -31,16 +30,16 @@ QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_c
 
 
 def _attrs(home: Path, run_id: str) -> dict[str, Any]:
-    conn = sqlite3.connect(home / "despina.db")
+    store = Store.open(home)  # another reader of the store
     try:
-        rows = conn.execute(
-            "SELECT a.path, coalesce(a.text, a.num) FROM attributes a JOIN runs r "
+        rows = store.connection().execute(
+            "SELECT a.path, a.text, a.num FROM attributes a JOIN runs r "
             "ON r.id = a.run_id WHERE r.run_id = ?",
             (run_id,),
-        ).fetchall()
+        )
+        return {path: num if text is None else text for path, text, num in rows}
     finally:
-        conn.close()
-    return dict(rows)
+        store.close()
 
 
 def test_run_does_not_wait_for_git_and_close_still_stores_its_facts(
@@ -93,6 +92,7 @@ def test_wait_for_processing_includes_the_git_facts(
     run.close()
 
 
+@pytest.mark.sqlite_only  # SQLite's trace of PRAGMA synchronous and a sqlite3 reader
 def test_close_is_one_durable_commit_marking_the_run_closed(home: Path) -> None:
     run = despina.Run(project="ws/p", run_id="quick", **QUIET)
     run.log_configs({"lr": 0.5})
@@ -171,6 +171,7 @@ def test_a_thousand_short_runs_leave_no_threads_or_descriptors(home: Path) -> No
     assert conn.execute("SELECT count(*), sum(closed) FROM runs").fetchone() == (1000, 1000)
 
 
+@pytest.mark.sqlite_only  # the embedded store's files deleted under the process
 def test_a_store_deleted_between_runs_is_opened_again(home: Path) -> None:
     despina.Run(project="ws/p", run_id="a", **QUIET).close()
     shutil.rmtree(home)
@@ -212,12 +213,18 @@ def test_a_run_closed_by_its_own_error_callback_is_stored_and_closed(home: Path)
     assert not worker.is_alive(), "waiting for processing hung"
     assert errors
     # the close runs on in the callback meanwhile: it ends with the run marked closed
-    conn = sqlite3.connect(home / "despina.db")
+    reader = Store.open(home)  # another reader of the store
+
+    def closed() -> bool:
+        with reader.read() as conn:
+            row = conn.execute("SELECT closed FROM runs WHERE run_id = 'cb'").fetchone()
+        return row is not None and row[0] == 1
+
     try:
         deadline = time.monotonic() + 30
-        while conn.execute("SELECT closed FROM runs WHERE run_id = 'cb'").fetchone() != (1,):
+        while not closed():
             assert time.monotonic() < deadline, "closing from the callback hung"
             time.sleep(0.01)
     finally:
-        conn.close()
+        reader.close()
     assert _attrs(home, "cb")["after"] == 1

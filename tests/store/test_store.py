@@ -14,6 +14,7 @@ from despina.store.runs import RunSpec, create_run
 from despina.store.schema import SCHEMA_VERSION
 
 
+@pytest.mark.sqlite_only  # the embedded schema and its migrations
 def test_new_store_is_at_the_current_schema_version(home: Path) -> None:
     store = Store.open(home)
     assert store.schema_version() == SCHEMA_VERSION
@@ -26,6 +27,7 @@ def test_opening_twice_does_not_migrate_again(home: Path) -> None:
     assert Store.open(home).list_projects() == ["ws/p"]
 
 
+@pytest.mark.sqlite_only  # the embedded schema and its migrations
 def test_older_schema_is_migrated_in_place(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import despina.store.sqlite as sqlite_module
     from despina.store import schema
@@ -39,6 +41,7 @@ def test_older_schema_is_migrated_in_place(home: Path, monkeypatch: pytest.Monke
     assert store.list_projects() == ["ws/old"]
 
 
+@pytest.mark.sqlite_only  # the embedded schema and its migrations
 def test_newer_schema_is_refused_with_a_hint(home: Path) -> None:
     Store.open(home)
     conn = sqlite3.connect(home / "despina.db")
@@ -78,6 +81,7 @@ def test_delete_project_removes_everything(home: Path) -> None:
     assert store.list_projects() == ["ws/b"]
 
 
+@pytest.mark.sqlite_only  # the embedded schema and its migrations
 def test_set_members_follow_every_change_of_a_string_set(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -262,7 +263,8 @@ def test_random_streams_keep_exactly_the_accepted_points(
     tmp_path_factory: pytest.TempPathFactory, stream: list[tuple[int, float]], flushes: int
 ) -> None:
     store = Store.open(tmp_path_factory.mktemp("s"))
-    writer = new_run(store)
+    # a new run per example: over PostgreSQL every example of the test shares one database
+    writer = new_run(store, f"r{uuid.uuid4().hex}")
     expected: dict[int, float] = {}
     last = -1
     for part in np.array_split(np.arange(len(stream)), flushes):
