@@ -456,3 +456,17 @@ def test_a_replica_killed_mid_ingest_loses_nothing_and_doubles_nothing(
     lines = nq_runs.fetch_series(project=PROJECT, runs=["failover"], attributes="log/line")
     assert lines["log/line"].tolist() == [f"line {s}" for s in range(STEPS)]
     assert lines.index.get_level_values("step").tolist() == list(map(float, range(STEPS)))
+
+
+def test_a_replica_keeping_file_contents_on_its_own_disk_is_warned(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "lone").mkdir()
+    lone = ServerProcess(
+        tmp_path / "lone" / "home", extra_args=("--store", postgres_url, "--no-sign-in-link")
+    )
+    lone.start()
+    try:
+        assert "give every replica the same --blobs" in lone.log()
+    finally:
+        lone.stop()

@@ -1,15 +1,20 @@
-"""``despina serve``: the Neptune-compatible HTTP server over a store directory."""
+"""``despina serve``: the Neptune-compatible HTTP server over a store (one of any number of
+replicas over a PostgreSQL store)."""
 
 from __future__ import annotations
 
 import gc
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
 from despina.cli.locations import store_options
 from despina.config import resolve_home
 from despina.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from despina.store import Store
 
 __all__ = ["serve"]
 
@@ -25,7 +30,8 @@ D = ServerSettings()
     "--home",
     type=click.Path(file_okay=False),
     default=None,
-    help="Store directory (default: DESPINA_HOME or ~/.despina).",
+    help="Store directory (default: DESPINA_HOME or ~/.despina); with a PostgreSQL --store, "
+    "this replica's local directory (no shared state is kept there).",
 )
 @click.option(
     "--public-url",
@@ -155,9 +161,16 @@ def serve(
     no_access_log: bool,
     log_level: str,
 ) -> None:
-    """Serve the store at HOME to the official Neptune clients (neptune-scale, neptune-query).
+    """Serve the store (--store, else HOME) to the official Neptune clients (neptune-scale,
+    neptune-query).
 
     Stops gracefully on Ctrl-C or SIGTERM: requests in flight finish first.
+
+    Any number of servers over one PostgreSQL store (--store postgresql://...) and one blob
+    store (--blobs s3://... or a shared directory) are interchangeable replicas: put them behind
+    one URL (a load balancer) or point clients at any of them. Tokens, sign-ins, request
+    statuses and uploads live in the store; background jobs run on one replica at a time.
+    Request limits below are per replica.
 
     Limits keep one client, a slow connection or a busy store from taking the server down:
     beyond a limit the server answers 429 with Retry-After (both official clients back off and
@@ -193,6 +206,7 @@ def serve(
     # a short lock wait: a writer kept out is answered 429 well before the clients time out
     store = Store.open(resolve_home(home), busy_timeout_ms=int(settings.store_busy_seconds * 1000))
     app = create_app(store, settings)
+    _warn_of_local_blobs(store)
     link_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     ui_url = settings.public_url or f"http://{link_host}:{port}"
     click.echo(start_up_message(app, ui_url, link=sign_in_link))
@@ -210,12 +224,32 @@ def serve(
     )
     logging.getLogger("despina.server").info(
         "serving",
-        extra={"fields": {"home": str(store.home), "url": f"http://{host}:{port}"}},
+        extra={
+            "fields": {
+                "home": str(store.home),
+                "store": store.display,
+                "url": f"http://{host}:{port}",
+            }
+        },
     )
     _raise_open_files_limit(settings.max_connections + 256)
     config.load()  # import the protocol modules now, so that the freeze below covers them
     _tune_garbage_collection()
     uvicorn.Server(config).run()
+
+
+def _warn_of_local_blobs(store: Store) -> None:
+    """A replica of a PostgreSQL store whose file contents stay in its own home: the other
+    replicas cannot serve them. Legitimate for a single server, so a warning, not an error."""
+    from pathlib import Path
+
+    root = getattr(store.blobs, "root", None)
+    if store.dialect == "postgresql" and root is not None and Path(root) == store.blobs_dir:
+        logging.getLogger("despina.server").warning(
+            "file contents go to %s on this machine only; with more than one replica, give "
+            "every replica the same --blobs (s3://bucket/prefix or a shared directory)",
+            root,
+        )
 
 
 def _raise_open_files_limit(wanted: int) -> None:
