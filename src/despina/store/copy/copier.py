@@ -394,7 +394,7 @@ class Copier:
                     new = (attr_map[old >> CHUNK_BITS] << CHUNK_BITS) | (old & _CHUNK_MASK)
                     out.append((new, *row[1:]))
                     points += int(row[1])
-                _insert(dconn, f"chunks ({_CHUNK_COLUMNS})", out)
+                _insert(dconn, f"chunks ({_CHUNK_COLUMNS})", out, bulk=False)
                 if len(rows) < _CHUNK_BATCH:
                     break
                 first = int(rows[-1][0]) + 1
@@ -622,11 +622,19 @@ def _id_ranges(ids: Sequence[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-def _insert(conn: Any, target: str, rows: Sequence[Sequence[Any]]) -> None:
-    """``INSERT INTO <target> VALUES (?, ...)`` for each row (PostgreSQL pipelines them)."""
-    if rows:
-        marks = ", ".join("?" * len(rows[0]))
-        conn.executemany(f"INSERT INTO {target} VALUES ({marks})", rows)
+def _insert(conn: Any, target: str, rows: Sequence[Sequence[Any]], *, bulk: bool = True) -> None:
+    """Insert ``rows`` into ``target`` (``table (columns)``): on PostgreSQL with ``COPY`` (one
+    stream, the connection's dumpers: exact floats, NaN as NULL), else one ``INSERT`` per row."""
+    if not rows:
+        return
+    raw = getattr(conn, "raw", None)
+    if bulk and raw is not None:
+        with raw.cursor().copy(f"COPY {target} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" * len(rows[0]))
+    conn.executemany(f"INSERT INTO {target} VALUES ({marks})", rows)
 
 
 def _batches(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
