@@ -6,24 +6,39 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from despina.nql import compile_query, install_functions
 from despina.nql.reference import RunAttributes, aggregates_from_stats
 from despina.store import Store
+from despina.store.nql import compile_filter
 
-__all__ = ["PROJECT_KEY", "Attr", "Dataset", "RunSpec", "ms", "open_dataset"]
+__all__ = [
+    "PROJECT_KEY",
+    "Attr",
+    "Dataset",
+    "RunSpec",
+    "backend",
+    "ms",
+    "open_dataset",
+    "open_store",
+]
 
 PROJECT_KEY = "NLI"
 RECENT_PING_MS = 60_000
 """Runs in these tests ping either within this of the evaluation time or months before it, so
 ``sys/state`` does not depend on the store's exact ping timeout (minutes)."""
 SERIES = {"float_series", "string_series", "histogram_series", "file_series"}
+
+
+def backend() -> str:
+    """``"postgresql"`` or ``"sqlite"``: the store backend of this session (``DESPINA_TEST_STORE``,
+    see ``tests/conftest.py``)."""
+    return "postgresql" if os.environ.get("DESPINA_TEST_STORE") == "postgresql" else "sqlite"
 
 
 def ms(text: str) -> int:
@@ -118,22 +133,28 @@ def _view_value(attr: Attr) -> tuple[str, Any, dict[str, Any] | None]:
 
 @dataclass
 class Dataset:
-    """Runs inserted into a store; ``ids`` maps run ids to ``runs.id``."""
+    """Runs inserted into a store; ``ids`` maps run ids to ``runs.id``. ``conn`` is a store
+    connection (SQLite's, or the PostgreSQL store's), outside any transaction."""
 
-    conn: sqlite3.Connection
+    conn: Any
     project_id: int
     runs: list[RunSpec]
     ids: dict[str, int]
+    store: Store | None = None
 
     def select(self, query: Any, now_ms: int) -> set[str]:
-        """Run ids the compiled SQL selects."""
-        sql, params = compile_query(query, now_ms=now_ms)
+        """Run ids the compiled SQL selects, in the connection's dialect."""
+        sql, params = compile_filter(self.conn, query, now_ms=now_ms, project_ids=[self.project_id])
         rows = self.conn.execute(
             "SELECT r.run_id FROM runs r JOIN projects p ON p.id = r.project_id "
             f"WHERE r.project_id = ? AND ({sql})",
             [self.project_id, *params],
         )
         return {row[0] for row in rows}
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
     def view(self, run: RunSpec, now_ms: int) -> RunAttributes:
         """``run`` as the reference evaluator sees it."""
@@ -170,7 +191,7 @@ class Dataset:
         return out
 
 
-def insert_runs(conn: sqlite3.Connection, runs: Iterable[RunSpec]) -> tuple[int, dict[str, int]]:
+def insert_runs(conn: Any, runs: Iterable[RunSpec]) -> tuple[int, dict[str, int]]:
     """Insert a project and ``runs`` with their attributes; returns (project id, run ids)."""
     project_id = conn.execute(
         "INSERT INTO projects (workspace, name, project_key, uuid, created_ms) "
@@ -237,11 +258,14 @@ def insert_runs(conn: sqlite3.Connection, runs: Iterable[RunSpec]) -> tuple[int,
     return project_id, ids
 
 
-def open_dataset(home: Path, runs: list[RunSpec]) -> Dataset:
-    """A fresh store at ``home`` holding ``runs``, with the NQL SQL functions installed."""
-    store = Store.open(home)
-    conn = store.connection()
-    install_functions(conn)
+def open_store(location: str, home: Path) -> Store:
+    """The store at ``location`` (a directory or a PostgreSQL URL, see ``conftest.py``)."""
+    return Store.open(home, url=location)
+
+
+def open_dataset(location: str, home: Path, runs: list[RunSpec]) -> Dataset:
+    """The store at ``location`` holding ``runs`` in a project of their own."""
+    store = open_store(location, home)
     with store.write() as wconn:
         project_id, ids = insert_runs(wconn, runs)
-    return Dataset(conn, project_id, runs, ids)
+    return Dataset(store.connection(), project_id, runs, ids, store)

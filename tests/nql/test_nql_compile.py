@@ -4,6 +4,7 @@ checked on rows inserted straight into a store."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nql_testdata import Attr, Dataset, RunSpec, ms, open_dataset
 
+from conftest import backend
 from despina.nql import compile_query, evaluate, install_functions, parse
 from despina.nql import resolve as resolve_module
 from despina.nql.ast import Attribute, Comparison, Literal
-from despina.nql.compile import _Compiler, compile_resolved
 from despina.nql.resolve import resolve
+from despina.store.nql.compiler import FilterCompiler
+from despina.store.nql.postgres import PostgresFilterCompiler
+from despina.store.nql.sqlite import SqliteFilterCompiler
 
 NOW = ms("2024-06-01T00:00:00Z")
 SOURCE = "attributes a INDEXED BY attributes_for_filters"
@@ -116,7 +120,7 @@ def test_inputs_text_tree_or_resolved() -> None:
     expected = compile_query(text, now_ms=NOW)
     assert compile_query(parse(text), now_ms=NOW) == expected
     assert compile_query(resolve(text, now_ms=NOW), now_ms=NOW) == expected
-    assert compile_resolved(resolve(text, now_ms=NOW), now_ms=NOW) == expected
+    assert SqliteFilterCompiler(NOW).compile(resolve(text, now_ms=NOW)) == expected
     tree = Comparison(Attribute("sys/size", "float"), ">", Literal("800 kb"))
     assert compile_query(tree, now_ms=NOW) == expected
 
@@ -156,9 +160,10 @@ def test_every_resolved_node_has_a_compiler_rule() -> None:
              "AttrTest", "SysTest", "StateTest")]  # fmt: skip
     assert set(kinds) == set(resolve_module.Resolved.__args__)  # type: ignore[attr-defined]
     for kind in kinds:
-        assert callable(getattr(_Compiler, f"visit_{kind.__name__}", None)), kind
-    with pytest.raises(TypeError, match="cannot compile"):
-        _Compiler(0).visit(object())  # type: ignore[arg-type]
+        assert callable(getattr(FilterCompiler, f"visit_{kind.__name__}", None)), kind
+    for dialect in (SqliteFilterCompiler(0), PostgresFilterCompiler(0, None, None)):
+        with pytest.raises(TypeError, match="cannot compile"):
+            dialect.visit(object())  # type: ignore[arg-type]
 
 
 def test_regexp_function() -> None:
@@ -316,9 +321,10 @@ SEMANTICS = [
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    home: Path = tmp_path_factory.mktemp("nql-compile")
-    return open_dataset(home, RUNS)
+def dataset(nql_location: str, nql_home: Path) -> Iterator[Dataset]:
+    data = open_dataset(nql_location, nql_home, RUNS)
+    yield data
+    data.close()
 
 
 @pytest.mark.parametrize(("text", "expected"), SEMANTICS)
@@ -332,3 +338,9 @@ def test_semantics(dataset: Dataset, text: str, expected: set[str] | None) -> No
         run.run_id for run in dataset.runs if evaluate(text, dataset.view(run, NOW), NOW)
     }
     assert by_reference == expected
+
+
+def test_runs_on_the_session_backend(dataset: Dataset) -> None:
+    """The datasets live in the backend of the session (``DESPINA_TEST_STORE``)."""
+    assert dataset.store is not None
+    assert dataset.store.dialect == backend()

@@ -4,20 +4,20 @@ compiled SQL (on a real store) as through the pure-Python reference evaluator.""
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 from nql_strategies import expressions
-from nql_testdata import Attr, Dataset, RunSpec, insert_runs, ms
+from nql_testdata import Attr, Dataset, RunSpec, insert_runs, ms, open_store
 
-from despina.nql import NqlError, evaluate, install_functions, render
+from despina.nql import NqlError, evaluate, render
 from despina.nql import ast as nql
 from despina.nql.reference import RunAttributes
 from despina.nql.resolve import resolve
-from despina.store import Store
 
 NOW = ms("2024-06-01T00:00:00Z")
 NAN, INF = float("nan"), float("inf")
@@ -170,15 +170,14 @@ queries = expressions(leaves(), max_leaves=3)
 
 
 @pytest.fixture(scope="module")
-def conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]:
-    store = Store.open(tmp_path_factory.mktemp("nql-differential"))
-    connection = store.connection()
-    install_functions(connection)
-    yield connection
+def conn(nql_location: str, nql_home: Path) -> Iterator[Any]:
+    """A connection to this module's store (either backend), outside any transaction."""
+    store = open_store(nql_location, nql_home)
+    yield store.connection()
     store.close()
 
 
-def _load(conn: sqlite3.Connection, data: list[RunSpec]) -> Dataset:
+def _load(conn: Any, data: list[RunSpec]) -> Dataset:
     conn.execute("BEGIN")
     for table in ("attributes", "runs", "projects"):
         conn.execute(f"DELETE FROM {table}")
@@ -205,9 +204,7 @@ def _leaves(tree: nql.Expr) -> Iterator[nql.Expr]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=runs(), trees=st.lists(queries, min_size=1, max_size=5))
-def test_sql_agrees_with_reference(
-    conn: sqlite3.Connection, data: list[RunSpec], trees: list[nql.Expr]
-) -> None:
+def test_sql_agrees_with_reference(conn: Any, data: list[RunSpec], trees: list[nql.Expr]) -> None:
     dataset = _load(conn, data)
     views: dict[str, RunAttributes] = {run.run_id: dataset.view(run, NOW) for run in data}
     splits = 0
@@ -287,7 +284,7 @@ def _all_leaves() -> Iterator[nql.Expr]:
                             yield _predicate(operand, op, nql.Literal(text), False)
 
 
-def test_every_leaf_on_a_fixed_dataset(conn: sqlite3.Connection) -> None:
+def test_every_leaf_on_a_fixed_dataset(conn: Any) -> None:
     """Each predicate shape over each pool value: systematic where the random test is not."""
     data = _fixed_runs()
     dataset = _load(conn, data)

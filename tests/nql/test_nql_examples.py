@@ -3,6 +3,7 @@ compiled SQL over rows inserted straight into the store, and through the referen
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -211,9 +212,10 @@ RENDERED = [
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    home: Path = tmp_path_factory.mktemp("nql-examples")
-    return open_dataset(home, RUNS)
+def dataset(nql_location: str, nql_home: Path) -> Iterator[Dataset]:
+    data = open_dataset(nql_location, nql_home, RUNS)
+    yield data
+    data.close()
 
 
 def _reference(data: Dataset, query: str) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,10 @@ RUNS = [
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    home: Path = tmp_path_factory.mktemp("nql-regex")
-    return open_dataset(home, RUNS)
+def dataset(nql_location: str, nql_home: Path) -> Iterator[Dataset]:
+    data = open_dataset(nql_location, nql_home, RUNS)
+    yield data
+    data.close()
 
 
 CATASTROPHIC = [

@@ -6,6 +6,7 @@ nothing where ``"sgd"`` matched; now it is a string, with the same escapes plus 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,10 @@ RUNS = [
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    home: Path = tmp_path_factory.mktemp("nql-quotes")
-    return open_dataset(home, RUNS)
+def dataset(nql_location: str, nql_home: Path) -> Iterator[Dataset]:
+    data = open_dataset(nql_location, nql_home, RUNS)
+    yield data
+    data.close()
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,6 @@ STORE = SRC / "store"
 
 STILL_TO_MOVE = frozenset(
     {
-        # the NQL dialect: compiles NQL to SQL for the store (moves into store/sql/ later)
-        "nql/compile.py",
         # the query service's series reads (being moved behind the store contract)
         "query/batch.py",
         "query/bucket_points.py",

@@ -30,6 +30,7 @@ from despina.errors import ProjectNotFound, SchemaTooNew, StoreBusy, StoreError
 from despina.store.blobs.contract import BlobStore
 from despina.store.blobs.directory import DirectoryBlobStore
 from despina.store.contract import Store
+from despina.store.nql.functions import install_functions
 from despina.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["DB_FILE", "SqliteStore"]
@@ -150,6 +151,7 @@ class SqliteStore(Store):
             # shrinks back after a burst instead of keeping its largest size on disk
             conn.execute("PRAGMA wal_autocheckpoint = 8192")
             conn.execute("PRAGMA journal_size_limit = 67108864")
+            install_functions(conn)  # compiled NQL calls nql_regexp (RE2)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot open the store database {str(self.db_path)!r}: {exc}"

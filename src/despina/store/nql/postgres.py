@@ -1,0 +1,235 @@
+"""The PostgreSQL dialect of NQL: the same answers as the embedded store, whatever the data.
+
+The shared plan (:mod:`~despina.store.nql.compiler`) is kept; what differs:
+
+* **Truth values** are ``TRUE``/``FALSE`` (PostgreSQL has no integer booleans).
+* **Numbers.** ``attributes.num`` is ``numeric``: ints stay exact and a float binds as its
+  shortest exact decimal, so comparing it with a literal (bound the same way) orders exactly as
+  SQLite orders ints and floats. The aggregates (``fmin`` …) and ``sys/forking/step`` are
+  ``double precision``: a literal is compared as a double, except an int that no double holds
+  (beyond 2^53), which PostgreSQL would round: the comparison is rewritten against the two
+  doubles around it, which is what SQLite's exact int/float comparison gives.
+* **NaN** is NULL in both stores, and an aggregate that computes to NaN (``inf - inf``) is made
+  NULL as SQLite makes it, so NaN never compares true. ``average`` of a series without finite
+  values is NULL (SQLite's division by zero), not an error.
+* **Text order** is the code point order of SQLite and Python (``COLLATE "C"``), whatever the
+  database's locale; substrings: ``strpos``; an artifact's hash: ``->> 'hash'`` of its JSON.
+* **Regular expressions** are matched with RE2 in this process, as on the embedded store:
+  PostgreSQL's own operators speak another dialect (``\\b`` is a backspace there). A literal
+  pattern (optionally anchored by ``^``/``$``) becomes a plain string test in SQL. Any other
+  pattern is evaluated when the filter is compiled: the values of the clause's attribute are
+  read (narrowed in SQL by path, type, project and a literal prefix ``^run-1…``), RE2 runs over
+  them, and the clause becomes ``r.id IN (<the matching runs, bound as one array>)``. The
+  compiled filter is therefore tied to the read transaction it was compiled in.
+
+Plan: PostgreSQL pulls the ``EXISTS`` probes of a filter up into joins and orders them by its
+estimates, which are poor for correlated predicates (``path = … AND num < …``): a five-clause
+filter ran its most expensive clause over every run. The driving clause is therefore a
+``MATERIALIZED`` CTE (computed once, first) and the probes stay per-run subplans
+(``notes/postgres.md``; figures in ``docs/nql.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from despina.nql.resolve import AttrTest, Branch, SysTest
+from despina.store.nql.compiler import (
+    FilterCompiler,
+    anchored_prefix,
+    literal_pattern,
+    type_sql,
+)
+from despina.store.sysattrs import SysColumn
+from despina.userregex import compile_user_regex
+
+__all__ = ["PostgresFilterCompiler"]
+
+_NAN_TO_NULL = "NULLIF({}, 'NaN'::float8)"
+_AVERAGE = "(a.fsum / NULLIF(a.fcount, 0))"
+_VARIANCE = f"(a.fsumsq / NULLIF(a.fcount, 0) - {_AVERAGE} * {_AVERAGE})"
+_AGGREGATE_SQL = {
+    "min": "a.fmin",
+    "max": "a.fmax",
+    "average": _NAN_TO_NULL.format(_AVERAGE),
+    # SQLite's MAX(0.0, v) is NULL for a NULL v (GREATEST would give 0.0): a CASE instead
+    "variance": _NAN_TO_NULL.format(f"CASE WHEN {_VARIANCE} < 0 THEN 0.0 ELSE {_VARIANCE} END"),
+}
+_SYS_SQL = {
+    # an int divided by a double, as SQLite computes it (numeric division would be decimal)
+    "sys/forking/step": "(r.fork_step::float8 / 1000000.0::float8)",
+}
+_EXACT_DOUBLE = 2**53
+_RUN_SET = "r.id IN (SELECT unnest(CAST(? AS bigint[])))"
+_ATTR_SET = "a.id IN (SELECT unnest(CAST(? AS bigint[])))"
+
+
+class PostgresFilterCompiler(FilterCompiler):
+    """NQL to PostgreSQL SQL (see the module docstring).
+
+    ``conn`` is the store connection the filter will run on (regular expressions are evaluated
+    through it); ``project_ids`` narrow those reads to the projects the filter will be applied
+    to (``None``: every project).
+    """
+
+    TRUE: ClassVar[str] = "TRUE"
+    FALSE: ClassVar[str] = "FALSE"
+
+    def __init__(self, now_ms: int, conn: Any, project_ids: Sequence[int] | None) -> None:
+        super().__init__(now_ms)
+        self.conn = conn
+        self.project_ids = None if project_ids is None else [int(p) for p in project_ids]
+        self._path = ""
+        self._types: list[str] = []
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def visit_AttrTest(self, node: AttrTest, *, drive: bool = False) -> str:
+        if all(_needs_re2(branch) for branch in node.branches):
+            self.params.append(self._regex_runs(node.path, node.branches))
+            return f"NOT ({_RUN_SET})" if node.negated else _RUN_SET
+        self._path = node.path
+        return super().visit_AttrTest(node, drive=drive)
+
+    def visit_SysTest(self, node: SysTest) -> str:
+        cond = node.cond
+        if cond.op == "matches" and literal_pattern(cond.value) is None:
+            self.params.append(self._regex_sys_runs(node.column, cond.value))
+            return f"NOT ({_RUN_SET})" if node.negated else _RUN_SET
+        return super().visit_SysTest(node)
+
+    def branch(self, branch: Branch) -> str:
+        self._types = sorted(branch.types)
+        return super().branch(branch)
+
+    def driver_sql(self, runs: str) -> str:
+        return f"r.id IN (WITH d AS MATERIALIZED ({runs}) SELECT run_id FROM d)"
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def member_runs_sql(self) -> str:
+        return (
+            "SELECT m.run_id FROM set_members m JOIN attributes a ON a.id = m.attr_id "
+            "WHERE m.value = ? AND a.path = ? AND a.type = 'string_set'"
+        )
+
+    def sys_sql(self, column: SysColumn) -> str:
+        return _SYS_SQL.get(column.path, column.sql)
+
+    def artifact_hash_sql(self) -> str:
+        # only artifact rows hold JSON: the cast must not see another type's text
+        return "(CASE WHEN a.type = 'artifact' THEN a.text::jsonb ->> 'hash' END)"
+
+    def aggregate_sql(self, field: str) -> str:
+        return _AGGREGATE_SQL[field]
+
+    def contains_sql(self, column: str) -> str:
+        return f"strpos({column}, ?) > 0"
+
+    def compare(self, column: str, op: str, value: Any, kind: str) -> str:
+        if kind == "string" and op not in ("==", "!="):
+            column = f'{column} COLLATE "C"'
+        elif kind == "float" and isinstance(value, int) and float(value) != value:
+            return self._compare_double_with_int(column, op, value)
+        return super().compare(column, op, value, kind)
+
+    def matches_sql(self, column: str, pattern: Any) -> str:
+        literal = literal_pattern(pattern)
+        if literal is not None:
+            how, text = literal
+            self.params.append(text)
+            if how == "equals":
+                return f"{column} = ?"
+            if how == "starts":
+                return f"starts_with({column}, ?)"
+            if how == "ends":
+                return f"right({column}, {len(text)}) = ?"
+            return f"strpos({column}, ?) > 0"
+        # a branch beside others of one attribute test (not produced by today's resolver):
+        # the matching attribute rows, by id
+        if column != "a.text":
+            raise ValueError(f"cannot match a regular expression against {column}")
+        self.params.append(self._regex_rows(self._path, self._types, pattern))
+        return _ATTR_SET
+
+    # -- regular expressions, evaluated here -------------------------------------------------
+
+    def _regex_runs(self, path: str, branches: tuple[Branch, ...]) -> list[int]:
+        """Runs whose attribute ``path`` has a type of a branch and matches its pattern."""
+        patterns = {t: compile_user_regex(b.cond.value).search for b in branches for t in b.types}
+        prefix = _common_prefix([b.cond.value for b in branches])
+        runs = set()
+        for run_id, type_, text in self._attribute_texts(path, sorted(patterns), prefix):
+            if patterns[type_](text):
+                runs.add(run_id)
+        return sorted(runs)
+
+    def _regex_rows(self, path: str, types: list[str], pattern: str) -> list[int]:
+        search = compile_user_regex(pattern).search
+        rows = self._attribute_texts(path, types, anchored_prefix(pattern), column="a.id")
+        return sorted(row_id for row_id, _, text in rows if search(text))
+
+    def _attribute_texts(
+        self, path: str, types: list[str], prefix: str, column: str = "a.run_id"
+    ) -> list[tuple[int, str, str]]:
+        """``(column, type, text)`` of the rows of ``path`` with one of ``types`` and a text
+        starting with ``prefix``, in the projects of the filter."""
+        sql = (
+            f"SELECT {column}, a.type, a.text FROM attributes a "
+            f"WHERE a.path = ? AND {type_sql(types)} AND a.text IS NOT NULL"
+        )
+        params: list[Any] = [path]
+        if prefix:
+            sql += " AND starts_with(a.text, ?)"
+            params.append(prefix)
+        if self.project_ids is not None:
+            sql += " AND a.run_id IN (SELECT id FROM runs WHERE project_id = ANY(?))"
+            params.append(self.project_ids)
+        return [(row[0], row[1], row[2]) for row in self.conn.execute(sql, params)]
+
+    def _regex_sys_runs(self, column: SysColumn, pattern: str) -> list[int]:
+        """Runs whose ``sys/`` column matches ``pattern`` (NULL: no match)."""
+        expression = self.sys_sql(column)
+        search = compile_user_regex(pattern).search
+        sql = (
+            f"SELECT r.id, {expression} FROM runs r JOIN projects p ON p.id = r.project_id "
+            f"WHERE {expression} IS NOT NULL"
+        )
+        params: list[Any] = []
+        prefix = anchored_prefix(pattern)
+        if prefix:
+            sql += f" AND starts_with({expression}, ?)"
+            params.append(prefix)
+        if self.project_ids is not None:
+            sql += " AND r.project_id = ANY(?)"
+            params.append(self.project_ids)
+        return sorted(run_id for run_id, text in self.conn.execute(sql, params) if search(text))
+
+    def _compare_double_with_int(self, column: str, op: str, value: int) -> str:
+        """``column <op> value`` for a double column and an int no double holds, exactly: the
+        int lies strictly between two adjacent doubles ``below`` and ``above``."""
+        below = float(value)
+        if below > value:
+            below = math.nextafter(below, -math.inf)
+        above = math.nextafter(below, math.inf)
+        if op == "==":
+            return self.FALSE
+        if op == "!=":
+            return f"({column} IS NOT NULL)"
+        if op in ("<", "<="):
+            self.params.append(below)
+            return f"{column} <= ?"
+        self.params.append(above)
+        return f"{column} >= ?"
+
+
+def _needs_re2(branch: Branch) -> bool:
+    cond = branch.cond
+    return cond.op == "matches" and literal_pattern(cond.value) is None
+
+
+def _common_prefix(patterns: list[str]) -> str:
+    prefixes = {anchored_prefix(pattern) for pattern in patterns}
+    return prefixes.pop() if len(prefixes) == 1 else ""
