@@ -54,6 +54,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _log_long(home: Path) -> None:
     """Series over several full chunks plus pieces (short rows of later flushes)."""
     run = despina.Run(project="ws/long", run_id="long", home=home, **QUIET)
+    odd = "tab\there, new\nline, back\\slash \\N, quote ' \" é 🦜"  # COPY's escapes
+    run.log_configs({"odd/text": odd, "odd/set": {odd, "plain"}})
+    run.log_string_series({"odd/series": odd}, step=0)
     for step in range(5000):
         run.log_metrics({"a": step * 0.5, "b": 1.0 / (step + 1)}, step=step)
         if step % 1500 == 1499:
