@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 from server_helpers import PROJECT, ServerProcess, run_logging_script
 
 from despina.server.auth import mint_api_token
+from despina.server.ui.session import SignInCodes, operator_key
 from despina.store import Store
 from despina.store.access import revoke_api_key
 
@@ -223,6 +225,44 @@ def test_the_cli_mints_a_token_both_replicas_take(replicas: Replicas) -> None:
     for server in (replicas.a, replicas.b):
         answer = _exchange(server, addressed_to(token, server.url))
         assert answer.status_code == 200, answer.text
+
+
+# -- the web UI: a session or a sign-in link of one replica works on the other -----------------
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, html[:500]
+    return found.group(1)
+
+
+def test_a_ui_session_and_a_sign_in_link_work_on_every_replica(replicas: Replicas) -> None:
+    a, b = replicas.a, replicas.b
+    token, _ = replicas.mint(a)
+    # one cookie jar for 127.0.0.1, as a browser behind a load balancer has
+    with httpx.Client(follow_redirects=False, timeout=30) as browser:
+        form = browser.get(a.url + "/sign-in")
+        signed = browser.post(
+            a.url + "/sign-in",
+            data={"token": token, "next": "/projects", "csrf": _csrf(form.text)},
+        )
+        assert signed.status_code == 303, signed.text
+        assert browser.get(b.url + "/projects.json").status_code == 200
+        page = browser.get(b.url + "/projects")  # a form of B, its CSRF token checked by A
+        out = browser.post(a.url + "/sign-out", data={"csrf": _csrf(page.text)})
+        assert out.status_code == 303
+        assert browser.get(b.url + "/projects.json").status_code == 401
+
+    store = Store.open(a.home, url=replicas.store_url)
+    try:
+        code = SignInCodes(store).issue([operator_key(store, "operator").key_id])
+    finally:
+        store.close()
+    with httpx.Client(follow_redirects=False, timeout=30) as browser:
+        assert browser.get(b.url + f"/sign-in/link?code={code}").status_code == 303
+        assert browser.get(a.url + "/projects.json").status_code == 200
+    with httpx.Client(follow_redirects=False, timeout=30) as other:
+        assert other.get(a.url + f"/sign-in/link?code={code}").status_code == 400  # used
 
 
 # -- one operation sent to both replicas at once: applied once --------------------------------
