@@ -77,3 +77,38 @@ def test_the_column_chooser_offers_them(
         assert not page.errors
     finally:
         context.close()
+
+
+def test_columns_move_pin_and_go(
+    client: httpx.Client, browser: Any, server: ServerProcess, tokens: Tokens
+) -> None:
+    context = browser.new_context(viewport={"width": 900, "height": 700})
+    page = context.new_page()
+    watch_errors(page)
+    cols = "&".join(f"col={c}" for c in ("eval/score", "min(eval/score)", "sys/tags"))
+    try:
+        sign_in_tab(page, server, tokens.workspace)
+        page.goto(server.url + f"{PROJECT}?view=runs&{cols}")
+
+        def headers() -> list[str]:
+            return list(
+                page.locator("#runs-table thead th[data-column]").evaluate_all(
+                    "hs => hs.map(h => h.dataset.column)"
+                )
+            )
+
+        assert headers() == ["eval/score", "min(eval/score)", "sys/tags"]
+        page.click("th[data-column='sys/tags'] .col-left")
+        assert headers() == ["eval/score", "sys/tags", "min(eval/score)"]
+        page.click("th[data-column='min(eval/score)'] .col-pin")
+        assert headers() == ["min(eval/score)", "eval/score", "sys/tags"]
+        assert "pin=min" in page.url
+        position = page.locator("th[data-column='min(eval/score)']").evaluate(
+            "h => getComputedStyle(h).position"
+        )
+        assert position == "sticky"
+        page.click("th[data-column='eval/score'] .col-remove")
+        assert headers() == ["min(eval/score)", "sys/tags"]
+        assert not page.errors
+    finally:
+        context.close()

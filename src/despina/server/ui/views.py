@@ -353,10 +353,46 @@ def _runs_request(request: Request) -> RunsRequest:
 
 
 def _columns(request: Request, service: QueryService, project: str, kind: str) -> list[str]:
-    columns = _list(request, "col", MAX_COLUMNS)
-    if columns:
-        return list(dict.fromkeys(columns))
-    return api.default_columns(service, project, kind)
+    """The table's columns: ``col=`` in order (default: the project's usual ones), the pinned
+    ones (``pin=``) first."""
+    columns = list(dict.fromkeys(_list(request, "col", MAX_COLUMNS)))
+    if not columns:
+        columns = api.default_columns(service, project, kind)
+    pins = set(_list(request, "pin", MAX_COLUMNS))
+    return [c for c in columns if c in pins] + [c for c in columns if c not in pins]
+
+
+def _column_tools(request: Request, columns: list[str]) -> list[dict[str, Any]]:
+    """Per column, the links that move it left or right, remove it, and pin or unpin it (a
+    pinned column comes first and stays in view when the table scrolls sideways)."""
+    pins = [c for c in _list(request, "pin", MAX_COLUMNS) if c in columns]
+    tools = []
+    for i, column in enumerate(columns):
+
+        def moved(j: int, i: int = i) -> list[str]:
+            order = list(columns)
+            order[i], order[j] = order[j], order[i]
+            return order
+
+        pinned = column in pins
+        tools.append(
+            {
+                "pinned": pinned,
+                "left": _table_url(request, col=moved(i - 1)) if i > 0 else None,
+                "right": _table_url(request, col=moved(i + 1)) if i + 1 < len(columns) else None,
+                "remove": _table_url(
+                    request,
+                    col=[c for c in columns if c != column] or None,
+                    pin=[p for p in pins if p != column] or None,
+                ),
+                "pin": _table_url(
+                    request,
+                    col=columns,
+                    pin=[p for p in pins if p != column] if pinned else [*pins, column],
+                ),
+            }
+        )
+    return tools
 
 
 AXES: tuple[Axis, ...] = ("step", "time", "relative", "metric")
@@ -572,6 +608,7 @@ async def runs_page(request: Request) -> Response:
         view=data["view"],
         nql_error=None,
         url=lambda **changes: _table_url(request, **changes),
+        column_tools=_column_tools(request, data["columns"]),
         **await _views_context(request, project),
     )
 

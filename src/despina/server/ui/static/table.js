@@ -201,6 +201,28 @@
     });
   }
 
+  // Pinned columns (◆ in their header) come first and, with the run and its state, stay in
+  // view while the table scrolls sideways: each gets a sticky offset, the widths before it.
+  const runsTable = document.getElementById("runs-table");
+  const pinnedHeads = runsTable ? Array.from(runsTable.querySelectorAll("thead th.pinned")) : [];
+  if (runsTable && pinnedHeads.length) {
+    const stick = () => {
+      const heads = Array.from(runsTable.tHead.rows[0].cells);
+      let left = 0;
+      for (const th of heads.slice(0, 3).concat(pinnedHeads)) {
+        for (const row of runsTable.rows) {
+          const cell = row.cells[th.cellIndex];
+          if (!cell || cell.colSpan > 1) continue;
+          cell.classList.add("stuck");
+          cell.style.left = left + "px";
+        }
+        left += th.offsetWidth;
+      }
+    };
+    stick();
+    window.addEventListener("resize", stick);
+  }
+
   // Live rows: while a row's run is running, its state and cells are refreshed every few
   // seconds (GET only, only the running rows are asked for); polling stops when none runs and
   // pauses while the tab is hidden.
