@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -298,7 +297,8 @@ def test_id_counter_continues_above_imported_numbers(imported: tuple[Path, Impor
 
 def snapshot(home: Path) -> list[tuple[Any, ...]]:
     """The store's content without what is random per import (row ids, uuids, file keys)."""
-    conn = sqlite3.connect(home / "despina.db")
+    store = Store.open(home)
+    conn = store.connection()
     runs = conn.execute(
         "SELECT r.run_id, p.workspace || '/' || p.name, r.short_no, r.experiment_name, "
         "r.is_head, r.owner, r.creation_ms, r.failed, pr.run_id, r.fork_step, r.depth "
@@ -320,8 +320,8 @@ def snapshot(home: Path) -> list[tuple[Any, ...]]:
         "ELSE p.value END FROM points p JOIN attributes a ON a.id = p.attr_id "
         "JOIN runs r ON r.id = a.run_id ORDER BY 1, 2, 3"
     ).fetchall()
-    conn.close()
-    return [*runs, *attrs, *chunks, *points]
+    store.close()
+    return [tuple(row) for row in [*runs, *attrs, *chunks, *points]]
 
 
 def test_importing_twice_changes_nothing(
