@@ -207,7 +207,8 @@ def bench_charts(home: Path) -> list[Row]:
             for metric in metrics:
                 series = snap.series(containers, exact_selector([metric], ["float_series"]))
                 labels = [containers[int(c)].label for c in series.container.tolist()]
-                ui_charts._from_points(snap, series, labels, "step", None, 1000)
+                xs = ui_charts._x_values(snap, containers, series, "step", None, None)
+                ui_charts._from_points(series, labels, xs, None, 1000)
 
     cold, warm, _ = _timed(naive, repeat=1)
     rows.append(
