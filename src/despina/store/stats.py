@@ -31,12 +31,15 @@ def project_stats(store: Store) -> list[ProjectStats]:
         "SELECT id, workspace, name FROM projects ORDER BY workspace, name"
     ).fetchall():
         runs, experiments, models = conn.execute(
-            "SELECT coalesce(sum(kind = 'run'), 0), count(DISTINCT experiment_name), "
-            "coalesce(sum(kind = 'model'), 0) FROM runs WHERE project_id = ?",
+            "SELECT coalesce(sum(CASE WHEN kind = 'run' THEN 1 ELSE 0 END), 0), "
+            "count(DISTINCT experiment_name), "
+            "coalesce(sum(CASE WHEN kind = 'model' THEN 1 ELSE 0 END), 0) "
+            "FROM runs WHERE project_id = ?",
             (pid,),
         ).fetchone()
         attributes, series = conn.execute(
-            "SELECT count(*), coalesce(sum(a.type LIKE '%series'), 0) FROM attributes a "
+            "SELECT count(*), coalesce(sum(CASE WHEN a.type LIKE '%series' THEN 1 ELSE 0 END), 0) "
+            "FROM attributes a "
             "JOIN runs r ON r.id = a.run_id WHERE r.project_id = ?",
             (pid,),
         ).fetchone()
@@ -65,11 +68,24 @@ def project_stats(store: Store) -> list[ProjectStats]:
 
 
 def disk_bytes(store: Store) -> dict[str, int]:
-    """Bytes used by the database, its write-ahead log and the file blobs."""
-    wal = store.home / (DB_FILE + "-wal")
+    """Bytes used by the database, its write-ahead log and the file blobs.
+
+    On PostgreSQL ``database`` is the size of the store's tables with their indexes and TOAST
+    (``pg_total_relation_size``, so other tables sharing the database are not counted) and
+    ``wal`` is 0: the server's write-ahead log is shared by all its databases.
+    """
     blobs = store.blobs.total_bytes()
+    if store.dialect == "postgresql":
+        with store.read() as conn:
+            (size,) = conn.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'm') AND n.nspname = current_schema()"
+            ).fetchone()
+        return {"database": int(size), "wal": 0, "files": blobs}
+    db, wal = store.home / DB_FILE, store.home / (DB_FILE + "-wal")
     return {
-        "database": store.db_path.stat().st_size if store.db_path.exists() else 0,
+        "database": db.stat().st_size if db.exists() else 0,
         "wal": wal.stat().st_size if wal.exists() else 0,
         "files": blobs,
     }
