@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from despina.config import resolve_project
 from despina.errors import InvalidQuery
-from despina.nql import compile_query, install_functions
 from despina.store import Store, lifecycle
+from despina.store.nql import compile_filter
 from despina.store.sql import attribute_reads, table_reads
 from despina.store.sysattrs import SYS_COLUMNS
 
@@ -146,11 +146,11 @@ class Project:
         project_id = store.project_id(self.name)
         if not isinstance(sort_by, str) or not sort_by:
             raise InvalidQuery(f"sort_by must be an attribute path, got {sort_by!r}")
-        where = None
-        if query and query.strip():
-            where = compile_query(query, now_ms=int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
         with store.read() as conn:
-            install_functions(conn)
+            where = None
+            if query and query.strip():
+                where = compile_filter(conn, query, now_ms=now_ms, project_ids=[project_id])
             pks = table_reads.object_pks(
                 conn,
                 project_id,

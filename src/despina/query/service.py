@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from despina.errors import ConfigError, ProjectNotFound
-from despina.nql import NQLError, compile_query, install_functions
+from despina.nql import NQLError
 from despina.nql import ast as nql_ast
 from despina.query import buckets as _buckets
 from despina.query.attrs import (
@@ -65,6 +65,7 @@ from despina.query.points import (
 from despina.query.resolve import Selector
 from despina.query.values import present_sys, sys_rows
 from despina.store import Store
+from despina.store.nql import compile_filter
 from despina.store.opening import open_address, resolve_store
 from despina.store.schema import ATTRIBUTE_TYPES, SERIES_TYPES
 from despina.store.sql import attribute_reads, table_reads
@@ -162,7 +163,6 @@ class QueryService:
         except (ProjectNotFound, ConfigError) as exc:
             raise NeptuneProjectInaccessible(str(exc)) from None
         with self.store.read() as conn:
-            install_functions(conn)
             yield Snapshot(self, conn, project, project_id)
 
     @contextlib.contextmanager
@@ -170,7 +170,6 @@ class QueryService:
         """A read transaction over every project for the batch API (the server's retrieval
         endpoints); which projects a caller may read is the caller's check."""
         with self.store.read() as conn:
-            install_functions(conn)
             yield BatchReads(conn)
 
     def projects(self) -> list[str]:
@@ -234,7 +233,9 @@ class Snapshot:
     def _compile(self, nql: Filter | str | nql_ast.Node) -> tuple[str, list[Any]]:
         query = nql.to_ast() if isinstance(nql, Filter) else nql
         try:
-            return compile_query(query, now_ms=self.now_ms)
+            return compile_filter(
+                self.conn, query, now_ms=self.now_ms, project_ids=[self.project_id]
+            )
         except NQLError as exc:
             raise NeptuneUnexpectedResponseError(
                 f"the filter {str(nql)!r} cannot be evaluated: {exc}"

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from despina.errors import InvalidQuery, RunNotFound
-from despina.nql import compile_query
 from despina.store import Store
+from despina.store.nql import compile_filter
 from despina.store.reads import ProjectReads
 from despina.store.series_columns import aggregate_sql, parse_series_column
 from despina.store.sysattrs import SYS_COLUMNS, SYS_STRING_SETS
@@ -210,7 +210,9 @@ def runs_page(
     if kind == "experiment":
         where.append("r.is_head = 1 AND r.experiment_name IS NOT NULL")
     if nql.strip():
-        fragment, nql_params = compile_query(nql, now_ms=reads.now_ms)
+        fragment, nql_params = compile_filter(
+            reads.conn, nql, now_ms=reads.now_ms, project_ids=[reads.project_id]
+        )
         where.append(f"({fragment})")
         params.extend(nql_params)
     sql_where = " AND ".join(where)

@@ -85,9 +85,12 @@ def _search(
             )
         projection.append(item["path"])
     now_ms = int(time.time() * 1000)
-    compiled = _compile(text, now_ms) if text and text.strip() else None
     by_id = {p.id: p for p in projects}
     with service.queries.batch() as reads:
+        # compiled in the read transaction: PostgreSQL evaluates regular expressions here
+        compiled = (
+            _compile(reads.conn, text, now_ms, list(by_id)) if text and text.strip() else None
+        )
         total, pks = reads.search(
             list(by_id),
             compiled,
@@ -156,11 +159,13 @@ def _sort(data: dict[str, Any]) -> Sort:
     return Sort(name, wire, aggregation, direction == "descending")
 
 
-def _compile(text: str, now_ms: int) -> tuple[str, list[object]]:
-    from despina.nql import compile_query
+def _compile(
+    conn: object, text: str, now_ms: int, project_ids: list[int]
+) -> tuple[str, list[object]]:
+    from despina.store.nql import compile_filter
 
     try:
-        sql, params = compile_query(text, now_ms=now_ms)
+        sql, params = compile_filter(conn, text, now_ms=now_ms, project_ids=project_ids)
     except NqlError as exc:
         title = getattr(exc, "title", "Invalid query")
         raise ApiError(

@@ -47,15 +47,50 @@ from despina.userregex import compile_user_regex
 
 __all__ = ["PostgresFilterCompiler"]
 
-_NAN_TO_NULL = "NULLIF({}, 'NaN'::float8)"
-_AVERAGE = "(a.fsum / NULLIF(a.fcount, 0))"
-_VARIANCE = f"(a.fsumsq / NULLIF(a.fcount, 0) - {_AVERAGE} * {_AVERAGE})"
+def _double(value: float) -> str:
+    """A double as an SQL literal that reads back exactly."""
+    return f"{value!r}::float8"
+
+
+_P75, _P538, _P1000, _PM512 = (_double(2.0**e) for e in (75, 538, 1000, -512))
+_BELOW_SQRT2 = _double(1.4142135623730949)  # the largest double below sqrt(2)
+
+
+def _divide(x: str, n: str) -> str:
+    """``x / n`` for a double ``x`` and a count ``n >= 1``, as IEEE (and SQLite) computes it.
+
+    PostgreSQL raises an error where IEEE division underflows to zero; a quotient rounds to
+    zero exactly when ``|x| / n <= 2^-1075``, tested here with exact power-of-two scalings.
+    """
+    return (
+        f"(CASE WHEN abs({x}) >= 1e-300::float8 THEN {x} / {n} "
+        f"WHEN abs({x}) * {_P1000} * {_P75} <= {n} THEN 0.0::float8 ELSE {x} / {n} END)"
+    )
+
+
+def _square(x: str) -> str:
+    """``x * x`` as IEEE computes it: infinity on overflow and zero on underflow, where
+    PostgreSQL raises errors. With ``t = x * 2^-512`` (exact), ``x * x`` overflows exactly when
+    ``t * t`` rounds to 1 or more; it rounds to zero when ``|x| < 2^-537.5``."""
+    return (
+        f"(CASE WHEN abs({x}) >= 1e150::float8 THEN (CASE WHEN ({x} * {_PM512}) * "
+        f"({x} * {_PM512}) >= 1.0::float8 THEN 'Infinity'::float8 ELSE {x} * {x} END) "
+        f"WHEN abs({x}) < 1e-150::float8 THEN (CASE WHEN abs({x} * {_P538}) <= {_BELOW_SQRT2} "
+        f"THEN 0.0::float8 ELSE {x} * {x} END) "
+        f"ELSE {x} * {x} END)"
+    )
+
+
+_COUNT = "NULLIF(a.fcount, 0)"  # no finite value: NULL, as SQLite's division by zero
+_AVERAGE = _divide("a.fsum", _COUNT)
+# inf - inf (sums that overflowed) is NaN, which SQLite turns into NULL
+_VARIANCE = f"NULLIF({_divide('a.fsumsq', _COUNT)} - {_square(_AVERAGE)}, 'NaN'::float8)"
 _AGGREGATE_SQL = {
     "min": "a.fmin",
     "max": "a.fmax",
-    "average": _NAN_TO_NULL.format(_AVERAGE),
+    "average": _AVERAGE,
     # SQLite's MAX(0.0, v) is NULL for a NULL v (GREATEST would give 0.0): a CASE instead
-    "variance": _NAN_TO_NULL.format(f"CASE WHEN {_VARIANCE} < 0 THEN 0.0 ELSE {_VARIANCE} END"),
+    "variance": f"(CASE WHEN {_VARIANCE} < 0.0::float8 THEN 0.0::float8 ELSE {_VARIANCE} END)",
 }
 _SYS_SQL = {
     # an int divided by a double, as SQLite computes it (numeric division would be decimal)
