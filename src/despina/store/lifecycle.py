@@ -102,7 +102,8 @@ def delete_trashed_runs(store: Store, project: str, ids: Iterable[str]) -> int:
         shas = _drop_blob_rows(conn, project_id, orphaned)
     for sha in shas:  # contents no other project or run refers to
         store.blobs.delete(sha)
-    store.connection().execute("PRAGMA incremental_vacuum")
+    if store.dialect == "sqlite":  # give the freed pages back; PostgreSQL's autovacuum does
+        store.connection().execute("PRAGMA incremental_vacuum")
     return deleted
 
 
