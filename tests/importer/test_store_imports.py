@@ -267,3 +267,32 @@ def test_head_rule_holds_whatever_the_import_order(
     head = store.connection().execute("SELECT run_id FROM runs WHERE is_head = 1").fetchone()[0]
     pool = [r for r in created if r in marked] or list(created)
     assert head == max(pool, key=created.__getitem__)
+
+
+def test_one_run_imported_at_once_by_several_threads_is_stored_once(tmp_path: Path) -> None:
+    import threading
+
+    store = Store.open(tmp_path / "home")
+    columns = _columns(np.random.default_rng(3))
+    outcomes: list[bool] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def work(run_id: str) -> None:
+        start.wait()
+        try:
+            run = ImportedRun("ws/p", run_id, T0, floats=FloatBlock.from_columns(columns))
+            outcomes.append(import_run(store, run).created)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(run_id,)) for run_id in ("x", "x", "y", "y")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(outcomes) == [False, False, True, True]  # the second of each is kept as is
+    rows = store.connection().execute("SELECT run_id, short_no FROM runs ORDER BY 2").fetchall()
+    assert sorted(r for r, _ in rows) == ["x", "y"]
+    assert [n for _, n in rows] == [1, 2]

@@ -274,6 +274,11 @@ def import_run(
     now = int(time.time() * 1000) if now_ms is None else now_ms
     project_id = store.project_id(run.project, create=True)
     with store.write() as conn:
+        if store.dialect == "postgresql":
+            # imports and run creations in a project take turns, as every writer does on the
+            # embedded store: a run id or a sys/id number taken meanwhile by another process
+            # is seen here, instead of ending in a duplicate key
+            conn.execute("SELECT id FROM projects WHERE id = ? FOR NO KEY UPDATE", (project_id,))
         existing = conn.execute(
             "SELECT r.id, p.project_key || '-' || r.short_no, r.parent_id IS NOT NULL "
             "FROM runs r JOIN projects p ON p.id = r.project_id "
