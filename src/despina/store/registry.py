@@ -97,13 +97,16 @@ def create_model(store: Store, project: str, key: str, owner: str) -> tuple[str,
         "SELECT project_key FROM projects WHERE id = ?", (project_id,)
     ).fetchone()
     object_id = f"{project_key}-{key}"
-    if conn.execute(
-        "SELECT 1 FROM runs WHERE project_id = ? AND run_id = ?", (project_id, object_id)
-    ).fetchone():
-        raise ConfigError(
-            f"model {object_id!r} already exists; open it with init_model(with_id={object_id!r})"
-        )
     with store.write() as conn:
+        if store.dialect == "postgresql":  # creations in a project take turns (as in create_run)
+            conn.execute("SELECT id FROM projects WHERE id = ? FOR NO KEY UPDATE", (project_id,))
+        if conn.execute(
+            "SELECT 1 FROM runs WHERE project_id = ? AND run_id = ?", (project_id, object_id)
+        ).fetchone():
+            raise ConfigError(
+                f"model {object_id!r} already exists; open it with "
+                f"init_model(with_id={object_id!r})"
+            )
         pk = _insert(conn, project_id, object_id, "model", owner, None)
     return object_id, CreatedRun(pk, project_id, [], False)
 
@@ -118,6 +121,8 @@ def create_model_version(
     """
     model = open_object(store, project, model_id, "model")
     with store.write() as conn:  # count and insert together: concurrent creators get distinct n
+        if store.dialect == "postgresql":  # the model's row lock: its version creators take turns
+            conn.execute("SELECT id FROM runs WHERE id = ? FOR NO KEY UPDATE", (model.pk,))
         (count,) = conn.execute(
             "SELECT count(*) FROM runs WHERE model_pk = ? AND kind = 'model_version'", (model.pk,)
         ).fetchone()
