@@ -19,18 +19,7 @@ SRC = Path(despina.__file__).resolve().parent
 
 STORE = SRC / "store"
 
-STILL_TO_MOVE = frozenset(
-    {
-        # the query service's series reads (being moved behind the store contract)
-        "query/batch.py",
-        "query/bucket_points.py",
-        "query/bucket_stats.py",
-        "query/buckets.py",
-        "query/float_batch.py",
-        "query/lineage.py",
-        "query/points.py",
-    }
-)
+STILL_TO_MOVE: frozenset[str] = frozenset()
 """Modules (paths under ``src/despina``, ``dir/*`` for a whole directory) that still hold SQL."""
 
 _SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH|CREATE|REPLACE|PRAGMA)\b")

@@ -16,8 +16,8 @@ Usage::
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from despina.query.bucket_stats import BucketStats, bucket_many
 from despina.query.catalog import (
@@ -44,7 +44,7 @@ SeriesWant = tuple[int, str, str, bool]
 class BatchReads:
     """Batch reads inside one read transaction (see :meth:`QueryService.batch`)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
 
     # -- runs ----------------------------------------------------------------------------------

@@ -9,19 +9,19 @@ step arrays.
 
 from __future__ import annotations
 
-import sqlite3
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from despina.store.codec import decode_floats, decode_ints
+from despina.store.sql.bucket_reads import chunk_blobs
 
 __all__ = ["Chunks", "Points", "Raw", "Runs", "gather", "read_chunks", "thresholds"]
 
 MICRO = 1_000_000
-_BATCH = 900
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -67,21 +67,19 @@ _ARITHMETIC = 1  # codec byte of a first-and-delta steps blob (store/codec.py)
 _TWO = struct.Struct("<qq")
 
 
-def read_chunks(conn: sqlite3.Connection, ids: I64) -> dict[int, Raw]:
+def read_chunks(conn: Any, ids: I64) -> dict[int, Raw]:
+    """The chunks ``ids`` (those that exist) by id, values decoded, steps kept as a first
+    step and delta when their blob says so."""
     out: dict[int, Raw] = {}
-    id_list = ids.tolist()
-    for start in range(0, len(id_list), _BATCH):
-        batch = id_list[start : start + _BATCH]
-        marks = ",".join("?" * len(batch))
-        for cid, n, steps, vals in conn.execute(
-            f"SELECT id, n, steps, vals FROM chunks WHERE id IN ({marks})", batch
-        ):
-            values = decode_floats(vals, n)
-            if steps[0] == _ARITHMETIC:
-                first, delta = _TWO.unpack_from(steps, 1)
-                out[cid] = Raw(n, values, first, max(delta, 0) if n == 1 else delta, b"")
-            else:
-                out[cid] = Raw(n, values, 0, -1, steps)
+    if not len(ids):
+        return out
+    for cid, n, steps, vals in chunk_blobs(conn, ids.tolist()):
+        values = decode_floats(vals, n)
+        if steps[0] == _ARITHMETIC:
+            first, delta = _TWO.unpack_from(steps, 1)
+            out[cid] = Raw(n, values, first, max(delta, 0) if n == 1 else delta, b"")
+        else:
+            out[cid] = Raw(n, values, 0, -1, steps)
     return out
 
 

@@ -12,9 +12,9 @@ with ``n`` buckets on ``[x_from, x_to]``, bucket 0 is ``(-inf, x_from]``, bucket
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ from despina.query.float_batch import (
     part_span,
 )
 from despina.query.lineage import lineage_links
+from despina.store.sql.series_reads import preview_step_span
 
 __all__ = [
     "READ_POINTS",
@@ -96,7 +97,7 @@ SeriesWant = tuple[int, str, str, bool]
 
 
 def bucket_many(
-    conn: sqlite3.Connection,
+    conn: Any,
     wanted: Sequence[SeriesWant],
     lo: int,
     hi: int,
@@ -138,7 +139,7 @@ def bucket_many(
 
 
 def series_extents(
-    conn: sqlite3.Connection, wanted: Sequence[SeriesWant], lo: int, hi: int
+    conn: Any, wanted: Sequence[SeriesWant], lo: int, hi: int
 ) -> list[tuple[int, int] | None]:
     """``(first step, last step)`` of each series' points within ``[lo, hi]`` (lineage and
     previews included): the first and last of the points :func:`float_series_batch` reads, in
@@ -150,9 +151,7 @@ def series_extents(
 class _Plan:
     """The lineage, attribute ids and chunk bounds of a batch of series (no points)."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, wanted: Sequence[SeriesWant], lo: int, hi: int
-    ) -> None:
+    def __init__(self, conn: Any, wanted: Sequence[SeriesWant], lo: int, hi: int) -> None:
         self.conn, self.wanted, self.lo = conn, wanted, lo
         modes: dict[str, set[int]] = {}
         for pk, _, mode, _ in wanted:
@@ -191,14 +190,12 @@ class _Plan:
             own = self.ids.get((pk, path))
             if with_previews and own is not None:
                 # previews past the last committed step follow the committed points
-                low, high = self.conn.execute(
-                    "SELECT MIN(step), MAX(step) FROM previews "
-                    "WHERE attr_id = ? AND step BETWEEN ? AND ? AND step > ?",
-                    (own, self.lo, self.hi, -1 if last is None else last),
-                ).fetchone()
-                if high is not None:
-                    first = int(low) if first is None else first
-                    last = int(high)
+                span = preview_step_span(
+                    self.conn, own, self.lo, self.hi, -1 if last is None else last
+                )
+                if span is not None:
+                    first = span[0] if first is None else first
+                    last = span[1]
             out.append(None if first is None or last is None else (first, last))
         return out
 

@@ -14,9 +14,8 @@ point of that bucket, the skipped chunks are read after all (a second pass).
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,8 +28,8 @@ from despina.query.points import (
     effective_links,
     read_previews,
 )
-from despina.store.schema import CHUNK_BITS
 from despina.store.series import LineageLink
+from despina.store.sql.bucket_reads import chunk_stats
 
 __all__ = ["BucketSet", "compute_buckets"]
 
@@ -61,9 +60,7 @@ class BucketSet:
     """``from`` and ``to`` of every bucket index (``index`` values point into them)."""
 
 
-def _chunk_metadata(
-    conn: sqlite3.Connection, chains: list[list[tuple[LineageLink, int]]]
-) -> Chunks:
+def _chunk_metadata(conn: Any, chains: list[list[tuple[LineageLink, int]]]) -> Chunks:
     """Statistics of every chunk of every chain, in one query (no blob is read)."""
     series, attr_ids, uppers = [], [], []
     for i, chain in enumerate(chains):
@@ -71,34 +68,26 @@ def _chunk_metadata(
             series.append(i)
             attr_ids.append(attr_id)
             uppers.append(_UNBOUNDED if link.upper_step is None else link.upper_step)
-    rows = conn.execute(
-        "SELECT j.key, c.id, c.step_first, c.step_last, ifnull(c.vmin, 'nan'), "
-        "ifnull(c.vmax, 'nan') FROM json_each(?) j JOIN chunks c "
-        f"ON c.id BETWEEN (j.value << {CHUNK_BITS}) AND (j.value << {CHUNK_BITS}) + ? "
-        "ORDER BY j.key, c.id",
-        (json.dumps(attr_ids), (1 << CHUNK_BITS) - 1),
-    ).fetchall()
-    if not rows:
+    stats = chunk_stats(conn, attr_ids)
+    if not len(stats.entry):
         e = np.empty(0, np.int64)
         return Chunks(e, e, e, e, e, np.empty(0), np.empty(0))
-    table = np.array(rows, dtype=object)
-    entry = table[:, 0].astype(np.int64)
+    entry = stats.entry
     upper = np.asarray(uppers, np.int64)[entry]
-    step_first = table[:, 2].astype(np.int64)
-    keep = step_first <= upper
+    keep = stats.step_first <= upper
     return Chunks(
         np.asarray(series, np.int64)[entry][keep],
-        table[keep, 1].astype(np.int64),
-        step_first[keep],
-        table[keep, 3].astype(np.int64),
+        stats.chunk_id[keep],
+        stats.step_first[keep],
+        stats.step_last[keep],
         upper[keep],
-        table[keep, 4].astype(np.float64),
-        table[keep, 5].astype(np.float64),
+        stats.vmin[keep],
+        stats.vmax[keep],
     )
 
 
 def compute_buckets(
-    conn: sqlite3.Connection,
+    conn: Any,
     series: SeriesSet,
     *,
     bucket_count: int,
@@ -160,9 +149,7 @@ def compute_buckets(
     return result
 
 
-def _preview_points(
-    conn: sqlite3.Connection, chains: list[list[tuple[LineageLink, int]]]
-) -> tuple[I64, I64, F64]:
+def _preview_points(conn: Any, chains: list[list[tuple[LineageLink, int]]]) -> tuple[I64, I64, F64]:
     """``(series, step, value)`` of the preview points of every chain (within fork bounds)."""
     rows = read_previews(conn, [a for chain in chains for _, a in chain])
     series, steps, values = [], [], []

@@ -12,7 +12,6 @@ import bisect
 import itertools
 import math
 import operator
-import sqlite3
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,10 +20,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from despina.query.lineage import BATCH, LINEAGE_OWN, in_chunks, lineage_links, marks
+from despina.query.lineage import LINEAGE_OWN, lineage_links
 from despina.store.codec import decode_floats, decode_ints
-from despina.store.schema import CHUNK_BITS
 from despina.store.series import LineageLink
+from despina.store.sql.series_reads import (
+    ChunkRow,
+    PreviewRow,
+    attrs_with_previews,
+    chunk_bounds_rows,
+    chunk_rows,
+    chunk_rows_by_id,
+    chunk_steps,
+    preview_rows,
+    series_ids,
+)
 
 __all__ = [
     "ChunkBounds",
@@ -77,49 +86,16 @@ class FloatSeries:
 _EMPTY = FloatSeries(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
 
 
-def attribute_ids(
-    conn: sqlite3.Connection, pairs: set[tuple[int, str]], type_: str
-) -> dict[tuple[int, str], int]:
+def attribute_ids(conn: Any, pairs: set[tuple[int, str]], type_: str) -> dict[tuple[int, str], int]:
     """Attribute ids of ``(run pk, path)`` pairs of one type."""
-    runs = sorted({pk for pk, _ in pairs})
-    paths = sorted({path for _, path in pairs})
-    found: dict[tuple[int, str], int] = {}
-    for run_part in in_chunks(runs):
-        for path_part in in_chunks(paths):
-            for attr_id, run_pk, path in conn.execute(
-                f"SELECT id, run_id, path FROM attributes WHERE run_id IN "
-                f"({marks(len(run_part))}) AND path IN ({marks(len(path_part))}) AND type = ?",
-                (*run_part, *path_part, type_),
-            ):
-                key = (run_pk, path)
-                if key in pairs:
-                    found[key] = attr_id
-    return found
-
-
-def _chunk_ranges(attr_ids: Iterable[int]) -> list[tuple[int, int]]:
-    """Chunk row-id ranges covering the series ``attr_ids``, in order, with consecutive ids
-    merged into one range (the series of a run are usually numbered consecutively, so a
-    request for thousands of them scans a handful of ranges)."""
-    ranges: list[tuple[int, int]] = []
-    start = end = -2
-    for attr_id in sorted(attr_ids):
-        if attr_id == end + 1:
-            end = attr_id
-            continue
-        if start >= 0:
-            ranges.append((start << CHUNK_BITS, ((end + 1) << CHUNK_BITS) - 1))
-        start = end = attr_id
-    if start >= 0:
-        ranges.append((start << CHUNK_BITS, ((end + 1) << CHUNK_BITS) - 1))
-    return ranges
+    return series_ids(conn, pairs, type_)
 
 
 ChunkEntry = tuple[int, int, Int64s | int, Float64s | float, Int64s | int]
 
 
 def _read_chunks(
-    conn: sqlite3.Connection,
+    conn: Any,
     attr_ids: Sequence[int],
     lo: int,
     hi: int,
@@ -129,43 +105,26 @@ def _read_chunks(
     attribute id, ``(first, last, steps, values, timestamps)`` in order; single-point chunks
     come back as scalars."""
     out: dict[int, list[ChunkEntry]] = {}
-    columns = "c.id, c.n, c.step_first, c.step_last, c.ts_first, c.steps, c.vals, c.ts"
-    queries: list[tuple[str, list[int]]] = []
-    if chunk_ids is not None:
-        for ids_part in in_chunks(list(chunk_ids)):
-            queries.append(
-                (
-                    f"SELECT {columns} FROM chunks c WHERE c.id IN ({marks(len(ids_part))})",
-                    list(ids_part),
-                )
+    rows = (
+        chunk_rows_by_id(conn, chunk_ids)
+        if chunk_ids is not None
+        else chunk_rows(conn, attr_ids, lo, hi)
+    )
+    for row in rows:
+        n, first = row.n, row.step_first
+        entry: ChunkEntry
+        if n == 1:
+            entry = (first, row.step_last, first, _DOUBLE.unpack_from(row.vals)[0], row.ts_first)
+        else:
+            assert row.steps is not None and row.ts is not None
+            entry = (
+                first,
+                row.step_last,
+                decode_ints(row.steps, n),
+                decode_floats(row.vals, n),
+                decode_ints(row.ts, n),
             )
-    else:
-        for part in in_chunks(_chunk_ranges(attr_ids), 200):
-            values_sql = ", ".join("(?, ?)" for _ in part)
-            params = [bound for pair in part for bound in pair]
-            queries.append(
-                (
-                    f"WITH w(lo, hi) AS (VALUES {values_sql}) SELECT {columns} "
-                    "FROM w JOIN chunks c ON c.id BETWEEN w.lo AND w.hi "
-                    "WHERE c.step_last >= ? AND c.step_first <= ?",
-                    [*params, lo, hi],
-                )
-            )
-    for sql, params in queries:
-        for chunk_id, n, first, last, ts_first, steps, vals, ts in conn.execute(sql, params):
-            attr_id = chunk_id >> CHUNK_BITS
-            entry: ChunkEntry
-            if n == 1:
-                entry = (first, last, first, _DOUBLE.unpack_from(vals)[0], ts_first)
-            else:
-                entry = (
-                    first,
-                    last,
-                    decode_ints(steps, n),
-                    decode_floats(vals, n),
-                    decode_ints(ts, n),
-                )
-            out.setdefault(attr_id, []).append(entry)
+        out.setdefault(row.attr_id, []).append(entry)
     _in_step_order(out)
     return out
 
@@ -193,14 +152,8 @@ class _Chunks:
     multi: dict[int, list[tuple[int, int, Int64s | int, Float64s | float, Int64s | int]]]
 
 
-_SPLIT_COLUMNS = (
-    "c.id >> ?, c.n, c.step_first, c.step_last, c.ts_first, "
-    "CASE WHEN c.n > 1 THEN c.steps END, c.vals, CASE WHEN c.n > 1 THEN c.ts END"
-)
-
-
 def _read_chunks_split(
-    conn: sqlite3.Connection,
+    conn: Any,
     attr_ids: Sequence[int],
     lo: int,
     hi: int,
@@ -208,40 +161,19 @@ def _read_chunks_split(
 ) -> _Chunks:
     """Like :func:`_read_chunks`, keeping single-point chunks of single-chunk series apart;
     with ``chunk_ids``, only those chunks."""
-    rows: list[tuple[Any, ...]] = []
     if chunk_ids is not None:
-        for ids_part in in_chunks(list(chunk_ids)):
-            rows.extend(
-                conn.execute(
-                    f"SELECT {_SPLIT_COLUMNS} FROM chunks c WHERE c.id IN ({marks(len(ids_part))})",
-                    (CHUNK_BITS, *ids_part),
-                )
-            )
-        return _split(rows)
-    for part in in_chunks(_chunk_ranges(attr_ids), 200):
-        values_sql = ", ".join("(?, ?)" for _ in part)
-        params = [bound for pair in part for bound in pair]
-        rows.extend(
-            conn.execute(
-                f"WITH w(lo, hi) AS (VALUES {values_sql}) "
-                f"SELECT {_SPLIT_COLUMNS} "
-                "FROM w JOIN chunks c ON c.id BETWEEN w.lo AND w.hi "
-                "WHERE c.step_last >= ? AND c.step_first <= ?",
-                (*params, CHUNK_BITS, lo, hi),
-            )
-        )
-    return _split(rows)
+        return _split(chunk_rows_by_id(conn, chunk_ids, single_blobs=False))
+    return _split(chunk_rows(conn, attr_ids, lo, hi, single_blobs=False))
 
 
-def _split(rows: list[tuple[Any, ...]]) -> _Chunks:
+def _split(rows: list[ChunkRow]) -> _Chunks:
     result = _Chunks([], [], [], [], {})
     if not rows:
         return result
-    attrs = [row[0] for row in rows]
     counts: dict[int, int] = {}
-    for attr_id in attrs:
-        counts[attr_id] = counts.get(attr_id, 0) + 1
-    for attr_id, n, first, last, ts_first, steps, vals, ts in rows:
+    for row in rows:
+        counts[row.attr_id] = counts.get(row.attr_id, 0) + 1
+    for attr_id, _, n, first, last, ts_first, steps, vals, ts in rows:
         if n == 1 and counts[attr_id] == 1:
             result.single_attr.append(attr_id)
             result.single_step.append(first)
@@ -252,6 +184,7 @@ def _split(rows: list[tuple[Any, ...]]) -> _Chunks:
                 (first, last, first, _DOUBLE.unpack_from(vals)[0], ts_first)
             )
         else:
+            assert steps is not None and ts is not None
             result.multi.setdefault(attr_id, []).append(
                 (first, last, decode_ints(steps, n), decode_floats(vals, n), decode_ints(ts, n))
             )
@@ -268,27 +201,16 @@ ChunkBounds = tuple[list[int], list[int], list[int], list[int]]
 in step order (a series' chunks do not overlap, so both step columns are sorted)."""
 
 
-def chunk_bounds(
-    conn: sqlite3.Connection, attr_ids: Iterable[int], lo: int, hi: int
-) -> dict[int, ChunkBounds]:
+def chunk_bounds(conn: Any, attr_ids: Iterable[int], lo: int, hi: int) -> dict[int, ChunkBounds]:
     """Per attribute id, the bounds of its chunks holding steps within ``[lo, hi]``: only the
     chunk rows' bound columns are read, never their points."""
     bounds: dict[int, ChunkBounds] = {}
-    for part in in_chunks(_chunk_ranges(attr_ids), 200):
-        values_sql = ", ".join("(?, ?)" for _ in part)
-        params = [bound for pair in part for bound in pair]
-        for chunk_id, n, first, last in conn.execute(
-            f"WITH w(lo, hi) AS (VALUES {values_sql}) "
-            "SELECT c.id, c.n, c.step_first, c.step_last "
-            "FROM w JOIN chunks c ON c.id BETWEEN w.lo AND w.hi "
-            "WHERE c.step_last >= ? AND c.step_first <= ?",
-            (*params, lo, hi),
-        ):
-            ids, counts, firsts, lasts = bounds.setdefault(chunk_id >> CHUNK_BITS, ([], [], [], []))
-            ids.append(chunk_id)
-            counts.append(n)
-            firsts.append(first)
-            lasts.append(last)
+    for attr_id, chunk_id, n, first, last in chunk_bounds_rows(conn, attr_ids, lo, hi):
+        ids, counts, firsts, lasts = bounds.setdefault(attr_id, ([], [], [], []))
+        ids.append(chunk_id)
+        counts.append(n)
+        firsts.append(first)
+        lasts.append(last)
     for ids, counts, firsts, lasts in bounds.values():
         if any(a > b for a, b in itertools.pairwise(firsts)):
             order = sorted(range(len(ids)), key=firsts.__getitem__)
@@ -297,19 +219,8 @@ def chunk_bounds(
     return bounds
 
 
-def chunk_steps(conn: sqlite3.Connection, chunk_id: int) -> Int64s:
-    """The steps of one chunk (its values and timestamps are not decoded)."""
-    row = conn.execute(
-        "SELECT n, step_first, steps FROM chunks WHERE id = ?", (chunk_id,)
-    ).fetchone()
-    if row is None:
-        return np.empty(0, np.int64)
-    n, first, steps = row
-    return np.array([first], np.int64) if n == 1 else decode_ints(steps, n)
-
-
 def _needed_chunks(
-    conn: sqlite3.Connection,
+    conn: Any,
     attr_of: Sequence[int | None],
     windows: Sequence[Window],
     limit: int,
@@ -400,7 +311,7 @@ def part_span(part: LineagePart, lo: int) -> tuple[int, int]:
     return bisect.bisect_left(lasts, lo), bisect.bisect_right(firsts, upper) - 1
 
 
-def part_edge(conn: sqlite3.Connection, part: LineagePart, lo: int, *, first: bool) -> int | None:
+def part_edge(conn: Any, part: LineagePart, lo: int, *, first: bool) -> int | None:
     """The first (or last) step of a part within ``[lo, upper]``, None when it has none: a
     chunk bound, unless that chunk is cut by ``lo`` or the part's step (then it is decoded)."""
     (ids, _, firsts, lasts), upper = part
@@ -417,9 +328,7 @@ def part_edge(conn: sqlite3.Connection, part: LineagePart, lo: int, *, first: bo
     return int(inside[0] if first else inside[-1])
 
 
-def _lineage_last_step(
-    conn: sqlite3.Connection, parts: Sequence[LineagePart], lo: int
-) -> int | None:
+def _lineage_last_step(conn: Any, parts: Sequence[LineagePart], lo: int) -> int | None:
     """The last committed step at or above ``lo`` of a series joined from ``parts``, as a full
     read ends (its last non-empty part's last point), from chunk bounds."""
     for part in reversed(parts):
@@ -469,53 +378,18 @@ def _assemble(
     )
 
 
-PreviewRow = tuple[int, int, float | None, float]
-"""``(step, ts, value, completion)`` of one preview point; a None value is NaN."""
-
-
 def read_previews(
-    conn: sqlite3.Connection,
+    conn: Any,
     attr_ids: Sequence[int],
     lo: int | None = None,
     hi: int | None = None,
 ) -> dict[int, list[PreviewRow]]:
     """Preview points of float series, per attribute id in step order (within ``[lo, hi]``)."""
-    out: dict[int, list[PreviewRow]] = {}
-    bounded = lo is not None or hi is not None
-    window = " AND step BETWEEN ? AND ?" if bounded else ""
-    extra = (-MAX_STEP if lo is None else lo, MAX_STEP if hi is None else hi) if bounded else ()
-    for part in in_chunks(list(attr_ids)):
-        for attr_id, step, ts, value, completion in conn.execute(
-            "SELECT attr_id, step, ts, value, completion FROM previews WHERE attr_id IN "
-            f"({marks(len(part))}){window} ORDER BY attr_id, step",
-            (*part, *extra),
-        ):
-            out.setdefault(int(attr_id), []).append((step, ts, value, completion))
-    return out
-
-
-def attrs_with_previews(conn: sqlite3.Connection, attr_ids: Sequence[int]) -> set[int]:
-    """The attribute ids among ``attr_ids`` that have preview points."""
-    if not attr_ids:
-        return set()
-    if len(attr_ids) > 4 * BATCH:
-        # previews are rare: one pass over the table beats thousands of IN lists
-        wanted = set(attr_ids)
-        return {a for (a,) in conn.execute("SELECT DISTINCT attr_id FROM previews") if a in wanted}
-    found: set[int] = set()
-    for part in in_chunks(list(attr_ids)):
-        found.update(
-            int(row[0])
-            for row in conn.execute(
-                f"SELECT DISTINCT attr_id FROM previews WHERE attr_id IN ({marks(len(part))})",
-                part,
-            )
-        )
-    return found
+    return preview_rows(conn, attr_ids, lo, hi)
 
 
 def float_series_batch(
-    conn: sqlite3.Connection,
+    conn: Any,
     wanted: Sequence[tuple[int, str, str, bool]],
     lo: int,
     hi: int,
@@ -687,7 +561,7 @@ class FlatSeries:
 
 
 def float_series_flat(
-    conn: sqlite3.Connection,
+    conn: Any,
     wanted: Sequence[tuple[int, str, str, bool]],
     lo: int,
     hi: int,

@@ -1,4 +1,4 @@
-"""Batch reads shared by the query service's batch API: ``IN``-list batching and lineages.
+"""Batch reads shared by the query service's batch API: batching and lineages.
 
 Lineage modes follow spec/query-api.md §10.2: ``full`` (every ancestor), ``experiment`` (stop
 at the first ancestor of another experiment), ``own`` (the run alone).
@@ -6,11 +6,11 @@ at the first ancestor of another experiment), ``own`` (the run alone).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from despina.store.series import LineageLink
+from despina.store.sql.series_reads import run_lineage_rows
 
 __all__ = [
     "BATCH",
@@ -19,7 +19,6 @@ __all__ = [
     "LINEAGE_OWN",
     "in_chunks",
     "lineage_links",
-    "marks",
 ]
 
 T = TypeVar("T")
@@ -38,13 +37,8 @@ def in_chunks(items: Sequence[T], size: int = BATCH) -> Iterable[Sequence[T]]:
         yield items[start : start + size]
 
 
-def marks(n: int) -> str:
-    """``?, ?, …`` for ``n`` parameters."""
-    return ", ".join("?" * n)
-
-
 def lineage_links(
-    conn: sqlite3.Connection,
+    conn: Any,
     run_pks: Iterable[int],
     mode: str,
 ) -> dict[int, list[LineageLink]]:
@@ -58,11 +52,7 @@ def lineage_links(
     while todo:
         part = list(todo)[: 4 * BATCH]
         todo.difference_update(part)
-        for pk, parent, fork_step, experiment in conn.execute(
-            "SELECT id, parent_id, fork_step, experiment_name FROM runs "
-            f"WHERE id IN ({marks(len(part))})",
-            part,
-        ):
+        for pk, parent, fork_step, experiment in run_lineage_rows(conn, part):
             info[pk] = (parent, fork_step, experiment)
             if mode != LINEAGE_OWN and parent is not None and parent not in info:
                 todo.add(parent)

@@ -9,17 +9,16 @@ common case of a metric logged once per run costs no chunk reads at all.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from despina.query.float_batch import attrs_with_previews, float_series_batch
 from despina.query.float_batch import read_previews as read_preview_rows
-from despina.query.lineage import lineage_links, marks
+from despina.query.lineage import lineage_links
 from despina.store.schema import ATTRIBUTE_TYPES
 from despina.store.series import (
     FloatPoints,
@@ -27,6 +26,7 @@ from despina.store.series import (
     read_float_points,
     read_float_tail,
 )
+from despina.store.sql.series_reads import series_attribute, series_point_rows
 
 __all__ = [
     "POINT_SERIES_TYPES",
@@ -138,7 +138,7 @@ class FloatBatch:
 
 
 def effective_links(
-    conn: sqlite3.Connection,
+    conn: Any,
     request: SeriesRequest,
     mode: LineageMode,
     memo: dict[int, list[LineageLink]],
@@ -163,7 +163,7 @@ def effective_links(
 
 
 def attr_chain(
-    conn: sqlite3.Connection, request: SeriesRequest, links: list[LineageLink]
+    conn: Any, request: SeriesRequest, links: list[LineageLink]
 ) -> list[tuple[LineageLink, int]]:
     """``(link, attribute id)`` for every link that has the series, oldest first."""
     found = []
@@ -171,17 +171,14 @@ def attr_chain(
         if link.run_pk == request.run_pk and request.attr_id is not None:
             found.append((link, request.attr_id))
             continue
-        row = conn.execute(
-            "SELECT id FROM attributes WHERE run_id = ? AND path = ? AND type = ?",
-            (link.run_pk, request.path, request.type),
-        ).fetchone()
+        row = series_attribute(conn, link.run_pk, request.path, (request.type,))
         if row is not None:
-            found.append((link, int(row[0])))
+            found.append((link, row[0]))
     return found
 
 
 def read_previews(
-    conn: sqlite3.Connection, attr_ids: list[int]
+    conn: Any, attr_ids: list[int]
 ) -> dict[int, tuple[list[int], list[int], list[float], list[float]]]:
     """Preview points per attribute id as columns: steps, timestamps, values (NaN for a
     missing value) and completion."""
@@ -197,7 +194,7 @@ def read_previews(
 
 
 def _own_points(
-    conn: sqlite3.Connection,
+    conn: Any,
     attr_id: int,
     link: LineageLink,
     bounds: tuple[int | None, int | None],
@@ -255,7 +252,7 @@ class SeriesSet:
 
 
 def read_float_series(
-    conn: sqlite3.Connection,
+    conn: Any,
     series: SeriesSet,
     *,
     mode: LineageMode,
@@ -302,7 +299,7 @@ def read_float_series(
 
 
 def _read_whole(
-    conn: sqlite3.Connection,
+    conn: Any,
     series: SeriesSet,
     at: list[int],
     mode: LineageMode,
@@ -373,7 +370,7 @@ def _assemble(
 
 
 def _tail_of_chain(
-    conn: sqlite3.Connection,
+    conn: Any,
     chain: list[tuple[LineageLink, int]],
     bounds: tuple[int | None, int | None],
     tail: int,
@@ -454,7 +451,7 @@ class PointRows:
 
 
 def read_point_series(
-    conn: sqlite3.Connection,
+    conn: Any,
     series: SeriesSet,
     *,
     mode: LineageMode,
@@ -499,7 +496,7 @@ POINT_SERIES_TYPES = ("string_series", "histogram_series", "file_series")
 
 
 def point_series(
-    conn: sqlite3.Connection,
+    conn: Any,
     links: list[LineageLink],
     path: str,
     lo: int,
@@ -522,22 +519,16 @@ def point_series(
         return None
     type_: str | None = None
     ids: list[tuple[LineageLink, int]] = []
-    type_marks = marks(len(types))
     for link in links:
-        row = conn.execute(
-            "SELECT id, type FROM attributes WHERE run_id = ? AND path = ? "
-            f"AND type IN ({type_marks})",
-            (link.run_pk, path, *types),
-        ).fetchone()
-        if row is None:
+        found = series_attribute(conn, link.run_pk, path, types)
+        if found is None:
             continue
         if type_ is None:
-            type_ = str(row[1])
-        if str(row[1]) == type_:
-            ids.append((link, int(row[0])))
+            type_ = found[1]
+        if found[1] == type_:
+            ids.append((link, found[0]))
     if type_ is None:
         return None
-    order = "DESC" if descending else "ASC"
     out: list[tuple[int, int, str]] = []
     # links run child → root: descending order reads the child first
     sequence = ids if descending else list(reversed(ids))
@@ -548,10 +539,8 @@ def point_series(
         upper = hi if link.upper_step is None else min(hi, link.upper_step)
         if upper < lo:
             continue
-        rows = conn.execute(
-            f"SELECT step, ts, value FROM points WHERE attr_id = ? AND step BETWEEN ? AND ? "
-            f"ORDER BY step {order} LIMIT ?",
-            (attr_id, lo, upper, limit - len(out)),
+        rows = series_point_rows(
+            conn, attr_id, lo, upper, descending=descending, limit=limit - len(out)
         )
         if max_bytes is None:
             out.extend(rows)
