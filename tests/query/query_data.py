@@ -29,11 +29,13 @@ def shared_store(request: pytest.FixtureRequest, directory: Path) -> Iterator[st
         return
     cluster = request.getfixturevalue("postgres_cluster")
     url = cluster.create_database("query")
+    from despina.query.service import QueryService
+
+    # opened here, outside any test: the per-test fixture closes the stores a test opens
+    QueryService.for_home(directory, url=url)
     try:
         yield url
     finally:
-        from despina.query.service import QueryService
-
         with QueryService._instances_lock:
             for key, service in list(QueryService._instances.items()):
                 if getattr(service.store, "url", None) == url:

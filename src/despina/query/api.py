@@ -131,9 +131,15 @@ def project_of(project: str | None) -> str:
     return resolve_project(project, _context.project)
 
 
+def query_service() -> QueryService:
+    """The query service of the configured store (``set_store``, ``DESPINA_STORE``,
+    ``set_home``, ``DESPINA_HOME``, in that order)."""
+    return QueryService.for_home(_home, url=_store_url)
+
+
 def open_snapshot(project: str) -> Any:
     """A read snapshot of ``project`` in the configured store (a context manager)."""
-    return QueryService.for_home(_home, url=_store_url).snapshot(project)
+    return query_service().snapshot(project)
 
 
 def _search(snap: Snapshot, kind: Kind, filter_: Filter | None, **sort: Any) -> list[Container]:

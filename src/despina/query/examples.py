@@ -32,7 +32,7 @@ def seed_examples(
     """
     import despina.query as nq
     import despina.query.runs as nq_runs
-    from despina.query.service import QueryService
+    from despina.query.api import open_snapshot
 
     experiments = nq.list_experiments(project=project)
     if not experiments:
@@ -44,7 +44,7 @@ def seed_examples(
     if not names:
         raise ValueError(f"experiment {first!r} of {project!r} has no float series")
     metric = metric or next((n for n in names if "loss" in n), names[0])
-    with QueryService.for_home(nq.get_home()).snapshot(project) as snap:
+    with open_snapshot(project) as snap:
         forked = sorted(c.label for c in snap.search(kind="run") if c.parent_pk is not None)
     out: list[tuple[str, str, pd.DataFrame]] = []
 

@@ -27,7 +27,7 @@ from despina.query.resolve import (
     validate_limit,
     validate_sort_direction,
 )
-from despina.query.service import Column, Container, QueryService, TableData
+from despina.query.service import Column, Container, TableData
 from despina.query.warnings import ExperimentalWarning, emit
 
 __all__ = ["fetch_experiments_table_global", "fetch_runs_table_global"]
@@ -103,9 +103,9 @@ def _global_table(
     validate_limit(limit)
     direction = validate_sort_direction(sort_direction)
     ensure_types_provided(filter_, sort_attribute)
-    from despina.query.api import get_home
+    from despina.query.api import query_service
 
-    projects = QueryService.for_home(get_home()).projects()
+    projects = query_service().projects()
     found: list[Container] = []
     for project in projects:
         with open_snapshot(project) as snap:

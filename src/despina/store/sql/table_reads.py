@@ -243,10 +243,12 @@ def search_containers(
         key_params = [sort_name]
     order = "DESC" if descending else "ASC"
     label = "r.experiment_name" if experiments else "r.run_id"
+    # a subquery: PostgreSQL orders by an output column only when it is named alone
     sql = (
-        f"SELECT r.id, {label}, r.experiment_name, r.parent_id, r.fork_step, r.creation_ms, "
-        f"{key} AS k FROM {_RUNS_FROM} WHERE {' AND '.join(clauses)} "
-        f"ORDER BY k IS NULL, k {order}, r.creation_ms, r.id"
+        "SELECT * FROM (SELECT r.id AS id, "
+        f"{label}, r.experiment_name, r.parent_id, r.fork_step, r.creation_ms AS creation_ms, "
+        f"{key} AS k FROM {_RUNS_FROM} WHERE {' AND '.join(clauses)}) AS found "
+        f"ORDER BY k IS NULL, k {order}, creation_ms, id"
     )
     all_params = [*key_params, *params]
     if limit is not None:
