@@ -261,6 +261,9 @@ def test_postgres_truth_values_and_driver() -> None:
     assert _pg("")[0] == "TRUE"
     assert _pg("`sys/state` = succeeded")[0] == "FALSE"
     sql, _ = _pg("`x`:float > 1 AND `y`:float > 2")
-    assert sql.startswith("(r.id IN (WITH d AS MATERIALIZED (SELECT a.run_id FROM attributes a ")
+    assert sql.startswith("(r.id IN (SELECT a.run_id FROM attributes a WHERE a.path = ? ")
+    sql, _ = _pg('`t` CONTAINS "x" AND `x`:float > 1')  # numbers drive, sets are probed
+    assert sql.startswith("(r.id IN (SELECT a.run_id FROM attributes a WHERE a.path = ? ")
+    assert "NOT" not in sql and "EXISTS (SELECT 1 FROM set_members m" in sql
     assert "COALESCE(" in _pg('`sys/experiment/name` = "e"')[0]
     assert ", FALSE)" in _pg('`sys/experiment/name` = "e"')[0]

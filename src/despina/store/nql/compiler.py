@@ -91,27 +91,27 @@ NOT_NULL_SYS = frozenset(
 )
 """``sys/`` columns that are never NULL; the others (parent, fork step, experiment name) can be."""
 
-# Relative cost of evaluating one clause for one run: set membership is one lookup in
-# ``set_members`` (and as a driver reads only the runs that have the element); a number compare
-# reads only the index; text reads the table row; a regular expression calls into Python.
-_OP_COST = {"member": 1, "exists": 2, "contains": 6, "matches": 12}
+# Relative cost of evaluating one clause for one run on the embedded store: set membership is one
+# lookup in ``set_members`` (and as a driver reads only the runs that have the element); a number
+# compare reads only the index; text reads the table row; a regular expression calls into Python.
+OP_COST = {"member": 1, "exists": 2, "contains": 6, "matches": 12}
 
 
-def cost(node: Resolved) -> int:
-    """The relative cost of evaluating ``node`` for one run (see ``_OP_COST``)."""
+def cost(node: Resolved, op_cost: dict[str, int] = OP_COST) -> int:
+    """The relative cost of evaluating ``node`` for one run (see ``OP_COST``)."""
     if isinstance(node, AttrTest):
-        return max(_branch_cost(branch) for branch in node.branches)
+        return max(_branch_cost(branch, op_cost) for branch in node.branches)
     if isinstance(node, (AllOf, AnyOf)):
-        return sum(cost(item) for item in node.items)
+        return sum(cost(item, op_cost) for item in node.items)
     if isinstance(node, NotOf):
-        return cost(node.item)
+        return cost(node.item, op_cost)
     return 0  # sys/ columns, state and constants: a column of the run row
 
 
-def _branch_cost(branch: Branch) -> int:
+def _branch_cost(branch: Branch, op_cost: dict[str, int]) -> int:
     op, field = branch.cond.op, branch.cond.field
-    if op in _OP_COST:
-        return _OP_COST[op]
+    if op in op_cost:
+        return op_cost[op]
     if field == "value" and not branch.types.isdisjoint(TEXT_TYPES | {"artifact"}):
         return 4
     return 2
@@ -176,6 +176,8 @@ class FilterCompiler:
     FALSE: ClassVar[str] = "FALSE"
     source: ClassVar[str] = "attributes a"
     """The ``FROM`` of attribute tests (SQLite names its index)."""
+    op_cost: ClassVar[dict[str, int]] = OP_COST
+    """The relative costs of operators, for the order of a conjunction (see :func:`cost`)."""
 
     def __init__(self, now_ms: int) -> None:
         self.now_ms = now_ms
@@ -210,7 +212,8 @@ class FilterCompiler:
 
     def conjunction(self, items: tuple[Resolved, ...]) -> str:
         """A top-level ``AND``: cheapest first, the cheapest required attribute clause drives."""
-        ordered = sorted(items, key=cost)  # stable: equal costs keep the query's order
+        # stable: equal costs keep the query's order
+        ordered = sorted(items, key=lambda item: cost(item, self.op_cost))
         driver = next((i for i in ordered if isinstance(i, AttrTest) and not i.negated), None)
         parts = [
             self.visit_AttrTest(item, drive=True) if item is driver else self.visit(item)

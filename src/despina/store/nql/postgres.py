@@ -22,11 +22,12 @@ The shared plan (:mod:`~despina.store.nql.compiler`) is kept; what differs:
   them, and the clause becomes ``r.id IN (<the matching runs, bound as one array>)``. The
   compiled filter is therefore tied to the read transaction it was compiled in.
 
-Plan: PostgreSQL pulls the ``EXISTS`` probes of a filter up into joins and orders them by its
-estimates, which are poor for correlated predicates (``path = … AND num < …``): a five-clause
-filter ran its most expensive clause over every run. The driving clause is therefore a
-``MATERIALIZED`` CTE (computed once, first) and the probes stay per-run subplans
-(``notes/postgres.md``; figures in ``docs/nql.md``).
+Plan: the shared one (``r.id IN (<the driving scan>)`` and probes), which PostgreSQL turns into
+semi-joins ordered by its own estimates. Set membership costs more here than on SQLite: the
+element is found through the attribute row's id, which the covering index does not hold, so it
+reads the table; numeric clauses (index-only scans) come first. A ``MATERIALIZED`` CTE for the
+driving clause (``notes/postgres.md``) was measured too and made a large driver slower (it
+forced a nested loop over ``runs``); figures in ``docs/nql.md``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any, ClassVar
 
 from despina.nql.resolve import AttrTest, Branch, SysTest
 from despina.store.nql.compiler import (
+    OP_COST,
     FilterCompiler,
     anchored_prefix,
     literal_pattern,
@@ -46,6 +48,7 @@ from despina.store.sysattrs import SysColumn
 from despina.userregex import compile_user_regex
 
 __all__ = ["PostgresFilterCompiler"]
+
 
 def _double(value: float) -> str:
     """A double as an SQL literal that reads back exactly."""
@@ -111,6 +114,9 @@ class PostgresFilterCompiler(FilterCompiler):
 
     TRUE: ClassVar[str] = "TRUE"
     FALSE: ClassVar[str] = "FALSE"
+    # a string set's element is found through its attribute row's id, which the covering index
+    # does not hold: each test reads the table, so numbers (index only) go first and drive
+    op_cost: ClassVar[dict[str, int]] = {**OP_COST, "member": 5}
 
     def __init__(self, now_ms: int, conn: Any, project_ids: Sequence[int] | None) -> None:
         super().__init__(now_ms)
@@ -138,9 +144,6 @@ class PostgresFilterCompiler(FilterCompiler):
     def branch(self, branch: Branch) -> str:
         self._types = sorted(branch.types)
         return super().branch(branch)
-
-    def driver_sql(self, runs: str) -> str:
-        return f"r.id IN (WITH d AS MATERIALIZED ({runs}) SELECT run_id FROM d)"
 
     # -- hooks -------------------------------------------------------------------------------
 
