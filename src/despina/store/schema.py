@@ -306,7 +306,21 @@ CREATE TABLE sign_in_codes (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
+# Block summaries of float series for the web UI's charts (store/chart_summaries.py): one row per
+# series, valid while the series' chunk signature (chunks, points, last step) is the one stored;
+# a cache that lives as long as the store, so the first chart view after a start reads no points.
+_V11 = """
+CREATE TABLE chart_summaries (
+    attr_id INTEGER PRIMARY KEY,          -- the float series (attributes.id)
+    chunks INTEGER NOT NULL,              -- the chunk signature the summary was made from
+    points INTEGER NOT NULL,
+    last_step INTEGER NOT NULL,
+    blocks INTEGER NOT NULL,              -- how many blocks ``data`` holds
+    data BLOB NOT NULL                    -- see chart_summaries.StoredSummary.encode
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -47,6 +47,7 @@ CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
     "ui_sessions": ("session_sha256",),
     "server_secrets": ("name",),
     "saved_views": ("project_id", "name"),
+    "chart_summaries": ("attr_id",),
 }
 """The conflict target of ``INSERT OR REPLACE`` per table (its primary or unique key)."""
 

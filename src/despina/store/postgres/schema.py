@@ -371,7 +371,21 @@ CREATE TABLE sign_in_codes (
 );
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+# the embedded store's v11: block summaries of float series for the web UI's charts (a cache
+# checked against the series' chunk signature; see store/chart_summaries.py)
+_V4 = """
+CREATE TABLE chart_summaries (
+    attr_id bigint PRIMARY KEY,
+    chunks bigint NOT NULL,
+    points bigint NOT NULL,
+    last_step bigint NOT NULL,
+    blocks bigint NOT NULL,
+    data bytea NOT NULL
+);
+ALTER TABLE chart_summaries ALTER COLUMN data SET STORAGE EXTERNAL;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``. Each
 step runs as one script in the migrating transaction (PostgreSQL's DDL is transactional)."""
 
