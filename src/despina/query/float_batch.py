@@ -32,6 +32,7 @@ from despina.store.sql.series_reads import (
     chunk_rows_by_id,
     chunk_steps,
     preview_rows,
+    series_chunk_points,
     series_ids,
 )
 
@@ -102,31 +103,14 @@ def _read_chunks(
     chunk_ids: Sequence[int] | None = None,
 ) -> dict[int, list[ChunkEntry]]:
     """Chunks of many series within ``[lo, hi]`` (with ``chunk_ids``: only those chunks): per
-    attribute id, ``(first, last, steps, values, timestamps)`` in order; single-point chunks
-    come back as scalars."""
-    out: dict[int, list[ChunkEntry]] = {}
-    rows = (
-        chunk_rows_by_id(conn, chunk_ids)
-        if chunk_ids is not None
-        else chunk_rows(conn, attr_ids, lo, hi)
-    )
-    for row in rows:
-        n, first = row.n, row.step_first
-        entry: ChunkEntry
-        if n == 1:
-            entry = (first, row.step_last, first, _DOUBLE.unpack_from(row.vals)[0], row.ts_first)
-        else:
-            assert row.steps is not None and row.ts is not None
-            entry = (
-                first,
-                row.step_last,
-                decode_ints(row.steps, n),
-                decode_floats(row.vals, n),
-                decode_ints(row.ts, n),
-            )
-        out.setdefault(row.attr_id, []).append(entry)
-    _in_step_order(out)
-    return out
+    attribute id, ``(first, last, steps, values, timestamps)`` in order (the store joins a
+    series' chunks into one entry)."""
+    found = series_chunk_points(conn, attr_ids, lo, hi, chunk_ids=chunk_ids)
+    return {
+        attr_id: [(int(p.steps[0]), int(p.steps[-1]), p.steps, p.values, p.timestamps)]
+        for attr_id, p in found.items()
+        if len(p.steps)
+    }
 
 
 _FIRST = operator.itemgetter(0)
