@@ -101,17 +101,20 @@ def series_ids(
         return {}
     found: dict[tuple[int, str], int] = {}
     if dialect_of(conn) == "postgresql":
-        # exact pairs: one statement, one row per series found
-        runs = [pk for pk, _ in pairs]
-        paths = [path for _, path in pairs]
-        rows = conn.execute(
-            "SELECT a.id, a.run_id, a.path FROM unnest(?::bigint[], ?::text[]) AS w(r, p) "
+        # exact pairs in one statement; the ids come packed in one row (psycopg pays per row:
+        # a request for a million one-point series would otherwise fetch a million rows)
+        listed = list(pairs)
+        packed = conn.execute(
+            "SELECT string_agg(int8send(w.i), ''::bytea), string_agg(int8send(a.id), ''::bytea) "
+            "FROM unnest(?::bigint[], ?::text[]) WITH ORDINALITY AS w(r, p, i) "
             "JOIN attributes a ON a.run_id = w.r AND a.path = w.p WHERE a.type = ?",
-            (runs, paths, type_),
-        )
-        for attr_id, run_pk, path in rows:
-            found[(run_pk, path)] = attr_id
-        return found
+            ([pk for pk, _ in listed], [path for _, path in listed], type_),
+        ).fetchone()
+        if packed is None or packed[0] is None:
+            return found
+        at = (np.frombuffer(bytes(packed[0]), ">i8") - 1).tolist()
+        ids = np.frombuffer(bytes(packed[1]), ">i8").tolist()
+        return {listed[i]: attr_id for i, attr_id in zip(at, ids, strict=True)}
     # SQLite: every run x every path, kept when asked for (an index seek per combination)
     run_list = sorted({pk for pk, _ in pairs})
     path_list = sorted({path for _, path in pairs})
