@@ -9,7 +9,11 @@ holds SQL itself:
 * :mod:`~despina.store.sql.attribute_reads`: attribute values, definitions and ``sys/`` values of
   runs for the batch API;
 * :mod:`~despina.store.sql.table_reads`: run search (one project or many), run lookups by
-  identifier, the tables of ``despina.init_project``.
+  identifier, the tables of ``despina.init_project``;
+* :mod:`~despina.store.sql.series_reads`: lineages of forked runs, series ids, float-series
+  chunks (bounds, blobs, or whole series decoded at once) and previews, the points of string,
+  histogram and file series;
+* :mod:`~despina.store.sql.bucket_reads`: chunk statistics and blobs for metric buckets.
 
 Statements are in SQLite's spelling (``?`` placeholders, ``json_each`` lists);
 :mod:`despina.store.postgres.dialect` translates them. Where PostgreSQL needs another shape to be
