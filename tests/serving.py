@@ -6,6 +6,7 @@ goes to a log file beside the home.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import httpx
 from despina.server.auth import mint_api_token
 from despina.store import Store
 
-__all__ = ["ServerProcess", "free_port", "mint"]
+__all__ = ["ServerProcess", "free_port", "hold_store_writes", "mint"]
 
 
 def free_port() -> int:
@@ -127,3 +129,42 @@ def mint(
     finally:
         store.close()
     return token
+
+
+@contextlib.contextmanager
+def hold_store_writes(home: Path) -> Iterator[None]:
+    """Keep every writer of the store out (readers still read) until the block ends, as another
+    process holding the write lock would.
+
+    The embedded store at ``home``: ``BEGIN IMMEDIATE`` on its database file. PostgreSQL (the
+    test's ``DESPINA_STORE``): a transaction holding every table in ``EXCLUSIVE`` mode, which
+    conflicts with inserts, updates, deletes and row locks but not with plain reads.
+    """
+    url = os.environ.get("DESPINA_STORE") or ""
+    if not url.startswith("postgresql://"):
+        import sqlite3
+
+        holder = sqlite3.connect(home / "despina.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as conn:  # a transaction until the block ends (rolled back)
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            )
+        ]
+        conn.execute(
+            "LOCK TABLE " + ", ".join(f'"{name}"' for name in tables) + " IN EXCLUSIVE MODE"
+        )
+        try:
+            yield
+        finally:
+            conn.rollback()

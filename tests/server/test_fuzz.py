@@ -23,6 +23,8 @@ from neptune_api.proto.neptune_pb.api.v1.model.requests_pb2 import (
 from neptune_api.proto.neptune_pb.ingest.v1 import common_pb2 as c
 from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 
+from serving import hold_store_writes
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette prefers httpx2 over httpx; both work
     from starlette.testclient import TestClient
@@ -541,8 +543,6 @@ def test_a_locked_store_is_answered_with_429_and_retry_after(
 ) -> None:
     """Writers kept out past the busy timeout get the spec's throttle, not a 5xx, and the same
     request succeeds once the lock is released."""
-    import sqlite3
-
     store = Store.open(tmp_path_factory.mktemp("busy") / "home", busy_timeout_ms=200)
     token, _ = mint_api_token(store, url="http://testserver", workspace="ws")
     body = {"organizationIdentifier": "ws", "name": "created", "visibility": "priv"}
@@ -551,13 +551,10 @@ def test_a_locked_store_is_answered_with_429_and_retry_after(
             "/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": token}
         ).json()["accessToken"]
         headers = {"Authorization": f"Bearer {bearer}"}
-        holder = sqlite3.connect(store.db_path, isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
-        busy = test_client.post("/api/backend/v1/projects", json=body, headers=headers)
+        with hold_store_writes(store.home):
+            busy = test_client.post("/api/backend/v1/projects", json=body, headers=headers)
         assert busy.status_code == 429, busy.text
         assert busy.headers["Retry-After"] == "1" and "busy" in busy.json()["message"]
-        holder.execute("ROLLBACK")
-        holder.close()
         done = test_client.post("/api/backend/v1/projects", json=body, headers=headers)
         assert done.status_code == 200, done.text
     store.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from despina.server.app import create_app
 from despina.server.limits import RateLimiter, guarded_h11_protocol
 from despina.server.settings import ServerSettings
 from despina.store import Store
+from serving import hold_store_writes
 
 CONFIG = "/api/backend/v1/clients/config"
 INGEST = "/api/client/v1/ingest"
@@ -213,17 +213,12 @@ def test_a_busy_store_answers_ingest_429_fast(default: ServerProcess) -> None:
     """With the store's write lock held elsewhere, ingest is answered 429 + Retry-After after
     the server's short lock wait (5 s by default), well within the clients' 30 s timeout."""
     headers = _bearer(default)
-    holder = sqlite3.connect(default.home / "despina.db", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
+    with hold_store_writes(default.home):
         start = time.monotonic()
         busy = httpx.post(
             default.url + INGEST, content=_run_op("busy"), headers=headers, timeout=30
         )
         elapsed = time.monotonic() - start
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert busy.status_code == 429, busy.text
     assert busy.headers["Retry-After"] == "1"
     assert elapsed < 15, f"answered after {elapsed:.1f} s"
@@ -236,9 +231,7 @@ def test_invalid_refresh_tokens_do_not_take_the_write_lock(default: ServerProces
     reads only, so it is answered 401 at once even while the write lock is held elsewhere."""
     token = mint(default.home, default.url, workspace="ws", project="proj")
     pair = httpx.get(default.url + EXCHANGE, headers={"X-Neptune-Api-Token": token}).json()
-    holder = sqlite3.connect(default.home / "despina.db", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
+    with hold_store_writes(default.home):
         for forged in ("not-a-token", "x" * 43, "y" * 10_000):
             start = time.monotonic()
             answer = httpx.post(
@@ -257,9 +250,6 @@ def test_invalid_refresh_tokens_do_not_take_the_write_lock(default: ServerProces
         )
         assert answer.status_code == 401, answer.text
         assert time.monotonic() - start < 2
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     # a valid token still rotates, once
     form = {"grant_type": "refresh_token", "refresh_token": pair["refreshToken"]}
     rotated = httpx.post(default.url + REFRESH, data=form)

@@ -94,8 +94,9 @@ class Store(abc.ABC):
         a directory every machine mounts).
 
         ``busy_timeout_ms`` is how long a statement waits for another connection's lock before
-        failing with :class:`despina.errors.StoreBusy` (the embedded store; PostgreSQL writers to
-        different runs do not wait on each other).
+        failing with :class:`despina.errors.StoreBusy`: SQLite's busy timeout on the embedded
+        store (one writer at a time), PostgreSQL's ``lock_timeout`` (writers to different runs
+        do not wait on each other; a run's row or a table another transaction holds does).
 
         Raises:
             ConfigError: the URL is malformed or names a file.

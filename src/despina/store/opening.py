@@ -84,7 +84,9 @@ def open_address(
         from despina.store.postgres.store import PostgresStore
 
         assert address.location.url is not None
-        store = PostgresStore.open_url(address.location.url, home=address.home)
+        store = PostgresStore.open_url(
+            address.location.url, home=address.home, busy_timeout_ms=busy_timeout_ms
+        )
     if isinstance(blob_store, DirectoryBlobStore):
         # created once the database opened (nothing is written when it cannot be), private
         # to the user as the embedded store's directories are

@@ -25,7 +25,7 @@ from despina.config import parse_project, resolve_home
 from despina.errors import ProjectNotFound, StoreBusy, StoreError
 from despina.store.blobs.contract import BlobStore
 from despina.store.blobs.directory import DirectoryBlobStore
-from despina.store.contract import Store
+from despina.store.contract import BUSY_TIMEOUT_MS, Store
 from despina.store.postgres.connection import PoolSettings, PostgresDatabase
 from despina.store.postgres.dialect import Translated, translate
 from despina.store.postgres.schema import advisory_key
@@ -129,8 +129,13 @@ class PostgresStore(Store):
 
     dialect = "postgresql"
 
-    def __init__(self, database: PostgresDatabase, home: Path) -> None:
+    def __init__(
+        self, database: PostgresDatabase, home: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    ) -> None:
         self.database = database
+        # how long a statement waits for another transaction's lock (a run's row, a table
+        # locked by an administrator) before StoreBusy: PostgreSQL's lock_timeout
+        self.busy_timeout_ms = busy_timeout_ms
         self.url = database.url
         self.display = database.display_url
         self.home = home
@@ -148,11 +153,12 @@ class PostgresStore(Store):
         *,
         home: str | os.PathLike[str] | None = None,
         settings: PoolSettings | None = None,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> PostgresStore:
         """Connect to, and migrate, the database at ``url`` (see :meth:`Store.open`)."""
         settings = settings or PoolSettings(min_size=1, max_size=64)
         database = PostgresDatabase.open(url, settings)
-        return cls(database, resolve_home(home))
+        return cls(database, resolve_home(home), busy_timeout_ms=busy_timeout_ms)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -160,6 +166,8 @@ class PostgresStore(Store):
         borrowed: _Borrowed | None = getattr(self._local, "borrowed", None)
         if borrowed is None or borrowed.conn.raw.closed:
             raw = self.database.pool.getconn()
+            # once per borrowed connection, not per transaction: no round trip on each write
+            raw.execute(f"SET lock_timeout = {max(1, int(self.busy_timeout_ms))}".encode())
             conn = PgConnection(raw, self.display)
             with self._lock:
                 self._borrowed.append(conn)
@@ -199,9 +207,11 @@ class PostgresStore(Store):
         try:
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(psycopg.Error):
                     raw.execute(b"ROLLBACK")
+                if isinstance(exc, psycopg.errors.LockNotAvailable):  # a raw statement's wait
+                    raise StoreBusy(f"the store at {self.display!r} is busy: {exc}") from exc
                 raise
             try:
                 raw.execute(b"COMMIT")
