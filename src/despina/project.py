@@ -70,6 +70,14 @@ class Project:
         self._store_url = store
         self._opened: Store | None = None
 
+    @classmethod
+    def over(cls, store: Store, project: str) -> Project:
+        """Project ``project`` read and written through ``store``, already open (a server's),
+        which the object uses and never closes."""
+        registry = cls(project)
+        registry._opened = store
+        return registry
+
     def _store(self) -> Store:
         """The store, opened on first use and kept for the life of this object."""
         if self._opened is None:

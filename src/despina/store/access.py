@@ -298,6 +298,8 @@ _PROJECT_COLUMNS = "id, workspace, name, project_key, uuid, description, visibil
 def find_project(store: Store, full_name: str) -> ProjectInfo | None:
     """The project ``workspace/project``; None when it does not exist (or the name is malformed)."""
     workspace, _, name = full_name.partition("/")
+    if "\x00" in full_name:  # no stored name holds one (PostgreSQL refuses NUL in text)
+        return None
     row = (
         store.connection()
         .execute(

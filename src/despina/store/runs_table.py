@@ -227,7 +227,7 @@ def runs_page(
     sql = (
         f"SELECT r.id, {label}, r.experiment_name, r.parent_id, r.fork_step, r.creation_ms, "
         f"r.trashed, r.run_id, {key} AS k {source} WHERE {sql_where} "
-        f"ORDER BY k IS NULL, k {order}, r.creation_ms {order}, r.id {order} LIMIT ? OFFSET ?"
+        f"ORDER BY k {order} NULLS LAST, r.creation_ms {order}, r.id {order} LIMIT ? OFFSET ?"
     )
     rows = reads.conn.execute(sql, [*key_params, *params, limit, offset]).fetchall()
     return PageRuns(

@@ -7,7 +7,6 @@ and ``Model.fetch_model_versions_table()``), so the page and the Python API agre
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -15,6 +14,7 @@ import pandas as pd
 from despina.project import Project
 from despina.query.service import QueryService
 from despina.server.ui.format import json_safe
+from despina.store import Store
 from despina.store.objects import file_paths_of_objects
 
 __all__ = ["models_data"]
@@ -35,12 +35,13 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return {key: _cell(value) for key, value in row.items()}
 
 
-def models_data(home: Path, project: str, service: QueryService | None = None) -> dict[str, Any]:
-    """Models (newest first), each with its versions (newest first) and their attributes.
+def models_data(store: Store, project: str, service: QueryService | None = None) -> dict[str, Any]:
+    """Models (newest first), each with its versions (newest first) and their attributes, read
+    through the server's open ``store``.
 
     ``file_paths`` lists the attributes that hold files, which the page links for download.
     """
-    registry = Project(project, home=home)
+    registry = Project.over(store, project)
     file_paths: set[str] = set()
     if service is not None:
         with service.snapshot(project) as snap:

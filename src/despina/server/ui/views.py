@@ -1075,9 +1075,9 @@ async def compare_json(request: Request) -> Response:
 
 async def _models(request: Request) -> tuple[str, dict[str, Any]]:
     project = _project(request)
-    home = request.app.state.despina.store.home
+    store = request.app.state.despina.store
     service = ui_state(request.app).service
-    return project, await run_in_threadpool(models_data, home, project, service)
+    return project, await run_in_threadpool(models_data, store, project, service)
 
 
 @_html
