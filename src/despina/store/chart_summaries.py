@@ -59,19 +59,19 @@ class StoredSummary:
         return _HEADER.pack(*(len(b) for b in ints)) + b"".join(ints) + floats
 
     @staticmethod
-    def decode(attr_id: int, signature: tuple[int, int, int], n: int, data: bytes) -> StoredSummary:
-        data = memoryview(data)
+    def decode(attr_id: int, signature: tuple[int, int, int], n: int, raw: bytes) -> StoredSummary:
+        data = memoryview(raw)
         sizes = _HEADER.unpack_from(data)
         at = _HEADER.size
-        ints = []
+        ints: list[I64] = []
         for size in sizes:
-            ints.append(decode_ints(data[at : at + size], n))
+            ints.append(decode_ints(data[at : at + size], n))  # type: ignore[arg-type]
             at += size
-        floats = []
+        floats: list[F64] = []
         for _ in range(4):
-            floats.append(decode_floats(data[at : at + 8 * n], n))
+            floats.append(decode_floats(data[at : at + 8 * n], n))  # type: ignore[arg-type]
             at += 8 * n
-        return StoredSummary(attr_id, signature, *ints, *floats)
+        return StoredSummary(attr_id, signature, *ints, *floats[:4])  # type: ignore[arg-type]
 
 
 def read_summaries(reads: ProjectReads, attr_ids: Sequence[int]) -> dict[int, StoredSummary]:
@@ -97,9 +97,7 @@ def read_summaries(reads: ProjectReads, attr_ids: Sequence[int]) -> dict[int, St
 def write_summaries(conn: object, summaries: Iterable[StoredSummary]) -> int:
     """Store ``summaries`` (replacing older ones of the same series) in the write transaction
     ``conn``; returns how many were written."""
-    rows = [
-        (s.attr_id, *s.signature, len(s.first_step), s.encode()) for s in summaries
-    ]
+    rows = [(s.attr_id, *s.signature, len(s.first_step), s.encode()) for s in summaries]
     if rows:
         conn.executemany(  # type: ignore[attr-defined]
             "INSERT OR REPLACE INTO chart_summaries "

@@ -6,8 +6,12 @@ the line. Forked runs are read through their lineage (inherited points up to eac
 
 * The whole step range is bucketed by the query service (``Snapshot.buckets``, §13.1 of the
   query spec, from chunk statistics: interior chunks are never decoded).
-* A zoomed window, and the absolute-time axis, read the points in the window and bucket them
-  here with NumPy over that window only: zooming re-buckets the visible range.
+* Lines of many points (on the step, absolute-time and relative-time axes, whole or zoomed)
+  come from block summaries of 16 points (``summaries.py``), kept in memory and in the store:
+  the first view after a server start reads one row per series, not its points. A series'
+  timestamps never decrease, so the time axes bucket the same blocks by time.
+* A zoomed window of few points, and the metric axis, read the points in the window and bucket
+  them here with NumPy over that window only: zooming re-buckets the visible range.
 """
 
 from __future__ import annotations
@@ -172,8 +176,12 @@ def chart(
     result.missing = [c.label for c in containers if c.label not in have]
     if not len(series):
         return result
-    if axis == "step" and _summaries_pay(series, window, buckets):
-        result.lines, result.x_range = _from_blocks(snap, series, labels, window, buckets)
+    from_blocks = None
+    # on the time axes a window's share of the points is known only from the blocks
+    if _summaries_pay(series, window if axis == "step" else None, buckets) and axis != "metric":
+        from_blocks = _from_blocks(snap, containers, series, labels, window, buckets, axis)
+    if from_blocks is not None:
+        result.lines, result.x_range = from_blocks
     elif axis == "step" and window is None:
         result.lines, result.x_range = _from_service(snap, series, labels, buckets)
     else:
@@ -336,13 +344,38 @@ def _summaries_pay(series: SeriesSet, window: tuple[float, float] | None, bucket
 
 def _from_blocks(
     snap: Snapshot,
+    containers: Sequence[Container],
     series: SeriesSet,
     labels: list[str],
     window: tuple[float, float] | None,
     buckets: int,
-) -> tuple[list[Line], tuple[float, float] | None]:
-    database = str(snap.service.store.db_path)
-    found = _summaries.lineage_blocks(snap, database, series, _summaries.shared_cache())
+    axis: Axis,
+) -> tuple[list[Line], tuple[float, float] | None] | None:
+    """The lines from block summaries; None when points must be read instead (a time axis
+    whose lineage goes back in time at a fork, or a time window of too few blocks)."""
+    store = snap.service.store
+    found = _summaries.lineage_blocks(
+        snap, _store_key(store), series, _summaries.shared_cache(), store
+    )
+    if axis in ("time", "relative"):
+        found = [
+            b.on_time(
+                float(containers[int(series.container[i])].creation_ms)
+                if axis == "relative"
+                else 0.0
+            )
+            for i, b in enumerate(found)
+        ]
+        if not all(b.monotonic() for b in found):
+            return None
+        if window is not None:
+            most = max(
+                int(np.searchsorted(b.first_x, window[1], side="right"))
+                - int(np.searchsorted(b.last_x, window[0], side="left"))
+                for b in found
+            )
+            if most < _summaries.MIN_BLOCKS_PER_BUCKET * buckets:
+                return None
     nonempty = [b for b in found if len(b)]
     if not nonempty:
         return [_line(label, *(np.empty(0),) * 4, 0) for label in labels], None
@@ -357,6 +390,11 @@ def _from_blocks(
         points = int(series.count[i]) if window is None else used * _summaries.BLOCK
         lines.append(_line(label, x, y, low, high, points))
     return lines, (lo, hi)
+
+
+def _store_key(store: object) -> str:
+    """What tells one store from another in the process's summary cache."""
+    return str(getattr(store, "db_path", None) or getattr(store, "display", id(store)))
 
 
 def _from_service(
