@@ -6,7 +6,6 @@ out or revoking a token ends them server-side."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from html.parser import HTMLParser
 
 import httpx
@@ -288,11 +287,12 @@ def test_sessions_are_stored_hashed(server: ServerProcess, tokens: Tokens) -> No
     with httpx.Client(base_url=server.url, follow_redirects=False) as browser:
         assert sign_in(browser, tokens.workspace).status_code == 303
         cookie = browser.cookies["despina_session"]
-    conn = sqlite3.connect(server.home / "despina.db")
+    store = Store.open(server.home)  # whichever backend serves the tests
     try:
-        rows = conn.execute("SELECT * FROM ui_sessions").fetchall()
+        with store.read() as conn:
+            rows = conn.execute("SELECT * FROM ui_sessions").fetchall()
     finally:
-        conn.close()
+        store.close()
     assert rows
     dump = repr(rows)
     assert cookie not in dump
