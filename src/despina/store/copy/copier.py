@@ -43,6 +43,7 @@ LEFT_TABLES = {
     "ingest_requests": "statuses of requests to the serving deployment",
     "blob_url_uses": "upload URLs the serving deployment handed out",
     "blob_uploads": "multipart uploads in progress on the serving deployment",
+    "chart_summaries": "the web UI's cache of chart summaries (made again on first view)",
 }
 """Tables a copy leaves alone, and why: state of the deployment serving a store."""
 
