@@ -13,10 +13,12 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from ui_helpers import STEPS, ServerProcess, mint, sign_in
+from ui_helpers import STEPS, ServerProcess, mint, sign_in, sign_in_tab, watch_errors
 
 from despina.store import Store
 from despina.store.chart_summaries import StoredSummary
@@ -131,3 +133,29 @@ def test_time_buckets_from_summaries_match_the_points(server: ServerProcess) -> 
                 real = set(all_points["y"])
                 for y, low, high in zip(line["y"], line["low"], line["high"], strict=True):
                     assert y in real and low <= y <= high
+
+
+def test_the_page_asks_for_one_bucket_per_pixel(browser: Any, server: ServerProcess) -> None:
+    """A chart asks for as many buckets as its plot is wide (not always 1,000): a narrow
+    window gets a smaller answer, and live points are bucketed by that bucket width."""
+    token = mint(server.home, server.url, workspace="demo")
+    context = browser.new_context(viewport={"width": 700, "height": 900})
+    context.set_default_timeout(15_000)
+    try:
+        tab = context.new_page()
+        watch_errors(tab)
+        sign_in_tab(tab, server, token)
+        with tab.expect_response(lambda r: "chart.json" in r.url) as answer:
+            tab.goto(server.url + f"{PROJECT}/charts?metric=val/loss&run={PARENT}")
+        asked = int(parse_qs(urlparse(answer.value.url).query)["buckets"][0])
+        tab.wait_for_function("() => document.querySelector('section.chart').dataset.buckets")
+        width = tab.evaluate("() => document.querySelector('section.chart .plot').clientWidth")
+        assert 100 <= asked < 1000 and abs(asked - width) <= 1
+        chart = tab.evaluate(
+            "() => { const c = window.despinaCharts[0]; return [c.width, c.range]; }"
+        )
+        bucket_width, (lo, hi) = chart
+        assert bucket_width == pytest.approx((hi - lo) / asked)
+        assert not tab.errors
+    finally:
+        context.close()

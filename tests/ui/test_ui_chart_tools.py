@@ -296,7 +296,8 @@ def test_many_runs_share_one_short_x_array(page: Any, server: ServerProcess) -> 
         "() => { const c = window.despinaCharts[0];"
         " return [c.plot.data[0].length, c.lines.reduce((n, l) => n + l.x.length, 0)]; }"
     )
-    assert lines > 20_000 and length <= 2001
+    # one bucket per pixel of the plot: 30 lines of ~600 buckets, far more x than the grid
+    assert lines > 15_000 and length <= 2001
     area = page.locator("section.chart .u-over").bounding_box()
     page.mouse.move(area["x"] + area["width"] * 0.5, area["y"] + area["height"] / 2)
     readout = page.text_content("section.chart .readout")

@@ -134,10 +134,18 @@
   }
 
 
-  function request(metric, win, signal) {
+  // One bucket per CSS pixel of the plot (100 to the server's 1,000): a narrower chart cannot
+  // show more, and its answer is that much smaller (50 runs × 1,000 buckets is ~3.3 MB of JSON).
+  function bucketsFor(el) {
+    const w = Math.round((el && el.clientWidth) || 0);
+    return w > 0 ? Math.max(100, Math.min(1000, w)) : 1000;
+  }
+
+  function request(metric, win, signal, buckets) {
     const p = new URLSearchParams();
     p.set("metric", metric);
     p.set("x", cfg.axis);
+    if (buckets) p.set("buckets", String(buckets));
     if (metricAxis) p.set("xmetric", cfg.xmetric);
     for (const run of cfg.runs) p.append("run", run);
     if (win) { p.set("from", String(win[0])); p.set("to", String(win[1])); }
@@ -339,7 +347,9 @@
       this.state.textContent = "loading…";
       this.section.dataset.loading = "1";
       const signal = controller ? controller.signal : undefined;
-      Promise.all(this.metrics.map((m) => request(m, win, signal))).then((answers) => {
+      const buckets = bucketsFor(this.plotEl);
+      Promise.all(this.metrics.map((m) => request(m, win, signal, buckets))).then((answers) => {
+        if (seq === this.seq) this.buckets = buckets;
         if (seq !== this.seq) return;
         this.inflight = null;
         this.draw(this.merge(answers), win);
@@ -438,7 +448,7 @@
       this.win = win;
       this.range = data.range;
       // the server's buckets are equal-width over the range: new points get that width
-      this.width = !win && data.range && data.range[1] > data.range[0] ? (data.range[1] - data.range[0]) / 1000 : 0;
+      this.width = !win && data.range && data.range[1] > data.range[0] ? (data.range[1] - data.range[0]) / (this.buckets || 1000) : 0;
       this.drawn = this.shown();
       const cols = columns({ lines: this.drawn });
       this.realX = cols.realX;
