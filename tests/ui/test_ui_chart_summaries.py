@@ -76,6 +76,7 @@ def _rewrite(
         with store.write() as conn:
             for attr_id, chunks, points, last_step, blocks, data in rows:
                 found = StoredSummary.decode(attr_id, (chunks, points, last_step), blocks, data)
+                assert found is not None
                 raised = dataclasses.replace(found, high=found.high + RAISED)
                 conn.execute(
                     "UPDATE chart_summaries SET points = ?, data = ? WHERE attr_id = ?",

@@ -9,12 +9,13 @@ lazily by the UI, never by the writer, so logging pays nothing for them; a lost 
 costs one re-read of the series' points.
 
 Steps and timestamps are encoded like chunk blobs (``store/codec.py``: almost always a constant
-delta, a few bytes); values are raw float64 (exact, NaN and ±inf included): about 2 bytes per
-point of the series.
+delta, a few bytes); values are raw float64 (exact, NaN and ±inf included): per block its last
+value and finite min and max, about 1.5 bytes per point of the series.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,14 +28,17 @@ from despina.store.reads import ProjectReads
 
 __all__ = ["StoredSummary", "read_summaries", "write_summaries"]
 
-_HEADER = struct.Struct("<IIII")
+_HEADER = struct.Struct("<BIIII")
+_FORMAT = 2
+"""The first byte of ``data``: a row of another format is ignored (made again)."""
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class StoredSummary:
-    """One series' blocks as stored: steps in micro-steps, timestamps in epoch ms."""
+    """One series' blocks as stored: steps in micro-steps, timestamps in epoch ms. Only the first
+    block's ``first_y`` is kept (the others decode as NaN: never drawn)."""
 
     attr_id: int
     signature: tuple[int, int, int]
@@ -52,23 +56,33 @@ class StoredSummary:
             encode_ints(np.ascontiguousarray(a, dtype=np.int64))
             for a in (self.first_step, self.last_step, self.first_ts, self.last_ts)
         ]
+        # of the blocks' first values only the series' first one is ever drawn (the first
+        # bucket starts at the first point): one value instead of one per block
         floats = b"".join(
             encode_floats(np.ascontiguousarray(a, dtype=np.float64))
-            for a in (self.first_y, self.last_y, self.low, self.high)
+            for a in (self.first_y[:1], self.last_y, self.low, self.high)
         )
-        return _HEADER.pack(*(len(b) for b in ints)) + b"".join(ints) + floats
+        return _HEADER.pack(_FORMAT, *(len(b) for b in ints)) + b"".join(ints) + floats
 
     @staticmethod
-    def decode(attr_id: int, signature: tuple[int, int, int], n: int, raw: bytes) -> StoredSummary:
+    def decode(
+        attr_id: int, signature: tuple[int, int, int], n: int, raw: bytes
+    ) -> StoredSummary | None:
+        """The summary of a stored row; None for a row of another format."""
         data = memoryview(raw)
-        sizes = _HEADER.unpack_from(data)
+        if len(data) < _HEADER.size or data[0] != _FORMAT:
+            return None
+        _, *sizes = _HEADER.unpack_from(data)
         at = _HEADER.size
         ints: list[I64] = []
         for size in sizes:
             ints.append(decode_ints(data[at : at + size], n))  # type: ignore[arg-type]
             at += size
-        floats: list[F64] = []
-        for _ in range(4):
+        first_y = np.full(n, np.nan)
+        first_y[:1] = decode_floats(data[at : at + 8], 1)  # type: ignore[arg-type]
+        at += 8
+        floats: list[F64] = [first_y]
+        for _ in range(3):
             floats.append(decode_floats(data[at : at + 8 * n], n))  # type: ignore[arg-type]
             at += 8 * n
         return StoredSummary(attr_id, signature, *ints, *floats[:4])  # type: ignore[arg-type]
@@ -79,19 +93,17 @@ def read_summaries(reads: ProjectReads, attr_ids: Sequence[int]) -> dict[int, St
     the caller compares it with the series' chunks."""
     if not attr_ids:
         return {}
-    import json
-
     rows = reads.conn.execute(
         "SELECT attr_id, chunks, points, last_step, blocks, data FROM chart_summaries "
         "WHERE attr_id IN (SELECT value FROM json_each(?))",
         (json.dumps([int(a) for a in attr_ids]),),
     ).fetchall()
-    return {
-        int(r[0]): StoredSummary.decode(
-            int(r[0]), (int(r[1]), int(r[2]), int(r[3])), int(r[4]), r[5]
-        )
-        for r in rows
-    }
+    out = {}
+    for r in rows:
+        found = StoredSummary.decode(int(r[0]), (int(r[1]), int(r[2]), int(r[3])), int(r[4]), r[5])
+        if found is not None:
+            out[found.attr_id] = found
+    return out
 
 
 def write_summaries(conn: object, summaries: Iterable[StoredSummary]) -> int:

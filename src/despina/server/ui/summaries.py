@@ -370,7 +370,8 @@ def bucket_blocks(
     blocks: Blocks, low: float, high: float, buckets: int
 ) -> tuple[F64, F64, F64, F64, int]:
     """Buckets of one series over ``[low, high]`` from its blocks: per bucket the drawn point
-    (the first point for the series' first bucket, else the last) and the finite range; plus
+    (the series' first point for the bucket that holds it, else the bucket's last) and the
+    finite range; plus
     how many blocks took part."""
     # blocks are in step order: the ones touching the window are one slice
     start = int(np.searchsorted(blocks.last_x, low, side="left"))
@@ -390,5 +391,6 @@ def bucket_blocks(
         lows = np.fmin.reduceat(part.low, starts)
         highs = np.fmax.reduceat(part.high, starts)
     x, y = part.last_x[ends].copy(), part.last_y[ends].copy()
-    x[0], y[0] = part.first_x[0], part.first_y[0]
+    if start == 0:  # the series' first bucket is drawn from its first point
+        x[0], y[0] = part.first_x[0], part.first_y[0]
     return x, y, lows, highs, len(part)
