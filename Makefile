@@ -9,7 +9,7 @@ PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_STAMP := $(VENV)/.installed-demo-$(PYPROJECT_SUM)
 DEV_STAMP := $(VENV)/.installed-dev-$(PYPROJECT_SUM)
 
-.PHONY: demo test bench lint fmt clean ui-update screenshots
+.PHONY: demo test test-postgres bench lint fmt clean ui-update screenshots
 
 # The chart library (uPlot) is vendored: its built files and licence are committed with the
 # version in their names. `make ui-update` refreshes them from npm (package.json pins the
@@ -42,8 +42,18 @@ ui-update:
 demo: $(DEMO_STAMP)
 	$(BIN)/despina demo
 
+# `make test` runs the whole suite on the embedded store, then the tests that touch the store
+# again over PostgreSQL (a throw-away cluster on 127.0.0.1; skipped where PostgreSQL is not
+# installed, unless DESPINA_REQUIRE_POSTGRES=1, as in CI)
+POSTGRES_SUITE := tests/store tests/client tests/query tests/nql tests/server tests/ui \
+	tests/importer tests/test_project.py tests/test_sync.py tests/test_cli_info.py
+
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	DESPINA_TEST_STORE=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider $(POSTGRES_SUITE)
+
+test-postgres: $(DEV_STAMP)
+	DESPINA_TEST_STORE=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider $(POSTGRES_SUITE)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
