@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from despina.config import parse_project, resolve_home
-from despina.errors import ProjectNotFound, StoreBusy, StoreError
+from despina.errors import InvalidQuery, ProjectNotFound, StoreBusy, StoreError
 from despina.store.blobs.contract import BlobStore
 from despina.store.blobs.directory import DirectoryBlobStore
 from despina.store.contract import BUSY_TIMEOUT_MS, Store
@@ -81,6 +81,9 @@ class PgConnection:
             cursor.execute(plan.sql.encode() if not bound else plan.sql, bound or None)
         except psycopg.errors.LockNotAvailable as exc:
             raise StoreBusy(f"the store at {self.display!r} is busy: {exc}") from exc
+        except psycopg.DataError as exc:
+            _refuse_nul(bound, exc)
+            raise
         lastrowid = None
         if plan.returns_id:
             row = cursor.fetchone()
@@ -99,6 +102,18 @@ class PgConnection:
 
     def executescript(self, script: str) -> None:
         self.raw.execute(script.encode())
+
+
+def _refuse_nul(params: Any, exc: Exception) -> None:
+    """Raise :class:`InvalidQuery` (a 400) naming the text that holds a NUL character, which
+    PostgreSQL's text cannot hold (SQLite's can): no stored text matches it."""
+    values = params.values() if isinstance(params, dict) else params or ()
+    for value in values:
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidQuery(
+                f"text with a NUL character (\\x00) cannot be stored or looked up in this "
+                f"PostgreSQL store: {value[:100]!r}; remove the character"
+            ) from exc
 
 
 def _bind(plan: Translated, params: Sequence[Any] | dict[str, Any]) -> Any:
@@ -165,6 +180,10 @@ class PostgresStore(Store):
     def connection(self) -> PgConnection:
         borrowed: _Borrowed | None = getattr(self._local, "borrowed", None)
         if borrowed is None or borrowed.conn.raw.closed:
+            if self.database.pool.closed:  # closed earlier: the contract lets it be used again
+                with self._lock:
+                    if self.database.pool.closed:
+                        self.database = PostgresDatabase.open(self.url, self.database.settings)
             raw = self.database.pool.getconn()
             # once per borrowed connection, not per transaction: no round trip on each write
             raw.execute(f"SET lock_timeout = {max(1, int(self.busy_timeout_ms))}".encode())
