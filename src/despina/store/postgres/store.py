@@ -108,7 +108,8 @@ def _refuse_nul(params: Any, exc: Exception) -> None:
     """Raise :class:`InvalidQuery` (a 400) naming the text that holds a NUL character, which
     PostgreSQL's text cannot hold (SQLite's can): no stored text matches it."""
     values = params.values() if isinstance(params, dict) else params or ()
-    for value in values:
+    flat = [v for value in values for v in (value if isinstance(value, list) else [value])]
+    for value in flat:  # a JSON list bound as an array holds its texts one level down
         if isinstance(value, str) and "\x00" in value:
             raise InvalidQuery(
                 f"text with a NUL character (\\x00) cannot be stored or looked up in this "
