@@ -160,3 +160,62 @@ def test_the_page_asks_for_one_bucket_per_pixel(browser: Any, server: ServerProc
         assert not tab.errors
     finally:
         context.close()
+
+
+def _append(store: Store, pk: int, steps: range) -> None:
+    import numpy as np
+
+    from despina.store.batch import Batch, MetricColumn
+    from despina.store.writer import RunWriter
+
+    micro = np.asarray(steps, dtype=np.int64) * 1_000_000
+    values = np.sin(np.asarray(steps, dtype=np.float64))
+    RunWriter(store, pk).apply(
+        Batch(metrics={"m": MetricColumn(micro, values, 1_700_000_000_000 + micro // 1000)})
+    )
+
+
+def test_a_grown_series_is_summarised_from_its_new_points_only(tmp_path: Any) -> None:
+    """A running run's summary (in memory, or in the store after a restart) is extended with
+    the points logged since, and equals the summary made from every point."""
+    import numpy as np
+
+    from despina.query.service import QueryService
+    from despina.server.ui import summaries
+    from despina.store.runs import RunSpec, create_run
+
+    store = Store.open(tmp_path / "home")
+    try:
+        pk = create_run(store, RunSpec(project="t/charts", run_id="r", creation_ms=0)).pk
+        service = QueryService(store)
+        cache = summaries.SummaryCache(1 << 30)
+
+        def blocks() -> summaries.Blocks:
+            with service.snapshot("t/charts") as snap:
+                (attr_id,) = [
+                    a
+                    for (a,) in snap.conn.execute(
+                        "SELECT id FROM attributes WHERE run_id = ? AND path = 'm'", (pk,)
+                    )
+                ]
+                return cache.blocks_of(snap, "db", [attr_id], store)[attr_id]
+
+        _append(store, pk, range(1000))
+        blocks()
+        summaries.wait_persisted()
+        _append(store, pk, range(1000, 1500))
+        grown = blocks()
+        assert (cache.made, cache.extended) == (1, 1)
+        summaries.wait_persisted()
+        _append(store, pk, range(1500, 1700))
+        cache.clear()  # a restart: the stored summary (1,500 points) is extended
+        again = blocks()
+        assert (cache.made, cache.extended, cache.loaded) == (1, 2, 0)
+        steps = np.arange(1700, dtype=np.float64)
+        every = summaries.summarise(steps, np.sin(steps), 1_700_000_000_000 + steps * 1000)
+        for name in ("first_x", "last_x", "last_y", "low", "high", "first_t", "last_t"):
+            assert np.array_equal(getattr(again, name), getattr(every, name)), name
+        assert again.first_y[0] == every.first_y[0]
+        assert len(grown) == 1500 // summaries.BLOCK + 1
+    finally:
+        store.close()

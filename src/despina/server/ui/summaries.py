@@ -186,6 +186,8 @@ class SummaryCache:
         """How many summaries were made from points (not found here nor in the store)."""
         self.loaded = 0
         """How many summaries were read from the store."""
+        self.extended = 0
+        """How many summaries were extended with a series' new points only."""
 
     def blocks(self, reads: ProjectReads, database: str, attr_id: int) -> Blocks:
         """The blocks of the own points of series ``attr_id`` (summarised on first use)."""
@@ -195,15 +197,24 @@ class SummaryCache:
         self, reads: ProjectReads, database: str, attr_ids: Sequence[int], store: Any
     ) -> dict[int, Blocks]:
         """The blocks of the own points of each series of ``attr_ids``: from memory, else the
-        store, else the points (then queued to be kept in ``store``, when given)."""
+        store, else the points (then queued to be kept in ``store``, when given).
+
+        A summary of fewer points (a running run's, from before its last appends) is extended:
+        its whole blocks are kept and only the points after them are read.
+        """
         out: dict[int, Blocks] = {}
+        older: dict[int, tuple[tuple[int, int, int], Blocks]] = {}
         signatures = {a: chunk_signature(reads, a) for a in dict.fromkeys(attr_ids)}
         with self._lock:
             for attr_id, signature in signatures.items():
                 found = self._entries.get((database, attr_id))
-                if found is not None and found[0] == signature:
+                if found is None:
+                    continue
+                if found[0] == signature:
                     self._entries.move_to_end((database, attr_id))
                     out[attr_id] = found[1]
+                else:
+                    older[attr_id] = found
         missing = [a for a in signatures if a not in out]
         if not missing:
             return out
@@ -216,9 +227,20 @@ class SummaryCache:
                 blocks = _from_stored(row)
                 self.loaded += 1
             else:
-                points = own_float_points(reads, attr_id)
-                blocks = summarise(points.steps / MICRO, points.values, points.timestamps)
-                self.made += 1
+                if row is not None and (
+                    attr_id not in older or older[attr_id][0][1] < row.signature[1]
+                ):
+                    older[attr_id] = (row.signature, _from_stored(row))
+                extended = None
+                if attr_id in older:
+                    extended = _extend(reads, attr_id, *older[attr_id], signature)
+                if extended is not None:
+                    blocks = extended
+                    self.extended += 1
+                else:
+                    points = own_float_points(reads, attr_id)
+                    blocks = summarise(points.steps / MICRO, points.values, points.timestamps)
+                    self.made += 1
                 if len(blocks) and signature[0] > 0:
                     made.append(_to_stored(attr_id, signature, blocks))
             out[attr_id] = blocks
@@ -243,6 +265,33 @@ class SummaryCache:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+
+
+def _extend(
+    reads: ProjectReads,
+    attr_id: int,
+    old_signature: tuple[int, int, int],
+    old: Blocks,
+    signature: tuple[int, int, int],
+) -> Blocks | None:
+    """``old`` (the blocks of an earlier state of the series) brought up to ``signature`` by
+    summarising only the points after its whole blocks; None when it cannot be (fewer points,
+    or the counts do not add up: the series is not ``old`` plus appends)."""
+    _, old_points, old_last = old_signature
+    _, points, last = signature
+    if old_points <= 0 or points < old_points or last < old_last:
+        return None
+    if points == old_points:  # pieces merged into chunks: the same points
+        return old if last == old_last else None
+    keep = min(old_points // BLOCK, len(old))
+    if keep == 0:
+        return None
+    kept = old.take(slice(0, keep))
+    after = round(float(kept.last_x[-1]) * MICRO) + 1
+    new = own_float_points(reads, attr_id, after, None)
+    if keep * BLOCK + len(new) != points:
+        return None
+    return Blocks.concat([kept, summarise(new.steps / MICRO, new.values, new.timestamps)])
 
 
 class _Persister:
