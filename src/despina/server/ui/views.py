@@ -223,6 +223,7 @@ def _html(handler: Handler) -> Handler:
 
     async def page(request: Request) -> Response:
         try:
+            _refuse_nul(request)
             return await handler(request)
         except AuthError as exc:
             if exc.status == 401:
@@ -245,11 +246,20 @@ def _html(handler: Handler) -> Handler:
     return page
 
 
+def _refuse_nul(request: Request) -> None:
+    """A 400 for a parameter holding a NUL character: no name, path or run id holds one, and
+    PostgreSQL cannot even look one up (the same answer on both backends)."""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise bad_request(f"parameter {name!r} holds a NUL character (\\x00): {value[:100]!r}")
+
+
 def _json(handler: Handler) -> Handler:
     """JSON twins: errors in the server's one shape, NQL errors with their span."""
 
     async def twin(request: Request) -> Response:
         try:
+            _refuse_nul(request)
             return await handler(request)
         except NqlError as exc:
             raise nql_error(exc) from None
