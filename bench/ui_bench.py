@@ -165,12 +165,15 @@ def bench_table(home: Path) -> list[Row]:
     return rows
 
 
-def _restart() -> None:
-    """What a server restart does to the charts: the in-memory block summaries are gone."""
+def _restart(store: Any) -> None:
+    """What a server restart does to the charts: the in-memory block summaries are gone, and
+    the store's connections (with their page caches) are closed and opened anew; on SQLite the
+    last connection to close folds the WAL into the database file, as a stopping server does."""
     from despina.server.ui import summaries
 
     summaries.wait_persisted()
     summaries.shared_cache().clear()
+    store.close()  # the store opens new connections on next use
 
 
 def _json_bytes(answers: list[dict[str, Any]]) -> int:
@@ -201,11 +204,11 @@ def bench_charts(home: Path) -> list[Row]:
     rows: list[Row] = []
     # the first view ever: no summary in memory nor in the store, every point is read (what
     # every first view after a restart cost before the summaries were kept in the store)
-    _restart()
+    _restart(service.store)
     start = time.perf_counter()
     page()
     unstored = time.perf_counter() - start
-    _restart()  # the summaries made above are now in the store
+    _restart(service.store)  # the summaries made above are now in the store
     cold, warm, charts = _timed(page, repeat=3)
     lines = sum(len(c["lines"]) for c in charts)
     most = max(len(line["x"]) for c in charts for line in c["lines"])
@@ -255,7 +258,7 @@ def bench_charts(home: Path) -> list[Row]:
                 for m in metrics
             ]
 
-        _restart()
+        _restart(service.store)
         cold_n, _, answers = _timed(narrow, repeat=1)
         rows.append(
             (
@@ -314,7 +317,7 @@ def bench_charts(home: Path) -> list[Row]:
             f"cold {cold * 1000:.0f} ms; the same lines from all 50M points",
         )
     )
-    _restart()
+    _restart(service.store)
     cold, warm, _ = _timed(lambda: page(axis="time"), repeat=2)
     rows.append(
         (
@@ -370,11 +373,11 @@ def _grouped(home: Path) -> list[Row]:
     # before: a restarted server made every run's summaries from its points
     with service.store.write() as conn:
         conn.execute("DELETE FROM chart_summaries")
-    _restart()
+    _restart(service.store)
     start = time.perf_counter()
     server()
     unstored = time.perf_counter() - start
-    _restart()  # the summaries made above are now in the store
+    _restart(service.store)  # the summaries made above are now in the store
     cold, warm, answer = _timed(server, repeat=2)
     service.store.close()
     js = _group_lines_ms(answer)
