@@ -372,3 +372,44 @@ def test_a_new_writer_continues_after_the_pieces(store: Store) -> None:
     assert _chunk_sizes(store, again, "m") == [3, 2, 1, 1]
     assert points(store, again, "m") == ([0, 1, 2, 3, 4, 5, 6], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     assert attr(store, again.run_pk, "m")[3] == 7  # count
+
+
+def test_a_wide_batch_of_new_series_matches_series_written_one_by_one(store: Store) -> None:
+    """New series created together (one statement) with figures computed for every column at
+    once: same points, aggregates and issues as series written one at a time."""
+    width, n = 40, 25
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(width, n)) * 1e3
+    values[1, 3], values[2, :], values[3, 0], values[4, 5] = math.nan, math.inf, -math.inf, -0.0
+    steps = list(range(n))
+    stamps = [1_000 + i for i in range(n)]
+    columns = {
+        f"w/m{j}": MetricColumn([s * M for s in steps], values[j], stamps) for j in range(width)
+    }
+    columns["sys/bad"] = MetricColumn([0], [1.0], [1_000])  # reported once, nothing stored
+    wide = new_run(store, "wide")
+    issues = wide.apply(Batch(metrics=columns))
+    assert [(i.code, i.path) for i in issues] == [("FIELD_PATH_NON_WRITABLE", "sys/bad")]
+    narrow = new_run(store, "narrow")
+    for j in range(width):
+        narrow.apply(Batch(metrics={f"w/m{j}": columns[f"w/m{j}"]}))
+    for j in range(width):
+        got_steps, got = points(store, wide, f"w/m{j}")
+        assert got_steps == steps
+        assert np.array_equal(np.array(got), values[j], equal_nan=True)
+        mine, theirs = attr(store, wide.run_pk, f"w/m{j}"), attr(store, narrow.run_pk, f"w/m{j}")
+        assert mine[:7] == theirs[:7] and mine[9] == theirs[9]  # type .. fmax, fcount
+        if theirs[9]:  # sums (NULL without a finite value) may differ in summation order
+            assert mine[7:9] == pytest.approx(theirs[7:9], rel=1e-12)
+        else:
+            assert mine[7:9] == theirs[7:9] == (None, None)
+    # the series go on in a later flush, in a new writer too (state read back from the store)
+    again = RunWriter(store, wide.run_pk)
+    for writer in (wide, again):
+        more = {
+            f"w/m{j}": MetricColumn([(n + (writer is again)) * M], [float(j)], [5_000])
+            for j in range(width)
+        }
+        assert writer.apply(Batch(metrics=more)) == []
+    assert points(store, again, "w/m7")[0] == [*steps, n, n + 1]
+    assert attr(store, again.run_pk, "w/m7")[3] == n + 2
