@@ -188,9 +188,8 @@ class PostgresCluster:
         (self.data / "pg_hba.conf").write_text(_HBA)
 
     def _pg_ctl_start(self) -> None:
-        options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=200"
-            + ("" if self.fsync else " -c fsync=off -c full_page_writes=off")
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=200" + (
+            "" if self.fsync else " -c fsync=off -c full_page_writes=off"
         )
         self._run(
             str(self.bindir / "pg_ctl"),

@@ -79,9 +79,7 @@ def test_select_the_first_n_and_all_matching(page: Any, server: ServerProcess) -
     everything = _rows(page)
     page.goto(server.url + TABLE + "&page=2")
     assert _checked(page) == _rows(page)[:2]  # runs 6 and 7 of the sort order
-    page.goto(
-        server.url + '/p/demo/despina?view=runs&q=`sys/custom_run_id`:string MATCHES "fork"'
-    )
+    page.goto(server.url + '/p/demo/despina?view=runs&q=`sys/custom_run_id`:string MATCHES "fork"')
     matching = int(page.get_attribute("#selection", "data-total") or 0)
     assert 0 < matching < 11, (page.url, page.text_content("#row-count"))
     page.click("#select-matching")

@@ -560,12 +560,15 @@ class RunWriter:
         if not ids:
             return set()
         lo, hi = min(ids), max(ids)
-        leftover = conn.execute(
-            "SELECT 1 FROM chunks WHERE id BETWEEN ? AND ? LIMIT 1",
-            (lo << CHUNK_BITS, ((hi + 1) << CHUNK_BITS) - 1),
-        ).fetchone() or conn.execute(
-            "SELECT 1 FROM previews WHERE attr_id BETWEEN ? AND ? LIMIT 1", (lo, hi)
-        ).fetchone()
+        leftover = (
+            conn.execute(
+                "SELECT 1 FROM chunks WHERE id BETWEEN ? AND ? LIMIT 1",
+                (lo << CHUNK_BITS, ((hi + 1) << CHUNK_BITS) - 1),
+            ).fetchone()
+            or conn.execute(
+                "SELECT 1 FROM previews WHERE attr_id BETWEEN ? AND ? LIMIT 1", (lo, hi)
+            ).fetchone()
+        )
         return set() if leftover else set(ids)
 
     def _float_series(

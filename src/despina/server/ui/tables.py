@@ -140,15 +140,15 @@ def read_cells(
     if not containers or not columns:
         return cells
     plain = []
-    for column in columns:
-        spec = parse_series_column(column)
+    for name in columns:
+        spec = parse_series_column(name)
         if spec is None:
-            plain.append(column)
+            plain.append(name)
             continue
         values = series_aggregates(snap, [c.pk for c in containers], spec[1], spec[0])
         for row, container in enumerate(containers):
             if container.pk in values:
-                cells[row][column] = Cell("float", values[container.pk])
+                cells[row][name] = Cell("float", values[container.pk])
     if not plain:
         return cells
     table = snap.table(containers, exact_selector(plain))
