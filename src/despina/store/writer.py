@@ -817,6 +817,9 @@ class RunWriter:
         id range of pieces to delete (or ``None``).
         """
         n_open = len(state.chunk_steps)
+        if hint is not None and n_open == 0 and len(steps) < CHUNK_POINTS:
+            # the usual flush of a series with no open points: one new piece, figures known
+            return self._one_piece(state, steps, values, stamps, memo, hint)
         all_steps = memo.concat(state.chunk_steps, steps)
         all_ts = memo.concat(state.chunk_ts, stamps)
         all_values = (
@@ -877,6 +880,35 @@ class RunWriter:
         state.chunk_values = all_values[keep_from:]
         state.chunk_ts = memo.piece(all_ts, keep_from, total)
         return rows, (None if lo != lo else (lo, hi, all_finite)), dropped
+
+    @staticmethod
+    def _one_piece(
+        state: _FloatSeries,
+        steps: Int64s,
+        values: Float64s,
+        stamps: Int64s,
+        memo: _Memo,
+        hint: _Stats,
+    ) -> tuple[list[tuple[object, ...]], tuple[float, float, bool] | None, None]:
+        """:meth:`_extend_chunks` when the series has no open points and the new ones fit in
+        one piece: that row, without the general path's slicing."""
+        span = hint.span
+        row = (
+            (state.attr_id << CHUNK_BITS) + state.chunk_no + state.pieces,
+            len(steps),
+            int(steps[0]),
+            int(steps[-1]),
+            int(stamps[0]),
+            int(stamps[-1]),
+            None if span is None else span[0],
+            None if span is None else span[1],
+            memo.encoded(steps),
+            encode_floats(values),
+            memo.encoded(stamps),
+        )
+        state.pieces += 1
+        state.chunk_steps, state.chunk_values, state.chunk_ts = steps, values, stamps
+        return [row], span, None
 
     def _update_aggregates(
         self,
