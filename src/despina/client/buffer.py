@@ -318,6 +318,10 @@ def metric_columns(
         steps = np.fromiter((r[2] for r in group), dtype=np.int64, count=len(group))
         stamps = np.fromiter((r[3] for r in group), dtype=np.int64, count=len(group))
         matrix = _as_float_matrix([r[1] for r in group], len(keys))
+        if matrix is not None and start == 0 and end == len(records):
+            # every call logged the same keys (a training loop): one contiguous row per key
+            rows = np.ascontiguousarray(matrix.T)
+            return {key: MetricColumn(steps, rows[j], stamps) for j, key in enumerate(keys)}
         if matrix is not None:
             for column, key in enumerate(keys):
                 slot = parts.setdefault(key, ([], [], []))
@@ -347,6 +351,18 @@ def metric_columns(
 
 def _as_float_matrix(rows: list[tuple[Any, ...]], width: int) -> np.ndarray[Any, Any] | None:
     """Rows of plain numbers as one float64 matrix, or ``None`` if any value needs care."""
+    if rows and all(type(v) is float for v in rows[0]):
+        # Python floats (the usual case): read straight into float64, ~3x faster than
+        # np.array's shape and type discovery. A NaN may be a None or another odd value read
+        # as NaN, so such a matrix is made again the careful way below.
+        try:
+            flat = np.fromiter(
+                itertools.chain.from_iterable(rows), np.float64, count=len(rows) * width
+            )
+        except (ValueError, TypeError, OverflowError):
+            flat = None
+        if flat is not None and not np.isnan(flat).any():
+            return flat.reshape(len(rows), width)
     try:
         matrix = np.array(rows)
     except (ValueError, TypeError, OverflowError):

@@ -1,0 +1,48 @@
+"""The buffer's conversion of logged calls into columns: the fast paths keep exact values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from despina.client.buffer import metric_columns
+
+
+def _records(rows: list[tuple[object, ...]], keys: tuple[str, ...] = ("a", "b")) -> list:
+    return [(keys, row, step * 1_000_000, 1_000 + step) for step, row in enumerate(rows)]
+
+
+def test_same_keys_every_call_gives_one_exact_column_per_key() -> None:
+    rows = [
+        (
+            0.1 * i,
+            -1e308 * i,
+        )
+        for i in range(50)
+    ]
+    rows[7] = (math.inf, -math.inf)
+    columns = metric_columns(_records(rows), lambda message: None)
+    assert list(columns) == ["a", "b"]
+    assert columns["a"].values.tolist() == [r[0] for r in rows]
+    assert columns["b"].values.tolist() == [r[1] for r in rows]
+    assert columns["a"].steps.tolist() == [i * 1_000_000 for i in range(50)]
+    assert columns["b"].timestamps.tolist() == [1_000 + i for i in range(50)]
+
+
+def test_none_and_bad_values_are_dropped_and_nan_kept() -> None:
+    dropped: list[str] = []
+    rows = [(1.0, 2.0), (None, math.nan), (np.datetime64(1, "s"), 3.0), ("x", 4)]
+    columns = metric_columns(_records(rows), dropped.append)
+    assert columns["a"].values.tolist() == [1.0]
+    assert columns["a"].steps.tolist() == [0]
+    got = columns["b"].values
+    assert got[0] == 2.0 and math.isnan(got[1]) and got[2:].tolist() == [3.0, 4.0]
+    assert len(dropped) == 3  # None, the datetime and "x"
+
+
+def test_changing_key_sets_are_grouped_in_order() -> None:
+    records = [*_records([(1.0, 2.0)]), (("b",), (5.0,), 3_000_000, 2_000)]
+    columns = metric_columns(records, lambda message: None)
+    assert columns["b"].values.tolist() == [2.0, 5.0]
+    assert columns["b"].steps.tolist() == [0, 3_000_000]
