@@ -219,14 +219,18 @@ def _column_stats(metrics: dict[str, MetricColumn]) -> dict[str, _Stats]:
     if width == 0 or any(len(c) != width for c in columns):
         return {}
     matrix = np.stack(columns)
-    finite = np.isfinite(matrix)
-    counts = finite.sum(axis=1)
-    clean = np.where(finite, matrix, 0.0)
     with np.errstate(over="ignore", invalid="ignore"):
-        sums = clean.sum(axis=1)
-        squares = (clean * clean).sum(axis=1)
-    lows = np.where(finite, matrix, np.inf).min(axis=1)
-    highs = np.where(finite, matrix, -np.inf).max(axis=1)
+        lows, highs = matrix.min(axis=1), matrix.max(axis=1)  # NaN propagates into both
+        sums = matrix.sum(axis=1)
+        squares = np.einsum("ij,ij->i", matrix, matrix)
+    counts = np.full(len(columns), width)
+    odd = np.flatnonzero(~(np.isfinite(lows) & np.isfinite(highs)))
+    for row in odd.tolist():  # a series with NaN or inf: its finite values only
+        finite = matrix[row][np.isfinite(matrix[row])]
+        counts[row] = len(finite)
+        with np.errstate(over="ignore"):
+            sums[row], squares[row] = finite.sum(), np.dot(finite, finite)
+        lows[row], highs[row] = (finite.min(), finite.max()) if len(finite) else (0.0, 0.0)
     out: dict[str, _Stats] = {}
     for path, count, low, high, total, square in zip(
         metrics,
