@@ -29,9 +29,14 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from despina.config import parse_project
+from despina.errors import ProjectNotFound, StoreError
 
 if TYPE_CHECKING:
     from despina.store.blobs.contract import BlobStore
@@ -152,9 +157,8 @@ class Store(abc.ABC):
         """
         return True
 
-    # -- projects ---------------------------------------------------------------------------
+    # -- projects (shared SQL: the same on every SQL store) ----------------------------------
 
-    @abc.abstractmethod
     def project_id(self, name: str, *, create: bool = False) -> int:
         """The id of project ``workspace/project``, creating it when ``create`` is set.
 
@@ -162,8 +166,19 @@ class Store(abc.ABC):
             ConfigError: the name is not ``workspace/project``.
             ProjectNotFound: the project does not exist and ``create`` is not set.
         """
+        workspace, project = parse_project(name)
+        conn = self.connection()
+        row = conn.execute(
+            "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            known = [f"{w}/{n}" for w, n in conn.execute("SELECT workspace, name FROM projects")]
+            hint = f"; projects in this store: {', '.join(sorted(known))}" if known else ""
+            raise ProjectNotFound(f"no project {name!r} in the store at {self.display!r}{hint}")
+        return self.create_project(name, exist_ok=True)
 
-    @abc.abstractmethod
     def create_project(
         self,
         name: str,
@@ -182,20 +197,68 @@ class Store(abc.ABC):
             ConfigError: the name is not ``workspace/project``.
             StoreError: the project exists and ``exist_ok`` is not set.
         """
+        workspace, project = parse_project(name)
+        with self.write() as conn:
+            self._serialize_workspace(conn, workspace)  # project keys stay unique within it
+            row = conn.execute(
+                "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
+            ).fetchone()
+            if row is not None:
+                if exist_ok:
+                    return int(row[0])
+                raise StoreError(f"project {name!r} already exists")
+            taken = {
+                k
+                for (k,) in conn.execute(
+                    "SELECT project_key FROM projects WHERE workspace = ?", (workspace,)
+                )
+            }
+            base = key or "".join(ch for ch in project.upper() if ch.isalnum())[:10] or "PROJ"
+            chosen, n = base, 2
+            while chosen in taken:
+                chosen, n = f"{base}{n}", n + 1
+            cursor = conn.execute(
+                "INSERT INTO projects (workspace, name, project_key, uuid, description, "
+                "visibility, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    workspace,
+                    project,
+                    chosen,
+                    str(uuid.uuid4()),
+                    description,
+                    visibility,
+                    int(time.time() * 1000),
+                ),
+            )
+            return int(cursor.lastrowid or 0)
 
-    @abc.abstractmethod
+    def _serialize_workspace(self, conn: Any, workspace: str) -> None:
+        """Inside a write: make project creations of ``workspace`` take turns. The embedded
+        store's writes already do (one writer at a time), so this does nothing there."""
+        return None
+
     def list_projects(self) -> list[str]:
         """Names of every project in the store (``workspace/project``), sorted."""
+        rows = self.connection().execute("SELECT workspace, name FROM projects")
+        return sorted(f"{w}/{n}" for w, n in rows)
 
     # -- state shared by server replicas -----------------------------------------------------
 
-    @abc.abstractmethod
     def server_secret(self, name: str, make: bytes) -> bytes:
         """The secret ``name`` (e.g. the server's signing key), storing ``make`` if there is none.
 
         Every replica of a server over one store gets the same bytes: the first to store a
         secret wins, and the others read it.
         """
+        with self.write(durable=True) as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO server_secrets (name, value, created_ms) VALUES (?, ?, ?)",
+                (name, make, int(time.time() * 1000)),
+            )
+            row = conn.execute(
+                "SELECT value FROM server_secrets WHERE name = ?", (name,)
+            ).fetchone()
+        return bytes(row[0])
 
     @abc.abstractmethod
     def job_lease(self, name: str) -> contextlib.AbstractContextManager[bool]:

@@ -20,13 +20,12 @@ import fcntl
 import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from despina.config import parse_project, resolve_home
-from despina.errors import ProjectNotFound, SchemaTooNew, StoreBusy, StoreError
+from despina.config import resolve_home
+from despina.errors import SchemaTooNew, StoreBusy, StoreError
 from despina.store.blobs.contract import BlobStore
 from despina.store.blobs.directory import DirectoryBlobStore
 from despina.store.contract import Store
@@ -284,97 +283,7 @@ class SqliteStore(Store):
                     conn.execute(statement)
             conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
-    # -- projects ----------------------------------------------------------------------------
-
-    def project_id(self, name: str, *, create: bool = False) -> int:
-        """The id of project ``workspace/project``, creating it when ``create`` is set.
-
-        Raises:
-            ConfigError: the name is not ``workspace/project``.
-            ProjectNotFound: the project does not exist and ``create`` is not set.
-        """
-        workspace, project = parse_project(name)
-        conn = self.connection()
-        row = conn.execute(
-            "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
-        if not create:
-            known = [f"{w}/{n}" for w, n in conn.execute("SELECT workspace, name FROM projects")]
-            hint = f"; projects in this store: {', '.join(sorted(known))}" if known else ""
-            raise ProjectNotFound(f"no project {name!r} in the store at {str(self.home)!r}{hint}")
-        return self.create_project(name, exist_ok=True)
-
-    def create_project(
-        self,
-        name: str,
-        *,
-        key: str | None = None,
-        description: str = "",
-        visibility: str = "priv",
-        exist_ok: bool = False,
-    ) -> int:
-        """Create project ``workspace/project`` and return its id.
-
-        The project key (the prefix of ``sys/id``) defaults to the upper-cased letters and digits
-        of the project name, made unique within the workspace.
-
-        Raises:
-            ConfigError: the name is not ``workspace/project``.
-            StoreError: the project exists and ``exist_ok`` is not set.
-        """
-        workspace, project = parse_project(name)
-        with self.write() as conn:
-            row = conn.execute(
-                "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
-            ).fetchone()
-            if row is not None:
-                if exist_ok:
-                    return int(row[0])
-                raise StoreError(f"project {name!r} already exists")
-            taken = {
-                k
-                for (k,) in conn.execute(
-                    "SELECT project_key FROM projects WHERE workspace = ?", (workspace,)
-                )
-            }
-            base = key or "".join(ch for ch in project.upper() if ch.isalnum())[:10] or "PROJ"
-            chosen, n = base, 2
-            while chosen in taken:
-                chosen, n = f"{base}{n}", n + 1
-            cursor = conn.execute(
-                "INSERT INTO projects (workspace, name, project_key, uuid, description, "
-                "visibility, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    workspace,
-                    project,
-                    chosen,
-                    str(uuid.uuid4()),
-                    description,
-                    visibility,
-                    int(time.time() * 1000),
-                ),
-            )
-            return int(cursor.lastrowid or 0)
-
-    def list_projects(self) -> list[str]:
-        """Names of every project in the store, sorted."""
-        rows = self.connection().execute("SELECT workspace, name FROM projects")
-        return sorted(f"{w}/{n}" for w, n in rows)
-
     # -- state shared by server processes ------------------------------------------------------
-
-    def server_secret(self, name: str, make: bytes) -> bytes:
-        with self.write(durable=True) as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO server_secrets (name, value, created_ms) VALUES (?, ?, ?)",
-                (name, make, int(time.time() * 1000)),
-            )
-            row = conn.execute(
-                "SELECT value FROM server_secrets WHERE name = ?", (name,)
-            ).fetchone()
-        return bytes(row[0])
 
     @contextlib.contextmanager
     def job_lease(self, name: str) -> Iterator[bool]:

@@ -13,16 +13,14 @@ import contextlib
 import json
 import os
 import threading
-import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from despina.config import parse_project, resolve_home
-from despina.errors import InvalidQuery, ProjectNotFound, StoreBusy, StoreError
+from despina.config import resolve_home
+from despina.errors import InvalidQuery, StoreBusy, StoreError
 from despina.store.blobs.contract import BlobStore
 from despina.store.blobs.directory import DirectoryBlobStore
 from despina.store.contract import BUSY_TIMEOUT_MS, Store
@@ -266,85 +264,13 @@ class PostgresStore(Store):
     def schema_version(self) -> int:
         return self.database.schema_version()
 
-    # -- projects -----------------------------------------------------------------------------
+    # -- projects and shared state -------------------------------------------------------------
 
-    def project_id(self, name: str, *, create: bool = False) -> int:
-        workspace, project = parse_project(name)
-        conn = self.connection()
-        row = conn.execute(
-            "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
-        if not create:
-            known = [f"{w}/{n}" for w, n in conn.execute("SELECT workspace, name FROM projects")]
-            hint = f"; projects in this store: {', '.join(sorted(known))}" if known else ""
-            raise ProjectNotFound(f"no project {name!r} in the store at {self.display!r}{hint}")
-        return self.create_project(name, exist_ok=True)
-
-    def create_project(
-        self,
-        name: str,
-        *,
-        key: str | None = None,
-        description: str = "",
-        visibility: str = "priv",
-        exist_ok: bool = False,
-    ) -> int:
-        workspace, project = parse_project(name)
-        with self.write() as conn:
-            # one creator at a time per workspace: keys stay unique within it
-            conn.raw.execute(
-                "SELECT pg_advisory_xact_lock(%s)", (advisory_key(f"workspace:{workspace}"),)
-            )
-            row = conn.execute(
-                "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
-            ).fetchone()
-            if row is not None:
-                if exist_ok:
-                    return int(row[0])
-                raise StoreError(f"project {name!r} already exists")
-            taken = {
-                k
-                for (k,) in conn.execute(
-                    "SELECT project_key FROM projects WHERE workspace = ?", (workspace,)
-                )
-            }
-            base = key or "".join(ch for ch in project.upper() if ch.isalnum())[:10] or "PROJ"
-            chosen, n = base, 2
-            while chosen in taken:
-                chosen, n = f"{base}{n}", n + 1
-            cursor = conn.execute(
-                "INSERT INTO projects (workspace, name, project_key, uuid, description, "
-                "visibility, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    workspace,
-                    project,
-                    chosen,
-                    str(uuid.uuid4()),
-                    description,
-                    visibility,
-                    int(time.time() * 1000),
-                ),
-            )
-            return int(cursor.lastrowid or 0)
-
-    def list_projects(self) -> list[str]:
-        rows = self.connection().execute("SELECT workspace, name FROM projects")
-        return sorted(f"{w}/{n}" for w, n in rows)
-
-    # -- shared state --------------------------------------------------------------------------
-
-    def server_secret(self, name: str, make: bytes) -> bytes:
-        with self.write(durable=True) as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO server_secrets (name, value, created_ms) VALUES (?, ?, ?)",
-                (name, make, int(time.time() * 1000)),
-            )
-            row = conn.execute(
-                "SELECT value FROM server_secrets WHERE name = ?", (name,)
-            ).fetchone()
-        return bytes(row[0])
+    def _serialize_workspace(self, conn: Any, workspace: str) -> None:
+        # writers do not take turns on PostgreSQL: creators of one workspace's projects do
+        conn.raw.execute(
+            "SELECT pg_advisory_xact_lock(%s)", (advisory_key(f"workspace:{workspace}"),)
+        )
 
     @contextlib.contextmanager
     def job_lease(self, name: str) -> Iterator[bool]:
