@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nql_testdata import Attr, Dataset, RunSpec, ms, open_dataset
+from nql_testdata import Attr, Dataset, RunSpec, backend, ms, open_dataset
 
-from conftest import backend
 from despina.nql import compile_query, evaluate, install_functions, parse
 from despina.nql import resolve as resolve_module
 from despina.nql.ast import Attribute, Comparison, Literal
