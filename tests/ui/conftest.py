@@ -40,6 +40,11 @@ def _unavailable(reason: str) -> None:
 def browser() -> Iterator[Any]:
     """Headless Chromium through Playwright: skips without it, or fails under
     ``DESPINA_REQUIRE_BROWSER=1`` (set by CI)."""
+    if os.environ.get("DESPINA_TEST_STORE") == "postgresql":
+        # the pages' JavaScript does not depend on the store, and the JSON routes it calls are
+        # tested over PostgreSQL by the API tests: the browser tests run once, on the embedded
+        # store, which keeps `make test` well under 15 minutes on two cores
+        pytest.skip("browser tests run once, over the embedded store")
     executable = chromium_path()
     if executable is None:
         _unavailable("no Chromium found (install it: apt-get install -y chromium)")
