@@ -389,24 +389,10 @@ def _read_sqlite(conn: Any, spec: _Spec) -> AttrRows:
     READ_STATS.statements += 1
     if not groups:
         return AttrRows.empty()
-    sizes = np.fromiter((g[1] for g in groups), np.int64, len(groups))
-    n = int(sizes.sum())
-    READ_STATS.rows += n
-    layouts = _Layouts()
-    path_parts, type_parts = [], []
-    for g in groups:
-        layout = layouts.path_layout(g[2], g[1])
-        if layout is None:  # a path holding the separator: this read cannot split it
-            return _row_wise(conn, spec)
-        path_parts.append(layout)
-        if not spec.one_type:
-            type_parts.append(layouts.type_layout(g[3]))
-    run = np.repeat(np.fromiter((g[0] for g in groups), np.int64, len(groups)), sizes)
-    path = np.concatenate(path_parts)
-    if spec.types is not None and spec.one_type:
-        type_ = np.full(n, TYPE_CODE[spec.types[0]], np.int8)
-    else:
-        type_ = np.concatenate(type_parts)
+    found = _group_layout(groups, spec)
+    if found is None:  # a path holding the separator: this read cannot split it
+        return _row_wise(conn, spec)
+    n, layouts, run, path, type_ = found
     paths_found = tuple(layouts.path_codes)
     num_f = np.full(n, np.nan)
     num_i = np.zeros(n, np.int64)
@@ -496,24 +482,10 @@ def _read_postgres(conn: Any, spec: _Spec) -> AttrRows:
     READ_STATS.statements += 1
     if not groups:
         return AttrRows.empty()
-    sizes = np.fromiter((g[1] for g in groups), np.int64, len(groups))
-    n = int(sizes.sum())
-    READ_STATS.rows += n
-    layouts = _Layouts()
-    path_parts, type_parts = [], []
-    for g in groups:
-        layout = layouts.path_layout(g[2], g[1])
-        if layout is None:
-            return _row_wise(conn, spec)
-        path_parts.append(layout)
-        if not spec.one_type:
-            type_parts.append(layouts.type_layout(g[3]))
-    run = np.repeat(np.fromiter((g[0] for g in groups), np.int64, len(groups)), sizes)
-    path = np.concatenate(path_parts)
-    if spec.types is not None and spec.one_type:
-        type_ = np.full(n, TYPE_CODE[spec.types[0]], np.int8)
-    else:
-        type_ = np.concatenate(type_parts)
+    found = _group_layout(groups, spec)
+    if found is None:  # a path holding the separator: this read cannot split it
+        return _row_wise(conn, spec)
+    n, layouts, run, path, type_ = found
     col = 4
     num_f = np.full(n, np.nan)
     num_i = np.zeros(n, np.int64)
@@ -554,6 +526,33 @@ def _read_postgres(conn: Any, spec: _Spec) -> AttrRows:
         last_ts,
         tuple(layouts.path_codes),
     )
+
+
+def _group_layout(
+    groups: list[Any], spec: _Spec
+) -> tuple[int, _Layouts, npt.NDArray[np.int64], npt.NDArray[Any], npt.NDArray[np.int8]] | None:
+    """The rows of per-run groups (run id, row count, joined paths, joined types, ...) as
+    columns: their number, the path and type layouts, and per row its run, path code and type
+    code; None when a path holds the separator (the caller then reads row by row)."""
+    sizes = np.fromiter((g[1] for g in groups), np.int64, len(groups))
+    n = int(sizes.sum())
+    READ_STATS.rows += n
+    layouts = _Layouts()
+    path_parts, type_parts = [], []
+    for g in groups:
+        layout = layouts.path_layout(g[2], g[1])
+        if layout is None:
+            return None
+        path_parts.append(layout)
+        if not spec.one_type:
+            type_parts.append(layouts.type_layout(g[3]))
+    run = np.repeat(np.fromiter((g[0] for g in groups), np.int64, len(groups)), sizes)
+    path = np.concatenate(path_parts)
+    if spec.types is not None and spec.one_type:
+        type_ = np.full(n, TYPE_CODE[spec.types[0]], np.int8)
+    else:
+        type_ = np.concatenate(type_parts)
+    return n, layouts, run, path, type_
 
 
 def _row_wise(conn: Any, spec: _Spec) -> AttrRows:
