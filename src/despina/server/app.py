@@ -37,6 +37,7 @@ from despina.server.ingest import IngestService
 from despina.server.jobs import JOB_PRUNE_STATUSES, JOB_SWEEP_UPLOADS, Housekeeping, Job
 from despina.server.limits import LimitsMiddleware, ServerLimits
 from despina.server.logs import AccessLogMiddleware
+from despina.server.native import NATIVE_ROUTES
 from despina.server.retrieval import RetrievalService
 from despina.server.settings import ServerSettings
 from despina.server.storage import BLOB_ROUTE, BlobStorage
@@ -404,6 +405,8 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("POST", "/api/backend/v1/projects", create_project),
     ("GET", "/api/backend/v1/projects/get", get_project),
     ("GET", "/api/backend/v1/projects", list_projects),
+    # despina's own endpoints (columnar reads and writes of the remote clients)
+    *NATIVE_ROUTES,
     # web UI (pages, their .json twins, static files)
     *UI_ROUTES,
 ]

@@ -1,0 +1,298 @@
+"""The client side of the HTTP store: one authenticated connection to a ``despina serve``.
+
+An API token names its server (``api_url`` inside the base64 JSON, as ``despina token create``
+prints it). :class:`ServerConnection` exchanges the token for a short-lived access token on first
+use (the same exchange the neptune clients make), sends it as ``Authorization: Bearer`` and
+exchanges again when the server answers 401 (an access token expires after an hour).
+
+Errors name the server and the fix: :class:`ServerUnreachable` (nothing answered at the URL),
+:class:`TokenRefused` (the server refused the token: revoked, expired or minted elsewhere),
+and the server's own refusals of bad input raised as the same exception classes the in-process
+call raises (``NqlError`` with its position, ``InvalidQuery``, ``ProjectNotFound``, …: the
+server sends the class and its arguments in the error body, see :func:`error_extra`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from despina.errors import (
+    AuthError,
+    ConfigError,
+    DespinaError,
+    InvalidQuery,
+    NqlError,
+    ProjectNotFound,
+    RunNotFound,
+    StoreBusy,
+    StoreError,
+)
+
+__all__ = [
+    "NATIVE_PREFIX",
+    "ServerConnection",
+    "ServerUnreachable",
+    "TokenRefused",
+    "connection_for",
+    "error_extra",
+    "server_of_token",
+    "token_from_environment",
+]
+
+NATIVE_PREFIX = "/api/despina/v1"
+"""Where despina's own endpoints are (docs/remote-api.md); the neptune protocol is elsewhere."""
+
+TOKEN_VARIABLES = ("DESPINA_API_TOKEN", "NEPTUNE_API_TOKEN")
+"""Environment variables holding an API token, in the order they are read."""
+
+_EXCHANGE_PATH = "/api/backend/v1/authorization/oauth-token"
+_RETRIES = 5
+"""Attempts for a request that failed on the way (connection refused, 429, 503)."""
+
+
+class ServerUnreachable(StoreError):
+    """Nothing answered at the server an API token names (or it kept answering 5xx)."""
+
+
+class TokenRefused(AuthError):
+    """The server refused the API token (revoked, expired, or minted by another server)."""
+
+
+def token_from_environment() -> str | None:
+    """The API token of ``DESPINA_API_TOKEN``, else ``NEPTUNE_API_TOKEN`` (None: neither)."""
+    for name in TOKEN_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def server_of_token(token: str) -> str:
+    """The server URL inside an API token (``api_url``, else ``api_address``), without a
+    trailing slash.
+
+    Raises:
+        ConfigError: the token is not base64 JSON naming an http(s) server.
+    """
+    try:
+        data = json.loads(base64.b64decode(token.strip().encode(), validate=False))
+        url = str(data.get("api_url") or data.get("api_address") or "")
+    except (ValueError, binascii.Error, TypeError, AttributeError, UnicodeDecodeError):
+        raise ConfigError(
+            "the API token is not valid: expected base64 JSON with an 'api_url' field, as "
+            "printed by 'despina token create' (check DESPINA_API_TOKEN / NEPTUNE_API_TOKEN or "
+            "the api_token= argument)"
+        ) from None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"the API token names server {url!r}, which is not an http(s) URL: mint a token "
+            "with 'despina token create --url http://HOST:PORT' on the server"
+        )
+    return url.rstrip("/")
+
+
+# Exception classes a native endpoint may send back by name (error_extra), rebuilt client-side.
+_REBUILT: dict[str, type[DespinaError]] = {
+    cls.__name__: cls
+    for cls in (ConfigError, InvalidQuery, ProjectNotFound, RunNotFound, StoreError, AuthError)
+}
+
+
+def error_extra(exc: BaseException) -> dict[str, Any]:
+    """Fields a native endpoint adds to its error body so the client raises ``exc``'s class."""
+    if isinstance(exc, NqlError):
+        return {
+            "exception": "NqlError",
+            "nql": {
+                "description": exc.description,
+                "query": exc.query,
+                "start": exc.start,
+                "end": exc.end,
+            },
+        }
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _REBUILT and _REBUILT[cls.__name__] is cls:
+            return {"exception": cls.__name__}
+    return {}
+
+
+def _rebuilt(server: str, status: int, body: Any) -> Exception:
+    """The exception an error answer stands for."""
+    if not isinstance(body, Mapping):
+        body = {}
+    message = str(body.get("message") or f"HTTP {status}")
+    name = body.get("exception")
+    nql = body.get("nql")
+    if name == "NqlError" and isinstance(nql, Mapping):
+        return NqlError(str(nql["description"]), str(nql["query"]), int(nql["start"]), nql["end"])
+    if isinstance(name, str) and name in _REBUILT:
+        cls = _REBUILT[name]
+        return AuthError(message, status) if cls is AuthError else cls(message)
+    if status == 401:
+        return TokenRefused(
+            f"server {server} refused the API token ({message}): it was revoked, expired or "
+            "minted by another server; create a new one on the server with 'despina token "
+            "create' and set it in DESPINA_API_TOKEN / NEPTUNE_API_TOKEN",
+            401,
+        )
+    if status == 403:
+        return AuthError(f"server {server}: {message}", 403)
+    if status == 404:
+        return ProjectNotFound(f"server {server}: {message}")
+    if status == 429:
+        return StoreBusy(f"server {server} is busy: {message}")
+    if status >= 500:
+        return ServerUnreachable(f"server {server} failed: {message}")
+    return InvalidQuery(f"server {server} refused the request: {message}")
+
+
+class ServerConnection:
+    """An authenticated HTTP/1.1 connection pool to the server an API token names.
+
+    Thread-safe; one per token per process (:func:`connection_for`).
+    """
+
+    def __init__(self, token: str, *, timeout: float = 60.0) -> None:
+        self.token = token.strip()
+        self.server = server_of_token(self.token)
+        self._client = httpx.Client(
+            base_url=self.server,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            headers={"User-Agent": "despina"},
+        )
+        self._access: str | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- authentication ------------------------------------------------------------------------
+
+    def _access_token(self, *, renew: bool = False) -> str:
+        with self._lock:
+            if self._access is None or renew:
+                answer = self._send("GET", _EXCHANGE_PATH, {"X-Neptune-Api-Token": self.token})
+                if answer.status_code != 200:
+                    raise _rebuilt(self.server, answer.status_code, _json_or_none(answer))
+                self._access = str(answer.json()["accessToken"])
+            return self._access
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send an authenticated request and return a 2xx answer.
+
+        Connection failures, 429 and 503 are retried (with back-off) up to five times; a 401
+        exchanges the token again once.
+
+        Raises:
+            ServerUnreachable: nothing answered, or the server kept failing.
+            TokenRefused: the server refused the token.
+            DespinaError: the server refused the request (the in-process call's class).
+        """
+        renewed = False
+        while True:
+            bearer = {"Authorization": f"Bearer {self._access_token()}"}
+            answer = self._send(
+                method,
+                path,
+                {**bearer, **(headers or {})},
+                json_body=json_body,
+                content=content,
+                params=params,
+            )
+            if answer.status_code == 401 and not renewed:
+                renewed = True
+                self._access_token(renew=True)
+                continue
+            if answer.status_code >= 300:
+                raise _rebuilt(self.server, answer.status_code, _json_or_none(answer))
+            return answer
+
+    def post_json(self, path: str, body: Any) -> Any:
+        """POST ``body`` as JSON to a native endpoint and return the JSON answer."""
+        return self.request("POST", NATIVE_PREFIX + path, json_body=body).json()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        delay = 0.2
+        for attempt in range(_RETRIES):
+            try:
+                answer = self._client.request(
+                    method,
+                    path,
+                    headers=dict(headers),
+                    json=json_body,
+                    content=content,
+                    params=params,
+                )
+            except httpx.TransportError as exc:
+                if attempt == _RETRIES - 1:
+                    raise ServerUnreachable(
+                        f"server {self.server} (named by the API token) did not answer: "
+                        f"{type(exc).__name__}: {exc}; start it with 'despina serve', check the "
+                        "URL inside the token, or unset DESPINA_API_TOKEN / NEPTUNE_API_TOKEN "
+                        "to log to the local store"
+                    ) from None
+            else:
+                if answer.status_code not in (429, 502, 503, 504) or attempt == _RETRIES - 1:
+                    return answer
+                retry_after = answer.headers.get("retry-after", "")
+                if retry_after.isdigit():
+                    delay = max(delay, float(retry_after))
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _json_or_none(answer: httpx.Response) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return None
+
+
+_connections: dict[str, ServerConnection] = {}
+_connections_lock = threading.Lock()
+
+
+def connection_for(token: str) -> ServerConnection:
+    """The process's connection for ``token`` (created on first use).
+
+    Raises:
+        ConfigError: the token does not name an http(s) server.
+    """
+    token = token.strip()
+    with _connections_lock:
+        found = _connections.get(token)
+        if found is None:
+            found = _connections[token] = ServerConnection(token)
+        return found
