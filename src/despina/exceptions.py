@@ -19,6 +19,7 @@ __all__ = [
     "NeptuneAttributePathNonWritable",
     "NeptuneAttributeTypeMismatch",
     "NeptuneAttributeTypeUnsupported",
+    "NeptuneConnectionLostError",
     "NeptuneDatabaseConflict",
     "NeptuneFileMetadataExceedsSizeLimit",
     "NeptuneHistogramBinEdgesContainNaN",
@@ -81,6 +82,10 @@ class NeptuneSynchronizationStopped(NeptuneScaleError):
 
 class NeptuneUnexpectedError(NeptuneScaleError):
     """Something went wrong that is not the caller's fault; the message has the details."""
+
+
+class NeptuneConnectionLostError(NeptuneScaleError):
+    """The server did not answer or refused the token; the data stays queued and is retried."""
 
 
 class NeptuneProjectError(NeptuneScaleError):

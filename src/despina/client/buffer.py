@@ -714,17 +714,26 @@ class LagMonitor(threading.Thread):
     """Every second, checks whether the oldest data not yet stored is older than ``threshold``
     seconds, and calls ``callback`` once per such episode (a slow or locked store)."""
 
-    def __init__(self, buffer: LogBuffer, threshold: float, callback: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        buffer: LogBuffer,
+        threshold: float,
+        callback: Callable[[], None],
+        oldest: Callable[[], float | None] | None = None,
+    ) -> None:
         super().__init__(name="despina-lag-monitor", daemon=True)
         self.buffer = buffer
         self.threshold = threshold
         self.callback = callback
+        self.oldest = oldest
+        """Monotonic time of the oldest data not stored yet (remote: not acknowledged by the
+        server); default: the buffer's oldest data not flushed."""
         self.stopping = threading.Event()
 
     def run(self) -> None:
         lagging = False
         while not self.stopping.wait(1.0):
-            since = self.buffer.first_unstored_at
+            since = self.buffer.first_unstored_at if self.oldest is None else self.oldest()
             behind = since is not None and time.monotonic() - since > self.threshold
             if behind and not lagging:
                 try:

@@ -8,11 +8,17 @@ with the exception classes of ``neptune_scale.exceptions``; by default they are 
 
 With the embedded store, ``mode="offline"`` behaves like ``"async"``: the store is already on
 the local disk, so there is nothing to sync later.
+
+With an API token (see :func:`despina.client.remote.remote_token`) the flusher appends each
+flush to a durable queue on the local disk instead, and a sender thread sends the queue to the
+server the token names (``despina.client.remote``, docs/remote-logging.md); ``mode="offline"``
+then only queues, for ``despina sync``.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import random
@@ -54,12 +60,14 @@ from despina.config import resolve_project
 from despina.errors import ConfigError, StoreError
 from despina.exceptions import (
     CODE_TO_EXCEPTION,
+    NeptuneConnectionLostError,
     NeptuneProjectNotProvided,
     NeptuneScaleWarning,
     NeptuneUnexpectedError,
 )
 from despina.store import Store
 from despina.store.batch import NO_STEP, Assign, IngestIssue, ModifySet, PointAppend, PreviewPoint
+from despina.store.http.queue import LogQueue
 from despina.store.runs import CreatedRun, RunSpec, create_run, mark_closed
 from despina.store.writer import RunWriter
 from despina.types import File, as_file
@@ -103,6 +111,7 @@ class Run:
     _store: Store | None
     _flusher: Flusher | None
     _source: tuple[GitLookup, SourceTrackingConfig] | None
+    _remote: tuple[LogQueue, Any] | None
 
     def __init__(
         self,
@@ -157,9 +166,34 @@ class Run:
             if async_lag_threshold is None or on_async_lag_callback is None
             else (float(async_lag_threshold), on_async_lag_callback)
         )
-        del api_token, log_directory, on_queue_full_callback  # server mode: see issue tracker
+        del on_queue_full_callback  # the queue is on disk: it is never full
         if self._mode == "disabled":
             return  # stays "closed": arguments are still checked, nothing is stored
+        from despina.client.remote import remote_token
+
+        token = remote_token(api_token, home, store)
+        if token is not None:
+            self._open_remote(
+                token,
+                log_directory,
+                "create",
+                {
+                    "run_id": self._run_id,
+                    "experiment_name": experiment_name,
+                    "creation_ms": None if creation_time is None else datetime_ms(creation_time),
+                    "fork_run_id": fork_run_id,
+                    "fork_step": fork_micro,
+                    "inherit_configs": inherit_configs,
+                    "description": description or "",
+                },
+            )
+            self._start_extras(
+                source_tracking_config,
+                enable_console_log_capture,
+                runtime_namespace or system_namespace,
+                fork_micro,
+            )
+            return
         opened = acquire_store(home, url=store)  # opened once per process, shared by its runs
         try:
             created = create_run(
@@ -179,15 +213,30 @@ class Run:
         except BaseException:
             release_store(opened)
             raise
+        self._attach(opened, created)
+        self._start_extras(
+            source_tracking_config,
+            enable_console_log_capture,
+            runtime_namespace or system_namespace,
+            fork_micro,
+        )
+
+    def _start_extras(
+        self,
+        source_tracking_config: SourceTrackingConfig | None,
+        enable_console_log_capture: bool,
+        namespace: str | None,
+        fork_micro: int | None,
+    ) -> None:
+        """Source tracking, the lag monitor and console capture of an attached run."""
         if source_tracking_config is not None:
             # git runs once per process, in the background; logged when known (see source.py)
             self._source = (git_lookup(source_tracking_config), source_tracking_config)
-        self._attach(opened, created)
         if self._lag is not None:
-            self._lag_monitor = LagMonitor(self._buffer, *self._lag)
+            self._lag_monitor = LagMonitor(self._buffer, *self._lag, oldest=self._oldest_unsent)
             self._lag_monitor.start()
         self._log_source(wait=False)
-        namespace = runtime_namespace or system_namespace or "runtime"
+        namespace = namespace or "runtime"
         if enable_console_log_capture:
             start = 0 if fork_micro is None else fork_micro + 1
             console = ConsoleCapture(
@@ -225,6 +274,7 @@ class Run:
         self._store = None
         self._flusher = None
         self._source = None
+        self._remote = None
         self._buffer = LogBuffer(on_full=self._buffer_full)
 
     def _attach(self, store: Store, created: CreatedRun) -> None:
@@ -244,6 +294,87 @@ class Run:
         self._flusher.start()
         self._closed = False
         _open_runs.add(self)
+
+    def _open_remote(
+        self, token: str, log_directory: str | Path | None, kind: str, body: dict[str, Any]
+    ) -> None:
+        """Log to the server ``token`` names through a new queue whose first operation is
+        ``kind`` (``create`` a run, ``open`` a model or version) with ``body``.
+
+        The first operation is sent at once (unless offline): a refused token, a missing
+        project or bad creation parameters raise here. An unreachable server only warns: the
+        run is created from the queue once the server answers, and logging goes on meanwhile.
+
+        Raises:
+            TokenRefused: the server refused the token.
+            AuthError, ProjectNotFound, RunNotFound, ConfigError: the server refused the
+                operation (nothing stays queued).
+        """
+        from despina.client.remote import QueueFiles, QueueSink, Sender, send_leftovers
+        from despina.store.http.connection import ServerUnreachable, connection_for
+        from despina.store.http.queue import resolve_log_directory
+
+        connection = connection_for(token)
+        directory = resolve_log_directory(log_directory)
+        queue = LogQueue.create(
+            directory,
+            self._run_id,
+            {"server": connection.server, "project": self._project, "run_id": self._run_id},
+        )
+        queue.append(kind, json.dumps(body).encode())
+        sender = Sender(
+            connection,
+            queue,
+            on_issues=self._deliver,
+            on_network_error=self._network_error,
+            on_refused=lambda exc: self._call("error", NeptuneUnexpectedError(str(exc))),
+        )
+        if self._mode != "offline":
+            try:
+                sender.send_first()
+            except ServerUnreachable as exc:
+                self._call(
+                    "warning",
+                    NeptuneScaleWarning(
+                        f"{exc}. Logging goes on into the local queue {str(queue.directory)!r}; "
+                        "it is sent once the server answers (or by 'despina sync')"
+                    ),
+                )
+            except BaseException:
+                queue.remove()
+                raise
+            sender.start(f"despina-sender-{self._run_id}")
+            send_leftovers(directory, connection, skip=queue.directory)
+        self._remote = (queue, sender)
+        self._writer = QueueSink(queue, sender)  # type: ignore[assignment]
+        self._flusher = Flusher(
+            self._buffer,
+            self._writer,
+            QueueFiles(queue),  # type: ignore[arg-type]
+            on_issues=self._deliver,
+            on_failure=self._flush_failed,
+            dropped=self._reporter.dropped,
+            before_flush=self._before_flush,
+        )
+        self._flusher.start()
+        self._closed = False
+        _open_runs.add(self)
+
+    def _oldest_unsent(self) -> float | None:
+        """Monotonic time of the oldest data not stored (remote: not acknowledged) yet."""
+        times = [self._buffer.first_unstored_at]
+        if self._remote is not None:
+            times.append(self._remote[1].oldest_unacked())
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
+    def _network_error(self, exc: BaseException) -> None:
+        self._call(
+            "network",
+            NeptuneConnectionLostError(
+                f"{exc} (run {self._run_id!r}: the data stays in the local queue and is retried)"
+            ),
+        )
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -540,8 +671,16 @@ class Run:
     # -- waiting and closing -----------------------------------------------------------------
 
     def wait_for_submission(self, timeout: float | None = None, verbose: bool = True) -> bool:
-        """Wait until everything logged so far is in the store (same as processing here)."""
-        return self.wait_for_processing(timeout, verbose)
+        """Wait until everything logged so far is in the store (same as processing here);
+        logging to a server: until it is in the local queue on disk."""
+        if self._remote is None or self._flusher is None:
+            return self.wait_for_processing(timeout, verbose)
+        if self._console is not None:
+            self._console.flush()
+        done = self._flusher.wait_for(self._buffer.enqueued, timeout)
+        if not done and verbose:
+            logger.warning("despina: not everything logged was queued within %s s", timeout)
+        return done
 
     def wait_for_processing(self, timeout: float | None = None, verbose: bool = True) -> bool:
         """Wait until everything logged so far is stored; ``False`` on timeout."""
@@ -552,8 +691,13 @@ class Run:
         if not self._closed:
             self._log_source(wait=True)
         sequence = self._buffer.enqueued
+        start = time.monotonic()
         try:
             done = self._flusher.wait_for(sequence, timeout)
+            if done and self._remote is not None:
+                queue, sender = self._remote
+                left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+                done = sender.wait_acked(queue.last_seq(), left)
         except KeyboardInterrupt:
             return False
         if done and self._store is not None:
@@ -610,6 +754,9 @@ class Run:
                     "logged since the last successful write is lost"
                 ),
             )
+        if self._remote is not None:
+            self._close_remote(timeout, give_up_at)
+            return
         assert self._store is not None
         try:
             # one durable commit: the run marked closed, and with it everything stored before
@@ -621,6 +768,73 @@ class Run:
             # the store stays open for the process's next run; the last close at exit folds
             # the WAL back into the database and removes it
             release_store(self._store)
+
+    def _close_remote(self, timeout: float | None, give_up_at: float) -> None:
+        """Queue the close, wait for the sender (at most ``timeout``; without one, until
+        sending has failed for ``CLOSE_GIVE_UP_SECONDS``) and remove the sent queue."""
+        from despina.client.remote import CLOSE_GIVE_UP_SECONDS
+
+        assert self._remote is not None
+        queue, sender = self._remote
+        try:
+            sender.queued(
+                queue.append(
+                    "close", json.dumps({"run_id": self._run_id, "failed": self._failed}).encode()
+                )
+            )
+        except StoreError as exc:
+            self._flush_failed(exc)
+        if self._mode == "offline":
+            left = queue.remaining()
+            queue.close()
+            logger.warning(
+                "despina: run %r was logged offline: %d operation(s) are queued in %s; send "
+                "them with 'despina sync %s'",
+                self._run_id,
+                left,
+                queue.directory,
+                queue.directory,
+            )
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sender.stop(deadline)
+        while not sender.join(0.2):
+            failing = sender.failing_since
+            if (
+                deadline is None
+                and failing is not None
+                and (time.monotonic() - failing > CLOSE_GIVE_UP_SECONDS)
+            ):
+                sender.stop(time.monotonic())
+                sender.join(5.0)
+                break
+        del give_up_at
+        if not sender.finished.is_set():
+            logger.warning(
+                "despina: run %r closed while its sender still waits on server %s; what is not "
+                "sent stays in %s ('despina sync %s' sends it)",
+                self._run_id,
+                sender.connection.server,
+                queue.directory,
+                queue.directory,
+            )
+            return
+        left = queue.remaining()
+        if left == 0:
+            queue.remove()
+            return
+        queue.close()
+        logger.warning(
+            "despina: %d operation(s) of run %r were not sent to server %s (%s); they stay in "
+            "%s: 'despina sync %s' sends them, as does the next despina.Run started from this "
+            "directory",
+            left,
+            self._run_id,
+            sender.connection.server,
+            sender._last_error or "timeout",
+            queue.directory,
+            queue.directory,
+        )
 
     def terminate(self) -> None:
         """Stop without waiting for buffered data (safe inside callbacks)."""

@@ -1,0 +1,453 @@
+"""Logging to a server: the local queue on the flusher's side, a sender thread on the other.
+
+With an API token (``api_token=``, ``despina.query.set_api_token``, ``DESPINA_API_TOKEN`` /
+``NEPTUNE_API_TOKEN``) a run's flusher does not write to a store: every flush becomes one
+encoded batch appended to the run's queue on the local disk (:mod:`despina.store.http.queue`),
+logged files are copied into it, and :class:`Sender` sends what is queued, in order, to the
+server's native write endpoints. The training loop never waits on the network: a server that
+is down or slow only grows the queue (the lag callback fires; network errors go to the network
+callback). What the server acknowledged is deleted; what is left when the process ends is sent
+by the next run started from the same log directory or by ``despina sync``.
+See docs/remote-logging.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from despina.errors import AuthError, DespinaError, StoreBusy
+from despina.store.batch import Batch, IngestIssue
+from despina.store.http.batches import BATCH_MAGIC, encode_batch, split_batch
+from despina.store.http.connection import (
+    NATIVE_PREFIX,
+    ServerConnection,
+    ServerUnreachable,
+    token_from_environment,
+)
+from despina.store.http.queue import LogQueue, QueuedOperation, QueueLocked, find_log_queues
+
+__all__ = [
+    "QueueFiles",
+    "QueueSink",
+    "SendResult",
+    "Sender",
+    "remote_token",
+    "send_leftovers",
+]
+
+logger = logging.getLogger("despina")
+
+RETRY_MAX_SECONDS = 30.0
+"""Longest wait between two attempts while the server is unreachable or refuses the token."""
+
+CLOSE_GIVE_UP_SECONDS = 15.0
+"""``close()`` without a timeout stops waiting once sending has failed for this long."""
+
+_ENVELOPE = struct.Struct("<I")
+_active_leftovers: set[Path] = set()
+_leftovers_lock = threading.Lock()
+
+
+def remote_token(api_token: str | None, home: object = None, store: object = None) -> str | None:
+    """The token a logging object uses, or ``None`` for the local store (the rule of
+    docs/remote-logging.md): an ``api_token=`` argument; else none when ``home=``/``store=``
+    (or ``despina.query.set_home``/``set_store``) names a local store; else a token set with
+    ``despina.query.set_api_token`` or found in the environment."""
+    if api_token:
+        return api_token
+    if home is not None or store is not None:
+        return None
+    from despina.query import api
+
+    if getattr(api, "_home", None) is not None or getattr(api, "_store_url", None) is not None:
+        return None
+    explicit = getattr(api, "explicit_api_token", None)
+    if callable(explicit):
+        found = explicit()
+        if found:
+            return str(found)
+    return token_from_environment()
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Failures that a later attempt may get past (nothing is dropped for them)."""
+    return isinstance(exc, ServerUnreachable | AuthError | StoreBusy | OSError)
+
+
+@dataclass
+class SendResult:
+    """What a sender sent: operations, files, and the issues the server reported."""
+
+    operations: int = 0
+    files: int = 0
+    issues: list[IngestIssue] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+
+class QueueFiles:
+    """The flusher's file store in remote mode: contents go into the queue directory."""
+
+    def __init__(self, queue: LogQueue) -> None:
+        self.queue = queue
+
+    def put(self, source: Path | bytes) -> tuple[str, int]:
+        return self.queue.put_file(source)
+
+
+class QueueSink:
+    """The flusher's writer in remote mode: a batch is encoded and appended to the queue."""
+
+    def __init__(self, queue: LogQueue, sender: Sender) -> None:
+        self.queue = queue
+        self.sender = sender
+        self.run_pk = 0
+
+    def apply(self, batch: Batch) -> list[IngestIssue]:
+        bodies = [encode_batch(part) for part in split_batch(batch)]
+        seq = self.queue.append("batch", bodies)
+        self.sender.queued(seq)
+        return []  # the server's issues arrive with its acknowledgement (the sender's)
+
+    def ping(self) -> None:
+        self.sender.ping_due = True
+        self.sender.wake()
+
+
+def _issue(raw: dict[str, Any]) -> IngestIssue:
+    return IngestIssue(
+        str(raw["code"]),
+        str(raw["message"]),
+        raw.get("path"),
+        str(raw.get("severity", "error")),
+        int(raw.get("count", 1)),
+    )
+
+
+def _batch_blobs(body: bytes) -> list[str]:
+    """The content hashes an encoded batch references (read from its header only)."""
+    if body[:4] != BATCH_MAGIC:
+        return []
+    (size,) = struct.unpack_from("<I", body, 4)
+    header = json.loads(body[8 : 8 + size])
+    return [str(b[1]) for b in header.get("blobs", [])]
+
+
+class Sender:
+    """Sends one queue to the server in order; deletes what was acknowledged.
+
+    Runs as a thread (:meth:`start`) for a live run or a leftover queue, or in the caller's
+    thread (:meth:`send_all`) for ``despina sync``.
+    """
+
+    def __init__(
+        self,
+        connection: ServerConnection,
+        queue: LogQueue,
+        *,
+        on_issues: Callable[[list[IngestIssue]], None] | None = None,
+        on_network_error: Callable[[BaseException], None] | None = None,
+        on_refused: Callable[[BaseException], None] | None = None,
+        remove_when_done: bool = False,
+    ) -> None:
+        self.connection = connection
+        self.queue = queue
+        self.project = str(queue.meta["project"])
+        self.run_id = str(queue.meta["run_id"])
+        self.queue_id = str(queue.meta["queue_id"])
+        self.on_issues = on_issues
+        self.on_network_error = on_network_error
+        self.on_refused = on_refused
+        self.remove_when_done = remove_when_done
+        self.acked = 0
+        self.queued_seq = queue.last_seq()
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.give_up_at: float | None = None
+        self.ping_due = False
+        self.failing_since: float | None = None
+        self.finished = threading.Event()
+        self.result = SendResult()
+        self._receipts: dict[str, str] = {}
+        self._times: deque[tuple[int, float]] = deque()
+        self._thread: threading.Thread | None = None
+        self._last_error = ""
+        self._raise_refused = False
+
+    # -- the flusher's side ----------------------------------------------------------------
+
+    def queued(self, seq: int) -> None:
+        """Operations up to ``seq`` are in the queue (durably)."""
+        with self.cond:
+            self._times.append((seq, time.monotonic()))
+            self.queued_seq = max(self.queued_seq, seq)
+            self.cond.notify_all()
+
+    def wake(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    def oldest_unacked(self) -> float | None:
+        """Monotonic time the oldest operation not acknowledged yet was queued (lag)."""
+        times = self._times
+        return times[0][1] if times else None
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def start(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, give_up_at: float | None) -> None:
+        """Send what is queued until ``give_up_at`` (monotonic; None: no deadline), then stop."""
+        with self.cond:
+            self.stopping = True
+            self.give_up_at = give_up_at
+            self.cond.notify_all()
+
+    def join(self, timeout: float | None) -> bool:
+        """Whether the thread ended within ``timeout``."""
+        return self.finished.wait(timeout)
+
+    def wait_acked(self, seq: int, timeout: float | None) -> bool:
+        """Wait until the server acknowledged every operation up to ``seq``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while self.acked < seq:
+                if self.finished.is_set():
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self.cond.wait(0.1 if remaining is None else min(0.1, remaining))
+        return True
+
+    def _run(self) -> None:
+        delay = 0.2
+        last_ping = time.monotonic()
+        try:
+            while True:
+                with self.cond:
+                    while not (self.stopping or self.queued_seq > self.acked or self.ping_due):
+                        self.cond.wait(1.0)
+                        if time.monotonic() - last_ping > 10.0:
+                            self.ping_due = True
+                if (
+                    self.stopping
+                    and self.give_up_at is not None
+                    and time.monotonic() >= self.give_up_at
+                ):
+                    return
+                try:
+                    sent = self.send_available()
+                    if self.ping_due and not sent:
+                        self.connection.post_json(
+                            "/runs/ping", {"project": self.project, "run_id": self.run_id}
+                        )
+                    self.ping_due = False
+                    last_ping = time.monotonic()
+                    self._recovered()
+                    delay = 0.2
+                except Exception as exc:
+                    if not _retryable(exc):
+                        raise
+                    self._failed(exc)
+                    with self.cond:
+                        wait = delay
+                        if self.stopping and self.give_up_at is not None:
+                            wait = min(wait, max(0.0, self.give_up_at - time.monotonic()))
+                        self.cond.wait(wait)
+                    delay = min(delay * 2, RETRY_MAX_SECONDS)
+                    continue
+                if self.stopping and self.acked >= self.queue.last_seq():
+                    return
+        except BaseException:
+            logger.exception("despina: sending run %r to the server failed", self.run_id)
+        finally:
+            if self.remove_when_done:
+                self._finish_leftover()
+            self.finished.set()
+            with self.cond:
+                self.cond.notify_all()
+
+    def _finish_leftover(self) -> None:
+        try:
+            left = self.queue.remaining()
+        except Exception:
+            left = 1
+        if left == 0:
+            self.queue.remove()
+            logger.info("despina: sent the queue left by run %r", self.run_id)
+        else:
+            self.queue.close()
+        with _leftovers_lock:
+            _active_leftovers.discard(self.queue.directory)
+
+    def _failed(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        if text != self._last_error:
+            self._last_error = text
+            if self.on_network_error is not None:
+                self.on_network_error(exc)
+            else:
+                logger.warning("despina: %s (kept in the queue, retried)", exc)
+
+    def _recovered(self) -> None:
+        if self.failing_since is not None:
+            logger.warning(
+                "despina: server %s takes run %r's data again; nothing queued was lost",
+                self.connection.server,
+                self.run_id,
+            )
+        self.failing_since = None
+        self._last_error = ""
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send_available(self) -> bool:
+        """Send every operation queued now; whether anything was sent.
+
+        Raises:
+            ServerUnreachable, AuthError, StoreBusy, OSError: a retryable failure (what was
+                not acknowledged stays queued).
+        """
+        sent = False
+        while True:
+            ops = self.queue.pending(self.acked)
+            if not ops:
+                return sent
+            for op in ops:
+                issues, released = self._send_one(op)
+                self.queue.delete_through(op.seq, released)
+                self.result.operations += 1
+                with self.cond:
+                    self.acked = op.seq
+                    while self._times and self._times[0][0] <= op.seq:
+                        self._times.popleft()
+                    self.cond.notify_all()
+                if issues:
+                    self.result.issues.extend(issues)
+                    if self.on_issues is not None:
+                        self.on_issues(issues)
+                sent = True
+
+    def send_first(self) -> None:
+        """Send what is queued now, raising every failure, refusals included (``Run()``
+        creation: a refused creation is the caller's error, not a queued item to drop)."""
+        self._raise_refused = True
+        try:
+            self.send_available()
+        finally:
+            self._raise_refused = False
+
+    def send_all(self) -> SendResult:
+        """Send the whole queue now, in the caller's thread (``despina sync``).
+
+        Raises:
+            ServerUnreachable, TokenRefused: the server cannot take it now (the rest stays).
+        """
+        self.send_available()
+        return self.result
+
+    def _send_one(self, op: QueuedOperation) -> tuple[list[IngestIssue], list[str]]:
+        request = f"{self.queue_id}:{op.seq}"
+        try:
+            if op.kind == "batch":
+                return self._send_batch(op, request)
+            body = json.loads(op.body)
+            body.update(project=self.project, request=request)
+            path = {
+                "create": "/runs/create",
+                "open": "/objects/open",
+                "close": "/runs/close",
+                "stage": "/model-versions/stage",
+            }[op.kind]
+            answer = self.connection.post_json(path, body)
+        except Exception as exc:
+            if _retryable(exc) or not isinstance(exc, DespinaError) or self._raise_refused:
+                raise
+            # the server refused the operation itself: kept would block the queue forever
+            self.result.refused.append(f"{op.kind} #{op.seq}: {exc}")
+            if self.on_refused is not None:
+                self.on_refused(exc)
+            else:
+                logger.error("despina: the server refused queued %s: %s", op.kind, exc)
+            return [], []
+        return [_issue(i) for i in answer.get("issues", [])], []
+
+    def _send_batch(self, op: QueuedOperation, request: str) -> tuple[list[IngestIssue], list[str]]:
+        shas = _batch_blobs(op.body)
+        for sha in shas:
+            if sha not in self._receipts:
+                self._upload(sha)
+        envelope = json.dumps(
+            {
+                "project": self.project,
+                "run_id": self.run_id,
+                "request": request,
+                "receipts": {sha: self._receipts[sha] for sha in shas},
+            }
+        ).encode()
+        answer = self.connection.request(
+            "POST",
+            NATIVE_PREFIX + "/runs/batch",
+            content=_ENVELOPE.pack(len(envelope)) + envelope + op.body,
+            headers={"Content-Type": "application/octet-stream"},
+        ).json()
+        return [_issue(i) for i in answer.get("issues", [])], shas
+
+    def _upload(self, sha: str) -> None:
+        path = self.queue.file_path(sha)
+        data = path.read_bytes()
+        answer = self.connection.request(
+            "POST",
+            NATIVE_PREFIX + "/files",
+            content=data,
+            params={"project": self.project, "sha256": sha},
+            headers={"Content-Type": "application/octet-stream"},
+        ).json()
+        self._receipts[sha] = str(answer["receipt"])
+        self.result.files += 1
+
+
+def send_leftovers(
+    log_directory: Path, connection: ServerConnection, skip: Path | None = None
+) -> list[Sender]:
+    """Start sending, in the background, the queues under ``log_directory`` that a process left
+    (their lock is free) for the server of ``connection``; each is removed once sent."""
+    started: list[Sender] = []
+    for directory in find_log_queues(log_directory):
+        if directory == skip:
+            continue
+        with _leftovers_lock:
+            if directory in _active_leftovers:
+                continue
+            try:
+                queue = LogQueue.open(directory)
+            except (QueueLocked, DespinaError, OSError):
+                continue
+            if queue.meta.get("server") != connection.server:
+                queue.close()
+                continue
+            _active_leftovers.add(directory)
+        sender = Sender(connection, queue, remove_when_done=True)
+        sender.stop(None)  # send what is there, then end
+        logger.warning(
+            "despina: sending %s left queued by an earlier process (run %r) in the background",
+            directory,
+            sender.run_id,
+        )
+        sender.start(f"despina-leftover-{os.getpid()}")
+        started.append(sender)
+    return started
