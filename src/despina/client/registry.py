@@ -6,16 +6,26 @@
 (``BIRDS-PRETRAINED-1``, ``-2``, …); ``with_id=`` opens one. Models and versions log configs,
 tags, files and series exactly like runs (they are :class:`~despina.Run` objects), and a version
 moves between stages with :meth:`ModelVersion.change_stage`.
+
+With an API token (as for :class:`~despina.Run`) the server assigns the ids: creating a model or
+version asks the server at once (it must answer), then logging goes through the local queue like
+a run's, and a stage change is queued in order after what was logged before it.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
+from despina.client.remote import remote_token
 from despina.client.run import Callback, Run, _os_user
 from despina.client.stores import acquire_store, release_store
+from despina.errors import ConfigError
+from despina.store.http.connection import connection_for
 from despina.store.registry import (
+    STAGES,
     change_stage,
     create_model,
     create_model_version,
@@ -39,6 +49,8 @@ class Model(Run):
         on_error_callback: Callback | None = None,
         on_warning_callback: Callback | None = None,
         home: str | os.PathLike[str] | None = None,
+        api_token: str | None = None,
+        log_directory: str | Path | None = None,
     ) -> None:
         if (key is None) == (with_id is None):
             raise ValueError("pass key= to create a model or with_id= to open one (not both)")
@@ -46,6 +58,18 @@ class Model(Run):
         self._home = home
         if self._mode == "disabled":
             self._run_id = with_id or str(key)
+            return
+        token = remote_token(api_token, home)
+        if token is not None:
+            if with_id is None:
+                answer = connection_for(token).post_json(
+                    "/models/create", {"project": self._project, "key": key}
+                )
+                with_id = str(answer["id"])
+            self._run_id = with_id
+            self._open_remote(token, log_directory, "open", {"id": with_id, "kind": "model"})
+            if name is not None:
+                self.log_configs({"name": name})
             return
         store = acquire_store(home)
         try:
@@ -102,12 +126,26 @@ class ModelVersion(Run):
         on_error_callback: Callback | None = None,
         on_warning_callback: Callback | None = None,
         home: str | os.PathLike[str] | None = None,
+        api_token: str | None = None,
+        log_directory: str | Path | None = None,
     ) -> None:
         if (model is None) == (with_id is None):
             raise ValueError("pass model= (a model id) to create a version or with_id= to open one")
         self._setup(project, mode, on_error_callback, on_warning_callback, None)
         if self._mode == "disabled":
             self._run_id = with_id or f"{model}-0"
+            return
+        token = remote_token(api_token, home)
+        if token is not None:
+            if with_id is None:
+                answer = connection_for(token).post_json(
+                    "/model-versions/create", {"project": self._project, "model": model}
+                )
+                with_id = str(answer["id"])
+            self._run_id = with_id
+            self._open_remote(
+                token, log_directory, "open", {"id": with_id, "kind": "model_version"}
+            )
             return
         store = acquire_store(home)
         try:
@@ -135,6 +173,15 @@ class ModelVersion(Run):
         Raises:
             ConfigError: an unknown stage.
         """
+        if self._remote is not None:
+            if stage not in STAGES:
+                raise ConfigError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
+            if not self._closed:
+                self.wait_for_submission()  # queued after everything logged before it
+                queue, sender = self._remote
+                body = json.dumps({"id": self._run_id, "stage": stage}).encode()
+                sender.queued(queue.append("stage", body))
+            return
         if self._store is None:
             return
         self.wait_for_processing()
@@ -152,9 +199,20 @@ def init_model(
     name: str | None = None,
     mode: str | None = None,
     home: str | os.PathLike[str] | None = None,
+    api_token: str | None = None,
+    log_directory: str | Path | None = None,
 ) -> Model:
     """Create a model with ``key`` (id ``<PROJECT_KEY>-<KEY>``) or open one ``with_id``."""
-    return Model(key=key, with_id=with_id, project=project, name=name, mode=mode, home=home)
+    return Model(
+        key=key,
+        with_id=with_id,
+        project=project,
+        name=name,
+        mode=mode,
+        home=home,
+        api_token=api_token,
+        log_directory=log_directory,
+    )
 
 
 def init_model_version(
@@ -164,6 +222,16 @@ def init_model_version(
     project: str | None = None,
     mode: str | None = None,
     home: str | os.PathLike[str] | None = None,
+    api_token: str | None = None,
+    log_directory: str | Path | None = None,
 ) -> ModelVersion:
     """Create the next version of ``model`` (a model id) or open a version ``with_id``."""
-    return ModelVersion(model=model, with_id=with_id, project=project, mode=mode, home=home)
+    return ModelVersion(
+        model=model,
+        with_id=with_id,
+        project=project,
+        mode=mode,
+        home=home,
+        api_token=api_token,
+        log_directory=log_directory,
+    )

@@ -113,9 +113,9 @@ class QueueSink:
         self.run_pk = 0
 
     def apply(self, batch: Batch) -> list[IngestIssue]:
-        bodies = [encode_batch(part) for part in split_batch(batch)]
-        seq = self.queue.append("batch", bodies)
-        self.sender.queued(seq)
+        # part by part: the sender sends the first while the next is encoded and written
+        for part in split_batch(batch):
+            self.sender.queued(self.queue.append("batch", encode_batch(part)))
         return []  # the server's issues arrive with its acknowledgement (the sender's)
 
     def ping(self) -> None:

@@ -1,8 +1,10 @@
 """The durable local queue of a run logging to a server (docs/remote-logging.md).
 
 One directory per run under the log directory (``.despina/`` in the working directory by
-default): ``queue.sqlite3`` holds the operations in sequence order, ``files/`` the contents of
-logged files until the server has them, and ``lock`` is held (``flock``) by the process that
+default): ``queue.sqlite3`` holds the operations in sequence order (a large body, such as a wide
+batch of metrics, in a file of ``ops/`` that its row names: SQLite wrote, checkpointed and
+freed such pages at a third of the speed), ``files/`` the contents of logged files until the
+server has them, and ``lock`` is held (``flock``) by the process that
 writes or sends the queue, so that a queue left by a killed process is recognised (its lock is
 free) and only one process sends it.
 
@@ -47,12 +49,19 @@ QUEUE_FORMAT = "despina-queue-1"
 LOG_DIRECTORY_ENV = "DESPINA_LOG_DIRECTORY"
 DEFAULT_LOG_DIRECTORY = ".despina"
 
+INLINE_BYTES = 64 * 1024
+"""Bodies up to this size live in the queue database; larger ones in a file of ``ops/``."""
+
+RECENT_BYTES = 256 * 1024 * 1024
+"""Bodies of the latest appends kept in memory for the sender (no read back from disk)."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ops (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     body BLOB NOT NULL,
+    file TEXT,
     created_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS files (
@@ -106,6 +115,9 @@ class LogQueue:
     def __init__(self, directory: Path, lock: IO[bytes]) -> None:
         self.directory = directory
         self.files_dir = directory / "files"
+        self.ops_dir = directory / "ops"
+        self._recent: dict[int, bytes] = {}
+        self._recent_bytes = 0
         self._lock_file: IO[bytes] | None = lock
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -191,33 +203,72 @@ class LogQueue:
         bodies = body if isinstance(body, list) else [body]
         now = int(time.time() * 1000)
         conn = self._conn()
+        written: list[Path] = []
         try:
+            rows: list[tuple[bytes, str | None]] = []
+            for one in bodies:
+                if len(one) <= INLINE_BYTES:
+                    rows.append((one, None))
+                    continue
+                # the file first: a row exists only once its body does
+                self.ops_dir.mkdir(exist_ok=True)
+                name = f"{uuid.uuid4().hex}.bin"
+                target = self.ops_dir / name
+                written.append(target)
+                with target.open("wb") as out:
+                    out.write(one)
+                rows.append((b"", name))
             conn.execute("BEGIN IMMEDIATE")
             seq = 0
-            for one in bodies:
+            for (inline, file_name), one in zip(rows, bodies, strict=True):
                 cursor = conn.execute(
-                    "INSERT INTO ops (kind, body, created_ms) VALUES (?, ?, ?)", (kind, one, now)
+                    "INSERT INTO ops (kind, body, file, created_ms) VALUES (?, ?, ?, ?)",
+                    (kind, inline, file_name, now),
                 )
                 seq = int(cursor.lastrowid or 0)
+                self._remember(seq, one)
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            for target in written:
+                target.unlink(missing_ok=True)
             raise StoreError(
                 f"writing the log queue {str(self.directory)!r} failed: {exc}"
             ) from None
         return seq
 
+    def _remember(self, seq: int, body: bytes) -> None:
+        with self._write_lock:
+            if self._recent_bytes + len(body) <= RECENT_BYTES:
+                self._recent[seq] = body
+                self._recent_bytes += len(body)
+
+    def _body(self, seq: int, inline: bytes, name: str | None) -> bytes:
+        with self._write_lock:
+            found = self._recent.get(seq)
+        if found is not None:
+            return found
+        if name is None:
+            return bytes(inline)
+        return (self.ops_dir / name).read_bytes()
+
     def pending(self, after: int = 0, max_bytes: int = 32 * 1024 * 1024) -> list[QueuedOperation]:
         """Operations after ``after`` in order, up to about ``max_bytes`` (at least one)."""
         out: list[QueuedOperation] = []
         size = 0
-        rows = self._conn().execute(
-            "SELECT seq, kind, body, created_ms FROM ops WHERE seq > ? ORDER BY seq LIMIT 256",
-            (after,),
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT seq, kind, body, file, created_ms FROM ops WHERE seq > ? ORDER BY seq "
+                "LIMIT 256",
+                (after,),
+            )
+            .fetchall()
         )
-        for seq, kind, body, created in rows:
-            out.append(QueuedOperation(seq, kind, bytes(body), created))
+        for seq, kind, inline, name, created in rows:
+            body = self._body(seq, inline, name)
+            out.append(QueuedOperation(seq, kind, body, created))
             size += len(body)
             if size >= max_bytes:
                 break
@@ -237,8 +288,16 @@ class LogQueue:
         conn = self._conn()
         gone: list[str] = []
         with self._write_lock:
+            for old in [k for k in self._recent if k <= seq]:
+                self._recent_bytes -= len(self._recent.pop(old))
             conn.execute("BEGIN IMMEDIATE")
             try:
+                names = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT file FROM ops WHERE seq <= ? AND file IS NOT NULL", (seq,)
+                    )
+                ]
                 conn.execute("DELETE FROM ops WHERE seq <= ?", (seq,))
                 for sha in released:
                     conn.execute("UPDATE files SET refs = refs - 1 WHERE sha256 = ?", (sha,))
@@ -249,6 +308,8 @@ class LogQueue:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        for name in names:
+            (self.ops_dir / name).unlink(missing_ok=True)
         for sha in gone:
             (self.files_dir / sha).unlink(missing_ok=True)
 
