@@ -1,10 +1,15 @@
-"""``despina sync``: load local operation queues (``run_operations.sqlite3``) into the store.
+"""``despina sync``: load local operation queues (``run_operations.sqlite3``) into the store,
+and send despina's own log queues (``queue.sqlite3``, left by runs logging to a server) to it.
 
 neptune-scale in ``offline`` mode — or any run whose sync was cut off — leaves its operations
 in a SQLite queue (logging-api.md §6). ``despina sync`` reads the queue in sequence order,
 applies the operations through the same decoder and writer the server uses, copies the files
 the queue still holds into the store, and then deletes what it applied: the database goes
 when nothing is left. Applying is idempotent: a queue synced twice changes nothing.
+
+A despina log queue (docs/remote-logging.md) goes to the server that its run logged to, with an
+API token for that server: :func:`send_log_queue` sends it in order through the same sender a
+live run uses (each operation is applied once, even if an earlier attempt's answer was lost).
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from despina.client.run import _os_user
 from despina.errors import ConfigError, StoreError
 from despina.store import Store
 from despina.store.batch import Batch, IngestIssue
+from despina.store.http.queue import QUEUE_FILE as LOG_QUEUE_FILE
+from despina.store.http.queue import LogQueue
 from despina.store.op_queues import OperationQueue
 from despina.store.runs import create_run
 from despina.store.writer import RunWriter
 
-__all__ = ["SyncResult", "find_queues", "sync_queue"]
+__all__ = ["SyncResult", "find_queues", "send_log_queue", "sync_queue"]
 
 QUEUE_FILE = "run_operations.sqlite3"
 CREATE_RUN = 1
@@ -44,22 +51,65 @@ class SyncResult:
     deleted: bool = False
 
 
-def find_queues(path: Path) -> list[Path]:
+def find_queues(path: Path, *, despina_queues: bool = False) -> list[Path]:
     """The queue databases at ``path``: the file itself, or every one found below a directory.
+
+    ``despina_queues``: finding none is not an error (the caller found despina log queues).
 
     Raises:
         ConfigError: nothing is there.
     """
-    if path.is_file():
+    if path.is_file() and path.name != LOG_QUEUE_FILE:
         return [path]
     if path.is_dir():
         found = sorted(path.rglob(QUEUE_FILE))
-        if found:
+        if found or despina_queues:
             return found
+    if despina_queues:
+        return []
     raise ConfigError(
-        f"no {QUEUE_FILE} at {str(path)!r}; pass a queue file or a directory holding queues "
-        "(the .neptune directory of a training script, by default)"
+        f"no {QUEUE_FILE} or {LOG_QUEUE_FILE} at {str(path)!r}; pass a queue file or a "
+        "directory holding queues (the .neptune or .despina directory of a training script, "
+        "by default)"
     )
+
+
+def send_log_queue(
+    directory: Path, token: str, progress: Callable[[int], None] | None = None
+) -> SyncResult:
+    """Send a despina log queue to its server; the queue is removed once all of it was taken.
+
+    Raises:
+        QueueLocked: a live process is sending it.
+        ConfigError: the token names another server than the one the queue was logged for.
+        ServerUnreachable, TokenRefused: the server cannot take it now (nothing is lost).
+    """
+    from despina.client.remote import Sender
+    from despina.store.http.connection import connection_for
+
+    queue = LogQueue.open(directory)
+    try:
+        connection = connection_for(token)
+        logged_to = str(queue.meta.get("server"))
+        if logged_to != connection.server:
+            raise ConfigError(
+                f"{str(directory)!r} was logged for server {logged_to}, but the API token names "
+                f"{connection.server}: use a token minted by {logged_to}"
+            )
+        sender = Sender(connection, queue)
+        result = SyncResult(directory, sender.project, sender.run_id)
+        sent = sender.send_all()
+        result.operations, result.files = sent.operations, sent.files
+        result.issues.extend(sent.issues)
+        result.issues.extend(IngestIssue("REFUSED", text) for text in sent.refused)
+        if progress is not None:
+            progress(sent.operations)
+        if queue.remaining() == 0:
+            queue.remove()
+            result.deleted = True
+    finally:
+        queue.close()
+    return result
 
 
 def sync_queue(

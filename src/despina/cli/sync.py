@@ -1,4 +1,5 @@
-"""``despina sync``: load local operation queues into the store."""
+"""``despina sync``: load local operation queues into the store, send despina log queues to
+their server."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from rich.console import Console
 from despina.cli.locations import store_options
 from despina.errors import DespinaError
 from despina.store import Store
-from despina.sync import find_queues, sync_queue
+from despina.store.http.connection import token_from_environment
+from despina.store.http.queue import find_log_queues
+from despina.sync import SyncResult, find_queues, send_log_queue, sync_queue
 from despina.wording import counted
 
 __all__ = ["sync"]
@@ -28,19 +31,40 @@ __all__ = ["sync"]
     help="Also copy files a queue names under this directory (repeatable); by default only "
     "files inside the queue's own directory are read.",
 )
-def sync(path: Path, home: str | None, files_from: tuple[Path, ...]) -> None:
-    """Load run_operations.sqlite3 queues (a file, or every one under a directory).
+@click.option(
+    "--api-token",
+    "api_token",
+    default=None,
+    help="Token for despina log queues' server (default: DESPINA_API_TOKEN, NEPTUNE_API_TOKEN).",
+)
+def sync(path: Path, home: str | None, files_from: tuple[Path, ...], api_token: str | None) -> None:
+    """Load run_operations.sqlite3 queues (a file, or every one under a directory), and send
+    despina log queues (queue.sqlite3, from runs logging to a server) to their server.
 
     neptune-scale's offline mode and interrupted runs leave such queues behind; each is applied
     to the store and deleted once nothing is left in it. Files are read only from the queue's
     own directory and from --files-from directories; other paths a queue names are refused.
+    A despina log queue (offline mode with a token, a killed process, a server that was down)
+    goes to the server its run logged to, with an API token for that server.
     """
     console = Console()
     try:
-        queues = find_queues(path)
-        store = Store.open(home)
+        log_queues = find_log_queues(path)
+        queues = find_queues(path, despina_queues=bool(log_queues))
         failed = 0
+        if log_queues:
+            token = api_token or token_from_environment()
+            if token is None:
+                raise DespinaError(
+                    f"{len(log_queues)} despina log queue(s) at {str(path)!r} go to the server "
+                    "their runs logged to: set DESPINA_API_TOKEN (or pass --api-token) to a "
+                    "token of that server"
+                )
+            for directory in log_queues:
+                failed += _report(console, send_log_queue(directory, token), directory)
+        store = Store.open(home) if queues else None
         for queue in queues:
+            assert store is not None
             result = sync_queue(store, queue, files_from=files_from)
             errors = [i for i in result.issues if i.severity == "error"]
             failed += bool(errors or result.missing_files or result.refused_files)
@@ -65,3 +89,18 @@ def sync(path: Path, home: str | None, files_from: tuple[Path, ...]) -> None:
         raise click.ClickException(str(exc)) from exc
     if failed:
         raise SystemExit(1)
+
+
+def _report(console: Console, result: SyncResult, directory: Path) -> int:
+    """Print what a log queue brought; 1 if something failed."""
+    errors = [i for i in result.issues if i.severity == "error"]
+    state = "queue removed" if result.deleted else f"queue kept in {directory}"
+    console.print(
+        f"{result.project} / {result.run_id}: {counted(result.operations, 'operation')}, "
+        f"{counted(result.files, 'file')} sent; {state}",
+        markup=False,
+        soft_wrap=True,
+    )
+    for issue in result.issues:
+        console.print(f"  {issue.severity}: {issue.code}: {issue.message}", markup=False)
+    return int(bool(errors) or not result.deleted)

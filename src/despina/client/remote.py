@@ -340,6 +340,14 @@ class Sender:
                     self.result.issues.extend(issues)
                     if self.on_issues is not None:
                         self.on_issues(issues)
+                    elif self.remove_when_done:  # a leftover queue: nobody else hears of them
+                        for issue in issues:
+                            logger.warning(
+                                "despina: run %r (sent from a leftover queue): %s: %s",
+                                self.run_id,
+                                issue.code,
+                                issue.message,
+                            )
                 sent = True
 
     def send_first(self) -> None:
