@@ -22,6 +22,7 @@ import math
 import os
 import re
 import string
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -1092,6 +1093,81 @@ def test_ui_pages_any_parameters(
     answer = client.get(f"/p/{PROJECT}{page}", params=params)
     STATUSES[answer.status_code] += 1
     assert answer.status_code < 500, (page, params, answer.text[:300])
+
+
+# -- native write routes (despina.Run with an API token) ---------------------------------------
+
+NATIVE = "/api/despina/v1"
+NATIVE_JSON = {
+    "/runs/create": {
+        "project": PROJECT,
+        "run_id": "native",
+        "experiment_name": "e",
+        "creation_ms": 1,
+        "fork_run_id": "seed",
+        "fork_step": 0,
+        "description": "d",
+        "request": "q:1",
+    },
+    "/runs/close": {"project": PROJECT, "run_id": "native", "failed": False},
+    "/runs/ping": {"project": PROJECT, "run_id": "native"},
+    "/models/create": {"project": PROJECT, "key": "FUZZ"},
+    "/model-versions/create": {"project": PROJECT, "model": "NOPE"},
+    "/objects/open": {"project": PROJECT, "id": "NOPE", "kind": "model"},
+    "/model-versions/stage": {"project": PROJECT, "id": "native", "stage": "none"},
+}
+
+
+def _envelope(body: bytes, **fields: Any) -> bytes:
+    head = json.dumps({"project": PROJECT, "run_id": "native", **fields}).encode()
+    return struct.pack("<I", len(head)) + head + body
+
+
+@FUZZ
+@given(
+    route=st.sampled_from(sorted(NATIVE_JSON)),
+    data=st.data(),
+    value=st.just(MISSING) | BAD_VALUES,
+)
+def test_native_write_routes_one_bad_field(api: Api, route: str, data: Any, value: Any) -> None:
+    """Each field of a native write made wrong in turn: no 5xx, every 4xx in the canonical
+    body."""
+    base = NATIVE_JSON[route]
+    field = data.draw(st.sampled_from(sorted(base)))
+    check(api.post(NATIVE + route, _json_bytes(_with(base, (field,), value))), api)
+
+
+BATCH_PARTS = ("ops", "metrics", "previews", "points", "blobs", "first_types", "ping_ms")
+batch_headers = json_values | st.fixed_dictionaries(
+    {
+        "ops": st.lists(st.lists(json_values, max_size=4), max_size=2) | json_values,
+        "metrics": st.fixed_dictionaries(
+            {"keys": st.lists(json_values, max_size=2), "counts": st.lists(json_values, max_size=2)}
+        )
+        | json_values,
+    },
+    optional={
+        name: st.lists(st.lists(json_values, max_size=5), max_size=2) | json_values
+        for name in BATCH_PARTS[2:]
+    },
+)
+
+
+@FUZZ
+@given(
+    header=batch_headers,
+    tail=st.binary(max_size=64),
+    raw=st.binary(max_size=200),
+)
+def test_native_batches_and_files_any_body(api: Api, header: Any, tail: bytes, raw: bytes) -> None:
+    """Random bytes, and encoded-batch framing around random JSON headers and point buffers."""
+    api.post(NATIVE + "/runs/create", _json_bytes(NATIVE_JSON["/runs/create"]))
+    text = json.dumps(header).encode()
+    framed = b"DSB1" + struct.pack("<I", len(text)) + text + tail
+    for body in (raw, _envelope(raw), _envelope(framed)):
+        check(api.post(NATIVE + "/runs/batch", body), api)
+    check(api.post(NATIVE + "/files", raw, params={"project": PROJECT}), api)
+    check(api.post(NATIVE + "/files", raw, params={"project": PROJECT, "sha256": "x"}), api)
 
 
 # -- bookkeeping --------------------------------------------------------------------------------

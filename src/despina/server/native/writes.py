@@ -138,17 +138,25 @@ def _text(body: Mapping[str, Any], key: str, *, optional: bool = False) -> Any:
     value = body.get(key)
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not value:
-        raise bad_request(f"{key!r} must be a non-empty string, got {value!r:.80}")
+    if not isinstance(value, str) or not value or not _encodable(value):
+        raise bad_request(f"{key!r} must be a non-empty UTF-8 string, got {value!r:.80}")
     return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
 
 
 def _int(body: Mapping[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is None:
         return None
-    if type(value) is not int:
-        raise bad_request(f"{key!r} must be an integer, got {value!r:.80}")
+    if type(value) is not int or not -(2**63) <= value < 2**63:
+        raise bad_request(f"{key!r} must be a 64-bit integer, got {value!r:.80}")
     return value
 
 
@@ -172,9 +180,9 @@ def create_run_call(state: Any, principal: Principal, body: Any, params: Any) ->
         creation_ms=_int(body, "creation_ms"),
         fork_run_id=_text(body, "fork_run_id", optional=True),
         fork_step=_int(body, "fork_step"),
-        inherit_configs=bool(body.get("inherit_configs", True)),
+        inherit_configs=body.get("inherit_configs") is not False,
         owner=principal.username,
-        description=str(body.get("description") or ""),
+        description=_text({"d": body.get("description") or None}, "d", optional=True) or "",
     )
     try:
         with _create_lock:  # experiment heads: one creation at a time in this process

@@ -45,6 +45,10 @@ def _value_in(value: Any) -> Any:
     return value
 
 
+def _bad_op(op: Any) -> Any:
+    raise ValueError(f"unknown operation {op!r:.80}")
+
+
 def encode_batch(batch: Batch) -> bytes:
     """The bytes of ``batch`` (see the module docstring)."""
     ops: list[list[Any]] = []
@@ -91,7 +95,11 @@ def decode_batch(data: bytes | memoryview) -> Batch:
         offset = start + size
         batch = Batch(
             ops=[
-                Assign(op[1], op[2], _value_in(op[3])) if op[0] == "a" else ModifySet(*op[1:])
+                Assign(op[1], op[2], _value_in(op[3]))
+                if op[0] == "a" and len(op) == 4
+                else ModifySet(op[1], op[2], op[3])
+                if op[0] == "s" and len(op) == 4
+                else _bad_op(op)
                 for op in header["ops"]
             ],
             previews=[PreviewPoint(*p) for p in header["previews"]],
@@ -100,9 +108,16 @@ def decode_batch(data: bytes | memoryview) -> Batch:
             first_types=dict(header["first_types"]),
             ping_ms=header["ping_ms"],
         )
+        _check(batch)
         keys: list[str] = header["metrics"]["keys"]
         counts: list[int] = header["metrics"]["counts"]
+        if not isinstance(keys, list) or not isinstance(counts, list) or len(keys) != len(counts):
+            raise ValueError("metrics.keys and metrics.counts must be lists of one length")
+        for key, n in zip(keys, counts, strict=True):
+            _need(_is_text(key) and type(n) is int and n >= 0, "a metric key or count", key)
         total = sum(counts)
+        if len(view) != offset + 24 * total:
+            raise ValueError(f"{len(view) - offset} bytes of points for {total} points")
         if keys:
             steps = np.frombuffer(view, "<i8", total, offset)
             values = np.frombuffer(view, "<f8", total, offset + 8 * total)
@@ -115,9 +130,79 @@ def decode_batch(data: bytes | memoryview) -> Batch:
                 at += n
         elif len(view) != offset:
             raise ValueError("trailing bytes after the header")
-    except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, struct.error) as exc:
         raise ConfigError(f"not a despina batch ({exc}); send one made by encode_batch") from None
     return batch
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+_STEP_RANGE = (-1, 10**18)
+_ASSIGNED = {
+    "float": lambda v: type(v) in (int, float),
+    "int": lambda v: type(v) is int and _INT64[0] <= v <= _INT64[1],
+    "bool": lambda v: type(v) is bool,
+    "datetime": lambda v: type(v) is int and _INT64[0] <= v <= _INT64[1],
+    "string": lambda v: _is_text(v),
+    "string_set": lambda v: isinstance(v, frozenset) and all(_is_text(x) for x in v),
+    "artifact": lambda v: isinstance(v, dict),
+    "file": lambda v: (
+        isinstance(v, dict)
+        and _is_text(v.get("path"))
+        and type(v.get("size_bytes")) is int
+        and _is_text(v.get("mime_type"))
+    ),
+}
+_POINT_TYPES = frozenset({"string_series", "histogram_series", "file_series"})
+
+
+def _is_text(value: Any) -> bool:
+    """A str the store can hold (UTF-8 encodable: no lone surrogates)."""
+    if type(value) is not str:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_int(value: Any, bounds: tuple[int, int] = _INT64) -> bool:
+    return type(value) is int and bounds[0] <= value <= bounds[1]
+
+
+def _need(ok: bool, what: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{what} is malformed: {value!r:.80}")
+
+
+def _check(batch: Batch) -> None:
+    """Refuse a decoded batch whose items do not have the types :mod:`despina.store.batch`
+    documents (the writer trusts them; ``despina.Run`` builds them so)."""
+    for op in batch.ops:
+        _need(_is_text(op.path), "an operation's path", op.path)
+        if isinstance(op, Assign):
+            check = _ASSIGNED.get(op.type) if isinstance(op.type, str) else None
+            _need(check is not None and check(op.value), f"the {op.type!r} value", op.value)
+        else:
+            for items in (op.add, op.remove):
+                _need(isinstance(items, list), "a string set change", items)
+                _need(all(_is_text(x) for x in items), "a string set change", items)
+    for p in batch.previews:
+        _need(_is_text(p.path) and _is_int(p.step, _STEP_RANGE), "a preview", p.path)
+        _need(type(p.value) in (int, float) and type(p.completion) in (int, float), "a preview", p)
+        _need(_is_int(p.timestamp), "a preview's timestamp", p.timestamp)
+    for q in batch.points:
+        _need(_is_text(q.path) and q.type in _POINT_TYPES, "a point", (q.path, q.type))
+        _need(_is_int(q.step, _STEP_RANGE) and _is_int(q.timestamp), "a point's step", q.step)
+        _need(_is_text(q.value), "a point's value", q.value)
+    for blob in batch.blobs:
+        _need(len(blob) == 4, "a file reference", blob)
+        key, sha, size, mime = blob
+        _need(_is_text(key) and _is_text(sha) and _is_int(size) and _is_text(mime), "a file", blob)
+    _need(isinstance(batch.first_types, dict), "first_types", batch.first_types)
+    for path, type_ in batch.first_types.items():
+        _need(_is_text(path) and _is_text(type_), "first_types", path)
+    _need(batch.ping_ms is None or _is_int(batch.ping_ms), "ping_ms", batch.ping_ms)
 
 
 def split_batch(batch: Batch, limit: int = PART_POINTS) -> list[Batch]:
