@@ -19,6 +19,7 @@ MODULES = [
     "nql",
     "query",
     "server",
+    "remote",
     "durability",
     "ui",
     "import",

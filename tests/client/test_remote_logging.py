@@ -358,3 +358,46 @@ def test_models_and_versions(server: ServerProcess, token: str) -> None:
 
 def test_auth_error_class_is_kept() -> None:
     assert issubclass(TokenRefused, AuthError)
+
+
+def test_a_batch_survives_encoding_exactly() -> None:
+    import numpy as np
+
+    from despina.store.batch import Assign, Batch, MetricColumn, ModifySet, PointAppend
+    from despina.store.http.batches import decode_batch, encode_batch, split_batch
+
+    steps = np.arange(5, dtype=np.int64) * 1_000_000
+    stamps = steps // 1000 + 7
+    values = np.array([0.0, -0.0, math.nan, math.inf, 2.0**-1074])
+    batch = Batch(
+        ops=[
+            Assign("i", "int", 2**63 - 1),
+            Assign("f", "float", 0.1),
+            Assign("s", "string_set", frozenset({"a", "b"})),
+            ModifySet("sys/tags", ["x"], ["y"]),
+        ],
+        metrics={
+            "a": MetricColumn(steps, values, stamps),  # shared steps: sent once
+            "b": MetricColumn(steps, values[::-1].copy(), stamps),
+            "c": MetricColumn(steps[:2].copy(), values[:2].copy(), stamps[:2].copy()),
+        },
+        points=[PointAppend("t", "string_series", -1, 5, "\U0001f600")],
+        blobs=[("key", "0" * 64, 3, "x/y")],
+        first_types={"a": "float_series"},
+    )
+    for part_limit in (1000, 4):
+        parts = [decode_batch(encode_batch(p)) for p in split_batch(batch, part_limit)]
+        ops = [op for p in parts for op in p.ops]
+        assert ops == batch.ops and type(ops[0].value) is int
+        for key, column in batch.metrics.items():
+            got = [p.metrics[key] for p in parts if key in p.metrics]
+            for field in ("steps", "values", "timestamps"):
+                joined = np.concatenate([getattr(g, field) for g in got])
+                assert joined.tobytes() == np.asarray(getattr(column, field)).tobytes()
+        assert [p.points for p in parts if p.points] == [batch.points]
+    unshared = {
+        k: MetricColumn(c.steps.copy(), c.values, c.timestamps.copy())
+        for k, c in batch.metrics.items()
+    }
+    shared_size = len(encode_batch(Batch(metrics=batch.metrics)))
+    assert shared_size < len(encode_batch(Batch(metrics=unshared)))

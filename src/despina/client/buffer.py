@@ -49,6 +49,7 @@ from despina.store.writer import RunWriter
 __all__ = [
     "FLUSH_INTERVAL",
     "MAX_BUFFERED_BYTES",
+    "REMOTE_FLUSH_EARLY_POINTS",
     "FileRequest",
     "FilesNotStored",
     "FlushPump",
@@ -64,6 +65,10 @@ FLUSH_INTERVAL = 0.5
 
 FLUSH_EARLY_POINTS = 4_000_000
 """Buffered points that wake the flusher before the interval ends."""
+
+REMOTE_FLUSH_EARLY_POINTS = 500_000
+"""The same for a run logging to a server: smaller batches keep the server (another process,
+often another core) writing while the training loop logs the next ones."""
 
 MAX_BUFFERED_BYTES = 512 * 1024 * 1024
 """Estimated memory of data accepted and not yet stored at which logging calls wait for the

@@ -36,6 +36,7 @@ from despina.client.artifacts import artifact_value
 from despina.client.buffer import (
     CLOSE_RETRY_SECONDS,
     FLUSH_EARLY_POINTS,
+    REMOTE_FLUSH_EARLY_POINTS,
     FileRequest,
     Flusher,
     LagMonitor,
@@ -275,6 +276,7 @@ class Run:
         self._flusher = None
         self._source = None
         self._remote = None
+        self._flush_early = FLUSH_EARLY_POINTS
         self._buffer = LogBuffer(on_full=self._buffer_full)
 
     def _attach(self, store: Store, created: CreatedRun) -> None:
@@ -346,6 +348,8 @@ class Run:
             sender.start(f"despina-sender-{self._run_id}")
             send_leftovers(directory, connection, skip=queue.directory)
         self._remote = (queue, sender)
+        # flushed sooner than in-process: the server writes one part while the next is logged
+        self._flush_early = REMOTE_FLUSH_EARLY_POINTS
         self._writer = QueueSink(queue, sender)  # type: ignore[assignment]
         self._flusher = Flusher(
             self._buffer,
@@ -431,7 +435,7 @@ class Run:
                 if number is not None:
                     points.append(PreviewPoint(key, micro, number, ts, completion))
             self._buffer.add("previews", points)
-        elif self._buffer.add_metrics(keys, values, micro, ts) > FLUSH_EARLY_POINTS:
+        elif self._buffer.add_metrics(keys, values, micro, ts) > self._flush_early:
             self._wake()
 
     @staticmethod

@@ -2,10 +2,13 @@
 write endpoint takes (docs/remote-logging.md).
 
 Layout: ``DSB1``, a little-endian u32 header length, the header (UTF-8 JSON), then the metric
-points as raw little-endian buffers: every series' steps (int64), then every series' values
-(float64), then every series' timestamps (int64), series in the header's ``metrics.keys`` order
-with ``metrics.counts`` points each. Metric columns cost one ``tobytes`` and one
-``frombuffer`` per buffer, whatever the number of series.
+points as raw little-endian buffers. Series that share their steps and timestamps (every series
+of a ``log_metrics`` call with the same keys: the usual training loop) share one copy of them:
+``metrics.groups[i]`` is the step group of series ``i`` and ``metrics.group_counts`` the length
+of each group. The buffers: every group's steps (int64), every series' values (float64, series
+in ``metrics.keys`` order with ``metrics.counts`` points each), every group's timestamps
+(int64). A wide call thus costs 8 bytes per point on the wire, not 24, and one ``tobytes`` and
+one ``frombuffer`` per buffer whatever the number of series.
 
 The header keeps exact types: ints stay ints (JSON integers), floats keep NaN and ±inf
 (``NaN`` / ``Infinity`` tokens, which Python's ``json`` reads back), string sets are tagged,
@@ -60,9 +63,24 @@ def encode_batch(batch: Batch) -> bytes:
     keys = list(batch.metrics)
     columns = [batch.metrics[k] for k in keys]
     counts = [len(c.steps) for c in columns]
+    group_of: dict[tuple[int, int], int] = {}
+    groups: list[int] = []
+    shared: list[MetricColumn] = []
+    for column in columns:  # the same arrays (by identity): one copy of the steps and times
+        key = (id(column.steps), id(column.timestamps))
+        found = group_of.get(key)
+        if found is None:
+            found = group_of[key] = len(shared)
+            shared.append(column)
+        groups.append(found)
     header: dict[str, Any] = {
         "ops": ops,
-        "metrics": {"keys": keys, "counts": counts},
+        "metrics": {
+            "keys": keys,
+            "counts": counts,
+            "groups": groups,
+            "group_counts": [len(c.steps) for c in shared],
+        },
         "previews": [[p.path, p.step, p.value, p.timestamp, p.completion] for p in batch.previews],
         "points": [[p.path, p.type, p.step, p.timestamp, p.value] for p in batch.points],
         "blobs": [list(b) for b in batch.blobs],
@@ -72,8 +90,12 @@ def encode_batch(batch: Batch) -> bytes:
     text = json.dumps(header, separators=(",", ":")).encode("utf-8", "surrogatepass")
     parts = [_HEAD.pack(BATCH_MAGIC, len(text)), text]
     if columns:
-        for dtype, field in ((np.int64, "steps"), (np.float64, "values"), (np.int64, "timestamps")):
-            arrays = [np.asarray(getattr(c, field), dtype=dtype) for c in columns]
+        for dtype, field, source in (
+            (np.int64, "steps", shared),
+            (np.float64, "values", columns),
+            (np.int64, "timestamps", shared),
+        ):
+            arrays = [np.asarray(getattr(c, field), dtype=dtype) for c in source]
             joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
             parts.append(joined.astype(joined.dtype.newbyteorder("<"), copy=False).tobytes())
     return b"".join(parts)
@@ -109,24 +131,37 @@ def decode_batch(data: bytes | memoryview) -> Batch:
             ping_ms=header["ping_ms"],
         )
         _check(batch)
-        keys: list[str] = header["metrics"]["keys"]
-        counts: list[int] = header["metrics"]["counts"]
-        if not isinstance(keys, list) or not isinstance(counts, list) or len(keys) != len(counts):
-            raise ValueError("metrics.keys and metrics.counts must be lists of one length")
-        for key, n in zip(keys, counts, strict=True):
-            _need(_is_text(key) and type(n) is int and n >= 0, "a metric key or count", key)
+        metrics = header["metrics"]
+        keys: list[str] = metrics["keys"]
+        counts: list[int] = metrics["counts"]
+        groups: list[int] = metrics["groups"]
+        group_counts: list[int] = metrics["group_counts"]
+        _need(
+            all(isinstance(x, list) for x in (keys, counts, groups, group_counts))
+            and len(keys) == len(counts) == len(groups),
+            "metrics",
+            metrics,
+        )
+        for n in group_counts:
+            _need(type(n) is int and n >= 0, "a step group's length", n)
+        for key, n, group in zip(keys, counts, groups, strict=True):
+            _need(_is_text(key) and type(n) is int, "a metric key or count", key)
+            _need(type(group) is int and 0 <= group < len(group_counts), "a step group", group)
+            _need(n == group_counts[group], "a metric count", n)
         total = sum(counts)
-        if len(view) != offset + 24 * total:
+        shared = sum(group_counts)
+        if len(view) != offset + 8 * total + 16 * shared:
             raise ValueError(f"{len(view) - offset} bytes of points for {total} points")
         if keys:
-            steps = np.frombuffer(view, "<i8", total, offset)
-            values = np.frombuffer(view, "<f8", total, offset + 8 * total)
-            stamps = np.frombuffer(view, "<i8", total, offset + 16 * total)
+            all_steps = np.frombuffer(view, "<i8", shared, offset)
+            values = np.frombuffer(view, "<f8", total, offset + 8 * shared)
+            all_stamps = np.frombuffer(view, "<i8", shared, offset + 8 * (shared + total))
+            starts = np.concatenate(([0], np.cumsum(group_counts, dtype=np.int64)))
+            steps = [all_steps[starts[g] : starts[g + 1]] for g in range(len(group_counts))]
+            stamps = [all_stamps[starts[g] : starts[g + 1]] for g in range(len(group_counts))]
             at = 0
-            for key, n in zip(keys, counts, strict=True):
-                batch.metrics[key] = MetricColumn(
-                    steps[at : at + n], values[at : at + n], stamps[at : at + n]
-                )
+            for key, n, group in zip(keys, counts, groups, strict=True):
+                batch.metrics[key] = MetricColumn(steps[group], values[at : at + n], stamps[group])
                 at += n
         elif len(view) != offset:
             raise ValueError("trailing bytes after the header")
@@ -205,6 +240,14 @@ def _check(batch: Batch) -> None:
     _need(batch.ping_ms is None or _is_int(batch.ping_ms), "ping_ms", batch.ping_ms)
 
 
+def _slice(cut: dict[tuple[int, int, int], Any], array: Any, start: int, end: int) -> Any:
+    key = (id(array), start, end)
+    found = cut.get(key)
+    if found is None:
+        found = cut[key] = np.asarray(array, np.int64)[start:end]
+    return found
+
+
 def split_batch(batch: Batch, limit: int = PART_POINTS) -> list[Batch]:
     """``batch`` as parts of at most ``limit`` metric points each, to apply in order.
 
@@ -226,6 +269,7 @@ def split_batch(batch: Batch, limit: int = PART_POINTS) -> list[Batch]:
         )
     ]
     room = 0
+    cut: dict[tuple[int, int, int], Any] = {}  # shared steps stay shared in each part
     for key, column in batch.metrics.items():
         n = len(column.steps)
         at = 0
@@ -236,9 +280,9 @@ def split_batch(batch: Batch, limit: int = PART_POINTS) -> list[Batch]:
             end = min(n, at + room)
             target = parts[-1].metrics
             piece = MetricColumn(
-                np.asarray(column.steps, np.int64)[at:end],
+                _slice(cut, column.steps, at, end),
                 np.asarray(column.values, np.float64)[at:end],
-                np.asarray(column.timestamps, np.int64)[at:end],
+                _slice(cut, column.timestamps, at, end),
             )
             if key in target:  # cannot happen: a key fills a part before the next key starts
                 raise AssertionError(key)
