@@ -30,6 +30,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         "DESPINA_PROJECT",
         "NEPTUNE_PROJECT",
         "NEPTUNE_API_TOKEN",
+        "DESPINA_API_TOKEN",
+        "DESPINA_LOG_DIRECTORY",
         "NEPTUNE_MODE",
         "NEPTUNE_LOG_FAILURE_ACTION",
     ):

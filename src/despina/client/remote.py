@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from despina.errors import AuthError, DespinaError, StoreBusy
+from despina.errors import AuthError, DespinaError, ProjectNotFound, RunNotFound, StoreBusy
 from despina.store.batch import Batch, IngestIssue
 from despina.store.http.batches import BATCH_MAGIC, encode_batch, split_batch
 from despina.store.http.connection import (
@@ -80,8 +80,12 @@ def remote_token(api_token: str | None, home: object = None, store: object = Non
 
 
 def _retryable(exc: BaseException) -> bool:
-    """Failures that a later attempt may get past (nothing is dropped for them)."""
-    return isinstance(exc, ServerUnreachable | AuthError | StoreBusy | OSError)
+    """Failures that a later attempt may get past (nothing is dropped for them): the server
+    down or busy, the token refused, the project (or the run, whose creation then failed)
+    missing on the server until someone creates it."""
+    return isinstance(
+        exc, ServerUnreachable | AuthError | StoreBusy | OSError | ProjectNotFound | RunNotFound
+    )
 
 
 @dataclass
