@@ -20,14 +20,14 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from despina.errors import AuthError, DespinaError, ProjectNotFound, RunNotFound, StoreBusy
-from despina.store.batch import Batch, IngestIssue
-from despina.store.http.batches import BATCH_MAGIC, encode_batch, split_batch
+from despina.store.batch import Assign, Batch, IngestIssue
+from despina.store.http.batches import BATCH_MAGIC, decode_batch, encode_batch, split_batch
 from despina.store.http.connection import (
     NATIVE_PREFIX,
     ServerConnection,
@@ -144,6 +144,24 @@ def _batch_blobs(body: bytes) -> list[str]:
     (size,) = struct.unpack_from("<I", body, 4)
     header = json.loads(body[8 : 8 + size])
     return [str(b[1]) for b in header.get("blobs", [])]
+
+
+def _without_files(body: bytes, refused: Mapping[str, Exception]) -> bytes:
+    """An encoded batch without the file references to contents in ``refused``."""
+    batch = decode_batch(body)
+    keys = {b[0] for b in batch.blobs if b[1] in refused}
+    batch.blobs = [b for b in batch.blobs if b[1] not in refused]
+    batch.ops = [
+        op
+        for op in batch.ops
+        if not (isinstance(op, Assign) and op.type == "file" and op.value.get("path") in keys)
+    ]
+    batch.points = [
+        p
+        for p in batch.points
+        if not (p.type == "file_series" and json.loads(p.value).get("path") in keys)
+    ]
+    return encode_batch(batch)
 
 
 class Sender:
@@ -400,21 +418,38 @@ class Sender:
 
     def _send_batch(self, op: QueuedOperation, request: str) -> tuple[list[IngestIssue], list[str]]:
         shas = _batch_blobs(op.body)
+        body = op.body
+        refused: dict[str, Exception] = {}
         for sha in shas:
             if sha not in self._receipts:
-                self._upload(sha)
+                try:
+                    self._upload(sha)
+                except Exception as exc:
+                    if _retryable(exc) or not isinstance(exc, DespinaError):
+                        raise
+                    refused[sha] = exc  # e.g. larger than the server takes: this file only
+        if refused:
+            body = _without_files(body, refused)
+            for sha, why in refused.items():
+                text = f"a logged file ({sha[:12]}…) was refused by the server, not stored: {why}"
+                self.result.refused.append(text)
+                if self.on_refused is not None:
+                    self.on_refused(DespinaError(text))
+                else:
+                    logger.error("despina: %s", text)
+        kept = [sha for sha in shas if sha not in refused]
         envelope = json.dumps(
             {
                 "project": self.project,
                 "run_id": self.run_id,
                 "request": request,
-                "receipts": {sha: self._receipts[sha] for sha in shas},
+                "receipts": {sha: self._receipts[sha] for sha in kept},
             }
         ).encode()
         answer = self.connection.request(
             "POST",
             NATIVE_PREFIX + "/runs/batch",
-            content=_ENVELOPE.pack(len(envelope)) + envelope + op.body,
+            content=_ENVELOPE.pack(len(envelope)) + envelope + body,
             headers={"Content-Type": "application/octet-stream"},
         ).json()
         return [_issue(i) for i in answer.get("issues", [])], shas
