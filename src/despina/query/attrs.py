@@ -10,6 +10,10 @@ uuid even if its row id is reused. The refresh and the reads happen in the calle
 transaction, so the result is one consistent snapshot.
 
 Small queries (few matched runs, no cache yet) read their rows directly.
+
+Given a directory, the cache also keeps its entries on disk (:mod:`despina.query.attr_files`):
+a fresh process (a notebook's first cell) starts from the rows an earlier process read and
+re-reads from the store only the runs written since, checked the same way.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from despina.query import attr_files
 from despina.store.sql.attribute_columns import (
     READ_STATS,
     STORE_PATHS_LIMIT,
@@ -96,6 +102,8 @@ class _ProjectRows:
     """Per run read: ``(revision, uuid)``; the uuid tells a new run from a deleted one whose
     row id SQLite reused."""
     rows: AttrRows
+    unsaved: int = 0
+    """Runs read from the store since the entry was last written to disk (or loaded)."""
 
 
 class AttributeCache:
@@ -108,9 +116,12 @@ class AttributeCache:
     or :data:`CACHE_MAX_ENTRIES` entries.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[int, ReadSpec], _ProjectRows] = OrderedDict()
+        self.directory = directory
+        """Where entries are kept between processes (``None``: in memory only)."""
+        self._saving: dict[Path, threading.Thread] = {}
 
     def rows(
         self,
@@ -128,7 +139,10 @@ class AttributeCache:
                 self._entries.move_to_end(key)
         if cached is None and len(run_pks) <= CACHE_THRESHOLD:
             return spec.read(conn, run_pks)
+        if cached is None:
+            cached = self._load(key)
         refreshed, covered = self._refresh(conn, cached, run_pks, spec)
+        self._save(key, refreshed)
         with self._lock:
             self._entries[key] = refreshed
             self._entries.move_to_end(key)
@@ -171,9 +185,61 @@ class AttributeCache:
         dropped = set(gone)
         revisions = {pk: key for pk, key in old.items() if pk not in dropped}
         revisions.update((pk, current[pk]) for pk in stale)
-        return _ProjectRows(revisions, rows), len(revisions) == len(current) == len(run_pks)
+        unsaved = (cached.unsaved if cached is not None else 0) + len(stale) + len(gone)
+        entry = _ProjectRows(revisions, rows, unsaved)
+        return entry, len(revisions) == len(current) == len(run_pks)
+
+    # -- on disk -----------------------------------------------------------------------------
+
+    def _file(self, key: tuple[int, ReadSpec]) -> Path | None:
+        if self.directory is None:
+            return None
+        return attr_files.entry_file(self.directory, key[0], repr(key[1]))
+
+    def _load(self, key: tuple[int, ReadSpec]) -> _ProjectRows | None:
+        path = self._file(key)
+        if path is None:
+            return None
+        self._wait(path)  # this process's own write of it, if one is under way
+        found = attr_files.load(path)
+        return None if found is None else _ProjectRows(*found)
+
+    def _save(self, key: tuple[int, ReadSpec], entry: _ProjectRows) -> None:
+        """Write ``entry`` in the background when the file lags behind it by a tenth of its
+        runs (a run being logged to is re-read from the store meanwhile; a small entry is not
+        worth a file)."""
+        path = self._file(key)
+        if (
+            path is None
+            or entry.unsaved == 0
+            or len(entry.rows) < attr_files.DISK_MIN_ROWS
+            or entry.unsaved * 10 < len(entry.revisions)
+        ):
+            return
+        entry.unsaved = 0
+        revisions, rows = dict(entry.revisions), entry.rows
+        with self._lock:
+            if path in self._saving and self._saving[path].is_alive():
+                return
+            # not a daemon: a script that exits right after its query still leaves the file
+            thread = threading.Thread(
+                target=attr_files.save, args=(path, revisions, rows), name="despina-attr-cache"
+            )
+            self._saving[path] = thread
+        thread.start()
+
+    def _wait(self, path: Path | None = None) -> None:
+        with self._lock:
+            threads = list(self._saving.values()) if path is None else [self._saving.get(path)]
+        for thread in threads:
+            if thread is not None:
+                thread.join()
 
     def clear(self) -> None:
-        """Forget every cached entry."""
+        """Forget every cached entry, on disk too."""
+        self._wait()
         with self._lock:
             self._entries.clear()
+            self._saving.clear()
+        if self.directory is not None:
+            attr_files.remove_all(self.directory)

@@ -41,6 +41,7 @@ import numpy.typing as npt
 from despina.errors import ConfigError, ProjectNotFound
 from despina.nql import NQLError
 from despina.nql import ast as nql_ast
+from despina.query import attr_files
 from despina.query import buckets as _buckets
 from despina.query.attrs import (
     TYPE_CODE,
@@ -126,9 +127,9 @@ class QueryService:
     _instances: ClassVar[dict[str, QueryService]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, cache_dir: Path | None = None) -> None:
         self.store = store
-        self.attributes = AttributeCache()
+        self.attributes = AttributeCache(cache_dir)
 
     @classmethod
     def for_home(
@@ -148,7 +149,10 @@ class QueryService:
                         f"There is no despina store at {address.key!r}; set DESPINA_HOME or call "
                         "despina.query.set_home() to point at the directory runs were logged to."
                     )
-                service = cls._instances[address.key] = cls(open_address(address))
+                service = cls._instances[address.key] = cls(
+                    open_address(address),
+                    cache_dir=attr_files.cache_directory(address.home, address.key),
+                )
             return service
 
     @contextlib.contextmanager
