@@ -401,3 +401,21 @@ def test_a_batch_survives_encoding_exactly() -> None:
     }
     shared_size = len(encode_batch(Batch(metrics=batch.metrics)))
     assert shared_size < len(encode_batch(Batch(metrics=unshared)))
+
+
+def test_which_store_a_run_uses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from despina.client.remote import remote_token
+
+    assert remote_token(None) is None
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", "from-neptune")
+    assert remote_token(None) == "from-neptune"
+    monkeypatch.setenv("DESPINA_API_TOKEN", "from-despina")
+    assert remote_token(None) == "from-despina"
+    assert remote_token(None, home=tmp_path) is None  # an explicit local store wins over the env
+    assert remote_token(None, store=str(tmp_path)) is None
+    assert remote_token("explicit", home=tmp_path) == "explicit"  # an explicit token wins
+    dq.set_home(tmp_path)
+    try:
+        assert remote_token(None) is None
+    finally:
+        dq.set_home(None)

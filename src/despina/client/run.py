@@ -101,6 +101,11 @@ class Run:
     ``~/.despina``) and ``store`` (a store URL: a directory, ``sqlite:///path`` or
     ``postgresql://user@host:port/db``; default ``DESPINA_STORE``; wins over ``home``).
 
+    With an API token (``api_token``, ``despina.query.set_api_token`` or ``DESPINA_API_TOKEN`` /
+    ``NEPTUNE_API_TOKEN``, unless ``home``/``store`` name a local store) the run logs to the
+    server the token names, through a durable queue under ``log_directory`` (default
+    ``DESPINA_LOG_DIRECTORY`` or ``.despina``): see docs/remote-logging.md.
+
     Raises:
         NeptuneProjectNotProvided: no project argument and no ``DESPINA_PROJECT`` /
             ``NEPTUNE_PROJECT``.
