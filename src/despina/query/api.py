@@ -40,7 +40,7 @@ from despina.query.resolve import (
     validate_step_range,
     validate_tail_limit,
 )
-from despina.query.service import Container, QueryService, Snapshot
+from despina.query.service import Container, QueryService, Snapshot, prepare
 from despina.query.types import File
 from despina.store.urls import parse_store_url
 
@@ -98,6 +98,7 @@ def set_store(url: str | os.PathLike[str] | None) -> None:
         parse_store_url(url)
     with _lock:
         _store_url = None if url is None else str(url)
+    prepare(url)  # this set-up call, not the first query, imports the store's driver
 
 
 def get_home() -> pathlib.Path | None:

@@ -72,8 +72,9 @@ from despina.store.schema import ATTRIBUTE_TYPES, SERIES_TYPES
 from despina.store.sql import attribute_reads, table_reads
 from despina.store.sqlite import DB_FILE
 from despina.store.sysattrs import SYS_COLUMNS
+from despina.store.urls import parse_store_url
 
-__all__ = ["Column", "Container", "QueryService", "Snapshot", "TableData"]
+__all__ = ["Column", "Container", "QueryService", "Snapshot", "TableData", "prepare"]
 
 ContainerKind = Literal["experiment", "run"]
 _NUMERIC_SORT = frozenset({"float", "int", "bool", "datetime", "float_series"})
@@ -500,6 +501,29 @@ class Snapshot:
         return entry
 
 
+def prepare(url: str | os.PathLike[str] | None = None) -> None:
+    """Import what the first query on the store at ``url`` (``None``: ``DESPINA_STORE``)
+    needs, so that a notebook's set-up cell pays for it rather than its first query: the
+    PostgreSQL driver and its pool (a tenth of a second), the NQL compiler of the store's
+    dialect, the parts of pyarrow pandas loads on its first string column. A URL that does not
+    parse is left for the query to report."""
+    import pyarrow.pandas_compat
+    import pyarrow.vendored.version  # noqa: F401
+
+    import despina.store.nql.compiler
+
+    chosen = url if url not in (None, "") else os.environ.get("DESPINA_STORE") or None
+    try:
+        kind = "sqlite" if chosen is None else parse_store_url(chosen).kind
+    except ConfigError:
+        return
+    if kind == "sqlite":
+        import despina.store.nql.sqlite
+    else:
+        import despina.store.nql.postgres
+        import despina.store.postgres.store  # noqa: F401
+
+
 def _positions(pks: list[int], wanted: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """The index in ``pks`` of every element of ``wanted`` (all present)."""
     keys = np.asarray(pks, dtype=np.int64)
@@ -539,3 +563,6 @@ def _sys_column(path: str, type_: str, rows_at: npt.NDArray[np.int64], values: l
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return Column(path, type_, rows_at, array)
+
+
+prepare()
