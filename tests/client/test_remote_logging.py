@@ -4,6 +4,8 @@ token) and nothing is applied twice."""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import os
 import signal
@@ -43,7 +45,9 @@ def remote_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    module_store: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("remote") / "home"
     store = Store.open(home)
     for name in PROJECTS:
@@ -272,7 +276,9 @@ def test_a_server_restarted_mid_run_loses_nothing(tmp_path: Path) -> None:
 def test_a_wrong_token_raises_at_creation_naming_the_server(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    foreign = mint(tmp_path / "elsewhere", server.url, workspace="ws")  # another store's key
+    # a key this server never minted (one of another server, or made up)
+    payload = {"api_url": server.url, "api_key": "k" * 16 + ".not-a-secret-of-this-server"}
+    foreign = base64.b64encode(json.dumps(payload).encode()).decode()
     with pytest.raises(TokenRefused, match=server.url):
         despina.Run(project="ws/remote", api_token=foreign, **QUIET)
     assert not find_log_queues(tmp_path / ".despina")  # nothing was logged: nothing stays
