@@ -16,11 +16,11 @@ local home of a PostgreSQL store: ``DESPINA_HOME``, ``~/.despina``). ``DESPINA_Q
 turns it off; the directory is kept under :data:`DISK_LIMIT_BYTES` by removing the least
 recently used files.
 
-Format (little-endian, native NumPy dtypes): ``MAGIC``, the header's length (8 bytes), a JSON
-header (paths, runs with their revision and uuid, and per column either a constant or the
-offset, dtype and length of its raw bytes), then the raw column bytes. Text cells are stored as
-UTF-8 with offsets; only ``str`` or ``None`` cells are written (an entry holding anything else is
-not saved).
+Format (native NumPy dtypes, each column 8-byte aligned): ``MAGIC``, the header's length (8
+bytes), a JSON header (paths, runs with their revision and uuid, and per column either the bits
+of its one repeated value or the offset, dtype and length of its raw bytes), then the raw column
+bytes. Text cells are stored as an index into their distinct strings (UTF-8 with offsets); only
+``str`` or ``None`` cells are written (an entry holding anything else is not saved).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ DISK_LIMIT_BYTES = 2 << 30
 DISK_MIN_ROWS = 5_000
 """Entries with fewer rows are not written (reading them from the store takes milliseconds)."""
 
-MAGIC = b"DSPNATTR\x01"
+MAGIC = b"DSPNATTR\x02"
 _COLUMNS = ("attr_id", "run", "path", "type", "num_f", "num_i", "count", "last_step", "last_ts")
 
 Revisions = dict[int, tuple[int, str]]
@@ -112,11 +112,17 @@ def save(path: Path, revisions: Revisions, rows: AttrRows) -> bool:
     cells = text[present].tolist()
     if not all(type(cell) is str for cell in cells):
         return False
-    encoded = [cell.encode() for cell in cells]
+    # distinct strings once, each cell as an index into them (tables repeat their values)
+    distinct: dict[str, int] = {}
+    codes = np.fromiter(
+        (distinct.setdefault(c, len(distinct)) for c in cells), np.int64, len(cells)
+    )
+    encoded = [cell.encode() for cell in distinct]
     put("text_present", present)
+    put("text_codes", codes)
     put("text_ends", np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded))))
     blob = b"".join(encoded)
-    header["text_blob"] = {"offset": offset, "n": len(blob)}
+    header["text_blob"] = {"offset": offset, "n": len(blob), "distinct": len(encoded)}
     parts.append(blob)
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-(len(MAGIC) + 8 + len(head)) % 8)
@@ -188,13 +194,15 @@ def _decode(data: npt.NDArray[np.uint8]) -> tuple[Revisions, AttrRows]:
     n_rows = int(header["rows"])
     columns = {name: get(name, n_rows) for name in _COLUMNS}
     present = get("text_present", n_rows)
-    ends = get("text_ends", int(present.sum()))
     blob_at = header["text_blob"]
+    codes = get("text_codes", int(present.sum()))
+    ends = get("text_ends", int(blob_at["distinct"])).tolist()
     blob = bytes(body[blob_at["offset"] : blob_at["offset"] + blob_at["n"]])
+    distinct = np.empty(len(ends), dtype=object)
+    starts = [0, *ends[:-1]] if ends else []
+    distinct[:] = [blob[a:b].decode() for a, b in zip(starts, ends, strict=True)]
     text = np.full(n_rows, None, dtype=object)
-    if len(ends):
-        starts = [0, *ends[:-1].tolist()]
-        text[present] = [blob[a:b].decode() for a, b in zip(starts, ends.tolist(), strict=True)]
+    text[present] = distinct[codes]
     rows = AttrRows(
         columns["attr_id"],
         columns["run"],

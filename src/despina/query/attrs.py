@@ -18,7 +18,9 @@ re-reads from the store only the runs written since, checked the same way.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,9 @@ CACHE_MAX_ROWS = 5_000_000
 """The cache drops its least recently used entries past this many rows (about 300 MB)."""
 CACHE_MAX_ENTRIES = 16
 """... and past this many (project, read spec) entries."""
+DISK_WRITE_INTERVAL_S = 60.0
+"""An entry's file is rewritten at most this often by one process (a project being logged to
+would otherwise be rewritten by every query)."""
 
 
 def sorted_unique(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -122,6 +127,7 @@ class AttributeCache:
         self.directory = directory
         """Where entries are kept between processes (``None``: in memory only)."""
         self._saving: dict[Path, threading.Thread] = {}
+        self._saved_at: dict[Path, float] = {}
 
     def rows(
         self,
@@ -206,8 +212,8 @@ class AttributeCache:
 
     def _save(self, key: tuple[int, ReadSpec], entry: _ProjectRows) -> None:
         """Write ``entry`` in the background when the file lags behind it by a tenth of its
-        runs (a run being logged to is re-read from the store meanwhile; a small entry is not
-        worth a file)."""
+        runs, at most once every :data:`DISK_WRITE_INTERVAL_S` (runs being logged to are
+        re-read from the store meanwhile; a small entry is not worth a file)."""
         path = self._file(key)
         if (
             path is None
@@ -216,11 +222,15 @@ class AttributeCache:
             or entry.unsaved * 10 < len(entry.revisions)
         ):
             return
-        entry.unsaved = 0
-        revisions, rows = dict(entry.revisions), entry.rows
+        now = time.monotonic()
         with self._lock:
             if path in self._saving and self._saving[path].is_alive():
                 return
+            if now - self._saved_at.get(path, -math.inf) < DISK_WRITE_INTERVAL_S:
+                return
+            self._saved_at[path] = now
+            entry.unsaved = 0
+            revisions, rows = dict(entry.revisions), entry.rows
             # not a daemon: a script that exits right after its query still leaves the file
             thread = threading.Thread(
                 target=attr_files.save, args=(path, revisions, rows), name="despina-attr-cache"
@@ -241,5 +251,6 @@ class AttributeCache:
         with self._lock:
             self._entries.clear()
             self._saving.clear()
+            self._saved_at.clear()
         if self.directory is not None:
             attr_files.remove_all(self.directory)
