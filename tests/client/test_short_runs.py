@@ -158,8 +158,10 @@ def test_a_thousand_short_runs_leave_no_threads_or_descriptors(home: Path) -> No
         run.close()
 
     one(0, wait=True)  # the process-wide store and flusher thread exist from the first run on
-    # stores earlier tests dropped are closed when the collector gets to them: not mid-count
+    # stores earlier tests dropped are closed when the collector gets to them, and the ones
+    # they left idle by the closer thread: not mid-count
     gc.collect()
+    assert stores_module.wait_for_closer(60)
     threads, fds = len(threading.enumerate()), _fds()
     for i in range(1, 1000):
         one(i)
@@ -188,6 +190,10 @@ def test_idle_stores_kept_open_are_bounded(tmp_path: Path) -> None:
     stores_module.close_idle_stores()
     # only this test's homes: a run another test left open keeps its store, as it should
     assert not [home for home in stores_module._entries if str(tmp_path) in home]
+    # every store is closed (the older ones by the background closer): each WAL was folded
+    # into its database and removed
+    assert stores_module.wait_for_closer(60)
+    assert not list(tmp_path.glob("h*/despina.db-wal"))
 
 
 def test_a_run_closed_by_its_own_error_callback_is_stored_and_closed(home: Path) -> None:

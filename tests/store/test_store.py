@@ -22,6 +22,24 @@ def test_new_store_is_at_the_current_schema_version(home: Path) -> None:
     assert mode == "wal"
 
 
+@pytest.mark.sqlite_only  # the embedded schema and its migrations
+def test_a_new_database_file_is_the_schema_built_statement_by_statement(tmp_path: Path) -> None:
+    # a new store's file is written whole from an image built once per process; an empty file
+    # (as older versions created) is migrated from version 0 statement by statement
+    (tmp_path / "stepped").mkdir()
+    (tmp_path / "stepped" / "despina.db").touch()
+
+    def shape(home: Path) -> tuple[object, ...]:
+        conn = Store.open(home).connection()
+        master = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name")
+        pragmas = ("page_size", "auto_vacuum", "journal_mode", "integrity_check")
+        return master.fetchall(), [conn.execute(f"PRAGMA {p}").fetchone()[0] for p in pragmas]
+
+    assert shape(tmp_path / "new") == shape(tmp_path / "stepped")
+    assert shape(tmp_path / "new")[1] == [8192, 2, "wal", "ok"]
+    assert Store.open(tmp_path / "new").schema_version() == SCHEMA_VERSION
+
+
 def test_opening_twice_does_not_migrate_again(home: Path) -> None:
     Store.open(home).create_project("ws/p")
     assert Store.open(home).list_projects() == ["ws/p"]
