@@ -160,3 +160,34 @@ def test_a_fresh_service_reads_only_the_runs_written_since(tmp_path: Path) -> No
         assert uncached[(pks[0], "cfg/name")][1] == "run 0 at 2.0"
     finally:
         store.close()
+
+
+def test_a_run_replaced_by_an_import_is_read_again(tmp_path: Path) -> None:
+    """A replaced run may get its row id and (from its source) its uuid back; its revision
+    still moves, so rows kept on disk for the old one are not served."""
+    from despina.store.imports import ImportedRun, import_run
+
+    def imported(i: int, value: float) -> ImportedRun:
+        return ImportedRun(
+            project=PROJECT,
+            run_id=f"r{i:03d}",
+            creation_ms=i,
+            run_columns={"uuid": f"00000000-0000-0000-0000-{i:012d}"},
+            values=[Assign(f"cfg/p{j:02d}", "float", value + j) for j in range(PARAMS)],
+        )
+
+    store = Store.open(tmp_path / "store")  # DESPINA_STORE (PostgreSQL) wins when set
+    try:
+        for i in range(RUNS):
+            import_run(store, imported(i, 1.0))
+        cache_dir = tmp_path / "cache"
+        first = _by_cell(_read(store, cache_dir))
+        newest = max(pk for pk, _ in first)
+        outcome = import_run(store, imported(RUNS - 1, 5.0), replace=True)
+        again = _by_cell(_read(store, cache_dir))
+        assert again == _by_cell(_read(store, tmp_path / "other-cache"))
+        assert again[(outcome.pk, "cfg/p00")][0] == np.float64(5.0).tobytes()
+        if outcome.pk == newest:  # the embedded store reused the row id
+            assert again != first
+    finally:
+        store.close()

@@ -290,7 +290,17 @@ def import_run(
                 return ImportOutcome(
                     False, int(existing[0]), str(existing[1]), bool(existing[2]), []
                 )
+            (old_revision,) = conn.execute(
+                "SELECT revision FROM runs WHERE id = ?", (int(existing[0]),)
+            ).fetchone()
             delete_runs(conn, [int(existing[0])])
+            outcome = _write(conn, project_id, run, now)
+            # the replacement may get the old row id and (from its source) the old uuid back: a
+            # revision past the old one tells cached reads (query/attrs.py) its rows changed
+            conn.execute(
+                "UPDATE runs SET revision = ? WHERE id = ?", (int(old_revision) + 1, outcome.pk)
+            )
+            return outcome
         return _write(conn, project_id, run, now)
 
 
