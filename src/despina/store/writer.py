@@ -49,11 +49,9 @@ from despina.store.series import (
     FloatPoints,
     read_float_points,
 )
+from despina.store.wide_batch import CHUNK_POINTS, NEW_SERIES_INSERT, new_series_rows
 
 __all__ = ["CHUNK_POINTS", "MAX_STEP_MICRO", "RunWriter"]
-
-CHUNK_POINTS = 1024
-"""Points per chunk row: big enough that row overhead is negligible, small enough to rewrite."""
 
 MAX_STEP_MICRO = 10**18
 """Steps must be below 1e12, i.e. below 1e18 micro-steps."""
@@ -206,18 +204,21 @@ class _Stats:
     fcount: int
 
 
-def _column_stats(metrics: dict[str, MetricColumn]) -> dict[str, _Stats]:
-    """Per-column figures of a wide batch with a few whole-matrix operations.
+def _column_stats(
+    metrics: dict[str, MetricColumn],
+) -> tuple[dict[str, _Stats], npt.NDArray[np.float64] | None]:
+    """Per-column figures of a wide batch with a few whole-matrix operations, and the matrix
+    of its values (one row per column, in order; ``None`` when the columns differ in length).
 
     Columns of one length (the usual training loop: every key at every step) are stacked into
     one matrix; per-series NumPy calls cost microseconds each, a thousand series per flush.
     """
     if len(metrics) < 8:
-        return {}
+        return {}, None
     columns = [np.asarray(c.values, dtype=np.float64) for c in metrics.values()]
     width = len(columns[0])
     if width == 0 or any(len(c) != width for c in columns):
-        return {}
+        return {}, None
     matrix = np.stack(columns)
     with np.errstate(over="ignore", invalid="ignore"):
         lows, highs = matrix.min(axis=1), matrix.max(axis=1)  # NaN propagates into both
@@ -243,7 +244,7 @@ def _column_stats(metrics: dict[str, MetricColumn]) -> dict[str, _Stats]:
     ):
         span = (low, high, count == width) if count else None
         out[path] = _Stats(span, total, square, count)
-    return out
+    return out, matrix
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -563,17 +564,7 @@ class RunWriter:
             ids.append(int(attr_id))
         if not ids:
             return set()
-        lo, hi = min(ids), max(ids)
-        leftover = (
-            conn.execute(
-                "SELECT 1 FROM chunks WHERE id BETWEEN ? AND ? LIMIT 1",
-                (lo << CHUNK_BITS, ((hi + 1) << CHUNK_BITS) - 1),
-            ).fetchone()
-            or conn.execute(
-                "SELECT 1 FROM previews WHERE attr_id BETWEEN ? AND ? LIMIT 1", (lo, hi)
-            ).fetchone()
-        )
-        return set() if leftover else set(ids)
+        return set() if self._leftover_rows(conn, min(ids), max(ids)) else set(ids)
 
     def _float_series(
         self, conn: sqlite3.Connection, attr_id: int, fresh: set[int] | None = None
@@ -658,10 +649,12 @@ class RunWriter:
         chunk_rows: list[tuple[object, ...]] = []
         dropped_pieces: list[tuple[int, int]] = []
         agg_rows: list[tuple[object, ...]] = []
-        stored = 0
         memo = _Memo()
+        stats, matrix = _column_stats(metrics)
+        done, stored = self._append_new_wide(conn, metrics, stats, matrix)
+        if done:
+            metrics = {path: column for path, column in metrics.items() if path not in done}
         fresh = self._new_float_series(conn, metrics)
-        stats = _column_stats(metrics)
         for path, column in metrics.items():
             attr_id = self._attribute(conn, path, "float_series", issues)
             if attr_id is None:
@@ -705,6 +698,108 @@ class RunWriter:
             )
             conn.executemany(FLOAT_AGGREGATES_UPDATE, agg_rows)
         return stored * 24
+
+    def _append_new_wide(
+        self,
+        conn: sqlite3.Connection,
+        metrics: dict[str, MetricColumn],
+        stats: dict[str, _Stats],
+        matrix: npt.NDArray[np.float64] | None,
+    ) -> tuple[set[str], int]:
+        """A wide flush's new series in two statements: one attribute insert carrying their
+        aggregates and one chunk insert (see ``wide_batch.py``); returns the paths stored this
+        way and their points. The rest of the batch takes the series-by-series path.
+
+        Applies to the usual first flush of a training loop: new float series sharing one steps
+        and one timestamps array (one ``log_metrics`` call per step with the same keys), every
+        point acceptable and every value finite. Embedded store only: the ids are chosen here
+        (``max(id)`` + 1 onwards, what SQLite would choose), under the write lock.
+        """
+        if matrix is None or self.store.dialect != "sqlite":
+            return set(), 0
+        first = next(iter(metrics.values()))
+        steps, stamps = first.steps, first.timestamps
+        width = matrix.shape[1]
+        unused = _Issues()
+        picks = [
+            row
+            for row, (path, column) in enumerate(metrics.items())
+            if column.steps is steps
+            and column.timestamps is stamps
+            and path not in self._attrs
+            and stats[path].fcount == width  # every value finite
+            and self._first_types.get(path, "float_series") == "float_series"
+            and self._writable(path, "float_series", unused)  # the other path reports
+        ]
+        if len(picks) < 8:
+            return set(), 0
+        steps = np.asarray(steps, dtype=np.int64)
+        stamps = np.asarray(stamps, dtype=np.int64)
+        fork = self._fork_step
+        if (
+            int(steps[0]) < 0  # NO_STEP: filled in point by point
+            or int(steps[-1]) >= MAX_STEP_MICRO
+            or (fork is not None and int(steps[0]) <= fork)
+            or not _Memo().ordered(steps, stamps)
+        ):
+            return set(), 0
+        (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM attributes").fetchone()
+        ids = np.arange(int(top) + 1, int(top) + 1 + len(picks), dtype=np.int64)
+        if self._leftover_rows(conn, int(ids[0]), int(ids[-1])):
+            return set(), 0
+        paths = list(metrics)
+        picked = [paths[row] for row in picks]
+        figures = [stats[path] for path in picked]
+        series = new_series_rows(self.run_pk, picked, ids, matrix[picks], steps, stamps, figures)
+        conn.executemany(NEW_SERIES_INSERT, series.attributes)
+        conn.executemany(
+            "INSERT INTO chunks (id, n, step_first, step_last, ts_first, ts_last, vmin, vmax, "
+            "steps, vals, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            series.chunks,
+        )
+        # each series' state for the next flush; the open points' steps and timestamps are one
+        # shared array, as the per-series path leaves them (the next flush's memo relies on it)
+        keep = width - width % CHUNK_POINTS
+        tail_steps, tail_ts = steps[keep:], stamps[keep:]
+        last_step, last_ts = int(steps[-1]), int(stamps[-1])
+        for path, attr_id, values, row in zip(
+            picked, ids.tolist(), series.values, series.attributes, strict=True
+        ):
+            _, _, _, num, count, _, _, fmin, fmax, fsum, fsumsq, _ = row
+            self._attrs[path] = (attr_id, "float_series")
+            self._floats[attr_id] = _FloatSeries(
+                attr_id=attr_id,
+                count=count,
+                last_step=last_step,
+                last_ts=last_ts,
+                last_value=num,
+                fmin=fmin,
+                fmax=fmax,
+                fsum=fsum,
+                fsumsq=fsumsq,
+                fcount=count,
+                chunk_no=width // CHUNK_POINTS,
+                chunk_steps=tail_steps,
+                chunk_values=values[keep:],
+                chunk_ts=tail_ts,
+                has_previews=False,
+                pieces=1 if keep < width else 0,
+            )
+        return set(picked), len(picked) * width
+
+    @staticmethod
+    def _leftover_rows(conn: sqlite3.Connection, lo: int, hi: int) -> bool:
+        """Whether chunk or preview rows of attribute ids ``lo``..``hi`` exist (ids reused
+        after a delete)."""
+        return bool(
+            conn.execute(
+                "SELECT 1 FROM chunks WHERE id BETWEEN ? AND ? LIMIT 1",
+                (lo << CHUNK_BITS, ((hi + 1) << CHUNK_BITS) - 1),
+            ).fetchone()
+            or conn.execute(
+                "SELECT 1 FROM previews WHERE attr_id BETWEEN ? AND ? LIMIT 1", (lo, hi)
+            ).fetchone()
+        )
 
     def _in_order(self, state: _FloatSeries, steps: Int64s, stamps: Int64s, memo: _Memo) -> bool:
         """The common case, checked with a few vector operations: every point is acceptable."""
