@@ -83,6 +83,7 @@ def _apply_both(
     return _stored(store, wide.run_pk), _stored(store, narrow.run_pk), taken
 
 
+@pytest.mark.sqlite_only  # the whole-batch path is the embedded store's (reads its chunk rows)
 @pytest.mark.parametrize("steps", [1, 200, CHUNK_POINTS, CHUNK_POINTS + 5, 3 * CHUNK_POINTS - 1])
 def test_a_wide_first_flush_stores_what_the_series_path_stores(
     home: Path, monkeypatch: pytest.MonkeyPatch, steps: int
@@ -90,13 +91,13 @@ def test_a_wide_first_flush_stores_what_the_series_path_stores(
     store = Store.open(home)
     # a second flush continues from the state the first one left (open points, chunk numbers)
     wide, narrow, taken = _apply_both(store, [_batch(0, steps), _batch(steps, 700)], monkeypatch)
-    if store.dialect == "sqlite":  # PostgreSQL: the series-by-series path only
-        assert taken == [WIDTH, 0]  # the second flush's series exist: series by series
+    assert taken == [WIDTH, 0]  # the second flush's series exist: series by series
     assert wide == narrow
     assert len(wide) == WIDTH
     assert wide["m/03"][0][2] == steps + 700  # count
 
 
+@pytest.mark.sqlite_only  # the whole-batch path is the embedded store's (reads its chunk rows)
 def test_series_with_nan_or_inf_and_known_paths_take_the_series_path(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,8 +105,7 @@ def test_series_with_nan_or_inf_and_known_paths_take_the_series_path(
     odd = {1: float("nan"), 4: float("inf"), 7: float("-inf")}
     batches = [_batch(0, 50, odd=odd), _batch(50, 50, odd=odd)]
     wide, narrow, taken = _apply_both(store, batches, monkeypatch)
-    if store.dialect == "sqlite":
-        assert taken == [WIDTH - len(odd), 0]
+    assert taken == [WIDTH - len(odd), 0]
     assert wide == narrow
     assert wide["m/01"][0][9] == 98  # fcount: a NaN per flush is not a finite value
 
