@@ -8,10 +8,10 @@ Authentication, access checks and error bodies are the same as every other route
 
 from __future__ import annotations
 
-from despina.server.native import reads, writes
+from despina.server.native import projects, reads, writes
 from despina.server.native.common import NativeRoute
 
 __all__ = ["NATIVE_ROUTES"]
 
-NATIVE_ROUTES: list[NativeRoute] = [*reads.ROUTES, *writes.ROUTES]
+NATIVE_ROUTES: list[NativeRoute] = [*reads.ROUTES, *writes.ROUTES, *projects.ROUTES]
 """Every native route: (method, path, handler)."""
