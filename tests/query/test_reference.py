@@ -55,18 +55,20 @@ TABLE_CASES = [
 
 
 @pytest.mark.parametrize(("kind", "containers", "attributes", "suffix"), TABLE_CASES)
-def test_tables(home: Path, kind: Kind, containers: Any, attributes: Any, suffix: bool) -> None:
+def test_tables(
+    home: Path, local_snapshot: Any, kind: Kind, containers: Any, attributes: Any, suffix: bool
+) -> None:
     fetch = nq.fetch_experiments_table if kind is EXPERIMENTS else runs.fetch_runs_table
     kwargs = {"experiments" if kind is EXPERIMENTS else "runs": containers}
     got = fetch(project=RICH, attributes=attributes, type_suffix_in_column_names=suffix, **kwargs)
-    with api.open_snapshot(RICH) as snap:
+    with local_snapshot(RICH) as snap:
         matched = _matched(snap, kind, containers)
         data = snap.table(matched, restrict_types(resolve_attributes(attributes), None))
     expected = reference.table(data, kind=kind.name, type_suffix=suffix)
     assert_frame_equal(reference.normalize(got), reference.normalize(expected))
 
 
-def test_global_table(home: Path) -> None:
+def test_global_table(home: Path, local_snapshot: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         from despina.query import experimental
@@ -83,7 +85,7 @@ def test_global_table(home: Path) -> None:
     from despina.query.service import TableData
 
     for project in ("ws/proj", "ws/rich", "ws/seed"):
-        with api.open_snapshot(project) as snap:
+        with local_snapshot(project) as snap:
             matched = snap.search(
                 kind="run",
                 sort_by=resolve_sort_by(nq.Attribute("sys/custom_run_id", type="string")),
@@ -109,7 +111,7 @@ def test_global_table(home: Path) -> None:
         attributes=r"^cfg/(float|lr)$|loss",
         type_suffix_in_column_names=True,
     )
-    with api.open_snapshot(RICH) as snap:
+    with local_snapshot(RICH) as snap:
         matched = snap.search(
             kind="run", nql=Filter.eq(nq.Attribute("sys/name", type="string"), "alpha")
         )
@@ -145,13 +147,18 @@ METRIC_CASES = [
 
 @pytest.mark.parametrize(("kind", "containers", "attributes", "options"), METRIC_CASES)
 def test_metrics(
-    home: Path, kind: Kind, containers: Any, attributes: Any, options: dict[str, Any]
+    home: Path,
+    local_snapshot: Any,
+    kind: Kind,
+    containers: Any,
+    attributes: Any,
+    options: dict[str, Any],
 ) -> None:
     fetch = nq.fetch_metrics if kind is EXPERIMENTS else runs.fetch_metrics
     key = "experiments" if kind is EXPERIMENTS else "runs"
     got = fetch(project=RICH, attributes=attributes, **{key: containers}, **options)
     previews = options.get("include_point_previews", False)
-    with api.open_snapshot(RICH) as snap:
+    with local_snapshot(RICH) as snap:
         matched = _matched(snap, kind, containers)
         series = snap.series(
             matched,
@@ -189,12 +196,17 @@ SERIES_CASES = [
 
 @pytest.mark.parametrize(("kind", "containers", "attributes", "options"), SERIES_CASES)
 def test_series(
-    home: Path, kind: Kind, containers: Any, attributes: Any, options: dict[str, Any]
+    home: Path,
+    local_snapshot: Any,
+    kind: Kind,
+    containers: Any,
+    attributes: Any,
+    options: dict[str, Any],
 ) -> None:
     fetch = nq.fetch_series if kind is EXPERIMENTS else runs.fetch_series
     key = "experiments" if kind is EXPERIMENTS else "runs"
     got = fetch(project=RICH, attributes=attributes, **{key: containers}, **options)
-    with api.open_snapshot(RICH) as snap:
+    with local_snapshot(RICH) as snap:
         matched = _matched(snap, kind, containers)
         series = snap.series(
             matched, restrict_types(resolve_attributes(attributes), list(FETCH_SERIES_TYPES))
@@ -227,14 +239,16 @@ BUCKET_CASES = [
 
 
 @pytest.mark.parametrize(("containers", "y", "limit", "options"), BUCKET_CASES)
-def test_buckets(home: Path, containers: Any, y: Any, limit: int, options: dict[str, Any]) -> None:
+def test_buckets(
+    home: Path, local_snapshot: Any, containers: Any, y: Any, limit: int, options: dict[str, Any]
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         got = nq.fetch_metric_buckets(
             project=RICH, experiments=containers, y=y, limit=limit, **options
         )
     previews = options.get("include_point_previews", False)
-    with api.open_snapshot(RICH) as snap:
+    with local_snapshot(RICH) as snap:
         matched = _matched(snap, EXPERIMENTS, containers)
         series = snap.series(
             matched, restrict_types(resolve_attributes(y), ["float_series"]), with_empty=previews

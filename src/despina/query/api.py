@@ -21,7 +21,8 @@ import pandas as pd
 from despina.query import frames
 from despina.query.exceptions import NeptuneUserError
 from despina.query.filters import Filter
-from despina.query.points import FloatBatch, LineageMode, SeriesSet, StepRange
+from despina.query.operations import SeriesRefs
+from despina.query.points import LineageMode, StepRange
 from despina.query.resolve import (
     EXPERIMENTS,
     FETCH_SERIES_TYPES,
@@ -71,6 +72,8 @@ _lock = threading.Lock()
 _context = Context(default_project(), os.environ.get("NEPTUNE_API_TOKEN") or None)
 _home: pathlib.Path | None = None
 _store_url: str | None = None
+_api_token: str | None = None
+"""The token of :func:`set_api_token` (the environment's is read at each query)."""
 
 
 def set_home(home: str | os.PathLike[str] | None) -> None:
@@ -107,16 +110,18 @@ def get_home() -> pathlib.Path | None:
 
 
 def set_api_token(api_token: str) -> Context:
-    """Store ``api_token`` in the process-wide context and return the context.
+    """Read from the server ``api_token`` names from now on; return the process-wide context.
 
-    The embedded store needs no token; the token is kept for server stores and checked for
-    the format despina and Neptune mint (base64 JSON with ``api_url`` or ``api_address``).
+    Queries then go to that server (``despina serve``), unless :func:`set_home` or
+    :func:`set_store` chose a local store, which wins. The token is checked for the format
+    despina and Neptune mint (base64 JSON with ``api_url`` or ``api_address``) now; the server
+    checks it on the first query.
 
     Raises:
         ValueError: the token is empty.
         neptune_api.errors.InvalidApiTokenException: the token is malformed.
     """
-    global _context
+    global _context, _api_token
     if not api_token:
         raise ValueError("API token must be provided")
     from neptune_api.credentials import Credentials
@@ -124,7 +129,10 @@ def set_api_token(api_token: str) -> Context:
     Credentials.from_api_key(api_token)
     with _lock:
         _context = Context(_context.project, api_token)
-        return _context
+        _api_token = api_token
+    import despina.store.http.snapshot  # noqa: F401 (this set-up call pays for the import)
+
+    return _context
 
 
 def project_of(project: str | None) -> str:
@@ -132,14 +140,32 @@ def project_of(project: str | None) -> str:
     return resolve_project(project, _context.project)
 
 
-def query_service() -> QueryService:
-    """The query service of the configured store (``set_store``, ``DESPINA_STORE``,
-    ``set_home``, ``DESPINA_HOME``, in that order)."""
+def remote_token() -> str | None:
+    """The API token queries go to a server with, or ``None`` for a local store: a store chosen
+    with :func:`set_store` / :func:`set_home` wins, then the token of :func:`set_api_token`,
+    then ``DESPINA_API_TOKEN`` / ``NEPTUNE_API_TOKEN``."""
+    if _home is not None or _store_url is not None:
+        return None
+    from despina.store.http.connection import token_from_environment
+
+    return _api_token or token_from_environment()
+
+
+def query_service() -> Any:
+    """The query service reads go to: the server of :func:`remote_token` (a
+    ``RemoteQueryService``), else the configured local store (``set_store``,
+    ``DESPINA_STORE``, ``set_home``, ``DESPINA_HOME``, in that order)."""
+    token = remote_token()
+    if token is not None:
+        from despina.store.http.snapshot import remote_service
+
+        return remote_service(token)
     return QueryService.for_home(_home, url=_store_url)
 
 
 def open_snapshot(project: str) -> Any:
-    """A read snapshot of ``project`` in the configured store (a context manager)."""
+    """A read snapshot of ``project`` in the store reads go to (a context manager yielding a
+    :class:`Snapshot` or, against a server, a ``RemoteSnapshot`` with the same methods)."""
     return query_service().snapshot(project)
 
 
@@ -166,12 +192,13 @@ def list_attributes(
     name = project_of(project)
     filter_ = resolve_containers(containers, kind)
     selector = restrict_types(resolve_attributes(attributes), None)
+    search = kind is EXPERIMENTS or filter_ is not None
     with open_snapshot(name) as snap:
-        if kind is EXPERIMENTS or filter_ is not None:
-            matched: list[Container] | None = _search(snap, kind, filter_)
-        else:
-            matched = None
-        return sorted({path for path, _ in snap.definitions(matched, selector)})
+        inferred = infer_filter_types(filter_, snap.attribute_types) if search else None
+        found = snap.definitions_read(
+            kind=kind.name, nql=inferred, selector=selector, search=search
+        )
+    return sorted({path for path, _ in found})
 
 
 # -- tables -----------------------------------------------------------------------------------
@@ -199,10 +226,14 @@ def fetch_table(
     with open_snapshot(name) as snap:
         inferred = infer_filter_types(filter_, snap.attribute_types)
         sort_attribute = infer_sort_type(sort_attribute, snap.attribute_types)
-        matched = snap.search(
-            kind=kind.name, nql=inferred, sort_by=sort_attribute, direction=direction, limit=limit
+        data = snap.table_read(
+            kind=kind.name,
+            nql=inferred,
+            sort_by=sort_attribute,
+            direction=direction,
+            limit=limit,
+            selector=selector,
         )
-        data = snap.table(matched, selector)
     return frames.table_frame(data, kind=kind.name, type_suffix=type_suffix_in_column_names)
 
 
@@ -218,7 +249,7 @@ def lineage_mode(kind: Kind, lineage_to_the_root: bool) -> LineageMode:
 
 def long_points(
     containers: list[Container],
-    series: SeriesSet,
+    series: SeriesRefs,
     offsets: Any,
     steps: Any,
     values: Any,
@@ -275,15 +306,18 @@ def fetch_metrics(
     )
     selector = restrict_types(attribute_filter, ["float_series"])
     with open_snapshot(name) as snap:
-        matched = _search(snap, kind, filter_)
-        series = snap.series(matched, selector, with_empty=include_point_previews)
-        batch: FloatBatch = snap.float_series(
-            series,
+        inferred = infer_filter_types(filter_, snap.attribute_types)
+        read = snap.metrics_read(
+            kind=kind.name,
+            nql=inferred,
+            selector=selector,
             mode=lineage_mode(kind, lineage_to_the_root),
             step_range=StepRange(*step_range),
             tail_limit=tail_limit,
             previews=include_point_previews,
+            timestamps=include_time == "absolute",
         )
+    matched, series, batch = read.containers, read.series, read.batch
     values: dict[str, Any] = {"value": batch.values}
     extras = []
     if include_time == "absolute":
@@ -317,14 +351,16 @@ def fetch_series(
     )
     selector = restrict_types(attribute_filter, list(FETCH_SERIES_TYPES))
     with open_snapshot(name) as snap:
-        matched = _search(snap, kind, filter_)
-        series = snap.series(matched, selector)
-        rows = snap.point_series(
-            series,
+        inferred = infer_filter_types(filter_, snap.attribute_types)
+        read = snap.points_read(
+            kind=kind.name,
+            nql=inferred,
+            selector=selector,
             mode=lineage_mode(kind, lineage_to_the_root),
             step_range=StepRange(*step_range),
             tail_limit=tail_limit,
         )
+    matched, series, rows = read.containers, read.series, read.rows
     cells: list[Any] = []
     steps: list[float] = []
     stamps: list[int] = []

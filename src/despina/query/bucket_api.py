@@ -42,15 +42,15 @@ def fetch_metric_buckets(
     selector = restrict_types(y_filter, ["float_series"])
     with open_snapshot(name) as snap:
         inferred = infer_filter_types(filter_, snap.attribute_types)
-        matched = snap.search(kind="experiment", nql=inferred)
-        series = snap.series(matched, selector, with_empty=include_point_previews)
-        buckets = snap.buckets(
-            series,
+        read = snap.buckets_read(
+            nql=inferred,
+            selector=selector,
             limit=limit,
             mode=lineage_mode(EXPERIMENTS, lineage_to_the_root),
             previews=include_point_previews,
             include_min_max=include_min_max,
         )
+    matched, series, buckets = read.containers, read.series, read.buckets
     labels = [matched[int(c)].label for c in series.container]
     names = [series.paths[int(p)] for p in series.path]
     return frames.buckets_frame(

@@ -16,6 +16,7 @@ from despina.query import frames
 from despina.query.api import check_file_labels, open_snapshot, resolve_files
 from despina.query.exceptions import NeptuneFileDownloadError
 from despina.query.resolve import Kind
+from despina.query.service import Snapshot
 from despina.query.types import File
 from despina.store.blobs import BlobStore
 
@@ -83,6 +84,21 @@ def _copy(blobs: BlobStore, sha256: str, target: pathlib.Path) -> None:
     )
 
 
+def _fetch(snap: Any, storage_key: str, target: pathlib.Path) -> bool:
+    """Download the content stored under ``storage_key`` from the server to ``target``
+    (``False``: the server holds none); a broken transfer is tried again."""
+    error: Exception | None = None
+    for _ in range(_ATTEMPTS):
+        try:
+            return bool(snap.download(storage_key, target))
+        except (OSError, StoreError) as exc:
+            error = exc
+    raise NeptuneFileDownloadError(
+        f"Failed to download {storage_key!r} from server {snap.connection.server} to "
+        f"{str(target)!r} after {_ATTEMPTS} attempts: {error}"
+    )
+
+
 def download_files(*, files: Any, destination: Any, kind: Kind) -> pd.DataFrame:
     """Copy ``files`` into ``destination`` and return the frame of their paths.
 
@@ -102,6 +118,11 @@ def download_files(*, files: Any, destination: Any, kind: Kind) -> pd.DataFrame:
         by_project.setdefault(file.project_identifier, []).append(file)
     for project, group in by_project.items():
         with open_snapshot(project) as snap:
+            if not isinstance(snap, Snapshot):  # a server's: its contents come over HTTP
+                for file in group:
+                    target = target_path(target_dir, file)
+                    results[file] = str(target) if _fetch(snap, file.path, target) else None
+                continue
             blobs = snap.service.store.blobs
             sources = [(file, snap.blob(file.path)) for file in group]
         for file, source in sources:

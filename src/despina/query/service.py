@@ -41,7 +41,7 @@ import numpy.typing as npt
 from despina.errors import ConfigError, ProjectNotFound
 from despina.nql import NQLError
 from despina.nql import ast as nql_ast
-from despina.query import attr_files
+from despina.query import attr_files, operations
 from despina.query import buckets as _buckets
 from despina.query.attrs import (
     TYPE_CODE,
@@ -499,6 +499,28 @@ class Snapshot:
         if entry is None or not self.service.store.blobs.exists(entry[0]):
             return None
         return entry
+
+    # -- compound reads (one public call each; see operations.py) ------------------------------
+
+    def definitions_read(self, **arguments: Any) -> list[tuple[str, str]]:
+        """:func:`despina.query.operations.read_definitions` on this snapshot."""
+        return operations.read_definitions(self, **arguments)
+
+    def table_read(self, **arguments: Any) -> TableData:
+        """:func:`despina.query.operations.read_table` on this snapshot."""
+        return operations.read_table(self, **arguments)
+
+    def metrics_read(self, **arguments: Any) -> operations.MetricsRead:
+        """:func:`despina.query.operations.read_metrics` on this snapshot."""
+        return operations.read_metrics(self, **arguments)
+
+    def points_read(self, **arguments: Any) -> operations.PointsRead:
+        """:func:`despina.query.operations.read_points` on this snapshot."""
+        return operations.read_points(self, **arguments)
+
+    def buckets_read(self, **arguments: Any) -> operations.BucketsRead:
+        """:func:`despina.query.operations.read_buckets` on this snapshot."""
+        return operations.read_buckets(self, **arguments)
 
 
 def prepare(url: str | os.PathLike[str] | None = None) -> None:

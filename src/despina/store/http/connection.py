@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -114,6 +115,7 @@ def error_extra(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, NqlError):
         return {
             "exception": "NqlError",
+            "nql_class": type(exc).__name__,  # NQLSyntaxError / NQLSemanticError / NqlError
             "nql": {
                 "description": exc.description,
                 "query": exc.query,
@@ -121,10 +123,34 @@ def error_extra(exc: BaseException) -> dict[str, Any]:
                 "end": exc.end,
             },
         }
+    if type(exc).__module__ == _QUERY_EXCEPTIONS:
+        # the query API's own classes, message and fields as raised (neptune_query's names)
+        fields = {k: v for k, v in vars(exc).items() if isinstance(v, str | int | list)}
+        return {"exception": type(exc).__name__, "query_error": True, "fields": fields}
     for cls in type(exc).__mro__:
         if cls.__name__ in _REBUILT and _REBUILT[cls.__name__] is cls:
             return {"exception": cls.__name__}
     return {}
+
+
+_QUERY_EXCEPTIONS = "despina.query.exceptions"
+
+
+def _query_error(name: str, message: str, fields: Any) -> Exception | None:
+    """The ``despina.query.exceptions`` class ``name`` raised with ``message`` as is."""
+    import importlib
+
+    module = importlib.import_module(_QUERY_EXCEPTIONS)
+    cls = getattr(module, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, DespinaError)):
+        return None
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    if isinstance(fields, Mapping):
+        for key, value in fields.items():
+            if isinstance(key, str) and not key.startswith("_"):
+                setattr(exc, key, value)
+    return exc
 
 
 def _rebuilt(server: str, status: int, body: Any) -> Exception:
@@ -135,7 +161,15 @@ def _rebuilt(server: str, status: int, body: Any) -> Exception:
     name = body.get("exception")
     nql = body.get("nql")
     if name == "NqlError" and isinstance(nql, Mapping):
-        return NqlError(str(nql["description"]), str(nql["query"]), int(nql["start"]), nql["end"])
+        from despina.nql import errors as nql_errors
+
+        found = getattr(nql_errors, str(body.get("nql_class") or "NqlError"), NqlError)
+        cls = found if isinstance(found, type) and issubclass(found, NqlError) else NqlError
+        return cls(str(nql["description"]), str(nql["query"]), int(nql["start"]), nql["end"])
+    if isinstance(name, str) and body.get("query_error") is True:
+        rebuilt = _query_error(name, message, body.get("fields"))
+        if rebuilt is not None:
+            return rebuilt
     if isinstance(name, str) and name in _REBUILT:
         cls = _REBUILT[name]
         return AuthError(message, status) if cls is AuthError else cls(message)
@@ -233,6 +267,41 @@ class ServerConnection:
         """POST ``body`` as JSON to a native endpoint and return the JSON answer."""
         return self.request("POST", NATIVE_PREFIX + path, json_body=body).json()
 
+    def download(self, path: str, body: Any, target: Path, *, block: int = 1 << 20) -> bool:
+        """POST ``body`` to the native endpoint ``path`` and stream the answer into ``target``
+        (a block at a time: files may be larger than memory). ``False`` when the server answers
+        404 with ``{"missing": true}`` (nothing stored under the name); nothing is written then.
+
+        Raises:
+            ServerUnreachable: nothing answered, or the connection broke mid-download.
+            TokenRefused, DespinaError: as :meth:`request`.
+        """
+        for renew in (False, True):
+            headers = {"Authorization": f"Bearer {self._access_token(renew=renew)}"}
+            try:
+                with self._client.stream(
+                    "POST", NATIVE_PREFIX + path, json=body, headers=headers
+                ) as answer:
+                    if answer.status_code == 401 and not renew:
+                        continue
+                    if answer.status_code >= 300:
+                        answer.read()
+                        refusal = _json_or_none(answer)
+                        if answer.status_code == 404 and _marked_missing(refusal):
+                            return False
+                        raise _rebuilt(self.server, answer.status_code, refusal)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with target.open("wb") as out:
+                        for chunk in answer.iter_bytes(block):
+                            out.write(chunk)
+                    return True
+            except httpx.TransportError as exc:
+                raise ServerUnreachable(
+                    f"server {self.server} (named by the API token) broke off a download: "
+                    f"{type(exc).__name__}: {exc}; check that it is running"
+                ) from None
+        raise AssertionError("unreachable")  # the second pass returns or raises
+
     def _send(
         self,
         method: str,
@@ -271,6 +340,10 @@ class ServerConnection:
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _marked_missing(body: Any) -> bool:
+    return isinstance(body, Mapping) and body.get("missing") is True
 
 
 def _json_or_none(answer: httpx.Response) -> Any:
