@@ -164,8 +164,8 @@ def _rebuilt(server: str, status: int, body: Any) -> Exception:
         from despina.nql import errors as nql_errors
 
         found = getattr(nql_errors, str(body.get("nql_class") or "NqlError"), NqlError)
-        cls = found if isinstance(found, type) and issubclass(found, NqlError) else NqlError
-        return cls(str(nql["description"]), str(nql["query"]), int(nql["start"]), nql["end"])
+        nql_cls = found if isinstance(found, type) and issubclass(found, NqlError) else NqlError
+        return nql_cls(str(nql["description"]), str(nql["query"]), int(nql["start"]), nql["end"])
     if isinstance(name, str) and body.get("query_error") is True:
         rebuilt = _query_error(name, message, body.get("fields"))
         if rebuilt is not None:
