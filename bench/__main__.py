@@ -20,6 +20,7 @@ MODULES = [
     "query",
     "server",
     "remote",
+    "project",
     "durability",
     "ui",
     "import",
