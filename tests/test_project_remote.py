@@ -129,8 +129,16 @@ def test_remote_tables_equal_in_process(
     assert not home.exists()  # remote: no local store was created
 
 
-def test_model_versions_table(server: ServerProcess, token: str) -> None:
+def test_model_versions_table(
+    server: ServerProcess, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     local, remote = _both(server, token)
+    monkeypatch.chdir(tmp_path)  # a remote model's queue directory
+    model = despina.init_model(with_id="PROJ-CLS", project=PROJECT, api_token=token)
+    try:
+        _same(local.fetch_model_versions_table("PROJ-CLS"), model.fetch_model_versions_table())
+    finally:
+        model.close()
     for arguments in (
         {},
         {"query": '`sys/stage`:string = "production"', "columns": ["sys/id", "acc"]},

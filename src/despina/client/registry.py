@@ -56,6 +56,7 @@ class Model(Run):
             raise ValueError("pass key= to create a model or with_id= to open one (not both)")
         self._setup(project, mode, on_error_callback, on_warning_callback, None)
         self._home = home
+        self._api_token = api_token  # the versions table reads where the model logs
         if self._mode == "disabled":
             self._run_id = with_id or str(key)
             return
@@ -104,7 +105,7 @@ class Model(Run):
         """The versions of this model as a table (``.to_pandas()``), filtered with NQL."""
         from despina.project import Project
 
-        project = Project(self._project, home=self._home)
+        project = Project(self._project, home=self._home, api_token=self._api_token)
         return project.fetch_model_versions_table(
             self._run_id, query, columns, trashed, limit, sort_by, ascending
         )
