@@ -21,8 +21,6 @@ import query_data as data
 import despina.query as nq
 from despina.query import api
 from despina.query.service import QueryService
-from despina.server.auth import mint_api_token
-from despina.store import Store
 from serving import ServerProcess
 
 REMOTE = os.environ.get("DESPINA_TEST_REMOTE", "") == "1"
@@ -64,18 +62,6 @@ def shared_home(
         yield home, location
 
 
-def mint_for(location: str, url: str, workspace: str = "ws", project: str | None = None) -> str:
-    """An API token of the store at ``location`` for ``workspace`` (or one project of it)."""
-    store = Store.open(url=location)
-    try:
-        token, _ = mint_api_token(
-            store, url=url, workspace=workspace, project=project, username="tester"
-        )
-    finally:
-        store.close()
-    return token
-
-
 @pytest.fixture(scope="session")
 def query_server(shared_home: tuple[Path, str]) -> Iterator[tuple[ServerProcess, str]]:
     """A ``despina serve`` over the shared store and a token for its ``ws`` workspace."""
@@ -83,7 +69,7 @@ def query_server(shared_home: tuple[Path, str]) -> Iterator[tuple[ServerProcess,
     server = ServerProcess(directory, extra_args=("--store", location))
     server.start()
     try:
-        yield server, mint_for(location, server.url)
+        yield server, data.mint_for(location, server.url)
     finally:
         server.stop()
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 import despina
+from despina.server.auth import mint_api_token
+from despina.store import Store
 
 T0 = datetime(2025, 1, 1, 0, 1, 40, tzinfo=UTC)
 """Points of the §16.1 example are timestamped T0 + step seconds."""
@@ -51,6 +53,18 @@ def logging_into(location: str) -> Iterator[None]:
         if "://" in location:
             patch.setenv("DESPINA_STORE", location)
         yield
+
+
+def mint_for(location: str, url: str, workspace: str = "ws", project: str | None = None) -> str:
+    """An API token of the store at ``location`` for ``workspace`` (or one project of it)."""
+    store = Store.open(url=location)
+    try:
+        token, _ = mint_api_token(
+            store, url=url, workspace=workspace, project=project, username="tester"
+        )
+    finally:
+        store.close()
+    return token
 
 
 def at(step: float) -> datetime:

@@ -1170,6 +1170,113 @@ def test_native_batches_and_files_any_body(api: Api, header: Any, tail: bytes, r
     check(api.post(NATIVE + "/files", raw, params={"project": PROJECT, "sha256": "x"}), api)
 
 
+# -- native read routes (despina.query with an API token) ---------------------------------------
+
+_SELECTOR = [[None, [["m", "x"]], ["float_series"]], [["a"], None, ["string"]]]
+_NQL = ["a", "AND", [["p", "==", "sys/name", "string", "a"], ["n", ["q", "`x`:int > 1"]]]]
+_SERIES = {"project": PROJECT, "kind": "run", "nql": _NQL, "selector": _SELECTOR, "mode": "full"}
+NATIVE_READS = {
+    "/query/projects": {},
+    "/query/attribute-types": {"project": PROJECT, "names": ["a", "b"]},
+    "/query/search": {
+        "project": PROJECT,
+        "kind": "experiment",
+        "nql": _NQL,
+        "sort_by": ["sys/name", "string"],
+        "direction": "asc",
+        "limit": 3,
+        "sort_keys": True,
+    },
+    "/query/definitions": {
+        "project": PROJECT,
+        "kind": "run",
+        "nql": None,
+        "selector": _SELECTOR,
+        "search": True,
+    },
+    "/query/table": {
+        "project": PROJECT,
+        "kind": "run",
+        "nql": _NQL,
+        "sort_by": ["sys/creation_time", "datetime"],
+        "direction": "desc",
+        "limit": None,
+        "selector": _SELECTOR,
+    },
+    "/query/metrics": {
+        **_SERIES,
+        "step_range": [0.5, None],
+        "tail_limit": 2,
+        "previews": True,
+        "timestamps": False,
+    },
+    "/query/series": {**_SERIES, "step_range": [None, None], "tail_limit": None},
+    "/query/buckets": {
+        "project": PROJECT,
+        "nql": None,
+        "selector": _SELECTOR,
+        "limit": 10,
+        "mode": "experiment",
+        "previews": False,
+        "include_min_max": True,
+    },
+    "/query/file": {"project": PROJECT, "key": "some/key"},
+}
+
+
+def test_native_read_routes_answer(api: Api) -> None:
+    """Every native read as the client sends it, and with an empty body: no 5xx."""
+    for route, body in NATIVE_READS.items():
+        check(api.post(NATIVE + route, _json_bytes(body)), api)
+        check(api.post(NATIVE + route, b""), api)
+
+
+@FUZZ
+@given(
+    route=st.sampled_from(sorted(NATIVE_READS)),
+    data=st.data(),
+    value=st.just(MISSING) | BAD_VALUES,
+)
+def test_native_read_routes_one_bad_field(api: Api, route: str, data: Any, value: Any) -> None:
+    """Each field of a native read made wrong in turn: no 5xx, every 4xx in the canonical
+    body (the table by row ids too)."""
+    base = NATIVE_READS[route]
+    if route == "/query/table" and data.draw(st.booleans()):
+        base = {"project": PROJECT, "pks": [1, 2], "selector": _SELECTOR}
+    if not base:
+        check(api.post(NATIVE + route, _json_bytes(value if value is not MISSING else {})), api)
+        return
+    paths = [(k,) for k in sorted(base)] + [p for p in _NESTED if _reaches(base, p)]
+    path = data.draw(st.sampled_from(paths))
+    check(api.post(NATIVE + route, _json_bytes(_with(base, path, value))), api)
+
+
+def _reaches(body: Any, path: tuple[str | int, ...]) -> bool:
+    for key in path:
+        if isinstance(key, str) and not (isinstance(body, dict) and key in body):
+            return False
+        if isinstance(key, int) and not (isinstance(body, list) and key < len(body)):
+            return False
+        body = body[key]
+    return True
+
+
+_NESTED: list[tuple[str | int, ...]] = [
+    ("nql", 0),
+    ("nql", 2, 0, 1),
+    ("nql", 2, 0, 3),
+    ("nql", 2, 0, 4),
+    ("nql", 2, 1, 1, 1),
+    ("selector", 0),
+    ("selector", 0, 0),
+    ("selector", 0, 1, 0),
+    ("selector", 0, 1, 0, 1),
+    ("selector", 1, 2),
+    ("sort_by", 1),
+    ("step_range", 0),
+]
+
+
 # -- bookkeeping --------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from despina.query.points import StepRange
 from despina.query.service import Container, Snapshot
 from despina.server.auth import Principal
 from despina.server.downloads import blob_response
+from despina.server.errors import error_response
 from despina.server.native.common import NativeRoute, native_endpoint, project_in
 from despina.store.blobs import BlobNotFound
 from despina.store.http import read_wire
@@ -213,7 +214,9 @@ def query_file(state: Any, principal: Principal, body: Any, params: Any) -> Resp
             )
         except BlobNotFound:
             pass
-    return Response(b'{"missing": true}', status_code=404, media_type="application/json")
+    return error_response(
+        404, f"nothing is stored under {key!r} in {snap.project!r}", extra={"missing": True}
+    )
 
 
 ROUTES: list[NativeRoute] = [

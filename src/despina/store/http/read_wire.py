@@ -88,7 +88,7 @@ def _node_from_wire(data: Any, depth: int) -> Any:
     if depth > _MAX_DEPTH or not isinstance(data, list) or not data:
         raise InvalidQuery("the request's filter is not an encoded filter tree (or too deep)")
     tag = data[0]
-    if tag == "p" and len(data) == 5 and isinstance(data[2], str):
+    if tag == "p" and len(data) == 5 and isinstance(data[1], str) and isinstance(data[2], str):
         op, name, type_, value = data[1], data[2], data[3], data[4]
         if op == "EXISTS":
             return _filters._Predicate(op, _attribute(name, type_))
