@@ -3,7 +3,11 @@ store, beside a hand-written SQL baseline run on the same data in the same proce
 
 The store is built straight into the tables with ``executemany`` (100,000 runs × 50 attributes,
 float series carrying their aggregate columns as the writer stores them): this measures the
-query, not the ingest path.
+query, not the ingest path. The same data is then loaded into PostgreSQL (``bench/backends.py``,
+``COPY``) and the same filter is run there, beside the embedded store's figure (issue #13: within
+2.5x). After the load the tables are vacuumed and analyzed, the state autovacuum brings a
+store to after a bulk load (a filter's probes are index-only scans only on pages the visibility
+map marks all-visible).
 """
 
 from __future__ import annotations
@@ -188,12 +192,12 @@ def bench_search(home: Path) -> list[Row]:
         def baseline() -> list[Any]:
             return conn.execute(BASELINE, (project_id,)).fetchall()
 
-        first, best, cpu, rows = _best(compiled)
+        first, best, cpu, rows = _best(compiled, repeat=5)
         base_first, base_best, base_cpu, base_rows = _best(baseline)
         same = {r[0] for r in rows} == {r[0] for r in base_rows}
         shape = f"{RUNS:,} runs × 50 attributes"
         return [
-            (f"NQL search, 5 clauses / 2 aggregates, {shape} (s, best of 3)", best,
+            (f"NQL search, 5 clauses / 2 aggregates, {shape} (s, best of 5)", best,
              f"{len(rows):,} matches; CPU {cpu:.3f} s; first call {first:.3f} s"),
             ("  baseline: hand-written join SQL, same data (s, best of 3)", base_best,
              f"{len(base_rows):,} matches{'' if same else ' [DIFFERS]'}; CPU {base_cpu:.3f} s; "
@@ -205,14 +209,88 @@ def bench_search(home: Path) -> list[Row]:
         store.close()
 
 
+def _build_postgres(url: str) -> int:
+    """The data of :func:`_build` in the PostgreSQL database ``url``; returns the project id."""
+    import psycopg
+
+    from despina.store import Store
+
+    Store.open(url=url).close()  # the schema
+    rng = random.Random(42)
+    runs = (
+        "COPY runs (id, project_id, run_id, short_no, uuid, family, experiment_name, "
+        "creation_ms, modification_ms, ping_ms, closed) FROM STDIN"
+    )
+    attributes = (
+        "COPY attributes (run_id, path, type, num, text, count, fmin, fmax, fsum, fsumsq, "
+        "fcount) FROM STDIN"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO projects (workspace, name, project_key, uuid, created_ms) "
+            "VALUES ('bench', 'nql', 'NQL', 'uuid', 0) RETURNING id"
+        ).fetchone()
+        project_id = int(row[0]) if row else 0
+        with conn.transaction(), conn.cursor() as cursor:
+            with cursor.copy(runs.encode()) as copy:
+                for n in range(1, RUNS + 1):
+                    copy.write_row((*_run_row(n, project_id), 1))
+            with cursor.copy(attributes.encode()) as copy:
+                for n in range(1, RUNS + 1):
+                    for attribute in _attribute_rows(n, n, rng):
+                        copy.write_row(attribute)
+        conn.execute(b"VACUUM (ANALYZE) runs, attributes, set_members")
+    return project_id
+
+
+def bench_search_postgres(url: str, sqlite_best: float) -> list[Row]:
+    """:func:`bench_search`'s filter over the same data in PostgreSQL."""
+    from despina.store import Store
+    from despina.store.nql import compile_filter
+
+    start = time.perf_counter()
+    project_id = _build_postgres(url)
+    build_s = time.perf_counter() - start
+    store = Store.open(url=url)
+    try:
+
+        def compiled() -> list[Any]:
+            with store.read() as conn:
+                sql, params = compile_filter(conn, TYPICAL, now_ms=T0, project_ids=[project_id])
+                return conn.execute(
+                    "SELECT r.id FROM runs r JOIN projects p ON p.id = r.project_id "
+                    f"WHERE r.project_id = ? AND ({sql})",
+                    [project_id, *params],
+                ).fetchall()
+
+        first, best, cpu, rows = _best(compiled, repeat=5)
+        ratio = best / sqlite_best
+        verdict = "met" if ratio <= 2.5 else "NOT MET"
+        shape = f"{RUNS:,} runs × 50 attributes"
+        return [
+            (f"postgresql: NQL search, 5 clauses / 2 aggregates, {shape} (s, best of 5)", best,
+             f"{len(rows):,} matches; client CPU {cpu:.3f} s; first call {first:.3f} s"),
+            ("  postgresql / sqlite: NQL search", ratio, f"target <= 2.5: {verdict}"),
+            ("  postgresql: loading the same data with COPY, then VACUUM ANALYZE (s)", build_s,
+             "not part of the query"),
+        ]  # fmt: skip
+    finally:
+        store.close()
+
+
 def run() -> list[Row]:
     """Every NQL figure: ``(name, seconds, note)`` rows."""
+    from bench.backends import postgres_database
+
     rows = bench_parse_compile()
     home = Path(tempfile.mkdtemp(prefix="despina-nql-bench-"))
     try:
-        rows += bench_search(home)
+        search = bench_search(home)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    rows += search
+    with postgres_database("nql") as url:
+        rows += bench_search_postgres(url, sqlite_best=search[0][1])
     return rows
 
 

@@ -22,6 +22,9 @@ from despina.store.nql.postgres import PostgresFilterCompiler
 NOW = ms("2024-06-01T00:00:00Z")
 NAN, INF = float("nan"), float("inf")
 EXACT = 2**53  # the last of the ints every double holds
+# texts around the 64 characters of a text PostgreSQL's filter index holds (attributes.text_head)
+X62Y, X63, X64, X65, X70 = "x" * 62 + "y", "x" * 63, "x" * 64, "x" * 65, "x" * 70
+E30, E32, E40 = "é" * 30, "é" * 32, "é" * 40
 BELOW_2_512 = 1.3407807929942596e154  # the double below 2^512: its square is the largest double
 RUNS = [
     RunSpec(
@@ -36,7 +39,9 @@ RUNS = [
             "w": Attr("string_series", ["x", "catalogue"]),
             "v": Attr("float_series", [1e200, 1e200]),  # sum of squares overflows: variance NaN
             "u": Attr("float_series", [5e-324, 0.0]),  # the average underflows to 0
+            "h": Attr("string", "x" * 63),  # texts around PostgreSQL's 64-character head
         },
+        tags={"t", "x" * 70},
     ),
     RunSpec(
         "r2",
@@ -50,7 +55,9 @@ RUNS = [
             "w": Attr("string_series", ["cat"]),
             "v": Attr("float_series", [1.0, 3.0]),
             "u": Attr("float_series", [1e-170]),  # its square underflows to 0
+            "h": Attr("string", "x" * 64),
         },
+        tags={"t"},
     ),
     RunSpec(
         "r3",
@@ -62,6 +69,7 @@ RUNS = [
             "m": Attr("float_series", [-float(EXACT), 0.5]),
             "w": Attr("string_series", ["B"]),
             "u": Attr("float_series", [BELOW_2_512, BELOW_2_512]),  # squares near overflow
+            "h": Attr("string", "x" * 65),
         },
     ),
     RunSpec(
@@ -73,6 +81,7 @@ RUNS = [
             "f": Attr("float", INF),
             "s": Attr("string", "B"),
             "u": Attr("float_series", [-1e-160, 1e-160]),
+            "h": Attr("string", "x" * 63 + "é"),  # 64 characters, 65 bytes
         },
     ),
     RunSpec(
@@ -82,6 +91,7 @@ RUNS = [
             "s": Attr("string", "é"),
             "f": Attr("float", 2.5),
             "u": Attr("float_series", [1e-155, 3e-155]),
+            "h": Attr("string", "é" * 40),
         },
     ),
 ]
@@ -135,6 +145,29 @@ QUERIES = [
     ('`s`:string < "a"', {"r4"}),
     ('`s`:string > "concat"', {"r5"}),
     ('`s`:string >= "B"', ALL),
+    # texts longer than the head PostgreSQL's index holds (64 characters) and values around it
+    (f'`h`:string = "{X63}"', {"r1"}),
+    (f'`h`:string = "{X64}"', {"r2"}),
+    (f'`h`:string != "{X63}"', ALL - {"r1"}),
+    (f'`h`:string > "{X63}"', {"r2", "r3", "r4", "r5"}),
+    (f'`h`:string < "{X64}"', {"r1"}),
+    (f'`h`:string <= "{X64}"', {"r1", "r2"}),
+    (f'`h`:string > "{X62Y}"', {"r5"}),
+    (f'`h`:string = "{E40}"', {"r5"}),
+    (f'`h` MATCHES "^{X64}"', {"r2", "r3"}),
+    (f'`h` MATCHES "^{X63}"', {"r1", "r2", "r3", "r4"}),
+    (f'`h` MATCHES "^{X64}$"', {"r2"}),
+    (f'`h` MATCHES "^{X63}é$"', {"r4"}),
+    (f'`h` MATCHES "^{E30}"', {"r5"}),
+    (f'`h` MATCHES "^{E40}$"', {"r5"}),
+    # string sets: the element looked up by path and run, driving or probed, negated
+    ('`sys/tags` CONTAINS "t"', {"r1", "r2"}),
+    (f'`sys/tags` CONTAINS "{X70}"', {"r1"}),
+    ('`sys/tags` CONTAINS "t" AND `f`:float > 0', {"r1"}),
+    (f'`sys/tags` CONTAINS "t" AND `sys/tags` CONTAINS "{X70}"', {"r1"}),
+    ('`f`:float > 0 AND NOT `sys/tags` CONTAINS "t"', {"r3", "r4", "r5"}),
+    ('`sys/tags` CONTAINS "t" OR `i`:int = 3', {"r1", "r2", "r4"}),
+    ('`sys/group_tags` CONTAINS "t"', set()),
     # RE2 on both backends: \b is a word boundary, \d is ASCII, flags, anchors, lookaround-free
     (r'`s` MATCHES "\\bcat\\b"', {"r1", "r3"}),
     (r'`s` NOT MATCHES "\\bcat\\b"', {"r2", "r4", "r5"}),
@@ -239,12 +272,19 @@ def _pg(query: str) -> tuple[str, list[Any]]:
         (f"max(`m`:floatSeries) = {EXACT + 1}", "FALSE", None),
         (f"max(`m`:floatSeries) != {EXACT + 1}", "(a.fmax IS NOT NULL)", None),
         (f"`i`:int = {EXACT + 1}", "a.num = ?", EXACT + 1),  # numeric: exact as it is
-        ('`s`:string < "b"', 'a.text COLLATE "C" < ?', "b"),
-        ('`s`:string = "b"', "a.text = ?", "b"),
+        ('`s`:string < "b"', 'a.text_head COLLATE "C" < ?', "b"),
+        ('`s`:string = "b"', "a.text_head = ?", "b"),
+        (f'`s`:string = "{X63}"', "a.text_head = ?", "x" * 63),
+        (f'`s`:string = "{X64}"', "a.text = ?", "x" * 64),
+        (f'`s`:string = "{E32}"', "a.text = ?", "é" * 32),
         ('`s` CONTAINS "b"', "strpos(a.text, ?) > 0", "b"),
-        ('`s` MATCHES "^b"', "starts_with(a.text, ?)", "b"),
+        ('`s` MATCHES "^b"', "starts_with(a.text_head, ?)", "b"),
+        (f'`s` MATCHES "^{X64}"', "starts_with(a.text_head, ?)", "x" * 64),
+        (f'`s` MATCHES "^{X65}"', "starts_with(a.text, ?)", "x" * 65),
         ('`s` MATCHES "b$"', "right(a.text, 1) = ?", "b"),
-        ('`s` MATCHES "^b$"', "a.text = ?", "b"),
+        ('`s` MATCHES "^b$"', "a.text_head = ?", "b"),
+        (f'`s` MATCHES "^{X64}$"', "a.text = ?", "x" * 64),
+        ('`t`:stringSet CONTAINS "b"', "m.value = ? AND m.path = ?", "t"),
         ("`sys/forking/step` > 1", "(r.fork_step::float8 / 1000000.0::float8) > ?", 1),
         ("average(`m`) > 1", "THEN a.fsum / NULLIF(a.fcount, 0) WHEN", 1),
     ],
@@ -262,8 +302,10 @@ def test_postgres_truth_values_and_driver() -> None:
     assert _pg("`sys/state` = succeeded")[0] == "FALSE"
     sql, _ = _pg("`x`:float > 1 AND `y`:float > 2")
     assert sql.startswith("(r.id IN (SELECT a.run_id FROM attributes a WHERE a.path = ? ")
-    sql, _ = _pg('`t` CONTAINS "x" AND `x`:float > 1')  # numbers drive, sets are probed
-    assert sql.startswith("(r.id IN (SELECT a.run_id FROM attributes a WHERE a.path = ? ")
-    assert "NOT" not in sql and "EXISTS (SELECT 1 FROM set_members m" in sql
+    sql, _ = _pg('`x`:float > 1 AND `t`:stringSet CONTAINS "x"')  # a set's element drives
+    assert sql.startswith("(r.id IN (SELECT m.run_id FROM set_members m WHERE m.value = ? ")
+    sql, _ = _pg('`x`:float > 1 AND NOT `t`:stringSet CONTAINS "x"')  # a negated set is probed
+    assert "AND r.id IN (SELECT a.run_id FROM attributes a WHERE a.path = ? " in sql
+    assert "NOT (EXISTS (SELECT 1 FROM set_members m WHERE m.value = ? AND m.path = ?" in sql
     assert "COALESCE(" in _pg('`sys/experiment/name` = "e"')[0]
     assert ", FALSE)" in _pg('`sys/experiment/name` = "e"')[0]

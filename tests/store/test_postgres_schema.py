@@ -221,6 +221,11 @@ def test_set_members_follow_attributes(db: PostgresDatabase) -> None:
     with db.write() as conn:
         conn.execute("UPDATE attributes SET text = %s WHERE id = %s", ('["c"]', attr))
     assert members() == ["c"]
+    with db.write() as conn:  # NQL finds an element by (value, path, run_id)
+        conn.execute("UPDATE attributes SET path = 'sys/group_tags' WHERE id = %s", (attr,))
+    with db.connection() as conn:
+        paths = conn.execute("SELECT path FROM set_members WHERE attr_id = %s", (attr,))
+        assert paths.fetchall() == [("sys/group_tags",)]
     with db.write() as conn:
         conn.execute("DELETE FROM attributes WHERE id = %s", (attr,))
     assert members() == []
@@ -234,7 +239,28 @@ def test_filter_index_covers_the_compared_columns(db: PostgresDatabase) -> None:
         ).fetchone()
     assert row is not None and options is not None
     assert "(path, run_id) INCLUDE (type, num, fmin, fmax" in row[0]
+    assert "text_head)" in row[0]
     assert "autovacuum_vacuum_scale_factor=0.01" in options[0]
+
+
+def test_v5_fills_in_text_heads_and_set_member_paths(postgres_url: str) -> None:
+    """A database at v4 with data: the migration to v5 keeps every value NQL reads."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (4)")
+        for step in MIGRATIONS[:4]:
+            conn.execute(step.encode())
+        conn.execute(
+            "INSERT INTO attributes (run_id, path, type, text) VALUES "
+            "(3, 'sys/tags', 'string_set', '[\"a\"]'), (3, 's', 'string', %s)",
+            ("é" * 70,),
+        )
+    with PostgresDatabase.open(postgres_url) as db, db.connection() as conn:
+        assert db.schema_version() == SCHEMA_VERSION
+        members = conn.execute("SELECT value, path, run_id FROM set_members").fetchall()
+        head = conn.execute("SELECT text_head FROM attributes WHERE path = 's'").fetchone()
+    assert members == [("a", "sys/tags", 3)]
+    assert head == ("é" * 64,)
 
 
 def test_chunks_are_keyed_as_embedded_and_carry_the_run_key(db: PostgresDatabase) -> None:

@@ -23,11 +23,20 @@ The shared plan (:mod:`~despina.store.nql.compiler`) is kept; what differs:
   compiled filter is therefore tied to the read transaction it was compiled in.
 
 Plan: the shared one (``r.id IN (<the driving scan>)`` and probes), which PostgreSQL turns into
-semi-joins ordered by its own estimates. Set membership costs more here than on SQLite: the
-element is found through the attribute row's id, which the covering index does not hold, so it
-reads the table; numeric clauses (index-only scans) come first. A ``MATERIALIZED`` CTE for the
-driving clause (``notes/postgres.md``) was measured too and made a large driver slower (it
-forced a nested loop over ``runs``); figures in ``docs/nql.md``.
+joins ordered by its own estimates. Every probe is an index-only scan, so that a filter never
+reads the table (a heap read per probe made a five-clause filter 4x slower than SQLite):
+
+* a text is compared through ``attributes.text_head``, its first 64 characters, which the
+  covering ``attributes_for_filters`` index holds (a whole text could exceed an index row's
+  size). ``=``, ``!=`` and the orders against a value shorter than 64 characters, and a prefix
+  of at most 64, give the same answer on the head as on the whole text (the comparison is
+  decided within the value's length plus one character); any other text test reads ``text``;
+* a string set's element is looked up in ``set_members`` by ``(value, path, run_id)`` (the
+  triggers fill in ``path``): neither the attribute row nor its id is needed.
+
+A ``MATERIALIZED`` CTE for the driving clause (``notes/postgres.md``) was measured too and made a
+large driver slower (it forced a nested loop over ``runs``), and so did fencing each probe as a
+correlated subplan (``OFFSET 0``) to impose the compiler's order; figures in ``docs/nql.md``.
 """
 
 from __future__ import annotations
@@ -38,7 +47,6 @@ from typing import Any, ClassVar
 
 from despina.nql.resolve import AttrTest, Branch, SysTest
 from despina.store.nql.compiler import (
-    OP_COST,
     FilterCompiler,
     anchored_prefix,
     literal_pattern,
@@ -100,6 +108,9 @@ _SYS_SQL = {
     "sys/forking/step": "(r.fork_step::float8 / 1000000.0::float8)",
 }
 _EXACT_DOUBLE = 2**53
+TEXT_HEAD = 64
+"""Characters of ``attributes.text`` kept in ``text_head`` (``store/postgres/schema.py``)."""
+_HEAD = "a.text_head"
 _RUN_SET = "r.id IN (SELECT unnest(CAST(? AS bigint[])))"
 _ATTR_SET = "a.id IN (SELECT unnest(CAST(? AS bigint[])))"
 
@@ -114,9 +125,6 @@ class PostgresFilterCompiler(FilterCompiler):
 
     TRUE: ClassVar[str] = "TRUE"
     FALSE: ClassVar[str] = "FALSE"
-    # a string set's element is found through its attribute row's id, which the covering index
-    # does not hold: each test reads the table, so numbers (index only) go first and drive
-    op_cost: ClassVar[dict[str, int]] = {**OP_COST, "member": 5}
 
     def __init__(self, now_ms: int, conn: Any, project_ids: Sequence[int] | None) -> None:
         super().__init__(now_ms)
@@ -131,6 +139,14 @@ class PostgresFilterCompiler(FilterCompiler):
         if all(_needs_re2(branch) for branch in node.branches):
             self.params.append(self._regex_runs(node.path, node.branches))
             return f"NOT ({_RUN_SET})" if node.negated else _RUN_SET
+        if not drive and _is_membership(node):
+            # set_members holds rows of string sets only: the type test is implied
+            self.params += [node.branches[0].cond.value, node.path]
+            sql = (
+                "EXISTS (SELECT 1 FROM set_members m "
+                "WHERE m.value = ? AND m.path = ? AND m.run_id = r.id)"
+            )
+            return "NOT " + sql if node.negated else sql
         self._path = node.path
         return super().visit_AttrTest(node, drive=drive)
 
@@ -148,10 +164,7 @@ class PostgresFilterCompiler(FilterCompiler):
     # -- hooks -------------------------------------------------------------------------------
 
     def member_runs_sql(self) -> str:
-        return (
-            "SELECT m.run_id FROM set_members m JOIN attributes a ON a.id = m.attr_id "
-            "WHERE m.value = ? AND a.path = ? AND a.type = 'string_set'"
-        )
+        return "SELECT m.run_id FROM set_members m WHERE m.value = ? AND m.path = ?"
 
     def sys_sql(self, column: SysColumn) -> str:
         return _SYS_SQL.get(column.path, column.sql)
@@ -167,6 +180,8 @@ class PostgresFilterCompiler(FilterCompiler):
         return f"strpos({column}, ?) > 0"
 
     def compare(self, column: str, op: str, value: Any, kind: str) -> str:
+        if column == "a.text" and isinstance(value, str) and _fits_head(value, TEXT_HEAD - 1):
+            column = _HEAD
         if kind == "string" and op not in ("==", "!="):
             column = f'{column} COLLATE "C"'
         elif kind == "float" and isinstance(value, int) and float(value) != value:
@@ -178,6 +193,10 @@ class PostgresFilterCompiler(FilterCompiler):
         if literal is not None:
             how, text = literal
             self.params.append(text)
+            # an equal text is shorter than the head; a prefix may fill it
+            limit = {"equals": TEXT_HEAD - 1, "starts": TEXT_HEAD}.get(how, -1)
+            if column == "a.text" and _fits_head(text, limit):
+                column = _HEAD
             if how == "equals":
                 return f"{column} = ?"
             if how == "starts":
@@ -261,6 +280,20 @@ class PostgresFilterCompiler(FilterCompiler):
             return f"{column} <= ?"
         self.params.append(above)
         return f"{column} >= ?"
+
+
+def _fits_head(text: str, chars: int) -> bool:
+    """Whether ``text`` has at most ``chars`` characters in the database's encoding: counted in
+    UTF-8 bytes, which bounds the characters in UTF-8 and the bytes in a one-byte encoding."""
+    return len(text.encode()) <= chars
+
+
+def _is_membership(node: AttrTest) -> bool:
+    """A lone ``CONTAINS`` test on a string set."""
+    if len(node.branches) != 1:
+        return False
+    branch = node.branches[0]
+    return branch.cond.op == "member" and branch.types == frozenset({"string_set"})
 
 
 def _needs_re2(branch: Branch) -> bool:

@@ -385,7 +385,43 @@ CREATE TABLE chart_summaries (
 ALTER TABLE chart_summaries ALTER COLUMN data SET STORAGE EXTERNAL;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+# NQL filters without reading the table (store/nql/postgres.py): a text compared in a filter is
+# read from the first 64 characters kept in the covering index (exact for values shorter than
+# that), and a set's element is looked up by (element, path, run) in set_members alone
+_V5 = """
+ALTER TABLE attributes ADD COLUMN text_head text GENERATED ALWAYS AS (left(text, 64)) STORED;
+DROP INDEX attributes_for_filters;
+CREATE INDEX attributes_for_filters ON attributes (path, run_id)
+    INCLUDE (type, num, fmin, fmax, fsum, fsumsq, fcount, count, text_head);
+
+ALTER TABLE set_members ADD COLUMN path text;
+UPDATE set_members m SET path = a.path FROM attributes a WHERE a.id = m.attr_id;
+DELETE FROM set_members WHERE path IS NULL;
+ALTER TABLE set_members ALTER COLUMN path SET NOT NULL;
+CREATE INDEX set_members_for_filters ON set_members (value, path, run_id);
+
+CREATE OR REPLACE FUNCTION despina_set_members_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        DELETE FROM set_members WHERE attr_id = OLD.id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.type = 'string_set' THEN
+        INSERT INTO set_members (value, attr_id, run_id, path)
+            SELECT e #>> '{}', NEW.id, NEW.run_id, NEW.path
+            FROM jsonb_array_elements(NEW.text::jsonb) AS e
+            WHERE jsonb_typeof(e) = 'string'
+            ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER set_members_on_update ON attributes;
+CREATE TRIGGER set_members_on_update AFTER UPDATE OF text, type, path, run_id ON attributes
+    FOR EACH ROW WHEN (OLD.type = 'string_set' OR NEW.type = 'string_set')
+    EXECUTE FUNCTION despina_set_members_sync();
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``. Each
 step runs as one script in the migrating transaction (PostgreSQL's DDL is transactional)."""
 
