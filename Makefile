@@ -9,7 +9,7 @@ PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_STAMP := $(VENV)/.installed-demo-$(PYPROJECT_SUM)
 DEV_STAMP := $(VENV)/.installed-dev-$(PYPROJECT_SUM)
 
-.PHONY: demo test test-postgres bench lint fmt clean ui-update screenshots
+.PHONY: demo test test-embedded test-postgres bench lint fmt clean ui-update screenshots
 
 # The chart library (uPlot) is vendored: its built files and licence are committed with the
 # version in their names. `make ui-update` refreshes them from npm (package.json pins the
@@ -42,18 +42,25 @@ ui-update:
 demo: $(DEMO_STAMP)
 	$(BIN)/despina demo
 
-# `make test` runs the whole suite on the embedded store, then the tests that touch the store
-# again over PostgreSQL (a throw-away cluster on 127.0.0.1; skipped where PostgreSQL is not
-# installed, unless DESPINA_REQUIRE_POSTGRES=1, as in CI)
+# `make test` runs the whole suite on the embedded store and, at the same time, the tests that
+# touch the store again over PostgreSQL (a throw-away cluster on 127.0.0.1; skipped where
+# PostgreSQL is not installed, unless DESPINA_REQUIRE_POSTGRES=1, as in CI). Each pass spreads
+# its test files over TEST_WORKERS processes (pytest-xdist; the tests of one file stay in one
+# process, which starts the file's servers once; over PostgreSQL each process starts its own
+# cluster); -O prints each pass's output whole when it ends. Run serially: TEST_WORKERS=0.
 POSTGRES_SUITE := tests/store tests/client tests/query tests/nql tests/server tests/ui \
 	tests/importer tests/test_project.py tests/test_sync.py tests/test_cli_info.py
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
-	DESPINA_TEST_STORE=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider $(POSTGRES_SUITE)
+	$(MAKE) --no-print-directory -j2 -O test-embedded test-postgres
+
+test-embedded: $(DEV_STAMP)
+	$(PYTEST)
 
 test-postgres: $(DEV_STAMP)
-	DESPINA_TEST_STORE=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider $(POSTGRES_SUITE)
+	DESPINA_TEST_STORE=postgresql $(PYTEST) $(POSTGRES_SUITE)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench

@@ -42,14 +42,32 @@ class ServerProcess:
     ready_path: str = "/api/backend/v1/clients/config"
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    _started: bool = field(default=False, repr=False)  # a restart keeps its port
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it answers on its port.
+
+        The port was free when chosen, but another process (a test running in parallel) may
+        take it before the server binds it: on the first start a new port is then tried, and
+        the server counts as started only once its own log says it listens (a 200 alone may
+        come from the other process's server).
+        """
+        for _ in range(3):
+            if self._start_once(timeout):
+                self._started = True
+                return
+            self.port = free_port()
+        raise RuntimeError(f"despina serve found no free port:\n{self.log()}")
+
+    def _start_once(self, timeout: float) -> bool:
+        """False when the port was taken (first start only); raises on any other failure."""
         self.log_path = self.home.parent / f"server-{self.port}.log"
         log = self.log_path.open("ab")
+        offset = log.tell()
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -68,17 +86,29 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env={k: v for k, v in os.environ.items() if not k.startswith("NEPTUNE_")},
         )
+        log.close()  # the child has its own descriptor
+        listening = f"running on {self.url}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "address already in use" in self._log_since(offset) and not self._started:
+                    return False
                 raise RuntimeError(f"despina serve exited early:\n{self.log()}")
             try:
-                if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
-                    return
+                if httpx.get(
+                    self.url + self.ready_path, timeout=1
+                ).status_code == 200 and listening in self._log_since(offset):
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"despina serve did not start in {timeout} s:\n{self.log()}")
+
+    def _log_since(self, offset: int) -> str:
+        assert self.log_path is not None
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all."""
