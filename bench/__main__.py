@@ -20,6 +20,7 @@ MODULES = [
     "query",
     "server",
     "remote",
+    "remote_query",
     "project",
     "durability",
     "ui",

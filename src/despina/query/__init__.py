@@ -12,6 +12,10 @@ extension :func:`set_home` points queries at another store directory, e.g. in te
     nq.set_home(tmp_path)
     nq.fetch_metrics(project="ws/proj", experiments=["exp-a"], attributes=r"^loss")
 
+With an API token (:func:`set_api_token`, ``DESPINA_API_TOKEN`` or ``NEPTUNE_API_TOKEN``) every
+call reads from the ``despina serve`` the token names, with the same results; a store chosen
+with :func:`set_home` / :func:`set_store` wins over a token (docs/remote-api.md).
+
 Extensions beyond ``neptune_query``: :func:`set_home`, :func:`set_store` (a store URL),
 ``Filter`` / ``AttributeFilter`` / ``Attribute`` at package level, ``Filter.nql(text)``, and
 ``include_min_max`` of :func:`fetch_metric_buckets`.
