@@ -58,6 +58,7 @@ test: $(DEV_STAMP)
 
 test-embedded: $(DEV_STAMP)
 	$(PYTEST)
+	DESPINA_TEST_REMOTE=1 $(PYTEST) tests/query
 
 test-postgres: $(DEV_STAMP)
 	DESPINA_TEST_STORE=postgresql $(PYTEST) $(POSTGRES_SUITE)
