@@ -151,6 +151,27 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes, str]] = [
         "application/json",
     ),
     ("GET", "/api/backend/v1/projects/get", {"projectIdentifier": PROJECT}, b"", ""),
+    (
+        "POST",
+        "/api/despina/v1/projects/table",
+        {},
+        json.dumps({"project": PROJECT, "kind": "run"}).encode(),
+        "application/json",
+    ),
+    (
+        "POST",
+        "/api/despina/v1/projects/trash",
+        {},
+        json.dumps({"project": PROJECT, "action": "trash", "ids": ["r"]}).encode(),
+        "application/json",
+    ),
+    (
+        "POST",
+        "/api/despina/v1/projects/description",
+        {},
+        json.dumps({"project": PROJECT, "run": "r", "description": "d"}).encode(),
+        "application/json",
+    ),
 ]
 """Requests that name PROJECT; global search and project listing are checked separately."""
 

@@ -214,7 +214,11 @@ async def ingest_check(request: Request) -> Response:
     state = _state(request)
     project = request.query_params.get("projectIdentifier", "")
     body = await read_body(request, 4 * 1024 * 1024)
-    return protobuf(await state.limits.run_write(state.ingest.check, principal, project, body))
+    # neptune-scale's lag checker needs Neptune's status timing (IngestService.check)
+    settle = request.headers.get("user-agent", "").startswith("neptune-scale/")
+    return protobuf(
+        await state.limits.run_write(state.ingest.check, principal, project, body, settle)
+    )
 
 
 # -- storage bridge ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 ``POST /api/client/v1/ingest`` decodes one ``RunOperation``, applies it synchronously and answers
 only after the result is committed; the final status is stored with a fresh request id, so the
-first ``/ingest/check`` already answers it. The rules of ingestion live in the store
+first ``/ingest/check`` already answers it (neptune-scale's, after ``STATUS_SETTLE_S``). The rules of ingestion live in the store
 (``despina.store.runs`` and ``despina.store.writer``); this module maps the protobuf shapes onto
 the store's batch types and the store's issues onto ``RequestStatus`` entries.
 
@@ -80,6 +80,12 @@ __all__ = [
 logger = logging.getLogger("despina.server.ingest")
 
 MAX_STATUS_IDS = 1000
+STATUS_SETTLE_S = 1.25
+"""For neptune-scale, an operation's status is "not yet processed" for this long after its
+answer (it is stored already). Neptune processes operations asynchronously and answers their
+status after a second or more; neptune-scale's lag checker looks once a second at the operations
+whose status has not come back, so statuses answered at once hid about half the lag episodes
+from ``on_async_lag_callback``. Longer than that check's interval, so it sees every operation."""
 MICRO = 1_000_000
 MAX_STEP_MICRO = 10**18
 MAX_WHOLE_STEP = 10**12
@@ -126,6 +132,10 @@ def _status(items: int, issues: Iterable[IngestIssue]) -> StoredStatus:
 
 def _fatal(code: str, message: str) -> list[IngestIssue]:
     return [IngestIssue(code, message)]
+
+
+_NOT_YET = RequestStatus(code_by_count=[RequestStatus.CodeByCount(code=Code.UNAVAILABLE, count=1)])
+"""The status neptune-scale reads as "not yet processed" (it asks again a second later)."""
 
 
 def status_message(status: StoredStatus | None) -> RequestStatus:
@@ -568,6 +578,9 @@ class IngestService:
         self.settings = settings
         self._writers = _Writers(store)
         self._create_lock = threading.Lock()
+        # request id -> when it was answered (monotonic), for STATUS_SETTLE_S; oldest first
+        self._answered: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._answered_lock = threading.Lock()
 
     def submit(self, principal: Principal, body: bytes) -> bytes:
         """Apply one serialized ``RunOperation``; returns the serialized ``SubmitResponse``.
@@ -576,6 +589,28 @@ class IngestService:
             ApiError: the body is not a ``RunOperation`` (400).
             AuthError: the token may not write to the operation's project (403).
         """
+        request_id = self._apply(principal, body)
+        now = time.monotonic()
+        with self._answered_lock:
+            answered = self._answered
+            answered[request_id] = now
+            answered.move_to_end(request_id)
+            while answered and next(iter(answered.values())) < now - STATUS_SETTLE_S:
+                answered.popitem(last=False)
+        return _submit_response(request_id)
+
+    def _settling(self, request_ids: list[str]) -> set[int]:
+        """Positions of the requests answered less than ``STATUS_SETTLE_S`` ago."""
+        since = time.monotonic() - STATUS_SETTLE_S
+        with self._answered_lock:
+            return {
+                i
+                for i, request_id in enumerate(request_ids)
+                if self._answered.get(request_id, since) > since
+            }
+
+    def _apply(self, principal: Principal, body: bytes) -> str:
+        """Apply one serialized ``RunOperation``; returns its request id."""
         op = parse_protobuf_body(RunOperation, body)
         kind = op.WhichOneof("operation")
         request_id = str(uuid.uuid4())
@@ -586,7 +621,7 @@ class IngestService:
             self._save(
                 request_id, 0, op.run_id, digest, 0, _fatal("PROJECT_INVALID_NAME", str(exc))
             )
-            return _submit_response(request_id)
+            return request_id
         principal.require(op.project)
         project = find_project(self.store, op.project)
         workspace = op.project.split("/")[0]
@@ -607,10 +642,10 @@ class IngestService:
                 0,
                 _fatal("PROJECT_NOT_FOUND", f"project {op.project!r} does not exist"),
             )
-            return _submit_response(request_id)
+            return request_id
         earlier = find_request(self.store, project.id, op.run_id, digest)
         if earlier is not None:
-            return _submit_response(earlier)
+            return earlier
         if kind is None:
             raise bad_request(
                 "the RunOperation carries no operation (create, update or update_batch)"
@@ -621,12 +656,12 @@ class IngestService:
             try:
                 items, issues, recorded = self._update(project.id, op, body, request_id, digest)
             except _AlreadyApplied as applied:  # by another replica, while this one waited
-                return _submit_response(applied.request_id)
+                return applied.request_id
             if recorded:
                 self._log(op.run_id, request_id, issues)
-                return _submit_response(request_id)
+                return request_id
         self._save(request_id, project.id, op.run_id, digest, items, issues)
-        return _submit_response(request_id)
+        return request_id
 
     def _create(self, op: RunOperation, principal: Principal) -> tuple[int, list[IngestIssue]]:
         try:
@@ -723,8 +758,14 @@ class IngestService:
         horizon = int(time.time() * 1000) - self.settings.status_retention_days * 86_400_000
         return prune_requests(self.store, horizon)
 
-    def check(self, principal: Principal, project_name: str, body: bytes) -> bytes:
+    def check(
+        self, principal: Principal, project_name: str, body: bytes, settle: bool = False
+    ) -> bytes:
         """Statuses of the request ids in a serialized ``RequestIdList``, in request order.
+
+        With ``settle`` (neptune-scale asking), a request answered less than
+        ``STATUS_SETTLE_S`` ago is "not yet processed" (see there); other callers get the
+        stored status at once.
 
         Raises:
             ApiError: the body is not a ``RequestIdList`` or lists over 1000 ids (400).
@@ -750,7 +791,10 @@ class IngestService:
                 fallback = request_statuses(self.store, 0, [wanted[i] for i in missing])
                 for i, status in zip(missing, fallback, strict=True):
                     found[i] = status
-        return BulkRequestStatus(statuses=[status_message(s) for s in found]).SerializeToString()
+        settling = self._settling(wanted) if settle else set()
+        return BulkRequestStatus(
+            statuses=[_NOT_YET if i in settling else status_message(s) for i, s in enumerate(found)]
+        ).SerializeToString()
 
 
 def _submit_response(request_id: str) -> bytes:

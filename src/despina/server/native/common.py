@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from despina.errors import DespinaError, StoreBusy, StoreError
+from despina.errors import AuthError, DespinaError, StoreBusy, StoreError
 from despina.server.auth import Principal
-from despina.server.errors import bad_request, error_response, parse_json_body
+from despina.server.errors import ACCESS_DENIED, bad_request, error_response, parse_json_body
 from despina.store.http.connection import NATIVE_PREFIX, error_extra
 
 __all__ = [
@@ -88,7 +88,8 @@ def native_endpoint(
             status = int(getattr(exc, "status", 500))
             if isinstance(exc, StoreError) and status >= 500:
                 raise
-            return error_response(status, str(exc), extra=error_extra(exc))
+            denied = ACCESS_DENIED if isinstance(exc, AuthError) and status == 403 else None
+            return error_response(status, str(exc), error_type=denied, extra=error_extra(exc))
         if isinstance(result, Response):
             return result
         return JSONResponse(result)
