@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,3 +247,26 @@ def test_revoked_and_foreign_tokens_name_the_server_and_the_fix(server: ServerPr
         with pytest.raises(TokenRefused) as info:
             despina.init_project(PROJECT, api_token=bad).fetch_runs_table()
         assert server.url in str(info.value) and "despina token create" in str(info.value)
+
+
+def test_cli_runs_lists_the_servers_runs_with_a_token(
+    server: ServerProcess, token: str, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from despina.cli import cli
+
+    runner = CliRunner()
+    listing = ["runs", "-p", PROJECT, "-c", "sys/custom_run_id"]
+    found = runner.invoke(cli, [*listing, "--api-token", token])
+    assert found.exit_code == 0, found.output
+    assert "4 runs" in found.output and "│ d " in found.output
+    monkeypatch.setenv("DESPINA_API_TOKEN", token)
+    assert "4 runs" in runner.invoke(cli, listing).output
+    if os.environ.get("DESPINA_STORE"):
+        return  # over PostgreSQL the test's own store is the server's
+    store = Store.open(home)
+    store.create_project(PROJECT)
+    store.close()
+    local = runner.invoke(cli, [*listing, "--home", str(home)])  # a named store wins
+    assert local.exit_code == 0 and "0 runs" in local.output, local.output

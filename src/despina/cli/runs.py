@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import click
@@ -56,6 +57,12 @@ def _fail(exc: Exception) -> None:
 @click.option("--sort-by", default="sys/creation_time", show_default=True)
 @click.option("--ascending", is_flag=True, help="Sort ascending (default: descending).")
 @_HOME
+@click.option(
+    "--api-token",
+    default=None,
+    help="List and change the runs of the server this token names (default: "
+    "DESPINA_API_TOKEN, then NEPTUNE_API_TOKEN, unless --home or --store is given).",
+)
 @click.pass_context
 def runs(
     ctx: click.Context,
@@ -67,15 +74,23 @@ def runs(
     sort_by: str,
     ascending: bool,
     home: str | None,
+    api_token: str | None,
 ) -> None:
-    """List the runs of a project that match an NQL query."""
-    ctx.obj = {"project": project, "home": home}
+    """List the runs of a project that match an NQL query.
+
+    With an API token (--api-token, or DESPINA_API_TOKEN / NEPTUNE_API_TOKEN when neither
+    --home nor --store is given) the runs are those of the server the token names.
+    """
+    # --store only sets DESPINA_STORE: pass it on so that it wins over a token's server
+    named = ctx.get_parameter_source("store") is click.core.ParameterSource.COMMANDLINE
+    store = os.environ.get("DESPINA_STORE") or None if named else None
+    ctx.obj = {"project": project, "home": home, "store": store, "api_token": api_token}
     if ctx.invoked_subcommand is not None:
         return
     names = [c.strip() for c in columns.split(",")] if columns else DEFAULT_COLUMNS
     flag = {"no": False, "only": True, "both": None}[trashed]
     try:
-        table = Project(project, home=home).fetch_runs_table(
+        table = _project(ctx).fetch_runs_table(
             query=query,
             columns=names,
             trashed=flag,
@@ -94,7 +109,11 @@ def runs(
 
 
 def _project(ctx: click.Context) -> Project:
-    return Project(ctx.obj["project"], home=ctx.obj["home"])
+    """The project the command reads: local or on a server (see ``runs``)."""
+    found = ctx.obj
+    return Project(
+        found["project"], home=found["home"], store=found["store"], api_token=found["api_token"]
+    )
 
 
 @runs.command()
