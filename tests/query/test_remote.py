@@ -26,7 +26,7 @@ from despina.query.exceptions import (
     NeptuneUnexpectedResponseError,
 )
 from despina.query.filters import Attribute, AttributeFilter, Filter
-from despina.query.service import Snapshot
+from despina.query.service import QueryService, Snapshot
 from despina.query.types import File
 from despina.store import Store
 from despina.store.access import revoke_api_key
@@ -335,8 +335,7 @@ def test_which_store_reads_go_to(
         nq.set_store(None)
     nq.set_home(directory)
     try:
-        with api.open_snapshot(PROJ) as snap:
-            assert isinstance(snap, Snapshot)
+        assert isinstance(api.query_service(), QueryService)  # (DESPINA_STORE over PostgreSQL)
     finally:
         nq.set_home(None)
     monkeypatch.delenv("NEPTUNE_API_TOKEN")
