@@ -7,7 +7,11 @@ Written through the store's writer (``RunWriter``), so the figures are the store
 * points/s: the flushes, each one write transaction;
 * bytes written per point: what the database wrote to make them durable (SQLite: the process's
   write I/O, WAL and checkpoints; PostgreSQL: WAL bytes), the write amplification;
-* bytes on disk per point: the store's size after the run, without a vacuum (steady state).
+* bytes on disk per point: the store's size after the run, without a manual vacuum (steady
+  state). On PostgreSQL the writing process vacuums the tables it leaves dead rows in
+  (``store/postgres/upkeep.py``); the same run with that turned off (``DESPINA_PG_VACUUM=0``:
+  autovacuum alone, which looks once a minute) and with a plain ``VACUUM`` every 200 flushes
+  are given beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench.backends import backends, postgres_database
+from despina.store.postgres.upkeep import ENV
 
 Row = tuple[str, float, str]
 
@@ -88,7 +93,7 @@ def _flushes(store: Any, *, vacuum: bool = False) -> tuple[float, int]:
     return time.perf_counter() - start, SERIES * STEPS
 
 
-def _measure(kind: str, url: str, *, vacuum: bool) -> list[Row]:
+def _measure(kind: str, url: str, *, vacuum: bool, label: str | None = None) -> list[Row]:
     from despina.store import Store
 
     store = Store.open(url=url)
@@ -102,7 +107,8 @@ def _measure(kind: str, url: str, *, vacuum: bool) -> list[Row]:
         written = _wal_bytes(store) - before
     size = _size(store) - before_size
     store.close()
-    label = f"{kind}, plain VACUUM every {VACUUM_EVERY} flushes" if vacuum else kind
+    if label is None:
+        label = f"{kind}, plain VACUUM every {VACUUM_EVERY} flushes" if vacuum else kind
     return [
         (
             f"{label}: flushes, points/s",
@@ -123,6 +129,16 @@ def flush_costs(workdir: Path) -> list[Row]:
     with backends(workdir, "flushes") as chosen:
         for kind, url in chosen:
             rows += _measure(kind, url, vacuum=False)
+    with postgres_database("flushes_autovacuum") as url:
+        previous, os.environ[ENV] = os.environ.get(ENV), "0"
+        try:
+            rows += _measure(
+                "postgresql", url, vacuum=False, label="postgresql, autovacuum only (before)"
+            )
+        finally:
+            os.environ.pop(ENV)
+            if previous is not None:
+                os.environ[ENV] = previous
     with postgres_database("flushes_vacuumed") as url:
         rows += _measure("postgresql", url, vacuum=True)
     return rows

@@ -240,7 +240,8 @@ def test_filter_index_covers_the_compared_columns(db: PostgresDatabase) -> None:
     assert row is not None and options is not None
     assert "(path, run_id) INCLUDE (type, num, fmin, fmax" in row[0]
     assert "text_head)" in row[0]
-    assert "autovacuum_vacuum_scale_factor=0.01" in options[0]
+    assert "autovacuum_vacuum_scale_factor=0" in options[0]
+    assert "autovacuum_vacuum_threshold=10000" in options[0]
 
 
 def test_v5_fills_in_text_heads_and_set_member_paths(postgres_url: str) -> None:

@@ -421,7 +421,21 @@ CREATE TRIGGER set_members_on_update AFTER UPDATE OF text, type, path, run_id ON
     EXECUTE FUNCTION despina_set_members_sync();
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
+# rows a flush leaves dead (merged pieces, old versions of series' attribute rows): autovacuum
+# takes a table by its count of dead rows, not by their share of a table that keeps growing;
+# between its rounds the writing processes vacuum too (store/postgres/upkeep.py)
+_V6 = """
+ALTER TABLE chunks SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 10000
+);
+ALTER TABLE attributes SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 10000
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``. Each
 step runs as one script in the migrating transaction (PostgreSQL's DDL is transactional)."""
 

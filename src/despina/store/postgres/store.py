@@ -27,6 +27,7 @@ from despina.store.contract import BUSY_TIMEOUT_MS, Store
 from despina.store.postgres.connection import PoolSettings, PostgresDatabase
 from despina.store.postgres.dialect import Translated, translate
 from despina.store.postgres.schema import advisory_key
+from despina.store.postgres.upkeep import Vacuumer
 
 __all__ = ["PgConnection", "PgCursor", "PostgresStore"]
 
@@ -159,6 +160,8 @@ class PostgresStore(Store):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._borrowed: list[PgConnection] = []
+        # started by the first write: reclaims the space of the rows flushes leave dead
+        self._vacuumer: Vacuumer | None = None
 
     @classmethod
     def open_url(
@@ -203,6 +206,9 @@ class PostgresStore(Store):
     def close(self) -> None:
         with self._lock:
             borrowed, self._borrowed = self._borrowed, []
+            vacuumer, self._vacuumer = self._vacuumer, None
+        if vacuumer is not None:
+            vacuumer.stop()
         for conn in borrowed:
             with contextlib.suppress(Exception):
                 self.database.pool.putconn(conn.raw)
@@ -211,6 +217,8 @@ class PostgresStore(Store):
 
     @contextlib.contextmanager
     def write(self, *, durable: bool = False) -> Iterator[PgConnection]:
+        if self._vacuumer is None:
+            self._start_vacuumer()
         conn = self.connection()
         raw = conn.raw
         if conn.in_transaction:
@@ -239,6 +247,12 @@ class PostgresStore(Store):
                 raise StoreError(f"cannot commit to {self.display!r}: {exc}") from exc
         finally:
             conn.in_transaction = False
+
+    def _start_vacuumer(self) -> None:
+        with self._lock:
+            if self._vacuumer is None:
+                self._vacuumer = Vacuumer(lambda: self.database)
+                self._vacuumer.start()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[PgConnection]:
