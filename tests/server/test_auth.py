@@ -172,6 +172,19 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes, str]] = [
         json.dumps({"project": PROJECT, "run": "r", "description": "d"}).encode(),
         "application/json",
     ),
+    *(
+        ("POST", f"/api/despina/v1/query/{name}", {}, json.dumps(body).encode(), "application/json")
+        for name, body in [
+            ("attribute-types", {"project": PROJECT, "names": ["m"]}),
+            ("search", {"project": PROJECT, "kind": "run", "direction": "desc"}),
+            ("definitions", {"project": PROJECT, "kind": "run", "selector": [], "search": True}),
+            ("table", {"project": PROJECT, "pks": [], "selector": []}),
+            ("metrics", {"project": PROJECT, "kind": "run", "selector": [], "mode": "full"}),
+            ("series", {"project": PROJECT, "kind": "run", "selector": [], "mode": "own"}),
+            ("buckets", {"project": PROJECT, "selector": [], "limit": 3, "mode": "full"}),
+            ("file", {"project": PROJECT, "key": "k"}),
+        ]
+    ),
 ]
 """Requests that name PROJECT; global search and project listing are checked separately."""
 
@@ -190,6 +203,7 @@ UNSCOPED: list[tuple[str, str, dict[str, str], bytes, str]] = [
         b"",
         "",
     ),
+    ("POST", "/api/despina/v1/query/projects", {}, b"{}", "application/json"),
 ]
 
 PUBLIC = {

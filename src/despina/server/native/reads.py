@@ -38,6 +38,7 @@ _MODES = ("full", "experiment", "own")
 
 @contextmanager
 def _snapshot(state: Any, principal: Principal, body: Any) -> Iterator[Snapshot]:
+    """The project's snapshot, after the access check (before any other field is read)."""
     with state.retrieval.queries.snapshot(project_in(principal, body)) as snap:
         yield snap
 
@@ -92,21 +93,21 @@ def query_projects(state: Any, principal: Principal, body: Any, params: Any) -> 
 
 def query_attribute_types(state: Any, principal: Principal, body: Any, params: Any) -> Any:
     """``{name: [type, ...]}`` of the project's attributes named in ``names`` (inference)."""
-    names = _field(
-        body,
-        "names",
-        lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
-        "a list of attribute names",
-    )
     with _snapshot(state, principal, body) as snap:
+        names = _field(
+            body,
+            "names",
+            lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
+            "a list of attribute names",
+        )
         found = snap.attribute_types(names)
     return {name: sorted(types) for name, types in found.items()}
 
 
 def query_search(state: Any, principal: Principal, body: Any, params: Any) -> Response:
     """The matched containers, sorted and limited (their sort keys with ``sort_keys``)."""
-    sort_by = body.get("sort_by")
     with _snapshot(state, principal, body) as snap:
+        sort_by = body.get("sort_by")
         found = snap.search(
             kind=_kind(body),
             nql=read_wire.filter_from_wire(body.get("nql")),
@@ -131,9 +132,9 @@ def query_definitions(state: Any, principal: Principal, body: Any, params: Any) 
 
 def query_table(state: Any, principal: Principal, body: Any, params: Any) -> Response:
     """The table of the matched containers, or of the row ids in ``pks`` (in that order)."""
-    selector = read_wire.selector_from_wire(body.get("selector"))
-    pks = body.get("pks")
     with _snapshot(state, principal, body) as snap:
+        selector = read_wire.selector_from_wire(body.get("selector"))
+        pks = body.get("pks")
         if pks is not None:
             if not isinstance(pks, list) or not all(
                 isinstance(p, int) and not isinstance(p, bool) for p in pks
@@ -156,8 +157,8 @@ def query_table(state: Any, principal: Principal, body: Any, params: Any) -> Res
 
 def query_metrics(state: Any, principal: Principal, body: Any, params: Any) -> Response:
     """Float series points of the matched containers (``fetch_metrics``)."""
-    previews = _flag(body, "previews")
     with _snapshot(state, principal, body) as snap:
+        previews = _flag(body, "previews")
         read = snap.metrics_read(
             kind=_kind(body),
             nql=read_wire.filter_from_wire(body.get("nql")),
@@ -204,8 +205,8 @@ def query_buckets(state: Any, principal: Principal, body: Any, params: Any) -> R
 
 def query_file(state: Any, principal: Principal, body: Any, params: Any) -> Response:
     """The content of the file stored under ``key`` (404 with ``missing`` when there is none)."""
-    key = _field(body, "key", lambda v: isinstance(v, str) and v != "", "a storage key")
     with _snapshot(state, principal, body) as snap:
+        key = _field(body, "key", lambda v: isinstance(v, str) and v != "", "a storage key")
         entry = snap.blob(key)
     if entry is not None:
         try:
