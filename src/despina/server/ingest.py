@@ -2,9 +2,10 @@
 
 ``POST /api/client/v1/ingest`` decodes one ``RunOperation``, applies it synchronously and answers
 only after the result is committed; the final status is stored with a fresh request id, so the
-first ``/ingest/check`` already answers it (neptune-scale's, after ``STATUS_SETTLE_S``). The rules of ingestion live in the store
-(``despina.store.runs`` and ``despina.store.writer``); this module maps the protobuf shapes onto
-the store's batch types and the store's issues onto ``RequestStatus`` entries.
+first ``/ingest/check`` already answers it (neptune-scale's after ``STATUS_SETTLE_S``). The
+rules of ingestion live in the store (``despina.store.runs`` and ``despina.store.writer``); this
+module maps the protobuf shapes onto the store's batch types and the store's issues onto
+``RequestStatus`` entries.
 
 Re-sends (neptune-scale re-submits unconfirmed operations after a restart) are recognised by the
 SHA-256 of the serialized operation within the run: the original request id is answered and
