@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 BACKEND_ENV = "DESPINA_TEST_STORE"
 """``postgresql`` runs the tests over PostgreSQL: each test gets a new database (a copy of one
-migrated once per session) named by ``DESPINA_STORE``, so every ``Store.open`` lands there."""
+migrated once per session; or the previous test's, when nothing wrote in it) named by
+``DESPINA_STORE``, so every ``Store.open`` lands there."""
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +60,7 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         request.getfixturevalue("module_store") if "module_store" in request.fixturenames else None
     )
     url = shared or _suite_database(cluster)
+    mark = None if shared else _next_transaction_id(cluster)
     monkeypatch.setenv("DESPINA_STORE", url)
     opened: list[Any] = []
     from despina.store.postgres.store import PostgresStore
@@ -74,7 +77,7 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     for store in opened:
         store.close()
     if shared is None:
-        cluster.drop_database(url)
+        _release_suite_database(cluster, url, mark)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,12 @@ def module_store(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 def _suite_database(cluster: Any) -> str:
-    """A new database holding the current schema (copied from a template migrated once)."""
+    """A new database holding the current schema (copied from a template migrated once), or a
+    copy that the previous test left exactly as it was created (see _release_suite_database)."""
+    spare = getattr(cluster, "_suite_spare", None)
+    if spare is not None:
+        cluster._suite_spare = None
+        return str(spare)
     template = getattr(cluster, "_suite_template", None)
     if template is None:
         from despina.store.postgres.connection import PostgresDatabase
@@ -119,3 +127,47 @@ def _suite_database(cluster: Any) -> str:
 def home(isolated_env: Path) -> Path:
     """The store directory of this test."""
     return isolated_env
+
+
+def _next_transaction_id(cluster: Any) -> int:
+    """The id the cluster's next writing transaction will get: any write (rows, sequences,
+    schema, settings) in any of its databases takes an id and moves it on."""
+    import psycopg
+
+    with psycopg.connect(cluster.url(), autocommit=True, connect_timeout=10) as conn:
+        row = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _release_suite_database(cluster: Any, url: str, mark: int | None) -> None:
+    """Drop a test's database, or keep it for the next test when no transaction wrote anything
+    in the cluster during the test: then it is still the template's copy, and creating a new
+    one (the dearest step of a test over PostgreSQL) is saved.
+
+    Each test process has a cluster of its own (tests/postgres_cluster.py), so only this test
+    and its process's fixtures moved the transaction ids; a write by anything else only costs a
+    new database.
+    """
+    import psycopg
+
+    name = url.rsplit("/", 1)[-1]
+    # end the connections the test left open (as DROP DATABASE ... WITH (FORCE) does): one
+    # still open could write into the next test
+    with psycopg.connect(cluster.url(), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        for _ in range(100):
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                break
+            time.sleep(0.02)
+        else:
+            mark = None
+    if mark is not None and _next_transaction_id(cluster) == mark:
+        cluster._suite_spare = url
+    else:
+        cluster.drop_database(url)

@@ -1,5 +1,10 @@
 """One real PostgreSQL cluster per test session, and a fresh database per test (a pytest plugin).
 
+Under pytest-xdist each worker process is a session of its own and starts its own cluster
+(a few seconds; `make test` runs two): no database names, roles or connection slots shared
+between workers, and a worker's transaction ids move only with its own tests (tests/conftest.py
+relies on it to keep a database no test wrote to).
+
 The cluster lives in a temporary directory, listens on 127.0.0.1 on a free port (plus a Unix
 socket in the same directory) and runs without fsync: it is thrown away at the end of the session
 (``pg_ctl stop -m immediate``, then the directory is removed). PostgreSQL refuses to run as root,
