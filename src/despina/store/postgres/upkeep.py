@@ -16,8 +16,9 @@ write transaction): each :data:`CHECK_INTERVAL_S` it reads the dead-row counts o
 reads only the pages changed since the last one (the visibility map marks the others) and skips
 the indexes while few pages hold dead rows, so it costs tens of milliseconds; it blocks neither
 reads nor writes. One process of a database vacuums at a time (an advisory lock, taken without
-waiting: the others skip their turn). A role that does not own the tables gets a warning from
-PostgreSQL and nothing is done; autovacuum's per-table settings (schema v6) remain.
+waiting: the others skip their turn; ``SKIP_LOCKED`` besides). A role that does not own the
+tables gets a warning from PostgreSQL and nothing is done; autovacuum's per-table settings
+(schema v6) remain.
 ``DESPINA_PG_VACUUM=0`` in a process's environment leaves the tables to autovacuum alone (for a
 database whose administrator schedules vacuums).
 """
@@ -124,13 +125,18 @@ def vacuum_due(database: PostgresDatabase) -> list[str]:
         tables = due_tables(conn)
         if not tables:
             return []
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK,)).fetchone()
-        if not (row and row[0]):
-            return []
+        # behind a transaction-pooling PgBouncer a session lock could stay on a server
+        # connection: there, SKIP_LOCKED alone keeps two vacuums of one table apart
+        locking = not database.settings.pgbouncer
+        if locking:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK,)).fetchone()
+            if not (row and row[0]):
+                return []
         try:
             for table in tables:  # names from TABLES, never from input
                 conn.execute(f"VACUUM (SKIP_LOCKED) {table}".encode())
         finally:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+            if locking:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
         return tables
