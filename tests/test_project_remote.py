@@ -270,3 +270,21 @@ def test_cli_runs_lists_the_servers_runs_with_a_token(
     store.close()
     local = runner.invoke(cli, [*listing, "--home", str(home)])  # a named store wins
     assert local.exit_code == 0 and "0 runs" in local.output, local.output
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"trashed": "yes"}, "trashed"),
+        ({"columns": "lr"}, "columns"),
+        ({"kind": "experiment"}, "experiment"),
+        ({"project": 3}, "project"),
+    ],
+)
+def test_bad_table_requests_are_refused_naming_the_field(
+    server: ServerProcess, token: str, body: dict[str, Any], named: str
+) -> None:
+    from despina.store.http.connection import connection_for
+
+    with pytest.raises(InvalidQuery, match=named):
+        connection_for(token).post_json("/projects/table", {"project": PROJECT, **body})

@@ -25,16 +25,17 @@ def table_call(state: Any, principal: Principal, body: Any, params: Mapping[str,
     from despina.project.wire import encode_table
 
     project = project_in(principal, body)
+    columns = _field(body, "columns", list, None)
     table = fetch_table(
         state.store,
         project,
         _field(body, "kind", str, "run"),
         query=_field(body, "query", str, None),
-        columns=body.get("columns"),
-        trashed=body.get("trashed", False),
+        columns=columns,
+        trashed=_field(body, "trashed", bool, False),
         limit=body.get("limit"),
         sort_by=body.get("sort_by", "sys/creation_time"),
-        ascending=bool(body.get("ascending", False)),
+        ascending=_field(body, "ascending", bool, False),
         model_id=_field(body, "model_id", str, None),
     )
     return arrow_response(encode_table(table))
