@@ -420,6 +420,18 @@ def test_which_store_a_run_uses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert remote_token(None, home=tmp_path) is None  # an explicit local store wins over the env
     assert remote_token(None, store=str(tmp_path)) is None
     assert remote_token("explicit", home=tmp_path) == "explicit"  # an explicit token wins
+    from despina.query import api as query_api
+
+    monkeypatch.setattr(query_api, "_api_token", None)
+    monkeypatch.setattr(query_api, "_context", query_api._context)
+    payload = {
+        "api_address": "http://127.0.0.1:9",
+        "api_url": "http://127.0.0.1:9",
+        "api_key": "k.s",
+    }
+    set_token = base64.b64encode(json.dumps(payload).encode()).decode()
+    dq.set_api_token(set_token)
+    assert remote_token(None) == set_token  # set_api_token wins over the environment
     dq.set_home(tmp_path)
     try:
         assert remote_token(None) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 import subprocess
 import sys
 import time
@@ -34,6 +35,12 @@ def _bucket_body() -> bytes:
 
 
 # (method, path, params, body, content type) touching PROJECT, for every authenticated route
+def _framed(envelope: dict[str, str]) -> bytes:
+    """A native batch body: a u32-framed JSON envelope, then the (here empty) batch."""
+    data = json.dumps(envelope).encode()
+    return struct.pack("<I", len(data)) + data
+
+
 REQUESTS: list[tuple[str, str, dict[str, str], bytes, str]] = [
     (
         "POST",
@@ -172,6 +179,26 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes, str]] = [
         json.dumps({"project": PROJECT, "run": "r", "description": "d"}).encode(),
         "application/json",
     ),
+    *(
+        ("POST", f"/api/despina/v1/{name}", {}, json.dumps(body).encode(), "application/json")
+        for name, body in [
+            ("runs/create", {"project": PROJECT, "run_id": "r"}),
+            ("runs/close", {"project": PROJECT, "run_id": "r"}),
+            ("runs/ping", {"project": PROJECT, "run_id": "r"}),
+            ("models/create", {"project": PROJECT, "key": "M"}),
+            ("model-versions/create", {"project": PROJECT, "model": "X-M"}),
+            ("objects/open", {"project": PROJECT, "sys_id": "X-M"}),
+            ("model-versions/stage", {"project": PROJECT, "sys_id": "X-M-1", "stage": "staging"}),
+        ]
+    ),
+    (
+        "POST",
+        "/api/despina/v1/runs/batch",
+        {},
+        _framed({"project": PROJECT, "run_id": "r"}),
+        "application/octet-stream",
+    ),
+    ("POST", "/api/despina/v1/files", {"project": PROJECT, "sha256": "0" * 64}, b"x", ""),
     *(
         ("POST", f"/api/despina/v1/query/{name}", {}, json.dumps(body).encode(), "application/json")
         for name, body in [

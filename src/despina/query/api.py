@@ -140,6 +140,11 @@ def project_of(project: str | None) -> str:
     return resolve_project(project, _context.project)
 
 
+def explicit_api_token() -> str | None:
+    """The token set with :func:`set_api_token` (``None``: none was set)."""
+    return _api_token
+
+
 def remote_token() -> str | None:
     """The API token queries go to a server with, or ``None`` for a local store: a store chosen
     with :func:`set_store` / :func:`set_home` wins, then the token of :func:`set_api_token`,
