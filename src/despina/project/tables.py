@@ -193,13 +193,13 @@ def _values(conn: Any, pks: list[int], columns: list[str] | None) -> dict[str, l
         user = [p for p in wanted if p not in SYS_COLUMNS]
         if not user:
             return data
-    for row in attribute_reads.attribute_rows(conn, pks, user):
-        cell = _cell(row.type, row.num, row.text, row.point_count, pd)
+    for run_pk, path, type_, num, text, count in attribute_reads.table_cells(conn, pks, user):
+        cell = _cell(type_, num, text, count, pd)
         if cell is not None:
-            cells = data.get(row.path)
+            cells = data.get(path)
             if cells is None:
-                cells = data[row.path] = [None] * len(pks)
-            cells[index[row.run_pk]] = cell
+                cells = data[path] = [None] * len(pks)
+            cells[index[run_pk]] = cell
     return data
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "present_sys",
     "project_definitions",
     "sys_attribute_rows",
+    "table_cells",
 ]
 
 _RUNS_FROM = "runs r JOIN projects p ON p.id = r.project_id"
@@ -72,6 +73,27 @@ def attribute_rows(
         sql += f" AND a.path IN {_LIST}"
         params.append(_json(paths))
     return [AttributeRow(*row) for row in conn.execute(sql, params)]
+
+
+def table_cells(
+    conn: Any, run_pks: Sequence[int], paths: Sequence[str] | None = None
+) -> list[tuple[int, str, str, Any, str | None, int | None]]:
+    """``(run row id, path, type, num, text, count)`` of the attributes of the runs ``run_pks``
+    (only ``paths``, when given): what a project table shows, in no particular order."""
+    if not run_pks or (paths is not None and not paths):
+        return []
+    sql = (
+        "SELECT a.run_id, a.path, a.type, a.num, a.text, a.count FROM attributes a "
+        f"WHERE a.run_id IN {_LIST}"
+    )
+    params = [_json(run_pks)]
+    if paths is not None:
+        sql += f" AND a.path IN {_LIST}"
+        params.append(_json(paths))
+    # In (run, path) order SQLite reads through the (run_id, path) key, each run's rows side by
+    # side, rather than path by path across the table (2-3x faster for a wide table).
+    sql += " ORDER BY a.run_id, a.path"
+    return list(conn.execute(sql, params).fetchall())
 
 
 def sys_attribute_rows(
