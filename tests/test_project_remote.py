@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import despina
+from despina.client.stores import close_idle_stores
 from despina.errors import AuthError, InvalidQuery, NqlError, ProjectNotFound, RunNotFound
 from despina.project import Project
 from despina.server.auth import mint_api_token
@@ -55,7 +56,11 @@ def _fill(home: Path) -> None:
                 run.log_metrics({"acc": 0.3 * step + 0.01 * i, "loss": math.nan}, step=step)
     with despina.Run(project=PROJECT, run_id="gone", home=home, **QUIET) as run:
         run.log_configs({"lr": 9.0})
-    Project(PROJECT, home=home).trash_runs("gone")
+    store = Store.open(home)
+    try:
+        Project.over(store, PROJECT).trash_runs("gone")
+    finally:
+        store.close()  # a module fixture's store: no test closes it
     model = despina.init_model(key="CLS", project=PROJECT, name="classifier", home=home)
     model.log_configs({"arch": "resnet"})
     for acc, stage in ((0.91, "production"), (0.95, None)):
@@ -65,6 +70,7 @@ def _fill(home: Path) -> None:
             version.change_stage(stage)
         version.close()
     model.close()
+    close_idle_stores()  # the runs' shared store, opened before any test's clean-up applies
 
 
 @pytest.fixture(scope="module")
