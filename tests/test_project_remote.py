@@ -294,3 +294,17 @@ def test_bad_table_requests_are_refused_naming_the_field(
 
     with pytest.raises(InvalidQuery, match=named):
         connection_for(token).post_json("/projects/table", {"project": PROJECT, **body})
+
+
+def test_set_api_token_and_set_home_choose_like_despina_query(
+    server: ServerProcess, token: str, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    import despina.query.api as api
+
+    for name in ("_api_token", "_home", "_store_url", "_context"):  # restored after the test
+        monkeypatch.setattr(api, name, getattr(api, name))
+    api.set_api_token(token)
+    assert despina.init_project(PROJECT).server == server.url
+    api.set_home(home)  # a local store chosen for queries wins over the token
+    assert despina.init_project(PROJECT).server is None
+    assert despina.init_project(PROJECT, api_token=token).server == server.url
