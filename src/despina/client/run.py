@@ -18,7 +18,6 @@ then only queues, for ``despina sync``.
 from __future__ import annotations
 
 import atexit
-import functools
 import json
 import logging
 import os
@@ -926,7 +925,6 @@ def _check_name(what: str, value: Any, allow_slash: bool) -> None:
         raise ValueError(f"{what} must be at most 730 UTF-8 bytes, got {len(value.encode())}")
 
 
-@functools.cache  # one passwd lookup per process, not one per run
 def _os_user() -> str:
     try:
         import getpass
