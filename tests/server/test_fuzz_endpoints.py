@@ -1221,6 +1221,19 @@ NATIVE_READS = {
         "include_min_max": True,
     },
     "/query/file": {"project": PROJECT, "key": "some/key"},
+    # despina.init_project with a token: its table, trash and description routes
+    "/projects/table": {
+        "project": PROJECT,
+        "kind": "run",
+        "query": "`x`:int > 1",
+        "columns": ["sys/id", "x"],
+        "trashed": False,
+        "limit": 5,
+        "sort_by": "sys/creation_time",
+        "ascending": False,
+    },
+    "/projects/trash": {"project": PROJECT, "action": "trash", "ids": ["nope"]},
+    "/projects/description": {"project": PROJECT, "run": "nope", "description": "d"},
 }
 
 
