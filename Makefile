@@ -48,6 +48,8 @@ demo: $(DEMO_STAMP)
 # its test files over TEST_WORKERS processes (pytest-xdist; the tests of one file stay in one
 # process, which starts the file's servers once; over PostgreSQL each process starts its own
 # cluster); -O prints each pass's output whole when it ends. Run serially: TEST_WORKERS=0.
+# The embedded pass ends with the query API tests through a real despina serve
+# (DESPINA_TEST_REMOTE=1: the reads of despina.query with an API token).
 POSTGRES_SUITE := tests/store tests/client tests/query tests/nql tests/server tests/ui \
 	tests/importer tests/test_project.py tests/test_sync.py tests/test_cli_info.py
 TEST_WORKERS ?= 2
