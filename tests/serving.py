@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import httpx
 from despina.server.auth import mint_api_token
 from despina.store import Store
 
-__all__ = ["ServerProcess", "free_port", "hold_store_writes", "mint"]
+__all__ = ["ServerProcess", "free_port", "hold_store_writes", "mint", "serving_new_store"]
 
 
 def free_port() -> int:
@@ -159,6 +159,30 @@ def mint(
     finally:
         store.close()
     return token
+
+
+@contextlib.contextmanager
+def serving_new_store(
+    home: Path,
+    projects: Iterable[str],
+    *,
+    extra_args: tuple[str, ...] = (),
+    fill: Callable[[Path], None] | None = None,
+) -> Iterator[ServerProcess]:
+    """A running server over a new store at ``home`` holding ``projects`` (and what ``fill``
+    logs into it before the server starts); stopped at the end of the block."""
+    store = Store.open(home)
+    for name in projects:
+        store.create_project(name)
+    store.close()
+    if fill is not None:
+        fill(home)
+    proc = ServerProcess(home, extra_args=extra_args)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from despina.server.auth import mint_api_token
 from despina.store import Store
 from despina.store.access import revoke_api_key
 from despina.store.http.connection import TokenRefused
-from serving import ServerProcess, mint
+from serving import ServerProcess, mint, serving_new_store
 
 QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
 PROJECT = "ws/proj"
@@ -78,15 +78,10 @@ def server(
     module_store: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("project-remote") / "home"
-    store = Store.open(home)
-    for name in (PROJECT, OTHER):
-        store.create_project(name)
-    store.close()
-    _fill(home)
-    proc = ServerProcess(home, extra_args=("--no-access-log",))
-    proc.start()
-    yield proc
-    proc.stop()
+    with serving_new_store(
+        home, (PROJECT, OTHER), extra_args=("--no-access-log",), fill=_fill
+    ) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from despina.store.http.connection import TokenRefused
 from despina.store.http.queue import find_log_queues
 from despina.store.series import lineage, read_float_lineage
 from despina.types import File
-from serving import ServerProcess, mint
+from serving import ServerProcess, mint, serving_new_store
 
 QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
 PROJECTS = ("ws/remote", "ws/local")
@@ -49,14 +49,8 @@ def server(
     module_store: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("remote") / "home"
-    store = Store.open(home)
-    for name in PROJECTS:
-        store.create_project(name)
-    store.close()
-    proc = ServerProcess(home, extra_args=("--no-access-log",))
-    proc.start()
-    yield proc
-    proc.stop()
+    with serving_new_store(home, PROJECTS, extra_args=("--no-access-log",)) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from server_helpers import (
     mint,
 )
 
-from despina.store import Store
+from serving import serving_new_store
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +23,8 @@ def server(
 ) -> Iterator[ServerProcess]:
     """A running server over a fresh home with projects ws/proj, ws/other, elsewhere/proj."""
     home = tmp_path_factory.mktemp("server") / "home"
-    store = Store.open(home)
-    for name in (PROJECT, OTHER_PROJECT, FOREIGN_PROJECT):
-        store.create_project(name)
-    store.close()
-    proc = ServerProcess(home)
-    proc.start()
-    yield proc
-    proc.stop()
+    with serving_new_store(home, (PROJECT, OTHER_PROJECT, FOREIGN_PROJECT)) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
