@@ -289,10 +289,14 @@ class Run:
         self._store = store
         self._deliver(created.issues)
         self._writer = RunWriter(store, created.pk)
+        self._start_flushing(store.blobs)
+
+    def _start_flushing(self, blobs: Any) -> None:
+        """Start the flusher into ``self._writer`` (file contents into ``blobs``): logging on."""
         self._flusher = Flusher(
             self._buffer,
             self._writer,
-            store.blobs,
+            blobs,
             on_issues=self._deliver,
             on_failure=self._flush_failed,
             dropped=self._reporter.dropped,
@@ -356,18 +360,7 @@ class Run:
         # flushed sooner than in-process: the server writes one part while the next is logged
         self._flush_early = REMOTE_FLUSH_EARLY_POINTS
         self._writer = QueueSink(queue, sender)  # type: ignore[assignment]
-        self._flusher = Flusher(
-            self._buffer,
-            self._writer,
-            QueueFiles(queue),  # type: ignore[arg-type]
-            on_issues=self._deliver,
-            on_failure=self._flush_failed,
-            dropped=self._reporter.dropped,
-            before_flush=self._before_flush,
-        )
-        self._flusher.start()
-        self._closed = False
-        _open_runs.add(self)
+        self._start_flushing(QueueFiles(queue))
 
     def _oldest_unsent(self) -> float | None:
         """Monotonic time of the oldest data not stored (remote: not acknowledged) yet."""
