@@ -235,7 +235,8 @@ def test_filter_index_covers_the_compared_columns(db: PostgresDatabase) -> None:
     with db.connection() as conn:
         row = conn.execute("SELECT pg_get_indexdef('attributes_for_filters'::regclass)").fetchone()
         options = conn.execute(
-            "SELECT reloptions FROM pg_class WHERE relname = 'attributes'"
+            # by oid: information_schema has a view named "attributes" too
+            "SELECT reloptions FROM pg_class WHERE oid = 'attributes'::regclass"
         ).fetchone()
     assert row is not None and options is not None
     assert "(path, run_id) INCLUDE (type, num, fmin, fmax" in row[0]
