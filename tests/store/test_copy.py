@@ -14,6 +14,7 @@ from typing import Any
 from unittest import mock
 
 import pandas as pd
+import psycopg
 import pytest
 from click.testing import CliRunner
 from pandas.testing import assert_frame_equal
@@ -340,6 +341,13 @@ def test_the_query_api_answers_the_same_over_the_copy_in_postgres(
 ) -> None:
     copy_store(source, postgres_url)
     assert_same_frames(frames(source, tmp_path), frames(postgres_url, tmp_path))
+    # the planner knows the loaded rows at once, not after autovacuum's next pass
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        analyzed = conn.execute(
+            "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
+            "AND relname IN ('runs', 'attributes', 'chunks')"
+        ).fetchall()
+    assert sorted(name for (name,) in analyzed) == ["attributes", "chunks", "runs"]
 
 
 def test_a_second_copy_changes_nothing(source: Path, tmp_path: Path) -> None:
@@ -506,8 +514,6 @@ def test_bad_input_is_refused_with_the_fix(source: Path, tmp_path: Path, postgre
         db.execute("UPDATE schema_version SET version = 999")
     with pytest.raises(SchemaTooNew):
         copy_store(source, newer)
-    import psycopg
-
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("UPDATE schema_version SET version = 999")
         before = conn.execute("SELECT count(*) FROM runs").fetchone()

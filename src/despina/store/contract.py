@@ -157,6 +157,14 @@ class Store(abc.ABC):
         """
         return True
 
+    def refresh_statistics(self) -> None:
+        """Tell the query planner about the rows a bulk load just wrote (``despina store copy``).
+
+        A no-op where the planner needs no statistics to choose well (SQLite: despina's queries
+        name their indexes' leading columns, and ``ANALYZE`` there could change proven plans).
+        """
+        return None
+
     # -- projects (shared SQL: the same on every SQL store) ----------------------------------
 
     def project_id(self, name: str, *, create: bool = False) -> int:

@@ -133,6 +133,7 @@ class Copier:
             )
         if self.report.changed:
             self.dst.sync()
+            self.dst.refresh_statistics()
         self.report.seconds = time.perf_counter() - started
         return self.report
 

@@ -275,6 +275,12 @@ class PostgresStore(Store):
         with self.write(durable=True) as conn:
             conn.raw.execute(b"SELECT txid_current()")
 
+    def refresh_statistics(self) -> None:
+        # autovacuum analyzes a table once enough rows changed, but only on its next pass over the
+        # database: queries right after a bulk load would be planned on empty-table estimates
+        with self.database.connection() as conn:
+            conn.execute("ANALYZE")
+
     def schema_version(self) -> int:
         return self.database.schema_version()
 
