@@ -205,40 +205,66 @@ class Store(abc.ABC):
             ConfigError: the name is not ``workspace/project``.
             StoreError: the project exists and ``exist_ok`` is not set.
         """
-        workspace, project = parse_project(name)
         with self.write() as conn:
-            self._serialize_workspace(conn, workspace)  # project keys stay unique within it
-            row = conn.execute(
-                "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
-            ).fetchone()
-            if row is not None:
-                if exist_ok:
-                    return int(row[0])
-                raise StoreError(f"project {name!r} already exists")
-            taken = {
-                k
-                for (k,) in conn.execute(
-                    "SELECT project_key FROM projects WHERE workspace = ?", (workspace,)
-                )
-            }
-            base = key or "".join(ch for ch in project.upper() if ch.isalnum())[:10] or "PROJ"
-            chosen, n = base, 2
-            while chosen in taken:
-                chosen, n = f"{base}{n}", n + 1
-            cursor = conn.execute(
-                "INSERT INTO projects (workspace, name, project_key, uuid, description, "
-                "visibility, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    workspace,
-                    project,
-                    chosen,
-                    str(uuid.uuid4()),
-                    description,
-                    visibility,
-                    int(time.time() * 1000),
-                ),
+            return self.create_project_in(
+                conn,
+                name,
+                key=key,
+                description=description,
+                visibility=visibility,
+                exist_ok=exist_ok,
             )
-            return int(cursor.lastrowid or 0)
+
+    def create_project_in(
+        self,
+        conn: Any,
+        name: str,
+        *,
+        key: str | None = None,
+        description: str = "",
+        visibility: str = "priv",
+        exist_ok: bool = False,
+    ) -> int:
+        """:meth:`create_project` inside the caller's write transaction ``conn``: a run's
+        creation stores its new project and the run in one commit.
+
+        Raises:
+            ConfigError: the name is not ``workspace/project``.
+            StoreError: the project exists and ``exist_ok`` is not set.
+        """
+        workspace, project = parse_project(name)
+        self._serialize_workspace(conn, workspace)  # project keys stay unique within it
+        row = conn.execute(
+            "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, project)
+        ).fetchone()
+        if row is not None:
+            if exist_ok:
+                return int(row[0])
+            raise StoreError(f"project {name!r} already exists")
+        taken = {
+            k
+            for (k,) in conn.execute(
+                "SELECT project_key FROM projects WHERE workspace = ?", (workspace,)
+            )
+        }
+        base = key or "".join(ch for ch in project.upper() if ch.isalnum())[:10] or "PROJ"
+        chosen, n = base, 2
+        while chosen in taken:
+            chosen, n = f"{base}{n}", n + 1
+        cursor = conn.execute(
+            "INSERT INTO projects (workspace, name, project_key, uuid, description, "
+            "visibility, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                workspace,
+                project,
+                chosen,
+                str(uuid.uuid4()),
+                description,
+                visibility,
+                int(time.time() * 1000),
+            ),
+        )
+        return int(cursor.lastrowid or 0)
 
     def _serialize_workspace(self, conn: Any, workspace: str) -> None:
         """Inside a write: make project creations of ``workspace`` take turns. The embedded

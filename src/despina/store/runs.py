@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from despina.config import parse_project
 from despina.store import Store
 from despina.store.batch import WARNING, IngestIssue
 from despina.store.series import (
@@ -19,6 +20,7 @@ from despina.store.series import (
     read_float_lineage,
     read_points_lineage,
 )
+from despina.store.sql.attribute_packs import write_pack
 from despina.store.sysattrs import SYS_STRING_SETS
 
 __all__ = ["CreatedRun", "RunSpec", "create_run", "mark_closed"]
@@ -73,14 +75,23 @@ def create_run(store: Store, spec: RunSpec) -> CreatedRun:
 
     Raises:
         ValueError: the spec breaks a creation rule (``RUN_INVALID_CREATION_PARAMETERS``).
-        ProjectNotFound: never; the project is created on first use.
+        ConfigError: the project name is not ``workspace/project``.
+        ProjectNotFound: never; the project is created on first use (in the run's commit).
     """
     problem = _check_spec(spec)
     if problem is not None:
         raise ValueError(f"RUN_INVALID_CREATION_PARAMETERS: {problem}")
-    project_id = store.project_id(spec.project, create=True)
+    workspace, name = parse_project(spec.project)
     now = int(time.time() * 1000)
     with store.write() as conn:
+        # a new project is created in the run's commit: one commit, not two
+        row = conn.execute(
+            "SELECT id FROM projects WHERE workspace = ? AND name = ?", (workspace, name)
+        ).fetchone()
+        if row is not None:
+            project_id = int(row[0])
+        else:
+            project_id = store.create_project_in(conn, spec.project, exist_ok=True)
         existing = _existing(conn, project_id, spec.run_id)
         if existing is None and store.dialect == "postgresql":
             # creations of new runs in a project take turns (they all update its next_run_no
@@ -124,6 +135,8 @@ def mark_closed(store: Store, run_pk: int, *, failed: bool) -> None:
     One commit under ``synchronous=FULL``: it fsyncs the WAL, so this commit and every earlier
     one (the run's creation and everything flushed to it) survive a power loss once it returns.
 
+    The same transaction packs the run's attribute rows (``store/sql/attribute_packs.py``).
+
     Raises:
         StoreError: the database stayed locked past the busy timeout or failed to write.
     """
@@ -133,6 +146,7 @@ def mark_closed(store: Store, run_pk: int, *, failed: bool) -> None:
             "WHERE id = ?",
             (int(time.time() * 1000), 1 if failed else 0, run_pk),
         )
+        write_pack(conn, run_pk)  # a first read of many closed runs reads one value per run
 
 
 def _insert_run(conn: sqlite3.Connection, project_id: int, spec: RunSpec, now: int) -> CreatedRun:
