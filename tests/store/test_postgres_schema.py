@@ -71,7 +71,7 @@ def test_every_embedded_table_and_column_has_a_postgres_counterpart(postgres_url
 def test_every_run_owned_table_carries_the_run_key(postgres_url: str) -> None:
     with PostgresDatabase.open(postgres_url) as db, db.connection() as conn:
         pg = _tables(conn)
-    for table in ("attributes", "chunks", "previews", "points", "set_members"):
+    for table in ("attributes", "attribute_packs", "chunks", "previews", "points", "set_members"):
         assert "run_id" in pg[table], table
 
 

@@ -41,6 +41,7 @@ def delete_runs(conn: sqlite3.Connection, run_pks: list[int]) -> int:
             conn.execute("DELETE FROM points WHERE attr_id = ?", (attr_id,))
             conn.execute("DELETE FROM chart_summaries WHERE attr_id = ?", (attr_id,))
         conn.execute("DELETE FROM attributes WHERE run_id = ?", (pk,))
+        conn.execute("DELETE FROM attribute_packs WHERE run_id = ?", (pk,))
         detached += [c for (c,) in conn.execute("SELECT id FROM runs WHERE parent_id = ?", (pk,))]
         conn.execute(
             "UPDATE runs SET parent_id = NULL, fork_step = NULL WHERE parent_id = ?", (pk,)

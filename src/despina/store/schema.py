@@ -320,7 +320,20 @@ CREATE TABLE chart_summaries (
 );
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11]
+# Attribute packs (store/sql/attribute_packs.py): a closed run's attribute rows as one encoded
+# value, written when the run closes and used while the run's revision and uuid are the pack's,
+# so that a first read of many runs reads one value per run instead of every row.
+_V12 = """
+CREATE TABLE attribute_packs (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+    revision INTEGER NOT NULL,            -- runs.revision when packed
+    uuid TEXT NOT NULL,                   -- runs.uuid when packed
+    n INTEGER NOT NULL,                   -- rows packed
+    data BLOB NOT NULL                    -- see store/attribute_codec.py
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

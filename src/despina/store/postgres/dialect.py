@@ -48,6 +48,7 @@ CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
     "server_secrets": ("name",),
     "saved_views": ("project_id", "name"),
     "chart_summaries": ("attr_id",),
+    "attribute_packs": ("run_id",),
 }
 """The conflict target of ``INSERT OR REPLACE`` per table (its primary or unique key)."""
 

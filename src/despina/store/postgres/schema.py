@@ -41,16 +41,17 @@ its migrations v1-v7 has a counterpart here), with these differences:
 
 Sharding by run (Citus, not tested here): every run-owned table carries ``run_id`` (the id of
 ``runs``), which would be the distribution column of ``runs`` (as ``id``), ``attributes``,
-``chunks``, ``previews``, ``points`` and ``set_members``, co-located. ``projects``,
-``api_keys``, ``refresh_tokens``, ``server_secrets``, ``ui_sessions``, ``blobs``,
+``attribute_packs``, ``chunks``, ``previews``, ``points`` and ``set_members``, co-located.
+``projects``, ``api_keys``, ``refresh_tokens``, ``server_secrets``, ``ui_sessions``, ``blobs``,
 ``blob_url_uses`` and ``blob_uploads`` are small reference tables; ``ingest_requests`` would be
 distributed by ``request_id``. Citus requires unique constraints of a distributed table to
 include its distribution column, so distributing would turn ``attributes``' primary key into
 ``(run_id, id)`` and move ``runs``' ``UNIQUE (project_id, run_id)`` into a lookup table.
 
 The version numbers here are this backend's own: version 1 holds everything the embedded store's
-versions 1-8 hold, version 2 its version 9. ``MIGRATIONS[i]`` brings a database from version
-``i`` to ``i + 1``; append new steps, never edit or renumber old ones.
+versions 1-8 hold, version 2 its version 9 (and so on: version 7 is its version 12).
+``MIGRATIONS[i]`` brings a database from version ``i`` to ``i + 1``; append new steps, never edit
+or renumber old ones.
 """
 
 from __future__ import annotations
@@ -435,7 +436,20 @@ ALTER TABLE attributes SET (
 );
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
+# the embedded store's v12: attribute packs (store/sql/attribute_packs.py), a closed run's
+# attribute rows as one value; read whole, so kept uncompressed out of line
+_V7 = """
+CREATE TABLE attribute_packs (
+    run_id bigint PRIMARY KEY,            -- runs.id
+    revision bigint NOT NULL,
+    uuid text NOT NULL,
+    n bigint NOT NULL,
+    data bytea NOT NULL
+);
+ALTER TABLE attribute_packs ALTER COLUMN data SET STORAGE EXTERNAL;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 """Ordered schema steps; step ``i`` brings the database from version ``i`` to ``i + 1``. Each
 step runs as one script in the migrating transaction (PostgreSQL's DDL is transactional)."""
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from despina.store.schema import ATTRIBUTE_TYPES
 from despina.store.sql import dialect_of
@@ -128,9 +127,13 @@ class AttrRows:
         if len(parts) == 1:
             return parts[0]
         paths: dict[str, int] = {}
+        mappings: dict[tuple[str, ...], npt.NDArray[np.int32]] = {}  # runs share their paths
         recoded = []
         for part in parts:
-            mapping = np.array([paths.setdefault(p, len(paths)) for p in part.paths], np.int32)
+            mapping = mappings.get(part.paths)
+            if mapping is None:
+                mapping = np.array([paths.setdefault(p, len(paths)) for p in part.paths], np.int32)
+                mappings[part.paths] = mapping
             recoded.append(mapping[part.path] if len(part.paths) else part.path)
         return AttrRows(
             np.concatenate([p.attr_id for p in parts]),
@@ -214,6 +217,8 @@ _ROW_COLUMNS = (
 def _rows_to_columns(rows: list[tuple[Any, ...]]) -> AttrRows:
     if not rows:
         return AttrRows.empty()
+    import pandas as pd  # not at import: closing a run (attribute packs) reads no pandas
+
     table = np.array(rows, dtype=object)
     path_codes, path_names = pd.factorize(table[:, 2])
     type_codes = table[:, 3].astype(np.int8)
@@ -284,9 +289,14 @@ def read_columns(
     text: bool = True,
     series: bool = True,
     skip_empty: bool = False,
+    packs: bool = True,
 ) -> AttrRows:
     """The ``attributes`` rows of ``run_pks`` (only ``paths`` and ``types``, if given) as
     columns, grouped by run.
+
+    The rows of closed runs come from their attribute packs while those are current
+    (:mod:`despina.store.sql.attribute_packs`; ``packs=False``: from the rows only), the others
+    from the ``attributes`` table.
 
     Only the requested columns are read: ``values`` (``num_f``/``num_i``), ``text`` (``text``,
     and ``last_step`` of rows with text), ``series`` (``attr_id``, ``count``, ``last_step``,
@@ -298,6 +308,18 @@ def read_columns(
     """
     if not run_pks or (paths is not None and not paths) or (types is not None and not types):
         return AttrRows.empty()
+    if types is not None:
+        _type_list(types)  # refused before anything is read
+    if packs:
+        from despina.store.sql.attribute_packs import read_packs  # it builds on this module
+
+        options = {"values": values, "text": text, "series": series, "skip_empty": skip_empty}
+        packed, rest = read_packs(conn, run_pks, paths=paths, types=types, **options)
+        if len(rest) < len(run_pks):
+            if not rest:
+                return packed
+            others = read_columns(conn, rest, paths=paths, types=types, packs=False, **options)
+            return AttrRows.concat([packed, others])
     where = "a.run_id IN (SELECT value FROM json_each(?))"
     params: list[Any] = [json.dumps(run_pks)]
     if paths is not None:

@@ -1,0 +1,177 @@
+"""Attribute packs: a closed run's ``attributes`` rows kept as one encoded value
+(``attribute_packs``), so that a fresh process's first read of many runs reads one value per run
+instead of every row.
+
+Reading a million ``attributes`` rows costs about a second whatever the packing of the
+statement (:mod:`despina.store.sql.attribute_columns`); a pack holds every column
+:class:`~despina.store.sql.attribute_columns.AttrRows` has, encoded by
+:mod:`despina.store.attribute_codec` (the format of the query layer's cache files), and is
+decoded in tens of microseconds.
+
+* Written by :func:`write_pack` in the transaction that marks a run closed (``runs.mark_closed``:
+  a local ``despina.Run`` and the server's close route alike), from the rows as
+  :func:`~despina.store.sql.attribute_columns.read_columns` reads them, with the run's
+  ``revision`` and ``uuid`` of that moment; runs with fewer than :data:`PACK_MIN_ROWS` rows are
+  not packed (their rows read as fast as a pack decodes).
+* Used by ``read_columns`` only while the run's ``revision`` and ``uuid`` are still the pack's
+  (checked in the statement that reads the packs): every write to a run bumps its revision, a run
+  deleted and replaced has another uuid, so a run written since its close (resumed, tags changed,
+  moved to the trash) is read from its rows, as are runs still open and runs that never close
+  (the Neptune wire). A stale pack is never read and is replaced at the run's next close.
+* A copy (``despina store copy``) packs the closed runs it copies anew: attribute ids differ
+  between stores. Deleting a run deletes its pack.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from despina.store.sql import dialect_of
+
+if TYPE_CHECKING:
+    from despina.store.sql.attribute_columns import AttrRows
+
+__all__ = ["PACK_MIN_ROWS", "PACK_SPAN", "read_packs", "write_pack"]
+
+PACK_MIN_ROWS = 64
+"""Runs with fewer ``attributes`` rows are not packed: decoding a pack costs about as much as
+reading this many rows (measured: see docs/architecture.md)."""
+PACK_SPAN = 8
+"""A read naming ``k`` paths uses the packs of runs with at most ``PACK_SPAN * k`` rows; the
+rows of bigger runs are read by (run, path) index seeks, which cost less than decoding them."""
+
+
+def write_pack(conn: Any, run_pk: int) -> bool:
+    """Pack the rows of run ``run_pk`` as of now, inside the caller's write transaction; whether
+    a pack was written (not when the run is small, or its current pack is still valid)."""
+    found = conn.execute(
+        "SELECT r.revision, r.uuid, p.revision, p.uuid, "
+        "(SELECT count(*) FROM attributes a WHERE a.run_id = r.id) "
+        "FROM runs r LEFT JOIN attribute_packs p ON p.run_id = r.id WHERE r.id = ?",
+        (run_pk,),
+    ).fetchone()
+    if found is None:
+        return False
+    revision, uuid, pack_revision, pack_uuid, size = found
+    if int(size) < PACK_MIN_ROWS or (pack_revision == revision and pack_uuid == uuid):
+        return False
+    # imported here: closing a small run (most closes) needs neither
+    from despina.store import attribute_codec
+    from despina.store.sql.attribute_columns import read_columns
+
+    rows = read_columns(conn, [run_pk], packs=False)
+    parts = attribute_codec.encode({run_pk: (int(revision), str(uuid))}, rows)
+    if parts is None:
+        return False
+    conn.execute(
+        "INSERT OR REPLACE INTO attribute_packs (run_id, revision, uuid, n, data) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (run_pk, int(revision), str(uuid), len(rows), b"".join(parts)),
+    )
+    return True
+
+
+def read_packs(
+    conn: Any,
+    run_pks: list[int],
+    *,
+    paths: list[str] | None,
+    types: list[str] | None,
+    values: bool,
+    text: bool,
+    series: bool,
+    skip_empty: bool,
+) -> tuple[AttrRows, list[int]]:
+    """The rows of the runs among ``run_pks`` with a current pack, as ``read_columns`` reads
+    them for the same arguments (rows of other paths and types left out, columns not asked for
+    as zeros), and the runs left to read from their rows."""
+    from despina.store import attribute_codec
+    from despina.store.sql.attribute_columns import READ_STATS, AttrRows
+
+    sql = (
+        "SELECT p.run_id, p.data FROM attribute_packs p JOIN runs r ON r.id = p.run_id "
+        "WHERE p.run_id IN (SELECT value FROM json_each(?)) "
+        "AND p.revision = r.revision AND p.uuid = r.uuid"
+    )
+    params: list[Any] = [run_pks]
+    if paths is not None:
+        sql += " AND p.n <= ?"
+        params.append(PACK_SPAN * len(paths))
+    sql += " ORDER BY p.run_id"
+    if dialect_of(conn) == "postgresql":
+        sql = sql.replace("IN (SELECT value FROM json_each(?))", "= ANY(%s)").replace("?", "%s")
+        found = conn.raw.cursor(binary=True).execute(sql, params).fetchall()
+    else:
+        params[0] = json.dumps(run_pks)
+        found = conn.execute(sql, params).fetchall()
+    READ_STATS.statements += 1
+    if not found:
+        return AttrRows.empty(), run_pks
+    parts = []
+    packed = set()
+    for pk, data in found:
+        try:
+            _, rows = attribute_codec.decode(data)
+        except attribute_codec.DECODE_ERRORS:
+            continue  # unreadable (written by another version): the run's rows are read
+        parts.append(rows)
+        packed.add(int(pk))
+    rows = _serve(AttrRows.concat(parts), paths, types, values, text, series, skip_empty)
+    READ_STATS.rows += len(rows)
+    return rows, [pk for pk in run_pks if pk not in packed]
+
+
+def _serve(
+    rows: AttrRows,
+    paths: list[str] | None,
+    types: list[str] | None,
+    values: bool,
+    text: bool,
+    series: bool,
+    skip_empty: bool,
+) -> AttrRows:
+    """The rows and columns a read asks for, from every row and column of its runs."""
+    from despina.store.sql.attribute_columns import _TEXT_CODES, TYPE_CODE, AttrRows
+
+    keep = np.ones(len(rows), bool)
+    if paths is not None and len(rows):
+        wanted = set(paths)
+        keep &= np.fromiter((p in wanted for p in rows.paths), bool, len(rows.paths))[rows.path]
+    if types is not None:
+        keep &= np.isin(rows.type, [TYPE_CODE[t] for t in types])
+    if skip_empty:
+        keep &= rows.count != 0
+    rows = rows.take(keep)  # a copy: the columns are writable, not views of the packs
+    n = len(rows)
+    # only the paths the rows hold, as the row reads name them
+    used = np.bincount(rows.path, minlength=len(rows.paths)) > 0
+    codes = (np.cumsum(used) - 1).astype(np.int32)
+    path_names = tuple(p for p, u in zip(rows.paths, used.tolist(), strict=True) if u)
+    num_f, num_i = rows.num_f, rows.num_i
+    if not values:
+        num_f, num_i = np.full(n, np.nan), np.zeros(n, np.int64)
+    attr_id, count, last_step, last_ts = rows.attr_id, rows.count, rows.last_step, rows.last_ts
+    if not series:
+        attr_id, last_ts = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        count = np.full(n, -1, np.int64)
+        if text:  # the last step of rows with text is read with it
+            last_step = np.where(np.isin(rows.type, _TEXT_CODES), last_step, -1)
+        else:
+            last_step = np.full(n, -1, np.int64)
+    cells = rows.text if text else np.full(n, None, dtype=object)
+    return AttrRows(
+        attr_id,
+        rows.run,
+        codes[rows.path] if n else rows.path,
+        rows.type,
+        num_f,
+        num_i,
+        cells,
+        count,
+        last_step,
+        last_ts,
+        path_names,
+    )
