@@ -23,7 +23,7 @@ from despina.store.series import (
 from despina.store.sql.attribute_packs import write_pack
 from despina.store.sysattrs import SYS_STRING_SETS
 
-__all__ = ["CreatedRun", "RunSpec", "create_run", "mark_closed"]
+__all__ = ["CreatedRun", "RunSpec", "create_run", "mark_closed", "record_close"]
 
 NAME_LIMIT_BYTES = 730
 
@@ -134,6 +134,8 @@ def mark_closed(store: Store, run_pk: int, *, failed: bool) -> None:
 
     One commit under ``synchronous=FULL``: it fsyncs the WAL, so this commit and every earlier
     one (the run's creation and everything flushed to it) survive a power loss once it returns.
+    A ``despina.Run`` closing with data left to store makes :func:`record_close` part of its
+    final flush's durable commit instead (one commit, one fsync).
 
     The same transaction packs the run's attribute rows (``store/sql/attribute_packs.py``).
 
@@ -141,12 +143,18 @@ def mark_closed(store: Store, run_pk: int, *, failed: bool) -> None:
         StoreError: the database stayed locked past the busy timeout or failed to write.
     """
     with store.write(durable=True) as conn:
-        conn.execute(
-            "UPDATE runs SET ping_ms = MAX(ping_ms, ?), closed = 1, failed = MAX(failed, ?) "
-            "WHERE id = ?",
-            (int(time.time() * 1000), 1 if failed else 0, run_pk),
-        )
-        write_pack(conn, run_pk)  # a first read of many closed runs reads one value per run
+        record_close(conn, run_pk, failed=failed)
+
+
+def record_close(conn: Any, run_pk: int, *, failed: bool) -> None:
+    """The writes of a run's close, inside the caller's write transaction (every close
+    transaction runs these: :func:`mark_closed`, or the final flush of ``despina.Run``)."""
+    conn.execute(
+        "UPDATE runs SET ping_ms = MAX(ping_ms, ?), closed = 1, failed = MAX(failed, ?) "
+        "WHERE id = ?",
+        (int(time.time() * 1000), 1 if failed else 0, run_pk),
+    )
+    write_pack(conn, run_pk)  # a first read of many closed runs reads one value per run
 
 
 def _insert_run(conn: sqlite3.Connection, project_id: int, spec: RunSpec, now: int) -> CreatedRun:
