@@ -15,6 +15,7 @@ from despina.store.contract import Store
 from despina.store.copy.blobs import BlobSide
 from despina.store.copy.report import CopyConflict, CopyProgress, CopyReport
 from despina.store.schema import CHUNK_BITS
+from despina.store.sql.attribute_packs import write_pack
 
 __all__ = ["COPIED_TABLES", "LEFT_TABLES", "Copier"]
 
@@ -44,6 +45,7 @@ LEFT_TABLES = {
     "blob_url_uses": "upload URLs the serving deployment handed out",
     "blob_uploads": "multipart uploads in progress on the serving deployment",
     "chart_summaries": "the web UI's cache of chart summaries (made again on first view)",
+    "attribute_packs": "packs of closed runs' attribute rows (packed anew as each run is copied)",
 }
 """Tables a copy leaves alone, and why: state of the deployment serving a store."""
 
@@ -346,6 +348,8 @@ class Copier:
         points = self._copy_chunks(sconn, dconn, ranges, attr_map)
         previews = self._copy_previews(sconn, dconn, ranges, attr_map)
         points += self._copy_points(sconn, dconn, ranges, attr_map)
+        if values["closed"]:  # packed anew: the pack holds attribute ids of its own store
+            write_pack(dconn, pk)
         return pk, short_no, points, previews, len(attr_map)
 
     def _head(

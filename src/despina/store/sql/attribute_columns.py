@@ -156,6 +156,8 @@ class ReadStats:
 
     statements: int = 0
     rows: int = 0
+    packs: int = 0
+    """Attribute packs decoded (``store/sql/attribute_packs.py``)."""
 
 
 READ_STATS = ReadStats()

@@ -119,6 +119,7 @@ def read_packs(
             continue  # unreadable (written by another version): the run's rows are read
         parts.append(rows)
         packed.add(int(pk))
+    READ_STATS.packs += len(parts)
     rows = _serve(AttrRows.concat(parts), paths, types, values, text, series, skip_empty)
     READ_STATS.rows += len(rows)
     return rows, [pk for pk in run_pks if pk not in packed]
