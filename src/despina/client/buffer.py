@@ -451,6 +451,8 @@ class Flusher:
         self._ping_every = min(PING_INTERVAL, ping_timeout_s() / 3)
         self._pending = _Taken()
         self._issues: list[IngestIssue] = []
+        self._last_writes: Callable[[Any], None] | None = None
+        self._wrote_last = False
         self._pump: FlushPump | None = None
 
     def start(self) -> None:
@@ -492,14 +494,25 @@ class Flusher:
             self.woken = False
             self._attempt()
 
-    def finish_inline(self) -> None:
+    def finish_inline(self, last_writes: Callable[[Any], None] | None = None) -> bool:
         """The final flush in the calling thread (``close()`` without a timeout).
 
+        ``last_writes(conn)`` (the run's close) runs inside the flush's transaction, which is
+        then a durable one: a closing run with data left pays one commit and one fsync, not
+        two. Returns whether it ran in a committed flush; not when there was nothing to store
+        (or files to retry), nor when the flush failed: the caller then closes the run itself.
         A failure leaves the retries to the pump; the caller then waits with :meth:`join`.
         """
         with self._flushing:
-            if not self.finished:
+            if self.finished:
+                return False
+            self._last_writes = last_writes
+            self._wrote_last = False
+            try:
                 self._attempt(inline=True)
+            finally:
+                self._last_writes = None
+            return self._wrote_last
 
     def on_flusher_thread(self) -> bool:
         """Whether the caller is the thread that flushes (a callback of a flush)."""
@@ -558,9 +571,18 @@ class Flusher:
         taken = self._pending  # a failed flush's data comes first, then what was queued since
         self.buffer.take(taken)
         batch, kept = self._batch(taken)
+        last_writes = None if kept else self._last_writes  # a kept file is written later
         if not batch.is_empty():
             # raises on failure: everything stays in _pending for the retry
-            self._issues.extend(self.writer.apply(batch))
+            if last_writes is None:
+                self._issues.extend(self.writer.apply(batch))
+            else:
+                self._issues.extend(
+                    self.writer.apply(
+                        batch, durable=True, before_commit=lambda conn, _: last_writes(conn)
+                    )
+                )
+                self._wrote_last = True
             self._last_write = time.monotonic()
         elif time.monotonic() - self._last_write > self._ping_every:
             self.writer.ping()

@@ -69,7 +69,7 @@ from despina.exceptions import (
 from despina.store import Store
 from despina.store.batch import NO_STEP, Assign, IngestIssue, ModifySet, PointAppend, PreviewPoint
 from despina.store.http.queue import LogQueue
-from despina.store.runs import CreatedRun, RunSpec, create_run, mark_closed
+from despina.store.runs import CreatedRun, RunSpec, create_run, mark_closed, record_close
 from despina.store.writer import RunWriter
 from despina.types import File, as_file
 
@@ -733,11 +733,13 @@ class Run:
             # the final flush in this thread: no hand-off to the flusher thread and back
             flusher.stop(give_up_at, wake=False)
             try:
-                flusher.finish_inline()
+                # embedded: the final flush's commit also closes the run (durably)
+                closed = flusher.finish_inline(None if self._remote else self._close_writes)
             finally:
                 if flusher.is_alive():  # it failed: the flusher thread retries until give_up_at
                     flusher.wake()
         else:
+            closed = False
             flusher.stop(give_up_at)
         # a callback of a flush closing its run cannot wait for the thread that runs it
         flusher.join(0 if flusher.on_flusher_thread() else timeout)
@@ -763,13 +765,17 @@ class Run:
         try:
             # one durable commit: the run marked closed, and with it everything stored before
             # is on stable storage (the fsync of the WAL covers every earlier commit)
-            mark_closed(self._store, self._writer.run_pk, failed=self._failed)
+            if not closed:
+                mark_closed(self._store, self._writer.run_pk, failed=self._failed)
         except Exception as exc:
             self._flush_failed(exc)
         finally:
             # the store stays open for the process's next run; the last close at exit folds
             # the WAL back into the database and removes it
             release_store(self._store)
+
+    def _close_writes(self, conn: Any) -> None:
+        record_close(conn, self._writer.run_pk, failed=self._failed)
 
     def _close_remote(self, timeout: float | None, give_up_at: float) -> None:
         """Queue the close, wait for the sender (at most ``timeout``; without one, until
