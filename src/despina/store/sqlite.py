@@ -39,6 +39,7 @@ _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 BUSY_TIMEOUT_MS = 60_000
 PAGE_SIZE = 8192
 SOFT_HEAP_LIMIT = 1 << 30
+WAL_AUTOCHECKPOINT = 8192
 # a store is private to the user who created it; the WAL and SHM files take the database's mode
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -64,6 +65,7 @@ class SqliteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._new_file = False  # this object created the database file (see write())
 
     @classmethod
     def open_directory(
@@ -93,13 +95,16 @@ class SqliteStore(Store):
             store.home.parent.mkdir(parents=True, exist_ok=True)
             _private_dir(store.home)
             _private_dir(store.blobs_dir)
-            _private_file(store.db_path)
+            created = _private_file(store.db_path)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the store in {str(store.home)!r}: {exc.strerror}; "
                 "set DESPINA_HOME to a writable directory"
             ) from exc
-        store._migrate()
+        if created:  # written whole from the current schema's image: nothing to check
+            store._new_file = True
+        else:
+            store._migrate()
         return store
 
     # -- connections -------------------------------------------------------------------------
@@ -148,7 +153,7 @@ class SqliteStore(Store):
             conn.execute("PRAGMA temp_store = MEMORY")
             # fewer, larger checkpoints (each one syncs the database file), and a WAL file that
             # shrinks back after a burst instead of keeping its largest size on disk
-            conn.execute("PRAGMA wal_autocheckpoint = 8192")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
             conn.execute("PRAGMA journal_size_limit = 67108864")
             install_functions(conn)  # compiled NQL calls nql_regexp (RE2)
         except sqlite3.Error as exc:
@@ -181,9 +186,13 @@ class SqliteStore(Store):
             StoreError: the database stayed locked past the busy timeout or failed to write.
         """
         conn = self.connection()
+        quiet = not durable and self._quiet_start()
         if durable:
             # the safety level is per connection and cannot change inside a transaction
             self._set_synchronous(conn, "FULL")
+        elif quiet:
+            self._set_synchronous(conn, "OFF")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
         try:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -204,9 +213,35 @@ class SqliteStore(Store):
                 error = StoreBusy if _is_busy(exc) else StoreError
                 raise error(f"cannot commit to {str(self.db_path)!r}: {exc}") from exc
         finally:
-            if durable:
+            if durable or quiet:
                 with contextlib.suppress(StoreError):
                     self._set_synchronous(conn, "NORMAL")
+            if quiet:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+
+    def _quiet_start(self) -> bool:
+        """Whether this write is the first into a database file this object created, with a
+        write-ahead log that holds no frame yet: such a write runs at ``synchronous=OFF``.
+
+        At ``NORMAL``, SQLite syncs the header it writes when a log (re)starts, and with that
+        first sync of a new log file the directory too (two syncs: a third of a new store's
+        first run). The header sync keeps frames of an older generation left in the file from
+        being taken for new ones after a power loss; an empty log has none. Nothing else
+        differs for a commit (``NORMAL`` does not sync commits either), and the automatic
+        checkpoint, which would not sync at ``OFF``, is off for this one transaction. The
+        first durable write (a run's close) then syncs the log, header included, and the
+        directory: only from there on is anything promised to survive a power loss.
+        """
+        if not self._new_file:
+            return False
+        self._new_file = False  # checked once: later writes start no new log
+        try:
+            return os.stat(f"{self.db_path}-wal").st_size == 0
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
 
     def _set_synchronous(self, conn: sqlite3.Connection, level: str) -> None:
         try:
@@ -355,8 +390,9 @@ def _new_database_image() -> bytes:
         return image
 
 
-def _private_file(path: Path) -> None:
+def _private_file(path: Path) -> bool:
     """Create the database file with mode 0600 if there is none; leave an existing one.
+    Returns whether this call created it from the schema image.
 
     The file appears under its name already private, complete (see
     :func:`_new_database_image`), on stable storage and closed: it is written under a temporary
@@ -364,22 +400,26 @@ def _private_file(path: Path) -> None:
     drop the POSIX locks SQLite connections of this process may already hold on it.
     """
     if path.exists():
-        return
+        return False
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
+    created = False
     try:
         _create_private(temp, _new_database_image())
         os.link(temp, path)
+        created = True
     except FileExistsError:
         pass  # another process or thread created it first: theirs stands
     except OSError:
         # no hard links on this file system: create it in place (closing that descriptor could
-        # only drop locks of a connection that opened the file within these microseconds)
+        # only drop locks of a connection that opened the file within these microseconds);
+        # empty, it is migrated like any other file
         with contextlib.suppress(FileExistsError):
             _create_private(path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
     _sync_dir(path.parent)
+    return created
 
 
 def _create_private(path: Path, contents: bytes = b"") -> None:
