@@ -2,6 +2,10 @@
 
 Options: ``--quick`` (tiny shapes, a smoke run), ``--rounds N``, ``--only KEY,KEY``,
 ``--rebuild`` (rebuild the cached read data sets), ``--no-docs`` (print only).
+
+The "through a server" reads: for each (contender, read, round) the runner starts the tool's
+server over the tool's read data set on 127.0.0.1 and a free port (untimed), runs the worker
+against it, and stops it (``bench.peers.serving``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from typing import Any
 from rich.console import Console
 
 from bench.peers import report
-from bench.peers.common import BUDGET_S, Sizes, offline_env
+from bench.peers.common import BUDGET_S, STOP_S, Sizes, offline_env
 from bench.peers.registry import PEERS
+from bench.peers.serving import free_port, running
 
 DATA_VERSION = "despina-peers-bench-v1"
 TIMEOUT_S = 900.0
@@ -31,36 +36,73 @@ def _available(key: str) -> str | None:
     """Why ``key`` cannot run here, or None."""
     import importlib.util
 
-    module = {"mlflow-sqlite": "mlflow", "mlflow-file": "mlflow", "neptune-scale": "neptune_scale"}
+    module = {
+        "mlflow-sqlite": "mlflow",
+        "mlflow-file": "mlflow",
+        "neptune-scale": "neptune_scale",
+        "neptune-query": "neptune_query",
+    }
     name = module.get(key, key)
     return None if importlib.util.find_spec(name) else f"{PEERS[key].package} is not installed"
 
 
+class Stopped(Exception):
+    """A read stopped at its ``STOP_S``: ``bound`` seconds had passed since its clock started."""
+
+    def __init__(self, bound: float) -> None:
+        super().__init__(f"stopped after {bound:.0f} s")
+        self.bound = bound
+
+
 def _worker(
-    key: str, job: str, root: Path, sizes: Sizes, log: Path, tag: str = ""
+    key: str,
+    job: str,
+    root: Path,
+    sizes: Sizes,
+    log: Path,
+    tag: str = "",
+    server: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    out = root.parent / f"{root.name}-{job}{tag}.json"
+    out = root.parent / f"{key}-{job}{tag}.json"
+    begun = out.with_name(out.name + ".begin")
     out.unlink(missing_ok=True)
+    begun.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "bench.peers.worker", key, job, str(root), str(out)]
     cmd.append(json.dumps(sizes.to_json()))
+    if server is not None:
+        cmd.append(json.dumps(server))
     begin = time.perf_counter()
     with log.open("a") as sink:
         sink.write(f"\n=== {key} {job} {root}\n")
         sink.flush()
-        proc = subprocess.run(
-            cmd,
-            env=offline_env(),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                cmd,
+                env=offline_env(),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=STOP_S.get(job, TIMEOUT_S),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            if job not in STOP_S or not begun.exists():
+                raise
+            raise Stopped(time.time() - float(begun.read_text())) from None
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"{key} {job} failed (exit {proc.returncode}); see {log}")
     result: dict[str, Any] = json.loads(out.read_text())
     result["_wall"] = time.perf_counter() - begin
     return result
+
+
+def _remote(key: str, job: str, data: Path, sizes: Sizes, log: Path, rnd: int) -> dict[str, Any]:
+    """One read through a server of its own over the data set of ``job`` (untimed start)."""
+    port = free_port()
+    store = data / job.removesuffix("_remote")
+    spec = PEERS[key]().serve(store, port)
+    with running(spec, port, offline_env(), log):
+        return _worker(key, job, data, sizes, log, tag=f"-round{rnd}", server=spec.client)
 
 
 def main(argv: list[str]) -> int:
@@ -85,6 +127,9 @@ def main(argv: list[str]) -> int:
     keys = [k for k in PEERS if not args.only or k == "despina" or k in args.only.split(",")]
     missing = {k: why for k in keys if (why := _available(k))}
     keys = [k for k in keys if k not in missing]
+    if "despina" not in keys:
+        console.print("[red]despina is not installed in this venv[/red]")
+        return 1
     for key, why in missing.items():
         console.print(f"[yellow]{PEERS[key].title}: {why}; left out[/yellow]")
 
@@ -99,7 +144,7 @@ def main(argv: list[str]) -> int:
 
     # The read data sets: written once per contender (untimed), kept between runs.
     for key in keys:
-        if not PEERS[key].reads:
+        if PEERS[key].data_of or not (PEERS[key].reads or PEERS[key].remote_api):
             continue
         data = base / "data" / key
         if args.rebuild and data.exists():
@@ -119,17 +164,31 @@ def main(argv: list[str]) -> int:
     slow: set[tuple[str, str]] = set()
     for rnd in range(args.rounds):
         order = keys[rnd % len(keys) :] + keys[: rnd % len(keys)]
-        for job in ("write", "series", "table"):
+        for job in ("write", "series", "table", "series_remote", "table_remote"):
             for key in order:
                 peer = PEERS[key]
-                if job != "write" and (not peer.reads or not (base / "data" / key).exists()):
+                owner = peer.data_of or key
+                data = base / "data" / owner
+                remote = job.endswith("_remote")
+                if job == "write" and not peer.writes:
                     continue
-                if (key, job) in slow or (job != "write" and f"{key} setup" in failures):
+                if job != "write" and not (peer.remote_api if remote else peer.reads):
                     continue
-                root = base / f"round{rnd}" / key if job == "write" else base / "data" / key
+                if job != "write" and (not data.exists() or f"{owner} setup" in failures):
+                    continue
+                if (key, job) in slow:
+                    continue
+                root = base / f"round{rnd}" / key if job == "write" else data
                 console.print(f"round {rnd + 1}/{args.rounds}: {peer.title} {job}")
                 try:
-                    result = _worker(key, job, root, sizes, log, tag=f"-round{rnd}")
+                    if remote:
+                        result = _remote(key, job, data, sizes, log, rnd)
+                    else:
+                        result = _worker(key, job, root, sizes, log, tag=f"-round{rnd}")
+                except Stopped as stop:
+                    extras[key][f"{job}_over"] = stop.bound
+                    slow.add((key, job))
+                    continue
                 except Exception as exc:
                     failures[f"{key} {job}"] = str(exc)
                     continue

@@ -1,4 +1,5 @@
-"""Aim: ``aim.Run(repo=…)`` with ``run.track(dict, step=)``; reads through ``aim.Repo``."""
+"""Aim: ``aim.Run(repo=…)`` with ``run.track(dict, step=)``; reads through ``aim.Repo``, of the
+repository's directory or of an ``aim server`` (``aim://host:port``, its remote tracking server)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers.base import SERIES_NAME, TABLE_PROJECT, Peer, table_metric, table_params
+from bench.peers.serving import HOST, Served
 
 
 class Aim(Peer):
@@ -19,6 +21,10 @@ class Aim(Peer):
         "capture_terminal_logs=False)`, `run.track(dict, step=)`, `run.close()`; reads: "
         "`Repo(path).get_run(hash).get_metric(name, Context({})).dataframe()`, "
         '`Repo(path).query_metrics("run.hparams.p00 > 0.5").dataframe(only_last=True)`'
+    )
+    remote_api = (
+        "`aim server --repo <the read repository> --host 127.0.0.1` (its remote tracking "
+        'server); the same two calls on `Repo.from_path("aim://127.0.0.1:<port>")`'
     )
 
     def prepare(self) -> None:
@@ -60,16 +66,31 @@ class Aim(Peer):
         _reindex(store)
 
     def read_series(self, store: Path) -> Any:
-        repo = self._aim.Repo.from_path(str(store))
+        return self._series(self._aim.Repo.from_path(str(store)), store)
+
+    def _series(self, repo: Any, store: Path) -> Any:
         run = repo.get_run((store / "series-run-hash").read_text())
         return run.get_metric(SERIES_NAME, self._context({})).dataframe()
 
     def read_table(self, store: Path) -> Any:
+        return self._table(self._aim.Repo.from_path(str(store)))
+
+    def _table(self, repo: Any) -> Any:
         from aim.sdk.types import QueryReportMode
 
-        repo = self._aim.Repo.from_path(str(store))
         query = repo.query_metrics("run.hparams.p00 > 0.5", report_mode=QueryReportMode.DISABLED)
         return query.dataframe(only_last=True)
+
+    def serve(self, store: Path, port: int) -> Served:
+        aim = str(Path(sys.executable).with_name("aim"))
+        command = [aim, "server", "--repo", str(store), "--host", HOST, "--port", str(port), "-y"]
+        return Served(command, "/", {"url": f"aim://{HOST}:{port}"})
+
+    def read_series_remote(self, store: Path, server: dict[str, str]) -> Any:
+        return self._series(self._aim.Repo.from_path(server["url"]), store)
+
+    def read_table_remote(self, store: Path, server: dict[str, str]) -> Any:
+        return self._table(self._aim.Repo.from_path(server["url"]))
 
 
 def _reindex(store: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers.common import disk_bytes, payloads
+from bench.peers.serving import Served
 
 SERIES_NAME = "loss"
 TABLE_PROJECT = "table"
@@ -18,8 +19,12 @@ class Peer:
     key = ""
     title = ""
     package = ""  # the distribution whose version is reported
+    writes = True  # whether it logs (neptune-query only reads)
     reads = True  # whether the tool has a read-back API (W&B and neptune-scale offline do not)
+    data_of = ""  # the contender whose read data sets it reads ("": its own)
     api = ""  # which public API drives it, for docs/benchmarks.md
+    remote_api = ""  # how it reads through a server, for docs/benchmarks.md ("": it does not)
+    no_server = ""  # why it has no "through a server" figures, for docs/benchmarks.md
 
     def prepare(self) -> None:
         """Import the tool (outside every timed region)."""
@@ -72,6 +77,22 @@ class Peer:
 
     def read_table(self, store: Path) -> Any:
         """Runs with ``p00 > 0.5``: params and last metric values as a pandas DataFrame."""
+        raise NotImplementedError
+
+    # --- reading through a server (started by the runner, untimed) -------------------------
+    def serve(self, store: Path, port: int) -> Served:
+        """The tool's own server over ``store`` (a read data set), on 127.0.0.1:``port``.
+
+        Runs in the runner, which does not import the tool: only commands and files here."""
+        raise NotImplementedError
+
+    def read_series_remote(self, store: Path, server: dict[str, str]) -> Any:
+        """As ``read_series``, through the server described by ``server`` (``Served.client``);
+        ``store`` is the same data set, for the ids the set-up left beside it."""
+        raise NotImplementedError
+
+    def read_table_remote(self, store: Path, server: dict[str, str]) -> Any:
+        """As ``read_table``, through the server."""
         raise NotImplementedError
 
 

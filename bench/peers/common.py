@@ -7,8 +7,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-BUDGET_S = {"write": 120.0, "series": 60.0, "table": 60.0}
+BUDGET_S = {
+    "write": 120.0,
+    "series": 60.0,
+    "table": 60.0,
+    "series_remote": 60.0,
+    "table_remote": 60.0,
+}
 """A (contender, job) whose worker took longer in a round is not measured in later rounds."""
+
+STOP_S = {"series_remote": 300.0, "table_remote": 300.0}
+"""A read through a server still running after this long is stopped; its figure is then the
+lower bound "more than the seconds it had run" (a remote read can take far longer than a
+local one: Aim's remote repository fetches a series in small pieces)."""
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
-"""despina in-process: ``despina.Run`` into the embedded store, ``despina.query`` to read."""
+"""despina in-process: ``despina.Run`` into the embedded store, ``despina.query`` to read; the
+same ``despina.query`` calls through a ``despina serve`` with an API token."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from bench.peers.base import SERIES_NAME, TABLE_PROJECT, Peer, table_metric, table_params
+from bench.peers.serving import HOST, Served
 
 QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
 
@@ -18,6 +22,10 @@ class Despina(Peer):
         "`despina.Run(home=…, source_tracking_config=None, enable_console_log_capture=False)`, "
         "`run.log_metrics(dict, step=)`, `run.close()`; reads: `despina.query.runs.fetch_metrics`, "
         "`despina.query.runs.fetch_runs_table(runs=Filter.gt(…))`"
+    )
+    remote_api = (
+        "`despina serve --home <read store>` and a workspace token from `despina token create`; "
+        "`despina.query.set_api_token(token)`, then the same two calls as in-process"
     )
 
     def prepare(self) -> None:
@@ -65,3 +73,40 @@ class Despina(Peer):
             runs=Filter.gt(Attribute("params/p00", "float"), 0.5),
             attributes=r"^(params|metrics)/",
         )
+
+    def serve(self, store: Path, port: int) -> Served:
+        return serve_despina(store, port)
+
+    def read_series_remote(self, store: Path, server: dict[str, str]) -> Any:
+        from despina.query import runs, set_api_token
+
+        set_api_token(server["token"])
+        return runs.fetch_metrics(project="bench/series", runs=["series"], attributes=[SERIES_NAME])
+
+    def read_table_remote(self, store: Path, server: dict[str, str]) -> Any:
+        from despina.query import runs, set_api_token
+        from despina.query.filters import Attribute, Filter
+
+        set_api_token(server["token"])
+        return runs.fetch_runs_table(
+            project=f"bench/{TABLE_PROJECT}",
+            runs=Filter.gt(Attribute("params/p00", "float"), 0.5),
+            attributes=r"^(params|metrics)/",
+        )
+
+
+def serve_despina(store: Path, port: int) -> Served:
+    """``despina serve`` over ``store`` and a token for its ``bench`` workspace, as a user would
+    set them up (the token names the server's URL)."""
+    cli = str(Path(sys.executable).with_name("despina"))
+    url = f"http://{HOST}:{port}"
+    minted = subprocess.run(
+        [cli, "token", "create", "--home", str(store), "--workspace", "bench", "--url", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = minted.stdout.strip().splitlines()[-1]
+    command = [cli, "serve", "--home", str(store), "--host", HOST, "--port", str(port)]
+    command += ["--no-access-log", "--log-level", "warning"]
+    return Served(command, "/api/backend/v1/clients/config", {"url": url, "token": token})

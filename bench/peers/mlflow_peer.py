@@ -1,11 +1,14 @@
-"""MLflow with its SQLite store and with its file store, all local paths."""
+"""MLflow with its SQLite store and with its file store, local paths; and the same stores behind
+``mlflow server``, read with the same calls over its REST API."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from bench.peers.base import SERIES_NAME, TABLE_PROJECT, Peer, table_metric, table_params
+from bench.peers.serving import HOST, Served
 
 
 class _Mlflow(Peer):
@@ -16,6 +19,11 @@ class _Mlflow(Peer):
         "`mlflow.end_run()`; reads: `MlflowClient().get_metric_history`, "
         '`mlflow.search_runs(filter_string="metrics.m0 > 0.5")`; read data written with '
         "`MlflowClient().log_batch`"
+    )
+    remote_api = (
+        "`mlflow server --backend-store-uri <the read store> --host 127.0.0.1 --workers 1` "
+        "(background job execution off); the same two calls with the tracking URI "
+        "`http://127.0.0.1:<port>` (REST)"
     )
 
     def uri(self, store: Path) -> str:
@@ -61,9 +69,11 @@ class _Mlflow(Peer):
         (store / "series-run-id").write_text(run.info.run_id)
 
     def read_series(self, store: Path) -> Any:
+        return self._history(self._client(store), store)
+
+    def _history(self, client: Any, store: Path) -> Any:
         import pandas as pd
 
-        client = self._client(store)
         history = client.get_metric_history((store / "series-run-id").read_text(), SERIES_NAME)
         return pd.DataFrame(
             {
@@ -91,9 +101,28 @@ class _Mlflow(Peer):
         # MLflow params are strings (=, !=, LIKE only): the numeric filter goes on metric m0,
         # whose value equals p00 (the same runs as the other tools' p00 > 0.5).
         self._use(store)
+        return self._search()
+
+    def _search(self) -> Any:
         return self._mlflow.search_runs(
             experiment_names=[TABLE_PROJECT], filter_string="metrics.m0 > 0.5"
         )
+
+    def serve(self, store: Path, port: int) -> Served:
+        cli = str(Path(sys.executable).with_name("mlflow"))
+        command = [cli, "server", "--backend-store-uri", self.uri(store), "--host", HOST]
+        command += ["--port", str(port), "--workers", "1"]
+        command += ["--artifacts-destination", (store / "mlartifacts").as_uri()]
+        # The job runner (huey consumers) serves MLflow's background jobs, not reads.
+        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        return Served(command, "/health", {"url": f"http://{HOST}:{port}"}, env, store)
+
+    def read_series_remote(self, store: Path, server: dict[str, str]) -> Any:
+        return self._history(self._mlflow.MlflowClient(server["url"]), store)
+
+    def read_table_remote(self, store: Path, server: dict[str, str]) -> Any:
+        self._mlflow.set_tracking_uri(server["url"])
+        return self._search()
 
 
 class MlflowSqlite(_Mlflow):

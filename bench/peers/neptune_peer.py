@@ -20,6 +20,10 @@ class NeptuneScale(Peer):
         '`neptune_scale.Run(mode="offline", log_directory=…, source_tracking_config=None, '
         "enable_console_log_capture=False)`, `run.log_metrics(dict, step=)`, `run.close()`"
     )
+    no_server = (
+        "neptune-scale only writes; Neptune's reads are neptune-query's, measured in its own "
+        "column through `despina serve` (Neptune's own server is not self-hostable here)"
+    )
 
     def prepare(self) -> None:
         import neptune_scale

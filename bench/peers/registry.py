@@ -7,9 +7,11 @@ from bench.peers.base import Peer
 from bench.peers.despina_peer import Despina
 from bench.peers.mlflow_peer import MlflowFile, MlflowSqlite
 from bench.peers.neptune_peer import NeptuneScale
+from bench.peers.neptune_query_peer import NeptuneQuery
 from bench.peers.trackio_peer import Trackio
 from bench.peers.wandb_peer import Wandb
 
 PEERS: dict[str, type[Peer]] = {
-    cls.key: cls for cls in (Despina, MlflowSqlite, MlflowFile, Aim, Trackio, Wandb, NeptuneScale)
+    cls.key: cls
+    for cls in (Despina, MlflowSqlite, MlflowFile, Aim, Trackio, Wandb, NeptuneScale, NeptuneQuery)
 }

@@ -48,6 +48,20 @@ ROWS: list[tuple[str, str, str, float]] = [
     ),
     ("table_again", "same table, repeated in the process", "s", 1.0),
     (
+        "series_remote",
+        "read one {series_points:,}-point series into pandas through a server, first call in a "
+        "process",
+        "s",
+        1.0,
+    ),
+    (
+        "table_remote",
+        "runs table, {table_runs:,} runs × ({table_params} params + {table_metrics} metrics), "
+        "one numeric filter, through a server, first call",
+        "s",
+        1.0,
+    ),
+    (
         "bytes",
         "bytes on disk per point, {wide_width:,} series × {wide_steps} steps",
         "B/point",
@@ -108,8 +122,24 @@ SHORT = {
     "series": "read 1M-point series, 1st call",
     "table_first": "runs table, 1st call",
     "table_again": "runs table, repeated",
+    "series_remote": "series through a server, 1st call",
+    "table_remote": "runs table through a server, 1st call",
     "bytes": "bytes per point",
 }
+
+
+LOCAL_READS = ("series", "table_first", "table_again")
+REMOTE_READS = ("series_remote", "table_remote")
+
+
+def applies(key: str, name: str) -> bool:
+    """Whether contender ``key`` has a figure on row ``name`` at all (else the cell is "—")."""
+    peer = PEERS[key]
+    if name in LOCAL_READS:
+        return peer.reads
+    if name in REMOTE_READS:
+        return bool(peer.remote_api)
+    return peer.writes
 
 
 def label(name: str, sizes: Sizes, short: bool = False) -> str:
@@ -128,12 +158,20 @@ def _num(value: float) -> str:
 
 
 def ratio_cell(results: Results, key: str, name: str, markdown: bool = False) -> str:
-    peer = PEERS[key]
-    if name in ("series", "table_first", "table_again") and not peer.reads:
+    if not applies(key, name):
         return "—"
     got = results.ratio(key, name)
+    over = results.extras.get(key, {}).get(f"{name}_over")
+    mine = results.values("despina", name)
+    if got is None and over is not None and mine:
+        # stopped before it finished: its time, hence its ratio, is at least this
+        bound = over / statistics.median(mine)
+        text = f"> {_num(bound)}×"
+        if bound < 10:
+            text = f"**{text}**" if markdown else f"[bold red]{text}[/bold red]"
+        return text
     if got is None:
-        return "failed" if any(f.startswith(key) for f in results.failures) else "n/a"
+        return "failed" if any(f.startswith(f"{key} ") for f in results.failures) else "n/a"
     mid, low, high = got
     text = f"{_num(mid)}×"
     if len(results.values(key, name)) > 1 and high > low * 1.005:
@@ -145,9 +183,12 @@ def ratio_cell(results: Results, key: str, name: str, markdown: bool = False) ->
 
 def value_cell(results: Results, key: str, name: str) -> str:
     values = results.values(key, name)
+    scale = next(r[3] for r in ROWS if r[0] == name)
+    over = results.extras.get(key, {}).get(f"{name}_over")
+    if not values and over is not None:
+        return f"> {_num(over * scale)} (stopped)"
     if not values:
         return "—"
-    scale = next(r[3] for r in ROWS if r[0] == name)
     mid = statistics.median(values) * scale
     text = _num(mid)
     if len(values) > 1 and max(values) > min(values) * 1.005:
@@ -222,6 +263,8 @@ def plot(path: Path, results: Results) -> None:
         "read 1M-point\nseries (1st call)",
         "runs table\n(1st call)",
         "runs table\n(repeated)",
+        "1M-point series\nthrough a server",
+        "runs table\nthrough a server",
         "bytes per point",
     ]
     fig, ax = plt.subplots(figsize=(12, 5.5), dpi=110)
@@ -231,7 +274,7 @@ def plot(path: Path, results: Results) -> None:
         mids, lows, highs = [], [], []
         for name in names:
             got = results.ratio(key, name)
-            if got is None or (name.startswith(("series", "table")) and not PEERS[key].reads):
+            if got is None or not applies(key, name):
                 mids.append(np.nan), lows.append(0.0), highs.append(0.0)
                 continue
             low, high = max(0.0, got[0] - got[1]), max(0.0, got[2] - got[0])
@@ -252,8 +295,8 @@ def plot(path: Path, results: Results) -> None:
     ax.set_xticks(x, short, fontsize=8)
     ax.set_ylabel("peer / despina, time or bytes (log scale; above 1: despina ahead)")
     ax.set_title(
-        "despina beside its peers, one run on a shared 2-core machine "
-        "(W&B and neptune-scale offline cannot read back)",
+        "despina beside its peers, one run on a shared 2-core machine (W&B and neptune-scale "
+        "offline cannot read back; neptune-query only reads, through despina serve)",
         fontsize=10,
     )
     ax.legend(fontsize=8, ncol=3)

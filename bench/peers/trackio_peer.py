@@ -25,6 +25,11 @@ class Trackio(Peer):
         "`TRACKIO_DIR`); reads: `SQLiteStorage.get_metric_values`, "
         "`SQLiteStorage.get_all_run_configs` + `get_logs_batch` (no public read API)"
     )
+    no_server = (
+        "its self-hosted server is the dashboard (`trackio show`); its remote reads are the "
+        "dashboard's HTTP endpoints, reached by the CLI (`trackio get metric --space <url>`) "
+        "with no public Python read API over them; not measured yet"
+    )
 
     def prepare(self) -> None:
         import trackio

@@ -18,6 +18,10 @@ class Wandb(Peer):
         'x_disable_meta=True, console="off", disable_git=True, save_code=False))`, '
         "`run.log(dict, step=)`, `run.finish()`"
     )
+    no_server = (
+        "W&B's self-hosted server is the W&B Server Docker image (with a licence), not a "
+        "package that runs here; offline runs are read only once synced to it"
+    )
 
     def prepare(self) -> None:
         import wandb

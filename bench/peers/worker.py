@@ -1,8 +1,12 @@
-"""One measurement in a fresh process: ``python -m bench.peers.worker PEER JOB DIR OUT SIZES``.
+"""One measurement in a fresh process:
+``python -m bench.peers.worker PEER JOB DIR OUT SIZES [SERVER]``.
 
 Jobs: ``write`` (run starts, narrow and wide logging, bytes per point), ``setup`` (the read data
 sets, untimed), ``series`` and ``table`` (first read call in this process; the table also
-repeated). The result is written as JSON to OUT; the tool may print what it likes.
+repeated), ``series_remote`` and ``table_remote`` (the first read call through the server that
+SERVER, a JSON object, describes; the runner started it). The result is written as JSON to OUT;
+the tool may print what it likes. Just before a read's clock starts the worker writes the time
+to OUT + ``.begin``, so that the runner can bound a read it had to stop.
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ def job_setup(peer: Any, root: Path, sizes: Sizes) -> dict[str, Any]:
     return {"setup_series": series, "setup_table": time.perf_counter() - begin}
 
 
+def _starting(out: Path) -> None:
+    out.with_name(out.name + ".begin").write_text(repr(time.time()))
+
+
 def job_series(peer: Any, root: Path, sizes: Sizes) -> dict[str, Any]:
     begin = time.perf_counter()
     frame = peer.read_series(root / "series")
@@ -73,11 +81,26 @@ def job_table(peer: Any, root: Path, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+def job_series_remote(peer: Any, root: Path, server: dict[str, str], out: Path) -> dict[str, Any]:
+    _starting(out)
+    begin = time.perf_counter()
+    frame = peer.read_series_remote(root / "series", server)
+    return {"series_remote": time.perf_counter() - begin, "series_remote_rows": len(frame)}
+
+
+def job_table_remote(peer: Any, root: Path, server: dict[str, str], out: Path) -> dict[str, Any]:
+    _starting(out)
+    begin = time.perf_counter()
+    frame = peer.read_table_remote(root / "table", server)
+    return {"table_remote": time.perf_counter() - begin, "table_remote_rows": len(frame)}
+
+
 JOBS = {"write": job_write, "setup": job_setup, "series": job_series, "table": job_table}
+REMOTE_JOBS = {"series_remote": job_series_remote, "table_remote": job_table_remote}
 
 
 def main(argv: list[str]) -> int:
-    key, job, root, out, sizes_json = argv
+    key, job, root, out, sizes_json, *server = argv
     warnings.simplefilter("ignore")
     store = Path(root)
     store.mkdir(parents=True, exist_ok=True)
@@ -86,7 +109,10 @@ def main(argv: list[str]) -> int:
     sizes = Sizes(**json.loads(sizes_json))
     peer = load(key)
     peer.prepare()
-    result = JOBS[job](peer, store, sizes)
+    if job in REMOTE_JOBS:
+        result = REMOTE_JOBS[job](peer, store, json.loads(server[0]), Path(out))
+    else:
+        result = JOBS[job](peer, store, sizes)
     Path(out).write_text(json.dumps(result))
     return 0
 
