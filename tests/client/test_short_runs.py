@@ -129,6 +129,34 @@ def test_close_is_one_durable_commit_marking_the_run_closed(home: Path) -> None:
     assert out == ["1", "2"]
 
 
+@pytest.mark.sqlite_only  # SQLite's trace of the transaction
+def test_the_final_flush_and_the_close_are_one_durable_commit(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from despina.client import buffer
+
+    monkeypatch.setattr(buffer, "FLUSH_INTERVAL", 3600.0)  # everything waits for close()
+    run = despina.Run(project="ws/p", run_id="one", **QUIET)
+    run.log_configs({"lr": 0.5})
+    run.log_metrics({"loss": 1.0}, step=0)
+    assert run._store is not None
+    log: list[str] = []
+    run._store.connection().set_trace_callback(lambda sql: log.append(sql.strip().upper()))
+    run.close()
+    run._store.connection().set_trace_callback(None)
+    # one transaction stores what was logged and marks the run closed, under synchronous=FULL
+    assert [sql for sql in log if sql in ("BEGIN IMMEDIATE", "COMMIT")] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    assert log.index("PRAGMA SYNCHRONOUS = FULL") < log.index("BEGIN IMMEDIATE")
+    inside = log[log.index("BEGIN IMMEDIATE") : log.index("COMMIT")]
+    assert any(sql.startswith("INSERT INTO ATTRIBUTES") for sql in inside)
+    assert any("CLOSED = 1" in sql for sql in inside)
+    attrs = _attrs(home, "one")
+    assert attrs["lr"] == 0.5 and attrs["loss"] == 1.0
+
+
 def test_run_closed_right_after_creation_has_its_sys_attributes(home: Path) -> None:
     despina.Run(project="ws/p", run_id="empty", **QUIET).close()
     from despina.query.runs import fetch_runs_table

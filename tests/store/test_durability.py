@@ -167,6 +167,56 @@ def test_durable_write_commits_under_synchronous_full_and_restores_normal(home: 
     assert store.list_projects() == ["ws/d"]
 
 
+def _traced(store: SqliteStore) -> list[str]:
+    log: list[str] = []
+    store.connection().set_trace_callback(lambda sql: log.append(sql.strip().upper()))
+    return log
+
+
+def _insert_project(conn: sqlite3.Connection, name: str) -> None:
+    conn.execute(
+        "INSERT INTO projects (workspace, name, project_key, uuid, description, visibility, "
+        "created_ms) VALUES ('ws', ?, ?, ?, '', 'priv', 0)",
+        (name, name.upper(), name),
+    )
+
+
+def test_first_write_into_a_new_database_file_skips_the_log_header_sync(tmp_path: Path) -> None:
+    store = SqliteStore.open_directory(tmp_path / "new")
+    log = _traced(store)
+    with store.write() as conn:
+        _insert_project(conn, "a")
+    # before the transaction (the level cannot change inside one), restored after it
+    begin = log.index("BEGIN IMMEDIATE")
+    assert log[:begin] == ["PRAGMA SYNCHRONOUS = OFF", "PRAGMA WAL_AUTOCHECKPOINT = 0"]
+    conn = store.connection()
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 8192
+    log.clear()
+    with store.write() as conn:  # the log has frames now: an ordinary write
+        _insert_project(conn, "b")
+    assert not any("SYNCHRONOUS" in sql for sql in log)
+    store.sync()  # the first durable write syncs the log, header included
+    store.close()
+    again = SqliteStore.open_directory(tmp_path / "new")
+    log = _traced(again)
+    with again.write() as conn:  # a file this object did not create: never quiet
+        _insert_project(conn, "c")
+    assert not any("SYNCHRONOUS" in sql for sql in log)
+    assert again.list_projects() == ["ws/a", "ws/b", "ws/c"]
+    again.close()
+
+
+def test_a_durable_first_write_into_a_new_database_file_is_durable(tmp_path: Path) -> None:
+    store = SqliteStore.open_directory(tmp_path / "new")
+    log = _traced(store)
+    with store.write(durable=True) as conn:
+        _insert_project(conn, "a")
+    assert log[0] == "PRAGMA SYNCHRONOUS = FULL"
+    assert "PRAGMA SYNCHRONOUS = OFF" not in log
+    store.close()
+
+
 def test_busy_timeout_is_a_parameter_of_open(home: Path) -> None:
     store = Store.open(home, busy_timeout_ms=1234)
     assert store.connection().execute("PRAGMA busy_timeout").fetchone()[0] == 1234

@@ -88,6 +88,28 @@ def test_project_keys_are_unique_in_a_workspace(home: Path) -> None:
     assert keys == [("MYPROJ",), ("MYPROJ2",)]
 
 
+def test_a_run_in_a_new_project_is_created_with_it(home: Path) -> None:
+    store = Store.open(home)
+    store.create_project("ws/myproj")
+    first = create_run(store, RunSpec(project="ws/my-proj", run_id="r"))
+    again = create_run(store, RunSpec(project="ws/my-proj", run_id="s"))
+    assert first.project_id == again.project_id == store.project_id("ws/my-proj")
+    keys = store.connection().execute("SELECT project_key FROM projects ORDER BY id").fetchall()
+    assert keys == [("MYPROJ",), ("MYPROJ2",)]  # the project's own rules: unique keys
+    with pytest.raises(ConfigError, match="workspace/project"):
+        create_run(store, RunSpec(project="noslash", run_id="r"))
+
+
+@pytest.mark.sqlite_only  # SQLite's trace of the transactions
+def test_a_run_in_a_new_project_is_one_commit(home: Path) -> None:
+    store = Store.open(home)
+    log: list[str] = []
+    store.connection().set_trace_callback(lambda sql: log.append(sql.strip().upper()))
+    create_run(store, RunSpec(project="ws/new", run_id="r"))
+    assert log.count("COMMIT") == 1
+    assert store.list_projects() == ["ws/new"]
+
+
 def test_delete_project_removes_everything(home: Path) -> None:
     store = Store.open(home)
     create_run(store, RunSpec("ws/a", "r1"))
