@@ -393,17 +393,19 @@ FIRST_CALLS: list[tuple[str, str, str]] = [
 
 def _close_runs(home: Path) -> None:
     """Mark every run of the store at ``home`` closed, as its logging process would have (which
-    writes its attribute pack); once per store (``.closed``)."""
+    writes its attribute pack); once per store and pack format (``.closed-<format>``)."""
+    from despina.store.attribute_codec import MAGIC
     from despina.store.runs import mark_closed
 
-    if (home / ".closed").exists():
+    done = home / f".closed-{MAGIC.hex()}"
+    if done.exists():
         return
     store = _open(home)
     with store.read() as conn:
-        pks = [int(pk) for (pk,) in conn.execute("SELECT id FROM runs WHERE closed = 0")]
+        pks = [int(pk) for (pk,) in conn.execute("SELECT id FROM runs")]
     for pk in pks:
         mark_closed(store, pk, failed=False)
-    (home / ".closed").touch()
+    done.touch()
 
 
 def run_first_calls() -> list[Row]:

@@ -298,3 +298,22 @@ def test_a_store_from_before_packs_migrates(home: Path, monkeypatch: pytest.Monk
         assert _cells(rows) == _cells(_from_rows(store, [pk]))
     finally:
         store.close()
+
+
+def test_a_pack_of_another_format_is_not_read_and_is_rewritten(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store")
+    try:
+        pks = _runs(store, 2)
+        with store.write() as conn:
+            conn.execute(
+                "UPDATE attribute_packs SET data = ? WHERE run_id = ?",
+                (b"DSPNATTR\x01" + bytes(64), pks[0]),
+            )
+        rows, decoded = _read(store, pks)
+        assert decoded == 1
+        assert _cells(rows) == _cells(_from_rows(store, pks))
+        mark_closed(store, pks[0], failed=False)  # a later close writes this version's pack
+        _, decoded = _read(store, pks)
+        assert decoded == 2
+    finally:
+        store.close()

@@ -11,7 +11,8 @@ decoded in tens of microseconds.
 * Written by :func:`write_pack` in the transaction that marks a run closed (``runs.mark_closed``:
   a local ``despina.Run`` and the server's close route alike), from the rows as
   :func:`~despina.store.sql.attribute_columns.read_columns` reads them, with the run's
-  ``revision`` and ``uuid`` of that moment; runs with fewer than :data:`PACK_MIN_ROWS` rows are
+  ``revision`` and ``uuid`` of that moment (and rewritten at a later close when its format is
+  not this version's); runs with fewer than :data:`PACK_MIN_ROWS` rows are
   not packed (their rows read as fast as a pack decodes).
 * Used by ``read_columns`` only while the run's ``revision`` and ``uuid`` are still the pack's
   (checked in the statement that reads the packs): every write to a run bumps its revision, a run
@@ -49,18 +50,22 @@ def write_pack(conn: Any, run_pk: int) -> bool:
     a pack was written (not when the run is small, or its current pack is still valid)."""
     found = conn.execute(
         "SELECT r.revision, r.uuid, p.revision, p.uuid, "
-        "(SELECT count(*) FROM attributes a WHERE a.run_id = r.id) "
+        "(SELECT count(*) FROM attributes a WHERE a.run_id = r.id), substr(p.data, 1, 16) "
         "FROM runs r LEFT JOIN attribute_packs p ON p.run_id = r.id WHERE r.id = ?",
         (run_pk,),
     ).fetchone()
     if found is None:
         return False
-    revision, uuid, pack_revision, pack_uuid, size = found
-    if int(size) < PACK_MIN_ROWS or (pack_revision == revision and pack_uuid == uuid):
+    revision, uuid, pack_revision, pack_uuid, size, head = found
+    if int(size) < PACK_MIN_ROWS:
         return False
     # imported here: closing a small run (most closes) needs neither
     from despina.store import attribute_codec
     from despina.store.sql.attribute_columns import read_columns
+
+    current = head is not None and bytes(head).startswith(attribute_codec.MAGIC)
+    if current and pack_revision == revision and pack_uuid == uuid:
+        return False
 
     rows = read_columns(conn, [run_pk], packs=False)
     parts = attribute_codec.encode({run_pk: (int(revision), str(uuid))}, rows)
@@ -94,9 +99,10 @@ def read_packs(
     sql = (
         "SELECT p.run_id, p.data FROM attribute_packs p JOIN runs r ON r.id = p.run_id "
         "WHERE p.run_id IN (SELECT value FROM json_each(?)) "
-        "AND p.revision = r.revision AND p.uuid = r.uuid"
+        "AND p.revision = r.revision AND p.uuid = r.uuid "
+        f"AND substr(p.data, 1, {len(attribute_codec.MAGIC)}) = ?"  # this version's format
     )
-    params: list[Any] = [run_pks]
+    params: list[Any] = [run_pks, attribute_codec.MAGIC]
     if paths is not None:
         sql += " AND p.n <= ?"
         params.append(PACK_SPAN * len(paths))
@@ -110,19 +116,28 @@ def read_packs(
     READ_STATS.statements += 1
     if not found:
         return AttrRows.empty(), run_pks
-    parts = []
-    packed = set()
-    for pk, data in found:
-        try:
-            _, rows = attribute_codec.decode(data)
-        except attribute_codec.DECODE_ERRORS:
-            continue  # unreadable (written by another version): the run's rows are read
-        parts.append(rows)
-        packed.add(int(pk))
-    READ_STATS.packs += len(parts)
-    rows = _serve(AttrRows.concat(parts), paths, types, values, text, series, skip_empty)
+    datas = [data for _, data in found]
+    try:
+        every = attribute_codec.decode_many(datas)
+    except attribute_codec.DECODE_ERRORS:  # one unreadable (another version): its rows instead
+        found = [(pk, data) for pk, data in found if _readable(data)]
+        datas = [data for _, data in found]
+        every = attribute_codec.decode_many(datas)
+    packed = {int(pk) for pk, _ in found}
+    READ_STATS.packs += len(found)
+    rows = _serve(every, paths, types, values, text, series, skip_empty)
     READ_STATS.rows += len(rows)
     return rows, [pk for pk in run_pks if pk not in packed]
+
+
+def _readable(data: bytes) -> bool:
+    from despina.store import attribute_codec
+
+    try:
+        attribute_codec.decode(data)
+    except attribute_codec.DECODE_ERRORS:
+        return False
+    return True
 
 
 def _serve(
