@@ -1,7 +1,8 @@
 """``python -m bench.peers``: run every contender, round-robin per round, then report.
 
 Options: ``--quick`` (tiny shapes, a smoke run), ``--rounds N``, ``--only KEY,KEY``,
-``--rebuild`` (rebuild the cached read data sets), ``--no-docs`` (print only).
+``--rebuild`` (rebuild the cached read data sets), ``--no-docs`` (print only), ``--jobs JOB,JOB``
+(only these of ``write``, ``series``, ``table``, ``series_remote``, ``table_remote``).
 
 The "through a server" reads: for each (contender, read, round) the runner starts the tool's
 server over the tool's read data set on 127.0.0.1 and a free port (untimed), runs the worker
@@ -29,6 +30,7 @@ from bench.peers.registry import PEERS
 from bench.peers.serving import free_port, running
 
 DATA_VERSION = "despina-peers-bench-v1"
+JOBS = ("write", "series", "table", "series_remote", "table_remote")
 TIMEOUT_S = 900.0
 
 
@@ -110,6 +112,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="")
+    parser.add_argument("--jobs", default=",".join(JOBS))
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--docs", default="docs")
@@ -123,6 +126,9 @@ def main(argv: list[str]) -> int:
         if not args.no_docs:
             report.write_docs(Path(args.docs), saved)
         return 0
+    unknown = set(args.jobs.split(",")) - set(JOBS)
+    if unknown:
+        parser.error(f"--jobs: unknown {', '.join(sorted(unknown))}; choose from {', '.join(JOBS)}")
     sizes = Sizes.quick() if args.quick else Sizes()
     keys = [k for k in PEERS if not args.only or k == "despina" or k in args.only.split(",")]
     missing = {k: why for k in keys if (why := _available(k))}
@@ -164,7 +170,7 @@ def main(argv: list[str]) -> int:
     slow: set[tuple[str, str]] = set()
     for rnd in range(args.rounds):
         order = keys[rnd % len(keys) :] + keys[: rnd % len(keys)]
-        for job in ("write", "series", "table", "series_remote", "table_remote"):
+        for job in [j for j in JOBS if j in args.jobs.split(",")]:
             for key in order:
                 peer = PEERS[key]
                 owner = peer.data_of or key
