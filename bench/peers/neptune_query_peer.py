@@ -19,7 +19,7 @@ class NeptuneQuery(Peer):
     writes = False
     reads = False  # no local store: it reads through a server only
     data_of = "despina"
-    api = "reads only (Neptune's read client), through `despina serve`"
+    api = ""  # it only reads, through a server (remote_api)
     remote_api = (
         "the same `despina serve` and token as despina; `neptune_query.set_api_token(token)`, "
         '`neptune_query.runs.fetch_metrics(project="bench/series", runs=["series"], …)`, '
