@@ -60,9 +60,8 @@ NOTES = """\
   its local read rows use; started before the worker and stopped after it, outside every clock.
   A read through a server still running after {stop:.0f} s is stopped: its figure is "> the
   seconds it had run" and its ratio a lower bound, and it is not measured in later rounds.
-  despina's first call through a server includes loading its HTTP client (httpx), which
-  despina loads only when a query first goes to a server; neptune-query and MLflow load theirs
-  at import, outside the clock. {no_server}
+  despina's first call through a server includes loading its HTTP client (httpx, some tens of
+  milliseconds), which despina imports only when a query first goes to a server.{no_server}
 - **neptune-query** is Neptune's official read client (the PyPI package, unmodified), pointed at
   `despina serve` by its token (`neptune_query.set_api_token`), as a Neptune user would point it;
   it reads despina's data sets, so it has no write, local-read or bytes figures ("—").
@@ -71,8 +70,12 @@ NOTES = """\
   runs. MLflow 3.x refuses its file store unless `MLFLOW_ALLOW_FILE_STORE=true` (it is in
   maintenance mode); the benchmark sets it. MLflow logs with async logging
   (`synchronous=False`), its fastest documented path; `end_run()` waits for the queue.
+  `mlflow server` runs with `--workers 1` (the rows send one request at a time) and
+  `MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false` (its job runners serve background jobs, not reads).
 - **Aim** queries see a run once Aim's index holds it (its UI server indexes in the
-  background); the untimed set-up runs `aim storage reindex` after writing.
+  background); the untimed set-up runs `aim storage reindex` after writing. Through
+  `aim server`, `Repo.from_path("aim://…")` reads over Aim's remote-tracking transport, the same
+  `Repo` API as on a directory.
 - **trackio** has no public API that reads metrics back (`trackio.Api` gives run configs); its
   reads go through `trackio.sqlite_storage.SQLiteStorage`, the layer its dashboard uses. One
   trackio project is one SQLite file, so a new project name is a fresh store.
@@ -235,7 +238,7 @@ def _driven(key: str) -> str:
 def _no_server(results: Any) -> str:
     """Why some contenders have "—" on the rows through a server."""
     why = [f"{PEERS[k].title}: {PEERS[k].no_server}" for k in results.keys if PEERS[k].no_server]
-    return ('No figure through a server ("—") for ' + "; ".join(why) + ".") if why else ""
+    return (' No figure through a server ("—") for ' + "; ".join(why) + ".") if why else ""
 
 
 def _load(load: tuple[float, float, float]) -> str:
