@@ -68,10 +68,11 @@ test-postgres: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench
 
-# The peers (MLflow, Aim, trackio, W&B, neptune-scale) get a venv of their own: they pin numpy,
-# pandas and protobuf versions that .venv must not take. The run happens in a network namespace
-# with only loopback where unshare allows it, so no peer can reach the network. ARGS is passed
-# on (e.g. ARGS=--quick).
+# The peers (MLflow, Aim, trackio, W&B, neptune-scale, neptune-query) get a venv of their own:
+# they pin numpy, pandas and protobuf versions that .venv must not take. The run happens in a
+# network namespace with only loopback where unshare allows it, so no peer can reach the network;
+# the servers of the "through a server" rows listen on 127.0.0.1. ARGS is passed on (e.g.
+# ARGS=--quick).
 .PHONY: bench-peers
 PEERS_VENV := .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed-peers-$(PYPROJECT_SUM)
