@@ -1,4 +1,5 @@
-"""``make bench-peers``: despina beside MLflow, Aim, trackio, W&B and neptune-scale (issue 16).
+"""``make bench-peers``: despina beside MLflow, Aim, trackio, W&B and neptune-scale, locally and
+through each tool's server (neptune-query through ``despina serve``) (issue 16).
 
 The peers live in the optional ``peers`` extra, installed into ``.venv-peers`` only. Every
 measurement runs in a worker subprocess (``bench.peers.worker``) so that each contender starts
