@@ -1,16 +1,21 @@
 """trackio, local only: ``trackio.init``/``log``/``finish`` into ``TRACKIO_DIR`` (set by the
 worker before import). trackio has no public read API for metrics; reads go through
-``trackio.sqlite_storage.SQLiteStorage``, the layer its own dashboard and ``trackio.Api`` use."""
+``trackio.sqlite_storage.SQLiteStorage``, the layer its own dashboard and ``trackio.Api`` use.
+Through a server: its dashboard server (``trackio.show``), read with the client its CLI's remote
+reads use (``trackio get metric --space <url>``), which calls the dashboard's endpoints over
+those same storage functions."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
 from bench.peers.base import SERIES_NAME, TABLE_PROJECT, Peer, table_metric, table_params
+from bench.peers.serving import HOST, Served
 
 _fresh = itertools.count()
 
@@ -25,10 +30,13 @@ class Trackio(Peer):
         "`TRACKIO_DIR`); reads: `SQLiteStorage.get_metric_values`, "
         "`SQLiteStorage.get_all_run_configs` + `get_logs_batch` (no public read API)"
     )
-    no_server = (
-        "its self-hosted server is the dashboard (`trackio show`); its remote reads are the "
-        "dashboard's HTTP endpoints, reached by the CLI (`trackio get metric --space <url>`) "
-        "with no public Python read API over them; not measured yet"
+    remote_api = (
+        '`trackio.show(host="127.0.0.1", server_port=…, open_browser=False)` (its dashboard '
+        "server, the self-hosted server) over the read `TRACKIO_DIR`; reads with "
+        "`trackio.remote_client.RemoteClient(url).predict(…)`, the client of its CLI's remote "
+        "reads (`trackio get metric --space <url>`), on the dashboard's endpoints "
+        "`/get_metric_values`, `/get_run_configs` + `/get_logs_batch` (the storage calls of "
+        "the local rows)"
     )
 
     def prepare(self) -> None:
@@ -99,6 +107,44 @@ class Trackio(Peer):
         last = {
             entry["run_id"]: {k: v for k, v in entry["logs"][-1].items() if k.startswith("m")}
             for entry in self._storage.get_logs_batch(TABLE_PROJECT, runs=names)
+            if entry["logs"]
+        }
+        return frame.join(pd.DataFrame.from_dict(last, orient="index"))
+
+    def serve(self, store: Path, port: int) -> Served:
+        # One project is one SQLite file in TRACKIO_DIR: the data set's directory.
+        launch = (
+            f"import trackio; trackio.show(host={HOST!r}, server_port={port}, "
+            "open_browser=False, block_thread=True)"
+        )
+        command = [sys.executable, "-c", launch]
+        env = {"TRACKIO_DIR": str(store.parent)}
+        return Served(command, "/", {"url": f"http://{HOST}:{port}"}, env)
+
+    def read_series_remote(self, store: Path, server: dict[str, str]) -> Any:
+        import pandas as pd
+        from trackio.remote_client import RemoteClient
+
+        remote = RemoteClient(server["url"])
+        # the arguments of `trackio get metric`: project, run, metric, step, around, at, window
+        values = remote.predict(
+            "series", "series", SERIES_NAME, None, None, None, None, api_name="/get_metric_values"
+        )
+        return pd.DataFrame(values)
+
+    def read_table_remote(self, store: Path, server: dict[str, str]) -> Any:
+        import pandas as pd
+        from trackio.remote_client import RemoteClient
+
+        remote = RemoteClient(server["url"])
+        configs = remote.predict(TABLE_PROJECT, api_name="/get_run_configs")
+        frame = pd.DataFrame.from_dict(configs, orient="index")
+        frame = frame[pd.to_numeric(frame["p00"], errors="coerce") > 0.5]
+        names = [{"run_id": run_id} for run_id in frame.index]
+        batch = remote.predict(TABLE_PROJECT, names, api_name="/get_logs_batch")
+        last = {
+            entry["run_id"]: {k: v for k, v in entry["logs"][-1].items() if k.startswith("m")}
+            for entry in batch
             if entry["logs"]
         }
         return frame.join(pd.DataFrame.from_dict(last, orient="index"))
