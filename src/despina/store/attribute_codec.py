@@ -2,9 +2,9 @@
 belong to as bytes: the one encoding of the query layer's attribute cache files
 (``query/attr_files.py``) and of the store's attribute packs (``store/sql/attribute_packs.py``).
 
-Format (native NumPy dtypes, each column 8-byte aligned): ``MAGIC``, the header's length (8
-bytes), a JSON header (runs with their revision and uuid, and per column either the bits of its
-one repeated value or the offset, dtype and length of its raw bytes), then the raw column bytes.
+Format (little-endian, each part 8-byte aligned): a fixed binary header (``_HEAD``: counts, and
+per column either the bits of its one repeated value or the offset of its raw bytes), the runs'
+revisions and uuids as JSON, then the raw column bytes.
 Paths and text cells are UTF-8 strings with their end offsets; text cells are stored as an index
 into their distinct strings (tables repeat their values). Only ``str`` or ``None`` text cells
 are encoded (rows holding anything else are not).
@@ -28,8 +28,34 @@ from despina.store.sql.attribute_columns import AttrRows
 
 __all__ = ["DECODE_ERRORS", "MAGIC", "Revisions", "decode", "decode_many", "encode"]
 
-MAGIC = b"DSPNATTR\x03"
+MAGIC = b"DSPNATTR\x04"
+
+# every column: its name, its stored dtype and the count field giving its length
+_ROWS, _RUNS, _PATHS, _DISTINCT, _CODES = range(5)
+_LAYOUT = (
+    ("run_pks", "<i8", _RUNS),
+    ("attr_id", "<i8", _ROWS),
+    ("run", "<i8", _ROWS),
+    ("path", "<i4", _ROWS),
+    ("type", "i1", _ROWS),
+    ("num_f", "<f8", _ROWS),
+    ("num_i", "<i8", _ROWS),
+    ("count", "<i8", _ROWS),
+    ("last_step", "<i8", _ROWS),
+    ("last_ts", "<i8", _ROWS),
+    ("path_ends", "<i8", _PATHS),
+    ("text_present", "|b1", _ROWS),
+    ("text_codes", "<i8", _CODES),
+    ("text_ends", "<i8", _DISTINCT),
+)
+_SLOT = {name: (i, np.dtype(dtype), count) for i, (name, dtype, count) in enumerate(_LAYOUT)}
 _COLUMNS = ("attr_id", "run", "path", "type", "num_f", "num_i", "count", "last_step", "last_ts")
+_FIXED = 5 + 4 + 1  # counts, blob offsets and lengths, the runs' JSON length
+_HEAD = 16 + 8 * (_FIXED + 2 * len(_LAYOUT))
+"""``MAGIC`` padded to 16 bytes, then little-endian int64 fields: the five counts (rows, runs,
+paths, distinct texts, text cells), the path blob's offset and length, the text blob's, the
+length of the runs' JSON, then per column a flag (0: stored at the offset that follows, 1: one
+value repeated, whose bits follow)."""
 
 Revisions = dict[int, tuple[int, str]]
 """Per run row id: ``(revision, uuid)``."""
@@ -46,105 +72,107 @@ def encode(revisions: Revisions, rows: AttrRows) -> list[bytes | memoryview] | N
     cells = text[present].tolist()
     if not all(type(cell) is str for cell in cells):
         return None
-    header: dict[str, Any] = {"rows": len(rows), "columns": {}}
     pks = np.fromiter(revisions, np.int64, len(revisions))
-    header["runs"] = {
-        "revision": [revisions[int(pk)][0] for pk in pks.tolist()],
-        "uuid": [revisions[int(pk)][1] for pk in pks.tolist()],
-    }
-    parts: list[bytes | memoryview] = []
-    offset = 0
-
-    def put(name: str, array: npt.NDArray[Any]) -> None:
-        nonlocal offset
-        array = np.ascontiguousarray(array)
-        bits = array.view(f"u{array.dtype.itemsize}")  # bit for bit: -0.0 is not 0.0
-        if len(bits) > 1 and bool((bits == bits[0]).all()):
-            header["columns"][name] = {"bits": int(bits[0]), "dtype": array.dtype.str}
-            return
-        header["columns"][name] = {"offset": offset, "dtype": array.dtype.str, "n": len(array)}
-        parts.append(array.data.cast("B"))
-        pad = -array.nbytes % 8  # every column starts 8-byte aligned
-        parts.append(bytes(pad))
-        offset += array.nbytes + pad
-
-    def put_strings(name: str, strings: Sequence[str]) -> None:
-        nonlocal offset
-        encoded = [s.encode() for s in strings]
-        put(f"{name}_ends", np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded))))
-        blob = b"".join(encoded)
-        header[f"{name}_blob"] = {"offset": offset, "n": len(blob), "distinct": len(encoded)}
-        parts.append(blob)
-        parts.append(bytes(-len(blob) % 8))
-        offset += len(blob) + (-len(blob) % 8)
-
-    put("run_pks", pks)
-    for name in _COLUMNS:
-        put(name, getattr(rows, name))
-    put_strings("path", rows.paths)
+    runs = json.dumps(
+        {
+            "revision": [revisions[int(pk)][0] for pk in pks.tolist()],
+            "uuid": [revisions[int(pk)][1] for pk in pks.tolist()],
+        },
+        separators=(",", ":"),
+    ).encode()
+    runs += b" " * (-len(runs) % 8)
     distinct: dict[str, int] = {}
     codes = np.fromiter(
         (distinct.setdefault(c, len(distinct)) for c in cells), np.int64, len(cells)
     )
-    put("text_present", present)
-    put("text_codes", codes)
-    put_strings("text", list(distinct))
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-(len(MAGIC) + 8 + len(head)) % 8)
-    return [MAGIC + struct.pack("<Q", len(head)) + head, *parts]
+    paths = [p.encode() for p in rows.paths]
+    texts = [t.encode() for t in distinct]
+    fields = [len(rows), len(pks), len(paths), len(texts), len(codes)]
+    columns = {name: getattr(rows, name) for name in _COLUMNS}
+    columns |= {"run_pks": pks, "text_present": present, "text_codes": codes}
+    columns["path_ends"] = np.cumsum(np.fromiter(map(len, paths), np.int64, len(paths)))
+    columns["text_ends"] = np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)))
+    parts: list[bytes | memoryview] = []
+    offset = 0
+
+    def put(data: bytes | memoryview, size: int) -> int:
+        nonlocal offset
+        at = offset
+        parts.append(data)
+        parts.append(bytes(-size % 8))  # every part starts 8-byte aligned
+        offset += size + (-size % 8)
+        return at
+
+    slots: list[int] = []
+    for name, dtype, _ in _LAYOUT:
+        array = np.ascontiguousarray(columns[name], dtype=dtype)
+        bits = array.view(f"u{array.dtype.itemsize}")  # bit for bit: -0.0 is not 0.0
+        if len(bits) > 1 and bool((bits == bits[0]).all()):
+            slots += [1, int(np.array(bits[0], np.uint64).view(np.int64))]
+        else:
+            slots += [0, put(array.data.cast("B"), array.nbytes)]
+    path_blob, text_blob = b"".join(paths), b"".join(texts)
+    fields += [put(path_blob, len(path_blob)), len(path_blob)]
+    fields += [put(text_blob, len(text_blob)), len(text_blob), len(runs)]
+    head = MAGIC.ljust(16, b"\0") + np.array(fields + slots, "<i8").tobytes()
+    return [head, runs, *parts]
 
 
 class _Encoded:
-    """One encoding's header and body, and readers of its columns."""
+    """One encoding's fields and body, and readers of its columns."""
 
     def __init__(self, data: Any) -> None:
-        raw = memoryview(data).cast("B")
-        if bytes(raw[: len(MAGIC)]) != MAGIC:
+        if data[: len(MAGIC)] != MAGIC:
             raise ValueError("not an attribute encoding of this version")
-        start = len(MAGIC) + 8
-        (length,) = struct.unpack_from("<Q", raw, len(MAGIC))
-        self.header: dict[str, Any] = json.loads(bytes(raw[start : start + length]))
-        self.body = raw[start + length :]
-        self.rows = int(self.header["rows"])
+        self.data = data
+        head = np.frombuffer(data, "<i8", _FIXED + 2 * len(_LAYOUT), 16).tolist()
+        self.counts = head[:5]
+        self.blobs = head[5:9]
+        self.runs_at = (_HEAD, head[9])
+        self.slots = head[_FIXED:]
+        self.body = _HEAD + head[9]
+        self.rows = head[_ROWS]
+        if self.body > len(data):
+            raise ValueError("a truncated attribute encoding")
 
-    def get(self, name: str, n: int) -> npt.NDArray[Any]:
-        column = self.header["columns"][name]
-        dtype = np.dtype(column["dtype"])
-        if "bits" in column:
-            bits = np.full(n, column["bits"], f"u{dtype.itemsize}")
-            return bits.view(dtype)
-        found = np.frombuffer(self.body, dtype, column["n"], column["offset"])
-        if len(found) != n:
-            raise ValueError(f"column {name} has {len(found)} rows, not {n}")
-        return found
+    def get(self, name: str) -> npt.NDArray[Any]:
+        index, dtype, count = _SLOT[name]
+        n = self.counts[count]
+        flag, value = self.slots[2 * index], self.slots[2 * index + 1]
+        if flag:
+            bits = np.full(n, np.array(value, np.int64).view(np.uint64), np.uint64)
+            return bits.astype(f"u{dtype.itemsize}").view(dtype)
+        return np.frombuffer(self.data, dtype, n, self.body + value)
 
     def fill(self, name: str, out: npt.NDArray[Any]) -> None:
         """Column ``name`` into ``out`` (as many rows as it has)."""
-        column = self.header["columns"][name]
-        if "bits" in column:
-            out.view(f"u{out.dtype.itemsize}").fill(column["bits"])
+        index, dtype, _ = _SLOT[name]
+        flag, value = self.slots[2 * index], self.slots[2 * index + 1]
+        if flag:
+            bits = np.array(value, np.int64).view(np.uint64).astype(f"u{dtype.itemsize}")
+            out.view(bits.dtype).fill(bits)
         else:
-            out[:] = np.frombuffer(self.body, column["dtype"], column["n"], column["offset"])
+            out[:] = np.frombuffer(self.data, dtype, len(out), self.body + value)
 
     def blob(self, name: str) -> tuple[bytes, npt.NDArray[Any]]:
-        """The bytes of strings ``name`` and their ends."""
-        at = self.header[f"{name}_blob"]
-        ends = self.get(f"{name}_ends", int(at["distinct"]))
-        return bytes(self.body[at["offset"] : at["offset"] + at["n"]]), ends
+        """The bytes of strings ``name`` (``path`` or ``text``) and their ends."""
+        at, n = self.blobs[:2] if name == "path" else self.blobs[2:]
+        start = self.body + at
+        return bytes(self.data[start : start + n]), self.get(f"{name}_ends")
 
     def revisions(self) -> Revisions:
-        runs = self.header["runs"]
-        pks = self.get("run_pks", len(runs["uuid"]))
+        start, n = self.runs_at
+        runs = json.loads(bytes(self.data[start : start + n]))
+        pks = self.get("run_pks")
         return dict(
             zip(pks.tolist(), zip(runs["revision"], runs["uuid"], strict=True), strict=True)
         )
 
     def text_cells(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.object_]]:
         """Which rows hold text, and their cells."""
-        present = self.get("text_present", self.rows)
+        present = self.get("text_present")
         blob, ends = self.blob("text")
-        codes = self.get("text_codes", int(present.sum()))
-        return present, _strings(blob, ends)[codes]
+        return present, _strings(blob, ends)[self.get("text_codes")]
 
 
 def _strings(blob: bytes, ends: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
@@ -162,9 +190,9 @@ def decode(data: Any) -> tuple[Revisions, AttrRows]:
     Raises:
         ValueError: (or another of :data:`DECODE_ERRORS`) the bytes are not such an encoding.
     """
-    encoded = _Encoded(data)
+    encoded = _Encoded(memoryview(data).cast("B"))
     n_rows = encoded.rows
-    columns = {name: encoded.get(name, n_rows) for name in _COLUMNS}
+    columns = {name: encoded.get(name) for name in _COLUMNS}
     text = np.full(n_rows, None, dtype=object)
     present, cells = encoded.text_cells()
     text[present] = cells
@@ -197,12 +225,11 @@ def decode_many(buffers: Sequence[Any]) -> AttrRows:
     ends = np.cumsum([e.rows for e in encodings]).tolist()
     spans = list(zip([0, *ends[:-1]], ends, strict=True))
     total = ends[-1]
-    first = encodings[0].header["columns"]
     columns = {}
     for name in _COLUMNS:
         if name == "path":
             continue
-        out = np.empty(total, np.dtype(first[name]["dtype"]))
+        out = np.empty(total, _SLOT[name][1].newbyteorder("="))
         for encoded, (a, b) in zip(encodings, spans, strict=True):
             encoded.fill(name, out[a:b])
         columns[name] = out
@@ -222,7 +249,7 @@ def decode_many(buffers: Sequence[Any]) -> AttrRows:
         local = np.empty(b - a, np.int32)
         encoded.fill("path", local)
         path[a:b] = mapping[local] if len(mapping) else local
-        if encoded.header["text_blob"]["distinct"]:
+        if encoded.counts[_DISTINCT]:
             present, cells = encoded.text_cells()
             text[a:b][present] = cells
     return AttrRows(
