@@ -152,14 +152,17 @@ def render(results: Any, versions: dict[str, str], machine: dict[str, str], when
         for k, e in rows.items()
         if "table_remote_rows" in e
     ]
-    out += [
-        "Rows returned (a check that every tool read the same data): series points "
-        + ", ".join(counted)
-        + (f". Runs-table rows: {', '.join(tables)}." if tables else ".")
-        + (f" Through a server, series points: {', '.join(remote)}." if remote else "")
-        + (f" Runs-table rows: {', '.join(remote_tables)}." if remote_tables else ""),
-        "",
+    checks = [
+        f"{what}: {', '.join(found)}."
+        for what, found in (
+            ("series points", counted),
+            ("Runs-table rows", tables),
+            ("Through a server, series points", remote),
+            ("Runs-table rows through a server", remote_tables),
+        )
+        if found
     ]
+    out += ["Rows returned (a check that every tool read the same data): " + " ".join(checks), ""]
     starts = [
         f"{PEERS[k].title} {e['start_first'] * 1e3:,.0f} ms"
         for k, e in rows.items()
