@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -213,8 +213,12 @@ def decode(data: Any) -> tuple[Revisions, AttrRows]:
     return encoded.revisions(), rows
 
 
-def decode_many(buffers: Sequence[Any]) -> AttrRows:
-    """The rows of many encodings, in order, as one set of (new, writable) columns.
+def decode_many(
+    buffers: Sequence[Any], *, text: bool = True, columns: Collection[str] | None = None
+) -> AttrRows:
+    """The rows of many encodings, in order, as one set of (new, writable) columns: only
+    ``columns`` of the numeric ones (``None``: all; the others are zeros) and, with ``text``,
+    the text cells (else ``None``).
 
     Raises:
         ValueError: (or another of :data:`DECODE_ERRORS`) one of them is not such an encoding.
@@ -222,46 +226,70 @@ def decode_many(buffers: Sequence[Any]) -> AttrRows:
     encodings = [_Encoded(data) for data in buffers]
     if not encodings:
         return AttrRows.empty()
-    ends = np.cumsum([e.rows for e in encodings]).tolist()
+    sizes = np.array([e.rows for e in encodings], np.int64)
+    ends = np.cumsum(sizes).tolist()
     spans = list(zip([0, *ends[:-1]], ends, strict=True))
-    total = ends[-1]
-    columns = {}
-    for name in _COLUMNS:
-        if name == "path":
-            continue
-        out = np.empty(total, _SLOT[name][1].newbyteorder("="))
-        for encoded, (a, b) in zip(encodings, spans, strict=True):
-            encoded.fill(name, out[a:b])
-        columns[name] = out
+    wanted = set(_COLUMNS if columns is None else columns) | {"run", "path", "type"}
+    found = {
+        name: _column(name, encodings, spans, sizes)
+        if name in wanted
+        else np.zeros(ends[-1], _SLOT[name][1].newbyteorder("="))
+        for name in _COLUMNS
+    }
     # path codes: each distinct path list mapped once onto the codes of every path seen
     codes: dict[str, int] = {}
-    layouts: dict[tuple[bytes, bytes], npt.NDArray[np.int32]] = {}
-    path = np.empty(total, np.int32)
-    text = np.full(total, None, dtype=object)
-    for encoded, (a, b) in zip(encodings, spans, strict=True):
+    layouts: dict[tuple[bytes, bytes], int] = {}
+    mappings: list[npt.NDArray[np.int32]] = []
+    starts = np.empty(len(encodings), np.int64)  # of each encoding's mapping in ``mappings``
+    cells = np.full(ends[-1], None, dtype=object)
+    at = 0
+    for k, (encoded, (a, b)) in enumerate(zip(encodings, spans, strict=True)):
         blob, path_ends = encoded.blob("path")
         key = (blob, path_ends.tobytes())
-        mapping = layouts.get(key)
-        if mapping is None:
+        layout = layouts.get(key)
+        if layout is None:
             names = _strings(blob, path_ends).tolist()
-            mapping = np.array([codes.setdefault(p, len(codes)) for p in names], np.int32)
-            layouts[key] = mapping
-        local = np.empty(b - a, np.int32)
-        encoded.fill("path", local)
-        path[a:b] = mapping[local] if len(mapping) else local
-        if encoded.counts[_DISTINCT]:
-            present, cells = encoded.text_cells()
-            text[a:b][present] = cells
+            mappings.append(np.array([codes.setdefault(p, len(codes)) for p in names], np.int32))
+            layout = layouts[key] = at
+            at += len(names)
+        starts[k] = layout
+        if text and encoded.counts[_DISTINCT]:
+            present, held = encoded.text_cells()
+            cells[a:b][present] = held
+    every = np.concatenate(mappings) if mappings else np.empty(0, np.int32)
+    path = every[np.repeat(starts, sizes) + found["path"]] if len(every) else found["path"]
     return AttrRows(
-        columns["attr_id"],
-        columns["run"],
-        path,
-        columns["type"],
-        columns["num_f"],
-        columns["num_i"],
-        text,
-        columns["count"],
-        columns["last_step"],
-        columns["last_ts"],
+        found["attr_id"],
+        found["run"],
+        path.astype(np.int32, copy=False),
+        found["type"],
+        found["num_f"],
+        found["num_i"],
+        cells,
+        found["count"],
+        found["last_step"],
+        found["last_ts"],
         tuple(codes),
     )
+
+
+def _column(
+    name: str, encodings: list[_Encoded], spans: list[tuple[int, int]], sizes: npt.NDArray[Any]
+) -> npt.NDArray[Any]:
+    """Column ``name`` of every encoding: stored ones copied, repeated values set at once."""
+    index, dtype, _ = _SLOT[name]
+    out = np.empty(int(sizes.sum()), dtype.newbyteorder("="))
+    repeated = np.zeros(len(encodings), bool)
+    bits = np.zeros(len(encodings), np.int64)
+    for k, (encoded, (a, b)) in enumerate(zip(encodings, spans, strict=True)):
+        flag, value = encoded.slots[2 * index], encoded.slots[2 * index + 1]
+        if flag:
+            repeated[k] = True
+            bits[k] = value
+        elif b > a:
+            out[a:b] = np.frombuffer(encoded.data, dtype, b - a, encoded.body + value)
+    if repeated.any():
+        values = np.repeat(bits[repeated], sizes[repeated]).view(np.uint64)
+        unsigned = f"u{dtype.itemsize}"
+        out.view(unsigned)[np.repeat(repeated, sizes)] = values.astype(unsigned)
+    return out

@@ -116,13 +116,19 @@ def read_packs(
     READ_STATS.statements += 1
     if not found:
         return AttrRows.empty(), run_pks
+    # only the columns the read asks for (the others are zeros in its answer anyway)
+    columns = {"num_f", "num_i"} if values else set()
+    if series:
+        columns |= {"attr_id", "count", "last_step", "last_ts"}
+    columns |= {"last_step"} if text else set()
+    columns |= {"count"} if skip_empty else set()
     datas = [data for _, data in found]
     try:
-        every = attribute_codec.decode_many(datas)
+        every = attribute_codec.decode_many(datas, text=text, columns=columns)
     except attribute_codec.DECODE_ERRORS:  # one unreadable (another version): its rows instead
         found = [(pk, data) for pk, data in found if _readable(data)]
         datas = [data for _, data in found]
-        every = attribute_codec.decode_many(datas)
+        every = attribute_codec.decode_many(datas, text=text, columns=columns)
     packed = {int(pk) for pk, _ in found}
     READ_STATS.packs += len(found)
     rows = _serve(every, paths, types, values, text, series, skip_empty)
