@@ -431,3 +431,35 @@ def test_which_store_a_run_uses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         assert remote_token(None) is None
     finally:
         dq.set_home(None)
+
+
+def test_a_remote_close_packs_the_run_as_a_local_close_does(
+    server: ServerProcess, token: str
+) -> None:
+    """The server's close route marks the run closed with the same store function, which packs
+    its attribute rows (store/sql/attribute_packs.py)."""
+    from despina.store.sql.attribute_columns import READ_STATS, read_columns
+
+    configs = {f"cfg/p{i:03d}": i / 3 for i in range(80)}
+    targets: list[tuple[str, dict[str, Any]]] = [
+        ("ws/remote", {"api_token": token}),
+        ("ws/local", {"home": server.home}),
+    ]
+    for project, extra in targets:
+        with despina.Run(project=project, run_id="packed", **extra, **QUIET) as run:
+            run.log_configs(configs)
+    store = Store.open(server.home)
+    try:
+        with store.read() as conn:
+            found = conn.execute(
+                "SELECT r.id FROM runs r JOIN attribute_packs a ON a.run_id = r.id "
+                "AND a.revision = r.revision AND a.uuid = r.uuid WHERE r.run_id = 'packed'"
+            ).fetchall()
+            pks = [int(pk) for (pk,) in found]
+            assert len(pks) == 2
+            before = READ_STATS.packs
+            rows = read_columns(conn, pks, paths=list(configs))
+            assert READ_STATS.packs - before == 2
+            assert sorted(rows.num_f.tolist()) == sorted(list(configs.values()) * 2)
+    finally:
+        store.close()
