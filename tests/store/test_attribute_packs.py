@@ -322,3 +322,39 @@ def test_a_pack_of_another_format_is_not_read_and_is_rewritten(tmp_path: Path) -
         assert decoded == 2
     finally:
         store.close()
+
+
+def test_many_encodings_decode_as_their_concatenation() -> None:
+    """Columns stored, repeated and consecutive in different encodings, different paths."""
+    from despina.store import attribute_codec
+
+    def rows(n: int, first_id: int, paths: tuple[str, ...], step: int) -> AttrRows:
+        text = np.full(n, None, dtype=object)
+        text[::2] = [f"t{i}" for i in range(0, n, 2)]
+        return AttrRows(
+            np.arange(first_id, first_id + n * step, step, dtype=np.int64),  # range when step 1
+            np.full(n, first_id, np.int64),
+            (np.arange(n) % len(paths)).astype(np.int32),
+            np.full(n, 3, np.int8),
+            np.where(np.arange(n) % 3 == 0, -0.0, np.arange(n) / 7),
+            np.full(n, 2**62 + 1, np.int64),
+            text,
+            np.full(n, -1, np.int64),
+            np.arange(n, dtype=np.int64) * step,
+            np.zeros(n, np.int64),
+            paths,
+        )
+
+    parts = [
+        rows(5, 10, ("a", "b", "c", "d", "e"), 1),
+        rows(4, 99, ("b", "z"), 3),
+        rows(1, 7, ("é",), 1),
+        rows(6, 1, ("a", "b", "c", "d", "e", "f"), 1),
+    ]
+    datas = []
+    for part in parts:
+        encoded = attribute_codec.encode({int(part.run[0]): (1, "u")}, part)
+        assert encoded is not None
+        datas.append(b"".join(encoded))
+        assert _cells(attribute_codec.decode(datas[-1])[1]) == _cells(part)
+    assert _cells(attribute_codec.decode_many(datas)) == _cells(AttrRows.concat(parts))

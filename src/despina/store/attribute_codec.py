@@ -28,7 +28,7 @@ from despina.store.sql.attribute_columns import AttrRows
 
 __all__ = ["DECODE_ERRORS", "MAGIC", "Revisions", "decode", "decode_many", "encode"]
 
-MAGIC = b"DSPNATTR\x04"
+MAGIC = b"DSPNATTR\x05"
 
 # every column: its name, its stored dtype and the count field giving its length
 _ROWS, _RUNS, _PATHS, _DISTINCT, _CODES = range(5)
@@ -55,7 +55,8 @@ _HEAD = 16 + 8 * (_FIXED + 2 * len(_LAYOUT))
 """``MAGIC`` padded to 16 bytes, then little-endian int64 fields: the five counts (rows, runs,
 paths, distinct texts, text cells), the path blob's offset and length, the text blob's, the
 length of the runs' JSON, then per column a flag (0: stored at the offset that follows, 1: one
-value repeated, whose bits follow)."""
+value repeated, whose bits follow, 2: consecutive integers, the first of which follows)."""
+_STORED, _REPEATED, _RANGE = range(3)
 
 Revisions = dict[int, tuple[int, str]]
 """Per run row id: ``(revision, uuid)``."""
@@ -108,7 +109,9 @@ def encode(revisions: Revisions, rows: AttrRows) -> list[bytes | memoryview] | N
         array = np.ascontiguousarray(columns[name], dtype=dtype)
         bits = array.view(f"u{array.dtype.itemsize}")  # bit for bit: -0.0 is not 0.0
         if len(bits) > 1 and bool((bits == bits[0]).all()):
-            slots += [1, int(np.array(bits[0], np.uint64).view(np.int64))]
+            slots += [_REPEATED, int(np.array(bits[0], np.uint64).view(np.int64))]
+        elif len(array) > 1 and array.dtype.kind == "i" and bool((np.diff(array) == 1).all()):
+            slots += [_RANGE, int(array[0])]  # ids and path codes of one run often are
         else:
             slots += [0, put(array.data.cast("B"), array.nbytes)]
     path_blob, text_blob = b"".join(paths), b"".join(texts)
@@ -139,20 +142,12 @@ class _Encoded:
         index, dtype, count = _SLOT[name]
         n = self.counts[count]
         flag, value = self.slots[2 * index], self.slots[2 * index + 1]
-        if flag:
+        if flag == _RANGE:
+            return np.arange(value, value + n, dtype=dtype)
+        if flag == _REPEATED:
             bits = np.full(n, np.array(value, np.int64).view(np.uint64), np.uint64)
             return bits.astype(f"u{dtype.itemsize}").view(dtype)
         return np.frombuffer(self.data, dtype, n, self.body + value)
-
-    def fill(self, name: str, out: npt.NDArray[Any]) -> None:
-        """Column ``name`` into ``out`` (as many rows as it has)."""
-        index, dtype, _ = _SLOT[name]
-        flag, value = self.slots[2 * index], self.slots[2 * index + 1]
-        if flag:
-            bits = np.array(value, np.int64).view(np.uint64).astype(f"u{dtype.itemsize}")
-            out.view(bits.dtype).fill(bits)
-        else:
-            out[:] = np.frombuffer(self.data, dtype, len(out), self.body + value)
 
     def blob(self, name: str) -> tuple[bytes, npt.NDArray[Any]]:
         """The bytes of strings ``name`` (``path`` or ``text``) and their ends."""
@@ -276,18 +271,26 @@ def decode_many(
 def _column(
     name: str, encodings: list[_Encoded], spans: list[tuple[int, int]], sizes: npt.NDArray[Any]
 ) -> npt.NDArray[Any]:
-    """Column ``name`` of every encoding: stored ones copied, repeated values set at once."""
+    """Column ``name`` of every encoding: stored ones copied, repeated values and ranges set
+    at once."""
     index, dtype, _ = _SLOT[name]
     out = np.empty(int(sizes.sum()), dtype.newbyteorder("="))
-    repeated = np.zeros(len(encodings), bool)
+    flags = np.zeros(len(encodings), np.int8)
     bits = np.zeros(len(encodings), np.int64)
     for k, (encoded, (a, b)) in enumerate(zip(encodings, spans, strict=True)):
         flag, value = encoded.slots[2 * index], encoded.slots[2 * index + 1]
         if flag:
-            repeated[k] = True
+            flags[k] = flag
             bits[k] = value
         elif b > a:
             out[a:b] = np.frombuffer(encoded.data, dtype, b - a, encoded.body + value)
+    ranges = flags == _RANGE
+    if ranges.any():  # first + (row - the encoding's first row)
+        starts = np.array([a for a, _ in spans], np.int64)
+        rows = np.repeat(ranges, sizes)
+        offsets = np.repeat(bits[ranges] - starts[ranges], sizes[ranges])
+        out[rows] = offsets + np.flatnonzero(rows)
+    repeated = flags == _REPEATED
     if repeated.any():
         values = np.repeat(bits[repeated], sizes[repeated]).view(np.uint64)
         unsigned = f"u{dtype.itemsize}"
