@@ -162,6 +162,15 @@ class SqliteStore(Store):
             ) from exc
         return conn
 
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        """Close this thread's connection ``conn``; the thread's next call opens another."""
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        self._local.conn = None
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
     def close(self) -> None:
         """Close every connection this object opened."""
         with self._lock:
@@ -214,11 +223,13 @@ class SqliteStore(Store):
                 raise error(f"cannot commit to {str(self.db_path)!r}: {exc}") from exc
         finally:
             if durable or quiet:
-                with contextlib.suppress(StoreError):
+                try:
                     self._set_synchronous(conn, "NORMAL")
-            if quiet:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+                    if quiet:
+                        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+                except (StoreError, sqlite3.Error):
+                    if quiet:  # never left at OFF: its checkpoints would not sync
+                        self._discard(conn)
 
     def _quiet_start(self) -> bool:
         """Whether this write is the first into a database file this object created, with a
