@@ -18,6 +18,7 @@ from bench.peers.base import SERIES_NAME, TABLE_PROJECT, Peer, table_metric, tab
 from bench.peers.serving import HOST, Served
 
 _fresh = itertools.count()
+LOGS_BATCH_RUNS = 64  # the most runs trackio's server takes in one /get_logs_batch request
 
 
 class Trackio(Peer):
@@ -36,7 +37,7 @@ class Trackio(Peer):
         "`trackio.remote_client.RemoteClient(url).predict(…)`, the client of its CLI's remote "
         "reads (`trackio get metric --space <url>`), on the dashboard's endpoints "
         "`/get_metric_values`, `/get_run_configs` + `/get_logs_batch` (the storage calls of "
-        "the local rows)"
+        "the local rows; 64 runs a request, its server's limit)"
     )
 
     def prepare(self) -> None:
@@ -141,7 +142,10 @@ class Trackio(Peer):
         frame = pd.DataFrame.from_dict(configs, orient="index")
         frame = frame[pd.to_numeric(frame["p00"], errors="coerce") > 0.5]
         names = [{"run_id": run_id} for run_id in frame.index]
-        batch = remote.predict(TABLE_PROJECT, names, api_name="/get_logs_batch")
+        batch = []
+        for first in range(0, len(names), LOGS_BATCH_RUNS):
+            chunk = names[first : first + LOGS_BATCH_RUNS]
+            batch += remote.predict(TABLE_PROJECT, chunk, api_name="/get_logs_batch")
         last = {
             entry["run_id"]: {k: v for k, v in entry["logs"][-1].items() if k.startswith("m")}
             for entry in batch
