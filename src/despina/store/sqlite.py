@@ -196,13 +196,13 @@ class SqliteStore(Store):
         """
         conn = self.connection()
         quiet = not durable and self._quiet_start()
-        if durable:
-            # the safety level is per connection and cannot change inside a transaction
-            self._set_synchronous(conn, "FULL")
-        elif quiet:
-            self._set_synchronous(conn, "OFF")
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
         try:
+            # the safety level is per connection and cannot change inside a transaction
+            if durable:
+                self._set_synchronous(conn, "FULL")
+            elif quiet:
+                self._set_synchronous(conn, "OFF")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -236,8 +236,8 @@ class SqliteStore(Store):
         write-ahead log that holds no frame yet: such a write runs at ``synchronous=OFF``.
 
         At ``NORMAL``, SQLite syncs the header it writes when a log (re)starts, and with that
-        first sync of a new log file the directory too (two syncs: a third of a new store's
-        first run). The header sync keeps frames of an older generation left in the file from
+        first sync of a new log file the directory too (two of the six syncs a run in a new
+        store made). The header sync keeps frames of an older generation left in the file from
         being taken for new ones after a power loss; an empty log has none. Nothing else
         differs for a commit (``NORMAL`` does not sync commits either), and the automatic
         checkpoint, which would not sync at ``OFF``, is off for this one transaction. The
