@@ -157,6 +157,28 @@ def test_the_final_flush_and_the_close_are_one_durable_commit(
     assert attrs["lr"] == 0.5 and attrs["loss"] == 1.0
 
 
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX accounts")
+def test_the_owner_follows_the_environment_within_a_process(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pwd
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    despina.Run(project="ws/p", run_id="a", **QUIET).close()
+    monkeypatch.setenv("USER", "someone-else")
+    despina.Run(project="ws/p", run_id="b", **QUIET).close()
+    monkeypatch.delenv("USER")
+    despina.Run(project="ws/p", run_id="c", **QUIET).close()
+    store = Store.open(home)
+    try:
+        owners = dict(store.connection().execute("SELECT run_id, owner FROM runs").fetchall())
+    finally:
+        store.close()
+    account = pwd.getpwuid(os.getuid()).pw_name
+    assert owners == {"a": account, "b": "someone-else", "c": account}
+
+
 def test_run_closed_right_after_creation_has_its_sys_attributes(home: Path) -> None:
     despina.Run(project="ws/p", run_id="empty", **QUIET).close()
     from despina.query.runs import fetch_runs_table
