@@ -204,6 +204,8 @@ class ServerConnection:
             base_url=self.server,
             timeout=httpx.Timeout(timeout, connect=10.0),
             headers={"User-Agent": "despina"},
+            # loading the CA bundle costs 50-100 ms of a first call; plain http never uses it
+            verify=self.server.startswith("https://"),
         )
         self._access: str | None = None
         self._lock = threading.Lock()
