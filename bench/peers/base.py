@@ -46,6 +46,24 @@ class Peer:
         self.close(run)
         return time.perf_counter() - begin
 
+    def open_sweep_run(self, store: Path, index: int) -> Any:
+        """Run ``index`` of a sweep: one project (experiment) holding every run of ``store``."""
+        return self.open_run(store, f"sweep-{index}")
+
+    def sweep(self, store: Path, runs: int, budget_s: float) -> tuple[float, int]:
+        """(seconds per run, runs done) for a sweep of short runs in one process and store:
+        each run created, one metric logged, closed. Stops early past ``budget_s``."""
+        begin = time.perf_counter()
+        done = 0
+        for index in range(runs):
+            run = self.open_sweep_run(store, index)
+            self.log(run, {"loss": 1.0 / (index + 1)}, 0)
+            self.close(run)
+            done += 1
+            if time.perf_counter() - begin > budget_s:
+                break
+        return (time.perf_counter() - begin) / done, done
+
     def log_timed(self, store: Path, width: int, steps: int) -> float:
         """Seconds from the first logging call until the run is closed (data on disk)."""
         data = payloads(width, steps)

@@ -29,6 +29,8 @@ class Sizes:
     narrow_width: int = 10
     narrow_steps: int = 5_000
     starts: int = 5
+    sweep_runs: int = 1_000
+    sweep_budget_s: float = 20.0
     wide_width: int = 1_000
     wide_steps: int = 200
     series_points: int = 1_000_000
@@ -43,6 +45,7 @@ class Sizes:
         return cls(
             narrow_steps=200,
             starts=2,
+            sweep_runs=20,
             wide_width=100,
             wide_steps=20,
             series_points=10_000,

@@ -39,6 +39,11 @@ class Despina(Peer):
             project=f"bench/{name}", run_id=name, experiment_name=name, home=store, **QUIET
         )
 
+    def open_sweep_run(self, store: Path, index: int) -> Any:
+        return self._despina.Run(
+            project="bench/sweep", run_id=f"sweep-{index}", home=store, **QUIET
+        )
+
     def log(self, run: Any, payload: dict[str, float], step: int) -> None:
         run.log_metrics(payload, step=step)
 

@@ -16,6 +16,11 @@ WORKLOADS = """\
   tool's run constructor and its close call, nothing logged; {starts} runs per round, each in a
   new store, median taken (the first start in a process, which pays lazy imports and helper
   processes, is one of the {starts}).
+- **sweep of {sweep_runs:,} short runs in one process (create, log 1 metric, close), per run** —
+  a hyperparameter sweep's shape: one process and one store (project, experiment), each run
+  created, one metric logged at step 0, closed; the time of the whole sweep divided by its runs.
+  A tool still going after {sweep_budget_s:.0f} s stops there and is divided by the runs it
+  finished (listed below).
 - **log {wide_width:,} metrics per call × {wide_steps} steps, per point** — as the first row,
   divided by the number of points ({wide_points:,}).
 - **read one {series_points:,}-point series into pandas, first call in a fresh process** — one run
@@ -169,6 +174,14 @@ def render(results: Any, versions: dict[str, str], machine: dict[str, str], when
         if "start_first" in e
     ]
     out += [f"First run start in each write worker (not in the median): {'; '.join(starts)}.", ""]
+    sweeps = [
+        f"{PEERS[k].title} {e['sweep_rows']:,}"
+        for k, e in rows.items()
+        if "sweep_rows" in e and e["sweep_rows"] < results.sizes.sweep_runs
+    ]
+    if sweeps:
+        stopped = "; ".join(sweeps)
+        out += [f"Sweeps stopped at the budget, runs finished (last round): {stopped}.", ""]
     if results.missing or results.failures or results.slow:
         out += ["## Not measured", ""]
         out += [f"- {PEERS[k].title}: {why}." for k, why in results.missing.items()]

@@ -40,6 +40,15 @@ class NeptuneScale(Peer):
             **QUIET,
         )
 
+    def open_sweep_run(self, store: Path, index: int) -> Any:
+        return self._run_class(
+            project="bench/sweep",
+            run_id=f"sweep-{index}",
+            mode="offline",
+            log_directory=store,
+            **QUIET,
+        )
+
     def log(self, run: Any, payload: dict[str, float], step: int) -> None:
         run.log_metrics(payload, step=step)
 

@@ -28,6 +28,12 @@ ROWS: list[tuple[str, str, str, float]] = [
     ),
     ("start", "run start in a fresh store, until ready to log (and close)", "ms", 1e3),
     (
+        "sweep",
+        "sweep of {sweep_runs:,} short runs in one process (create, log 1 metric, close), per run",
+        "ms",
+        1e3,
+    ),
+    (
         "wide",
         "log {wide_width:,} metrics per call × {wide_steps} steps, per point",
         "µs/point",
@@ -118,6 +124,7 @@ class Results:
 SHORT = {
     "narrow": "log 10/call, per call",
     "start": "run start + close",
+    "sweep": "sweep, per short run",
     "wide": "log 1,000/call, per point",
     "series": "read 1M-point series, 1st call",
     "table_first": "runs table, 1st call",

@@ -55,6 +55,9 @@ class Trackio(Peer):
                 project=project, name=name, auto_log_cpu=False, auto_log_gpu=False, embed=False
             )
 
+    def open_sweep_run(self, store: Path, index: int) -> Any:
+        return self.open_run(store, f"sweep-{index}", project="sweep")
+
     def log(self, run: Any, payload: dict[str, float], step: int) -> None:
         run.log(payload, step=step)
 

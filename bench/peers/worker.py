@@ -31,6 +31,7 @@ def load(key: str) -> Any:
 
 def job_write(peer: Any, root: Path, sizes: Sizes) -> dict[str, Any]:
     starts = [peer.start(root / f"start-{i}") for i in range(sizes.starts)]
+    sweep, sweep_done = peer.sweep(root / "sweep", sizes.sweep_runs, sizes.sweep_budget_s)
     narrow = peer.log_timed(root / "narrow", sizes.narrow_width, sizes.narrow_steps)
     wide_store = root / "wide"
     wide = peer.log_timed(wide_store, sizes.wide_width, sizes.wide_steps)
@@ -38,6 +39,8 @@ def job_write(peer: Any, root: Path, sizes: Sizes) -> dict[str, Any]:
     return {
         "start": statistics.median(starts),
         "start_first": starts[0],
+        "sweep": sweep,
+        "sweep_rows": sweep_done,
         "narrow": narrow / sizes.narrow_steps,
         "wide": wide / points,
         "bytes": peer.store_bytes(wide_store) / points,
