@@ -53,7 +53,6 @@ DISK_MIN_ROWS = 5_000
 """Entries with fewer rows are not written (reading them from the store takes milliseconds)."""
 
 
-
 def cache_directory(home: Path, store_key: str) -> Path | None:
     """The directory of one store's cache files; ``None`` when turned off."""
     if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
