@@ -3,6 +3,7 @@ instead of the rows while the run's revision and uuid are the pack's, exact, nev
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -351,6 +352,16 @@ def test_many_encodings_decode_as_their_concatenation() -> None:
         rows(1, 7, ("é",), 1),
         rows(6, 1, ("a", "b", "c", "d", "e", "f"), 1),
     ]
+    wide = rows(3, 50, ("x", "y", "z"), 1)
+    parts.append(  # distances of 1, 2 and 4 bytes from a negative base; a span past 4 bytes
+        dataclasses.replace(
+            wide,
+            num_i=np.array([-3, 100_000, 7], np.int64),
+            count=np.array([-1, 200, 0], np.int64),
+            last_step=np.array([-(2**31), 2**31, 0], np.int64),
+            last_ts=np.array([-5, 2**40, 0], np.int64),
+        )
+    )
     datas = []
     for part in parts:
         encoded = attribute_codec.encode({int(part.run[0]): (1, "u")}, part)

@@ -28,7 +28,7 @@ from despina.store.sql.attribute_columns import AttrRows
 
 __all__ = ["DECODE_ERRORS", "MAGIC", "Revisions", "decode", "decode_many", "encode"]
 
-MAGIC = b"DSPNATTR\x05"
+MAGIC = b"DSPNATTR\x06"
 
 # every column: its name, its stored dtype and the count field giving its length
 _ROWS, _RUNS, _PATHS, _DISTINCT, _CODES = range(5)
@@ -51,12 +51,15 @@ _LAYOUT = (
 _SLOT = {name: (i, np.dtype(dtype), count) for i, (name, dtype, count) in enumerate(_LAYOUT)}
 _COLUMNS = ("attr_id", "run", "path", "type", "num_f", "num_i", "count", "last_step", "last_ts")
 _FIXED = 5 + 4 + 1  # counts, blob offsets and lengths, the runs' JSON length
-_HEAD = 16 + 8 * (_FIXED + 2 * len(_LAYOUT))
+_HEAD = 16 + 8 * (_FIXED + 3 * len(_LAYOUT))
 """``MAGIC`` padded to 16 bytes, then little-endian int64 fields: the five counts (rows, runs,
 paths, distinct texts, text cells), the path blob's offset and length, the text blob's, the
-length of the runs' JSON, then per column a flag (0: stored at the offset that follows, 1: one
-value repeated, whose bits follow, 2: consecutive integers, the first of which follows)."""
-_STORED, _REPEATED, _RANGE = range(3)
+length of the runs' JSON, then per column a flag and two values: 0: stored at an offset; 1: one
+value repeated, its bits; 2: consecutive integers from a first one; 3: integers stored at an
+offset as unsigned distances from a base, in the fewest bytes (1, 2 or 4) that hold them."""
+_STORED, _REPEATED, _RANGE, _NARROW = range(4)
+_WIDTHS = (1, 2, 4)
+"""Flag ``_NARROW + i``: distances of ``_WIDTHS[i]`` bytes."""
 
 Revisions = dict[int, tuple[int, str]]
 """Per run row id: ``(revision, uuid)``."""
@@ -109,11 +112,21 @@ def encode(revisions: Revisions, rows: AttrRows) -> list[bytes | memoryview] | N
         array = np.ascontiguousarray(columns[name], dtype=dtype)
         bits = array.view(f"u{array.dtype.itemsize}")  # bit for bit: -0.0 is not 0.0
         if len(bits) > 1 and bool((bits == bits[0]).all()):
-            slots += [_REPEATED, int(np.array(bits[0], np.uint64).view(np.int64))]
-        elif len(array) > 1 and array.dtype.kind == "i" and bool((np.diff(array) == 1).all()):
-            slots += [_RANGE, int(array[0])]  # ids and path codes of one run often are
-        else:
-            slots += [0, put(array.data.cast("B"), array.nbytes)]
+            slots += [_REPEATED, int(np.array(bits[0], np.uint64).view(np.int64)), 0]
+            continue
+        if len(array) > 1 and array.dtype.kind == "i":
+            if bool((np.diff(array) == 1).all()):
+                slots += [_RANGE, int(array[0]), 0]  # ids and path codes of one run often are
+                continue
+            base = int(array.min())
+            span = int(array.max()) - base
+            width = next((w for w in _WIDTHS if span < 1 << (8 * w)), 8)
+            if width < array.dtype.itemsize:  # counts, steps, ids: small ranges
+                narrow = (array.astype(np.int64) - base).astype(f"<u{width}")
+                flag = _NARROW + _WIDTHS.index(width)
+                slots += [flag, put(narrow.data.cast("B"), narrow.nbytes), base]
+                continue
+        slots += [_STORED, put(array.data.cast("B"), array.nbytes), 0]
     path_blob, text_blob = b"".join(paths), b"".join(texts)
     fields += [put(path_blob, len(path_blob)), len(path_blob)]
     fields += [put(text_blob, len(text_blob)), len(text_blob), len(runs)]
@@ -128,7 +141,7 @@ class _Encoded:
         if data[: len(MAGIC)] != MAGIC:
             raise ValueError("not an attribute encoding of this version")
         self.data = data
-        head = np.frombuffer(data, "<i8", _FIXED + 2 * len(_LAYOUT), 16).tolist()
+        head = np.frombuffer(data, "<i8", _FIXED + 3 * len(_LAYOUT), 16).tolist()
         self.counts = head[:5]
         self.blobs = head[5:9]
         self.runs_at = (_HEAD, head[9])
@@ -141,13 +154,20 @@ class _Encoded:
     def get(self, name: str) -> npt.NDArray[Any]:
         index, dtype, count = _SLOT[name]
         n = self.counts[count]
-        flag, value = self.slots[2 * index], self.slots[2 * index + 1]
+        flag, value, base = self.slots[3 * index : 3 * index + 3]
         if flag == _RANGE:
             return np.arange(value, value + n, dtype=dtype)
+        if flag >= _NARROW:
+            return (self._narrow(flag, value, n) + base).astype(dtype)
         if flag == _REPEATED:
             bits = np.full(n, np.array(value, np.int64).view(np.uint64), np.uint64)
             return bits.astype(f"u{dtype.itemsize}").view(dtype)
         return np.frombuffer(self.data, dtype, n, self.body + value)
+
+    def _narrow(self, flag: int, at: int, n: int) -> npt.NDArray[np.int64]:
+        """``n`` distances stored at ``at`` in the width ``flag`` names."""
+        width = _WIDTHS[flag - _NARROW]
+        return np.frombuffer(self.data, f"<u{width}", n, self.body + at).astype(np.int64)
 
     def blob(self, name: str) -> tuple[bytes, npt.NDArray[Any]]:
         """The bytes of strings ``name`` (``path`` or ``text``) and their ends."""
@@ -278,8 +298,10 @@ def _column(
     flags = np.zeros(len(encodings), np.int8)
     bits = np.zeros(len(encodings), np.int64)
     for k, (encoded, (a, b)) in enumerate(zip(encodings, spans, strict=True)):
-        flag, value = encoded.slots[2 * index], encoded.slots[2 * index + 1]
-        if flag:
+        flag, value, base = encoded.slots[3 * index : 3 * index + 3]
+        if flag >= _NARROW:
+            out[a:b] = encoded._narrow(flag, value, b - a) + base
+        elif flag:
             flags[k] = flag
             bits[k] = value
         elif b > a:
