@@ -24,6 +24,8 @@ from despina.store.imports import (
 )
 from despina.store.runs import RunSpec, create_run
 from despina.store.series import lineage, read_float_lineage
+from despina.store.sql.attribute_columns import READ_STATS, read_columns
+from despina.store.sql.attribute_packs import PACK_MIN_ROWS
 from despina.store.writer import CHUNK_POINTS, RunWriter
 
 M = 1_000_000
@@ -130,6 +132,26 @@ def test_imported_run_equals_logged_run(stores: tuple[Store, Store]) -> None:
     assert outcome.created and not outcome.issues
     assert _chunks(imported_store, outcome.pk) == _chunks(logged_store, created.pk)
     _same_attrs(_attrs(imported_store, outcome.pk), _attrs(logged_store, created.pk))
+
+
+def test_an_imported_run_is_packed_as_a_closed_one(stores: tuple[Store, Store]) -> None:
+    _, store = stores
+    values = [Assign(f"cfg/p{j:02d}", "float", j / 3) for j in range(PACK_MIN_ROWS)]
+    columns = _columns(np.random.default_rng(2))
+    for replace in (False, True):  # a replacement gets a newer revision: packed with it
+        outcome = import_run(
+            store,
+            ImportedRun("ws/p", "r", T0, values=values, floats=FloatBlock.from_columns(columns)),
+            replace=replace,
+        )
+        before = READ_STATS.packs
+        with store.read() as conn:
+            packed = read_columns(conn, [outcome.pk])
+            rows = read_columns(conn, [outcome.pk], packs=False)
+        assert READ_STATS.packs - before == 1
+        assert packed.paths == rows.paths and packed.text.tolist() == rows.text.tolist()
+        assert packed.num_f.tobytes() == rows.num_f.tobytes()
+        assert packed.attr_id.tolist() == rows.attr_id.tolist()
 
 
 def test_imported_fork_equals_logged_fork(stores: tuple[Store, Store]) -> None:

@@ -16,7 +16,7 @@ from despina.store import Store
 from despina.store.batch import Assign, Batch, MetricColumn, ModifySet, PointAppend
 from despina.store.runs import RunSpec, create_run, mark_closed
 from despina.store.sql.attribute_columns import READ_STATS, AttrRows, read_columns
-from despina.store.sql.attribute_packs import PACK_MIN_ROWS, write_pack
+from despina.store.sql.attribute_packs import PACK_MIN_ROWS, pack_idle_runs, write_pack
 from despina.store.writer import RunWriter
 
 PROJECT = "ws/packs"
@@ -151,6 +151,33 @@ def test_open_runs_small_runs_and_a_mix_are_read_from_their_rows(tmp_path: Path)
         assert decoded == 3  # neither the open run nor the small one has a pack
         assert _cells(rows) == _cells(_from_rows(store, everyone))
         assert {int(r) for r in rows.run} == set(everyone)
+    finally:
+        store.close()
+
+
+def test_runs_that_never_close_are_packed_once_idle(tmp_path: Path) -> None:
+    """The server's pack-idle-runs job: runs of the Neptune wire, or of a killed process."""
+    store = Store.open(tmp_path / "store")
+    try:
+        idle, busy = _runs(store, 2, closed=False)
+        small = create_run(store, RunSpec(project=PROJECT, run_id="small", creation_ms=10)).pk
+        RunWriter(store, small).apply(Batch(ops=[Assign("cfg/a", "float", 1.0)]))
+        with store.write() as conn:  # the last write an hour ago, for two of them
+            conn.execute(
+                "UPDATE runs SET ping_ms = ping_ms - 3600000 WHERE id IN (?, ?)", (idle, small)
+            )
+        assert pack_idle_runs(store) == 1  # neither the busy run nor the small one
+        assert pack_idle_runs(store) == 0  # its pack is current
+        rows, decoded = _read(store, [idle, busy, small])
+        assert decoded == 1
+        assert _cells(rows) == _cells(_from_rows(store, [idle, busy, small]))
+        _log(store, idle, 5.0)  # written again: stale, packed again once idle
+        with store.write() as conn:
+            conn.execute("UPDATE runs SET ping_ms = ping_ms - 3600000 WHERE id = ?", (idle,))
+        assert pack_idle_runs(store) == 1
+        rows, decoded = _read(store, [idle])
+        assert decoded == 1
+        assert _cells(rows) == _cells(_from_rows(store, [idle]))
     finally:
         store.close()
 

@@ -34,7 +34,13 @@ from despina.server.errors import (
     parse_json_body,
 )
 from despina.server.ingest import IngestService
-from despina.server.jobs import JOB_PRUNE_STATUSES, JOB_SWEEP_UPLOADS, Housekeeping, Job
+from despina.server.jobs import (
+    JOB_PACK_IDLE_RUNS,
+    JOB_PRUNE_STATUSES,
+    JOB_SWEEP_UPLOADS,
+    Housekeeping,
+    Job,
+)
 from despina.server.limits import LimitsMiddleware, ServerLimits
 from despina.server.logs import AccessLogMiddleware
 from despina.server.native import NATIVE_ROUTES
@@ -44,6 +50,7 @@ from despina.server.storage import BLOB_ROUTE, BlobStorage
 from despina.server.ui import UI_ROUTES
 from despina.store import Store
 from despina.store.access import ProjectInfo, find_project, list_project_infos
+from despina.store.sql.attribute_packs import pack_idle_runs
 
 __all__ = ["ROUTES", "ServerState", "create_app"]
 
@@ -452,6 +459,7 @@ def create_app(store: Store, settings: ServerSettings | None = None) -> Starlett
             [
                 Job(JOB_PRUNE_STATUSES, 3600, ingest.prune_statuses),
                 Job(JOB_SWEEP_UPLOADS, 600, storage.sweep_abandoned_uploads),
+                Job(JOB_PACK_IDLE_RUNS, 60, lambda: pack_idle_runs(store)),
             ],
         ),
     )

@@ -14,6 +14,9 @@ The jobs (set up by :func:`despina.server.app.create_app`):
 * ``sweep-uploads`` (every 10 min): multipart uploads abandoned for
   ``abandoned_upload_seconds``, records of expired write URLs, and content a crash left
   half-received in the blob store.
+* ``pack-idle-runs`` (every minute): packs the attribute rows of runs idle for ten minutes
+  whose pack is missing or stale (``store/sql/attribute_packs.py``): runs logged through the
+  Neptune wire never close, and a fresh process's first read of many runs reads their packs.
 
 Everything else a replica keeps in memory is either a cache checked against the store on
 every use (run writers, UI summaries) or deliberately per replica (rate limits, request caps).
@@ -29,8 +32,9 @@ from dataclasses import dataclass
 
 from despina.store import Store
 
-__all__ = ["JOB_PRUNE_STATUSES", "JOB_SWEEP_UPLOADS", "Housekeeping", "Job"]
+__all__ = ["JOB_PACK_IDLE_RUNS", "JOB_PRUNE_STATUSES", "JOB_SWEEP_UPLOADS", "Housekeeping", "Job"]
 
+JOB_PACK_IDLE_RUNS = "pack-idle-runs"
 JOB_PRUNE_STATUSES = "prune-ingest-statuses"
 JOB_SWEEP_UPLOADS = "sweep-uploads"
 

@@ -39,6 +39,7 @@ from despina.store.codec import _ARITH, encode_floats, encode_ints
 from despina.store.runs import RunSpec, _check_spec, _inherit
 from despina.store.schema import CHUNK_BITS
 from despina.store.series import FLOAT_AGGREGATES_UPDATE, POINT_AGGREGATES_UPDATE
+from despina.store.sql.attribute_packs import write_pack
 from despina.store.sysattrs import SYS_STRING_SETS
 from despina.store.writer import CHUNK_POINTS, MAX_STEP_MICRO
 
@@ -300,8 +301,11 @@ def import_run(
             conn.execute(
                 "UPDATE runs SET revision = ? WHERE id = ?", (int(old_revision) + 1, outcome.pk)
             )
-            return outcome
-        return _write(conn, project_id, run, now)
+        else:
+            outcome = _write(conn, project_id, run, now)
+        # an imported run is closed: packed as a closing run is, for a fresh process's first read
+        write_pack(conn, outcome.pk)
+        return outcome
 
 
 # -- checks ----------------------------------------------------------------------------------

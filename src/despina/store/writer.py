@@ -344,15 +344,6 @@ class RunWriter:
                 (int(time.time() * 1000), self.run_pk),
             )
 
-    def finish(self, *, failed: bool) -> None:
-        """Record that the logging process closed the run, and whether it failed."""
-        with self.store.write() as conn:
-            conn.execute(
-                "UPDATE runs SET ping_ms = MAX(ping_ms, ?), closed = 1, "
-                "failed = MAX(failed, ?) WHERE id = ?",
-                (int(time.time() * 1000), 1 if failed else 0, self.run_pk),
-            )
-
     # -- cache -------------------------------------------------------------------------------
 
     def _forget(self) -> None:

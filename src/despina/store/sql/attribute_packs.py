@@ -19,6 +19,8 @@ decoded in tens of microseconds.
   deleted and replaced has another uuid, so a run written since its close (resumed, tags changed,
   moved to the trash) is read from its rows, as are runs still open and runs that never close
   (the Neptune wire). A stale pack is never read and is replaced at the run's next close.
+* Runs that never close (the Neptune wire, a killed process) are packed once idle for
+  :data:`PACK_IDLE_SECONDS` by a server's ``pack-idle-runs`` job (:func:`pack_idle_runs`).
 * A copy (``despina store copy``) packs the closed runs it copies anew: attribute ids differ
   between stores. Deleting a run deletes its pack.
 """
@@ -35,13 +37,23 @@ from despina.store.sql import dialect_of
 if TYPE_CHECKING:
     from despina.store.sql.attribute_columns import AttrRows
 
-__all__ = ["PACK_MIN_ROWS", "PACK_SPAN", "read_packs", "write_pack"]
+__all__ = [
+    "PACK_IDLE_SECONDS",
+    "PACK_MIN_ROWS",
+    "PACK_SPAN",
+    "pack_idle_runs",
+    "read_packs",
+    "write_pack",
+]
 
 PACK_MIN_ROWS = 16
 """Runs with fewer ``attributes`` rows are not packed: reading 1,000 runs of 7 rows each took
 22 ms from the rows and 35 ms from packs, of 22 rows 28 and 18 ms (packs decode in bulk, about
 15 µs per run plus the rows), and a run as small as a few configs and metrics (6 rows with its
 sys rows) is closed without the 0.3-0.6 ms that packing costs."""
+PACK_IDLE_SECONDS = 600
+"""A run with no write for this long is packed by :func:`pack_idle_runs` (runs logged through
+the Neptune wire never close; a run whose process was killed never did)."""
 PACK_SPAN = 8
 """A read naming ``k`` paths uses the packs of runs with at most ``PACK_SPAN * k`` rows; the
 rows of bigger runs are read by (run, path) index seeks, which cost less than decoding them."""
@@ -79,6 +91,34 @@ def write_pack(conn: Any, run_pk: int) -> bool:
         (run_pk, int(revision), str(uuid), len(rows), b"".join(parts)),
     )
     return True
+
+
+def pack_idle_runs(store: Any, *, idle_seconds: float = PACK_IDLE_SECONDS, limit: int = 500) -> int:
+    """Pack up to ``limit`` runs that no process wrote for ``idle_seconds`` and whose pack is
+    missing or stale (the server's ``pack-idle-runs`` job); each run in a write transaction of
+    its own, so that writers wait for one run's packing at most. Returns the runs packed.
+
+    Runs with fewer than :data:`PACK_MIN_ROWS` rows are looked at and left, as at a close.
+    """
+    import time
+
+    idle_before = int((time.time() - idle_seconds) * 1000)
+    with store.read() as conn:
+        candidates = [
+            int(run_pk)
+            for (run_pk,) in conn.execute(
+                "SELECT r.id FROM runs r LEFT JOIN attribute_packs p ON p.run_id = r.id "
+                "WHERE r.ping_ms < ? AND (p.run_id IS NULL OR p.revision <> r.revision "
+                "OR p.uuid <> r.uuid) AND (SELECT count(*) FROM attributes a "
+                f"WHERE a.run_id = r.id) >= {PACK_MIN_ROWS} ORDER BY r.id LIMIT ?",
+                (idle_before, limit),
+            )
+        ]
+    packed = 0
+    for run_pk in candidates:
+        with store.write() as conn:
+            packed += write_pack(conn, run_pk)
+    return packed
 
 
 def read_packs(
