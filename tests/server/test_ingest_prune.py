@@ -8,7 +8,13 @@ from pathlib import Path
 
 from despina.server.app import create_app
 from despina.server.ingest import IngestService
-from despina.server.jobs import JOB_PRUNE_STATUSES, JOB_SWEEP_UPLOADS, Housekeeping, Job
+from despina.server.jobs import (
+    JOB_PACK_IDLE_RUNS,
+    JOB_PRUNE_STATUSES,
+    JOB_SWEEP_UPLOADS,
+    Housekeeping,
+    Job,
+)
 from despina.server.settings import ServerSettings
 from despina.store import Store
 from despina.store.access import StoredStatus, save_request
@@ -34,8 +40,9 @@ def test_every_job_is_due_when_a_server_starts(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "home")
     app = create_app(store, ServerSettings())
     jobs: Housekeeping = app.state.despina.jobs
-    assert [job.name for job in jobs.jobs] == [JOB_PRUNE_STATUSES, JOB_SWEEP_UPLOADS]
-    assert jobs.run_due() == [JOB_PRUNE_STATUSES, JOB_SWEEP_UPLOADS]
+    names = [JOB_PRUNE_STATUSES, JOB_SWEEP_UPLOADS, JOB_PACK_IDLE_RUNS]
+    assert [job.name for job in jobs.jobs] == names
+    assert jobs.run_due() == names
     assert jobs.run_due() == []  # not due again before their period
     store.close()
 
