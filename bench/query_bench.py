@@ -391,20 +391,26 @@ FIRST_CALLS: list[tuple[str, str, str]] = [
 ]
 
 
-def _close_runs(home: Path) -> None:
-    """Mark every run of the store at ``home`` closed, as its logging process would have (which
-    writes its attribute pack); once per store and pack format (``.closed-<format>``)."""
-    from despina.store.attribute_codec import MAGIC
+def close_all_runs(location: Path | str) -> None:
+    """Mark every run of the store at ``location`` (a directory or a URL) closed, as its logging
+    process would have (which writes its attribute pack)."""
     from despina.store.runs import mark_closed
 
-    done = home / f".closed-{MAGIC.hex()}"
-    if done.exists():
-        return
-    store = _open(home)
+    store = _open(location)
     with store.read() as conn:
         pks = [int(pk) for (pk,) in conn.execute("SELECT id FROM runs")]
     for pk in pks:
         mark_closed(store, pk, failed=False)
+
+
+def _close_runs(home: Path) -> None:
+    """:func:`close_all_runs`, once per store and pack format (``.closed-<format>``)."""
+    from despina.store.attribute_codec import MAGIC
+
+    done = home / f".closed-{MAGIC.hex()}"
+    if done.exists():
+        return
+    close_all_runs(home)
     done.touch()
 
 

@@ -17,23 +17,13 @@ from bench.backends import postgres_database
 Row = tuple[str, float, str]
 
 
-def _close_all(url: str) -> None:
-    from despina.store.runs import mark_closed
-
-    store = qb._open(url)
-    with store.read() as conn:
-        pks = [int(pk) for (pk,) in conn.execute("SELECT id FROM runs")]
-    for pk in pks:
-        mark_closed(store, pk, failed=False)
-
-
 def run() -> list[Row]:
     rows: list[Row] = []
     with postgres_database("wide") as wide, postgres_database("table") as table:
         for url, build in ((wide, qb.bench_wide_single_step), (table, qb.bench_table)):
             start = time.perf_counter()
             build(url, True)
-            _close_all(url)
+            qb.close_all_runs(url)
             rows.append((f"  (build {build.__name__})", time.perf_counter() - start, "s"))
         for url, (_, label, call) in (
             (wide, qb.FIRST_CALLS[0]),
