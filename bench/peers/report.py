@@ -266,6 +266,7 @@ def plot(path: Path, results: Results) -> None:
     short = [
         "log 10/call",
         "run start",
+        "sweep,\nper short run",
         "log 1,000/call\nper point",
         "read 1M-point\nseries (1st call)",
         "runs table\n(1st call)",
@@ -299,6 +300,7 @@ def plot(path: Path, results: Results) -> None:
     ax.text(len(names) - 0.5, 10, " 10× goal", va="bottom", ha="right", fontsize=8)
     ax.axhline(1, color="grey", linestyle=":", linewidth=1)
     ax.set_yscale("log")
+    assert len(short) == len(names), "a row of ROWS without its label on the plot"
     ax.set_xticks(x, short, fontsize=8)
     ax.set_ylabel("peer / despina, time or bytes (log scale; above 1: despina ahead)")
     ax.set_title(
