@@ -53,6 +53,7 @@ def run() -> list[Row]:
             build = name not in built
             if build:
                 url = stack.enter_context(postgres_database(name))
+                stack.callback(_close_stores)  # before the database is dropped (LIFO)
                 built[name] = (str(Path(tmp) / name), url)
             figures: dict[str, list[Row]] = {}
             for kind, location in zip(("sqlite", "postgresql"), built[name], strict=True):

@@ -1,14 +1,16 @@
 """Store benchmarks on both backends side by side (issue #13): what a flush writes.
 
 A server-shaped workload: 50 float series of one run receive 10 new steps each per flush, as a
-training process sending every few seconds does, for 10,000 steps (500k points, 1,000 flushes).
+training process sending every few seconds does, for 20,000 steps (1M points, 2,000 flushes).
 Written through the store's writer (``RunWriter``), so the figures are the store's own.
 
 * points/s: the flushes, each one write transaction;
 * bytes written per point: what the database wrote to make them durable (SQLite: the process's
   write I/O, WAL and checkpoints; PostgreSQL: WAL bytes), the write amplification;
-* bytes on disk per point: the store's size after the run, without a manual vacuum (steady
-  state). On PostgreSQL the writing process vacuums the tables it leaves dead rows in
+* bytes on disk per point: the store's size after the run, without a manual vacuum; and in
+  steady state, what the store grew by over the second half of the run per point logged in it
+  (the space dead rows hold between two vacuums is bounded: paid once, not per point). On
+  PostgreSQL the writing process vacuums the tables it leaves dead rows in
   (``store/postgres/upkeep.py``); the same run with that turned off (``DESPINA_PG_VACUUM=0``:
   autovacuum alone, which looks once a minute) and with a plain ``VACUUM`` every 200 flushes
   are given beside it.
@@ -67,7 +69,7 @@ def _vacuum(store: Any) -> None:
         raw.execute(b"VACUUM chunks, attributes")
 
 
-def _flushes(store: Any, *, vacuum: bool = False) -> tuple[float, int]:
+def _flushes(store: Any, *, vacuum: bool = False, halfway: Any = None) -> tuple[float, int]:
     from despina.store.batch import Batch, MetricColumn
     from despina.store.runs import RunSpec, create_run
     from despina.store.writer import RunWriter
@@ -78,6 +80,8 @@ def _flushes(store: Any, *, vacuum: bool = False) -> tuple[float, int]:
     now = int(time.time() * 1000)
     start = time.perf_counter()
     for flush, first in enumerate(range(0, STEPS, PER_FLUSH)):
+        if first == STEPS // 2 and halfway is not None:
+            halfway()
         if vacuum and flush % VACUUM_EVERY == VACUUM_EVERY - 1:
             _vacuum(store)
         steps = np.arange(first, first + PER_FLUSH, dtype=np.int64) * 1_000_000
@@ -99,7 +103,14 @@ def _measure(kind: str, url: str, *, vacuum: bool, label: str | None = None) -> 
     store = Store.open(url=url)
     before_size = _size(store)
     before = _process_written() if kind == "sqlite" else _wal_bytes(store)
-    seconds, points = _flushes(store, vacuum=vacuum)
+    sizes: list[int] = []
+
+    def halfway() -> None:
+        if kind == "sqlite":  # as at the end: the WAL folded in (it shrinks back after)
+            store.checkpoint()
+        sizes.append(_size(store))
+
+    seconds, points = _flushes(store, vacuum=vacuum, halfway=halfway)
     if kind == "sqlite":
         store.checkpoint()
         written = _process_written() - before
@@ -121,6 +132,11 @@ def _measure(kind: str, url: str, *, vacuum: bool, label: str | None = None) -> 
             "WAL and checkpoints" if kind == "sqlite" else "WAL bytes",
         ),
         (f"{label}: bytes on disk per point", size / points, "tables and indexes, as left"),
+        (
+            f"{label}: bytes on disk per point, steady state",
+            (size + before_size - sizes[0]) / (points / 2),
+            "the store's growth over the second half of the run, per point logged in it",
+        ),
     ]
 
 
