@@ -92,16 +92,22 @@ def test_wait_for_processing_includes_the_git_facts(
     run.close()
 
 
-@pytest.mark.sqlite_only  # SQLite's trace of PRAGMA synchronous and a sqlite3 reader
-def test_close_is_one_durable_commit_marking_the_run_closed(home: Path) -> None:
-    run = despina.Run(project="ws/p", run_id="quick", **QUIET)
-    run.log_configs({"lr": 0.5})
-    run.log_metrics({"loss": 1.0}, step=0)
+def _close_traced(run: despina.Run) -> list[str]:
+    """The statements ``run.close()`` ran on its thread's connection, upper-cased."""
     assert run._store is not None
     log: list[str] = []
     run._store.connection().set_trace_callback(lambda sql: log.append(sql.strip().upper()))
     run.close()
     run._store.connection().set_trace_callback(None)
+    return log
+
+
+@pytest.mark.sqlite_only  # SQLite's trace of PRAGMA synchronous and a sqlite3 reader
+def test_close_is_one_durable_commit_marking_the_run_closed(home: Path) -> None:
+    run = despina.Run(project="ws/p", run_id="quick", **QUIET)
+    run.log_configs({"lr": 0.5})
+    run.log_metrics({"loss": 1.0}, step=0)
+    log = _close_traced(run)
     commits = [i for i, sql in enumerate(log) if sql == "COMMIT"]
     durable = [i for i, sql in enumerate(log) if sql == "PRAGMA SYNCHRONOUS = FULL"]
     # the last commit of close() is the durable one, and it is what marks the run closed
@@ -139,11 +145,7 @@ def test_the_final_flush_and_the_close_are_one_durable_commit(
     run = despina.Run(project="ws/p", run_id="one", **QUIET)
     run.log_configs({"lr": 0.5})
     run.log_metrics({"loss": 1.0}, step=0)
-    assert run._store is not None
-    log: list[str] = []
-    run._store.connection().set_trace_callback(lambda sql: log.append(sql.strip().upper()))
-    run.close()
-    run._store.connection().set_trace_callback(None)
+    log = _close_traced(run)
     # one transaction stores what was logged and marks the run closed, under synchronous=FULL
     assert [sql for sql in log if sql in ("BEGIN IMMEDIATE", "COMMIT")] == [
         "BEGIN IMMEDIATE",
