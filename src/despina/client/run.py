@@ -18,7 +18,6 @@ then only queues, for ``despina sync``.
 from __future__ import annotations
 
 import atexit
-import functools
 import json
 import logging
 import os
@@ -926,19 +925,9 @@ def _check_name(what: str, value: Any, allow_slash: bool) -> None:
 
 
 def _os_user() -> str:
-    """``getpass.getuser()``: the environment first (read for every run: it may change within
-    a process), then the account of the process's uid, looked up once per uid (reading the
-    password database costs tens of microseconds, a share of a short run's start)."""
-    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
-        user = os.environ.get(name)
-        if user:
-            return user
-    getuid = getattr(os, "getuid", None)
-    return _account_name(getuid() if getuid is not None else -1)
-
-
-@functools.lru_cache(maxsize=8)
-def _account_name(uid: int) -> str:
+    """``getpass.getuser()`` for every run: the environment, then the password database (its
+    lookup costs tens of microseconds; caching it per uid would keep a name that code running
+    the process changed, as a test or a launcher does through ``getpass``)."""
     try:
         import getpass
 
