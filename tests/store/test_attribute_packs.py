@@ -178,6 +178,11 @@ def test_runs_that_never_close_are_packed_once_idle(tmp_path: Path) -> None:
         rows, decoded = _read(store, [idle])
         assert decoded == 1
         assert _cells(rows) == _cells(_from_rows(store, [idle]))
+        _log(store, busy, 5.0)  # stopped long ago: past the horizon, left to its rows
+        with store.write() as conn:
+            month = 30 * 86_400_000
+            conn.execute("UPDATE runs SET ping_ms = ping_ms - ? WHERE id = ?", (month, busy))
+        assert pack_idle_runs(store) == 0
     finally:
         store.close()
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from despina.store.sql.attribute_columns import AttrRows
 
 __all__ = [
+    "PACK_HORIZON_SECONDS",
     "PACK_IDLE_SECONDS",
     "PACK_MIN_ROWS",
     "PACK_SPAN",
@@ -54,6 +55,9 @@ sys rows) is closed without the 0.3-0.6 ms that packing costs."""
 PACK_IDLE_SECONDS = 600
 """A run with no write for this long is packed by :func:`pack_idle_runs` (runs logged through
 the Neptune wire never close; a run whose process was killed never did)."""
+PACK_HORIZON_SECONDS = 7 * 86400
+"""...and written within this long: the job looks at the runs that stopped in the last week, so
+that a store's many small runs (never packed) are not counted again every minute."""
 PACK_SPAN = 8
 """A read naming ``k`` paths uses the packs of runs with at most ``PACK_SPAN * k`` rows; the
 rows of bigger runs are read by (run, path) index seeks, which cost less than decoding them."""
@@ -98,20 +102,24 @@ def pack_idle_runs(store: Any, *, idle_seconds: float = PACK_IDLE_SECONDS, limit
     missing or stale (the server's ``pack-idle-runs`` job); each run in a write transaction of
     its own, so that writers wait for one run's packing at most. Returns the runs packed.
 
-    Runs with fewer than :data:`PACK_MIN_ROWS` rows are looked at and left, as at a close.
+    Runs with fewer than :data:`PACK_MIN_ROWS` rows are looked at and left, as at a close;
+    runs last written before :data:`PACK_HORIZON_SECONDS` are not looked at (read from their
+    rows, as before packs existed).
     """
     import time
 
     idle_before = int((time.time() - idle_seconds) * 1000)
+    horizon = int((time.time() - PACK_HORIZON_SECONDS) * 1000)
     with store.read() as conn:
         candidates = [
             int(run_pk)
             for (run_pk,) in conn.execute(
                 "SELECT r.id FROM runs r LEFT JOIN attribute_packs p ON p.run_id = r.id "
-                "WHERE r.ping_ms < ? AND (p.run_id IS NULL OR p.revision <> r.revision "
+                "WHERE r.ping_ms < ? AND r.ping_ms >= ? "
+                "AND (p.run_id IS NULL OR p.revision <> r.revision "
                 "OR p.uuid <> r.uuid) AND (SELECT count(*) FROM attributes a "
                 f"WHERE a.run_id = r.id) >= {PACK_MIN_ROWS} ORDER BY r.id LIMIT ?",
-                (idle_before, limit),
+                (idle_before, horizon, limit),
             )
         ]
     packed = 0
