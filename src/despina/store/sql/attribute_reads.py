@@ -64,15 +64,26 @@ def attribute_rows(
     particular order. Series without committed points are included (``count`` 0)."""
     if not run_pks or (paths is not None and not paths):
         return []
-    sql = (
-        "SELECT a.run_id, a.path, a.type, a.num, a.text, a.count, a.last_step, a.fmin, a.fmax, "
-        f"a.fsum, a.fsumsq, a.fcount, a.id FROM attributes a WHERE a.run_id IN {_LIST}"
+    sql, params = _of_runs(
+        "a.run_id, a.path, a.type, a.num, a.text, a.count, a.last_step, a.fmin, a.fmax, "
+        "a.fsum, a.fsumsq, a.fcount, a.id",
+        run_pks,
+        paths,
     )
+    return [AttributeRow(*row) for row in conn.execute(sql, params)]
+
+
+def _of_runs(
+    columns: str, run_pks: Sequence[int], paths: Sequence[str] | None
+) -> tuple[str, list[str]]:
+    """The statement selecting ``columns`` of the ``attributes`` rows (``a``) of ``run_pks``
+    (only ``paths``, when given), and its parameters."""
+    sql = f"SELECT {columns} FROM attributes a WHERE a.run_id IN {_LIST}"
     params = [_json(run_pks)]
     if paths is not None:
         sql += f" AND a.path IN {_LIST}"
         params.append(_json(paths))
-    return [AttributeRow(*row) for row in conn.execute(sql, params)]
+    return sql, params
 
 
 def table_cells(
@@ -82,14 +93,7 @@ def table_cells(
     (only ``paths``, when given): what a project table shows, in no particular order."""
     if not run_pks or (paths is not None and not paths):
         return []
-    sql = (
-        "SELECT a.run_id, a.path, a.type, a.num, a.text, a.count FROM attributes a "
-        f"WHERE a.run_id IN {_LIST}"
-    )
-    params = [_json(run_pks)]
-    if paths is not None:
-        sql += f" AND a.path IN {_LIST}"
-        params.append(_json(paths))
+    sql, params = _of_runs("a.run_id, a.path, a.type, a.num, a.text, a.count", run_pks, paths)
     # In (run, path) order SQLite reads through the (run_id, path) key, each run's rows side by
     # side, rather than path by path across the table (2-3x faster for a wide table).
     sql += " ORDER BY a.run_id, a.path"
