@@ -317,7 +317,7 @@ def _fresh_call(
     return min(firsts), cpus[min(firsts)], min(imports)
 
 
-def _warm_call(home: Path, call: str, rounds: int = 3) -> tuple[float, float]:
+def _warm_call(home: Path | str, call: str, rounds: int = 3) -> tuple[float, float]:
     """Best of ``rounds`` repeated calls in this process (after one call that warms it), and
     that call's CPU seconds."""
     import despina.query
