@@ -26,11 +26,17 @@ CHUNK_POINTS = 1024
 """Points per chunk row: big enough that row overhead is negligible, small enough to rewrite."""
 
 NEW_SERIES_INSERT = (
-    "INSERT INTO attributes (id, run_id, path, type, num, count, last_step, last_ts, fmin, fmax, "
-    "fsum, fsumsq, fcount) VALUES (?, ?, ?, 'float_series', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR FAIL INTO attributes (id, run_id, path, type, num, count, last_step, last_ts, "
+    "fmin, fmax, fsum, fsumsq, fcount) VALUES (?, ?, ?, 'float_series', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 """One new float series with its aggregates: the values of a row of
-:attr:`NewSeriesRows.attributes`."""
+:attr:`NewSeriesRows.attributes`.
+
+``OR FAIL``: a plain insert (``ABORT``) into a table with a trigger runs each row in a statement
+transaction, copying every page it touches (four b-trees: ~4 µs a row, two thirds of the
+statement) into a statement journal to undo that row alone on a constraint error. A failed row
+writes nothing either way (the constraints are checked before the row and its index entries
+are), and any error rolls the whole flush back."""
 
 
 @dataclass(slots=True)
