@@ -64,6 +64,7 @@ from despina.query.points import (
     read_point_series,
 )
 from despina.query.resolve import Selector
+from despina.query.table_memo import TableMemo
 from despina.query.values import present_sys, sys_rows
 from despina.store import Store
 from despina.store.nql import compile_filter
@@ -131,6 +132,7 @@ class QueryService:
     def __init__(self, store: Store, *, cache_dir: Path | None = None) -> None:
         self.store = store
         self.attributes = AttributeCache(cache_dir)
+        self.tables = TableMemo()
 
     @classmethod
     def for_home(
@@ -191,6 +193,7 @@ class Snapshot:
         self.project = project
         self.project_id = project_id
         self.now_ms = int(time.time() * 1000)
+        self._compiled: tuple[object, tuple[str, list[Any]]] | None = None
 
     # -- search ------------------------------------------------------------------------------
 
@@ -236,15 +239,20 @@ class Snapshot:
         ]
 
     def _compile(self, nql: Filter | str | nql_ast.Node) -> tuple[str, list[Any]]:
+        # the last filter compiled is kept: table_read compiles it for its key, then searches
+        if self._compiled is not None and self._compiled[0] is nql:
+            return self._compiled[1]
         query = nql.to_ast() if isinstance(nql, Filter) else nql
         try:
-            return compile_filter(
+            where = compile_filter(
                 self.conn, query, now_ms=self.now_ms, project_ids=[self.project_id]
             )
         except NQLError as exc:
             raise NeptuneUnexpectedResponseError(
                 f"the filter {str(nql)!r} cannot be evaluated: {exc}"
             ) from None
+        self._compiled = (nql, where)
+        return where
 
     # -- attribute definitions ---------------------------------------------------------------
 
@@ -507,8 +515,28 @@ class Snapshot:
         return operations.read_definitions(self, **arguments)
 
     def table_read(self, **arguments: Any) -> TableData:
-        """:func:`despina.query.operations.read_table` on this snapshot."""
-        return operations.read_table(self, **arguments)
+        """:func:`despina.query.operations.read_table` on this snapshot; the same table again
+        while nothing was written to the store (``table_memo.py``)."""
+        version = self.service.store.read_version(self.conn)
+        if version is None:
+            return operations.read_table(self, **arguments)
+        key = self._table_key(arguments)
+        memo = self.service.tables
+        found = memo.get(key, self.conn, version)
+        if found is None:
+            found = operations.read_table(self, **arguments)
+            memo.put(key, self.conn, version, found)
+        return found
+
+    def _table_key(self, arguments: dict[str, Any]) -> tuple[Any, ...]:
+        """What a table read depends on besides the store's data: the compiled filter (the
+        evaluation time among its parameters when it uses it), the other arguments (their
+        ``repr``: selectors and attributes are not hashable) and the project's spelling,
+        which labels the rows."""
+        nql = arguments.get("nql")
+        where = None if nql is None else self._compile(nql)
+        rest = sorted((name, repr(value)) for name, value in arguments.items() if name != "nql")
+        return (self.project_id, self.project, repr(where), tuple(rest))
 
     def metrics_read(self, **arguments: Any) -> operations.MetricsRead:
         """:func:`despina.query.operations.read_metrics` on this snapshot."""

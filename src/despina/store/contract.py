@@ -31,7 +31,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -145,6 +145,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def read(self) -> contextlib.AbstractContextManager[Any]:
         """A read transaction: every statement inside sees the same snapshot."""
+
+    def read_version(self, conn: Any) -> Hashable | None:
+        """A value that is the same in two read transactions on ``conn`` only when nothing was
+        written to the store in between, by any connection or process (``None``: this store
+        cannot tell cheaply). Called inside :meth:`read`, it describes that snapshot. Compare
+        values of one connection only: they mean nothing across connections.
+        """
+        return None
 
     @abc.abstractmethod
     def sync(self) -> None:

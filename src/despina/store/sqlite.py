@@ -21,8 +21,9 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
+from typing import Any
 
 from despina.config import resolve_home
 from despina.errors import SchemaTooNew, StoreBusy, StoreError
@@ -272,6 +273,13 @@ class SqliteStore(Store):
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("COMMIT")
+
+    def read_version(self, conn: Any) -> Hashable | None:
+        """``PRAGMA data_version`` (moves when another connection, in any process, commits)
+        and ``conn``'s own count of changed rows (its own writes, which data_version does not
+        count)."""
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        return int(version), int(conn.total_changes)
 
     def sync(self) -> None:
         """Put everything committed so far on stable storage (a durable write of its own).
