@@ -60,6 +60,7 @@ def fresh(home: str) -> Iterator[str]:
     """A process that has not queried yet: no cached rows, the store's own connection."""
     service = QueryService.for_home(url=home)
     service.attributes.clear()
+    service.tables.clear()
     nq.set_store(home)
     yield home
     nq.set_store(None)
@@ -198,6 +199,7 @@ def test_many_store_paths_fall_back_to_every_path(
     call = {"project": PROJECT, "runs": ["r0003", "r0004"], "attributes": r"^params/p0[0-4]$"}
     expected = runs.fetch_runs_table(**call)
     QueryService.for_home(url=fresh).attributes.clear()
+    QueryService.for_home(url=fresh).tables.clear()
     monkeypatch.setattr(attribute_columns, "STORE_PATHS_LIMIT", 3)
     before = READ_STATS.rows
     found = runs.fetch_runs_table(**call)
