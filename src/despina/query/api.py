@@ -8,6 +8,8 @@ infers filter types (§6) and reads. The store location is ``DESPINA_HOME`` (def
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import pathlib
 import threading
@@ -124,15 +126,37 @@ def set_api_token(api_token: str) -> Context:
     global _context, _api_token
     if not api_token:
         raise ValueError("API token must be provided")
-    from neptune_api.credentials import Credentials
-
-    Credentials.from_api_key(api_token)
+    _check_token_format(api_token)
     with _lock:
         _context = Context(_context.project, api_token)
         _api_token = api_token
     import despina.store.http.snapshot  # noqa: F401 (this set-up call pays for the import)
 
     return _context
+
+
+def _check_token_format(api_token: str) -> None:
+    """Neptune's own check of an API token (``Credentials.from_api_key``), with its exception:
+    neptune_api is imported only to raise it (its import costs a first remote call 40 ms).
+
+    Raises:
+        neptune_api.errors.InvalidApiTokenException: not base64 JSON, or it names no server.
+    """
+    try:
+        data = json.loads(base64.b64decode(api_token.strip().encode()).decode("utf-8"))
+        named = bool(data.get("api_address") or data.get("api_url"))
+        cause: Exception | None = None
+    except Exception as exc:  # as neptune_api: anything undecodable is refused alike
+        named, cause = False, exc
+    if named:
+        return
+    from neptune_api.errors import InvalidApiTokenException, UnableToDeserializeApiKeyError
+
+    if cause is None:
+        raise InvalidApiTokenException("API key is missing required fields")
+    undecodable = UnableToDeserializeApiKeyError()
+    undecodable.__cause__ = cause
+    raise InvalidApiTokenException("Unable to deserialize API key") from undecodable
 
 
 def project_of(project: str | None) -> str:

@@ -158,6 +158,15 @@ class QueryService:
                 )
             return service
 
+    @classmethod
+    def for_store(cls, store: Store) -> QueryService:
+        """A service over an open ``store`` keeping its attribute rows on disk as
+        :meth:`for_home` does (in ``<home>/cache/attributes/``, the files an in-process reader
+        of the same store uses): a restarted server's first read starts from them."""
+        # the key resolve_store gives it: the embedded store's directory, or the database URL
+        key = str(store.home) if store.dialect == "sqlite" else str(getattr(store, "url", ""))
+        return cls(store, cache_dir=attr_files.cache_directory(store.home, key))
+
     @contextlib.contextmanager
     def snapshot(self, project: str) -> Iterator[Snapshot]:
         """A read transaction over ``project``.

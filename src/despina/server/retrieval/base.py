@@ -21,7 +21,9 @@ class RetrievalBase:
     def __init__(self, store: Store, settings: ServerSettings) -> None:
         self.store = store
         self.settings = settings
-        self.queries = QueryService(store)  # reads go through the query service's batch API
+        # reads go through the query service's batch API; its attribute rows are kept on disk
+        # too, so that the first read after a restart does not read them all again
+        self.queries = QueryService.for_store(store)
 
     def project(self, principal: Principal, name: str) -> ProjectInfo:
         """The project ``name``: 403 outside the token, 404 when missing."""
