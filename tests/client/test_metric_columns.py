@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from despina.client.buffer import metric_columns
+from despina.client.buffer import metric_columns, row_packer
 
 
 def _records(rows: list[tuple[object, ...]], keys: tuple[str, ...] = ("a", "b")) -> list:
@@ -46,3 +46,25 @@ def test_changing_key_sets_are_grouped_in_order() -> None:
     columns = metric_columns(records, lambda message: None)
     assert columns["b"].values.tolist() == [2.0, 5.0]
     assert columns["b"].steps.tolist() == [0, 3_000_000]
+
+
+def test_packed_calls_keep_exact_values_beside_calls_kept_as_given() -> None:
+    """``log_metrics`` packs a call's values as float64 when each converts; a call with a value
+    that does not (a string, None) is queued as given. Both kinds may share a flush."""
+    keys = ("a", "b")
+    packer = row_packer(2)
+    packed = [
+        (keys, packer.pack(math.nan, -0.0), 0, 1_000),
+        (keys, packer.pack(math.inf, 2**60 + 1), 1_000_000, 1_001),
+        (keys, packer.pack(np.float32(0.1), True), 2_000_000, 1_002),
+    ]
+    columns = metric_columns(packed, lambda message: None)
+    a, b = columns["a"].values, columns["b"].values
+    assert math.isnan(a[0]) and a[1:].tolist() == [math.inf, float(np.float32(0.1))]
+    assert math.copysign(1.0, b[0]) == -1.0 and b[1:].tolist() == [float(2**60 + 1), 1.0]
+    dropped: list[str] = []
+    mixed = [*packed, (keys, ("1.5", None), 3_000_000, 1_003)]
+    columns = metric_columns(mixed, dropped.append)
+    assert columns["a"].values[1:].tolist() == [math.inf, float(np.float32(0.1)), 1.5]
+    assert columns["b"].steps.tolist() == [0, 1_000_000, 2_000_000]
+    assert len(dropped) == 1  # None

@@ -58,6 +58,8 @@ __all__ = [
     "Flusher",
     "LagMonitor",
     "LogBuffer",
+    "MetricValues",
+    "row_packer",
 ]
 
 logger = logging.getLogger("despina")
@@ -120,9 +122,14 @@ class FilesNotStored(OSError):
         self.signature = signature
 
 
+MetricValues = bytes | tuple[Any, ...]
+"""One ``log_metrics`` call's values: packed as float64 (:func:`row_packer`) when every value
+converts, else the values as given (converted, or dropped, one by one when flushed)."""
+
+
 @dataclass(slots=True)
 class _Taken:
-    records: list[tuple[tuple[str, ...], tuple[Any, ...], int, int]] = field(default_factory=list)
+    records: list[tuple[tuple[str, ...], MetricValues, int, int]] = field(default_factory=list)
     previews: list[PreviewPoint] = field(default_factory=list)
     ops: list[Assign | ModifySet] = field(default_factory=list)
     points: list[PointAppend] = field(default_factory=list)
@@ -226,9 +233,7 @@ class LogBuffer:
         """Estimated bytes accepted and not yet stored."""
         return self.accepted - self.stored
 
-    def add_metrics(
-        self, keys: tuple[str, ...], values: tuple[Any, ...], step: int, ts: int
-    ) -> int:
+    def add_metrics(self, keys: tuple[str, ...], values: MetricValues, step: int, ts: int) -> int:
         self.queue.append((keys, values, step, ts))
         self.enqueued = next(self._counter)
         n = len(keys)
@@ -310,7 +315,7 @@ class LogBuffer:
 
 
 def metric_columns(
-    records: list[tuple[tuple[str, ...], tuple[Any, ...], int, int]],
+    records: list[tuple[tuple[str, ...], MetricValues, int, int]],
     dropped: Callable[[str], None],
 ) -> dict[str, MetricColumn]:
     """Turn buffered ``log_metrics`` calls into one column of points per series."""
@@ -319,7 +324,8 @@ def metric_columns(
     while start < len(records):
         keys = records[start][0]
         end = start + 1
-        while end < len(records) and records[end][0] == keys:
+        # the calls of a loop share one keys tuple (``despina.Run.log_metrics``): ``is`` first
+        while end < len(records) and (records[end][0] is keys or records[end][0] == keys):
             end += 1
         group = records[start:end]
         steps = np.fromiter((r[2] for r in group), dtype=np.int64, count=len(group))
@@ -339,6 +345,8 @@ def metric_columns(
                 slot[2].append(stamps)
         else:  # some value is not a plain number: convert one by one, dropping the bad ones
             for row_keys, values, step, stamp in group:
+                if type(values) is bytes:
+                    values = row_packer(len(row_keys)).unpack(values)
                 for key, value in zip(row_keys, values, strict=True):
                     number = _to_float(key, value, dropped)
                     if number is None:
@@ -358,15 +366,21 @@ def metric_columns(
     }
 
 
-def _as_float_matrix(rows: list[tuple[Any, ...]], width: int) -> np.ndarray[Any, Any] | None:
+def _as_float_matrix(rows: list[MetricValues], width: int) -> np.ndarray[Any, Any] | None:
     """Rows of plain numbers as one float64 matrix, or ``None`` if any value needs care."""
+    packed_rows = [row for row in rows if type(row) is bytes]
+    if rows and len(packed_rows) == len(rows):  # the usual case: packed when logged, NaN included
+        return np.frombuffer(bytearray(b"".join(packed_rows)), dtype="<f8").reshape(-1, width)
+    if packed_rows:
+        packer = row_packer(width)
+        rows = [packer.unpack(row) if type(row) is bytes else row for row in rows]
     if rows and all(type(v) is float for v in rows[0]):
         # Python floats (the usual case): packed row by row into float64 bytes, ~2x faster
         # than np.fromiter and ~3x faster than np.array's shape and type discovery. A value
         # that is not a number raises; a NaN may be an odd value read as NaN: either way the
         # matrix is made again the careful way below.
         try:
-            packer = _row_packer(width)
+            packer = row_packer(width)
             packed = bytearray(b"".join([packer.pack(*row) for row in rows]))
             flat = np.frombuffer(packed, dtype="<f8")
         except (struct.error, ValueError, TypeError, OverflowError):
@@ -383,8 +397,9 @@ def _as_float_matrix(rows: list[tuple[Any, ...]], width: int) -> np.ndarray[Any,
 
 
 @functools.lru_cache(maxsize=64)
-def _row_packer(width: int) -> struct.Struct:
-    """Packs one ``log_metrics`` call's ``width`` values as little-endian float64."""
+def row_packer(width: int) -> struct.Struct:
+    """Packs one ``log_metrics`` call's ``width`` values as little-endian float64 (each value
+    converted as ``float()`` converts it, strings aside: those raise)."""
     return struct.Struct(f"<{width}d")
 
 

@@ -41,6 +41,8 @@ from despina.client.buffer import (
     Flusher,
     LagMonitor,
     LogBuffer,
+    MetricValues,
+    row_packer,
 )
 from despina.client.console import ConsoleCapture
 from despina.client.files import storage_key
@@ -274,6 +276,7 @@ class Run:
         self._lock = threading.Lock()
         self._known_paths: set[str] = set()
         self._last_keys: tuple[str, ...] = ()
+        self._last_packer = row_packer(0)  # packs the values of a call with ``_last_keys``
         self._failed = False
         self._console = None
         self._lag_monitor = None
@@ -417,23 +420,33 @@ class Run:
         if self._closed or not data:
             return
         keys = tuple(data)
-        if keys != self._last_keys:
+        if keys == self._last_keys:
+            # every call of a loop queues the one tuple: a new one each call would wait in the
+            # buffer for the cyclic GC to scan (a thousand items each, at the flush)
+            keys = self._last_keys
+        else:
             keys, data = self._checked_keys(keys, data)
-        # a tuple of numbers is dropped from the cyclic GC's tracking; a list would be rescanned
-        # by every collection while it waits in the buffer
-        values = tuple(data.values())
         if self._reporter.raise_on_drop:
-            for key, value in zip(keys, values, strict=True):
+            for key, value in zip(keys, data.values(), strict=True):
                 _to_float_or_report(key, value, self._reporter)
         if preview:
             completion = 0.0 if preview_completion is None else float(preview_completion)
             points = []
-            for key, value in zip(keys, values, strict=True):
+            for key, value in zip(keys, data.values(), strict=True):
                 number = _to_float_or_report(key, value, self._reporter)
                 if number is not None:
                     points.append(PreviewPoint(key, micro, number, ts, completion))
             self._buffer.add("previews", points)
-        elif self._buffer.add_metrics(keys, values, micro, ts) > self._flush_early:
+            return
+        # packed as float64 now: bytes are not tracked by the cyclic GC (a tuple of the values
+        # is, until a collection scans it) and the flush joins them into its matrix as they are
+        packer = self._last_packer if keys is self._last_keys else row_packer(len(keys))
+        values: MetricValues
+        try:
+            values = packer.pack(*data.values())
+        except Exception:  # a value float() may convert (a string) or refuse: checked at the flush
+            values = tuple(data.values())
+        if self._buffer.add_metrics(keys, values, micro, ts) > self._flush_early:
             self._wake()
 
     @staticmethod
@@ -481,6 +494,7 @@ class Run:
             return tuple(data), data
         self._known_paths.update(keys)
         self._last_keys = keys
+        self._last_packer = row_packer(len(keys))
         return keys, data
 
     def log_configs(
