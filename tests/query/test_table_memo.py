@@ -30,7 +30,7 @@ CALL = {
 
 
 @pytest.fixture()
-def home(tmp_path: Path) -> Iterator[Path]:
+def memo_home(tmp_path: Path) -> Iterator[Path]:
     """Runs r0..r3 with ``x = i / 2`` (r2 and r3 match ``CALL``); queries read this store.
     Over PostgreSQL ``DESPINA_STORE`` names the store instead of the directory."""
     home = tmp_path / "store"
@@ -46,11 +46,11 @@ def _service(home: Path) -> QueryService:
     return QueryService.for_home(home)
 
 
-def test_repeated_table_is_the_same_and_reads_no_rows(home: Path) -> None:
+def test_repeated_table_is_the_same_and_reads_no_rows(memo_home: Path) -> None:
     first = runs.fetch_runs_table(**CALL)
     before = READ_STATS.rows
     again = runs.fetch_runs_table(**CALL)
-    if _service(home).store.dialect == "sqlite":
+    if _service(memo_home).store.dialect == "sqlite":
         assert READ_STATS.rows == before
     assert again.equals(first)
     assert list(again.index) == ["r2", "r3"]
@@ -58,7 +58,7 @@ def test_repeated_table_is_the_same_and_reads_no_rows(home: Path) -> None:
     assert runs.fetch_runs_table(**CALL).equals(first)
 
 
-def test_other_arguments_are_other_tables(home: Path) -> None:
+def test_other_arguments_are_other_tables(memo_home: Path) -> None:
     runs.fetch_runs_table(**CALL)
     descending = runs.fetch_runs_table(**{**CALL, "sort_direction": "desc"})
     assert list(descending.index) == ["r3", "r2"]
@@ -67,25 +67,25 @@ def test_other_arguments_are_other_tables(home: Path) -> None:
     assert runs.fetch_runs_table(**{**CALL, "runs": ["r0"]}).shape == (1, 2)
 
 
-def test_a_write_through_a_run_of_this_process_is_seen(home: Path) -> None:
+def test_a_write_through_a_run_of_this_process_is_seen(memo_home: Path) -> None:
     runs.fetch_runs_table(**CALL)
-    with despina.Run(project=PROJECT, run_id="r0", home=home, **QUIET) as run:
+    with despina.Run(project=PROJECT, run_id="r0", home=memo_home, **QUIET) as run:
         run.log_configs({"x": 0.75, "y": "new"})
     table = runs.fetch_runs_table(**CALL)
     assert list(table.index) == ["r0", "r2", "r3"]
     assert table.loc["r0", "y"] == "new"
 
 
-def test_a_write_on_the_query_connection_is_seen(home: Path) -> None:
+def test_a_write_on_the_query_connection_is_seen(memo_home: Path) -> None:
     """A change that moves no run revision (a description set in SQL) on the connection the
     queries use, then on another connection."""
     assert runs.fetch_runs_table(**CALL).loc["r3", "sys/description"] == ""
-    store = _service(home).store
+    store = _service(memo_home).store
     with store.write() as conn:
         conn.execute("UPDATE runs SET description = 'mine' WHERE run_id = 'r3'")
     table = runs.fetch_runs_table(**CALL)
     assert table.loc["r3", "sys/description"] == "mine"
-    other = Store.open(home)
+    other = Store.open(memo_home)
     try:
         with other.write() as conn:
             conn.execute("UPDATE runs SET description = 'theirs' WHERE run_id = 'r3'")
@@ -94,7 +94,7 @@ def test_a_write_on_the_query_connection_is_seen(home: Path) -> None:
     assert runs.fetch_runs_table(**CALL).loc["r3", "sys/description"] == "theirs"
 
 
-def test_a_write_by_another_process_is_seen(home: Path) -> None:
+def test_a_write_by_another_process_is_seen(memo_home: Path) -> None:
     runs.fetch_runs_table(**CALL)
     code = (
         "import sys, despina\n"
@@ -102,15 +102,15 @@ def test_a_write_by_another_process_is_seen(home: Path) -> None:
         "                 enable_console_log_capture=False, source_tracking_config=None) as run:\n"
         "    run.log_configs({'x': 0.9})\n"
     )
-    subprocess.run([sys.executable, "-c", code, PROJECT, str(home)], check=True)
+    subprocess.run([sys.executable, "-c", code, PROJECT, str(memo_home)], check=True)
     table = runs.fetch_runs_table(**CALL)
     assert list(table.index) == ["r1", "r2", "r3"]
     assert table.loc["r1", "x"] == 0.9
 
 
-def test_a_filter_on_the_evaluation_time_is_never_reused(home: Path) -> None:
+def test_a_filter_on_the_evaluation_time_is_never_reused(memo_home: Path) -> None:
     """``sys/state`` depends on the time of the query: the key holds it."""
-    service = _service(home)
+    service = _service(memo_home)
     running = '`sys/state`:experimentState = "running"'
     steady = Filter.gt(Attribute("x", "float"), 0.5)
     keys = []
