@@ -15,9 +15,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from despina.errors import AuthError, DespinaError, StoreBusy, StoreError
+from despina.config import parse_project
+from despina.errors import (
+    AuthError,
+    ConfigError,
+    DespinaError,
+    ProjectNotFound,
+    StoreBusy,
+    StoreError,
+)
 from despina.server.auth import Principal
 from despina.server.errors import ACCESS_DENIED, bad_request, error_response, parse_json_body
+from despina.store.access import find_project
 from despina.store.http.connection import NATIVE_PREFIX, error_extra
 
 __all__ = [
@@ -84,7 +93,8 @@ def native_endpoint(
                 result = await run_in_threadpool(call, state, principal, parsed, params)
         except StoreBusy:
             raise  # the shared handler answers 429 with Retry-After
-        except DespinaError as exc:
+        except DespinaError as raised:
+            exc = _as_told_to(raised, state, principal, parsed)
             status = int(getattr(exc, "status", 500))
             if isinstance(exc, StoreError) and status >= 500:
                 raise
@@ -96,3 +106,33 @@ def native_endpoint(
 
     handler.__name__ = call.__name__
     return ("POST", NATIVE_PREFIX + path, handler)
+
+
+def _as_told_to(exc: DespinaError, state: Any, principal: Principal, body: Any) -> DespinaError:
+    """``exc`` as the caller may hear it: a project that does not exist is refused without
+    the store's location and the other workspaces' projects, which the in-process message
+    names (``Store.project_id``); it lists the projects the token reaches instead. The client
+    puts the server's URL in place of "this server"."""
+    from despina.query.exceptions import NeptuneProjectInaccessible
+
+    missing = isinstance(exc, ProjectNotFound | NeptuneProjectInaccessible)
+    if not missing or "this server" in str(exc):
+        return exc  # another refusal, or one worded for a server's caller already
+    name = body.get("project") if isinstance(body, Mapping) else None
+    if not isinstance(name, str):
+        return exc
+    try:
+        parse_project(name)
+    except ConfigError:
+        return exc  # a malformed name: the message names only what the caller sent
+    if find_project(state.store, name) is not None:
+        return exc
+    reached = [p for p in state.store.list_projects() if principal.reaches(p)]
+    hint = f" (projects this token reaches there: {', '.join(reached)})" if reached else ""
+    detail = (
+        f"no project {name!r} on this server{hint}; create it there with "
+        f"'despina project create {name}'"
+    )
+    if isinstance(exc, NeptuneProjectInaccessible):
+        return NeptuneProjectInaccessible(detail)
+    return ProjectNotFound(detail)

@@ -167,17 +167,26 @@ def _rebuilt(server: str, status: int, body: Any) -> Exception:
         nql_cls = found if isinstance(found, type) and issubclass(found, NqlError) else NqlError
         return nql_cls(str(nql["description"]), str(nql["query"]), int(nql["start"]), nql["end"])
     if isinstance(name, str) and body.get("query_error") is True:
-        rebuilt = _query_error(name, message, body.get("fields"))
+        # the in-process message, but for the server's own "this server"
+        named = message.replace("this server", f"server {server}", 1)
+        rebuilt = _query_error(name, named, body.get("fields"))
         if rebuilt is not None:
             return rebuilt
     if isinstance(name, str) and name in _REBUILT:
         cls = _REBUILT[name]
+        if cls in (AuthError, ProjectNotFound, RunNotFound):  # refusals a token or URL fixes
+            message = _naming(server, message)
         return AuthError(message, status) if cls is AuthError else cls(message)
     if status == 401:
+        why = (
+            ""
+            if "revoked" in message or "expired" in message
+            else ": it was revoked, expired or minted by another server"
+        )
         return TokenRefused(
-            f"server {server} refused the API token ({message}): it was revoked, expired or "
-            "minted by another server; create a new one on the server with 'despina token "
-            "create' and set it in DESPINA_API_TOKEN / NEPTUNE_API_TOKEN",
+            f"server {server} refused the API token ({message}){why}; create a new one on "
+            "the server with 'despina token create' and set it in DESPINA_API_TOKEN / "
+            "NEPTUNE_API_TOKEN",
             401,
         )
     if status == 403:
@@ -189,6 +198,15 @@ def _rebuilt(server: str, status: int, body: Any) -> Exception:
     if status >= 500:
         return ServerUnreachable(f"server {server} failed: {message}")
     return InvalidQuery(f"server {server} refused the request: {message}")
+
+
+def _naming(server: str, message: str) -> str:
+    """``message`` naming the server it came from (the server says "this server")."""
+    if server in message:
+        return message
+    if "this server" in message:
+        return message.replace("this server", f"server {server}", 1)
+    return f"server {server}: {message}"
 
 
 class ServerConnection:
