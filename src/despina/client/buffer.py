@@ -370,7 +370,8 @@ def _as_float_matrix(rows: list[MetricValues], width: int) -> np.ndarray[Any, An
     """Rows of plain numbers as one float64 matrix, or ``None`` if any value needs care."""
     packed_rows = [row for row in rows if type(row) is bytes]
     if rows and len(packed_rows) == len(rows):  # the usual case: packed when logged, NaN included
-        return np.frombuffer(bytearray(b"".join(packed_rows)), dtype="<f8").reshape(-1, width)
+        # joined straight into a bytearray: one copy, writable
+        return np.frombuffer(bytearray().join(packed_rows), dtype="<f8").reshape(-1, width)
     if packed_rows:
         packer = row_packer(width)
         rows = [packer.unpack(row) if type(row) is bytes else row for row in rows]

@@ -741,7 +741,8 @@ class RunWriter:
         paths = list(metrics)
         picked = [paths[row] for row in picks]
         figures = [stats[path] for path in picked]
-        series = new_series_rows(self.run_pk, picked, ids, matrix[picks], steps, stamps, figures)
+        picked_values = matrix if len(picks) == len(matrix) else matrix[picks]  # no copy of all
+        series = new_series_rows(self.run_pk, picked, ids, picked_values, steps, stamps, figures)
         conn.executemany(NEW_SERIES_INSERT, series.attributes)
         conn.executemany(
             "INSERT INTO chunks (id, n, step_first, step_last, ts_first, ts_last, vmin, vmax, "
