@@ -49,7 +49,7 @@ from despina.server.settings import ServerSettings
 from despina.server.storage import BLOB_ROUTE, BlobStorage
 from despina.server.ui import UI_ROUTES
 from despina.store import Store
-from despina.store.access import ProjectInfo, find_project, list_project_infos
+from despina.store.access import ProjectInfo, find_api_key, find_project, list_project_infos
 from despina.store.sql.attribute_packs import pack_idle_runs
 
 __all__ = ["ROUTES", "ServerState", "create_app"]
@@ -424,6 +424,17 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
 """Every route of the server: (method, path, handler)."""
 
 
+def _warm_up(state: ServerState) -> None:
+    """Open this worker thread's store connection and run the key lookup every request makes,
+    so that the first request does not pay for them: the thread pool hands the most recently
+    idle thread to the next request. Milliseconds whatever the store's size; a store that
+    cannot be read is left to the requests to report."""
+    try:
+        find_api_key(state.store, "")
+    except StoreError as exc:
+        logger.warning("the store could not be read at start-up: %s", exc)
+
+
 def create_app(store: Store, settings: ServerSettings | None = None) -> Starlette:
     """The ASGI application serving ``store``.
 
@@ -468,6 +479,8 @@ def create_app(store: Store, settings: ServerSettings | None = None) -> Starlett
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.limits.configure_reads()
+        # before the server listens: the worker thread that will serve the first request
+        await run_in_threadpool(_warm_up, state)
         state.jobs.start()
         logger.info("despina server ready", extra={"fields": {"home": str(store.home)}})
         yield
