@@ -94,6 +94,43 @@ class _FloatSeries:
 
 
 @dataclass(slots=True)
+class _NewWide:
+    """The states of series a wide flush created (``RunWriter._append_new_wide``), made into
+    :class:`_FloatSeries` only when a later flush reaches a series: a run that closes after
+    that flush (or never logs those keys again) builds none of them."""
+
+    first_id: int  # the series' attribute ids are consecutive from it, in row order
+    attributes: list[tuple[Any, ...]]  # their attribute rows (``NEW_SERIES_INSERT``)
+    values: Float64s  # one row of values per series
+    width: int
+    tail_steps: Int64s  # the open points' steps and timestamps: one array shared by all
+    tail_ts: Int64s
+
+    def state(self, attr_id: int) -> _FloatSeries:
+        row = attr_id - self.first_id
+        _, _, _, num, count, last_step, last_ts, fmin, fmax, fsum, fsumsq, _ = self.attributes[row]
+        keep = self.width - self.width % CHUNK_POINTS
+        return _FloatSeries(
+            attr_id=attr_id,
+            count=count,
+            last_step=last_step,
+            last_ts=last_ts,
+            last_value=num,
+            fmin=fmin,
+            fmax=fmax,
+            fsum=fsum,
+            fsumsq=fsumsq,
+            fcount=count,
+            chunk_no=self.width // CHUNK_POINTS,
+            chunk_steps=self.tail_steps,
+            chunk_values=self.values[row, keep:],
+            chunk_ts=self.tail_ts,
+            has_previews=False,
+            pieces=1 if keep < self.width else 0,
+        )
+
+
+@dataclass(slots=True)
 class _PointSeries:
     attr_id: int
     count: int
@@ -273,6 +310,7 @@ class RunWriter:
         self._project_id = 0
         self._attrs: dict[str, tuple[int, str]] = {}
         self._floats: dict[int, _FloatSeries] = {}
+        self._new_wide: dict[int, _NewWide] = {}  # series whose state _floats does not hold yet
         self._points: dict[int, _PointSeries] = {}
         self._first_types: dict[str, str] = {}
 
@@ -350,6 +388,7 @@ class RunWriter:
         self._revision = -1
         self._attrs.clear()
         self._floats.clear()
+        self._new_wide.clear()
         self._points.clear()
 
     def _sync_cache(self, conn: sqlite3.Connection) -> None:
@@ -563,6 +602,10 @@ class RunWriter:
         state = self._floats.get(attr_id)
         if state is not None:
             return state
+        wide = self._new_wide.pop(attr_id, None)
+        if wide is not None:
+            state = self._floats[attr_id] = wide.state(attr_id)
+            return state
         if fresh and attr_id in fresh:
             empty = _EMPTY
             state = _FloatSeries(
@@ -749,34 +792,16 @@ class RunWriter:
             "steps, vals, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             series.chunks,
         )
-        # each series' state for the next flush; the open points' steps and timestamps are one
-        # shared array, as the per-series path leaves them (the next flush's memo relies on it)
+        # each series' state for the next flush, made when a flush reaches the series; the open
+        # points' steps and timestamps are one shared array, as the per-series path leaves them
+        # (the next flush's memo relies on it)
         keep = width - width % CHUNK_POINTS
-        tail_steps, tail_ts = steps[keep:], stamps[keep:]
-        last_step, last_ts = int(steps[-1]), int(stamps[-1])
-        for path, attr_id, values, row in zip(
-            picked, ids.tolist(), series.values, series.attributes, strict=True
-        ):
-            _, _, _, num, count, _, _, fmin, fmax, fsum, fsumsq, _ = row
-            self._attrs[path] = (attr_id, "float_series")
-            self._floats[attr_id] = _FloatSeries(
-                attr_id=attr_id,
-                count=count,
-                last_step=last_step,
-                last_ts=last_ts,
-                last_value=num,
-                fmin=fmin,
-                fmax=fmax,
-                fsum=fsum,
-                fsumsq=fsumsq,
-                fcount=count,
-                chunk_no=width // CHUNK_POINTS,
-                chunk_steps=tail_steps,
-                chunk_values=values[keep:],
-                chunk_ts=tail_ts,
-                has_previews=False,
-                pieces=1 if keep < width else 0,
-            )
+        wide = _NewWide(
+            int(ids[0]), series.attributes, series.values, width, steps[keep:], stamps[keep:]
+        )
+        id_list = ids.tolist()
+        self._attrs.update(zip(picked, [(i, "float_series") for i in id_list], strict=True))
+        self._new_wide.update(dict.fromkeys(id_list, wide))
         return set(picked), len(picked) * width
 
     @staticmethod
