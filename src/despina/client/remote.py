@@ -13,6 +13,7 @@ See docs/remote-logging.md.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -56,6 +57,8 @@ CLOSE_GIVE_UP_SECONDS = 15.0
 _ENVELOPE = struct.Struct("<I")
 _active_leftovers: set[Path] = set()
 _leftovers_lock = threading.Lock()
+_leftover_senders: list[Sender] = []
+"""Senders of leftover queues this process started (waited for at exit)."""
 
 
 def remote_token(api_token: str | None, home: object = None, store: object = None) -> str | None:
@@ -497,4 +500,38 @@ def send_leftovers(
         )
         sender.start(f"despina-leftover-{os.getpid()}")
         started.append(sender)
+    if started:
+        with _leftovers_lock:
+            if not _leftover_senders:
+                atexit.register(_finish_leftovers_at_exit)
+            _leftover_senders.extend(started)
     return started
+
+
+def _finish_leftovers_at_exit() -> None:
+    """Let the leftover queues this process sends finish before it ends, as ``close()`` lets
+    a run's own queue finish: until each is sent, or until sending it has failed for
+    ``CLOSE_GIVE_UP_SECONDS``. Their threads are daemons: without this, a short run that
+    started sending a killed process's queue ended with it half sent and no word of it."""
+    with _leftovers_lock:
+        senders = list(_leftover_senders)
+        _leftover_senders.clear()
+    for sender in senders:
+        while not sender.join(0.2):
+            failing = sender.failing_since
+            if failing is not None and time.monotonic() - failing > CLOSE_GIVE_UP_SECONDS:
+                sender.stop(time.monotonic())
+                sender.join(1.0)  # a request in flight may hold it; the queue stays whole
+                break
+        directory = sender.queue.directory
+        if directory.exists():
+            logger.warning(
+                "despina: the queue of run %r left by an earlier process was not all sent to "
+                "server %s (%s); it stays in %s: 'despina sync %s' sends it, as does the next "
+                "despina.Run started from this directory",
+                sender.run_id,
+                sender.connection.server,
+                sender._last_error or "not finished",
+                directory,
+                directory,
+            )
