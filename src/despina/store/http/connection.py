@@ -38,6 +38,7 @@ from despina.errors import (
     StoreBusy,
     StoreError,
 )
+from despina.store.http.plain import PlainHttpTransport
 
 __all__ = [
     "NATIVE_PREFIX",
@@ -218,12 +219,15 @@ class ServerConnection:
     def __init__(self, token: str, *, timeout: float = 60.0) -> None:
         self.token = token.strip()
         self.server = server_of_token(self.token)
+        https = self.server.startswith("https://")
         self._client = httpx.Client(
             base_url=self.server,
             timeout=httpx.Timeout(timeout, connect=10.0),
             headers={"User-Agent": "despina"},
             # loading the CA bundle costs 50-100 ms of a first call; plain http never uses it
-            verify=self.server.startswith("https://"),
+            verify=https,
+            # nor httpcore, h2 and trio (25-30 ms of imports): see despina.store.http.plain
+            transport=None if https else PlainHttpTransport(),
         )
         self._access: str | None = None
         self._lock = threading.Lock()
