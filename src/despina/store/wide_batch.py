@@ -46,7 +46,9 @@ class NewSeriesRows:
     attributes: list[tuple[Any, ...]]
     """``(id, run_id, path, num, count, last_step, last_ts, fmin, fmax, fsum, fsumsq, fcount)``"""
     chunks: list[tuple[Any, ...]]
-    """Chunk rows in id order, as the writer's ``_extend_chunks`` makes them."""
+    """Chunk rows in id order, as the writer's ``_extend_chunks`` makes them, but for the blobs:
+    ``bytearray`` (the same bytes stored), which Python's sqlite3 binds directly; it looks up an
+    adapter for each ``bytes`` value (~1 µs each, 3,000 per 1,000 series)."""
     values: npt.NDArray[np.float64]
 
 
@@ -106,9 +108,9 @@ def new_series_rows(
                 repeat(int(stamps[end - 1])),
                 block_lows,
                 block_highs,
-                repeat(encode_ints(steps[start:end])),
-                [row.tobytes() for row in block],
-                repeat(encode_ints(stamps[start:end])),
+                repeat(bytearray(encode_ints(steps[start:end]))),
+                [bytearray(row.data) for row in block],
+                repeat(bytearray(encode_ints(stamps[start:end]))),
             )
         )
     if width > CHUNK_POINTS:
