@@ -59,19 +59,18 @@ def new_series_rows(
     values: npt.NDArray[np.float64],
     steps: npt.NDArray[np.int64],
     stamps: npt.NDArray[np.int64],
-    figures: list[Any],
+    figures: list[npt.NDArray[np.float64]],
 ) -> NewSeriesRows:
     """The rows of new float series ``paths`` (attribute ids ``ids``), whose points are
     ``values[i]`` at ``steps`` and ``stamps``: every value finite, steps strictly increasing,
-    timestamps not decreasing (the caller checked). ``figures[i]`` holds series ``i``'s finite
-    range (``span``) and sums (``fsum``, ``fsumsq``) over the same values.
+    timestamps not decreasing (the caller checked). ``figures`` are four arrays: the series'
+    smallest and largest values, their sums and sums of squares.
 
     Full chunks of ``CHUNK_POINTS`` points, then one piece for the rest, numbered from 0.
     """
     width = values.shape[1]
     values = np.ascontiguousarray(values, dtype="<f8")
-    lows = [f.span[0] for f in figures]
-    highs = [f.span[1] for f in figures]
+    lows, highs, sums, squares = (f.tolist() for f in figures)
     attributes = list(
         zip(
             ids.tolist(),
@@ -83,8 +82,8 @@ def new_series_rows(
             repeat(int(stamps[-1])),
             lows,
             highs,
-            [f.fsum for f in figures],
-            [f.fsumsq for f in figures],
+            sums,
+            squares,
             repeat(width),
         )
     )

@@ -241,9 +241,42 @@ class _Stats:
     fcount: int
 
 
+class _ColumnStats:
+    """The figures of a batch's columns of one length as arrays (row ``i``: the ``i``-th
+    column); :meth:`get` makes a column's :class:`_Stats` when the series-by-series path asks
+    (the wide path reads the arrays: no thousand objects for a thousand new series)."""
+
+    __slots__ = ("counts", "highs", "lows", "rows", "squares", "sums", "width")
+
+    def __init__(
+        self,
+        rows: dict[str, int],
+        width: int = 0,
+        figures: tuple[Float64s, Float64s, Float64s, Float64s, Int64s] | None = None,
+    ) -> None:
+        self.rows = rows
+        self.width = width
+        if figures is None:
+            figures = (_NO_FLOATS, _NO_FLOATS, _NO_FLOATS, _NO_FLOATS, _NO_INTS)
+        self.lows, self.highs, self.sums, self.squares, self.counts = figures
+
+    def get(self, path: str) -> _Stats | None:
+        row = self.rows.get(path)
+        if row is None:
+            return None
+        count = int(self.counts[row])
+        low, high = float(self.lows[row]), float(self.highs[row])
+        span = (low, high, count == self.width) if count else None
+        return _Stats(span, float(self.sums[row]), float(self.squares[row]), count)
+
+
+_NO_FLOATS = np.empty(0)
+_NO_INTS = np.empty(0, np.int64)
+
+
 def _column_stats(
     metrics: dict[str, MetricColumn],
-) -> tuple[dict[str, _Stats], npt.NDArray[np.float64] | None]:
+) -> tuple[_ColumnStats, npt.NDArray[np.float64] | None]:
     """Per-column figures of a wide batch with a few whole-matrix operations, and the matrix
     of its values (one row per column, in order; ``None`` when the columns differ in length).
 
@@ -251,11 +284,11 @@ def _column_stats(
     one matrix; per-series NumPy calls cost microseconds each, a thousand series per flush.
     """
     if len(metrics) < 8:
-        return {}, None
+        return _ColumnStats({}), None
     columns = [np.asarray(c.values, dtype=np.float64) for c in metrics.values()]
     width = len(columns[0])
     if width == 0 or any(len(c) != width for c in columns):
-        return {}, None
+        return _ColumnStats({}), None
     matrix = np.stack(columns)
     with np.errstate(over="ignore", invalid="ignore"):
         lows, highs = matrix.min(axis=1), matrix.max(axis=1)  # NaN propagates into both
@@ -269,19 +302,8 @@ def _column_stats(
         with np.errstate(over="ignore"):
             sums[row], squares[row] = finite.sum(), np.dot(finite, finite)
         lows[row], highs[row] = (finite.min(), finite.max()) if len(finite) else (0.0, 0.0)
-    out: dict[str, _Stats] = {}
-    for path, count, low, high, total, square in zip(
-        metrics,
-        counts.tolist(),
-        lows.tolist(),
-        highs.tolist(),
-        sums.tolist(),
-        squares.tolist(),
-        strict=True,
-    ):
-        span = (low, high, count == width) if count else None
-        out[path] = _Stats(span, total, square, count)
-    return out, matrix
+    rows = dict(zip(metrics, range(len(columns)), strict=True))
+    return _ColumnStats(rows, width, (lows, highs, sums, squares, counts)), matrix
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -737,7 +759,7 @@ class RunWriter:
         self,
         conn: sqlite3.Connection,
         metrics: dict[str, MetricColumn],
-        stats: dict[str, _Stats],
+        stats: _ColumnStats,
         matrix: npt.NDArray[np.float64] | None,
     ) -> tuple[set[str], int]:
         """A wide flush's new series in two statements: one attribute insert carrying their
@@ -755,13 +777,14 @@ class RunWriter:
         steps, stamps = first.steps, first.timestamps
         width = matrix.shape[1]
         unused = _Issues()
+        all_finite = (stats.counts == width).tolist()
         picks = [
             row
             for row, (path, column) in enumerate(metrics.items())
             if column.steps is steps
             and column.timestamps is stamps
             and path not in self._attrs
-            and stats[path].fcount == width  # every value finite
+            and all_finite[row]
             and self._first_types.get(path, "float_series") == "float_series"
             and self._writable(path, "float_series", unused)  # the other path reports
         ]
@@ -783,8 +806,10 @@ class RunWriter:
             return set(), 0
         paths = list(metrics)
         picked = [paths[row] for row in picks]
-        figures = [stats[path] for path in picked]
-        picked_values = matrix if len(picks) == len(matrix) else matrix[picks]  # no copy of all
+        everything = len(picks) == len(matrix)
+        figures = [f if everything else f[picks] for f in (stats.lows, stats.highs)]
+        figures += [f if everything else f[picks] for f in (stats.sums, stats.squares)]
+        picked_values = matrix if everything else matrix[picks]  # no copy of all
         series = new_series_rows(self.run_pk, picked, ids, picked_values, steps, stamps, figures)
         conn.executemany(NEW_SERIES_INSERT, series.attributes)
         conn.executemany(
