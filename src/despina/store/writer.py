@@ -289,7 +289,8 @@ def _column_stats(
     width = len(columns[0])
     if width == 0 or any(len(c) != width for c in columns):
         return _ColumnStats({}), None
-    matrix = np.stack(columns)
+    # (not np.stack: it makes a 2-D view of each column first, ~1 us each)
+    matrix = np.concatenate(columns).reshape(len(columns), width)
     with np.errstate(over="ignore", invalid="ignore"):
         lows, highs = matrix.min(axis=1), matrix.max(axis=1)  # NaN propagates into both
         sums = matrix.sum(axis=1)
