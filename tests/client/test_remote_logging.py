@@ -31,7 +31,7 @@ from despina.store.http.connection import TokenRefused
 from despina.store.http.queue import find_log_queues
 from despina.store.series import lineage, read_float_lineage
 from despina.types import File
-from serving import ServerProcess, mint, serving_new_store
+from serving import ServerProcess, free_port, mint, serving_new_store
 
 QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
 PROJECTS = ("ws/remote", "ws/local")
@@ -265,6 +265,27 @@ def test_a_server_restarted_mid_run_loses_nothing(tmp_path: Path) -> None:
         assert str(server.url) in network[0]
     finally:
         server.stop()
+
+
+def test_the_lag_callback_hears_of_a_server_down_while_close_waits(
+    server: ServerProcess,
+) -> None:
+    # a token for a port where nothing listens: close() waits on a server that never answers
+    down = mint(server.home, f"http://127.0.0.1:{free_port()}", workspace="ws")
+    lagging: list[float] = []
+    run = despina.Run(
+        project="ws/remote",
+        run_id="lag-at-close",
+        api_token=down,
+        async_lag_threshold=0.5,
+        on_async_lag_callback=lambda: lagging.append(time.monotonic()),
+        on_network_error_callback=lambda exc, last: None,
+        on_warning_callback=lambda exc, last: None,
+        **QUIET,
+    )
+    run.log_metrics({"a": 1.0}, step=0)
+    run.close(timeout=5)
+    assert lagging  # as neptune-scale's lag tracker, which runs until close() stops waiting
 
 
 def test_a_wrong_token_raises_at_creation_naming_the_server(

@@ -737,8 +737,10 @@ class Run:
             return
         if self._console is not None:
             self._console.stop()
-        if self._lag_monitor is not None:
-            self._lag_monitor.stopping.set()
+        if self._remote is None:
+            self._stop_lag_monitor()
+        # remote: the lag monitor watches close() too, which waits on the server (as
+        # neptune-scale's lag tracker runs until its close stops waiting)
         flusher = self._flusher
         # a failing store is retried until the timeout (or CLOSE_RETRY_SECONDS without one)
         give_up_at = time.monotonic() + (CLOSE_RETRY_SECONDS if timeout is None else timeout)
@@ -758,6 +760,7 @@ class Run:
         # a callback of a flush closing its run cannot wait for the thread that runs it
         flusher.join(0 if flusher.on_flusher_thread() else timeout)
         if flusher.is_alive():
+            self._stop_lag_monitor()
             logger.warning(
                 "despina: run %r closed before everything was stored (timeout %s s)",
                 self._run_id,
@@ -773,7 +776,10 @@ class Run:
                 ),
             )
         if self._remote is not None:
-            self._close_remote(timeout, give_up_at)
+            try:
+                self._close_remote(timeout, give_up_at)
+            finally:
+                self._stop_lag_monitor()
             return
         assert self._store is not None
         try:
@@ -787,6 +793,10 @@ class Run:
             # the store stays open for the process's next run; the last close at exit folds
             # the WAL back into the database and removes it
             release_store(self._store)
+
+    def _stop_lag_monitor(self) -> None:
+        if self._lag_monitor is not None:
+            self._lag_monitor.stopping.set()
 
     def _close_writes(self, conn: Any) -> None:
         record_close(conn, self._writer.run_pk, failed=self._failed)
