@@ -54,6 +54,10 @@ RETRY_MAX_SECONDS = 30.0
 CLOSE_GIVE_UP_SECONDS = 15.0
 """``close()`` without a timeout stops waiting once sending has failed for this long."""
 
+FIRST_SEND_SECONDS = 3.5
+"""How long ``Run()`` tries to reach the server before it goes on with the queue alone (the
+connection's five attempts to a server that refuses connections take about 3 s)."""
+
 _ENVELOPE = struct.Struct("<I")
 _active_leftovers: set[Path] = set()
 _leftovers_lock = threading.Lock()
@@ -207,6 +211,7 @@ class Sender:
         self._thread: threading.Thread | None = None
         self._last_error = ""
         self._raise_refused = False
+        self._first_deadline: float | None = None
 
     # -- the flusher's side ----------------------------------------------------------------
 
@@ -276,7 +281,9 @@ class Sender:
                     sent = self.send_available()
                     if self.ping_due and not sent:
                         self.connection.post_json(
-                            "/runs/ping", {"project": self.project, "run_id": self.run_id}
+                            "/runs/ping",
+                            {"project": self.project, "run_id": self.run_id},
+                            deadline=self._deadline(),
                         )
                     self.ping_due = False
                     last_ping = time.monotonic()
@@ -377,12 +384,26 @@ class Sender:
 
     def send_first(self) -> None:
         """Send what is queued now, raising every failure, refusals included (``Run()``
-        creation: a refused creation is the caller's error, not a queued item to drop)."""
+        creation: a refused creation is the caller's error, not a queued item to drop).
+        Gives up within ``FIRST_SEND_SECONDS`` (``ServerUnreachable``), also when the server's
+        address drops packets and each attempt would wait out a connect timeout."""
         self._raise_refused = True
+        self._first_deadline = time.monotonic() + FIRST_SEND_SECONDS
         try:
             self.send_available()
         finally:
             self._raise_refused = False
+            self._first_deadline = None
+
+    def _deadline(self) -> float:
+        """By when the request about to start must have reached the server: ``Run()``'s
+        first send, the deadline ``close()`` set, else ``CLOSE_GIVE_UP_SECONDS`` from now (a
+        failure then reaches the retry loop, the network callback and ``close()`` in time)."""
+        if self._first_deadline is not None:
+            return self._first_deadline
+        if self.stopping and self.give_up_at is not None:
+            return self.give_up_at
+        return time.monotonic() + CLOSE_GIVE_UP_SECONDS
 
     def send_all(self) -> SendResult:
         """Send the whole queue now, in the caller's thread (``despina sync``).
@@ -406,7 +427,7 @@ class Sender:
                 "close": "/runs/close",
                 "stage": "/model-versions/stage",
             }[op.kind]
-            answer = self.connection.post_json(path, body)
+            answer = self.connection.post_json(path, body, deadline=self._deadline())
         except Exception as exc:
             if _retryable(exc) or not isinstance(exc, DespinaError) or self._raise_refused:
                 raise
@@ -454,6 +475,7 @@ class Sender:
             NATIVE_PREFIX + "/runs/batch",
             content=_ENVELOPE.pack(len(envelope)) + envelope + body,
             headers={"Content-Type": "application/octet-stream"},
+            deadline=self._deadline(),
         ).json()
         return [_issue(i) for i in answer.get("issues", [])], shas
 
@@ -466,6 +488,7 @@ class Sender:
             content=data,
             params={"project": self.project, "sha256": sha},
             headers={"Content-Type": "application/octet-stream"},
+            deadline=self._deadline(),
         ).json()
         self._receipts[sha] = str(answer["receipt"])
         self.result.files += 1
@@ -509,17 +532,17 @@ def send_leftovers(
 
 
 def _finish_leftovers_at_exit() -> None:
-    """Let the leftover queues this process sends finish before it ends, as ``close()`` lets
-    a run's own queue finish: until each is sent, or until sending it has failed for
-    ``CLOSE_GIVE_UP_SECONDS``. Their threads are daemons: without this, a short run that
-    started sending a killed process's queue ended with it half sent and no word of it."""
+    """Let the leftover queues this process sends finish before it ends: until each is sent,
+    or until sending it fails (the server down or refusing: the queue stays for the next run
+    or ``despina sync``, and a warning names it). Their threads are daemons: without this, a
+    short run that started sending a killed process's queue ended with it half sent and no
+    word of it."""
     with _leftovers_lock:
         senders = list(_leftover_senders)
         _leftover_senders.clear()
     for sender in senders:
         while not sender.join(0.2):
-            failing = sender.failing_since
-            if failing is not None and time.monotonic() - failing > CLOSE_GIVE_UP_SECONDS:
+            if sender.failing_since is not None:
                 sender.stop(time.monotonic())
                 sender.join(1.0)  # a request in flight may hold it; the queue stays whole
                 break

@@ -60,6 +60,8 @@ TOKEN_VARIABLES = ("DESPINA_API_TOKEN", "NEPTUNE_API_TOKEN")
 _EXCHANGE_PATH = "/api/backend/v1/authorization/oauth-token"
 _RETRIES = 5
 """Attempts for a request that failed on the way (connection refused, 429, 503)."""
+_CONNECT_SECONDS = 10.0
+"""How long connecting to the server may take (at most, until a request's deadline)."""
 
 
 class ServerUnreachable(StoreError):
@@ -219,10 +221,11 @@ class ServerConnection:
     def __init__(self, token: str, *, timeout: float = 60.0) -> None:
         self.token = token.strip()
         self.server = server_of_token(self.token)
+        self._timeout = timeout
         https = self.server.startswith("https://")
         self._client = httpx.Client(
             base_url=self.server,
-            timeout=httpx.Timeout(timeout, connect=10.0),
+            timeout=httpx.Timeout(timeout, connect=_CONNECT_SECONDS),
             headers={"User-Agent": "despina"},
             # loading the CA bundle costs 50-100 ms of a first call; plain http never uses it
             verify=https,
@@ -237,10 +240,12 @@ class ServerConnection:
 
     # -- authentication ------------------------------------------------------------------------
 
-    def _access_token(self, *, renew: bool = False) -> str:
+    def _access_token(self, *, renew: bool = False, deadline: float | None = None) -> str:
         with self._lock:
             if self._access is None or renew:
-                answer = self._send("GET", _EXCHANGE_PATH, {"X-Neptune-Api-Token": self.token})
+                answer = self._send(
+                    "GET", _EXCHANGE_PATH, {"X-Neptune-Api-Token": self.token}, deadline=deadline
+                )
                 if answer.status_code != 200:
                     raise _rebuilt(self.server, answer.status_code, _json_or_none(answer))
                 self._access = str(answer.json()["accessToken"])
@@ -257,11 +262,14 @@ class ServerConnection:
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
         """Send an authenticated request and return a 2xx answer.
 
         Connection failures, 429 and 503 are retried (with back-off) up to five times; a 401
-        exchanges the token again once.
+        exchanges the token again once. With a ``deadline`` (``time.monotonic()``), no attempt
+        starts after it and connecting waits no longer than it: a server whose address drops
+        packets would otherwise hold the caller for five connect timeouts (50 s).
 
         Raises:
             ServerUnreachable: nothing answered, or the server kept failing.
@@ -270,7 +278,7 @@ class ServerConnection:
         """
         renewed = False
         while True:
-            bearer = {"Authorization": f"Bearer {self._access_token()}"}
+            bearer = {"Authorization": f"Bearer {self._access_token(deadline=deadline)}"}
             answer = self._send(
                 method,
                 path,
@@ -278,18 +286,19 @@ class ServerConnection:
                 json_body=json_body,
                 content=content,
                 params=params,
+                deadline=deadline,
             )
             if answer.status_code == 401 and not renewed:
                 renewed = True
-                self._access_token(renew=True)
+                self._access_token(renew=True, deadline=deadline)
                 continue
             if answer.status_code >= 300:
                 raise _rebuilt(self.server, answer.status_code, _json_or_none(answer))
             return answer
 
-    def post_json(self, path: str, body: Any) -> Any:
+    def post_json(self, path: str, body: Any, *, deadline: float | None = None) -> Any:
         """POST ``body`` as JSON to a native endpoint and return the JSON answer."""
-        return self.request("POST", NATIVE_PREFIX + path, json_body=body).json()
+        return self.request("POST", NATIVE_PREFIX + path, json_body=body, deadline=deadline).json()
 
     def download(self, path: str, body: Any, target: Path, *, block: int = 1 << 20) -> bool:
         """POST ``body`` to the native endpoint ``path`` and stream the answer into ``target``
@@ -335,9 +344,13 @@ class ServerConnection:
         json_body: Any = None,
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
         delay = 0.2
         for attempt in range(_RETRIES):
+            connect = _CONNECT_SECONDS
+            if deadline is not None:
+                connect = min(connect, max(0.05, deadline - time.monotonic()))
             try:
                 answer = self._client.request(
                     method,
@@ -346,9 +359,11 @@ class ServerConnection:
                     json=json_body,
                     content=content,
                     params=params,
+                    timeout=httpx.Timeout(self._timeout, connect=connect),
                 )
             except httpx.TransportError as exc:
-                if attempt == _RETRIES - 1:
+                late = deadline is not None and time.monotonic() + delay >= deadline
+                if attempt == _RETRIES - 1 or late:
                     raise ServerUnreachable(
                         f"server {self.server} (named by the API token) did not answer: "
                         f"{type(exc).__name__}: {exc}; start it with 'despina serve', check the "
@@ -356,7 +371,10 @@ class ServerConnection:
                         "to log to the local store"
                     ) from None
             else:
+                late = deadline is not None and time.monotonic() + delay >= deadline
                 if answer.status_code not in (429, 502, 503, 504) or attempt == _RETRIES - 1:
+                    return answer
+                if late:  # no time for another attempt: the caller hears of this answer
                     return answer
                 retry_after = answer.headers.get("retry-after", "")
                 if retry_after.isdigit():
