@@ -68,3 +68,24 @@ def test_packed_calls_keep_exact_values_beside_calls_kept_as_given() -> None:
     assert columns["a"].values[1:].tolist() == [math.inf, float(np.float32(0.1)), 1.5]
     assert columns["b"].steps.tolist() == [0, 1_000_000, 2_000_000]
     assert len(dropped) == 1  # None
+
+
+def test_wide_packed_calls_give_exact_columns() -> None:
+    """Calls of many values are written into their columns call by call; a call kept as given
+    among them sends the group the general way. Both give the same columns."""
+    width = 300
+    keys = tuple(f"m{j}" for j in range(width))
+    packer = row_packer(width)
+    rows = [[step * 0.5 + j for j in range(width)] for step in range(5)]
+    rows[2][7], rows[3][8], rows[4][9] = math.nan, -math.inf, -0.0
+    packed = [(keys, packer.pack(*row), step, 1_000 + step) for step, row in enumerate(rows)]
+    as_given = [*packed[:4], (keys, tuple(rows[4]), 4, 1_004)]
+    for records in (packed, as_given):
+        columns = metric_columns(records, lambda message: None)
+        assert list(columns) == list(keys)
+        for j in (0, 7, 8, 9, width - 1):
+            assert [repr(v) for v in columns[f"m{j}"].values.tolist()] == [
+                repr(row[j]) for row in rows
+            ]
+        assert columns["m5"].steps.tolist() == [0, 1, 2, 3, 4]
+        assert columns["m5"].values.flags.c_contiguous

@@ -330,6 +330,13 @@ def metric_columns(
         group = records[start:end]
         steps = np.fromiter((r[2] for r in group), dtype=np.int64, count=len(group))
         stamps = np.fromiter((r[3] for r in group), dtype=np.int64, count=len(group))
+        if start == 0 and end == len(records) and len(keys) >= _WIDE_CALL:
+            rows = _packed_columns([r[1] for r in group], len(keys))
+            if rows is not None:
+                return {
+                    key: MetricColumn(steps, row, stamps)
+                    for key, row in zip(keys, rows, strict=True)
+                }
         matrix = _as_float_matrix([r[1] for r in group], len(keys))
         if matrix is not None and start == 0 and end == len(records):
             # every call logged the same keys (a training loop): one contiguous row per key
@@ -364,6 +371,27 @@ def metric_columns(
         )
         for key, (s, v, t) in parts.items()
     }
+
+
+_WIDE_CALL = 256
+"""Calls of at least this many values are written into their key-by-key matrix one call at a
+time (:func:`_packed_columns`); narrower ones are joined, then transposed."""
+
+
+def _packed_columns(rows: list[MetricValues], width: int) -> np.ndarray[Any, Any] | None:
+    """Packed calls of ``width`` values as one row per key (each call a column), or ``None`` if
+    some call is not packed.
+
+    Written call by call (a strided column each, ~1 us per call): no joined copy of every call
+    to transpose (in a fresh process each new 1.6 MB buffer costs ~1 ms of page faults).
+    """
+    packed = [row for row in rows if isinstance(row, bytes)]
+    if len(packed) < len(rows):
+        return None
+    columns = np.empty((width, len(packed)))
+    for at, row in enumerate(packed):
+        columns[:, at] = np.frombuffer(row, dtype="<f8")
+    return columns
 
 
 def _as_float_matrix(rows: list[MetricValues], width: int) -> np.ndarray[Any, Any] | None:
