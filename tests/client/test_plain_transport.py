@@ -39,7 +39,8 @@ def _transport(connection: ServerConnection) -> PlainHttpTransport:
 def _no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the retry loop's sleeps instead of sleeping."""
     slept: list[float] = []
-    monkeypatch.setattr(connection_module, "time", SimpleNamespace(sleep=slept.append))
+    fake = SimpleNamespace(sleep=slept.append, monotonic=time.monotonic)  # deadlines still count
+    monkeypatch.setattr(connection_module, "time", fake)
     return slept
 
 

@@ -9,11 +9,13 @@ import base64
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from despina.client.remote import FIRST_SEND_SECONDS, Sender
+from despina.store.http import connection as connection_module
 from despina.store.http.connection import ServerConnection, ServerUnreachable
 from despina.store.http.queue import LogQueue
 
@@ -54,3 +56,28 @@ def test_run_creation_gives_up_within_its_first_send_deadline(tmp_path: Path) ->
     assert connects and all(c <= FIRST_SEND_SECONDS for c in connects)
     assert queue.remaining() == 1  # kept for the sender thread
     queue.close()
+
+
+def test_a_request_without_a_deadline_gives_up_after_its_patience(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a clock that each dropped connection advances by its whole connect timeout (as an
+    address that drops packets does), a query gives up after about 15 s, not five timeouts."""
+    connection, connects = _dropping_connection()
+    clock = [1000.0]
+    fake_time = SimpleNamespace(
+        monotonic=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s)
+    )
+    monkeypatch.setattr(connection_module, "time", fake_time)  # this module's clock only
+
+    def drop(request: httpx.Request) -> httpx.Response:
+        wait = float(request.extensions["timeout"]["connect"])
+        connects.append(wait)
+        clock[0] += wait
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    connection._client = httpx.Client(base_url=URL, transport=httpx.MockTransport(drop))
+    with pytest.raises(ServerUnreachable, match=URL):
+        connection.post_json("/query/projects", {})
+    assert clock[0] - 1000.0 <= 16.0  # five 10 s connect timeouts took 50 s
+    assert len(connects) >= 2

@@ -62,6 +62,9 @@ _RETRIES = 5
 """Attempts for a request that failed on the way (connection refused, 429, 503)."""
 _CONNECT_SECONDS = 10.0
 """How long connecting to the server may take (at most, until a request's deadline)."""
+_PATIENCE_SECONDS = 15.0
+"""A request's deadline when its caller gives none: five connect timeouts to an address that
+drops packets would hold a query (or the sender) for 50 s."""
 
 
 class ServerUnreachable(StoreError):
@@ -267,15 +270,18 @@ class ServerConnection:
         """Send an authenticated request and return a 2xx answer.
 
         Connection failures, 429 and 503 are retried (with back-off) up to five times; a 401
-        exchanges the token again once. With a ``deadline`` (``time.monotonic()``), no attempt
-        starts after it and connecting waits no longer than it: a server whose address drops
-        packets would otherwise hold the caller for five connect timeouts (50 s).
+        exchanges the token again once. No attempt starts after the ``deadline``
+        (``time.monotonic()``; default ``_PATIENCE_SECONDS`` from now) and connecting waits no
+        longer than it: a server whose address drops packets would otherwise hold the caller
+        for five connect timeouts (50 s). The answer itself may take longer (the timeout).
 
         Raises:
             ServerUnreachable: nothing answered, or the server kept failing.
             TokenRefused: the server refused the token.
             DespinaError: the server refused the request (the in-process call's class).
         """
+        if deadline is None:
+            deadline = time.monotonic() + _PATIENCE_SECONDS
         renewed = False
         while True:
             bearer = {"Authorization": f"Bearer {self._access_token(deadline=deadline)}"}
@@ -349,8 +355,8 @@ class ServerConnection:
         delay = 0.2
         for attempt in range(_RETRIES):
             connect = _CONNECT_SECONDS
-            if deadline is not None:
-                connect = min(connect, max(0.05, deadline - time.monotonic()))
+            if deadline is not None:  # at least a second: a reachable server connects in it
+                connect = min(connect, max(1.0, deadline - time.monotonic()))
             try:
                 answer = self._client.request(
                     method,
