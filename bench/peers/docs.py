@@ -65,8 +65,9 @@ NOTES = """\
   its local read rows use; started before the worker and stopped after it, outside every clock.
   A read through a server still running after {stop:.0f} s is stopped: its figure is "> the
   seconds it had run" and its ratio a lower bound, and it is not measured in later rounds.
-  despina's first call through a server includes loading its HTTP client (httpx, some tens of
-  milliseconds), which despina imports only when a query first goes to a server.{no_server}
+  Every worker imports its tool's package before the clock starts (as `import despina.query`
+  or `import neptune_query` in a notebook's first cell); the clock covers setting the token,
+  the token exchange, connecting and the call.{no_server}
 - **neptune-query** is Neptune's official read client (the PyPI package, unmodified), pointed at
   `despina serve` by its token (`neptune_query.set_api_token`), as a Neptune user would point it;
   it reads despina's data sets, so it has no write, local-read or bytes figures ("—").
