@@ -163,3 +163,33 @@ def test_set_members_follow_every_change_of_a_string_set(
     with store.write() as w:
         w.execute("DELETE FROM attributes WHERE path = 'new'")
     assert members() == set()
+
+
+@pytest.mark.sqlite_only  # the embedded store's per-thread connections
+def test_a_threads_connection_is_closed_when_the_thread_ends(home: Path) -> None:
+    import gc
+    import threading
+
+    from despina.store.sqlite import SqliteStore
+
+    store = Store.open(home)
+    assert isinstance(store, SqliteStore)
+    store.create_project("ws/p")
+    before = len(store._connections)
+    seen: list[sqlite3.Connection] = []
+
+    def read_once() -> None:
+        with store.read() as conn:
+            conn.execute("SELECT count(*) FROM projects").fetchone()
+            seen.append(conn)
+
+    workers = [threading.Thread(target=read_once) for _ in range(20)]
+    for worker in workers:
+        worker.start()
+        worker.join()
+    gc.collect()
+    assert len(store._connections) == before  # a server's idle threads leave nothing behind
+    with pytest.raises(sqlite3.ProgrammingError):  # and their connections are closed
+        seen[0].execute("SELECT 1")
+    assert store.list_projects() == ["ws/p"]  # this thread's connection is untouched
+    store.close()

@@ -46,6 +46,25 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
+class _ClosedWithThread:
+    """Held in a thread's local storage beside its connection: when the thread ends and its
+    locals are dropped, the connection is closed and forgotten by the store."""
+
+    __slots__ = ("conn", "store")
+
+    def __init__(self, store: SqliteStore, conn: sqlite3.Connection) -> None:
+        self.store = store
+        self.conn = conn
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            with self.store._lock:
+                if self.conn not in self.store._connections:
+                    return  # the store closed it already
+                self.store._connections.remove(self.conn)
+            self.conn.close()
+
+
 class SqliteStore(Store):
     """Where projects, runs and everything logged to them live, on local disk.
 
@@ -118,6 +137,9 @@ class SqliteStore(Store):
             conn = self._connect()
             local.conn = conn
             local.busy_timeout_ms = self.busy_timeout_ms
+            # closed when the thread ends: a server's worker threads come and go, and their
+            # connections (each with its page cache) must not pile up until close()
+            local.closer = _ClosedWithThread(self, conn)
             with self._lock:
                 self._connections.append(conn)
         elif local.busy_timeout_ms != self.busy_timeout_ms:
@@ -169,6 +191,7 @@ class SqliteStore(Store):
             if conn in self._connections:
                 self._connections.remove(conn)
         self._local.conn = None
+        self._local.closer = None
         with contextlib.suppress(sqlite3.Error):
             conn.close()
 
