@@ -178,6 +178,7 @@ def create_run_call(state: Any, principal: Principal, body: Any, params: Any) ->
         run_id=run_id,
         experiment_name=_text(body, "experiment_name", optional=True),
         creation_ms=_int(body, "creation_ms"),
+        family=_text(body, "family", optional=True),  # neptune-scale queues name it
         fork_run_id=_text(body, "fork_run_id", optional=True),
         fork_step=_int(body, "fork_step"),
         inherit_configs=body.get("inherit_configs") is not False,
