@@ -227,8 +227,9 @@ def test_a_wrong_token_names_the_server_and_touches_nothing(
 ) -> None:
     queues = tmp_path / "queues"
     offline_run(queues, "ws/sent", "refused")
-    (queue,) = find_queues(queues)
-    before = queue.read_bytes()
+    offline_run(queues, "ws/sent", "refused-too")
+    queue, other = find_queues(queues)
+    before = queue.read_bytes(), other.read_bytes()
     payload = {"api_url": server.url, "api_key": "k" * 16 + ".not-a-secret-of-this-server"}
     foreign = base64.b64encode(json.dumps(payload).encode()).decode()
     result = sync(str(queues), "--api-token", foreign)
@@ -236,7 +237,8 @@ def test_a_wrong_token_names_the_server_and_touches_nothing(
     output = " ".join(result.output.split())
     assert f"server {server.url} refused the API token" in output
     assert f"queue kept in {queue}" in output and "--home DIR / --store URL" in output
-    assert queue.read_bytes() == before
+    assert f"1 more queue not sent (the same server): {other}" in output  # not tried
+    assert (queue.read_bytes(), other.read_bytes()) == before
 
     nowhere = f"http://127.0.0.1:{free_port()}"
     down = mint(server.home, nowhere, workspace="ws")
@@ -245,7 +247,7 @@ def test_a_wrong_token_names_the_server_and_touches_nothing(
     assert f"server {nowhere} (named by the API token) did not answer" in " ".join(
         result.output.split()
     )
-    assert queue.read_bytes() == before
+    assert (queue.read_bytes(), other.read_bytes()) == before
 
 
 def test_a_project_missing_on_the_server_keeps_the_queue(

@@ -146,11 +146,6 @@ def _send_queues(
     return failed
 
 
-def _details_failed(result: SyncResult) -> bool:
-    errors = [i for i in result.issues if i.severity == "error"]
-    return bool(errors or result.missing_files or result.refused_files)
-
-
 def _details(console: Console, result: SyncResult) -> int:
     """Print a neptune-scale queue's issues and skipped files; 1 if something failed."""
     for issue in result.issues:
@@ -165,7 +160,8 @@ def _details(console: Console, result: SyncResult) -> int:
             markup=False,
             soft_wrap=True,  # paths are not split across lines
         )
-    return int(_details_failed(result))
+    errors = [i for i in result.issues if i.severity == "error"]
+    return int(bool(errors or result.missing_files or result.refused_files))
 
 
 def _report(console: Console, result: SyncResult, directory: Path) -> int:
