@@ -342,7 +342,22 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     try:
         yield cluster
     finally:
+        _close_open_pools()
         cluster.stop()
+
+
+def _close_open_pools() -> None:
+    """Close the connection pools still open at the session's end (a store a module-level cache
+    kept, say), before the cluster stops: an open pool reconnects in the background and prints
+    a connection error each time until the process exits."""
+    import gc
+
+    from psycopg_pool import ConnectionPool
+
+    gc.collect()
+    for thing in gc.get_objects():
+        if isinstance(thing, ConnectionPool) and not thing.closed:
+            thing.close(timeout=1)
 
 
 @pytest.fixture
