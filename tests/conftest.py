@@ -73,9 +73,24 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         return store
 
     monkeypatch.setattr(PostgresStore, "open_url", classmethod(recording_open))
+    # and every pool the test's stores open again after a close (the contract lets a closed
+    # store be used again): one left open reconnects to the dropped database in later tests
+    from despina.store.postgres.connection import PostgresDatabase
+
+    original_database = PostgresDatabase.open.__func__  # type: ignore[attr-defined]
+    databases: list[Any] = []
+
+    def recording_database(cls: type, *args: Any, **kwargs: Any) -> Any:
+        database = original_database(cls, *args, **kwargs)
+        databases.append(database)
+        return database
+
+    monkeypatch.setattr(PostgresDatabase, "open", classmethod(recording_database))
     yield "postgresql"
     for store in opened:
         store.close()
+    for database in databases:
+        database.close()
     if shared is None:
         _release_suite_database(cluster, url, mark)
 

@@ -74,7 +74,9 @@ def test_neptune_scale_file_and_histogram_are_logged(
         )
         run.close()
     assert errors == []
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    # despina's own warnings (a pool of an earlier test's store may still log on other loggers)
+    ours = [r for r in caplog.records if r.name.split(".")[0] == "despina"]
+    assert [r.getMessage() for r in ours if r.levelno >= logging.WARNING] == []
 
     conn = Store.open(home).connection()
     for name in ("h", "d"):
