@@ -151,14 +151,7 @@ class _Target:
     def upload(self, data: bytes) -> tuple[str, str]:
         """POST a file's content (``/files``); its SHA-256 and the server's receipt."""
         sha = hashlib.sha256(data).hexdigest()
-        answer = self.connection.request(
-            "POST",
-            NATIVE_PREFIX + "/files",
-            content=data,
-            params={"project": self.project, "sha256": sha},
-            headers={"Content-Type": "application/octet-stream"},
-        ).json()
-        return sha, str(answer["receipt"])
+        return sha, self.connection.upload_file(self.project, sha, data)
 
 
 def _send_files(

@@ -25,3 +25,13 @@ def git_repo(tmp_path: Path) -> Path:
     for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "msg"]):
         subprocess.run(["git", *args], cwd=repo, check=True, env=env)
     return repo
+
+
+@pytest.fixture
+def remote_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote run's surroundings as a test sets them: the working directory (where the queue
+    directory ``.despina/`` lands) is the test's, and no token or queue directory comes from the
+    environment."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("DESPINA_API_TOKEN", "NEPTUNE_API_TOKEN", "DESPINA_LOG_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)

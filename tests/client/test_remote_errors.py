@@ -5,7 +5,6 @@ directory or the projects of other workspaces."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,14 +15,9 @@ from despina.errors import AuthError, ProjectNotFound
 from despina.query.exceptions import NeptuneProjectInaccessible
 from serving import ServerProcess, mint, serving_new_store
 
+pytestmark = pytest.mark.usefixtures("remote_env")
+
 QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
-
-
-@pytest.fixture(autouse=True)
-def remote_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # the queue directory .despina/ lands here
-    for name in ("DESPINA_API_TOKEN", "NEPTUNE_API_TOKEN", "DESPINA_LOG_DIRECTORY"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ import despina.query.runs as runs
 from despina.store.http.queue import find_log_queues
 from serving import ServerProcess, mint, serving_new_store
 
+pytestmark = pytest.mark.usefixtures("remote_env")
+
 QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
 
 NEXT_RUN = textwrap.dedent(
@@ -36,13 +38,6 @@ NEXT_RUN = textwrap.dedent(
         run.log_metrics({"a": 1.0}, step=1)
     """
 )
-
-
-@pytest.fixture(autouse=True)
-def remote_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("DESPINA_API_TOKEN", "NEPTUNE_API_TOKEN", "DESPINA_LOG_DIRECTORY"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

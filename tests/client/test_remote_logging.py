@@ -33,15 +33,10 @@ from despina.store.series import lineage, read_float_lineage
 from despina.types import File
 from serving import ServerProcess, free_port, mint, serving_new_store
 
+pytestmark = pytest.mark.usefixtures("remote_env")
+
 QUIET: dict[str, Any] = {"enable_console_log_capture": False, "source_tracking_config": None}
 PROJECTS = ("ws/remote", "ws/local")
-
-
-@pytest.fixture(autouse=True)
-def remote_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # the default queue directory .despina/ lands here
-    for name in ("DESPINA_API_TOKEN", "NEPTUNE_API_TOKEN", "DESPINA_LOG_DIRECTORY"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

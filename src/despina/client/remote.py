@@ -482,15 +482,9 @@ class Sender:
     def _upload(self, sha: str) -> None:
         path = self.queue.file_path(sha)
         data = path.read_bytes()
-        answer = self.connection.request(
-            "POST",
-            NATIVE_PREFIX + "/files",
-            content=data,
-            params={"project": self.project, "sha256": sha},
-            headers={"Content-Type": "application/octet-stream"},
-            deadline=self._deadline(),
-        ).json()
-        self._receipts[sha] = str(answer["receipt"])
+        self._receipts[sha] = self.connection.upload_file(
+            self.project, sha, data, deadline=self._deadline()
+        )
         self.result.files += 1
 
 

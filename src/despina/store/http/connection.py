@@ -306,6 +306,21 @@ class ServerConnection:
         """POST ``body`` as JSON to a native endpoint and return the JSON answer."""
         return self.request("POST", NATIVE_PREFIX + path, json_body=body, deadline=deadline).json()
 
+    def upload_file(
+        self, project: str, sha256: str, data: bytes, *, deadline: float | None = None
+    ) -> str:
+        """Store a file's content in the server's blob store (``/files``); the server's receipt,
+        which a batch that references the content must carry."""
+        answer = self.request(
+            "POST",
+            NATIVE_PREFIX + "/files",
+            content=data,
+            params={"project": project, "sha256": sha256},
+            headers={"Content-Type": "application/octet-stream"},
+            deadline=deadline,
+        ).json()
+        return str(answer["receipt"])
+
     def download(self, path: str, body: Any, target: Path, *, block: int = 1 << 20) -> bool:
         """POST ``body`` to the native endpoint ``path`` and stream the answer into ``target``
         (a block at a time: files may be larger than memory). ``False`` when the server answers
