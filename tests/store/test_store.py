@@ -193,3 +193,13 @@ def test_a_threads_connection_is_closed_when_the_thread_ends(home: Path) -> None
         seen[0].execute("SELECT 1")
     assert store.list_projects() == ["ws/p"]  # this thread's connection is untouched
     store.close()
+
+
+@pytest.mark.sqlite_only  # the embedded store's per-thread connections
+def test_a_connection_outlives_the_store_object_it_came_from(home: Path) -> None:
+    import gc
+
+    Store.open(home).create_project("ws/p")
+    conn = Store.open(home).connection()  # the store object is gone at once
+    gc.collect()
+    assert conn.execute("SELECT name FROM projects").fetchall() == [("p",)]

@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import uuid
+import weakref
 from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,20 +49,26 @@ FILE_MODE = 0o600
 
 class _ClosedWithThread:
     """Held in a thread's local storage beside its connection: when the thread ends and its
-    locals are dropped, the connection is closed and forgotten by the store."""
+    locals are dropped, the connection is closed and forgotten by the store.
+
+    The store is held weakly: when the store object itself goes away first (its thread-local
+    storage with it), the connection is left to whoever still holds it, as it always was."""
 
     __slots__ = ("conn", "store")
 
     def __init__(self, store: SqliteStore, conn: sqlite3.Connection) -> None:
-        self.store = store
+        self.store = weakref.ref(store)
         self.conn = conn
 
     def __del__(self) -> None:
+        store = self.store()
+        if store is None:
+            return
         with contextlib.suppress(Exception):
-            with self.store._lock:
-                if self.conn not in self.store._connections:
+            with store._lock:
+                if self.conn not in store._connections:
                     return  # the store closed it already
-                self.store._connections.remove(self.conn)
+                store._connections.remove(self.conn)
             self.conn.close()
 
 
