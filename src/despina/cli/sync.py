@@ -94,11 +94,7 @@ def _load_queues(
     failed = 0
     for queue in queues:
         result = sync_queue(store, queue, files_from=files_from)
-        state = "queue removed" if result.deleted else "queue kept"
-        console.print(
-            f"{result.project} / {result.run_id}: {counted(result.operations, 'operation')}, "
-            f"{counted(result.files, 'file')}; {state}"
-        )
+        _headline(console, result, "", "queue kept")
         failed += _details(console, result)
     return failed
 
@@ -114,13 +110,7 @@ def _send_queues(
     failed = 0
     for n, queue in enumerate(queues):
         result = send_neptune_queue(queue, connection, files_from=files_from)
-        state = "queue removed" if result.deleted else f"queue kept in {queue}"
-        console.print(
-            f"{result.project} / {result.run_id}: {counted(result.operations, 'operation')}, "
-            f"{counted(result.files, 'file')} sent to {connection.server}; {state}",
-            markup=False,
-            soft_wrap=True,
-        )
+        _headline(console, result, f" sent to {connection.server}", f"queue kept in {queue}")
         if result.error is None:
             failed += _details(console, result)
             continue
@@ -146,6 +136,18 @@ def _send_queues(
     return failed
 
 
+def _headline(console: Console, result: SyncResult, sent: str, kept: str) -> None:
+    """A queue's line: its run, what it held, where that went (``sent``) and whether the
+    queue is gone (else ``kept``)."""
+    state = "queue removed" if result.deleted else kept
+    console.print(
+        f"{result.project} / {result.run_id}: {counted(result.operations, 'operation')}, "
+        f"{counted(result.files, 'file')}{sent}; {state}",
+        markup=False,
+        soft_wrap=True,  # paths are not split across lines
+    )
+
+
 def _details(console: Console, result: SyncResult) -> int:
     """Print a neptune-scale queue's issues and skipped files; 1 if something failed."""
     for issue in result.issues:
@@ -167,13 +169,7 @@ def _details(console: Console, result: SyncResult) -> int:
 def _report(console: Console, result: SyncResult, directory: Path) -> int:
     """Print what a log queue brought; 1 if something failed."""
     errors = [i for i in result.issues if i.severity == "error"]
-    state = "queue removed" if result.deleted else f"queue kept in {directory}"
-    console.print(
-        f"{result.project} / {result.run_id}: {counted(result.operations, 'operation')}, "
-        f"{counted(result.files, 'file')} sent; {state}",
-        markup=False,
-        soft_wrap=True,
-    )
+    _headline(console, result, " sent", f"queue kept in {directory}")
     for issue in result.issues:
         console.print(f"  {issue.severity}: {issue.code}: {issue.message}", markup=False)
     return int(bool(errors) or not result.deleted)
