@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from despina.errors import AuthError, DespinaError
 from despina.store.batch import Batch, IngestIssue
-from despina.store.http.batches import encode_batch, split_batch
-from despina.store.http.connection import NATIVE_PREFIX, ServerConnection, ServerUnreachable
+from despina.store.http.batches import batch_request, encode_batch, issues_of, split_batch
+from despina.store.http.connection import ServerConnection, ServerUnreachable
 from despina.store.op_queues import OperationQueue
 from despina.sync import (
     QueueUnit,
@@ -39,7 +37,6 @@ from despina.sync import (
 
 __all__ = ["send_neptune_queue", "stops_every_queue"]
 
-_ENVELOPE = struct.Struct("<I")
 REQUEST_PREFIX = "neptune-queue"
 """Request ids of synced neptune-scale queues (``<prefix>:<digest>:<part>``): never a despina
 log queue's (``<queue id>:<seq>``)."""
@@ -120,7 +117,7 @@ class _Target:
                 "fork_step": spec.fork_step,
                 "inherit_configs": spec.inherit_configs,
             }
-            return _issues(self.connection.post_json("/runs/create", body))
+            return issues_of(self.connection.post_json("/runs/create", body))
         batches, _, issues = decode_snapshots(unit.snapshots(), int(time.time() * 1000))
         for i, batch in enumerate(batches):
             # parts numbered from the unit: the same unit read again gives the same ids
@@ -132,21 +129,10 @@ class _Target:
         self, batch: Batch, request: str, receipts: Mapping[str, str] | None = None
     ) -> list[IngestIssue]:
         """POST one encoded batch (``/runs/batch``); the issues the server reported."""
-        envelope = json.dumps(
-            {
-                "project": self.project,
-                "run_id": self.run_id,
-                "request": request,
-                "receipts": dict(receipts or {}),
-            }
-        ).encode()
-        answer = self.connection.request(
-            "POST",
-            NATIVE_PREFIX + "/runs/batch",
-            content=_ENVELOPE.pack(len(envelope)) + envelope + encode_batch(batch),
-            headers={"Content-Type": "application/octet-stream"},
-        ).json()
-        return _issues(answer)
+        body = batch_request(
+            self.project, self.run_id, request, dict(receipts or {}), encode_batch(batch)
+        )
+        return issues_of(self.connection.post_batch(body))
 
     def upload(self, data: bytes) -> tuple[str, str]:
         """POST a file's content (``/files``); its SHA-256 and the server's receipt."""
@@ -200,16 +186,3 @@ def _send_files(
     for _, path, temporary in sent:
         if temporary and path.is_relative_to(own):  # the queue's own copy, no longer needed
             path.unlink(missing_ok=True)
-
-
-def _issues(answer: Any) -> list[IngestIssue]:
-    return [
-        IngestIssue(
-            str(raw["code"]),
-            str(raw["message"]),
-            raw.get("path"),
-            str(raw.get("severity", "error")),
-            int(raw.get("count", 1)),
-        )
-        for raw in (answer.get("issues") or [] if isinstance(answer, dict) else [])
-    ]

@@ -24,13 +24,18 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from despina.errors import AuthError, DespinaError, ProjectNotFound, RunNotFound, StoreBusy
 from despina.store.batch import Assign, Batch, IngestIssue
-from despina.store.http.batches import BATCH_MAGIC, decode_batch, encode_batch, split_batch
+from despina.store.http.batches import (
+    BATCH_MAGIC,
+    batch_request,
+    decode_batch,
+    encode_batch,
+    issues_of,
+    split_batch,
+)
 from despina.store.http.connection import (
-    NATIVE_PREFIX,
     ServerConnection,
     ServerUnreachable,
     token_from_environment,
@@ -58,7 +63,6 @@ FIRST_SEND_SECONDS = 3.5
 """How long ``Run()`` tries to reach the server before it goes on with the queue alone (the
 connection's five attempts to a server that refuses connections take about 3 s)."""
 
-_ENVELOPE = struct.Struct("<I")
 _active_leftovers: set[Path] = set()
 _leftovers_lock = threading.Lock()
 _leftover_senders: list[Sender] = []
@@ -132,16 +136,6 @@ class QueueSink:
     def ping(self) -> None:
         self.sender.ping_due = True
         self.sender.wake()
-
-
-def _issue(raw: dict[str, Any]) -> IngestIssue:
-    return IngestIssue(
-        str(raw["code"]),
-        str(raw["message"]),
-        raw.get("path"),
-        str(raw.get("severity", "error")),
-        int(raw.get("count", 1)),
-    )
 
 
 def _batch_blobs(body: bytes) -> list[str]:
@@ -438,7 +432,7 @@ class Sender:
             else:
                 logger.error("despina: the server refused queued %s: %s", op.kind, exc)
             return [], []
-        return [_issue(i) for i in answer.get("issues", [])], []
+        return issues_of(answer), []
 
     def _send_batch(self, op: QueuedOperation, request: str) -> tuple[list[IngestIssue], list[str]]:
         shas = _batch_blobs(op.body)
@@ -462,22 +456,12 @@ class Sender:
                 else:
                     logger.error("despina: %s", text)
         kept = [sha for sha in shas if sha not in refused]
-        envelope = json.dumps(
-            {
-                "project": self.project,
-                "run_id": self.run_id,
-                "request": request,
-                "receipts": {sha: self._receipts[sha] for sha in kept},
-            }
-        ).encode()
-        answer = self.connection.request(
-            "POST",
-            NATIVE_PREFIX + "/runs/batch",
-            content=_ENVELOPE.pack(len(envelope)) + envelope + body,
-            headers={"Content-Type": "application/octet-stream"},
+        receipts = {sha: self._receipts[sha] for sha in kept}
+        answer = self.connection.post_batch(
+            batch_request(self.project, self.run_id, request, receipts, body),
             deadline=self._deadline(),
-        ).json()
-        return [_issue(i) for i in answer.get("issues", [])], shas
+        )
+        return issues_of(answer), shas
 
     def _upload(self, sha: str) -> None:
         path = self.queue.file_path(sha)

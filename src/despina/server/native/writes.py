@@ -11,7 +11,6 @@ resend after a lost answer is answered from the record and applied once.
 from __future__ import annotations
 
 import hmac
-import json
 import struct
 import threading
 import uuid
@@ -34,13 +33,12 @@ from despina.store.access import (
     sha256_hex,
 )
 from despina.store.batch import WARNING, Batch, IngestIssue
-from despina.store.http.batches import decode_batch
+from despina.store.http.batches import decode_batch, split_request
 from despina.store.registry import change_stage, create_model, create_model_version, open_object
 from despina.store.runs import RunSpec, create_run, mark_closed
 
 __all__ = ["ROUTES", "file_receipt", "split_envelope"]
 
-_ENVELOPE = struct.Struct("<I")
 _writers: dict[int, tuple[Any, _Writers]] = {}
 _writers_lock = threading.Lock()
 _create_lock = threading.Lock()
@@ -205,15 +203,13 @@ def file_receipt(state: Any, project: str, sha256: str) -> str:
 
 def split_envelope(data: bytes) -> tuple[dict[str, Any], memoryview]:
     """A batch request's envelope (JSON) and the encoded batch after it."""
-    view = memoryview(data)
     try:
-        (size,) = _ENVELOPE.unpack_from(view, 0)
-        envelope = json.loads(bytes(view[4 : 4 + size]))
+        envelope, batch = split_request(data)
     except (struct.error, ValueError) as exc:
         raise bad_request(f"the body must start with a u32-framed JSON envelope: {exc}") from None
     if not isinstance(envelope, dict):
         raise bad_request("the envelope must be a JSON object")
-    return envelope, view[4 + size :]
+    return envelope, batch
 
 
 def apply_batch_call(state: Any, principal: Principal, body: bytes, params: Any) -> Any:

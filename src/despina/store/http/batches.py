@@ -24,12 +24,30 @@ from typing import Any
 import numpy as np
 
 from despina.errors import ConfigError
-from despina.store.batch import Assign, Batch, MetricColumn, ModifySet, PointAppend, PreviewPoint
+from despina.store.batch import (
+    Assign,
+    Batch,
+    IngestIssue,
+    MetricColumn,
+    ModifySet,
+    PointAppend,
+    PreviewPoint,
+)
 
-__all__ = ["BATCH_MAGIC", "decode_batch", "encode_batch", "split_batch"]
+__all__ = [
+    "BATCH_MAGIC",
+    "batch_request",
+    "decode_batch",
+    "encode_batch",
+    "issues_of",
+    "split_batch",
+    "split_request",
+]
 
 BATCH_MAGIC = b"DSB1"
 _HEAD = struct.Struct("<4sI")
+_ENVELOPE = struct.Struct("<I")
+"""The length of a ``/runs/batch`` request's JSON envelope, before it."""
 
 PART_POINTS = 1_000_000
 """Metric points per encoded part at most (24 MB of buffers): a batch larger than this (a
@@ -292,3 +310,40 @@ def split_batch(batch: Batch, limit: int = PART_POINTS) -> list[Batch]:
     if parts[0].is_empty() and len(parts) > 1:
         parts.pop(0)
     return parts
+
+
+def batch_request(
+    project: str, run_id: str, request: str, receipts: dict[str, str], encoded: bytes
+) -> bytes:
+    """The body of a ``/runs/batch`` request: a u32-framed JSON envelope (the run, the request
+    id recorded with the batch, the receipts of the files it references), then the batch."""
+    envelope = json.dumps(
+        {"project": project, "run_id": run_id, "request": request, "receipts": receipts}
+    ).encode()
+    return _ENVELOPE.pack(len(envelope)) + envelope + encoded
+
+
+def split_request(data: bytes) -> tuple[Any, memoryview]:
+    """A ``/runs/batch`` body's envelope (decoded JSON) and the encoded batch after it.
+
+    Raises:
+        struct.error, ValueError: the body does not start with a framed JSON envelope.
+    """
+    view = memoryview(data)
+    (size,) = _ENVELOPE.unpack_from(view, 0)
+    return json.loads(bytes(view[4 : 4 + size])), view[4 + size :]
+
+
+def issues_of(answer: Any) -> list[IngestIssue]:
+    """The issues a write endpoint's JSON answer reports."""
+    raw_issues = answer.get("issues") if isinstance(answer, dict) else None
+    return [
+        IngestIssue(
+            str(raw["code"]),
+            str(raw["message"]),
+            raw.get("path"),
+            str(raw.get("severity", "error")),
+            int(raw.get("count", 1)),
+        )
+        for raw in raw_issues or []
+    ]

@@ -306,6 +306,17 @@ class ServerConnection:
         """POST ``body`` as JSON to a native endpoint and return the JSON answer."""
         return self.request("POST", NATIVE_PREFIX + path, json_body=body, deadline=deadline).json()
 
+    def post_batch(self, body: bytes, *, deadline: float | None = None) -> Any:
+        """POST a ``/runs/batch`` body (:func:`despina.store.http.batches.batch_request`) and
+        return the JSON answer."""
+        return self.request(
+            "POST",
+            NATIVE_PREFIX + "/runs/batch",
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+            deadline=deadline,
+        ).json()
+
     def upload_file(
         self, project: str, sha256: str, data: bytes, *, deadline: float | None = None
     ) -> str:
