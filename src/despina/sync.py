@@ -124,16 +124,12 @@ class QueueUnit:
         return hasher.hexdigest()
 
 
-def queue_units(
-    ops: OperationQueue, max_operations: int | None = None, max_bytes: int | None = None
-) -> Iterator[QueueUnit]:
+def queue_units(ops: OperationQueue) -> Iterator[QueueUnit]:
     """The queue's operations in sequence order as units (see :class:`QueueUnit`).
 
     Units depend only on the operations from the first one left: a queue whose first units were
     applied and deleted yields the same later units as before.
     """
-    limit = UNIT_OPERATIONS if max_operations is None else max_operations
-    byte_limit = UNIT_BYTES if max_bytes is None else max_bytes
     unit = QueueUnit()
     size = 0
     for sequence, kind, blob in ops.operations():
@@ -146,7 +142,7 @@ def queue_units(
         unit.sequences.append(sequence)
         unit.blobs.append(bytes(blob))
         size += len(blob)
-        if len(unit.sequences) >= limit or size >= byte_limit:
+        if len(unit.sequences) >= UNIT_OPERATIONS or size >= UNIT_BYTES:
             yield unit
             unit, size = QueueUnit(), 0
     if unit.sequences:
