@@ -38,6 +38,17 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     ):
         monkeypatch.delenv(name, raising=False)
     yield home
+    _forget_query_choices()
+
+
+def _forget_query_choices() -> None:
+    """A store or token a test chose for ``despina.query`` (``set_home``, ``set_store``,
+    ``set_api_token``) does not send later tests in the same worker there."""
+    from despina.query import api
+
+    api._home = None
+    api._store_url = None
+    api._api_token = None
 
 
 BACKEND_ENV = "DESPINA_TEST_STORE"

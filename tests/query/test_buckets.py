@@ -62,14 +62,20 @@ def _write(
 
 
 @pytest.fixture(scope="module")
-def bucket_home(
+def bucket_store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     with data.shared_store(request, tmp_path_factory.mktemp("buckets")) as location:
         _build(Store.open(url=location))
-        nq.set_store(location)
         yield location
-        nq.set_store(None)
+
+
+@pytest.fixture
+def bucket_home(bucket_store: str) -> Iterator[str]:
+    """The module's store, read by ``despina.query`` during one test."""
+    nq.set_store(bucket_store)
+    yield bucket_store
+    nq.set_store(None)
 
 
 def _build(store: Store) -> None:
