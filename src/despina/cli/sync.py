@@ -13,8 +13,8 @@ from rich.console import Console
 from despina.cli.locations import store_options
 from despina.errors import DespinaError
 from despina.store import Store
-from despina.store.http.connection import token_from_environment
 from despina.store.http.queue import find_log_queues
+from despina.store.http.tokens import token_from_environment
 from despina.sync import SyncResult, find_queues, send_log_queue, sync_queue
 from despina.wording import counted
 

@@ -19,11 +19,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from despina.client.remote import remote_token
 from despina.client.run import Callback, Run, _os_user
 from despina.client.stores import acquire_store, release_store
 from despina.errors import ConfigError
 from despina.store.http.connection import connection_for
+from despina.store.http.tokens import remote_token
 from despina.store.registry import (
     STAGES,
     change_stage,

@@ -38,9 +38,9 @@ from despina.store.http.batches import (
 from despina.store.http.connection import (
     ServerConnection,
     ServerUnreachable,
-    token_from_environment,
 )
 from despina.store.http.queue import LogQueue, QueuedOperation, QueueLocked, find_log_queues
+from despina.store.http.tokens import remote_token
 
 __all__ = [
     "QueueFiles",
@@ -67,27 +67,6 @@ _active_leftovers: set[Path] = set()
 _leftovers_lock = threading.Lock()
 _leftover_senders: list[Sender] = []
 """Senders of leftover queues this process started (waited for at exit)."""
-
-
-def remote_token(api_token: str | None, home: object = None, store: object = None) -> str | None:
-    """The token a logging object uses, or ``None`` for the local store (the rule of
-    docs/remote-logging.md): an ``api_token=`` argument; else none when ``home=``/``store=``
-    (or ``despina.query.set_home``/``set_store``) names a local store; else a token set with
-    ``despina.query.set_api_token`` or found in the environment."""
-    if api_token:
-        return api_token
-    if home is not None or store is not None:
-        return None
-    from despina.query import api
-
-    if getattr(api, "_home", None) is not None or getattr(api, "_store_url", None) is not None:
-        return None
-    explicit = getattr(api, "explicit_api_token", None)
-    if callable(explicit):
-        found = explicit()
-        if found:
-            return str(found)
-    return token_from_environment()
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from despina.client.artifacts import artifact_value
 from despina.client.buffer import (
@@ -70,10 +70,12 @@ from despina.exceptions import (
 )
 from despina.store import Store
 from despina.store.batch import NO_STEP, Assign, IngestIssue, ModifySet, PointAppend, PreviewPoint
-from despina.store.http.queue import LogQueue
 from despina.store.runs import CreatedRun, RunSpec, create_run, mark_closed, record_close
 from despina.store.writer import RunWriter
 from despina.types import File, as_file
+
+if TYPE_CHECKING:  # the HTTP store (and httpx) loads only when a run logs to a server
+    from despina.store.http.queue import LogQueue
 
 __all__ = ["Run"]
 
@@ -177,7 +179,7 @@ class Run:
         del on_queue_full_callback  # the queue is on disk: it is never full
         if self._mode == "disabled":
             return  # stays "closed": arguments are still checked, nothing is stored
-        from despina.client.remote import remote_token
+        from despina.store.http.tokens import remote_token
 
         token = remote_token(api_token, home, store)
         if token is not None:
@@ -326,7 +328,7 @@ class Run:
         """
         from despina.client.remote import QueueFiles, QueueSink, Sender, send_leftovers
         from despina.store.http.connection import ServerUnreachable, connection_for
-        from despina.store.http.queue import resolve_log_directory
+        from despina.store.http.queue import LogQueue, resolve_log_directory
 
         connection = connection_for(token)
         directory = resolve_log_directory(log_directory)

@@ -39,7 +39,7 @@ class Project:
         store: str | os.PathLike[str] | None = None,
         api_token: str | None = None,
     ):
-        from despina.client.remote import remote_token
+        from despina.store.http.tokens import remote_token
 
         self.name = resolve_project(project)
         token = remote_token(api_token, home, store)

@@ -175,7 +175,7 @@ def remote_token() -> str | None:
     then ``DESPINA_API_TOKEN`` / ``NEPTUNE_API_TOKEN``."""
     if _home is not None or _store_url is not None:
         return None
-    from despina.store.http.connection import token_from_environment
+    from despina.store.http.tokens import token_from_environment
 
     return _api_token or token_from_environment()
 

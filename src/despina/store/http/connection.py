@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -39,6 +38,7 @@ from despina.errors import (
     StoreError,
 )
 from despina.store.http.plain import PlainHttpTransport
+from despina.store.http.tokens import token_from_environment
 
 __all__ = [
     "NATIVE_PREFIX",
@@ -53,9 +53,6 @@ __all__ = [
 
 NATIVE_PREFIX = "/api/despina/v1"
 """Where despina's own endpoints are (docs/remote-api.md); the neptune protocol is elsewhere."""
-
-TOKEN_VARIABLES = ("DESPINA_API_TOKEN", "NEPTUNE_API_TOKEN")
-"""Environment variables holding an API token, in the order they are read."""
 
 _EXCHANGE_PATH = "/api/backend/v1/authorization/oauth-token"
 _RETRIES = 5
@@ -73,15 +70,6 @@ class ServerUnreachable(StoreError):
 
 class TokenRefused(AuthError):
     """The server refused the API token (revoked, expired, or minted by another server)."""
-
-
-def token_from_environment() -> str | None:
-    """The API token of ``DESPINA_API_TOKEN``, else ``NEPTUNE_API_TOKEN`` (None: neither)."""
-    for name in TOKEN_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
 
 
 def server_of_token(token: str) -> str:
