@@ -19,7 +19,8 @@ def test_local_logging_and_reads_do_not_import_the_http_client(home: Path) -> No
 
         with despina.Run(project="team/local", experiment_name="e") as run:
             run.log_metrics({"loss": 1.0}, step=0)
-        assert dq.fetch_metrics(project="team/local", experiments=["e"], attributes="loss").shape == (1, 1)
+        frame = dq.fetch_metrics(project="team/local", experiments=["e"], attributes="loss")
+        assert frame.shape == (1, 1)
         assert len(despina.init_project("team/local").fetch_runs_table().to_rows()) == 1
         print(sorted(m for m in ("httpx", "despina.store.http.connection") if m in sys.modules))
         """

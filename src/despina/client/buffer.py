@@ -817,7 +817,7 @@ class LagMonitor(threading.Thread):
         while not self.stopping.wait(1.0):
             since = self.buffer.first_unstored_at if self.oldest is None else self.oldest()
             behind = since is not None and time.monotonic() - since > self.threshold
-            if behind and not lagging:
+            if behind and not lagging and not self.stopping.is_set():
                 try:
                     self.callback()
                 except Exception:

@@ -275,6 +275,7 @@ class Run:
             raise NeptuneProjectNotProvided(str(exc)) from None
         self._callbacks = {"error": on_error, "warning": on_warning, "network": on_network_error}
         self._last_seen: dict[type, float] = {}
+        self._callbacks_done = False
         self._lock = threading.Lock()
         self._known_paths: set[str] = set()
         self._last_keys: tuple[str, ...] = ()
@@ -729,12 +730,23 @@ class Run:
         return done
 
     def close(self, timeout: float | None = None) -> None:
-        """Store everything logged (waiting at most ``timeout`` seconds) and stop the run."""
+        """Store everything logged (waiting at most ``timeout`` seconds) and stop the run.
+
+        No callback is called once this returns: what the threads still sending or storing
+        report afterwards (a ``close(timeout=...)`` that stopped waiting) goes to the
+        ``despina`` logger instead.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         _open_runs.discard(self)
+        try:
+            self._close(timeout)
+        finally:
+            self._callbacks_done = True
+
+    def _close(self, timeout: float | None) -> None:
         if self._flusher is None:
             return
         if self._console is not None:
@@ -921,7 +933,7 @@ class Run:
         now = time.time()
         last = self._last_seen.get(type(exc))
         self._last_seen[type(exc)] = now
-        callback = self._callbacks.get(kind)
+        callback = None if self._callbacks_done else self._callbacks.get(kind)
         if callback is None:
             (logger.warning if kind == "warning" else logger.error)("%s", exc)
             return
