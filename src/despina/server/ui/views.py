@@ -97,7 +97,8 @@ def ui_state(app: Starlette) -> UiState:
     if state is None:
         server = app.state.despina
         state = UiState(
-            QueryService(server.store),
+            # the retrieval endpoints' service: one attribute cache (kept on disk too) per server
+            server.retrieval.queries,
             Sessions(server.store, load_server_key(server.store)),
             SignInCodes(server.store),
         )
