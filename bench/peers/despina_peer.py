@@ -25,12 +25,15 @@ class Despina(Peer):
     )
     remote_api = (
         "`despina serve --home <read store>` and a workspace token from `despina token create`; "
-        "`despina.query.set_api_token(token)`, then the same two calls as in-process"
+        "`despina.query.set_api_token(token)`, then the same two calls as in-process (the "
+        "worker's untimed import includes despina's HTTP client, `despina.store.http`, as "
+        "`import neptune_query` includes its own)"
     )
 
     def prepare(self) -> None:
         import despina
         import despina.query
+        import despina.store.http.snapshot
 
         self._despina = despina
 
