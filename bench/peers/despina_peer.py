@@ -33,6 +33,8 @@ class Despina(Peer):
     def prepare(self) -> None:
         import despina
         import despina.query
+
+        # the HTTP client, for the rows through a server (a local process never loads it)
         import despina.store.http.snapshot
 
         self._despina = despina
