@@ -50,8 +50,7 @@ def test_repeated_table_is_the_same_and_reads_no_rows(memo_home: Path) -> None:
     first = runs.fetch_runs_table(**CALL)
     before = READ_STATS.rows
     again = runs.fetch_runs_table(**CALL)
-    if _service(memo_home).store.dialect == "sqlite":
-        assert READ_STATS.rows == before
+    assert READ_STATS.rows == before
     assert again.equals(first)
     assert list(again.index) == ["r2", "r3"]
     again.loc["r3", "x"] = -1.0  # a caller's frame is its own
@@ -120,3 +119,34 @@ def test_a_filter_on_the_evaluation_time_is_never_reused(memo_home: Path) -> Non
             keys.append((snap._table_key({"nql": running}), snap._table_key({"nql": steady})))
     assert keys[0][0] != keys[1][0]
     assert keys[0][1] == keys[1][1]
+
+
+def test_postgres_read_version_is_the_read_transactions_snapshot(memo_home: Path) -> None:
+    """Over PostgreSQL the version is ``pg_current_snapshot()``: a commit by another connection
+    after the read transaction began does not change it within the transaction (else a table
+    read at the old snapshot would be kept under the new one, and served stale), changes it
+    for the next transaction, and holds across connections; a read inside a write has none."""
+    store = _service(memo_home).store
+    if store.dialect != "postgresql":
+        pytest.skip("the embedded store's version is per connection (tests above)")
+    assert store.read_versions_shared
+    with store.read() as conn:
+        conn.execute("SELECT count(*) FROM runs").fetchone()  # the snapshot is taken here
+        before = store.read_version(conn)
+        other = Store.open(url=store.url)
+        try:
+            with other.write() as writer:
+                writer.execute("UPDATE runs SET description = 'later' WHERE run_id = 'r3'")
+        finally:
+            other.close()
+        assert store.read_version(conn) == before
+    with store.read() as conn:
+        after = store.read_version(conn)
+    assert after is not None and after != before
+    seen = runs.fetch_runs_table(**CALL)
+    assert seen.loc["r3", "sys/description"] == "later"
+    rows = READ_STATS.rows
+    assert runs.fetch_runs_table(**CALL).equals(seen)  # from any pooled connection
+    assert READ_STATS.rows == rows
+    with store.write() as conn, store.read() as nested:
+        assert store.read_version(nested) is None

@@ -531,10 +531,11 @@ class Snapshot:
             return operations.read_table(self, **arguments)
         key = self._table_key(arguments)
         memo = self.service.tables
-        found = memo.get(key, self.conn, version)
+        owner = None if self.service.store.read_versions_shared else self.conn
+        found = memo.get(key, owner, version)
         if found is None:
             found = operations.read_table(self, **arguments)
-            memo.put(key, self.conn, version, found)
+            memo.put(key, owner, version, found)
         return found
 
     def _table_key(self, arguments: dict[str, Any]) -> tuple[Any, ...]:

@@ -41,7 +41,8 @@ class TableMemo:
         self._entries: OrderedDict[Hashable, tuple[Any, Hashable, TableData, int]] = OrderedDict()
 
     def get(self, key: Hashable, conn: Any, version: Hashable) -> TableData | None:
-        """The table kept for ``key`` if it was read on ``conn`` at ``version``."""
+        """The table kept for ``key`` if it was read on ``conn`` at ``version`` (``conn``
+        ``None``: a store whose read versions hold in every connection)."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry[0] is not conn or entry[1] != version:

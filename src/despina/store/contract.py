@@ -146,11 +146,15 @@ class Store(abc.ABC):
     def read(self) -> contextlib.AbstractContextManager[Any]:
         """A read transaction: every statement inside sees the same snapshot."""
 
+    read_versions_shared: bool = False
+    """Whether values of :meth:`read_version` compare across this store's connections (else:
+    only values of one connection)."""
+
     def read_version(self, conn: Any) -> Hashable | None:
         """A value that is the same in two read transactions on ``conn`` only when nothing was
         written to the store in between, by any connection or process (``None``: this store
         cannot tell cheaply). Called inside :meth:`read`, it describes that snapshot. Compare
-        values of one connection only: they mean nothing across connections.
+        values of one connection only, unless :attr:`read_versions_shared`.
         """
         return None
 

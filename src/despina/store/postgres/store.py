@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,8 @@ class PgConnection:
         self.raw = raw
         self.display = display
         self.in_transaction = False
+        self.snapshot_read = False
+        """Inside a read transaction of its own (not a read nested in a write)."""
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
         plan = translate(sql)
@@ -261,13 +263,27 @@ class PostgresStore(Store):
             yield conn
             return
         conn.raw.execute(b"BEGIN ISOLATION LEVEL REPEATABLE READ")
-        conn.in_transaction = True
+        conn.in_transaction = conn.snapshot_read = True
         try:
             yield conn
         finally:
-            conn.in_transaction = False
+            conn.in_transaction = conn.snapshot_read = False
             with contextlib.suppress(psycopg.Error):
                 conn.raw.execute(b"COMMIT")
+
+    read_versions_shared = True
+
+    def read_version(self, conn: Any) -> Hashable | None:
+        """The read transaction's snapshot (``pg_current_snapshot()``: the oldest transaction
+        still running, the next transaction id, those running in between). Transaction ids are
+        given only to writing transactions, cluster-wide, so two equal snapshots see the same
+        committed data; the value holds in every connection. A repeatable-read transaction's
+        statements share its snapshot, so this is the one the transaction's reads saw. ``None``
+        for a read inside a write, which sees its own uncommitted rows."""
+        if not getattr(conn, "snapshot_read", False):
+            return None
+        row = conn.raw.execute(b"SELECT pg_current_snapshot()::text").fetchone()
+        return None if row is None else str(row[0])
 
     def sync(self) -> None:
         # a commit under synchronous_commit=on waits for the WAL up to it, which covers every
