@@ -4,6 +4,7 @@ local store decides it is local here and never imports ``httpx``."""
 from __future__ import annotations
 
 import os
+import sys
 
 __all__ = ["TOKEN_VARIABLES", "remote_token", "token_from_environment"]
 
@@ -29,8 +30,11 @@ def remote_token(api_token: str | None, home: object = None, store: object = Non
         return api_token
     if home is not None or store is not None:
         return None
-    from despina.query import api
-
+    # set_home / set_store / set_api_token live there: not imported, none was called (and a
+    # training script's first Run does not pay for importing pandas)
+    api = sys.modules.get("despina.query.api")
+    if api is None:
+        return token_from_environment()
     if getattr(api, "_home", None) is not None or getattr(api, "_store_url", None) is not None:
         return None
     explicit = getattr(api, "explicit_api_token", None)
