@@ -104,10 +104,3 @@ def local_snapshot(
         return QueryService.for_home(directory, url=location).snapshot(project)
 
     return open_
-
-
-@pytest.fixture(autouse=True)
-def no_token_left() -> Iterator[None]:
-    """``set_api_token`` in a test does not send later tests to a server."""
-    yield
-    api._api_token = None
